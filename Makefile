@@ -1,0 +1,45 @@
+# fastnst — `make help` lists the targets.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast lint format gatys train stylize bench clean
+
+help: ## show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## create .venv and install fastnst (editable) with dev extras
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,onnx]'
+
+test: ## run the test suite (fails if no test ran)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: ## unit tests only (skip slow integration tests)
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+lint: ## ruff check
+	$(BIN)/ruff check src tests scripts *.py
+
+format: ## ruff format + autofix
+	$(BIN)/ruff format src tests scripts *.py
+	$(BIN)/ruff check --fix src tests scripts *.py
+
+gatys: ## Gatys optimization, e.g. make gatys ARGS="style=starry_night content=photo.jpg"
+	$(BIN)/python gatys.py $(ARGS)
+
+train: ## train a feed-forward network, e.g. make train ARGS="style=scream experiment=cpu_quick"
+	$(BIN)/python train.py $(ARGS)
+
+stylize: ## stylize with a trained model, e.g. make stylize ARGS="model=outputs/... input=a.jpg output=b.png"
+	$(BIN)/python stylize.py $(ARGS)
+
+bench: ## run the benchmarks (slow)
+	$(BIN)/python scripts/bench_gatys.py
+	$(BIN)/python scripts/bench_train.py
+
+clean: ## remove caches (keeps .venv and outputs)
+	rm -rf .pytest_cache .ruff_cache src/*.egg-info

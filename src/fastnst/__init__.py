@@ -1,0 +1,15 @@
+"""fastnst: fast neural style transfer (Gatys optimization and feed-forward networks)."""
+
+from fastnst.errors import FastNSTError
+
+__all__ = ["FastNSTError", "Stylizer"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Stylizer pulls in torch-heavy code; import it lazily so `import fastnst` stays cheap.
+    if name == "Stylizer":
+        from fastnst.stylize import Stylizer
+
+        return Stylizer
+    raise AttributeError(name)

@@ -1,0 +1,145 @@
+"""Perceptual losses on frozen VGG19 features: content, style (Gram) and total variation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fastnst.vgg import VGG19Features
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C) Gram matrix normalized by C*H*W."""
+    b, c, h, w = features.shape
+    f = features.reshape(b, c, h * w)
+    # fp32 accumulation: Grams of large maps overflow fp16/bf16 range and precision
+    f = f.float()
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(features.float(), target.float())
+
+
+def style_loss(gram: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """MSE between Grams; a (1, C, C) target broadcasts over the batch."""
+    return F.mse_loss(gram, target_gram.expand_as(gram))
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Total variation: mean absolute difference between neighbouring pixels."""
+    dh = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
+    dw = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
+    return dh + dw
+
+
+def _as_weights(layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
+    if isinstance(layers, Mapping):
+        return {str(k): float(v) for k, v in layers.items()}
+    return {str(name): 1.0 for name in layers}
+
+
+class PerceptualLoss(nn.Module):
+    """alpha * content + beta * style + tv_weight * tv, on one VGG19 pass.
+
+    Args:
+        content_layers: names (weight 1 each) or {name: weight}.
+        style_layers: names (weight 1 each) or {name: weight}.
+        alpha, beta, tv_weight: weights of the content, style and total-variation terms.
+        vgg: a VGG19Features; built from `vgg_weights` when None.
+
+    Call `set_style(images, weights)` once, then `forward(image, content_features)` returns a dict
+    with "total", "content", "style", "tv", "content/<layer>" and "style/<layer>" (unweighted
+    per-layer terms, for logging).
+    """
+
+    def __init__(
+        self,
+        content_layers: Sequence[str] | Mapping[str, float] = ("block5_conv2",),
+        style_layers: Sequence[str] | Mapping[str, float] = (
+            "block1_conv1",
+            "block2_conv1",
+            "block3_conv1",
+            "block4_conv1",
+            "block5_conv1",
+        ),
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        tv_weight: float = 0.0,
+        vgg: VGG19Features | None = None,
+        vgg_weights: str = "embedded",
+    ):
+        super().__init__()
+        self.content_weights = _as_weights(content_layers)
+        self.style_weights = _as_weights(style_layers)
+        self.alpha, self.beta, self.tv_weight = float(alpha), float(beta), float(tv_weight)
+        layers = list(dict.fromkeys([*self.content_weights, *self.style_weights]))
+        self.vgg = vgg if vgg is not None else VGG19Features(layers, weights=vgg_weights)
+        missing = [n for n in layers if n not in self.vgg.layers]
+        if missing:
+            raise ValueError(f"the VGG extractor does not return {missing}")
+        self._targets: dict[str, torch.Tensor] = {}
+
+    # Style targets live outside the state dict: they are derived from the style images + config.
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self._targets = {k: fn(v) for k, v in self._targets.items()}
+        return self
+
+    @property
+    def has_style(self) -> bool:
+        return bool(self._targets)
+
+    @torch.no_grad()
+    def style_grams(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.vgg(image)
+        return {name: gram_matrix(feats[name]).mean(0, keepdim=True) for name in self.style_weights}
+
+    @torch.no_grad()
+    def set_style(self, images: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> None:
+        """Target Grams = weighted mean of each style image's Grams (weights normalized)."""
+        images = list(images)
+        if not images:
+            raise ValueError("set_style needs at least one style image")
+        weights = [1.0] * len(images) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(images) or sum(weights) <= 0:
+            raise ValueError(f"need one positive weight per style image, got {weights} for {len(images)} images")
+        total = sum(weights)
+        device = next(iter(self.vgg.parameters())).device
+        targets: dict[str, torch.Tensor] = {}
+        for img, w in zip(images, weights):
+            for name, g in self.style_grams(img.to(device)).items():
+                targets[name] = targets.get(name, 0) + g * (w / total)
+        self.set_style_targets(targets)
+
+    def set_style_targets(self, grams: Mapping[str, torch.Tensor]) -> None:
+        device = next(iter(self.vgg.parameters())).device
+        self._targets = {k: v.detach().float().to(device) for k, v in grams.items()}
+
+    @torch.no_grad()
+    def content_features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.vgg(image)
+        return {name: feats[name].detach() for name in self.content_weights}
+
+    def forward(self, image: torch.Tensor, content_features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self._targets:
+            raise RuntimeError("PerceptualLoss.set_style() must be called before computing the loss")
+        feats = self.vgg(image)
+        terms: dict[str, torch.Tensor] = {}
+        content = image.new_zeros((), dtype=torch.float32)
+        for name, w in self.content_weights.items():
+            term = content_loss(feats[name], content_features[name])
+            terms[f"content/{name}"] = term.detach()
+            content = content + w * term
+        style = image.new_zeros((), dtype=torch.float32)
+        for name, w in self.style_weights.items():
+            term = style_loss(gram_matrix(feats[name]), self._targets[name])
+            terms[f"style/{name}"] = term.detach()
+            style = style + w * term
+        tv = tv_loss(image.float()) if self.tv_weight else image.new_zeros((), dtype=torch.float32)
+        total = self.alpha * content + self.beta * style + self.tv_weight * tv
+        terms.update(total=total, content=content.detach(), style=style.detach(), tv=tv.detach())
+        return terms

@@ -1,0 +1,138 @@
+"""The feed-forward image transformation network (Johnson et al. 2016, instance norm of
+Ulyanov et al. 2016, upsample-then-conv of Odena et al. 2016 against checkerboard artifacts),
+and its small exported file format for inference."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fastnst.errors import FastNSTError
+
+EXPORT_FORMAT = "fastnst.transformer"
+EXPORT_VERSION = 1
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise FastNSTError(f"model.norm must be instance, batch or none, got {kind!r}")
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection pad + conv (+ norm + ReLU)."""
+
+    def __init__(self, cin, cout, kernel, stride=1, norm="instance", relu=True):
+        layers = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+        if norm is not None:
+            layers.append(_norm(norm, cout))
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels, norm="instance"):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvLayer(channels, channels, 3, norm=norm),
+            ConvLayer(channels, channels, 3, norm=norm, relu=False),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class UpsampleConv(nn.Module):
+    """Nearest-neighbour upsample to an explicit size, then conv: no checkerboard artifacts and
+    the output matches the skip size exactly for odd inputs."""
+
+    def __init__(self, cin, cout, kernel=3, norm="instance"):
+        super().__init__()
+        self.conv = ConvLayer(cin, cout, kernel, norm=norm)
+
+    def forward(self, x, size):
+        return self.conv(F.interpolate(x, size=size, mode="nearest"))
+
+
+class TransformerNet(nn.Module):
+    """Image (B, 3, H, W) in [0, 1] -> stylized image of the same size in [0, 1].
+
+    Args:
+        channels: widths of the three stages (Johnson: 32, 64, 128).
+        num_residual: residual blocks at the bottleneck (Johnson: 5).
+        norm: "instance" (Ulyanov et al.), "batch" (Johnson's original) or "none".
+    """
+
+    def __init__(self, channels: Sequence[int] = (32, 64, 128), num_residual: int = 5, norm: str = "instance"):
+        super().__init__()
+        c1, c2, c3 = (int(c) for c in channels)
+        self.config = {"channels": [c1, c2, c3], "num_residual": int(num_residual), "norm": norm}
+        self.down1 = ConvLayer(3, c1, 9, norm=norm)
+        self.down2 = ConvLayer(c1, c2, 3, stride=2, norm=norm)
+        self.down3 = ConvLayer(c2, c3, 3, stride=2, norm=norm)
+        self.residuals = nn.Sequential(*[ResidualBlock(c3, norm=norm) for _ in range(int(num_residual))])
+        self.up1 = UpsampleConv(c3, c2, norm=norm)
+        self.up2 = UpsampleConv(c2, c1, norm=norm)
+        self.out = ConvLayer(c1, 3, 9, norm=None, relu=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h1 = self.down1(x)
+        h2 = self.down2(h1)
+        h = self.residuals(self.down3(h2))
+        h = self.up1(h, h2.shape[-2:])
+        h = self.up2(h, h1.shape[-2:])
+        # sigmoid keeps the output in [0, 1] with gradients everywhere (a clamp would kill them)
+        return torch.sigmoid(self.out(h))
+
+
+def save_exported(path: str | os.PathLike, net: TransformerNet, meta: dict | None = None) -> Path:
+    """Write the transformer alone (weights + config to rebuild it + format version), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "config": dict(net.config),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_exported(path: str | os.PathLike, map_location="cpu") -> tuple[TransformerNet, dict]:
+    """Rebuild a TransformerNet from an exported file; returns (net in eval mode, meta)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FastNSTError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise FastNSTError(f"{path}: cannot read model file, truncated or not a torch file ({type(e).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
+        raise FastNSTError(f"{path}: not an exported fastnst transformer (no '{EXPORT_FORMAT}' format tag)")
+    if int(payload.get("version", -1)) > EXPORT_VERSION:
+        raise FastNSTError(
+            f"{path}: exported with format version {payload['version']}, this fastnst reads up to {EXPORT_VERSION}"
+        )
+    net = TransformerNet(**payload["config"])
+    net.load_state_dict(payload["state_dict"])
+    return net.eval(), payload.get("meta", {})
