@@ -6,7 +6,7 @@ Inside fastnst every image is an RGB float tensor in [0, 1] of shape (B, 3, H, W
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 import warnings
 from pathlib import Path
 
@@ -21,27 +21,47 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
 
 
+def _one_line(text: object) -> str:
+    """Library messages can span lines; ours are one line (entry points print them as is)."""
+    return " ".join(str(text).split())
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def find_images(folder: str | os.PathLike) -> list[Path]:
-    """All image files under `folder` (recursively), sorted for a stable order."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p))
+    """All image files under `folder` (recursively), sorted for a stable order.
+
+    Hidden files and folders (".name": editor backups, macOS "._" forks, our own temp files)
+    are skipped. Raises ImageError when `folder` is not a folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a folder" if folder.exists() else f"{folder}: folder not found")
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and is_image_file(p)
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB (alpha composited on white, 16-bit scaled, CMYK converted)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16/32-bit grayscale: scale to 8 bits instead of letting convert() clip at 255.
+        # "I;16*" is 16-bit by definition; plain "I" is guessed from its values.
         arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max(initial=0) > 255 or img.mode.startswith("I;16") else 255.0
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
         return Image.fromarray((arr / peak * 255.0).clip(0, 255).round().astype(np.uint8)).convert("RGB")
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
         return Image.fromarray((arr / peak * 255.0).clip(0, 255).round().astype(np.uint8)).convert("RGB")
-    if img.mode == "P" and "transparency" in img.info:
+    if img.mode in ("P", "L", "RGB") and "transparency" in img.info:
+        # palette / grayscale / RGB with a transparent colour key (GIF, PNG tRNS)
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
@@ -51,14 +71,17 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def open_rgb(path: str | os.PathLike) -> Image.Image:
-    """Open any image Pillow reads as an 8-bit RGB PIL image, or raise ImageError naming the file."""
+    """Open any image Pillow reads as an 8-bit RGB PIL image, or raise ImageError naming the file.
+
+    EXIF orientation is applied; animated images give their first frame.
+    """
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: file not found")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, expected an image file")
     if not os.access(path, os.R_OK):
-        raise ImageError(f"{path}: permission denied")
+        raise ImageError(f"{path}: permission denied (cannot read the file)")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file (0 bytes)")
     try:
@@ -71,29 +94,38 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{path}: image too large, refusing a possible decompression bomb ({e})") from None
+        raise ImageError(
+            f"{path}: image too large, refusing a possible decompression bomb ({_one_line(e)})"
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        msg = str(e)
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied (cannot read the file)") from None
+    except MemoryError:
+        raise ImageError(f"{path}: image too large to decode in memory") from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure on a user file is a user error
+        msg = _one_line(e) or type(e).__name__
         if "truncated" in msg.lower():
             raise ImageError(f"{path}: truncated or corrupt image ({msg})") from None
         raise ImageError(f"{path}: cannot decode image ({msg})") from None
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> float tensor (1, 3, H, W) in [0, 1]."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    """PIL image (any mode) -> RGB float tensor (1, 3, H, W) in [0, 1]."""
+    arr = np.asarray(_to_rgb(img), dtype=np.uint8).copy()
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
-    """Float tensor (1, 3, H, W) or (3, H, W) in [0, 1] -> PIL RGB."""
+    """Float tensor (1, 3, H, W) or (3, H, W) in [0, 1] -> PIL RGB (values clamped, NaN -> 0)."""
     if t.dim() == 4:
         if t.shape[0] != 1:
             raise ValueError(f"expected one image, got a batch of {t.shape[0]}")
         t = t[0]
-    arr = t.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    if t.dim() != 3 or t.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) RGB image tensor, got shape {tuple(t.shape)}")
+    t = torch.nan_to_num(t.detach().float(), nan=0.0)
+    arr = t.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr, "RGB")
 
 
@@ -109,7 +141,7 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> torch.Tensor
     """Read an image file as (1, 3, H, W) float in [0, 1]; `size` = longer side in px."""
     img = open_rgb(path)
     if size:
-        h, w = fit_size(img.height, img.width, size)
+        h, w = fit_size(img.height, img.width, int(size))
         if (h, w) != (img.height, img.width):
             img = img.resize((w, h), Image.LANCZOS)
     return pil_to_tensor(img)
@@ -117,7 +149,8 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> torch.Tensor
 
 def resize_tensor(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize a (B, 3, H, W) image tensor to (h, w) with antialiasing when shrinking."""
-    if tuple(t.shape[-2:]) == tuple(size):
+    size = (int(size[0]), int(size[1]))
+    if tuple(t.shape[-2:]) == size:
         return t
     return F.interpolate(t, size=size, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
 
@@ -129,23 +162,53 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise ImageError(
             f"{path}: unsupported output extension '{path.suffix}' (use one of {', '.join(SAVE_FORMATS)})"
         )
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, expected an output file name")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: already exists; pass overwrite=true to replace it")
     return path
 
 
-def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write PNG/JPEG/WebP by extension, atomically (temp file + rename)."""
-    path = check_output_path(path, overwrite)
-    img = tensor_to_pil(image) if isinstance(image, torch.Tensor) else image.convert("RGB")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = SAVE_FORMATS[path.suffix.lower()]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished temp file into place. Without overwrite, a hard link refuses to
+    replace a file that appeared since check_output_path (no race with a parallel writer)."""
+    if overwrite:
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExistsError(f"{path}: already exists; pass overwrite=true to replace it") from None
+    except OSError:
+        # filesystems without hard links: fall back to a plain (atomic) rename
+        if path.exists():
+            raise OutputExistsError(f"{path}: already exists; pass overwrite=true to replace it") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write PNG/JPEG/WebP/BMP by extension, atomically (temp file + rename).
+
+    Refuses to replace an existing file unless `overwrite` (OutputExistsError); write failures
+    (read-only folder, disk full) raise ImageError naming the file.
+    """
+    path = check_output_path(path, overwrite)
+    img = tensor_to_pil(image) if isinstance(image, torch.Tensor) else _to_rgb(image)
+    fmt = SAVE_FORMATS[path.suffix.lower()]
+    # hidden temp name in the same folder (rename is atomic only within a filesystem);
+    # os.open with 0o666 lets the umask decide the final permissions, unlike mkstemp's 0o600
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                img.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+            _publish(tmp, path, overwrite)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot write image ({_one_line(e.strerror or e)})") from None
     return path

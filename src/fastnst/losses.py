@@ -14,19 +14,23 @@ from fastnst.vgg import VGG19Features
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, C) Gram matrix normalized by C*H*W."""
     b, c, h, w = features.shape
-    f = features.reshape(b, c, h * w)
-    # fp32 accumulation: Grams of large maps overflow fp16/bf16 range and precision
-    f = f.float()
-    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+    f = features.reshape(b, c, h * w).float()
+    # fp32 accumulation: Grams of large maps overflow fp16/bf16 range and precision. Autocast
+    # would cast bmm back to half, so it is switched off here.
+    with torch.autocast(device_type=f.device.type, enabled=False):
+        return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(features.float(), target.float())
+    """MSE between feature maps; a (1, C, H, W) target broadcasts over the batch."""
+    features = features.float()
+    return F.mse_loss(features, target.float().expand_as(features))
 
 
 def style_loss(gram: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
     """MSE between Grams; a (1, C, C) target broadcasts over the batch."""
-    return F.mse_loss(gram, target_gram.expand_as(gram))
+    gram = gram.float()
+    return F.mse_loss(gram, target_gram.float().expand_as(gram))
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:
@@ -36,10 +40,16 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dh + dw
 
 
-def _as_weights(layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
+def _as_weights(layers: str | Sequence[str] | Mapping[str, float]) -> dict[str, float]:
+    if isinstance(layers, str):  # one layer name, not a sequence of characters
+        return {layers: 1.0}
     if isinstance(layers, Mapping):
         return {str(k): float(v) for k, v in layers.items()}
     return {str(name): 1.0 for name in layers}
+
+
+def _keep_float32(moved: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    return moved if moved.dtype == torch.float32 else original.to(moved.device)
 
 
 class PerceptualLoss(nn.Module):
@@ -81,17 +91,23 @@ class PerceptualLoss(nn.Module):
         missing = [n for n in layers if n not in self.vgg.layers]
         if missing:
             raise ValueError(f"the VGG extractor does not return {missing}")
-        self._targets: dict[str, torch.Tensor] = {}
+        self._targets: dict[str, torch.Tensor] | None = None
 
     # Style targets live outside the state dict: they are derived from the style images + config.
+    # They follow the module's device (.to/.cuda) but stay float32 (fp16 would underflow small
+    # Gram entries), whatever dtype the module is cast to.
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
-        self._targets = {k: fn(v) for k, v in self._targets.items()}
+        if self._targets:
+            self._targets = {k: _keep_float32(fn(v), v) for k, v in self._targets.items()}
         return self
 
     @property
     def has_style(self) -> bool:
-        return bool(self._targets)
+        return self._targets is not None
+
+    def _device(self) -> torch.device:
+        return next(iter(self.vgg.parameters())).device
 
     @torch.no_grad()
     def style_grams(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -105,10 +121,12 @@ class PerceptualLoss(nn.Module):
         if not images:
             raise ValueError("set_style needs at least one style image")
         weights = [1.0] * len(images) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(images) or sum(weights) <= 0:
-            raise ValueError(f"need one positive weight per style image, got {weights} for {len(images)} images")
+        if len(weights) != len(images) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(
+                f"need one non-negative weight per style image (positive sum), got {weights} for {len(images)} images"
+            )
         total = sum(weights)
-        device = next(iter(self.vgg.parameters())).device
+        device = self._device()
         targets: dict[str, torch.Tensor] = {}
         for img, w in zip(images, weights):
             for name, g in self.style_grams(img.to(device)).items():
@@ -116,8 +134,12 @@ class PerceptualLoss(nn.Module):
         self.set_style_targets(targets)
 
     def set_style_targets(self, grams: Mapping[str, torch.Tensor]) -> None:
-        device = next(iter(self.vgg.parameters())).device
-        self._targets = {k: v.detach().float().to(device) for k, v in grams.items()}
+        """Use precomputed target Grams {layer: (1, C, C)} (e.g. from `style_grams`)."""
+        missing = [name for name in self.style_weights if name not in grams]
+        if missing:
+            raise ValueError(f"style targets lack the style layers {missing}")
+        device = self._device()
+        self._targets = {name: grams[name].detach().float().to(device) for name in self.style_weights}
 
     @torch.no_grad()
     def content_features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -125,7 +147,7 @@ class PerceptualLoss(nn.Module):
         return {name: feats[name].detach() for name in self.content_weights}
 
     def forward(self, image: torch.Tensor, content_features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if not self._targets:
+        if self._targets is None:
             raise RuntimeError("PerceptualLoss.set_style() must be called before computing the loss")
         feats = self.vgg(image)
         terms: dict[str, torch.Tensor] = {}

