@@ -60,3 +60,49 @@ def synthetic_style(tmp_path) -> Path:
     path = tmp_path / "style.png"
     Image.fromarray(arr, "RGB").save(path)
     return path
+
+
+@pytest.fixture
+def compose_train(tmp_path):
+    """compose_train(*overrides) -> the train config composed like `python train.py ...`, with
+    run_dir in tmp_path (no Hydra runtime needed)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from fastnst.config import CONFIG_DIR
+
+    def factory(*overrides, run_dir=None):
+        GlobalHydra.instance().clear()
+        run_dir = run_dir or tmp_path / "run"
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=[*overrides, f"run_dir={run_dir}"])
+        GlobalHydra.instance().clear()
+        return cfg
+
+    return factory
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """photo_folder(n=8, size=(56, 48)) -> a folder of n synthetic photos."""
+
+    def factory(n=8, size=(56, 48), name="photos"):
+        folder = tmp_path / name
+        for i in range(n):
+            make_image(folder / f"{i:03d}.png", size=size, seed=100 + i)
+        return folder
+
+    return factory
+
+
+@pytest.fixture
+def style_env(monkeypatch, tmp_path, synthetic_style):
+    """Point FASTNST_DATA's styles at a synthetic painting so presets resolve hermetically."""
+    data = tmp_path / "data"
+    (data / "styles").mkdir(parents=True)
+    import shutil
+
+    for name in ("starry_night", "the_scream"):
+        shutil.copy(synthetic_style, data / "styles" / f"{name}.jpg")
+    monkeypatch.setenv("FASTNST_DATA", str(data))
+    return data

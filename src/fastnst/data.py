@@ -24,10 +24,11 @@ from functools import partial
 from pathlib import Path
 
 import kornia.augmentation as K
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fastnst.config import resolve_user_path
 from fastnst.errors import FastNSTError, ImageError
@@ -83,14 +84,17 @@ def resize_shorter_side(img: Image.Image, size: int) -> Image.Image:
 class ImageFiles(Dataset):
     """Image files -> (3, S, S) tensors, or None for a file that cannot be decoded.
 
-    train=True: resize the shorter side to ~1.15 S, then a random S x S crop (torch RNG, which
-    DataLoader/Lightning seed per worker). train=False: resize to S and center crop.
+    train=True: resize the shorter side to ~1.15 S, then a random S x S crop. The crop is drawn
+    from an RNG seeded by (seed, item code) -- see EpochSampler -- so it does not depend on
+    worker processes or on what ran before: a resumed run sees exactly the same crops.
+    train=False: resize to S and center crop.
     """
 
-    def __init__(self, paths: Sequence[Path], image_size: int, train: bool):
+    def __init__(self, paths: Sequence[Path], image_size: int, train: bool, seed: int = 0):
         self.paths = [str(p) for p in paths]
         self.image_size = image_size
         self.train = train
+        self.seed = seed
         # One flag per file in shared memory, so each bad file is warned about once in total,
         # not once per worker process or per epoch.
         self.warned = torch.zeros(len(self.paths), dtype=torch.uint8).share_memory_()
@@ -98,27 +102,55 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def load(self, index: int) -> torch.Tensor:
-        """Decode and crop one file; raises ImageError naming it."""
+    def load(self, code: int) -> torch.Tensor:
+        """Decode and crop one file (item code = epoch * len + index); raises ImageError naming it."""
         s = self.image_size
-        img = open_rgb(self.paths[index])
+        img = open_rgb(self.paths[code % len(self.paths)])
         img = resize_shorter_side(img, round(s * TRAIN_RESIZE_MARGIN) if self.train else s)
         w, h = img.size
         if self.train:
-            left = int(torch.randint(0, w - s + 1, ()).item())
-            top = int(torch.randint(0, h - s + 1, ()).item())
+            rng = np.random.default_rng([self.seed, code])
+            left, top = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
         else:
             left, top = (w - s) // 2, (h - s) // 2
         return pil_to_tensor(img.crop((left, top, left + s, top + s)))[0]
 
-    def __getitem__(self, index: int) -> torch.Tensor | None:
+    def __getitem__(self, code: int) -> torch.Tensor | None:
         try:
-            return self.load(index)
+            return self.load(code)
         except ImageError as e:
+            index = code % len(self.paths)
             if not self.warned[index]:
                 self.warned[index] = 1
                 warnings.warn(f"skipping unreadable training image: {e}", stacklevel=1)
             return None
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch (Lightning calls set_epoch), yielding item codes
+    epoch * n + index so the dataset can seed each crop by (epoch, index).
+
+    `skip_batches` makes the next epoch start that many batches in: a run resumed from a
+    mid-epoch checkpoint then continues with exactly the batches the killed run would have seen.
+    """
+
+    def __init__(self, n: int, seed: int, batch_size: int):
+        self.n, self.seed, self.batch_size = n, seed, batch_size
+        self.epoch = 0
+        self.skip_batches = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+        order = torch.randperm(self.n, generator=generator).tolist()
+        start, self.skip_batches = self.skip_batches * self.batch_size, 0
+        for index in order[start:]:
+            yield self.epoch * self.n + index
 
 
 def collate_images(samples: list[torch.Tensor | None], image_size: int) -> dict[str, torch.Tensor]:
@@ -153,10 +185,14 @@ class StyleDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         if layout not in LAYOUTS:
-            raise FastNSTError(f"data.layout={layout!r}: unknown layout (use one of {', '.join(LAYOUTS)})")
+            raise FastNSTError(
+                f"data.layout={layout!r}: unknown layout (use one of {', '.join(LAYOUTS)})"
+            )
         scale = tuple(float(v) for v in scale)
         if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
-            raise FastNSTError(f"data.scale={list(scale)}: expected [low, high] with 0 < low <= high <= 1")
+            raise FastNSTError(
+                f"data.scale={list(scale)}: expected [low, high] with 0 < low <= high <= 1"
+            )
         if not 0 <= val_fraction < 1:
             raise FastNSTError(f"data.val_fraction={val_fraction}: expected a fraction in [0, 1)")
         for key, value in (("image_size", image_size), ("batch_size", batch_size)):
@@ -194,9 +230,13 @@ class StyleDataModule(pl.LightningDataModule):
         """(train, val) file lists for the layout, before capping. Raises FastNSTError."""
         root = resolve_user_path(self.root)
         if not root.is_dir():
-            raise self._no_images(root, "data folder not found" if not root.exists() else "not a folder")
+            raise self._no_images(
+                root, "data folder not found" if not root.exists() else "not a folder"
+            )
         if self.layout == "imagenet":
-            found = {s: find_images(root / s) if (root / s).is_dir() else [] for s in ("train", "val")}
+            found = {
+                s: find_images(root / s) if (root / s).is_dir() else [] for s in ("train", "val")
+            }
             missing = [s for s, paths in found.items() if not paths]
             if missing:
                 raise self._no_images(root, f"no images found in {' and '.join(missing)}")
@@ -204,7 +244,9 @@ class StyleDataModule(pl.LightningDataModule):
         if self.layout == "flat":
             # Same rule as find_images, one level only: hidden files (editor/OS droppings) skipped.
             paths = sorted(
-                p for p in root.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith(".")
+                p
+                for p in root.iterdir()
+                if p.is_file() and is_image_file(p) and not p.name.startswith(".")
             )
         else:
             paths = find_images(root)
@@ -225,8 +267,14 @@ class StyleDataModule(pl.LightningDataModule):
                 f"{resolve_user_path(self.root)}: only {len(train)} training images, "
                 f"fewer than data.batch_size={self.batch_size}"
             )
-        self.train_set = ImageFiles(train, self.image_size, train=True)
+        self.train_set = ImageFiles(train, self.image_size, train=True, seed=self.data_seed())
         self.val_set = ImageFiles(spread_subset(val, self.val_size), self.image_size, train=False)
+
+    @staticmethod
+    def data_seed() -> int:
+        """The run's seed (seed_everything sets PL_GLOBAL_SEED), else a fresh random one."""
+        value = os.environ.get("PL_GLOBAL_SEED")
+        return int(value) if value is not None else int(torch.randint(0, 2**31 - 1, ()).item())
 
     def _require_setup(self) -> tuple[ImageFiles, ImageFiles]:
         if self.train_set is None or self.val_set is None:
@@ -244,22 +292,29 @@ class StyleDataModule(pl.LightningDataModule):
     # ---- loaders ---------------------------------------------------------------------------
 
     def _loader(self, dataset: ImageFiles, train: bool) -> DataLoader:
-        generator = None
-        if train and os.environ.get("PL_GLOBAL_SEED") is not None:
-            # Own generator seeded from seed_everything: the order does not depend on how much
-            # of the global RNG the model consumed before.
-            generator = torch.Generator().manual_seed(int(os.environ["PL_GLOBAL_SEED"]))
+        sampler = None
+        if train:
+            sampler = EpochSampler(len(dataset), dataset.seed, self.batch_size)
+            sampler.skip_batches = self._batches_done_this_epoch()
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             collate_fn=partial(collate_images, image_size=self.image_size),
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            generator=generator,
         )
+
+    def _batches_done_this_epoch(self) -> int:
+        """Batches of the current epoch already trained on when resuming (0 on a fresh run)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
+        per_epoch = len(self._require_setup()[0]) // self.batch_size
+        return done if 0 < done < per_epoch else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._require_setup()[0], train=True)
@@ -286,6 +341,10 @@ class StyleDataModule(pl.LightningDataModule):
         images = batch["image"]
         if images.shape[0] == 0:
             return batch
-        with torch.no_grad():
+        # Seeded by (seed, step) rather than drawn from the global RNG: a resumed run augments
+        # its next batches exactly as the uninterrupted run would have.
+        devices = [images.device] if images.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.train_set.seed * 1_000_003 + trainer.global_step)
             augmented = self.gpu_augment.to(images.device)(images).clamp_(0, 1)
         return {**batch, "image": augmented}

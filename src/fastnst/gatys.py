@@ -237,7 +237,7 @@ def stylize_gatys(
             it = len(history) + 1
             value = float(total.detach())
             row = {"iteration": it, "scale": scale_idx, "height": size[0], "width": size[1]}
-            row.update({k: float(terms[k]) for k in LOSS_TERMS})
+            row.update({k: float(terms[k].detach()) for k in LOSS_TERMS})
             row["time_s"] = round(time.perf_counter() - start, 4)
             history.append(row)
             if value < scale_best["loss"]:
@@ -279,7 +279,7 @@ def stylize_gatys(
 
 
 def _postfix(terms: Mapping[str, torch.Tensor], size: tuple[int, int]) -> str:
-    return f"{size[1]}x{size[0]} " + " ".join(f"{k}={float(terms[k]):.4g}" for k in LOSS_TERMS)
+    return f"{size[1]}x{size[0]} " + " ".join(f"{k}={float(terms[k].detach()):.4g}" for k in LOSS_TERMS)
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -106,6 +106,13 @@ class PerceptualLoss(nn.Module):
     def has_style(self) -> bool:
         return self._targets is not None
 
+    @property
+    def style_targets(self) -> dict[str, torch.Tensor]:
+        """The target Grams {layer: (1, C, C)} set by set_style / set_style_targets."""
+        if self._targets is None:
+            raise RuntimeError("PerceptualLoss.set_style() has not been called")
+        return dict(self._targets)
+
     def _device(self) -> torch.device:
         return next(iter(self.vgg.parameters())).device
 

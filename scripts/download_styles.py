@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Download the public-domain style paintings of the presets from Wikimedia Commons.
+
+    python scripts/download_styles.py                  # all public-domain presets
+    python scripts/download_styles.py wave udnie --out my/styles
+
+Files go to <data>/styles/<name>.jpg, where <data> is $FASTNST_DATA if set, else the repo's
+data/ folder (the same place the style configs look). Existing files are kept. The modern
+presets (la_muse, candy, mosaic, feathers, rain_princess) are not public domain: the script
+says where to put your own copy. Exit codes: 0 done, 1 a requested preset still has no file
+(not public domain), 2 a download failed (offline, server error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+_COMMONS = "https://upload.wikimedia.org/wikipedia/commons"
+
+_UDNIE = (
+    "Francis_Picabia%2C_1913%2C_Udnie_%28Young_American_Girl%2C_The_Dance%29%2C_oil_on_canvas%2C_"
+    "290_x_300_cm%2C_Mus%C3%A9e_National_d%E2%80%99Art_Moderne%2C_Centre_Georges_Pompidou%2C_Paris..jpg"
+)
+
+# name -> URLs tried in order (a 1280 px rendering, then the original file)
+PUBLIC_DOMAIN = {
+    # Vincent van Gogh, The Starry Night (1889)
+    "starry_night": [
+        f"{_COMMONS}/thumb/e/ea/Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg/"
+        "1280px-Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg",
+    ],
+    # Edvard Munch, The Scream (1893)
+    "the_scream": [
+        f"{_COMMONS}/thumb/f/f4/The_Scream.jpg/1280px-The_Scream.jpg",
+        f"{_COMMONS}/f/f4/The_Scream.jpg",
+    ],
+    # Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)
+    "wave": [
+        f"{_COMMONS}/thumb/0/0a/The_Great_Wave_off_Kanagawa.jpg/1280px-The_Great_Wave_off_Kanagawa.jpg",
+        f"{_COMMONS}/0/0a/The_Great_Wave_off_Kanagawa.jpg",
+    ],
+    # Wassily Kandinsky, Composition VII (1913)
+    "composition_vii": [
+        f"{_COMMONS}/thumb/b/b4/Vassily_Kandinsky%2C_1913_-_Composition_7.jpg/"
+        "1280px-Vassily_Kandinsky%2C_1913_-_Composition_7.jpg",
+        f"{_COMMONS}/b/b4/Vassily_Kandinsky%2C_1913_-_Composition_7.jpg",
+    ],
+    # Francis Picabia, Udnie (1913)
+    "udnie": [f"{_COMMONS}/thumb/8/82/{_UDNIE}/1280px-{_UDNIE}", f"{_COMMONS}/8/82/{_UDNIE}"],
+    # J. M. W. Turner, The Shipwreck of the Minotaur (c. 1810)
+    "shipwreck_of_the_minotaur": [
+        f"{_COMMONS}/2/2e/Shipwreck_turner.jpg",
+    ],
+}
+NOT_PUBLIC_DOMAIN = ("la_muse", "candy", "mosaic", "feathers", "rain_princess")
+USER_AGENT = "fastnst-download-styles/0.1 (Python urllib)"
+TIMEOUT_S = 60
+
+
+def default_out_dir() -> Path:
+    data = os.environ.get("FASTNST_DATA")
+    return (Path(data) if data else Path(__file__).resolve().parents[1] / "data") / "styles"
+
+
+class DownloadError(Exception):
+    """One line: which painting, which URL, why."""
+
+
+def fetch(urls: list[str]) -> bytes:
+    """The first URL that answers with an image; DownloadError (last reason) if none does."""
+    reason = "no URL"
+    for url in urls:
+        try:
+            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+                data = response.read()
+        except urllib.error.HTTPError as e:
+            reason = f"HTTP {e.code} from {url}"
+            continue  # try the next rendering of the same painting
+        except (urllib.error.URLError, OSError) as e:
+            # no network: the other URLs are on the same host, stop here
+            why = getattr(e, "reason", e)
+            raise DownloadError(f"cannot reach {url} ({' '.join(str(why).split())})") from None
+        if _is_image(data):
+            return data
+        reason = f"{url} did not return an image"
+    raise DownloadError(reason)
+
+
+def _is_image(data: bytes) -> bool:
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+        return True
+    except ImportError:  # without Pillow, check the JPEG/PNG magic bytes
+        return data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n"
+    except Exception:
+        return False
+
+
+def write_atomic(data: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Download the public-domain style paintings (Wikimedia Commons) into <data>/styles/<name>.jpg.",
+        epilog=f"Not public domain, supply your own copy: {', '.join(NOT_PUBLIC_DOMAIN)}. "
+        "Exit codes: 0 done, 1 a requested preset has no file, 2 a download failed.",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"presets to fetch (default: all public-domain ones: {', '.join(PUBLIC_DOMAIN)})",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="destination folder (default: $FASTNST_DATA/styles, else data/styles in the repo)",
+    )
+    args = parser.parse_args(argv)
+    out = args.out if args.out is not None else default_out_dir()
+    unknown = [n for n in args.names if n not in PUBLIC_DOMAIN and n not in NOT_PUBLIC_DOMAIN]
+    if unknown:  # (argparse's `choices` rejects an empty nargs="*" list, so checked here)
+        parser.error(f"unknown style {unknown[0]!r}; known: {', '.join([*PUBLIC_DOMAIN, *NOT_PUBLIC_DOMAIN])}")
+    names = list(dict.fromkeys(args.names)) or list(PUBLIC_DOMAIN)
+
+    missing = 0
+    for name in names:
+        path = out / f"{name}.jpg"
+        if path.exists():
+            print(f"{name}: {path} already exists, skipped")
+            continue
+        if name in NOT_PUBLIC_DOMAIN:
+            print(f"{name}: not public domain, not downloaded; put your own copy at {path} "
+                  f"(or pass style.image=/path/to/painting.jpg)")
+            missing += 1
+            continue
+        try:
+            write_atomic(fetch(PUBLIC_DOMAIN[name]), path)
+        except DownloadError as e:
+            print(f"download_styles.py: error: {name}: {e}; offline? copy the painting to {path} by hand",
+                  file=sys.stderr)
+            return 2
+        except OSError as e:
+            print(f"download_styles.py: error: {path}: cannot write ({e.strerror or e})", file=sys.stderr)
+            return 2
+        print(f"{name}: saved {path}")
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Run a transformer on huge images in overlapping tiles, in bounded memory, without seams.
+
+Two things make tiles visible: instance norm (each tile would normalize with its own
+statistics) and the border of each tile (the net sees padding there). The first is removed by
+running the net once on a downscaled copy of the whole image, recording every InstanceNorm's
+per-channel mean/variance, and normalizing every tile with those fixed statistics. The second
+by overlapping tiles and blending them with feathered (linear ramp) weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn as nn
+
+from fastnst.images import fit_size, resize_tensor
+
+STATS_SIDE = 1024  # longer side of the copy the instance-norm statistics are measured on
+
+
+def _instance_norms(net: nn.Module) -> list[nn.InstanceNorm2d]:
+    return [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
+
+
+@torch.no_grad()
+def record_instance_norm_stats(net: nn.Module, image: torch.Tensor, side: int = STATS_SIDE):
+    """Per-InstanceNorm (mean, var) of shape (B, C, 1, 1), measured on `image` downscaled so its
+    longer side is at most `side`."""
+    h, w = image.shape[-2:]
+    if max(h, w) > side:
+        image = resize_tensor(image, fit_size(h, w, side))
+    stats: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def hook(module, inputs, output):
+        x = inputs[0].float()
+        stats.append((x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), unbiased=False, keepdim=True)))
+
+    handles = [m.register_forward_hook(hook) for m in _instance_norms(net)]
+    try:
+        net(image)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return stats
+
+
+@contextlib.contextmanager
+def frozen_instance_norm(net: nn.Module, stats):
+    """Inside the block every InstanceNorm of `net` normalizes with the given fixed statistics."""
+    norms = _instance_norms(net)
+    if len(norms) != len(stats):
+        raise ValueError(f"{len(stats)} recorded statistics for {len(norms)} instance norms")
+
+    def fixed(module, mean, var):
+        def forward(x):
+            y = (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + module.eps)
+            if module.affine:
+                y = y * module.weight.view(1, -1, 1, 1).to(x.dtype) + module.bias.view(1, -1, 1, 1).to(x.dtype)
+            return y
+
+        return forward
+
+    for module, (mean, var) in zip(norms, stats):
+        module.forward = fixed(module, mean, var)  # instance attribute shadows the class method
+    try:
+        yield
+    finally:
+        for module in norms:
+            del module.forward
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Tile start offsets covering [0, length) with at least `overlap` px shared by neighbours."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    n = -(-(length - overlap) // step)  # ceil
+    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
+
+
+def _window(start: int, tile: int, total: int, overlap: int) -> torch.Tensor:
+    """1-D blend weights of one tile. Towards an edge shared with a neighbour the weight is 0 for
+    the outer quarter of the overlap (outputs there see the tile's padding, not the image), then
+    ramps linearly to 1 over the middle half; a neighbour's ramp is the exact complement."""
+    margin, ramp = overlap // 4, overlap - 2 * (overlap // 4)
+    d = torch.arange(tile, dtype=torch.float32)
+    # strictly positive ramp values so the weights of neighbours never sum to 0
+    rise = ((d - margin + 0.5) / ramp).clamp(0, 1)
+    w = torch.ones(tile)
+    if start > 0:
+        w = torch.minimum(w, rise)
+    if start + tile < total:
+        w = torch.minimum(w, rise.flip(0))
+    return w
+
+
+@torch.no_grad()
+def tiled_forward(net: nn.Module, image: torch.Tensor, tile: int, overlap: int | None = None,
+                  stats_side: int = STATS_SIDE) -> torch.Tensor:
+    """`net(image)` computed in tiles of `tile` px (overlap defaults to tile // 4)."""
+    b, c, h, w = image.shape
+    if h <= tile and w <= tile:
+        return net(image)
+    overlap = max(8, tile // 4) if overlap is None else overlap
+    overlap = min(overlap, tile // 2)
+    stats = record_instance_norm_stats(net, image, stats_side)
+    out = torch.zeros(b, 3, h, w, dtype=torch.float32, device=image.device)
+    weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=image.device)
+    th, tw = min(tile, h), min(tile, w)
+    with frozen_instance_norm(net, stats):
+        for y in _starts(h, th, overlap):
+            wy = _window(y, th, h, overlap).to(image.device)
+            for x in _starts(w, tw, overlap):
+                wx = _window(x, tw, w, overlap).to(image.device)
+                piece = net(image[:, :, y : y + th, x : x + tw]).float()
+                mask = (wy[:, None] * wx[None, :])[None, None]
+                out[:, :, y : y + th, x : x + tw] += piece * mask
+                weight[:, :, y : y + th, x : x + tw] += mask
+    return out.div_(weight)
+

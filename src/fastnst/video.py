@@ -1,0 +1,136 @@
+"""Stylize a video file frame by frame with PyAV: same frame count and rate, audio copied.
+
+Frames are decoded in order, stylized `batch_size` at a time, and encoded as H.264 (VP9 for
+.webm) at the input's average frame rate with consecutive timestamps (variable-rate input
+becomes constant-rate). yuv420p needs even sides, so an odd last row/column is cropped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+from fastnst.errors import FastNSTError, OutputExistsError
+from fastnst.images import fit_size
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi")
+VIDEO_CODECS = {".webm": "libvpx-vp9"}  # everything else: libx264
+DEFAULT_CODEC = "libx264"
+
+
+def is_video_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _open_input(path: Path):
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as e:
+        raise FastNSTError(f"{path}: cannot open video ({e})") from None
+    if not container.streams.video:
+        container.close()
+        raise FastNSTError(f"{path}: no video stream")
+    return container
+
+
+def video_info(path: str | os.PathLike) -> dict:
+    """{"frames", "rate" (Fraction), "width", "height", "audio" (bool)} of a video file."""
+    path = Path(path)
+    with _open_input(path) as container:
+        stream = container.streams.video[0]
+        return {
+            "frames": stream.frames,
+            "rate": stream.average_rate or stream.guessed_rate,
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+            "audio": bool(container.streams.audio),
+        }
+
+
+def _frame_to_tensor(frame) -> torch.Tensor:
+    array = frame.to_ndarray(format="rgb24")
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def _tensor_to_frame(t: torch.Tensor):
+    import av
+
+    h, w = t.shape[-2:]
+    t = t[..., : h - h % 2, : w - w % 2]
+    array = t[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
+    return av.VideoFrame.from_ndarray(array, format="rgb24")
+
+
+def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False,
+                  batch_size: int | None = None, progress: bool = True) -> int:
+    """Stylize `src` into `dst` (written atomically); returns the number of frames written."""
+    import av
+    from tqdm import tqdm
+
+    src, dst = Path(src), Path(dst)
+    if dst.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise FastNSTError(f"{dst}: a video output needs one of {', '.join(VIDEO_EXTENSIONS)}")
+    if dst.exists() and not overwrite:
+        raise OutputExistsError(f"{dst}: already exists; pass overwrite=true to replace it")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+    inp = _open_input(src)
+    try:
+        vin = inp.streams.video[0]
+        ain = inp.streams.audio[0] if inp.streams.audio else None
+        rate = Fraction(vin.average_rate or vin.guessed_rate or 25)
+        with av.open(str(tmp), "w") as out, tqdm(total=vin.frames or None, unit="frame", desc="stylize",
+                                                 disable=not progress) as bar:
+            # streams must all exist before the first packet is muxed; the net keeps the size
+            h, w = fit_size(vin.codec_context.height, vin.codec_context.width, stylizer.size)
+            vout = out.add_stream(VIDEO_CODECS.get(dst.suffix.lower(), DEFAULT_CODEC), rate=rate)
+            vout.width, vout.height, vout.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+            vout.time_base = 1 / rate
+            aout = _audio_stream(out, ain, src)
+            count = 0
+
+            def frames() -> Iterator[torch.Tensor]:
+                try:
+                    for packet in inp.demux(*(s for s in (vin, ain) if s is not None)):
+                        if packet.stream is ain:
+                            if aout is not None and packet.dts is not None:
+                                packet.stream = aout
+                                out.mux(packet)
+                            continue
+                        for frame in packet.decode():
+                            yield _frame_to_tensor(frame)
+                except av.error.FFmpegError as e:
+                    raise FastNSTError(f"{src}: cannot decode video ({e})") from None
+
+            for result in stylizer.stylize_many(frames(), batch_size=batch_size):
+                frame = _tensor_to_frame(result)
+                frame.pts, frame.time_base = count, 1 / rate
+                out.mux(vout.encode(frame))
+                count += 1
+                bar.update(1)
+            if count == 0:
+                raise FastNSTError(f"{src}: no decodable video frames")
+            out.mux(vout.encode(None))
+        os.replace(tmp, dst)
+    finally:
+        inp.close()
+        tmp.unlink(missing_ok=True)
+    return count
+
+
+def _audio_stream(out, ain, src: Path):
+    """Copy the audio stream as is (no re-encode); None with a note if the container refuses."""
+    if ain is None:
+        return None
+    try:
+        return out.add_stream_from_template(ain)
+    except Exception as e:  # e.g. a codec the output container cannot hold
+        print(f"fastnst: {src}: audio not kept ({e})", file=sys.stderr)
+        return None

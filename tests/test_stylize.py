@@ -1,0 +1,284 @@
+"""Stylizer API (PIL / path / tensor, size, strength, preserve_color, tiling, batching, backends)
+and the stylize CLI on images and folders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastnst import Stylizer
+from fastnst.cli import run_reporting_errors
+from fastnst.cli import INFERENCE_CONFIG_DIR
+from fastnst.config import REPO_ROOT
+from fastnst.errors import FastNSTError
+from fastnst.images import load_image, pil_to_tensor
+from fastnst.stylize import stylize_cli
+from fastnst.transformer import TransformerNet, save_exported
+
+TINY = {"channels": (8, 16, 32), "num_residual": 2}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(-10 * torch.log10(((a - b) ** 2).mean().clamp_min(1e-12)))
+
+
+@pytest.fixture
+def tiny_net():
+    torch.manual_seed(0)
+    return TransformerNet(**TINY).eval()
+
+
+@pytest.fixture
+def model_file(tmp_path, tiny_net) -> Path:
+    return save_exported(tmp_path / "model.pt", tiny_net, {"style": "test"})
+
+
+@pytest.fixture
+def photo(image_factory) -> torch.Tensor:
+    return load_image(image_factory("photo.png", size=(64, 48), seed=1))
+
+
+def compose_stylize(*overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(INFERENCE_CONFIG_DIR), version_base="1.3"):
+        cfg = compose("stylize", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def run_stylize(*overrides) -> int:
+    """Run the stylize entry logic like the CLI does; returns the exit code."""
+    try:
+        run_reporting_errors(stylize_cli, compose_stylize(*overrides))
+    except SystemExit as e:
+        return int(e.code)
+    return 0
+
+
+# -- API ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_tensor_round_trip_matches_network(model_file, tiny_net, backend):
+    s = Stylizer.load(model_file, backend=backend)
+    assert s.backend == backend
+    x = torch.rand(2, 3, 37, 53)
+    y = s(x)
+    assert y.shape == x.shape and y.dtype == torch.float32
+    with torch.no_grad():
+        assert torch.allclose(y, tiny_net(x), atol=1e-4)
+    single = s(x[0])  # (3, H, W) in -> (3, H, W) out
+    assert single.shape == x[0].shape
+    assert torch.allclose(single, y[0], atol=1e-4)
+
+
+def test_pil_and_path_inputs_return_pil(model_file, image_factory):
+    path = image_factory("p.png", size=(40, 30))
+    s = Stylizer.load(model_file)
+    from_path = s(path)
+    from_str = s(str(path))
+    from_pil = s(Image.open(path))
+    assert isinstance(from_path, Image.Image) and from_path.size == (40, 30)
+    assert np.array_equal(np.asarray(from_path), np.asarray(from_pil))
+    assert np.array_equal(np.asarray(from_path), np.asarray(from_str))
+    assert not np.array_equal(np.asarray(from_path), np.asarray(Image.open(path)))
+
+
+def test_auto_backend_on_cpu_is_onnxruntime(model_file):
+    pytest.importorskip("onnxruntime")
+    assert Stylizer.load(model_file, device="cpu").backend == "onnxruntime"
+
+
+def test_size_sets_longer_side(model_file, photo):
+    s = Stylizer.load(model_file, size=32)
+    assert s(photo).shape[-2:] == (24, 32)
+    assert s(photo, size=40).shape[-2:] == (30, 40)
+    assert s(photo, size=None).shape[-2:] == (48, 64)
+
+
+def test_strength_zero_returns_photo_and_half_blends(model_file, photo):
+    s = Stylizer.load(model_file)
+    assert torch.equal(s(photo, strength=0.0), photo)
+    full = s(photo)
+    half = s(photo, strength=0.5)
+    assert torch.allclose(half, 0.5 * photo + 0.5 * full, atol=1e-5)
+    with pytest.raises(FastNSTError, match="strength"):
+        s(photo, strength=1.5)
+
+
+def test_preserve_color_keeps_photo_chroma(model_file, photo):
+    from kornia.color import rgb_to_ycbcr
+
+    s = Stylizer.load(model_file)
+    plain, kept = s(photo), s(photo, preserve_color=True)
+    chroma = lambda t: rgb_to_ycbcr(t)[:, 1:]  # noqa: E731
+    luma = lambda t: rgb_to_ycbcr(t)[:, :1]  # noqa: E731
+    kept_error = (chroma(kept) - chroma(photo)).abs().mean()
+    plain_error = (chroma(plain) - chroma(photo)).abs().mean()
+    # not exactly 0: clamping to [0, 1] after YCbCr -> RGB shifts chroma where luma is extreme
+    assert kept_error < 0.02 and kept_error < plain_error / 3
+    assert (luma(kept) - luma(plain)).abs().mean() < 0.01
+
+
+def test_bf16_precision_close_to_fp32(model_file, photo):
+    fp32 = Stylizer.load(model_file, backend="torch", precision="fp32")(photo)
+    bf16 = Stylizer.load(model_file, backend="torch", precision="bf16")(photo)
+    assert bf16.dtype == torch.float32
+    assert psnr(bf16, fp32) > 30
+
+
+def test_tiled_matches_untiled_without_seams(model_file, image_factory):
+    x = load_image(image_factory("big.png", size=(300, 200), seed=3))
+    s = Stylizer.load(model_file, backend="torch")
+    full, tiled = s(x), s(x, tile=128)
+    assert tiled.shape == full.shape
+    assert psnr(tiled, full) > 30
+    # the error must not sit on the seams: compare error near tile borders with the rest
+    err = (tiled - full).abs().mean(dim=(0, 1))
+    from fastnst.tiling import _starts
+
+    overlap = 32
+    cols = [x0 for x0 in _starts(300, 128, overlap)[1:]] + [x0 + 128 for x0 in _starts(300, 128, overlap)[:-1]]
+    rows = [y0 for y0 in _starts(200, 128, overlap)[1:]] + [y0 + 128 for y0 in _starts(200, 128, overlap)[:-1]]
+    seam = torch.zeros_like(err, dtype=torch.bool)
+    for c in cols:
+        seam[:, max(0, c - 3) : c + 3] = True
+    for r in rows:
+        seam[max(0, r - 3) : r + 3, :] = True
+    assert err[seam].mean() < 3 * err[~seam].mean() + 2e-3
+    # visible seam = a jump between neighbouring columns; no larger than inside the untiled output
+    jumps_tiled = (tiled[..., 1:] - tiled[..., :-1]).abs().mean(dim=(0, 1, 2))
+    jumps_full = (full[..., 1:] - full[..., :-1]).abs().mean(dim=(0, 1, 2))
+    assert float((jumps_tiled - jumps_full).abs().max()) < 0.02
+
+
+def test_tile_uses_downscaled_statistics_for_huge_images(tiny_net):
+    from fastnst.tiling import tiled_forward
+
+    torch.manual_seed(1)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 8), size=(96, 128), mode="bilinear")
+    with torch.no_grad():
+        exact = tiled_forward(tiny_net, x, tile=64)
+        approx = tiled_forward(tiny_net, x, tile=64, stats_side=64)  # statistics on a 48x64 copy
+        assert psnr(approx, exact) > 25 and not torch.equal(approx, exact)
+
+
+def test_tile_needs_fastnst_network(tmp_path, tiny_net):
+    from fastnst.export import export_model
+
+    onnx_path = export_model(tiny_net, tmp_path / "m.onnx", "onnx")
+    with pytest.raises(FastNSTError, match="m.onnx"):
+        Stylizer.load(onnx_path, tile=64)
+
+
+def test_stylize_many_batches_and_keeps_order(model_file):
+    s = Stylizer.load(model_file, backend="torch")
+    images = [torch.rand(1, 3, 32, 40) for _ in range(3)] + [torch.rand(1, 3, 24, 24)]
+    calls = []
+    original = s.runner.__call__
+
+    class Spy:
+        name = "torch"
+
+        def __call__(self, x):
+            calls.append(x.shape[0])
+            return original(x)
+
+    s.runner = Spy()
+    outs = list(s.stylize_many(images, batch_size=2))
+    assert calls == [2, 1, 1]  # same-size images batch together, up to batch_size
+    for img, out in zip(images, outs):
+        assert torch.allclose(out, s(img), atol=1e-5)
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+def test_load_checkpoint_and_run_dir(tmp_path, tiny_net):
+    state = {"net." + k: v for k, v in tiny_net.state_dict().items()}
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"state_dict": state, "fastnst_model_config": dict(tiny_net.config), "epoch": 3}, ckpt)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        ref = tiny_net(x)
+    assert torch.allclose(Stylizer.load(ckpt)(x), ref, atol=1e-4)
+    assert torch.allclose(Stylizer.load(tmp_path / "run")(x), ref, atol=1e-4)  # falls back to last.ckpt
+    other = TransformerNet(**TINY)
+    save_exported(tmp_path / "run" / "model.pt", other)  # model.pt wins over checkpoints
+    with torch.no_grad():
+        assert torch.allclose(Stylizer.load(tmp_path / "run")(x), other.eval()(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("content", [b"hello, not a model\n", "truncated", b""])
+def test_wrong_model_file_names_the_file(tmp_path, model_file, photo, content):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(model_file.read_bytes()[:300] if content == "truncated" else content)
+    with pytest.raises(FastNSTError, match="bad.pt"):
+        Stylizer.load(bad)
+
+
+def test_cli_wrong_model_exits_2(tmp_path, image_factory, capsys):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a model")
+    photo = image_factory("p.png")
+    code = run_stylize(f"model={bad}", f"input={photo}", f"output={tmp_path / 'o.png'}")
+    assert code == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+
+def test_cli_image_keeps_existing_output_unless_overwrite(tmp_path, model_file, image_factory, capsys):
+    photo = image_factory("p.png", size=(40, 30))
+    out = tmp_path / "out" / "p.jpg"
+    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}", "size=32") == 0
+    assert Image.open(out).size == (32, 24)
+    out.write_bytes(b"keep me")
+    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}") == 0
+    assert out.read_bytes() == b"keep me"
+    assert "exists" in capsys.readouterr().err
+    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}", "overwrite=true") == 0
+    assert Image.open(out).size == (40, 30)
+
+
+def test_cli_never_overwrites_input(tmp_path, model_file, image_factory):
+    photo = image_factory("p.png")
+    before = photo.read_bytes()
+    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={photo}", "overwrite=true") == 2
+    assert photo.read_bytes() == before
+    folder = photo.parent
+    assert run_stylize(f"model={model_file}", f"input={folder}", f"output={folder / 'sub'}") == 2
+
+
+def test_cli_folder_mirrors_tree_and_reports_corrupt_file(tmp_path, model_file, image_factory):
+    """Subprocess through the real shim: exit code, stderr, and no Hydra outputs/ folder."""
+    src = tmp_path / "photos"
+    image_factory("photos/a.png", size=(40, 32), seed=1)
+    image_factory("photos/nested/b.jpg", size=(40, 32), seed=2)
+    image_factory("photos/nested/c.tif", size=(24, 32), seed=3)
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    dst = tmp_path / "styled"
+    (dst / "nested").mkdir(parents=True)
+    (dst / "nested" / "b.jpg").write_bytes(b"existing")
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "stylize.py"), f"model={model_file}", f"input={src}", f"output={dst}",
+         "batch_size=2", "backend=torch"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "broken.jpg" in proc.stderr and "1 of 3 image(s) failed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert Image.open(dst / "a.png").size == (40, 32)
+    assert Image.open(dst / "nested" / "c.png").size == (24, 32)  # tif -> png
+    assert (dst / "nested" / "b.jpg").read_bytes() == b"existing"  # kept, not overwritten
+    assert not (dst / "broken.jpg").exists()
+    assert not (tmp_path / "outputs").exists() and not list(tmp_path.glob("*.log"))

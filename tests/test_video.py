@@ -1,0 +1,124 @@
+"""Video in -> video out: frame count, frame rate and audio kept; no overwrite; bad files named."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from fastnst import Stylizer
+from fastnst.errors import FastNSTError
+from fastnst.transformer import TransformerNet, save_exported
+from fastnst.video import stylize_video, video_info
+
+av = pytest.importorskip("av")
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    torch.manual_seed(0)
+    return save_exported(tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=2))
+
+
+def write_clip(path, frames=10, size=(64, 48), rate=12, audio=False):
+    """A tiny moving-gradient clip (optionally with a sine tone) written with PyAV."""
+    w, h = size
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+        sound = out.add_stream("aac", rate=16000) if audio else None
+        for i in range(frames):
+            yy, xx = np.mgrid[0:h, 0:w]
+            arr = np.stack([(xx * 4 + i * 10) % 256, (yy * 5) % 256, np.full_like(xx, 40 * (i % 6))], -1)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(arr.astype(np.uint8), format="rgb24")))
+        out.mux(video.encode(None))
+        if sound is not None:
+            samples = int(16000 * frames / rate)
+            tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)[None]
+            for start in range(0, samples, 1024):
+                frame = av.AudioFrame.from_ndarray(tone[:, start : start + 1024], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = 16000, start
+                out.mux(sound.encode(frame))
+            out.mux(sound.encode(None))
+    return path
+
+
+def run_stylize(*overrides) -> int:
+    """The stylize CLI logic in-process (composed config, errors -> exit code)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
+    from fastnst.stylize import stylize_cli
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(INFERENCE_CONFIG_DIR), version_base="1.3"):
+        cfg = compose("stylize", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    try:
+        run_reporting_errors(stylize_cli, cfg)
+    except SystemExit as e:
+        return int(e.code)
+    return 0
+
+
+def count_frames(path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_video_keeps_frame_count_rate_and_audio(tmp_path, model_file):
+    src = write_clip(tmp_path / "clip.mp4", frames=10, rate=12, audio=True)
+    dst = tmp_path / "out" / "styled.mp4"
+    s = Stylizer.load(model_file, batch_size=4)
+    assert stylize_video(s, src, dst, progress=False) == 10
+    info = video_info(dst)
+    assert count_frames(dst) == 10
+    assert info["rate"] == Fraction(12) and (info["width"], info["height"]) == (64, 48)
+    assert info["audio"]
+    with av.open(str(src)) as a, av.open(str(dst)) as b:  # stylized: frames differ from the input
+        fa = next(a.decode(video=0)).to_ndarray(format="rgb24").astype(float)
+        fb = next(b.decode(video=0)).to_ndarray(format="rgb24").astype(float)
+        assert np.abs(fa - fb).mean() > 5
+
+
+def test_video_size_option_and_odd_sides(tmp_path, model_file):
+    src = write_clip(tmp_path / "clip.mkv", frames=5, size=(64, 48), rate=10)
+    dst = tmp_path / "small.mkv"
+    stylize_video(Stylizer.load(model_file, size=50), src, dst, progress=False)  # 50x37.5 -> 50x38
+    info = video_info(dst)
+    assert (info["width"], info["height"]) == (50, 38) and count_frames(dst) == 5
+
+
+def test_cli_video_and_no_overwrite(tmp_path, model_file, capsys):
+    src = write_clip(tmp_path / "clip.mp4", frames=6, rate=8)
+    dst = tmp_path / "styled.mp4"
+    assert run_stylize(f"model={model_file}", f"input={src}", f"output={dst}", "batch_size=3") == 0
+    assert count_frames(dst) == 6 and video_info(dst)["rate"] == Fraction(8)
+    dst.write_bytes(b"keep")
+    assert run_stylize(f"model={model_file}", f"input={src}", f"output={dst}") == 0
+    assert dst.read_bytes() == b"keep" and "exists" in capsys.readouterr().err
+    before = src.read_bytes()
+    assert run_stylize(f"model={model_file}", f"input={src}", f"output={src}", "overwrite=true") == 2
+    assert src.read_bytes() == before
+
+
+def test_unreadable_video_names_the_file(tmp_path, model_file):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00 definitely not a video")
+    with pytest.raises(FastNSTError, match="broken.mp4"):
+        stylize_video(Stylizer.load(model_file), bad, tmp_path / "o.mp4", progress=False)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.data
+def test_fox_video_end_to_end(data_dir, tmp_path, model_file):
+    src = data_dir / "video" / "fox.mp4"
+    dst = tmp_path / "fox_styled.mp4"
+    s = Stylizer.load(model_file, size=96, batch_size=8)
+    frames = stylize_video(s, src, dst, progress=False)
+    source = video_info(src)
+    assert frames == count_frames(dst) == source["frames"]
+    assert video_info(dst)["rate"] == source["rate"]
