@@ -142,6 +142,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="256 and 512 only, 3 repeats, no memory runs")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     if args.quick:
@@ -149,7 +150,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
           f"median of {args.repeats} (2, no warm-up, above 512 px)")
     with tempfile.TemporaryDirectory() as tmp:
-        speed = bench_speed(args.models, args.sizes, args.repeats, Path(tmp))
+        speed = [] if args.memory_only else bench_speed(args.models, args.sizes, args.repeats, Path(tmp))
         memory = [] if args.no_memory else bench_memory(Path(tmp))
     print("\n| model | size | backend | median ms | frames/s | vs eager fp32 |\n|---|---|---|---:|---:|---:|")
     for r in speed:

@@ -13,11 +13,10 @@ import torch
 from PIL import Image
 
 from fastnst import Stylizer
-from fastnst.cli import run_reporting_errors
-from fastnst.cli import INFERENCE_CONFIG_DIR
+from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
 from fastnst.config import REPO_ROOT
 from fastnst.errors import FastNSTError
-from fastnst.images import load_image, pil_to_tensor
+from fastnst.images import load_image
 from fastnst.stylize import stylize_cli
 from fastnst.transformer import TransformerNet, save_exported
 

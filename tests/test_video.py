@@ -117,7 +117,7 @@ def test_unreadable_video_names_the_file(tmp_path, model_file):
 def test_fox_video_end_to_end(data_dir, tmp_path, model_file):
     src = data_dir / "video" / "fox.mp4"
     dst = tmp_path / "fox_styled.mp4"
-    s = Stylizer.load(model_file, size=96, batch_size=8)
+    s = Stylizer.load(model_file, size=64, batch_size=8)
     frames = stylize_video(s, src, dst, progress=False)
     source = video_info(src)
     assert frames == count_frames(dst) == source["frames"]

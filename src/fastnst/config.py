@@ -11,6 +11,9 @@ CONFIG_DIR = REPO_ROOT / "conf"
 
 if not OmegaConf.has_resolver("fastnst_root"):
     OmegaConf.register_new_resolver("fastnst_root", lambda: str(REPO_ROOT))
+if not OmegaConf.has_resolver("first_set"):
+    # ${first_set:${a},${b}}: the first argument that is not null (e.g. resume dir, else a new one)
+    OmegaConf.register_new_resolver("first_set", lambda *args: next((a for a in args if a is not None), None))
 
 
 def resolve_user_path(path) -> Path:

@@ -312,7 +312,9 @@ class StyleDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return 0
-        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
+        # "processed", not "completed": a checkpoint written in on_train_batch_end has not yet
+        # counted its last batch as completed
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
         per_epoch = len(self._require_setup()[0]) // self.batch_size
         return done if 0 < done < per_epoch else 0
 

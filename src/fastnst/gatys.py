@@ -322,6 +322,8 @@ def _scales_option(value):
 
 def run_gatys(cfg: DictConfig) -> GatysResult:
     """`python gatys.py style=... content=photo.jpg output=out.png [options]`: see conf/gatys.yaml."""
+    from hydra.errors import InstantiationException
+
     from fastnst.config import resolve_user_path
     from fastnst.images import check_output_path, fit_size, load_image, open_rgb, save_image
     from fastnst.style import build_loss, style_image_paths
@@ -355,7 +357,13 @@ def run_gatys(cfg: DictConfig) -> GatysResult:
     content = load_image(content_path, max(h, w)).to(device)
     sizes = scale_sizes(h, w, _scales_option(cfg.get("scales", "auto")))
 
-    loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.vgg.weights), device=device, style_size=max(h, w))
+    try:
+        loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.vgg.weights), device=device, style_size=max(h, w))
+    except InstantiationException as e:
+        # hydra.utils.instantiate wraps user errors (e.g. a missing vgg.weights file): unwrap them
+        if isinstance(e.__cause__, FastNSTError):
+            raise e.__cause__ from None
+        raise
     style_images = None
     if len(sizes) > 1:
         style_size = cfg.style.get("size") or max(h, w)

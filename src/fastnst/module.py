@@ -3,6 +3,7 @@ perceptual losses. The VGG is rebuilt from config and never stored in checkpoint
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -16,6 +17,8 @@ from fastnst.images import load_image
 from fastnst.losses import PerceptualLoss
 from fastnst.style import build_loss, style_image_paths
 from fastnst.transformer import TransformerNet
+
+log = logging.getLogger("fastnst.train")
 
 
 def _plain(cfg) -> Any:
@@ -32,6 +35,9 @@ class StyleTransferModule(pl.LightningModule):
         scheduler: null or {name: cosine|step, warmup_steps, step_size, gamma, min_lr_ratio}.
         log_images_every_n_steps: how often a grid of validation photos is logged.
         num_log_images: how many validation photos are in the grid.
+        divergence: {check_every_n_steps, rollback, lr_factor, max_rollbacks}: a non-finite loss
+            skips its update and stops the run (diverged_at is set), or with rollback=true
+            reloads last.ckpt and continues with the learning rate times lr_factor.
     """
 
     def __init__(
@@ -44,6 +50,7 @@ class StyleTransferModule(pl.LightningModule):
         scheduler: dict | None = None,
         log_images_every_n_steps: int = 500,
         num_log_images: int = 4,
+        divergence: dict | None = None,
     ):
         super().__init__()
         model, loss, style = _plain(model), _plain(loss), _plain(style)
@@ -59,6 +66,7 @@ class StyleTransferModule(pl.LightningModule):
                 "scheduler": scheduler,
                 "log_images_every_n_steps": log_images_every_n_steps,
                 "num_log_images": num_log_images,
+                "divergence": _plain(divergence) or {},
             },
             logger=False,
         )
@@ -69,7 +77,9 @@ class StyleTransferModule(pl.LightningModule):
         object.__setattr__(self, "_perceptual", perceptual)
         self._log_photos: torch.Tensor | None = None
         self._last_batch_time: float | None = None
-        self.skipped_files = 0
+        self.skipped_files = torch.zeros((), dtype=torch.long)
+        self.diverged_at: int | None = None
+        self.rollbacks = 0
 
     @property
     def perceptual(self) -> PerceptualLoss:
@@ -92,11 +102,15 @@ class StyleTransferModule(pl.LightningModule):
         photos = batch["image"]
         skipped = batch.get("skipped")
         if skipped is not None:
-            self.skipped_files += int(skipped)  # a CPU tensor from the collate: no device sync
-            self.log("data/skipped_files", float(self.skipped_files), on_step=True, on_epoch=False)
+            # a running tensor sum: no host-device sync until the logger flushes
+            self.skipped_files = self.skipped_files.to(skipped.device) + skipped
+            self.log("data/skipped_files", self.skipped_files.float(), on_step=True, on_epoch=False)
         if photos.shape[0] == 0:
             return None  # every file of this batch was unreadable
         terms = self._losses(photos)
+        if self._divergence_check_due() and not torch.isfinite(terms["total"]):
+            self._on_divergence()
+            return None  # no update from a non-finite loss: the weights stay good
         for name, value in terms.items():
             self.log(f"train/{'loss' if name == 'total' else name}", value, on_step=True, on_epoch=False,
                      prog_bar=name == "total", batch_size=photos.shape[0])
@@ -183,6 +197,38 @@ class StyleTransferModule(pl.LightningModule):
         # top row: photos; bottom row: their stylized versions
         grid = make_grid(torch.cat([photos.float(), stylized]).cpu(), nrow=photos.shape[0], padding=2)
         tb.experiment.add_image("val/stylized", grid, self.global_step)
+
+    # -- divergence guard -----------------------------------------------------------------
+    def _divergence_check_due(self) -> bool:
+        every = int(self.hparams.divergence.get("check_every_n_steps", 1) or 0)
+        return every > 0 and self.global_step % every == 0
+
+    def _last_checkpoint_path(self):
+        from fastnst.callbacks import LastCheckpoint
+
+        for cb in self.trainer.callbacks:
+            if isinstance(cb, LastCheckpoint) and cb.path.is_file():
+                return cb.path
+        return None
+
+    def _on_divergence(self):
+        cfg = self.hparams.divergence
+        step = self.global_step
+        last = self._last_checkpoint_path()
+        if cfg.get("rollback") and self.rollbacks < int(cfg.get("max_rollbacks", 3)) and last is not None:
+            self.rollbacks += 1
+            ckpt = torch.load(last, map_location=self.device, weights_only=False)
+            self.load_state_dict(ckpt["state_dict"])
+            optimizer = self.optimizers().optimizer
+            optimizer.load_state_dict(ckpt["optimizer_states"][0])
+            factor = float(cfg.get("lr_factor", 0.5)) ** self.rollbacks
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr"] * factor
+            log.warning("non-finite loss at step %d: rolled back to %s (step %d), learning rate x%g",
+                        step, last, ckpt["global_step"], factor)
+            return
+        self.diverged_at = step
+        self.trainer.should_stop = True
 
     # -- optimization ---------------------------------------------------------------------
     def configure_optimizers(self):

@@ -26,7 +26,16 @@ from fastnst.color import transfer_luminance
 from fastnst.config import resolve_user_path
 from fastnst.errors import FastNSTError
 from fastnst.export import load_network, model_kind, onnx_bytes
-from fastnst.images import SAVE_FORMATS, find_images, fit_size, open_rgb, pil_to_tensor, resize_tensor, save_image, tensor_to_pil
+from fastnst.images import (
+    SAVE_FORMATS,
+    find_images,
+    fit_size,
+    open_rgb,
+    pil_to_tensor,
+    resize_tensor,
+    save_image,
+    tensor_to_pil,
+)
 from fastnst.tiling import tiled_forward
 
 BACKENDS = ("auto", "torch", "onnxruntime", "torchscript")

@@ -3,7 +3,10 @@ then export the transformer alone for inference. `python train.py` wraps it with
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import warnings
 from pathlib import Path
 
 import hydra
@@ -38,9 +41,56 @@ def check_writable(run_dir: Path) -> None:
         raise FastNSTError(f"{run_dir}: run directory is not writable ({e.strerror or e})") from None
 
 
+def resolve_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
+    """The checkpoint to start from: resume=<run dir> or ckpt_path=last -> its last.ckpt."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if cfg.get("resume"):
+        if not run_dir.is_dir():
+            raise FastNSTError(f"{run_dir}: resume: no such run directory")
+        if not last.is_file():
+            raise FastNSTError(f"{run_dir}: resume: no checkpoints/last.ckpt in this run directory")
+        return str(last)
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path:
+        return None
+    path = last if str(ckpt_path) == "last" else Path(str(ckpt_path)).expanduser().resolve()
+    if not path.is_file():
+        raise FastNSTError(f"{path}: checkpoint not found")
+    return str(path)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """One live training process per run directory: two runs never write into the same one."""
+    lock = run_dir / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+                os.kill(pid, 0)
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # left behind by a killed run
+                continue
+            except PermissionError:
+                pass
+            raise FastNSTError(f"{run_dir}: run directory is in use by another training process (pid {pid})") from None
+    else:
+        raise FastNSTError(f"{run_dir}: cannot lock the run directory")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def train(cfg: DictConfig) -> dict:
     """Train one style network. Returns {"run_dir", "model_path", "metrics"}."""
     run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
+    ckpt_path = resolve_checkpoint(cfg, run_dir)
     check_writable(run_dir)
     style_image_paths(cfg.style)  # a missing style image fails now, not after the data is scanned
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -56,11 +106,19 @@ def train(cfg: DictConfig) -> dict:
         default_root_dir=str(run_dir),
     )
     log.info("run directory: %s", run_dir)
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and ckpt_path != "last" and not Path(str(ckpt_path)).is_file():
-        raise FastNSTError(f"{ckpt_path}: checkpoint not found")
-    trainer.fit(system, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    # Our EpochSampler skips the batches a mid-epoch checkpoint already consumed, so Lightning's
+    # "dataloader is not resumable" warning does not apply.
+    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+    with run_lock(run_dir):
+        trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
 
+    if system.diverged_at is not None:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        raise FastNSTError(
+            f"training diverged: non-finite loss at step {system.diverged_at}; last good checkpoint "
+            f"{last if last.is_file() else '(none yet)'}. Lower system.optimizer.lr or the loss weights "
+            "and resume with ckpt_path=..., or set system.divergence.rollback=true"
+        )
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     model_path = None
     if trainer.is_global_zero and cfg.get("export", True) and not trainer.fast_dev_run:

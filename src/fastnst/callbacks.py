@@ -1,0 +1,64 @@
+"""Training callbacks that keep work safe: a `last.ckpt` written every N steps, every N
+minutes, at the end and on SIGTERM, never with non-finite weights."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger("fastnst.train")
+
+
+def parameters_finite(module: torch.nn.Module) -> bool:
+    return all(torch.isfinite(p).all() for p in module.parameters())
+
+
+class LastCheckpoint(pl.Callback):
+    """Keeps `<dirpath>/last.ckpt` fresh so a killed run loses at most N steps / N minutes.
+
+    Writes go through the trainer's checkpoint IO (atomic: temp file + rename), and a state
+    with non-finite weights is never written over a good one.
+    """
+
+    def __init__(self, dirpath: str, every_n_steps: int | None = 500, every_minutes: float | None = 10.0,
+                 filename: str = "last.ckpt"):
+        self.path = Path(dirpath) / filename
+        self.every_n_steps = every_n_steps or None
+        self.every_seconds = every_minutes * 60 if every_minutes else None
+        self._last_time = time.monotonic()
+        self._last_step = -1
+
+    def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, reason: str) -> bool:
+        if trainer.global_step == self._last_step:
+            return False
+        if not parameters_finite(pl_module):
+            log.warning("not writing %s at step %d: the weights are not finite", self.path, trainer.global_step)
+            return False
+        trainer.save_checkpoint(str(self.path))
+        self._last_time, self._last_step = time.monotonic(), trainer.global_step
+        log.info("checkpoint (%s) step %d: %s", reason, trainer.global_step, self.path)
+        return True
+
+    def on_train_start(self, trainer, pl_module):
+        self._last_time = time.monotonic()
+        self._last_step = trainer.global_step  # a resumed run already has this state on disk
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if self.every_n_steps and step % self.every_n_steps == 0:
+            self.save(trainer, pl_module, "every_n_steps")
+        elif self.every_seconds and time.monotonic() - self._last_time >= self.every_seconds:
+            self.save(trainer, pl_module, "every_minutes")
+
+    def on_train_end(self, trainer, pl_module):
+        self.save(trainer, pl_module, "end")
+
+    def on_exception(self, trainer, pl_module, exception):
+        # Lightning turns SIGTERM (sent by schedulers before a kill) into SIGTERMException
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
+            self.save(trainer, pl_module, type(exception).__name__)
