@@ -117,9 +117,18 @@ def test_export_cli_writes_next_to_run_dir_and_reports_bad_model(tmp_path, net):
     assert proc.returncode == 0, proc.stderr
     assert (run / "model.onnx").is_file()
     assert not (tmp_path / "outputs").exists()
+
+
+def test_export_cli_bad_model_exits_2_naming_it(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from fastnst.cli import run_reporting_errors
+    from fastnst.export import export_cli
+
     bad = tmp_path / "bad.ckpt"
     bad.write_text("not a checkpoint")
-    proc = subprocess.run([sys.executable, shim, f"model={bad}", "format=torchscript"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 2
-    assert "bad.ckpt" in proc.stderr and "Traceback" not in proc.stderr
+    cfg = OmegaConf.create({"model": str(bad), "format": "torchscript", "output": None, "traceback": False})
+    with pytest.raises(SystemExit) as exit_info:
+        run_reporting_errors(export_cli, cfg)
+    assert exit_info.value.code == 2
+    assert "bad.ckpt" in capsys.readouterr().err

@@ -235,7 +235,7 @@ def test_multi_style_weights(tmp_path, image_factory, synthetic_style, compose_g
     """style.images + style.weights reach the loss: weights [1, 0] == the first image alone."""
     photo_path = image_factory("photo.png", size=(64, 48), seed=3)
     second = image_factory("second.png", size=(64, 64), seed=9)
-    common = ("iterations=4", "scales=[0.5,1]", "init=content+noise", "noise=0.2", "seed=3")
+    common = ("iterations=4", "scales=[0.5,1]", "init=content+noise", "noise=0.2", "seed=3", "optimizer=adam", "lr=0.05")
     images = {}
     for name, style_args in {
         "single": [f"style.image={synthetic_style}"],

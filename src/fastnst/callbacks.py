@@ -4,6 +4,7 @@ minutes, at the end and on SIGTERM, never with non-finite weights."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger("fastnst.train")
+
+LAST = "last.ckpt"
+PREVIOUS = "previous.ckpt"  # the checkpoint before last.ckpt, in case last.ckpt gets damaged
 
 
 def parameters_finite(module: torch.nn.Module) -> bool:
@@ -25,9 +29,9 @@ class LastCheckpoint(pl.Callback):
     with non-finite weights is never written over a good one.
     """
 
-    def __init__(self, dirpath: str, every_n_steps: int | None = 500, every_minutes: float | None = 10.0,
-                 filename: str = "last.ckpt"):
-        self.path = Path(dirpath) / filename
+    def __init__(self, dirpath: str, every_n_steps: int | None = 500, every_minutes: float | None = 10.0):
+        self.path = Path(dirpath) / LAST
+        self.previous = Path(dirpath) / PREVIOUS
         self.every_n_steps = every_n_steps or None
         self.every_seconds = every_minutes * 60 if every_minutes else None
         self._last_time = time.monotonic()
@@ -39,6 +43,8 @@ class LastCheckpoint(pl.Callback):
         if not parameters_finite(pl_module):
             log.warning("not writing %s at step %d: the weights are not finite", self.path, trainer.global_step)
             return False
+        if trainer.is_global_zero and self.path.exists():
+            os.replace(self.path, self.previous)  # keep one older checkpoint to fall back on
         trainer.save_checkpoint(str(self.path))
         self._last_time, self._last_step = time.monotonic(), trainer.global_step
         log.info("checkpoint (%s) step %d: %s", reason, trainer.global_step, self.path)

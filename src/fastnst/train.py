@@ -6,13 +6,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from fastnst.callbacks import LAST, PREVIOUS
 from fastnst.checkpointing import AtomicCheckpointIO
 from fastnst.errors import FastNSTError
 from fastnst.style import style_image_paths
@@ -41,22 +44,45 @@ def check_writable(run_dir: Path) -> None:
         raise FastNSTError(f"{run_dir}: run directory is not writable ({e.strerror or e})") from None
 
 
+def checkpoint_is_intact(path: Path) -> bool:
+    """torch.save files are zip archives: a truncated or corrupted one fails the CRC check."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def resolve_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
-    """The checkpoint to start from: resume=<run dir> or ckpt_path=last -> its last.ckpt."""
-    last = run_dir / "checkpoints" / "last.ckpt"
+    """The checkpoint to start from: resume=<run dir> or ckpt_path=last -> its last.ckpt (or,
+    when that one is damaged, the previous one LastCheckpoint kept)."""
     if cfg.get("resume"):
         if not run_dir.is_dir():
             raise FastNSTError(f"{run_dir}: resume: no such run directory")
-        if not last.is_file():
-            raise FastNSTError(f"{run_dir}: resume: no checkpoints/last.ckpt in this run directory")
-        return str(last)
+        return str(latest_good_checkpoint(run_dir))
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path:
         return None
-    path = last if str(ckpt_path) == "last" else Path(str(ckpt_path)).expanduser().resolve()
+    if str(ckpt_path) == "last":
+        return str(latest_good_checkpoint(run_dir))
+    path = Path(str(ckpt_path)).expanduser().resolve()
     if not path.is_file():
         raise FastNSTError(f"{path}: checkpoint not found")
+    if not checkpoint_is_intact(path):
+        raise FastNSTError(f"{path}: checkpoint is truncated or corrupt")
     return str(path)
+
+
+def latest_good_checkpoint(run_dir: Path) -> Path:
+    folder = run_dir / "checkpoints"
+    candidates = [folder / LAST, folder / PREVIOUS]
+    for path in candidates:
+        if path.is_file():
+            if checkpoint_is_intact(path):
+                return path
+            log.warning("%s is truncated or corrupt; trying the previous checkpoint", path)
+            print(f"fastnst: warning: {path} is truncated or corrupt, using the previous checkpoint", file=sys.stderr)
+    raise FastNSTError(f"{run_dir}: no intact checkpoint to resume from (looked for {LAST} and {PREVIOUS} in {folder})")
 
 
 @contextlib.contextmanager
@@ -87,8 +113,9 @@ def run_lock(run_dir: Path):
         lock.unlink(missing_ok=True)
 
 
-def train(cfg: DictConfig) -> dict:
-    """Train one style network. Returns {"run_dir", "model_path", "metrics"}."""
+def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
+    """Train one style network; `callbacks` are added to the configured ones (for programmatic
+    use). Returns {"run_dir", "model_path", "metrics", "global_step"}."""
     run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
     ckpt_path = resolve_checkpoint(cfg, run_dir)
     check_writable(run_dir)
@@ -99,7 +126,7 @@ def train(cfg: DictConfig) -> dict:
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     system = hydra.utils.instantiate(cfg.system, _recursive_=False)
-    callbacks = _instantiate_group(cfg.get("callbacks"))
+    callbacks = _instantiate_group(cfg.get("callbacks")) + list(callbacks or [])
     loggers = _instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],

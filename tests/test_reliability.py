@@ -1,0 +1,193 @@
+"""Nothing lost on kills, SIGTERM, damaged checkpoints or a diverging loss."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from fastnst.callbacks import parameters_finite
+from fastnst.errors import FastNSTError
+from fastnst.train import train
+from fastnst.transformer import load_exported
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from test_train import scalars, tiny  # noqa: E402
+
+
+def launch(args, **kw):
+    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def wait_for(path: Path, proc, timeout=240, min_step=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            if min_step is None:
+                return
+            try:
+                if torch.load(path, weights_only=False)["global_step"] >= min_step:
+                    return
+            except Exception:
+                pass  # between rename steps
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"{path} did not appear in {timeout} s")
+
+
+def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(photo_folder, style_env, tmp_path):
+    folder = photo_folder(9)
+    args = tiny(folder, "trainer.val_check_interval=4", "system.log_images_every_n_steps=0",
+                "callbacks.last_checkpoint.every_n_steps=1", "export=true", steps=10)
+    run_dir = tmp_path / "killed"
+    proc = launch([*args, f"hydra.run.dir={run_dir}"])
+    kill_after = random.Random().randint(2, 7)
+    wait_for(run_dir / "checkpoints" / "last.ckpt", proc, min_step=kill_after)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "model.pt").exists(), "the run finished before it could be killed"
+    killed_at = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+
+    resumed = subprocess.run([sys.executable, str(REPO / "train.py"), *args, f"resume={run_dir}"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    reference = train(pl_cfg(args, tmp_path / "reference"))
+    net_a, meta_a = load_exported(run_dir / "model.pt")
+    net_b, _ = load_exported(reference["model_path"])
+    assert meta_a["global_step"] == 10
+    for (name, p), q in zip(net_a.state_dict().items(), net_b.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), f"{name} differs after kill at step {killed_at} + resume"
+    # the same TensorBoard run continues: steps after the kill are in the killed run's directory
+    assert max(scalars(run_dir, "train/loss")) == 9
+
+
+def pl_cfg(args, run_dir):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from fastnst.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=[*args, f"run_dir={run_dir}"])
+
+
+def test_sigterm_saves_a_checkpoint(photo_folder, style_env, tmp_path):
+    folder = photo_folder(6)
+    # no periodic checkpoints: only SIGTERM can write last.ckpt
+    args = tiny(folder, "trainer.val_check_interval=1000", "callbacks.last_checkpoint.every_n_steps=0",
+                "callbacks.last_checkpoint.every_minutes=null", "system.log_images_every_n_steps=0", steps=100000)
+    run_dir = tmp_path / "run"
+    proc = launch([*args, f"hydra.run.dir={run_dir}"])
+    # wait until it trains, then send what a scheduler sends before killing a job
+    deadline = time.monotonic() + 240
+    while not list(run_dir.glob("events.out.tfevents.*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert ckpt.exists(), proc.stderr.read()[-2000:]
+    assert torch.load(ckpt, weights_only=False)["global_step"] >= 1
+    assert "Traceback" not in proc.stderr.read()
+
+
+def test_truncated_last_checkpoint_falls_back_to_the_previous_one(photo_folder, style_env, tmp_path, capsys):
+    folder = photo_folder(9)
+    args = tiny(folder, "trainer.val_check_interval=100", "system.log_images_every_n_steps=0",
+                "callbacks.last_checkpoint.every_n_steps=2", steps=4)
+    run_dir = tmp_path / "run"
+    train(pl_cfg(args, run_dir))
+    last, previous = run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "previous.ckpt"
+    assert torch.load(previous, weights_only=False)["global_step"] == 2
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])  # damaged on purpose
+    result = train(pl_cfg([*args, "trainer.max_steps=6", f"resume={run_dir}"], run_dir))
+    assert result["global_step"] == 6
+    assert "truncated or corrupt" in capsys.readouterr().err
+
+
+def test_truncated_checkpoint_given_explicitly_is_a_clear_error(tmp_path, photo_folder, style_env):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(FastNSTError, match="bad.ckpt: checkpoint is truncated or corrupt"):
+        train(pl_cfg(tiny(photo_folder(4), f"ckpt_path={bad}"), tmp_path / "run"))
+
+
+class PoisonBatch(pl.Callback):
+    """NaN injection: the photos of one step become NaN."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            batch["image"].fill_(float("nan"))
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_a_good_checkpoint(photo_folder, style_env, tmp_path):
+    args = tiny(photo_folder(9), "trainer.val_check_interval=100", "system.log_images_every_n_steps=0",
+                "callbacks.last_checkpoint.every_n_steps=2", steps=10)
+    run_dir = tmp_path / "run"
+    with pytest.raises(FastNSTError, match="non-finite loss at step 5") as err:
+        train(pl_cfg(args, run_dir), callbacks=[PoisonBatch(5)])
+    assert "last.ckpt" in str(err.value)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 5
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+def test_nan_loss_with_rollback_continues_at_a_lower_learning_rate(photo_folder, style_env, tmp_path):
+    args = tiny(photo_folder(9), "trainer.val_check_interval=100", "system.log_images_every_n_steps=0",
+                "callbacks.last_checkpoint.every_n_steps=2", "system.divergence.rollback=true", steps=10)
+    result = train(pl_cfg(args, tmp_path / "run"), callbacks=[PoisonBatch(5)])
+    assert result["global_step"] == 10
+    lr = scalars(result["run_dir"], "train/lr")
+    assert lr[0] == pytest.approx(1e-3) and lr[max(lr)] == pytest.approx(5e-4)
+    net, _ = load_exported(result["model_path"])
+    assert parameters_finite(net)
+
+
+def test_unwritable_run_directory_fails_before_training(photo_folder, style_env, tmp_path):
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        run_dir = blocker / "run"  # a path below a regular file can never be created, even by root
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        run_dir = locked / "run"
+    with pytest.raises(FastNSTError, match="not writable"):
+        train(pl_cfg(tiny(photo_folder(4)), run_dir))
+
+
+def test_two_runs_never_share_a_run_directory(photo_folder, style_env, tmp_path):
+    from fastnst.train import run_lock
+
+    run_dir = tmp_path / "shared"
+    run_dir.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (run_dir / ".lock").write_text(str(sleeper.pid))
+        with pytest.raises(FastNSTError, match="in use by another training process"):
+            with run_lock(run_dir):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with run_lock(run_dir):  # a lock left by a dead process is taken over
+        assert (run_dir / ".lock").read_text() == str(os.getpid())
+    assert not (run_dir / ".lock").exists()
+    shutil.rmtree(run_dir)
