@@ -5,11 +5,13 @@ User errors (FastNSTError) print one line and exit with code 2; `traceback=true`
 
 from __future__ import annotations
 
+import difflib
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from fastnst.config import CONFIG_DIR
 from fastnst.errors import FastNSTError
@@ -33,15 +35,79 @@ def run_reporting_errors(fn, cfg: DictConfig):
         sys.exit(130)
 
 
+def check_overrides(config_dir, config_name: str, args: list[str]) -> None:
+    """Compose the config once before Hydra does, so that a typo in an override is one line
+    naming the key (with a suggestion) and exit code 2, instead of Hydra's multi-line report."""
+    if not args or any(a.startswith("-") for a in args):
+        return  # --help, --cfg, -m sweeps...: Hydra's own handling
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = compose(config_name, overrides=args)
+    except MissingConfigException as e:
+        group = next((o.split("=", 1) for o in args if "=" in o and f"'{o.split('=', 1)[0]}/" in str(e)), None)
+        if group:
+            options = sorted(p.stem for p in (Path(config_dir) / group[0]).glob("*.yaml"))
+            hint = difflib.get_close_matches(group[1], options, n=1)
+            _fail(f"unknown {group[0]} '{group[1]}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                  + f"; choose from: {', '.join(options)}")
+        _fail(str(e).splitlines()[0])
+    except (ConfigCompositionException, OverrideParseException) as e:
+        key = next((o.split("=", 1)[0] for o in args if f"'{o.split('=', 1)[0]}'" in str(e)), None)
+        if key and "not in struct" in str(e.__cause__ or e):
+            parent, _, leaf = key.rpartition(".")
+            try:
+                known = list(OmegaConf.select(cfg_base(config_dir, config_name), parent) or {}) if parent else None
+            except Exception:
+                known = None
+            known = known if known is not None else list(cfg_base(config_dir, config_name))
+            hint = difflib.get_close_matches(leaf, [str(k) for k in known], n=1)
+            _fail(f"unknown option '{key}'" + (f" (did you mean '{(parent + '.') if parent else ''}{hint[0]}'?)" if hint else "")
+                  + f"; to add a new key use +{key}=...")
+        _fail(" ".join(str(e).split()))
+    finally:
+        GlobalHydra.instance().clear()
+    del cfg
+
+
+def cfg_base(config_dir, config_name: str):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        return compose(config_name)
+
+
+def _fail(message: str):
+    print(f"fastnst: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def _entry(hydra_main, config_dir, config_name: str):
+    """The console entry point: check the overrides, then hand over to @hydra.main."""
+
+    def main():
+        check_overrides(config_dir, config_name, sys.argv[1:])
+        return hydra_main()
+
+    main.__name__ = hydra_main.__name__.lstrip("_")
+    return main
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="gatys")
-def gatys_main(cfg: DictConfig) -> None:
+def _gatys_main(cfg: DictConfig) -> None:
     from fastnst.gatys import run_gatys
 
     run_reporting_errors(run_gatys, cfg)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def train_main(cfg: DictConfig):
+def _train_main(cfg: DictConfig):
     from fastnst.train import train
 
     return run_reporting_errors(train, cfg)
@@ -53,14 +119,20 @@ INFERENCE_CONFIG_DIR = CONFIG_DIR / "inference"
 
 
 @hydra.main(version_base="1.3", config_path=str(INFERENCE_CONFIG_DIR), config_name="stylize")
-def stylize_main(cfg: DictConfig) -> None:
+def _stylize_main(cfg: DictConfig) -> None:
     from fastnst.stylize import stylize_cli
 
     run_reporting_errors(stylize_cli, cfg)
 
 
 @hydra.main(version_base="1.3", config_path=str(INFERENCE_CONFIG_DIR), config_name="export")
-def export_main(cfg: DictConfig) -> None:
+def _export_main(cfg: DictConfig) -> None:
     from fastnst.export import export_cli
 
     run_reporting_errors(export_cli, cfg)
+
+
+gatys_main = _entry(_gatys_main, CONFIG_DIR, "gatys")
+train_main = _entry(_train_main, CONFIG_DIR, "train")
+stylize_main = _entry(_stylize_main, INFERENCE_CONFIG_DIR, "stylize")
+export_main = _entry(_export_main, INFERENCE_CONFIG_DIR, "export")

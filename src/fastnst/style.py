@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from fastnst.data import resize_shorter_side
 from fastnst.errors import FastNSTError
-from fastnst.images import find_images, load_image
+from fastnst.images import find_images, load_image, open_rgb, pil_to_tensor
 from fastnst.losses import PerceptualLoss
 
 
@@ -69,13 +71,51 @@ def build_loss(loss_cfg: DictConfig, style: DictConfig, vgg_weights: str = "embe
     loss: PerceptualLoss = hydra.utils.instantiate(loss_cfg, beta=beta, vgg_weights=vgg_weights, _convert_="all")
     loss = loss.to(device)
     size = style.get("size") or style_size
-    images = [load_image(p, size) for p in paths]
-    loss.set_style([img.to(device) for img in images], weights)
+    loss.set_style_targets(mean_style_grams(loss, paths, weights, size, crops=_crops(style), device=device))
     return loss
+
+
+def _crops(style: DictConfig) -> int:
+    value = style.get("crops") or 0  # a missing key means whole images
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise FastNSTError(f"style.crops must be a whole number >= 0 (0 = whole images), got {value!r}")
+    return value
+
+
+def random_square_crops(image: torch.Tensor, side: int, n: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """n random side x side crops of a (1, 3, H, W) image whose shorter side is `side`."""
+    h, w = image.shape[-2:]
+    tops = torch.randint(0, h - side + 1, (n,), generator=generator).tolist()
+    lefts = torch.randint(0, w - side + 1, (n,), generator=generator).tolist()
+    return [image[..., t:t + side, left:left + side] for t, left in zip(tops, lefts)]
+
+
+@torch.no_grad()
+def mean_style_grams(loss: PerceptualLoss, paths, weights: list[float] | None, size: int | None,
+                     crops: int = 0, seed: int = 0, device="cpu") -> dict[str, torch.Tensor]:
+    """Weighted mean of the images' Grams (equal weights when None), one image in memory at a
+    time so a collection of thousands of frames fits. crops=0: each whole image, longer side
+    `size`; crops=N: the mean over N seeded random size x size crops of the image scaled so its
+    shorter side is `size`."""
+    weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
+    total = sum(weights)
+    generator = torch.Generator().manual_seed(seed)
+    targets: dict[str, torch.Tensor] = {}
+    for path, weight in zip(paths, weights):
+        if crops:
+            photo = open_rgb(path)
+            side = int(size or min(photo.size))
+            views = random_square_crops(pil_to_tensor(resize_shorter_side(photo, side)), side, crops, generator)
+        else:
+            views = [load_image(path, size)]
+        for view in views:
+            for name, gram in loss.style_grams(view.to(device)).items():
+                targets[name] = targets.get(name, 0) + gram * (weight / total / len(views))
+    return targets
 
 
 def style_summary(style: DictConfig) -> str:
     return str(OmegaConf.to_container(style, resolve=True).get("name", "custom"))
 
 
-__all__ = ["style_image_paths", "build_loss", "style_summary"]
+__all__ = ["style_image_paths", "build_loss", "mean_style_grams", "style_summary"]
