@@ -136,3 +136,13 @@ gatys_main = _entry(_gatys_main, CONFIG_DIR, "gatys")
 train_main = _entry(_train_main, CONFIG_DIR, "train")
 stylize_main = _entry(_stylize_main, INFERENCE_CONFIG_DIR, "stylize")
 export_main = _entry(_export_main, INFERENCE_CONFIG_DIR, "export")
+
+
+@hydra.main(version_base="1.3", config_path=str(INFERENCE_CONFIG_DIR), config_name="evaluate")
+def _evaluate_main(cfg: DictConfig) -> None:
+    from fastnst.evaluate import evaluate_cli
+
+    run_reporting_errors(evaluate_cli, cfg)
+
+
+evaluate_main = _entry(_evaluate_main, INFERENCE_CONFIG_DIR, "evaluate")

@@ -12,13 +12,22 @@ cannot be decoded is warned about once (``UserWarning`` naming it) and dropped f
 
 CPU side (Dataset, in the workers): decode, resize the shorter side, crop. GPU side
 (``on_after_batch_transfer``, training only): kornia random resized crop + horizontal flip.
+
+``cache=True`` decodes every training image once into a uint8 memory-mapped array (see
+DecodedCache) that later runs with the same files and sizes reuse; the random crops are then
+cut from that array, exactly as they would be from the decoded files.
+
+Under DDP each rank reads its share of every global batch (EpochSampler with rank/world), so
+W ranks of batch B see exactly the images one process of batch W*B would see.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -81,43 +90,165 @@ def resize_shorter_side(img: Image.Image, size: int) -> Image.Image:
     return img if new == (w, h) else img.resize(new, Image.BILINEAR)
 
 
+def train_record_size(image_size: int) -> int:
+    """Side of the square each training image is reduced to before its random crop."""
+    return round(image_size * TRAIN_RESIZE_MARGIN)
+
+
+def decode_train_record(path: str | os.PathLike, image_size: int) -> np.ndarray:
+    """One training image as the (M, M, 3) uint8 square the random crops are cut from: shorter
+    side resized to M = round(1.15 S), then center-cropped. Both the direct path and the decoded
+    cache use this, so they give identical crops. Raises ImageError naming the file."""
+    m = train_record_size(image_size)
+    img = resize_shorter_side(open_rgb(path), m)
+    w, h = img.size
+    left, top = (w - m) // 2, (h - m) // 2
+    return np.asarray(img.crop((left, top, left + m, top + m)), dtype=np.uint8)
+
+
+def random_crop(record: np.ndarray, image_size: int, seed: int, code: int) -> torch.Tensor:
+    """The S x S crop of a (M, M, 3) record for item `code`, from an RNG seeded by (seed, code)."""
+    s = image_size
+    rng = np.random.default_rng([seed, code])
+    m_h, m_w = record.shape[:2]
+    left, top = int(rng.integers(0, m_w - s + 1)), int(rng.integers(0, m_h - s + 1))
+    crop = np.ascontiguousarray(record[top : top + s, left : left + s])
+    return torch.from_numpy(crop).permute(2, 0, 1).float().div_(255.0)
+
+
+class DecodedCache:
+    """Training images decoded once: an (N, M, M, 3) uint8 .npy file, memory-mapped.
+
+    The file name is a hash of the file list (paths, sizes, mtimes), the image size and the
+    margin, so a later run with the same settings reuses it and any change builds a new one.
+    A sidecar JSON records which files could not be decoded (their records are zeros and are
+    skipped, like unreadable files on the direct path). Writes are atomic (temp + rename), so
+    a killed build never leaves a half file that looks complete.
+    """
+
+    VERSION = 1
+
+    def __init__(self, paths: Sequence[str], image_size: int, cache_dir: str | os.PathLike):
+        self.paths = [str(p) for p in paths]
+        self.image_size = int(image_size)
+        self.record = train_record_size(self.image_size)
+        self.dir = Path(cache_dir).expanduser().resolve()
+        self.key = self._key()
+        self.array_path = self.dir / f"{self.key}.npy"
+        self.meta_path = self.dir / f"{self.key}.json"
+
+    def _key(self) -> str:
+        h = hashlib.sha1()
+        h.update(json.dumps([self.VERSION, self.image_size, TRAIN_RESIZE_MARGIN, self.record]).encode())
+        for p in self.paths:
+            try:
+                st = os.stat(p)
+                h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{p}\0missing\n".encode())
+        return h.hexdigest()[:20]
+
+    @property
+    def exists(self) -> bool:
+        return self.meta_path.is_file() and self.array_path.is_file()
+
+    def build(self, workers: int | None = None) -> list[str]:
+        """Decode every file into the array (threads: Pillow releases the GIL while decoding);
+        returns the unreadable files' messages. A no-op when the cache already exists."""
+        if self.exists:
+            return self.load_meta()["errors"]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        m, n = self.record, len(self.paths)
+        tmp = self.dir / f".{self.key}.{os.getpid()}.npy"
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, m, m, 3))
+        ok = np.ones(n, dtype=bool)
+        errors: list[str] = []
+
+        def fill(i: int) -> str | None:
+            try:
+                array[i] = decode_train_record(self.paths[i], self.image_size)
+                return None
+            except ImageError as e:
+                ok[i] = False
+                return str(e)
+
+        with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+            for message in pool.map(fill, range(n)):
+                if message is not None:
+                    errors.append(message)
+                    warnings.warn(f"skipping unreadable training image: {message}", stacklevel=2)
+        array.flush()
+        del array
+        os.replace(tmp, self.array_path)
+        meta = {"version": self.VERSION, "image_size": self.image_size, "record": m,
+                "paths": self.paths, "ok": ok.tolist(), "errors": errors}
+        tmp_meta = self.dir / f".{self.key}.{os.getpid()}.json"
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, self.meta_path)  # last: its presence marks a complete cache
+        return errors
+
+    def load_meta(self) -> dict:
+        return json.loads(self.meta_path.read_text())
+
+
 class ImageFiles(Dataset):
     """Image files -> (3, S, S) tensors, or None for a file that cannot be decoded.
 
-    train=True: resize the shorter side to ~1.15 S, then a random S x S crop. The crop is drawn
-    from an RNG seeded by (seed, item code) -- see EpochSampler -- so it does not depend on
-    worker processes or on what ran before: a resumed run sees exactly the same crops.
+    train=True: the (M, M) square of decode_train_record (M = 1.15 S), then a random S x S crop.
+    The crop is drawn from an RNG seeded by (seed, item code) -- see EpochSampler -- so it does
+    not depend on worker processes or on what ran before: a resumed run sees exactly the same
+    crops. With a DecodedCache the squares come from its memory-mapped array instead of the files.
     train=False: resize to S and center crop.
     """
 
-    def __init__(self, paths: Sequence[Path], image_size: int, train: bool, seed: int = 0):
+    def __init__(self, paths: Sequence[Path], image_size: int, train: bool, seed: int = 0,
+                 cache: DecodedCache | None = None):
         self.paths = [str(p) for p in paths]
         self.image_size = image_size
         self.train = train
         self.seed = seed
+        self.cache = cache
+        self._records: np.ndarray | None = None  # opened lazily in each worker process
+        self._ok: np.ndarray | None = None
         # One flag per file in shared memory, so each bad file is warned about once in total,
         # not once per worker process or per epoch.
         self.warned = torch.zeros(len(self.paths), dtype=torch.uint8).share_memory_()
 
+    def __getstate__(self):
+        # never pickle the memory map into worker processes (that would copy the whole array)
+        return {**self.__dict__, "_records": None, "_ok": None}
+
     def __len__(self) -> int:
         return len(self.paths)
+
+    def _cached_record(self, index: int) -> np.ndarray | None:
+        if self._records is None:
+            self._records = np.load(self.cache.array_path, mmap_mode="r")
+            self._ok = np.asarray(self.cache.load_meta()["ok"], dtype=bool)
+        return self._records[index] if self._ok[index] else None
 
     def load(self, code: int) -> torch.Tensor:
         """Decode and crop one file (item code = epoch * len + index); raises ImageError naming it."""
         s = self.image_size
-        img = open_rgb(self.paths[code % len(self.paths)])
-        img = resize_shorter_side(img, round(s * TRAIN_RESIZE_MARGIN) if self.train else s)
-        w, h = img.size
+        index = code % len(self.paths)
         if self.train:
-            rng = np.random.default_rng([self.seed, code])
-            left, top = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
-        else:
-            left, top = (w - s) // 2, (h - s) // 2
+            if self.cache is not None:
+                record = self._cached_record(index)
+                if record is None:  # warned about when the cache was built
+                    raise _CachedFailure(self.paths[index])
+            else:
+                record = decode_train_record(self.paths[index], s)
+            return random_crop(record, s, self.seed, code)
+        img = resize_shorter_side(open_rgb(self.paths[index]), s)
+        w, h = img.size
+        left, top = (w - s) // 2, (h - s) // 2
         return pil_to_tensor(img.crop((left, top, left + s, top + s)))[0]
 
     def __getitem__(self, code: int) -> torch.Tensor | None:
         try:
             return self.load(code)
+        except _CachedFailure:
+            return None
         except ImageError as e:
             index = code % len(self.paths)
             if not self.warned[index]:
@@ -126,16 +257,25 @@ class ImageFiles(Dataset):
             return None
 
 
+class _CachedFailure(Exception):
+    """A file the cache build could not decode (already warned about then)."""
+
+
 class EpochSampler(Sampler[int]):
     """A seeded permutation per epoch (Lightning calls set_epoch), yielding item codes
     epoch * n + index so the dataset can seed each crop by (epoch, index).
 
     `skip_batches` makes the next epoch start that many batches in: a run resumed from a
     mid-epoch checkpoint then continues with exactly the batches the killed run would have seen.
+
+    Under DDP (`world` > 1) every rank computes the same permutation and takes every world-th
+    item from position `rank`: batch b of the W ranks together holds exactly batch b of a single
+    process with batch size W * batch_size (so the global batch does not depend on W).
     """
 
-    def __init__(self, n: int, seed: int, batch_size: int):
+    def __init__(self, n: int, seed: int, batch_size: int, rank: int = 0, world: int = 1):
         self.n, self.seed, self.batch_size = n, seed, batch_size
+        self.rank, self.world = int(rank), int(world)
         self.epoch = 0
         self.skip_batches = 0
 
@@ -143,13 +283,15 @@ class EpochSampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return self.n
+        return self.n // self.world
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
         order = torch.randperm(self.n, generator=generator).tolist()
-        start, self.skip_batches = self.skip_batches * self.batch_size, 0
-        for index in order[start:]:
+        start, self.skip_batches = self.skip_batches * self.batch_size * self.world, 0
+        # equal length on every rank (DDP ranks must run the same number of steps)
+        per_rank = (self.n - start) // self.world
+        for index in order[start + self.rank :: self.world][:per_rank]:
             yield self.epoch * self.n + index
 
 
@@ -182,6 +324,8 @@ class StyleDataModule(pl.LightningDataModule):
         max_train_images: int | None = None,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
+        cache: bool = False,
+        cache_dir: str | None = None,
     ):
         super().__init__()
         if layout not in LAYOUTS:
@@ -212,6 +356,10 @@ class StyleDataModule(pl.LightningDataModule):
         self.max_train_images = max_train_images
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
+        self.cache = bool(cache)
+        if self.cache and not cache_dir:
+            raise FastNSTError("data.cache=true needs data.cache_dir (a folder for the decoded images)")
+        self.cache_dir = cache_dir
         # Plain modules with no parameters; randomness comes from the global torch RNG, so the
         # crops are reproducible under seed_everything.
         self.gpu_augment = torch.nn.Sequential(
@@ -254,9 +402,8 @@ class StyleDataModule(pl.LightningDataModule):
             raise self._no_images(root, "no images found")
         return split_train_val(paths, root, self.val_fraction, self.split_seed)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return  # Lightning calls setup once per stage; the file lists never change.
+    def train_val_paths(self) -> tuple[list[Path], list[Path]]:
+        """(train, val) file lists after capping; raises FastNSTError."""
         train, val = self.discover()
         if self.max_train_images is not None and self.max_train_images < len(train):
             # A seeded subset, not the first N sorted names (that would be only the first classes).
@@ -267,7 +414,29 @@ class StyleDataModule(pl.LightningDataModule):
                 f"{resolve_user_path(self.root)}: only {len(train)} training images, "
                 f"fewer than data.batch_size={self.batch_size}"
             )
-        self.train_set = ImageFiles(train, self.image_size, train=True, seed=self.data_seed())
+        return train, val
+
+    def decoded_cache(self, train: Sequence[Path]) -> DecodedCache:
+        return DecodedCache(train, self.image_size, resolve_user_path(self.cache_dir))
+
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node before setup: the cache is built once,
+        # not by every DDP rank at the same time.
+        if self.cache:
+            self.decoded_cache(self.train_val_paths()[0]).build()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return  # Lightning calls setup once per stage; the file lists never change.
+        train, val = self.train_val_paths()
+        cache = None
+        if self.cache:
+            cache = self.decoded_cache(train)
+            errors = cache.build()  # reuses an existing cache (no decoding)
+            if errors:
+                warnings.warn(f"{len(errors)} unreadable training image(s) left out of the decoded cache "
+                              f"{cache.array_path} (listed in {cache.meta_path.name})", stacklevel=2)
+        self.train_set = ImageFiles(train, self.image_size, train=True, seed=self.data_seed(), cache=cache)
         self.val_set = ImageFiles(spread_subset(val, self.val_size), self.image_size, train=False)
 
     @staticmethod
@@ -294,7 +463,10 @@ class StyleDataModule(pl.LightningDataModule):
     def _loader(self, dataset: ImageFiles, train: bool) -> DataLoader:
         sampler = None
         if train:
-            sampler = EpochSampler(len(dataset), dataset.seed, self.batch_size)
+            dataset.seed = self._shared_seed(dataset.seed)
+            rank, world = self._rank_and_world()
+            dataset.seed = self.data_seed()  # the seed in force now (seed_everything may follow setup)
+            sampler = EpochSampler(len(dataset), dataset.seed, self.batch_size, rank=rank, world=world)
             sampler.skip_batches = self._batches_done_this_epoch()
         return DataLoader(
             dataset,
@@ -307,6 +479,23 @@ class StyleDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers,
         )
 
+    def _shared_seed(self, drawn: int) -> int:
+        """The data seed when the loader is made: the run's seed if seed_everything was called
+        (also after setup), else the one drawn at setup -- rank zero's under DDP, since every
+        rank must shuffle the same way for the ranks to split each global batch."""
+        value = os.environ.get("PL_GLOBAL_SEED")
+        seed = int(value) if value is not None else drawn
+        trainer = self.trainer
+        if trainer is not None and getattr(trainer, "world_size", 1) > 1:
+            seed = int(trainer.strategy.broadcast(seed, src=0))
+        return seed
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return int(getattr(trainer, "global_rank", 0)), int(getattr(trainer, "world_size", 1))
+
     def _batches_done_this_epoch(self) -> int:
         """Batches of the current epoch already trained on when resuming (0 on a fresh run)."""
         trainer = self.trainer
@@ -315,7 +504,7 @@ class StyleDataModule(pl.LightningDataModule):
         # "processed", not "completed": a checkpoint written in on_train_batch_end has not yet
         # counted its last batch as completed
         done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
-        per_epoch = len(self._require_setup()[0]) // self.batch_size
+        per_epoch = len(self._require_setup()[0]) // (self.batch_size * self._rank_and_world()[1])
         return done if 0 < done < per_epoch else 0
 
     def train_dataloader(self) -> DataLoader:
@@ -343,10 +532,12 @@ class StyleDataModule(pl.LightningDataModule):
         images = batch["image"]
         if images.shape[0] == 0:
             return batch
-        # Seeded by (seed, step) rather than drawn from the global RNG: a resumed run augments
-        # its next batches exactly as the uninterrupted run would have.
+        # Seeded by (seed, step, rank) rather than drawn from the global RNG: a resumed run
+        # augments its next batches exactly as the uninterrupted run would have, and DDP ranks
+        # draw different crops.
         devices = [images.device] if images.device.type == "cuda" else []
         with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.train_set.seed * 1_000_003 + trainer.global_step)
+            step, rank = getattr(trainer, "global_step", 0), getattr(trainer, "global_rank", 0)
+            torch.manual_seed(self.train_set.seed * 1_000_003 + step + 7_919 * rank)
             augmented = self.gpu_augment.to(images.device)(images).clamp_(0, 1)
         return {**batch, "image": augmented}

@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid
 
+from fastnst.errors import FastNSTError
 from fastnst.images import load_image
 from fastnst.losses import PerceptualLoss
 from fastnst.style import build_loss, style_image_paths
@@ -25,19 +26,64 @@ def _plain(cfg) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
+LR_SCALING_RULES = ("sqrt", "linear")
+
+
+def scaled_lr(base_lr: float, batch_size: int, base_batch_size: int = 4, rule: str | bool = "sqrt") -> float:
+    """Learning rate for a global batch of `batch_size` when `base_lr` was tuned for
+    `base_batch_size`: sqrt (the usual rule for Adam: the gradient noise scales with
+    1/sqrt(batch)) or linear (Goyal et al., for SGD). rule=True means sqrt, False/None no scaling."""
+    if rule is True:
+        rule = "sqrt"
+    if not rule:
+        return float(base_lr)
+    if rule not in LR_SCALING_RULES:
+        raise FastNSTError(f"system.optimizer.scale_lr_with_batch={rule!r}: use false, true, sqrt or linear")
+    ratio = batch_size / base_batch_size
+    return float(base_lr) * (math.sqrt(ratio) if rule == "sqrt" else ratio)
+
+
+def resolve_channels_last(value: str | bool, device: torch.device) -> bool:
+    """system.channels_last: true/false, or auto = on for CUDA only (on this project's CPUs it
+    measured no faster; see docs/training_speed.md)."""
+    if value == "auto":
+        return torch.device(device).type == "cuda"
+    if isinstance(value, bool):
+        return value
+    raise FastNSTError(f"system.channels_last={value!r}: use auto, true or false")
+
+
+def resolve_check_interval(value: str | int | None, device: torch.device, log_every_n_steps: int) -> int:
+    """divergence.check_every_n_steps: a number (0 = never) or auto = every step on CPU (the
+    check costs nothing there) and every log_every_n_steps on CUDA, where reading the flag is a
+    host-device sync that would stall the GPU every step."""
+    if value == "auto":
+        return 1 if torch.device(device).type != "cuda" else max(1, int(log_every_n_steps))
+    if value is None:
+        return 0
+    return int(value)
+
+
 class StyleTransferModule(pl.LightningModule):
     """Args (all plain config, saved as hyperparameters):
         model: TransformerNet kwargs (channels, num_residual, norm).
         loss: a conf/loss preset (PerceptualLoss kwargs with _target_).
         style: a conf/style preset (image(s), size, beta_scale).
         vgg_weights: embedded | torchvision | path.
-        optimizer: {lr, betas, weight_decay}.
+        optimizer: {lr, betas, weight_decay, scale_lr_with_batch, base_batch_size}:
+            scale_lr_with_batch (false | true = sqrt | sqrt | linear) rescales lr, tuned for
+            base_batch_size, to the global batch (batch_size x devices x nodes x accumulation).
         scheduler: null or {name: cosine|step, warmup_steps, step_size, gamma, min_lr_ratio}.
         log_images_every_n_steps: how often a grid of validation photos is logged.
         num_log_images: how many validation photos are in the grid.
         divergence: {check_every_n_steps, rollback, lr_factor, max_rollbacks}: a non-finite loss
             skips its update and stops the run (diverged_at is set), or with rollback=true
             reloads last.ckpt and continues with the learning rate times lr_factor.
+            check_every_n_steps: auto = 1 on CPU, trainer.log_every_n_steps on CUDA (the first
+            non-finite step is recorded on the device without a sync and read at the checks).
+        channels_last: auto (CUDA only) | true | false, for the transformer, the VGG and the photos.
+        compile: torch.compile the transformer's and the VGG's forward (false | true | a dict of
+            torch.compile kwargs, e.g. {mode: max-autotune}).
     """
 
     def __init__(
@@ -51,6 +97,8 @@ class StyleTransferModule(pl.LightningModule):
         log_images_every_n_steps: int = 500,
         num_log_images: int = 4,
         divergence: dict | None = None,
+        channels_last: str | bool = "auto",
+        compile: bool | dict = False,
     ):
         super().__init__()
         model, loss, style = _plain(model), _plain(loss), _plain(style)
@@ -67,6 +115,8 @@ class StyleTransferModule(pl.LightningModule):
                 "log_images_every_n_steps": log_images_every_n_steps,
                 "num_log_images": num_log_images,
                 "divergence": _plain(divergence) or {},
+                "channels_last": channels_last,
+                "compile": _plain(compile),
             },
             logger=False,
         )
@@ -80,6 +130,11 @@ class StyleTransferModule(pl.LightningModule):
         self.skipped_files = torch.zeros((), dtype=torch.long)
         self.diverged_at: int | None = None
         self.rollbacks = 0
+        self.use_channels_last = False
+        self._check_every = 1
+        # first step with a non-finite loss since the last check, -1 = none (a device tensor)
+        self._first_bad_step: torch.Tensor | None = None
+        self._compiled = False
 
     @property
     def perceptual(self) -> PerceptualLoss:
@@ -92,6 +147,32 @@ class StyleTransferModule(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    # -- speed settings (need the device, so they are applied once the trainer exists) -----
+    def setup(self, stage: str) -> None:
+        device = self.trainer.strategy.root_device
+        self.use_channels_last = resolve_channels_last(self.hparams.channels_last, device)
+        if self.use_channels_last:
+            # in place (the same Parameter objects): optimizer references stay valid
+            self.net.to(memory_format=torch.channels_last)
+            self._perceptual.vgg.to(memory_format=torch.channels_last)
+        self._check_every = resolve_check_interval(
+            self.hparams.divergence.get("check_every_n_steps", 1), device, self.trainer.log_every_n_steps
+        )
+        self.compile_networks(self.hparams.compile)
+
+    def compile_networks(self, options: bool | dict | None) -> None:
+        """torch.compile the transformer's and the VGG trunk's forward in place: module structure,
+        state_dict, checkpoints and exports are unchanged."""
+        if not options or self._compiled:
+            return
+        kwargs = dict(options) if isinstance(options, dict) else {}
+        for module in (self.net, self._perceptual.vgg):
+            module.forward = torch.compile(module.forward, **kwargs)
+        self._compiled = True
+
+    def _to_memory_format(self, photos: torch.Tensor) -> torch.Tensor:
+        return photos.contiguous(memory_format=torch.channels_last) if self.use_channels_last else photos
 
     # -- training -------------------------------------------------------------------------
     def _losses(self, photos: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -107,13 +188,14 @@ class StyleTransferModule(pl.LightningModule):
             self.log("data/skipped_files", self.skipped_files.float(), on_step=True, on_epoch=False)
         if photos.shape[0] == 0:
             return None  # every file of this batch was unreadable
-        terms = self._losses(photos)
-        if self._divergence_check_due() and not torch.isfinite(terms["total"]):
+        terms = self._losses(self._to_memory_format(photos))
+        if self._divergence_detected(terms["total"]):
             self._on_divergence()
             return None  # no update from a non-finite loss: the weights stay good
         for name, value in terms.items():
+            # the global-batch mean under DDP for the headline loss (one small all-reduce)
             self.log(f"train/{'loss' if name == 'total' else name}", value, on_step=True, on_epoch=False,
-                     prog_bar=name == "total", batch_size=photos.shape[0])
+                     prog_bar=name == "total", batch_size=photos.shape[0], sync_dist=name == "total")
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         now = time.perf_counter()
         if self._last_batch_time is not None:
@@ -129,10 +211,10 @@ class StyleTransferModule(pl.LightningModule):
         photos = batch["image"]
         if photos.shape[0] == 0:
             return
-        terms = self._losses(photos)
+        terms = self._losses(self._to_memory_format(photos))
         for name in ("total", "content", "style", "tv"):
             self.log(f"val/{'loss' if name == 'total' else name}", terms[name], on_step=False, on_epoch=True,
-                     batch_size=photos.shape[0])
+                     batch_size=photos.shape[0], sync_dist=True)
 
     def on_validation_epoch_end(self):
         metrics = self.trainer.callback_metrics
@@ -173,7 +255,10 @@ class StyleTransferModule(pl.LightningModule):
             "vgg_weights": h.vgg_weights,
         }
         params = {k: v for k, v in params.items() if v is not None}
-        tb.log_hyperparams(params, metrics={"hp/val_loss": math.nan, "hp/val_content": math.nan, "hp/val_style": math.nan})
+        from fastnst.evaluate import METRICS as EVAL_METRICS  # columns evaluate.py fills in later
+
+        tb.log_hyperparams(params, metrics={"hp/val_loss": math.nan, "hp/val_content": math.nan, "hp/val_style": math.nan,
+                                            **{f"eval/{k}": math.nan for k in EVAL_METRICS}})
         paths, _ = style_image_paths(OmegaConf.create(h.style))
         style_images = [load_image(p, 256)[0] for p in paths[:4]]
         for i, img in enumerate(style_images):
@@ -199,9 +284,30 @@ class StyleTransferModule(pl.LightningModule):
         tb.experiment.add_image("val/stylized", grid, self.global_step)
 
     # -- divergence guard -----------------------------------------------------------------
-    def _divergence_check_due(self) -> bool:
-        every = int(self.hparams.divergence.get("check_every_n_steps", 1) or 0)
-        return every > 0 and self.global_step % every == 0
+    def _divergence_detected(self, total: torch.Tensor) -> bool:
+        """Records the first non-finite step on the device every step (no sync); reads it on the
+        host only every check_every_n_steps steps. Sets diverged_at to that first step."""
+        every = self._check_every
+        if every <= 0:
+            return False
+        if every == 1:  # the plain check: the flag would only add work
+            if torch.isfinite(total):
+                return False
+            self._bad_step = self.global_step
+            return True
+        flag = self._first_bad_step
+        if flag is None or flag.device != total.device:
+            flag = torch.full((), -1, dtype=torch.long, device=total.device)
+        step = torch.full((), self.global_step, dtype=torch.long, device=total.device)
+        self._first_bad_step = torch.where(~torch.isfinite(total) & (flag < 0), step, flag)
+        if self.global_step % every != 0:
+            return False
+        first = int(self._first_bad_step)  # the one host-device sync, every `every` steps
+        self._first_bad_step = None
+        if first < 0:
+            return False
+        self._bad_step = first
+        return True
 
     def _last_checkpoint_path(self):
         from fastnst.callbacks import LastCheckpoint
@@ -213,7 +319,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def _on_divergence(self):
         cfg = self.hparams.divergence
-        step = self.global_step
+        step = getattr(self, "_bad_step", self.global_step)
         last = self._last_checkpoint_path()
         if cfg.get("rollback") and self.rollbacks < int(cfg.get("max_rollbacks", 3)) and last is not None:
             self.rollbacks += 1
@@ -233,7 +339,12 @@ class StyleTransferModule(pl.LightningModule):
     # -- optimization ---------------------------------------------------------------------
     def configure_optimizers(self):
         opt_cfg = dict(self.hparams.optimizer)
-        lr = float(opt_cfg.pop("lr", 1e-3))
+        rule = opt_cfg.pop("scale_lr_with_batch", False)
+        base_batch = int(opt_cfg.pop("base_batch_size", 4))
+        lr = scaled_lr(float(opt_cfg.pop("lr", 1e-3)), self.global_batch_size(), base_batch, rule)
+        if rule:
+            log.info("learning rate %.3g for a global batch of %d (%s scaling from batch %d)",
+                     lr, self.global_batch_size(), "sqrt" if rule is True else rule, base_batch)
         opt = torch.optim.Adam(self.net.parameters(), lr=lr, **opt_cfg)
         sched = self.hparams.scheduler
         if not sched:
@@ -255,6 +366,15 @@ class StyleTransferModule(pl.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def global_batch_size(self) -> int:
+        """Photos per optimizer step over all processes: batch_size x world size x accumulation."""
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        batch = int(getattr(datamodule, "batch_size", 4) or 4)
+        if trainer is None:
+            return batch
+        return batch * int(trainer.world_size) * int(trainer.accumulate_grad_batches)
 
     # -- checkpoints ----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint):

@@ -130,6 +130,10 @@ def _check_positive(name: str, value, minimum: int = 1):
     return int(value)
 
 
+# smallest side the network runs at (its 9x9 reflection padding and two stride-2 stages need it)
+MIN_SIDE = 16
+
+
 class Stylizer:
     """A loaded transformer plus the options of how to apply it. Use `Stylizer.load`.
 
@@ -220,6 +224,12 @@ class Stylizer:
 
     def _forward(self, photo: torch.Tensor, tile: int | None, tile_overlap: int | None) -> torch.Tensor:
         h, w = photo.shape[-2:]
+        if min(h, w) < MIN_SIDE:
+            # the network's reflection padding needs a few pixels per stage: run tiny images
+            # upscaled, then bring the result back to the input size
+            scale = MIN_SIDE / min(h, w)
+            big = resize_tensor(photo, (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))))
+            return resize_tensor(self._forward(big, tile, tile_overlap).float(), (h, w))
         if tile and max(h, w) > tile:
             runner = self.runner if isinstance(self.runner, TorchRunner) else None
             x = runner.prepare(photo) if runner else photo.float().cpu()
@@ -339,8 +349,11 @@ def stylize_folder(stylizer: Stylizer, src: Path, dst: Path, overwrite: bool = F
     src, dst = src.resolve(), dst.resolve()
     if dst == src or src in dst.parents:
         raise FastNSTError(f"{dst}: output folder must not be the input folder or inside it")
+    images = find_images(src)
+    if not images:
+        raise FastNSTError(f"{src}: no images found in this folder (searched recursively)")
     jobs, skipped = [], 0
-    for path in find_images(src):
+    for path in images:
         out = dst / _image_output_name(path.relative_to(src))
         if out.exists() and not overwrite:
             skipped += 1

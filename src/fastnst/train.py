@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import hydra
+import torch
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,7 +38,7 @@ def check_writable(run_dir: Path) -> None:
     """Fail before any training when the run directory cannot be written."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test"
+        probe = run_dir / f".write_test.{os.getpid()}"  # per process: DDP ranks probe at once
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as e:
@@ -70,7 +71,19 @@ def resolve_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
         raise FastNSTError(f"{path}: checkpoint not found")
     if not checkpoint_is_intact(path):
         raise FastNSTError(f"{path}: checkpoint is truncated or corrupt")
+    check_is_training_checkpoint(path)
     return str(path)
+
+
+def check_is_training_checkpoint(path: Path) -> None:
+    """A Lightning checkpoint of this system (not an exported model.pt or another project's file)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise FastNSTError(f"{path}: cannot read checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or "fastnst_model_config" not in ckpt or "optimizer_states" not in ckpt:
+        hint = " (an exported model.pt: use it with stylize.py)" if isinstance(ckpt, dict) and "format" in ckpt else ""
+        raise FastNSTError(f"{path}: not a fastnst training checkpoint{hint}")
 
 
 def latest_good_checkpoint(run_dir: Path) -> Path:
@@ -113,30 +126,75 @@ def run_lock(run_dir: Path):
         lock.unlink(missing_ok=True)
 
 
+def _uses_cuda(trainer_cfg: DictConfig) -> bool:
+    import torch
+
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def _progress_bar(trainer_cfg: DictConfig, callbacks: list) -> list:
+    """On CUDA the progress bar refreshes every log_every_n_steps steps: each refresh reads the
+    logged loss, a host-device sync that would stall the GPU every step."""
+    from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
+
+    if not trainer_cfg.get("enable_progress_bar", True) or any(isinstance(c, ProgressBar) for c in callbacks):
+        return []
+    if not _uses_cuda(trainer_cfg):
+        return []
+    return [TQDMProgressBar(refresh_rate=max(1, int(trainer_cfg.get("log_every_n_steps") or 1)))]
+
+
+def _check_multirun_ddp(trainer: pl.Trainer) -> None:
+    """Lightning's DDP launcher re-runs the command line for ranks > 0; with -m and Hydra's
+    local launcher that would start the whole sweep again in every rank."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from lightning_fabric.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if not (HydraConfig.initialized() and isinstance(launcher, _SubprocessScriptLauncher)
+            and trainer.world_size > 1):
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN and "BasicLauncher" in str(hydra_cfg.launcher.get("_target_", "")):
+        raise FastNSTError(
+            "trainer=ddp with several devices cannot run inside a local multirun (-m): run one "
+            "configuration per command, or send the sweep to a cluster with hydra/launcher=submitit_slurm"
+        )
+
+
 def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     """Train one style network; `callbacks` are added to the configured ones (for programmatic
-    use). Returns {"run_dir", "model_path", "metrics", "global_step"}."""
+    use). Returns {"run_dir", "model_path", "metrics", "global_step"}.
+
+    Under DDP every rank runs this function (Lightning re-runs the command for ranks > 0 with
+    the same hydra.run.dir, so all ranks share one run directory); only global rank zero saves
+    the config, holds the run lock and writes logs, checkpoints and the exported model."""
     run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
     ckpt_path = resolve_checkpoint(cfg, run_dir)
     check_writable(run_dir)
     style_image_paths(cfg.style)  # a missing style image fails now, not after the data is scanned
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     system = hydra.utils.instantiate(cfg.system, _recursive_=False)
     callbacks = _instantiate_group(cfg.get("callbacks")) + list(callbacks or [])
+    callbacks += _progress_bar(cfg.trainer, callbacks)
     loggers = _instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
     )
+    _check_multirun_ddp(trainer)
+    if trainer.is_global_zero:
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     log.info("run directory: %s", run_dir)
     # Our EpochSampler skips the batches a mid-epoch checkpoint already consumed, so Lightning's
     # "dataloader is not resumable" warning does not apply.
     warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
-    with run_lock(run_dir):
+    with run_lock(run_dir) if trainer.is_global_zero else contextlib.nullcontext():
         trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
 
     if system.diverged_at is not None:

@@ -1,0 +1,363 @@
+"""Evaluate trained runs on a fixed set of content photos, so runs (datasets, styles, models)
+compare on the same footing.
+
+    metrics = evaluate_run("outputs/starry_night/imagenet_mini/johnson/2025-01-01_12-00-00")
+
+For each photo (resized so its shorter side is `size`, center-cropped square, as in validation)
+the run's network stylizes it and the run's own PerceptualLoss (config.yaml: loss, style, vgg)
+scores the result: content, style and total loss. The Gatys reference optimizes the same photos
+under the same loss for a fixed L-BFGS budget; it depends only on (style, loss, photos, size,
+budget), so it is computed once and cached as JSON under `cache_dir`. Speed is the network's
+time per image (after a warm-up call). Content fidelity ("edge SSIM") is the SSIM between the
+Sobel edge maps of output and photo: 1 = every edge of the photo kept where it was.
+
+Results go to <run>/eval.json and into the run's TensorBoard events as hparams metrics
+(`eval/...`), next to the training settings. `python evaluate.py run=<dir>` is the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from fastnst.config import REPO_ROOT, resolve_user_path
+from fastnst.data import resize_shorter_side, spread_subset
+from fastnst.errors import FastNSTError
+from fastnst.gatys import stylize_gatys
+from fastnst.images import find_images, is_image_file, open_rgb, pil_to_tensor
+from fastnst.losses import PerceptualLoss
+from fastnst.style import build_loss, style_image_paths
+from fastnst.stylize import Stylizer, resolve_device
+
+EVAL_FILE = "eval.json"
+EVAL_VERSION = 1
+# the metrics, in table order; JSON and TensorBoard use them with an "eval/" prefix
+METRICS = ("content", "style", "total", "gatys/content", "gatys/style", "gatys/total", "total_vs_gatys",
+           "edge_ssim", "gatys/edge_ssim", "ms_per_image")
+NORM_NAMES = {"instance": "IN", "batch": "BN", "none": "no norm"}
+
+
+# ----------------------------------------------------------------------------- run and photos
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("FASTNST_DATA") or REPO_ROOT / "data")
+
+
+def default_photos() -> Path:
+    """The validation split of data=imagenet_mini."""
+    return default_data_dir() / "imagenet-mini" / "val"
+
+
+def default_cache_dir() -> Path:
+    return REPO_ROOT / "outputs" / ".cache" / "gatys"
+
+
+def load_run_config(run_dir: str | os.PathLike) -> DictConfig:
+    """The resolved training config train() wrote into the run directory."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FastNSTError(f"{run_dir}: no such run directory")
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise FastNSTError(f"{run_dir}: not a training run directory (no config.yaml)")
+    return OmegaConf.load(path)
+
+
+def run_labels(run_dir: str | os.PathLike, cfg: DictConfig) -> dict[str, str]:
+    """{"style", "data", "model"} of a run. The model preset's name is not in config.yaml, but
+    the run directory is <style>/<data>/<model>/<date>; the normalization is added (IN vs BN)."""
+    run_dir = Path(run_dir)
+    style = str(cfg.style.get("name") or "custom")
+    data = str(cfg.data.get("name") or "images")
+    parts = run_dir.resolve().parts
+    if len(parts) >= 4 and parts[-4] == style and parts[-3] == data:
+        model = parts[-2]
+    else:
+        model = "c" + "-".join(str(c) for c in cfg.model.get("channels", []))
+    norm = str(cfg.model.get("norm", "instance"))
+    return {"style": style, "data": data, "model": f"{model} ({NORM_NAMES.get(norm, norm)})"}
+
+
+def evaluation_photo_paths(photos=None, num_photos: int | None = 8) -> list[Path]:
+    """The evaluation set: a folder (searched recursively), an image file or a list of them,
+    `num_photos` evenly spread over the sorted files (None = all)."""
+    if photos is None:
+        photos = default_photos()
+    if isinstance(photos, str | os.PathLike):
+        photos = [photos]
+    paths: list[Path] = []
+    for entry in photos:
+        path = resolve_user_path(entry)
+        if path.is_dir():
+            found = find_images(path)
+            if not found:
+                raise FastNSTError(f"{path}: no images in the evaluation photo folder")
+            paths += found
+        elif path.is_file() and is_image_file(path):
+            paths.append(path)
+        else:
+            raise FastNSTError(f"{path}: evaluation photos: no such image or folder")
+    if num_photos is not None and int(num_photos) < 1:
+        raise FastNSTError(f"num_photos must be at least 1 (or null for all), got {num_photos}")
+    return spread_subset(paths, None if num_photos is None else int(num_photos))
+
+
+def load_photo(path: Path, size: int) -> torch.Tensor:
+    """(1, 3, size, size): shorter side resized to `size`, center crop (like validation)."""
+    img = resize_shorter_side(open_rgb(path), size)
+    left, top = (img.width - size) // 2, (img.height - size) // 2
+    return pil_to_tensor(img.crop((left, top, left + size, top + size)))
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def edge_map(image: torch.Tensor) -> torch.Tensor:
+    """Sobel gradient magnitude of the luminance, scaled to [0, 1] per image."""
+    import kornia
+
+    edges = kornia.filters.sobel(kornia.color.rgb_to_grayscale(image.float().clamp(0, 1)))
+    return edges / edges.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)
+
+
+def edge_ssim(output: torch.Tensor, photo: torch.Tensor) -> float:
+    """Structural similarity of the edge maps (content fidelity): 1 = the photo's edges kept."""
+    import kornia
+
+    if output.shape[-2:] != photo.shape[-2:]:
+        output = torch.nn.functional.interpolate(output, size=photo.shape[-2:], mode="bilinear", align_corners=False)
+    return float(kornia.metrics.ssim(edge_map(output), edge_map(photo), window_size=11).mean())
+
+
+def loss_terms(loss: PerceptualLoss, output: torch.Tensor, photo: torch.Tensor) -> dict[str, float]:
+    with torch.no_grad():
+        terms = loss(output.float(), loss.content_features(photo))
+    return {k: float(terms[k]) for k in ("content", "style", "total")}
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
+# ----------------------------------------------------------------------------- Gatys reference
+
+
+def _file_stamp(path: Path) -> list:
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def gatys_cache_key(cfg: DictConfig, photo_paths: list[Path], size: int, iterations: int) -> str:
+    """What the reference depends on: the style (settings and files), the loss, the VGG weights,
+    the photos, the size and the iteration budget."""
+    style_paths, _ = style_image_paths(cfg.style)
+    material = {
+        "version": EVAL_VERSION,
+        "style": OmegaConf.to_container(cfg.style, resolve=True),
+        "style_files": [_file_stamp(p) for p in style_paths],
+        "loss": OmegaConf.to_container(cfg.loss, resolve=True),
+        "vgg": str(cfg.get("vgg", {}).get("weights", "embedded")),
+        "photos": [_file_stamp(p) for p in photo_paths],
+        "size": int(size),
+        "iterations": int(iterations),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def gatys_reference(loss: PerceptualLoss, cfg: DictConfig, photo_paths: list[Path], photos: list[torch.Tensor],
+                    size: int, iterations: int, cache_dir: str | os.PathLike | None = None,
+                    progress: bool = False) -> dict[str, float]:
+    """Mean content/style/total loss and edge SSIM of Gatys (L-BFGS from the photo, single
+    scale, `iterations` loss evaluations) on the photos; cached per cache key."""
+    cache_dir = resolve_user_path(cache_dir) if cache_dir else default_cache_dir()
+    cache = cache_dir / f"{gatys_cache_key(cfg, photo_paths, size, iterations)}.json"
+    if cache.is_file():
+        try:
+            return json.loads(cache.read_text())["metrics"]
+        except (ValueError, KeyError, OSError):
+            pass  # a damaged cache entry is recomputed
+    rows = []
+    for photo in photos:
+        result = stylize_gatys(photo, loss, iterations=iterations, optimizer="lbfgs", init="content", scales=None,
+                               seed=0, progress=progress)
+        rows.append({**loss_terms(loss, result.image, photo), "edge_ssim": edge_ssim(result.image, photo)})
+    metrics = {f"gatys/{k}": _mean(rows, k) for k in ("content", "style", "total", "edge_ssim")}
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"metrics": metrics, "style": str(cfg.style.get("name")), "iterations": iterations,
+                                   "size": size, "photos": [str(p) for p in photo_paths]}, indent=1))
+        os.replace(tmp, cache)
+    except OSError as e:
+        print(f"fastnst: warning: cannot write the Gatys cache {cache} ({e.strerror or e})", file=sys.stderr)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- TensorBoard
+
+
+def hparams_of(cfg: DictConfig, labels: dict[str, str]) -> dict:
+    """The run's settings as TensorBoard hparams (the keys training logs, plus the model label)."""
+    loss, model, data = cfg.loss, cfg.model, cfg.data
+    params = {
+        "style": labels["style"],
+        "data": labels["data"],
+        "model": labels["model"],
+        "model/channels": str(list(model.get("channels", []))),
+        "model/num_residual": model.get("num_residual"),
+        "model/norm": model.get("norm"),
+        "loss/alpha": loss.get("alpha"),
+        "loss/beta": loss.get("beta"),
+        "loss/tv_weight": loss.get("tv_weight"),
+        "optimizer/lr": cfg.get("system", {}).get("optimizer", {}).get("lr"),
+        "batch_size": data.get("batch_size"),
+        "image_size": data.get("image_size"),
+        "max_steps": cfg.get("trainer", {}).get("max_steps"),
+    }
+    return {k: (v if isinstance(v, bool | int | float | str) else str(v)) for k, v in params.items() if v is not None}
+
+
+def log_to_tensorboard(run_dir: Path, cfg: DictConfig, labels: dict[str, str], metrics: dict[str, float],
+                       step: int = 0) -> None:
+    """hparams (settings + eval metrics) and the metrics as scalars, into the run's own events,
+    so TensorBoard's hparams view lists each run's settings with its evaluation."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    tagged = {f"eval/{k}": v for k, v in metrics.items()}
+    # the validation metrics training logs stay columns of the view
+    columns = {**{f"hp/val_{k}": 0.0 for k in ("loss", "content", "style")}, **tagged}
+    experiment, session_start, session_end = hparams(hparams_of(cfg, labels), columns)
+    with SummaryWriter(log_dir=str(run_dir)) as writer:
+        for summary in (experiment, session_start, session_end):
+            writer.file_writer.add_summary(summary)
+        for tag, value in tagged.items():
+            writer.add_scalar(tag, value, step)
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(payload, indent=1))
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise FastNSTError(f"{path}: cannot write the evaluation ({e.strerror or e})") from None
+
+
+def read_eval(run_dir: str | os.PathLike) -> dict | None:
+    path = Path(run_dir) / EVAL_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError):
+        return None
+
+
+def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None = 8, size: int = 256,
+                 gatys_iterations: int = 50, cache_dir: str | os.PathLike | None = None, backend: str = "auto",
+                 device: str = "auto", tensorboard: bool = True, overwrite: bool = False,
+                 progress: bool = False) -> dict:
+    """Evaluate one run (see the module docstring); returns what it writes to <run>/eval.json.
+
+    An existing eval.json is returned as is unless `overwrite`. photos: a folder, an image or a
+    list (default: the imagenet-mini validation split of $FASTNST_DATA). gatys_iterations=0
+    skips the reference.
+    """
+    run_dir = resolve_user_path(run_dir)
+    cfg = load_run_config(run_dir)
+    existing = read_eval(run_dir)
+    if existing is not None and not overwrite:
+        return existing
+    size, gatys_iterations = int(size), int(gatys_iterations)
+    if size < 16:
+        raise FastNSTError(f"size must be at least 16 px, got {size}")
+    if gatys_iterations < 0:
+        raise FastNSTError(f"gatys_iterations must be >= 0 (0 = no Gatys reference), got {gatys_iterations}")
+    photo_paths = evaluation_photo_paths(photos, num_photos)
+    dev = resolve_device(device)
+    stylizer = Stylizer.load(run_dir, device=str(dev), backend=backend)
+    loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.get("vgg", {}).get("weights", "embedded")),
+                      device=dev, style_size=size)
+    images = [load_photo(p, size).to(dev) for p in photo_paths]
+
+    stylizer(images[0])  # warm-up: first-call allocations and lazy initialisation are not speed
+    rows = []
+    for path, photo in zip(photo_paths, images):
+        start = time.perf_counter()
+        output = stylizer(photo)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        ms = (time.perf_counter() - start) * 1000
+        output = output.to(dev).float()
+        rows.append({"photo": str(path), **loss_terms(loss, output, photo), "edge_ssim": edge_ssim(output, photo),
+                     "ms": ms})
+    metrics = {k: _mean(rows, k) for k in ("content", "style", "total", "edge_ssim")}
+    metrics["ms_per_image"] = _mean(rows, "ms")
+    if gatys_iterations:
+        metrics.update(gatys_reference(loss, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress))
+        metrics["total_vs_gatys"] = metrics["total"] / metrics["gatys/total"] if metrics["gatys/total"] else math.nan
+    metrics = {k: metrics[k] for k in METRICS if k in metrics}
+
+    labels = run_labels(run_dir, cfg)
+    step = int(stylizer.meta.get("global_step") or 0)
+    result = {
+        "version": EVAL_VERSION,
+        "run_dir": str(run_dir),
+        **labels,
+        "global_step": step,
+        "settings": {"photos": [str(p) for p in photo_paths], "size": size, "gatys_iterations": gatys_iterations,
+                     "backend": stylizer.backend, "device": str(dev)},
+        "metrics": metrics,
+        "per_photo": rows,
+    }
+    _write_json(run_dir / EVAL_FILE, result)
+    if tensorboard:
+        log_to_tensorboard(run_dir, cfg, labels, metrics, step)
+    return result
+
+
+def format_metrics(result: dict) -> str:
+    m = result["metrics"]
+    text = f"content {m['content']:.4g}  style {m['style']:.4g}  total {m['total']:.4g}"
+    if "gatys/total" in m:
+        text += f"  (Gatys total {m['gatys/total']:.4g}, x{m['total_vs_gatys']:.2f})"
+    return text + f"  edge SSIM {m['edge_ssim']:.3f}  {m['ms_per_image']:.1f} ms/image"
+
+
+def evaluate_cli(cfg: DictConfig) -> list[dict]:
+    """`python evaluate.py run=<dir>` or `run=[<dir>,<dir>]`."""
+    if OmegaConf.is_missing(cfg, "run") or not cfg.run:
+        raise FastNSTError("run=<run directory> is required, e.g. `python evaluate.py run=outputs/starry_night/...`")
+    runs = list(cfg.run) if isinstance(cfg.run, ListConfig) else [cfg.run]
+    results = []
+    for run in runs:
+        existed = read_eval(resolve_user_path(run)) is not None
+        result = evaluate_run(
+            run, photos=OmegaConf.to_container(cfg.photos) if isinstance(cfg.photos, ListConfig) else cfg.photos,
+            num_photos=cfg.num_photos, size=cfg.size, gatys_iterations=cfg.gatys_iterations,
+            cache_dir=cfg.cache_dir, backend=cfg.backend, device=cfg.device, tensorboard=cfg.tensorboard,
+            overwrite=cfg.overwrite, progress=cfg.progress,
+        )
+        note = " (existing eval.json; overwrite=true re-evaluates)" if existed and not cfg.overwrite else ""
+        print(f"{result['style']} / {result['data']} / {result['model']}: {format_metrics(result)}{note}")
+        print(f"  -> {Path(result['run_dir']) / EVAL_FILE}")
+        results.append(result)
+    return results
+
+
+__all__ = ["evaluate_run", "evaluate_cli", "evaluation_photo_paths", "gatys_reference", "edge_ssim", "run_labels",
+           "load_run_config", "read_eval", "METRICS", "EVAL_FILE"]

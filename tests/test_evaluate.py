@@ -1,0 +1,142 @@
+"""evaluate.py: metrics of a trained run on fixed photos, the cached Gatys reference, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+from test_train import tiny
+
+import fastnst.evaluate as evaluate
+from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
+from fastnst.evaluate import METRICS, evaluate_cli, evaluate_run, run_labels
+from fastnst.train import train
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One 2-step run on synthetic photos, shared by the tests of this module (run dir
+    <tmp>/runs/starry_night/folder/johnson_half/now, the layout train.py uses)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from conftest import make_image
+    from fastnst.config import CONFIG_DIR
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    make_image(root / "data" / "styles" / "starry_night.jpg", size=(48, 48), seed=7)
+    for i in range(6):
+        make_image(root / "photos" / f"{i}.png", size=(40, 40), seed=100 + i)
+    run_dir = root / "runs" / "starry_night" / "folder" / "johnson_half" / "now"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTNST_DATA", str(root / "data"))
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=[*tiny(root / "photos", "system.log_images_every_n_steps=0",
+                                                    "trainer.val_check_interval=2", steps=2), f"run_dir={run_dir}"])
+        GlobalHydra.instance().clear()
+        return train(cfg)["run_dir"]
+
+
+def count_gatys_calls(monkeypatch) -> list:
+    calls = []
+    real = evaluate.stylize_gatys
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "stylize_gatys", counting)
+    return calls
+
+
+def test_eval_json_tensorboard_and_cached_gatys_reference(tiny_run, photo_folder, tmp_path, monkeypatch):
+    photos = photo_folder(3, size=(48, 40), name="eval_photos")
+    calls = count_gatys_calls(monkeypatch)
+    options = dict(photos=photos, num_photos=2, size=32, gatys_iterations=3, cache_dir=tmp_path / "cache",
+                   backend="torch", device="cpu")
+    result = evaluate_run(tiny_run, **options)
+    assert len(calls) == 2  # the reference: once per photo
+
+    saved = json.loads((tiny_run / "eval.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert set(saved["metrics"]) == set(METRICS)
+    assert all(math.isfinite(v) for v in saved["metrics"].values()), saved["metrics"]
+    m = saved["metrics"]
+    assert m["total"] > 0 and m["gatys/total"] > 0 and m["ms_per_image"] > 0
+    assert m["total_vs_gatys"] == pytest.approx(m["total"] / m["gatys/total"])
+    assert 0 < m["edge_ssim"] <= 1 and 0 < m["gatys/edge_ssim"] <= 1
+    # Gatys starts from the photo and keeps its edges better than a 2-step network
+    assert m["gatys/edge_ssim"] > m["edge_ssim"]
+    assert (saved["style"], saved["data"], saved["model"]) == ("starry_night", "folder", "johnson_half (IN)")
+    assert saved["global_step"] == 2 and len(saved["per_photo"]) == 2
+    assert saved["settings"]["photos"] == [str(photos / "000.png"), str(photos / "001.png")]
+
+    # TensorBoard: eval metrics as scalars, which fill the eval/ columns training declared in the
+    # hparams view (TensorBoard keeps the first hparams summary of a run)
+    acc = EventAccumulator(str(tiny_run), size_guidance={"scalars": 0}).Reload()
+    assert "eval/total" in acc.Tags()["scalars"] and "eval/edge_ssim" in acc.Tags()["scalars"]
+    assert acc.Scalars("eval/total")[-1].value == pytest.approx(m["total"], rel=1e-5)
+    content = acc.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    columns = {info.name.tag for info in experiment.metric_infos}
+    assert {"eval/total", "eval/gatys/total", "eval/ms_per_image", "hp/val_loss"} <= columns
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert session.hparams["data"].string_value == "folder"
+
+    # an existing eval.json is kept; re-evaluating reuses the cached reference
+    assert evaluate_run(tiny_run, **{**options, "size": 48})["settings"]["size"] == 32
+    again = evaluate_run(tiny_run, **options, overwrite=True)
+    assert len(calls) == 2, "the Gatys reference was recomputed instead of read from the cache"
+    for key in ("gatys/content", "gatys/style", "gatys/total"):
+        assert again["metrics"][key] == m[key]
+    # another budget is another reference
+    evaluate_run(tiny_run, **{**options, "gatys_iterations": 2}, overwrite=True)
+    assert len(calls) == 4
+
+
+def test_run_labels_fall_back_to_channels_outside_the_run_layout(tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"style": {"name": "wave"}, "data": {"name": "imagenet_mini"},
+                            "model": {"channels": [16, 32, 64], "norm": "batch"}})
+    assert run_labels(tmp_path / "wave" / "imagenet_mini" / "johnson_half" / "d", cfg)["model"] == "johnson_half (BN)"
+    assert run_labels(tmp_path / "elsewhere", cfg) == {"style": "wave", "data": "imagenet_mini", "model": "c16-32-64 (BN)"}
+
+
+def compose_evaluate(*overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(INFERENCE_CONFIG_DIR), version_base="1.3"):
+        cfg = compose("evaluate", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def test_cli_config_evaluates_a_list_of_runs_without_reference(tiny_run, photo_folder, tmp_path, capsys):
+    photos = photo_folder(2, size=(40, 40), name="eval_photos")
+    run = tmp_path / "run_copy"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("eval.json", "events.*"))
+    cfg = compose_evaluate(f"run=[{run},{run}]", f"photos={photos}", "size=32", "gatys_iterations=0",
+                           "backend=torch", "device=cpu", f"cache_dir={tmp_path / 'cache'}")
+    results = evaluate_cli(cfg)
+    assert len(results) == 2 and "gatys/total" not in results[0]["metrics"]
+    out = capsys.readouterr().out
+    # outside the <style>/<data>/<model>/<date> layout the model is named by its channels
+    assert "starry_night / folder / c16-32-64 (IN)" in out and "existing eval.json" in out
+
+
+def test_cli_bad_run_dir_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "not_a_run").mkdir()
+    for run in (tmp_path / "missing", tmp_path / "not_a_run"):
+        with pytest.raises(SystemExit) as exit_info:
+            run_reporting_errors(evaluate_cli, compose_evaluate(f"run={run}"))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(run) in err
