@@ -21,7 +21,7 @@ def _png(path, mode="RGB", size=(40, 30), **save):
     arr = (np.random.default_rng(0).random((size[1], size[0], 3)) * 255).astype(np.uint8)
     img = Image.fromarray(arr)
     if mode == "I;16":
-        img = Image.fromarray((np.asarray(img.convert("L"), dtype=np.uint16) * 257))
+        img = Image.fromarray(np.asarray(img.convert("L"), dtype=np.uint16) * 257)
     elif mode != "RGB":
         img = img.convert(mode)
     img.save(path, **save)

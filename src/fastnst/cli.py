@@ -42,7 +42,11 @@ def check_overrides(config_dir, config_name: str, args: list[str]) -> None:
         return  # --help, --cfg, -m sweeps...: Hydra's own handling
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+    )
 
     GlobalHydra.instance().clear()
     try:

@@ -12,8 +12,8 @@ import zipfile
 from pathlib import Path
 
 import hydra
-import torch
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.callbacks import LAST, PREVIOUS
