@@ -9,12 +9,12 @@ import shutil
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
-from test_train import tiny
 
 import fastnst.evaluate as evaluate
 from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
 from fastnst.evaluate import METRICS, evaluate_cli, evaluate_run, run_labels
 from fastnst.train import train
+from test_train import tiny
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_eval_json_tensorboard_and_cached_gatys_reference(tiny_run, photo_folder
     m = saved["metrics"]
     assert m["total"] > 0 and m["gatys/total"] > 0 and m["ms_per_image"] > 0
     assert m["total_vs_gatys"] == pytest.approx(m["total"] / m["gatys/total"])
-    assert 0 < m["edge_ssim"] <= 1 and 0 < m["gatys/edge_ssim"] <= 1
+    assert -1 <= m["edge_ssim"] <= 1 and 0 < m["gatys/edge_ssim"] <= 1  # SSIM is in [-1, 1]
     # Gatys starts from the photo and keeps its edges better than a 2-step network
     assert m["gatys/edge_ssim"] > m["edge_ssim"]
     assert (saved["style"], saved["data"], saved["model"]) == ("starry_night", "folder", "johnson_half (IN)")
@@ -94,9 +94,14 @@ def test_eval_json_tensorboard_and_cached_gatys_reference(tiny_run, photo_folder
     assert len(calls) == 2, "the Gatys reference was recomputed instead of read from the cache"
     for key in ("gatys/content", "gatys/style", "gatys/total"):
         assert again["metrics"][key] == m[key]
-    # another budget is another reference
-    evaluate_run(tiny_run, **{**options, "gatys_iterations": 2}, overwrite=True)
-    assert len(calls) == 4
+    # the cache key covers the budget, the size and the photos
+    cfg = evaluate.load_run_config(tiny_run)
+    paths = evaluate.evaluation_photo_paths(photos, 2)
+    key = evaluate.gatys_cache_key(cfg, paths, 32, 3)
+    assert key == evaluate.gatys_cache_key(cfg, paths, 32, 3)
+    assert len({key, evaluate.gatys_cache_key(cfg, paths, 32, 2), evaluate.gatys_cache_key(cfg, paths, 48, 3),
+                evaluate.gatys_cache_key(cfg, paths[:1], 32, 3)}) == 4
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 1
 
 
 def test_run_labels_fall_back_to_channels_outside_the_run_layout(tmp_path):

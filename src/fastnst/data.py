@@ -27,8 +27,8 @@ import hashlib
 import json
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -178,7 +178,6 @@ class DecodedCache:
                     errors.append(message)
                     warnings.warn(f"skipping unreadable training image: {message}", stacklevel=2)
         array.flush()
-        del array
         os.replace(tmp, self.array_path)
         meta = {"version": self.VERSION, "image_size": self.image_size, "record": m,
                 "paths": self.paths, "ok": ok.tolist(), "errors": errors}

@@ -183,7 +183,7 @@ def _highest_number(out: Path, manifest: dict) -> int:
 
 
 def extract_frames(sources: Sequence[str | os.PathLike], out: str | os.PathLike, every: float = 2.0,
-                   scenes: bool = False, scene_threshold: float = 0.3, dup_threshold: int = 6,
+                   scenes: bool = False, scene_threshold: float = 0.15, dup_threshold: int = 6,
                    max_side: int | None = None, crop_bars: bool = True, bar_threshold: float = 24.0,
                    start: int = 1, progress: bool = True) -> ExtractStats:
     """Extract frames from the videos of `sources` into the folder `out`; returns the counts.
@@ -270,8 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder (created; reruns add only what is missing)")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between frames (default 2.0)")
     parser.add_argument("--scenes", action="store_true", help="take a frame at each scene change instead")
-    parser.add_argument("--scene-threshold", type=float, default=0.3,
-                        help="mean grey change in 0..1 that counts as a scene change (default 0.3)")
+    parser.add_argument("--scene-threshold", type=float, default=0.15,
+                        help="mean grey change in 0..1 that counts as a scene change (default 0.15)")
     parser.add_argument("--dup-threshold", type=int, default=6,
                         help="drop a frame within this many bits (of 64) of a recently kept one; -1 keeps all (default 6)")
     parser.add_argument("--max-side", type=int, default=None, help="longer side of the written frames in px")

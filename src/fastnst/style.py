@@ -68,10 +68,11 @@ def build_loss(loss_cfg: DictConfig, style: DictConfig, vgg_weights: str = "embe
     beta_scale = style.get("beta_scale")
     beta = float(loss_cfg.beta) * (1.0 if beta_scale is None else float(beta_scale))
     paths, weights = style_image_paths(style)  # before building the VGG: fail fast on a bad path
+    crops = _crops(style)
     loss: PerceptualLoss = hydra.utils.instantiate(loss_cfg, beta=beta, vgg_weights=vgg_weights, _convert_="all")
     loss = loss.to(device)
     size = style.get("size") or style_size
-    loss.set_style_targets(mean_style_grams(loss, paths, weights, size, crops=_crops(style), device=device))
+    loss.set_style_targets(mean_style_grams(loss, paths, weights, size, crops=crops, device=device))
     return loss
 
 

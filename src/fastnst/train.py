@@ -127,8 +127,6 @@ def run_lock(run_dir: Path):
 
 
 def _uses_cuda(trainer_cfg: DictConfig) -> bool:
-    import torch
-
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 

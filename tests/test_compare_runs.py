@@ -1,0 +1,89 @@
+"""scripts/compare_runs.py: one grid image and one metrics table for several runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from fastnst.config import REPO_ROOT
+from fastnst.transformer import TransformerNet, save_exported
+
+spec = importlib.util.spec_from_file_location("compare_runs", REPO_ROOT / "scripts" / "compare_runs.py")
+compare = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare)
+
+
+def fake_run(compose_train, root, style, data_root, norm, seed):
+    """A run directory as train() leaves it (config.yaml + model.pt), without the training."""
+    run_dir = root / style / "folder" / "johnson_tiny" / f"run{seed}"
+    cfg = compose_train(f"style={style}", "style.size=32", "data=folder", f"data.root={data_root}",
+                        "model.channels=[8,16,32]", "model.num_residual=1", f"model.norm={norm}", run_dir=run_dir)
+    run_dir.mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    torch.manual_seed(seed)
+    net = TransformerNet(channels=(8, 16, 32), num_residual=1, norm=norm)
+    save_exported(run_dir / "model.pt", net, {"style": style, "global_step": 7})
+    return run_dir
+
+
+@pytest.fixture
+def two_runs(compose_train, style_env, photo_folder, tmp_path):
+    photos = photo_folder(4, size=(48, 40))
+    return [fake_run(compose_train, tmp_path / "runs", "starry_night", photos, "instance", 1),
+            fake_run(compose_train, tmp_path / "runs", "the_scream", photos, "batch", 2)], photos
+
+
+def test_grid_and_table(two_runs, tmp_path, monkeypatch, capsys):
+    runs, photos = two_runs
+    out = tmp_path / "report"
+    args = [*map(str, runs), "--out", str(out), "--photos", str(photos), "--num-photos", "3", "--size", "32",
+            "--cell", "40", "--gatys-iterations", "2", "--cache-dir", str(tmp_path / "cache"), "--backend", "torch",
+            "--device", "cpu"]
+    assert compare.main(args) == 0
+
+    # 3 photo rows; columns: photo, two distinct styles, two runs
+    grid = Image.open(out / "grid.png")
+    assert grid.size == compare.grid_size(3, 5, 40) == (5 * 40 + 6 * compare.PAD, compare.HEADER + 3 * 40 + 4 * compare.PAD)
+    header = np.asarray(grid.convert("L"))[: compare.HEADER]
+    for c in range(5):  # every column has a label
+        x = compare.PAD + c * (40 + compare.PAD)
+        assert (header[:, x:x + 40] < 128).any(), f"column {c} has no header text"
+    # the photo column shows the evaluation photos, center-cropped
+    first = np.asarray(grid)[compare.HEADER + compare.PAD:][:40, compare.PAD:compare.PAD + 40].astype(float)
+    photo = np.asarray(Image.open(photos / "000.png").convert("RGB").resize((48, 40)).crop((4, 0, 44, 40))).astype(float)
+    assert np.abs(first - photo).mean() < 25
+
+    table = (out / "metrics.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| starry") or line.startswith("| the_scream")]
+    assert len(rows) == 2
+    assert "| starry_night | folder | johnson_tiny (IN) | 7 |" in rows[0]
+    assert "| the_scream | folder | johnson_tiny (BN) | 7 |" in rows[1]
+    assert "3 photos at 32 px" in table and table in capsys.readouterr().out
+    evaluations = json.loads((out / "metrics.json").read_text())
+    assert [e["run_dir"] for e in evaluations] == [str(r) for r in runs]
+    assert all((r / "eval.json").exists() for r in runs)
+
+    # an existing report is not replaced without --overwrite; with it, the evaluations are reused
+    assert compare.main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    calls = []
+    monkeypatch.setattr(compare, "evaluate_run", lambda *a, **k: calls.append(a))
+    assert compare.main([*args, "--overwrite"]) == 0
+    assert calls == []
+    # other photos: the runs are evaluated again, so the table compares like with like
+    with pytest.raises(TypeError):  # the stub returns None instead of an evaluation
+        compare.compare_runs(runs, out, photos=photos, num_photos=2, size=32, cell=40, gatys_iterations=2,
+                             backend="torch", device="cpu", overwrite=True)
+    assert [c[0] for c in calls] == runs
+
+
+def test_not_a_run_is_exit_2(tmp_path, capsys):
+    assert compare.main([str(tmp_path), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "config.yaml" in err
