@@ -20,6 +20,7 @@ may be shared: the median of both halves is used).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -145,7 +146,8 @@ def bench_fastnst(model, batch, size, steps, warmup, device, data, extra):
     ]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    train_mod.train(cfg, callbacks=[StepTimer()])
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is for the table / the JSON line
+        train_mod.train(cfg, callbacks=[StepTimer()])
     return times
 
 
@@ -175,7 +177,8 @@ def compare_precision(model, batch, size, steps, device, data, extra):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", overrides=overrides)
         t = time.perf_counter()
-        result = train_mod.train(cfg)
+        with contextlib.redirect_stdout(sys.stderr):
+            result = train_mod.train(cfg)
         out[precision] = {"val_loss": result["metrics"].get("val/loss"), "wall_s": time.perf_counter() - t}
     return out
 

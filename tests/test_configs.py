@@ -57,7 +57,9 @@ def test_loss_options_instantiate(compose_train, loss, style_env):
 def test_style_options_compose(compose_train, style):
     cfg = compose_train(f"style={style}")
     assert cfg.style.name
-    if style not in ("custom",):
+    if style == "anime":
+        assert cfg.style.images_dir.endswith("anime-standin")  # a collection style
+    elif style != "custom":
         assert str(cfg.style.image).endswith(".jpg")
     if style == "scream":
         assert cfg.style.image.endswith("the_scream.jpg")

@@ -130,7 +130,7 @@ def test_corrupt_files_are_skipped_and_counted(compose_train, photo_folder, styl
 def run_cli(*args, cwd=REPO, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=1200)
 
 
 def test_cli_fast_dev_run_smoke(photo_folder, style_env, tmp_path):
