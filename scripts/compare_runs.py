@@ -116,7 +116,7 @@ def markdown_table(evaluations: list[dict]) -> str:
         "",
         f"{len(settings['photos'])} photos at {settings['size']} px; Gatys reference: "
         f"{settings['gatys_iterations']} L-BFGS iterations from the photo under each run's own loss; "
-        "lower losses are better, edge SSIM (content fidelity) in [0, 1] is higher = more of the photo's edges kept.",
+        "lower losses are better, edge SSIM (content fidelity, -1..1): higher = more of the photo's edges kept; ms / image depends on the load of the machine.",
     ]
     return "\n".join(lines) + "\n"
 

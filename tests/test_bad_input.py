@@ -5,6 +5,7 @@ in-process (sys.argv patched), so the override check, Hydra and the error report
 from __future__ import annotations
 
 import io
+import logging
 import sys
 from pathlib import Path
 
@@ -94,11 +95,17 @@ def run_entry(monkeypatch, capsys):
 
     def run(main, *args):
         monkeypatch.setattr(sys, "argv", ["prog", *map(str, args)])
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
         try:
             main()
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            # Hydra points the root logger at this test's (captured, soon closed) stderr
+            root.handlers[:] = handlers
+            root.setLevel(level)
         return code, capsys.readouterr().err
 
     return run
