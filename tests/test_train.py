@@ -178,3 +178,14 @@ def test_imagenet_mini_and_anime_runs_share_one_tensorboard_root(data_dir, tmp_p
     for name in names:
         steps = [e.step for e in mux.Scalars(name, "train/loss")]
         assert max(steps) == 19  # TensorBoard steps are 0-based: 20 steps logged every 5
+
+
+def test_evaluate_option_evaluates_the_exported_model(compose_train, photo_folder, style_env, monkeypatch):
+    import fastnst.evaluate
+
+    calls = []
+    monkeypatch.setattr(fastnst.evaluate, "evaluate_run", lambda run_dir, **kw: calls.append((run_dir, kw)))
+    result = train(compose_train(*tiny(photo_folder(4), "evaluate=true", "system.log_images_every_n_steps=0",
+                                       "trainer.val_check_interval=2", steps=2)))
+    assert calls == [(result["run_dir"], {"overwrite": True})]
+    assert result["model_path"].exists()

@@ -217,6 +217,10 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
             },
         )
         log.info("exported model: %s", model_path)
+        if cfg.get("evaluate", False):
+            from fastnst.evaluate import evaluate_run
+
+            evaluate_run(run_dir, overwrite=True)
     if trainer.is_global_zero:
         print(f"fastnst: run directory {run_dir}" + (f"; model {model_path}" if model_path else ""))
     return {"run_dir": run_dir, "model_path": model_path, "metrics": metrics, "global_step": trainer.global_step}
