@@ -235,3 +235,33 @@ def test_outputs_are_never_overwritten_without_asking(tmp_path, run_entry, synth
     code, err = run_entry(*gatys_content(photo, tmp_path, synthetic_style))
     assert_user_error(code, err, "out.png")
     assert out.read_bytes() == b"a finished result"
+
+
+# -- extract_frames and evaluate -------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["empty", "not_a_video", "missing"])
+def test_extract_frames_bad_video(kind, tmp_path, capsys):
+    from fastnst.frames import main as extract_frames
+
+    bad = tmp_path / f"bad_{kind}.mp4"
+    if kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "not_a_video":
+        bad.write_text("no frames here\n" * 50)
+    code = extract_frames([str(bad), "--out", str(tmp_path / "frames")])
+    err = capsys.readouterr().err
+    assert_user_error(code, err, bad.name)
+
+
+@pytest.mark.parametrize("kind", ["missing", "a_file", "no_model", "bad_model"])
+def test_evaluate_bad_run_dir(kind, tmp_path, run_entry):
+    run = tmp_path / f"run_{kind}"
+    if kind == "a_file":
+        run.write_text("not a folder")
+    elif kind in ("no_model", "bad_model"):
+        run.mkdir()
+        (run / "config.yaml").write_text("style: {name: x}\n")
+        if kind == "bad_model":
+            (run / "model.pt").write_text("garbage")
+    code, err = run_entry(cli.evaluate_main, f"run={run}", "progress=false")
+    assert_user_error(code, err, run.name)
