@@ -264,6 +264,11 @@ class StyleTransferModule(pl.LightningModule):
         for i, img in enumerate(style_images):
             tb.experiment.add_image("style" if i == 0 else f"style_{i}", img, self.global_step)
 
+    def on_train_end(self):
+        # the grid of the final network (the periodic ones are logged before a step)
+        if self.hparams.log_images_every_n_steps:
+            self.log_image_grid()
+
     @torch.no_grad()
     def log_image_grid(self):
         tb = self._tensorboard()
