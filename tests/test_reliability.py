@@ -47,6 +47,7 @@ def wait_for(path: Path, proc, timeout=240, min_step=None):
     raise AssertionError(f"{path} did not appear in {timeout} s")
 
 
+@pytest.mark.slow
 def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(photo_folder, style_env, tmp_path):
     folder = photo_folder(9)
     args = tiny(folder, "trainer.val_check_interval=4", "system.log_images_every_n_steps=0",
@@ -84,6 +85,7 @@ def pl_cfg(args, run_dir):
         return compose("train", overrides=[*args, f"run_dir={run_dir}"])
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint(photo_folder, style_env, tmp_path):
     folder = photo_folder(6)
     # no periodic checkpoints: only SIGTERM can write last.ckpt
