@@ -105,6 +105,9 @@ def test_resume_continues_step_and_reproduces_losses(compose_train, photo_folder
     )
     assert resumed["global_step"] == 6
     a, b = scalars(full["run_dir"], "train/loss"), scalars(resumed["run_dir"], "train/loss")
+    # seed=0 makes separate runs identical step by step on CPU
+    p = scalars(part["run_dir"], "train/loss")
+    assert sorted(p) == [0, 1] and all(p[s] == a[s] for s in p), f"{p} vs {a}"
     # TensorBoard steps are 0-based: the resumed run logs steps 2..5, exactly as the full run did
     assert sorted(b) == [2, 3, 4, 5], f"resumed run did not continue the step count: {sorted(b)}"
     for step in b:
