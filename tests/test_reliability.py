@@ -48,7 +48,7 @@ def wait_for(path: Path, proc, timeout=240, min_step=None):
 
 
 @pytest.mark.slow
-def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(photo_folder, style_env, tmp_path):
+def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(compose_train, photo_folder, style_env, tmp_path):
     folder = photo_folder(9)
     args = tiny(folder, "trainer.val_check_interval=4", "system.log_images_every_n_steps=0",
                 "callbacks.last_checkpoint.every_n_steps=1", "export=true", steps=10)
@@ -64,7 +64,7 @@ def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(photo_fol
     resumed = subprocess.run([sys.executable, str(REPO / "train.py"), *args, f"resume={run_dir}"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    reference = train(pl_cfg(args, tmp_path / "reference"))
+    reference = train(compose_train(*args, run_dir=tmp_path / "reference"))
     net_a, meta_a = load_exported(run_dir / "model.pt")
     net_b, _ = load_exported(reference["model_path"])
     assert meta_a["global_step"] == 10
@@ -72,17 +72,6 @@ def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(photo_fol
         assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), f"{name} differs after kill at step {killed_at} + resume"
     # the same TensorBoard run continues: steps after the kill are in the killed run's directory
     assert max(scalars(run_dir, "train/loss")) == 9
-
-
-def pl_cfg(args, run_dir):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from fastnst.config import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=[*args, f"run_dir={run_dir}"])
 
 
 @pytest.mark.slow
@@ -106,26 +95,26 @@ def test_sigterm_saves_a_checkpoint(photo_folder, style_env, tmp_path):
     assert "Traceback" not in proc.stderr.read()
 
 
-def test_truncated_last_checkpoint_falls_back_to_the_previous_one(photo_folder, style_env, tmp_path, capsys):
+def test_truncated_last_checkpoint_falls_back_to_the_previous_one(compose_train, photo_folder, style_env, tmp_path, capsys):
     folder = photo_folder(9)
     args = tiny(folder, "trainer.val_check_interval=100", "system.log_images_every_n_steps=0",
                 "callbacks.last_checkpoint.every_n_steps=2", steps=4)
     run_dir = tmp_path / "run"
-    train(pl_cfg(args, run_dir))
+    train(compose_train(*args, run_dir=run_dir))
     last, previous = run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "previous.ckpt"
     assert torch.load(previous, weights_only=False)["global_step"] == 2
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2])  # damaged on purpose
-    result = train(pl_cfg([*args, "trainer.max_steps=6", f"resume={run_dir}"], run_dir))
+    result = train(compose_train(*args, "trainer.max_steps=6", f"resume={run_dir}", run_dir=run_dir))
     assert result["global_step"] == 6
     assert "truncated or corrupt" in capsys.readouterr().err
 
 
-def test_truncated_checkpoint_given_explicitly_is_a_clear_error(tmp_path, photo_folder, style_env):
+def test_truncated_checkpoint_given_explicitly_is_a_clear_error(compose_train, tmp_path, photo_folder, style_env):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(FastNSTError, match="bad.ckpt: checkpoint is truncated or corrupt"):
-        train(pl_cfg(tiny(photo_folder(4), f"ckpt_path={bad}"), tmp_path / "run"))
+        train(compose_train(*tiny(photo_folder(4), f"ckpt_path={bad}"), run_dir=tmp_path / "run"))
 
 
 class PoisonBatch(pl.Callback):
@@ -139,12 +128,12 @@ class PoisonBatch(pl.Callback):
             batch["image"].fill_(float("nan"))
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_a_good_checkpoint(photo_folder, style_env, tmp_path):
+def test_nan_loss_stops_with_the_step_and_keeps_a_good_checkpoint(compose_train, photo_folder, style_env, tmp_path):
     args = tiny(photo_folder(9), "trainer.val_check_interval=100", "system.log_images_every_n_steps=0",
                 "callbacks.last_checkpoint.every_n_steps=2", steps=10)
     run_dir = tmp_path / "run"
     with pytest.raises(FastNSTError, match="non-finite loss at step 5") as err:
-        train(pl_cfg(args, run_dir), callbacks=[PoisonBatch(5)])
+        train(compose_train(*args, run_dir=run_dir), callbacks=[PoisonBatch(5)])
     assert "last.ckpt" in str(err.value)
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     # saved when the run stopped, right after the skipped step (Lightning counts it as a step)
@@ -152,10 +141,10 @@ def test_nan_loss_stops_with_the_step_and_keeps_a_good_checkpoint(photo_folder, 
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
 
 
-def test_nan_loss_with_rollback_continues_at_a_lower_learning_rate(photo_folder, style_env, tmp_path):
+def test_nan_loss_with_rollback_continues_at_a_lower_learning_rate(compose_train, photo_folder, style_env, tmp_path):
     args = tiny(photo_folder(9), "trainer.val_check_interval=100", "system.log_images_every_n_steps=0",
                 "callbacks.last_checkpoint.every_n_steps=2", "system.divergence.rollback=true", steps=10)
-    result = train(pl_cfg(args, tmp_path / "run"), callbacks=[PoisonBatch(5)])
+    result = train(compose_train(*args, run_dir=tmp_path / "run"), callbacks=[PoisonBatch(5)])
     assert result["global_step"] == 10
     lr = scalars(result["run_dir"], "train/lr")
     assert lr[0] == pytest.approx(1e-3) and lr[max(lr)] == pytest.approx(5e-4)
@@ -163,7 +152,7 @@ def test_nan_loss_with_rollback_continues_at_a_lower_learning_rate(photo_folder,
     assert parameters_finite(net)
 
 
-def test_unwritable_run_directory_fails_before_training(photo_folder, style_env, tmp_path):
+def test_unwritable_run_directory_fails_before_training(compose_train, photo_folder, style_env, tmp_path):
     if os.geteuid() == 0:
         blocker = tmp_path / "file"
         blocker.write_text("x")
@@ -173,7 +162,7 @@ def test_unwritable_run_directory_fails_before_training(photo_folder, style_env,
         locked.mkdir(mode=0o500)
         run_dir = locked / "run"
     with pytest.raises(FastNSTError, match="not writable"):
-        train(pl_cfg(tiny(photo_folder(4)), run_dir))
+        train(compose_train(*tiny(photo_folder(4)), run_dir=run_dir))
 
 
 def test_two_runs_never_share_a_run_directory(photo_folder, style_env, tmp_path):
