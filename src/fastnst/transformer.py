@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fastnst import fastconv
 from fastnst.checkpointing import atomic_torch_save
 from fastnst.errors import FastNSTError
 
@@ -33,7 +34,7 @@ class ConvLayer(nn.Sequential):
     """Reflection pad + conv (+ norm + ReLU)."""
 
     def __init__(self, cin, cout, kernel, stride=1, norm="instance", relu=True):
-        layers = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+        layers = [nn.ReflectionPad2d(kernel // 2), fastconv.Conv2d(cin, cout, kernel, stride)]
         if norm is not None:
             layers.append(_norm(norm, cout))
         if relu:
@@ -53,6 +54,13 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+# Which original 3x3 taps (columns) land on which low-resolution tap (rows) for output phase 0
+# (rows i-1, i, i of the upsampled map) and phase 1 (rows i, i, i+1).
+_PHASE_TAPS = torch.tensor(
+    [[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]
+)
+
+
 class UpsampleConv(nn.Module):
     """Nearest-neighbour upsample to an explicit size, then conv: no checkerboard artifacts and
     the output matches the skip size exactly for odd inputs."""
@@ -62,7 +70,30 @@ class UpsampleConv(nn.Module):
         self.conv = ConvLayer(cin, cout, kernel, norm=norm)
 
     def forward(self, x, size):
+        if (
+            fastconv.fast_path_allowed(x)  # first: never reached while tracing or exporting
+            and self.conv[1].kernel_size == (3, 3)
+            and tuple(size) == (2 * x.shape[-2], 2 * x.shape[-1])
+        ):
+            y = self._subpixel_conv(x)
+            for layer in list(self.conv)[2:]:  # norm, ReLU
+                y = layer(y)
+            return y
         return self.conv(F.interpolate(x, size=size, mode="nearest"))
+
+    def _subpixel_conv(self, x):
+        """The same result as conv(reflect_pad(upsample2x(x))), computed at the low resolution:
+        reflect-padding a 2x nearest upsample equals upsampling a replicate-padded input, so each
+        of the 4 output phases is a 3x3 conv of the small map with taps summed (Shi et al. 2016's
+        pixel shuffle). Same multiply count, but no 4x-sized intermediates, and the wider
+        low-resolution conv suits the Winograd path."""
+        conv = self.conv[1]
+        taps = _PHASE_TAPS.to(conv.weight)
+        kernels = torch.einsum("api,ocij,bqj->oabcpq", taps, conv.weight, taps)
+        kernels = kernels.reshape(-1, conv.in_channels, 3, 3)
+        bias = None if conv.bias is None else conv.bias.repeat_interleave(4)
+        y = fastconv.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernels, bias)
+        return F.pixel_shuffle(y, 2)
 
 
 class TransformerNet(nn.Module):

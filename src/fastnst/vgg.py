@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fastnst import fastconv
 from fastnst.errors import FastNSTError
 
 # (block, number of convs, channels) of VGG19
@@ -186,7 +187,7 @@ class VGG19Features(nn.Module):
         self._plan = [(name, bool(out)) for name, _, out in plan]
         # built on the meta device: random init of 20M weights would be wasted work
         self.convs = nn.ModuleDict(
-            {name: nn.Conv2d(cin, cout, 3, padding=1, device="meta") for name, cin, cout in plan if cout}
+            {name: fastconv.Conv2d(cin, cout, 3, padding=1, device="meta") for name, cin, cout in plan if cout}
         )
 
         weights = str(weights)

@@ -1,0 +1,138 @@
+"""Faster fp32 convolutions on CPU: NNPACK's Winograd (3x3) and FFT (larger kernels) algorithms.
+
+PyTorch ships NNPACK but only uses it for batches of 16 or more; on AVX2 CPUs without AVX-512
+its Winograd F(6x6, 3x3) beats oneDNN's direct convolution 1.5-2.5x on the feature maps style
+transfer lives on (64+ channels at 64x64 px and up), and its FFT path runs the transformer's
+9x9 convs up to 8x faster (oneDNN is slow with 3 output channels). `scripts/bench_convs.py`
+prints the measured table. Results match `F.conv2d` to ~1e-5 relative (Winograd rounding).
+
+`conv2d` is a drop-in for `F.conv2d` that picks NNPACK where it measured faster and falls back
+to `F.conv2d` everywhere else (GPU, half precision, strided convs, small maps, tracing or
+exporting, `torch.compile`, or inside `fastconv.disabled()`). Set FASTNST_NNPACK=0 to switch
+it off for a whole process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from functools import cache
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_enabled = os.environ.get("FASTNST_NNPACK", "1") != "0"
+
+
+@cache
+def nnpack_ready() -> bool:
+    # _nnpack_available() also initializes NNPACK; calling it before any NNPACK conv is required
+    try:
+        return bool(torch._nnpack_available())
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def disabled():
+    """Run the block with plain `F.conv2d` (benchmark baselines, A/B checks)."""
+    global _enabled
+    previous, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+def fast_path_allowed(x: torch.Tensor) -> bool:
+    """True where fastnst's CPU-only rewrites may run: eager fp32 on CPU, not being traced,
+    exported or compiled (those must see the plain graph)."""
+    return (
+        _enabled
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and not torch.onnx.is_in_onnx_export()
+        and not torch.compiler.is_compiling()
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def _nnpack_faster(x: torch.Tensor, weight: torch.Tensor, padding: int) -> bool:
+    cout, cin, kh, kw = weight.shape
+    if kh != kw or x.shape[1] != cin:
+        return False
+    if kh >= 5:  # FFT path: faster at every size measured
+        return True
+    out_hw = (x.shape[-2] + 2 * padding - kh + 1) * (x.shape[-1] + 2 * padding - kw + 1)
+    # Winograd wins from 64x64 maps with 64+ channels; below that, and for the RGB end of the
+    # VGG (3 channels in, or 3 out in its backward), oneDNN's direct conv is faster
+    return kh == 3 and out_hw >= 64 * 64 and min(cin, cout) >= 16 and max(cin, cout) >= 64
+
+
+def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
+    # one image per call: NNPACK's inference algorithm (Winograd/FFT) is the fast one at batch 1
+    pad = [padding, padding]
+    x, weight = x.contiguous(), weight.contiguous()
+    if x.shape[0] == 1:
+        return torch._nnpack_spatial_convolution(x, weight, bias, pad, [1, 1])
+    return torch.cat([torch._nnpack_spatial_convolution(xi, weight, bias, pad, [1, 1]) for xi in x.split(1)])
+
+
+class _NNPACKConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.padding = padding
+        ctx.has_bias = bias is not None
+        return _nnpack(x, weight, bias, padding)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        padding = ctx.padding
+        k = weight.shape[-1]
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            # the input gradient of a stride-1 conv is a "full" conv with the flipped, transposed
+            # kernel: the same fast path serves the backward pass (VGG losses, Gatys)
+            grad_x = conv2d(grad_out, weight.transpose(0, 1).flip(2, 3), None, padding=k - 1 - padding)
+        if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
+            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, [weight.shape[0]] if ctx.has_bias else None,
+                [1, 1], [padding, padding], [1, 1], False, [0, 0], 1,
+                [False, ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]],
+            )
+        return grad_x, grad_w, grad_b, None
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, padding: int = 0) -> torch.Tensor:
+    """`F.conv2d(x, weight, bias, stride=1, padding=padding)`, through NNPACK where faster."""
+    if (
+        fast_path_allowed(x)
+        and weight.dtype == torch.float32
+        and x.dim() == 4
+        and _nnpack_faster(x, weight, padding)
+        and nnpack_ready()
+    ):
+        return _NNPACKConv.apply(x, weight, bias, padding)
+    return F.conv2d(x, weight, bias, padding=padding)
+
+
+class Conv2d(nn.Conv2d):
+    """`nn.Conv2d` (same parameters and state_dict keys) whose stride-1 forward uses `conv2d`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            self.stride == (1, 1)
+            and self.dilation == (1, 1)
+            and self.groups == 1
+            and self.padding_mode == "zeros"
+            and isinstance(self.padding, tuple)
+            and self.padding[0] == self.padding[1]
+        ):
+            return conv2d(x, self.weight, self.bias, padding=self.padding[0])
+        return super().forward(x)
