@@ -10,6 +10,7 @@ The rule in `fastconv._nnpack_faster` was set from this table on a 2-core AMD EP
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -52,22 +53,26 @@ def main():
     print("| layer | shape | direct fwd ms | fastconv fwd ms | fwd speedup | direct fwd+bwd ms | fastconv fwd+bwd ms | speedup |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, batch, cin, cout, k, pad, size in SHAPES:
-        torch.manual_seed(0)
-        x = torch.randn(batch, cin, size, size, requires_grad=True)
-        w, b = torch.randn(cout, cin, k, k) * 0.05, torch.randn(cout)
-
-        def forward(conv):
-            with torch.no_grad():
-                conv(x, w, b, padding=pad)
-
-        def both(conv):  # forward + input gradient (the VGG-loss case: frozen weights)
-            torch.autograd.grad(conv(x, w, b, padding=pad).sum(), x)
-
-        direct, fast = F.conv2d, fastconv.conv2d
-        row = [median_ms(lambda: forward(direct), args.repeats), median_ms(lambda: forward(fast), args.repeats),
-               median_ms(lambda: both(direct), args.repeats), median_ms(lambda: both(fast), args.repeats)]
+        row = time_layer(batch, cin, cout, k, pad, size, args.repeats)
         print(f"| {name} | {batch}x{cin}x{size}x{size} -> {cout}, {k}x{k} | {row[0]:.1f} | {row[1]:.1f} | "
               f"{row[0] / row[1]:.2f}x | {row[2]:.1f} | {row[3]:.1f} | {row[2] / row[3]:.2f}x |", flush=True)
+
+
+def time_layer(batch, cin, cout, k, pad, size, repeats):
+    """[direct fwd, fast fwd, direct fwd+bwd, fast fwd+bwd] median ms."""
+    torch.manual_seed(0)
+    x = torch.randn(batch, cin, size, size, requires_grad=True)
+    w, b = torch.randn(cout, cin, k, k) * 0.05, torch.randn(cout)
+
+    def forward(conv):
+        with torch.no_grad():
+            conv(x, w, b, padding=pad)
+
+    def both(conv):  # forward + input gradient (the VGG-loss case: frozen weights)
+        torch.autograd.grad(conv(x, w, b, padding=pad).sum(), x)
+
+    pairs = [(run, conv) for run in (forward, both) for conv in (F.conv2d, fastconv.conv2d)]
+    return [median_ms(functools.partial(run, conv), repeats) for run, conv in pairs]
 
 
 if __name__ == "__main__":
