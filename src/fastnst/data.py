@@ -36,12 +36,11 @@ import kornia.augmentation as K
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fastnst.config import resolve_user_path
 from fastnst.errors import FastNSTError, ImageError
-from fastnst.images import find_images, is_image_file, open_rgb, pil_to_tensor
+from fastnst.images import find_images, is_image_file, open_rgb, pil_to_tensor, resize_shorter_side
 
 LAYOUTS = {
     "imagenet": "<root>/train/<class>/*.JPEG and <root>/val/<class>/*.JPEG (Kaggle imagenetmini-1000 layout)",
@@ -80,14 +79,6 @@ def spread_subset(paths: Sequence[Path], k: int | None) -> list[Path]:
     if k is None or k >= len(paths):
         return list(paths)
     return [paths[i * len(paths) // k] for i in range(k)]
-
-
-def resize_shorter_side(img: Image.Image, size: int) -> Image.Image:
-    """Shorter side -> `size` px (aspect kept); small images are upscaled, never dropped."""
-    w, h = img.size
-    scale = size / min(w, h)
-    new = (max(size, round(w * scale)), max(size, round(h * scale)))
-    return img if new == (w, h) else img.resize(new, Image.BILINEAR)
 
 
 def train_record_size(image_size: int) -> int:

@@ -29,10 +29,10 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fastnst.config import REPO_ROOT, resolve_user_path
-from fastnst.data import resize_shorter_side, spread_subset
+from fastnst.data import spread_subset
 from fastnst.errors import FastNSTError
 from fastnst.gatys import stylize_gatys
-from fastnst.images import find_images, is_image_file, open_rgb, pil_to_tensor
+from fastnst.images import find_images, is_image_file, open_rgb, pil_to_tensor, resize_shorter_side
 from fastnst.losses import PerceptualLoss
 from fastnst.style import build_loss, style_image_paths
 from fastnst.stylize import Stylizer, resolve_device

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.errors import FastNSTError
+from fastnst.lbfgs import LBFGS
 from fastnst.losses import PerceptualLoss
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -143,12 +144,10 @@ def _style_targets_for_scale(loss: PerceptualLoss, style_images, style_weights, 
     loss.set_style(images, style_weights)
 
 
-def _make_optimizer(name: str, param: torch.Tensor, lr: float, iterations: int) -> torch.optim.Optimizer:
+def _make_optimizer(name: str, param: torch.Tensor, lr: float):
     if name == "lbfgs":
-        # One step() runs up to max_iter iterations with one loss evaluation each (no line search),
-        # so `iterations` counts evaluations honestly. Tolerances off: stop on the budget only.
-        return torch.optim.LBFGS([param], lr=1.0, max_iter=iterations, max_eval=10 * iterations + 10,
-                                 history_size=LBFGS_HISTORY, tolerance_grad=0.0, tolerance_change=0.0)
+        # one loss evaluation per step (no line search), so `iterations` counts evaluations
+        return LBFGS(param, lr=1.0, history_size=LBFGS_HISTORY)
     if name == "adam":
         return torch.optim.Adam([param], lr=lr)
     raise FastNSTError(f"optimizer must be lbfgs or adam, got {name!r}")
@@ -221,19 +220,16 @@ def stylize_gatys(
         x0 = initial_image(target, init, noise, generator) if image is None else _resize(image, size)
         # contiguous: images from PIL are channels-last views, which L-BFGS cannot .view()
         x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-        opt = _make_optimizer(optimizer, x, lr, count)
+        opt = _make_optimizer(optimizer, x, lr)
         scale_best = {"loss": math.inf, "image": x0.detach().clone()}
-        done = 0
 
-        def closure(x=x, opt=opt, content_feats=content_feats, scale_idx=scale_idx, final=final,
+        def closure(x=x, content_feats=content_feats, scale_idx=scale_idx, final=final,
                     size=size, scale_best=scale_best):
-            nonlocal done
-            opt.zero_grad(set_to_none=True)
+            x.grad = None
             current = x.clamp(0, 1)
             terms = loss(current, content_feats)
             total = terms["total"]
             total.backward()
-            done += 1
             it = len(history) + 1
             value = float(total.detach())
             row = {"iteration": it, "scale": scale_idx, "height": size[0], "width": size[1]}
@@ -252,8 +248,7 @@ def stylize_gatys(
             return total
 
         if optimizer == "lbfgs":
-            while done < count:
-                opt.param_groups[0]["max_iter"] = count - done
+            for _ in range(count):
                 opt.step(closure)
         else:
             for _ in range(count):

@@ -212,3 +212,11 @@ def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, overw
     except OSError as e:
         raise ImageError(f"{path}: cannot write image ({_one_line(e.strerror or e)})") from None
     return path
+
+
+def resize_shorter_side(img: Image.Image, size: int) -> Image.Image:
+    """Shorter side -> `size` px (aspect kept); small images are upscaled, never dropped."""
+    w, h = img.size
+    scale = size / min(w, h)
+    new = (max(size, round(w * scale)), max(size, round(h * scale)))
+    return img if new == (w, h) else img.resize(new, Image.BILINEAR)

@@ -8,9 +8,8 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.data import resize_shorter_side
 from fastnst.errors import FastNSTError
-from fastnst.images import find_images, load_image, open_rgb, pil_to_tensor
+from fastnst.images import find_images, load_image, open_rgb, pil_to_tensor, resize_shorter_side
 from fastnst.losses import PerceptualLoss
 
 
