@@ -125,3 +125,10 @@ def test_transformer_output_matches_plain_path_at_even_and_odd_sizes():
             with fastconv.disabled():
                 plain = net(x)
         assert float((fast - plain).abs().max()) < 1e-4
+
+
+def test_channels_last_input_keeps_onednn_and_its_layout(nnpack_calls):
+    x = torch.randn(1, 64, 64, 64).to(memory_format=torch.channels_last)
+    y = fastconv.conv2d(x, torch.randn(64, 64, 3, 3), None, padding=1)
+    assert nnpack_calls == []
+    assert y.is_contiguous(memory_format=torch.channels_last)

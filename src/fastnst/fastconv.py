@@ -75,7 +75,7 @@ def _nnpack_faster(x: torch.Tensor, weight: torch.Tensor, padding: int) -> bool:
 def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
     # one image per call: NNPACK's inference algorithm (Winograd/FFT) is the fast one at batch 1
     pad = [padding, padding]
-    x, weight = x.contiguous(), weight.contiguous()
+    weight = weight.contiguous()  # the backward pass hands in a flipped, transposed view
     if x.shape[0] == 1:
         return torch._nnpack_spatial_convolution(x, weight, bias, pad, [1, 1])
     return torch.cat([torch._nnpack_spatial_convolution(xi, weight, bias, pad, [1, 1]) for xi in x.split(1)])
@@ -99,7 +99,7 @@ class _NNPACKConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # the input gradient of a stride-1 conv is a "full" conv with the flipped, transposed
             # kernel: the same fast path serves the backward pass (VGG losses, Gatys)
-            grad_x = conv2d(grad_out, weight.transpose(0, 1).flip(2, 3), None, padding=k - 1 - padding)
+            grad_x = conv2d(grad_out.contiguous(), weight.transpose(0, 1).flip(2, 3), None, padding=k - 1 - padding)
         if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
             _, grad_w, grad_b = torch.ops.aten.convolution_backward(
                 grad_out, x, weight, [weight.shape[0]] if ctx.has_bias else None,
@@ -115,6 +115,7 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         fast_path_allowed(x)
         and weight.dtype == torch.float32
         and x.dim() == 4
+        and x.is_contiguous()  # a channels_last input stays with oneDNN, which keeps its layout
         and _nnpack_faster(x, weight, padding)
         and nnpack_ready()
     ):
