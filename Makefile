@@ -38,8 +38,10 @@ stylize: ## stylize with a trained model, e.g. make stylize ARGS="model=outputs/
 	$(BIN)/python stylize.py $(ARGS)
 
 bench: ## run the benchmarks (slow)
+	$(BIN)/python scripts/bench_convs.py
 	$(BIN)/python scripts/bench_gatys.py
 	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_inference.py
 
 clean: ## remove caches (keeps .venv and outputs)
 	rm -rf .pytest_cache .ruff_cache src/*.egg-info
