@@ -31,7 +31,7 @@ def _rel(a, b):
 @needs_nnpack
 @pytest.mark.parametrize(
     "batch, cin, cout, kernel, padding, size",
-    [(1, 64, 64, 3, 1, 64), (2, 32, 64, 3, 0, 66), (1, 16, 3, 9, 0, 72), (2, 3, 16, 9, 4, 64)],
+    [(1, 64, 64, 3, 1, 96), (2, 32, 128, 3, 0, 66), (1, 16, 3, 9, 0, 72), (2, 3, 16, 9, 4, 64)],
 )
 def test_matches_conv2d_forward_and_gradients(nnpack_calls, batch, cin, cout, kernel, padding, size):
     torch.manual_seed(0)
@@ -52,8 +52,8 @@ def test_matches_conv2d_forward_and_gradients(nnpack_calls, batch, cin, cout, ke
 def test_frozen_weights_get_no_gradient_and_input_grad_is_right(nnpack_calls):
     # the VGG case: weights frozen, only the image needs a gradient
     torch.manual_seed(0)
-    x = torch.randn(1, 64, 64, 64, requires_grad=True)
-    w, b = torch.randn(64, 64, 3, 3), torch.randn(64)
+    x = torch.randn(1, 128, 72, 72, requires_grad=True)
+    w, b = torch.randn(128, 128, 3, 3), torch.randn(128)
     y = fastconv.conv2d(x, w, b, padding=1)
     (gx,) = torch.autograd.grad(y.square().sum(), x)
     (ref,) = torch.autograd.grad(F.conv2d(x, w, b, padding=1).square().sum(), x)
@@ -64,9 +64,10 @@ def test_frozen_weights_get_no_gradient_and_input_grad_is_right(nnpack_calls):
 def test_small_maps_strided_and_thin_convs_use_plain_conv(nnpack_calls):
     cases = [
         (torch.randn(1, 64, 32, 32), torch.randn(64, 64, 3, 3), 1),  # 32x32 map: direct conv is faster
+        (torch.randn(1, 512, 21, 32), torch.randn(512, 512, 3, 3), 1),  # VGG block 4 at 256 px
         (torch.randn(1, 3, 128, 128), torch.randn(64, 3, 3, 3), 1),  # RGB input
         (torch.randn(1, 32, 128, 128), torch.randn(32, 32, 3, 3), 1),  # thin
-        (torch.randn(1, 64, 64, 64).double(), torch.randn(64, 64, 3, 3).double(), 1),  # not fp32
+        (torch.randn(1, 128, 72, 72).double(), torch.randn(128, 128, 3, 3).double(), 1),  # not fp32
     ]
     for x, w, padding in cases:
         torch.testing.assert_close(fastconv.conv2d(x, w, None, padding=padding), F.conv2d(x, w, None, padding=padding))
@@ -74,7 +75,7 @@ def test_small_maps_strided_and_thin_convs_use_plain_conv(nnpack_calls):
 
 
 def test_disabled_restores_plain_conv_and_then_the_previous_state(nnpack_calls):
-    x, w = torch.randn(1, 64, 64, 64), torch.randn(64, 64, 3, 3)
+    x, w = torch.randn(1, 128, 72, 72), torch.randn(128, 128, 3, 3)
     with fastconv.disabled():
         fastconv.conv2d(x, w, None, padding=1)
         assert nnpack_calls == []
@@ -128,7 +129,7 @@ def test_transformer_output_matches_plain_path_at_even_and_odd_sizes():
 
 
 def test_channels_last_input_keeps_onednn_and_its_layout(nnpack_calls):
-    x = torch.randn(1, 64, 64, 64).to(memory_format=torch.channels_last)
-    y = fastconv.conv2d(x, torch.randn(64, 64, 3, 3), None, padding=1)
+    x = torch.randn(1, 128, 72, 72).to(memory_format=torch.channels_last)
+    y = fastconv.conv2d(x, torch.randn(128, 128, 3, 3), None, padding=1)
     assert nnpack_calls == []
     assert y.is_contiguous(memory_format=torch.channels_last)

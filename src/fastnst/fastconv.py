@@ -67,9 +67,10 @@ def _nnpack_faster(x: torch.Tensor, weight: torch.Tensor, padding: int) -> bool:
     if kh >= 5:  # FFT path: faster at every size measured
         return True
     out_hw = (x.shape[-2] + 2 * padding - kh + 1) * (x.shape[-1] + 2 * padding - kw + 1)
-    # Winograd wins from 64x64 maps with 64+ channels; below that, and for the RGB end of the
-    # VGG (3 channels in, or 3 out in its backward), oneDNN's direct conv is faster
-    return kh == 3 and out_hw >= 64 * 64 and min(cin, cout) >= 16 and max(cin, cout) >= 64
+    # Winograd pays off once the map is large against the kernel transform NNPACK redoes on
+    # every call (~C^2): from 42x64 at 256-512 channels, 64x128 at 128, 128x128 at 64 (forward
+    # plus input gradient, scripts/bench_convs.py). The RGB ends of the VGG stay with oneDNN.
+    return kh == 3 and out_hw * max(cin, cout) > 2**19 and min(cin, cout) >= 16
 
 
 def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
