@@ -103,13 +103,15 @@ def _eager(net, x):
 
 
 MEMORY_CHILD = """
-import resource, sys, torch
+import sys, torch
 from fastnst import Stylizer
 path, h, w, tile, backend = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 s = Stylizer.load(path, device="cpu", backend=backend, tile=None if tile == "none" else int(tile))
 x = torch.rand(1, 3, h, w)
 s(x)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)  # KiB -> GiB
+# VmHWM, not ru_maxrss: ru_maxrss survives fork+exec and would report the parent's peak
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(int(hwm.split()[1]) / 1024 ** 2)  # KiB -> GiB
 """
 
 
