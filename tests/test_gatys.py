@@ -286,3 +286,18 @@ def test_cli_missing_style_image(tmp_path, image_factory):
     assert run.returncode == 2
     assert "no_such_painting.jpg" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+def test_gatys_entry_makes_openmp_waits_passive_unless_the_user_chose(monkeypatch):
+    from fastnst.cli import passive_openmp_waits
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    passive_openmp_waits()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    passive_openmp_waits()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    # and the entry point sets it before torch is imported (importing the CLI loads no torch)
+    code = "import sys, fastnst.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -6,6 +6,7 @@ User errors (FastNSTError) print one line and exit with code 2; `traceback=true`
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from pathlib import Path
 
@@ -92,10 +93,22 @@ def _fail(message: str):
     sys.exit(EXIT_USER_ERROR)
 
 
-def _entry(hydra_main, config_dir, config_name: str):
+def passive_openmp_waits() -> None:
+    """OpenMP threads yield the cores as soon as an op ends instead of spinning.
+
+    In Gatys mode NNPACK's thread pool and OpenMP (oneDNN) take turns layer by layer, and
+    OpenMP's spin-waiting threads steal the 2 cores from NNPACK's: passive waits made an
+    iteration ~10% faster here (OMP_WAIT_POLICY=ACTIVE: ~20% slower). Only effective before
+    torch is imported; a value the user set wins."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _entry(hydra_main, config_dir, config_name: str, before=None):
     """The console entry point: check the overrides, then hand over to @hydra.main."""
 
     def main():
+        if before is not None:
+            before()
         check_overrides(config_dir, config_name, sys.argv[1:])
         return hydra_main()
 
@@ -136,7 +149,7 @@ def _export_main(cfg: DictConfig) -> None:
     run_reporting_errors(export_cli, cfg)
 
 
-gatys_main = _entry(_gatys_main, CONFIG_DIR, "gatys")
+gatys_main = _entry(_gatys_main, CONFIG_DIR, "gatys", before=passive_openmp_waits)
 train_main = _entry(_train_main, CONFIG_DIR, "train")
 stylize_main = _entry(_stylize_main, INFERENCE_CONFIG_DIR, "stylize")
 export_main = _entry(_export_main, INFERENCE_CONFIG_DIR, "export")
