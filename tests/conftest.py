@@ -25,6 +25,23 @@ def data_dir() -> Path:
     return path
 
 
+def compose_config(config_name: str | None, *overrides: str, config_dir=None, **kwargs):
+    """The config `python <entry>.py <overrides>` would see, through Hydra's compose API
+    (config_dir: conf/ by default). Hydra's global state is cleared before and after, since the
+    tests compose many configs in one process."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from fastnst.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir or CONFIG_DIR), version_base="1.3"):
+            return compose(config_name, overrides=list(overrides), **kwargs)
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def make_image(path: Path, size=(64, 48), seed: int = 0, mode: str = "RGB") -> Path:
     """Write a smooth random colour image (gradients + blobs, so VGG sees structure)."""
     rng = np.random.default_rng(seed)
@@ -66,18 +83,9 @@ def synthetic_style(tmp_path) -> Path:
 def compose_train(tmp_path):
     """compose_train(*overrides) -> the train config composed like `python train.py ...`, with
     run_dir in tmp_path (no Hydra runtime needed)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from fastnst.config import CONFIG_DIR
 
     def factory(*overrides, run_dir=None):
-        GlobalHydra.instance().clear()
-        run_dir = run_dir or tmp_path / "run"
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=[*overrides, f"run_dir={run_dir}"])
-        GlobalHydra.instance().clear()
-        return cfg
+        return compose_config("train", *overrides, f"run_dir={run_dir or tmp_path / 'run'}")
 
     return factory
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import make_image
+from conftest import compose_config, make_image
 from fastnst.config import CONFIG_DIR
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
@@ -95,18 +95,12 @@ def anime_env(style_env, frames):
 
 
 def test_gatys_mode_with_style_anime(anime_env, image_factory, tmp_path):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     from fastnst.gatys import run_gatys
 
     photo = image_factory("photo.png", size=(40, 32), seed=3)
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("gatys", overrides=["style=anime", "style.size=32", "style.crops=1", f"content={photo}",
-                                          f"output={tmp_path / 'out.png'}", "size=32", "iterations=2",
-                                          "scales=[1]", "progress=false", "device=cpu"])
-    GlobalHydra.instance().clear()
+    cfg = compose_config("gatys", "style=anime", "style.size=32", "style.crops=1", f"content={photo}",
+                         f"output={tmp_path / 'out.png'}", "size=32", "iterations=2", "scales=[1]",
+                         "progress=false", "device=cpu")
     assert cfg.style.images_dir == str(anime_env / "anime-standin")
     result = run_gatys(cfg)
     assert (tmp_path / "out.png").exists() and result.best_iteration >= 1

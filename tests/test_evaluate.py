@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import fastnst.evaluate as evaluate
+from conftest import compose_config
 from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
 from fastnst.evaluate import METRICS, evaluate_cli, evaluate_run, run_labels
 from fastnst.train import train
@@ -21,11 +22,7 @@ from test_train import tiny
 def tiny_run(tmp_path_factory):
     """One 2-step run on synthetic photos, shared by the tests of this module (run dir
     <tmp>/runs/starry_night/folder/johnson_half/now, the layout train.py uses)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     from conftest import make_image
-    from fastnst.config import CONFIG_DIR
 
     root = tmp_path_factory.mktemp("tiny_run")
     make_image(root / "data" / "styles" / "starry_night.jpg", size=(48, 48), seed=7)
@@ -34,11 +31,8 @@ def tiny_run(tmp_path_factory):
     run_dir = root / "runs" / "starry_night" / "folder" / "johnson_half" / "now"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FASTNST_DATA", str(root / "data"))
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=[*tiny(root / "photos", "system.log_images_every_n_steps=0",
-                                                    "trainer.val_check_interval=2", steps=2), f"run_dir={run_dir}"])
-        GlobalHydra.instance().clear()
+        cfg = compose_config("train", *tiny(root / "photos", "system.log_images_every_n_steps=0",
+                                            "trainer.val_check_interval=2", steps=2), f"run_dir={run_dir}")
         return train(cfg)["run_dir"]
 
 
@@ -114,14 +108,7 @@ def test_run_labels_fall_back_to_channels_outside_the_run_layout(tmp_path):
 
 
 def compose_evaluate(*overrides):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(INFERENCE_CONFIG_DIR), version_base="1.3"):
-        cfg = compose("evaluate", overrides=list(overrides))
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose_config("evaluate", *overrides, config_dir=INFERENCE_CONFIG_DIR)
 
 
 def test_cli_config_evaluates_a_list_of_runs_without_reference(tiny_run, photo_folder, tmp_path, capsys):

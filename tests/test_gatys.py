@@ -12,7 +12,7 @@ import torch
 from kornia.color import rgb_to_ycbcr
 
 import fastnst.config  # noqa: F401  (registers the fastnst_root resolver)
-from fastnst.config import CONFIG_DIR, REPO_ROOT
+from fastnst.config import REPO_ROOT
 from fastnst.errors import FastNSTError, OutputExistsError
 from fastnst.gatys import (
     initial_image,
@@ -52,16 +52,9 @@ def styled_loss(vgg_loss, synthetic_style):
 @pytest.fixture
 def compose_gatys():
     """compose_gatys([overrides]) -> the gatys config as `python gatys.py <overrides>` sees it."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from conftest import compose_config
 
-    def _compose(overrides):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose("gatys", overrides=list(overrides))
-
-    yield _compose
-    GlobalHydra.instance().clear()
+    return lambda overrides: compose_config("gatys", *overrides)
 
 
 def tiny_run(tmp_path, photo_path, style_path, *extra):

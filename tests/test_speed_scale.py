@@ -199,16 +199,9 @@ def test_ddp_two_processes_match_one_process_with_the_doubled_batch(compose_trai
 
 def test_submitit_slurm_launcher_config_composes():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from conftest import compose_config
 
-    from fastnst.config import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=submitit_slurm", "style=candy"],
-                      return_hydra_config=True)
-    GlobalHydra.instance().clear()
+    cfg = compose_config("train", "hydra/launcher=submitit_slurm", "style=candy", return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import compose_config
 from fastnst import Stylizer
 from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
 from fastnst.config import REPO_ROOT
@@ -44,14 +45,7 @@ def photo(image_factory) -> torch.Tensor:
 
 
 def compose_stylize(*overrides):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(INFERENCE_CONFIG_DIR), version_base="1.3"):
-        cfg = compose("stylize", overrides=list(overrides))
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose_config("stylize", *overrides, config_dir=INFERENCE_CONFIG_DIR)
 
 
 def run_stylize(*overrides) -> int:

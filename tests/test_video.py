@@ -47,16 +47,11 @@ def write_clip(path, frames=10, size=(64, 48), rate=12, audio=False):
 
 def run_stylize(*overrides) -> int:
     """The stylize CLI logic in-process (composed config, errors -> exit code)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
+    from conftest import compose_config
     from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
     from fastnst.stylize import stylize_cli
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(INFERENCE_CONFIG_DIR), version_base="1.3"):
-        cfg = compose("stylize", overrides=list(overrides))
-    GlobalHydra.instance().clear()
+    cfg = compose_config("stylize", *overrides, config_dir=INFERENCE_CONFIG_DIR)
     try:
         run_reporting_errors(stylize_cli, cfg)
     except SystemExit as e:
