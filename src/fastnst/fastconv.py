@@ -1,9 +1,9 @@
 """Faster fp32 convolutions on CPU: NNPACK's Winograd (3x3) and FFT (larger kernels) algorithms.
 
 PyTorch ships NNPACK but only uses it for batches of 16 or more; on AVX2 CPUs without AVX-512
-its Winograd F(6x6, 3x3) beats oneDNN's direct convolution 1.5-2.5x on the feature maps style
-transfer lives on (64+ channels at 64x64 px and up), and its FFT path runs the transformer's
-9x9 convs up to 8x faster (oneDNN is slow with 3 output channels). `scripts/bench_convs.py`
+its Winograd F(6x6, 3x3) beats oneDNN's direct convolution 1.4-2.8x on large feature maps
+(see `_nnpack_faster` for where), and its FFT path runs the transformer's 9x9 convs up to 10x
+faster forward+backward (oneDNN is slow with 3 output channels). `scripts/bench_convs.py`
 prints the measured table. Results match `F.conv2d` to ~1e-5 relative (Winograd rounding).
 
 `conv2d` is a drop-in for `F.conv2d` that picks NNPACK where it measured faster and falls back

@@ -7,7 +7,7 @@
 
 Backends: "torch" (eager; fp16 + channels_last on CUDA, optional torch.compile),
 "onnxruntime" (CPU), "torchscript" (a TorchScript file). "auto" picks onnxruntime on CPU
-(measured about 2x faster than eager PyTorch here, see docs/inference.md) and torch on CUDA.
+(1.9x eager fp32 PyTorch at 512 px on a 2-core CPU, README "Speed and memory") and torch on CUDA.
 """
 
 from __future__ import annotations
