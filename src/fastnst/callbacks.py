@@ -44,11 +44,23 @@ class LastCheckpoint(pl.Callback):
             log.warning("not writing %s at step %d: the weights are not finite", self.path, trainer.global_step)
             return False
         if trainer.is_global_zero and self.path.exists():
-            os.replace(self.path, self.previous)  # keep one older checkpoint to fall back on
+            self._keep_previous()
         trainer.save_checkpoint(str(self.path))
         self._last_time, self._last_step = time.monotonic(), trainer.global_step
         log.info("checkpoint (%s) step %d: %s", reason, trainer.global_step, self.path)
         return True
+
+    def _keep_previous(self) -> None:
+        """previous.ckpt := the current last.ckpt, to fall back on. A hard link swapped in
+        atomically, not a rename: a kill between a rename and the next save would leave the run
+        with no last.ckpt (the new last.ckpt then replaces the link's name, not its file)."""
+        tmp = self.previous.with_name(f".{PREVIOUS}.{os.getpid()}.tmp")
+        try:
+            tmp.unlink(missing_ok=True)
+            os.link(self.path, tmp)
+            os.replace(tmp, self.previous)
+        except OSError:  # a file system without hard links
+            os.replace(self.path, self.previous)
 
     def on_train_start(self, trainer, pl_module):
         self._last_time = time.monotonic()
