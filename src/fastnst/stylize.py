@@ -5,9 +5,10 @@
     s(pil_image, strength=0.7)        # PIL -> PIL
     s(batch)                          # float tensor (B, 3, H, W) in [0, 1] -> same kind
 
-Backends: "torch" (eager; fp16 + channels_last on CUDA, optional torch.compile),
-"onnxruntime" (CPU), "torchscript" (a TorchScript file). "auto" picks onnxruntime on CPU
-(1.9x eager fp32 PyTorch at 512 px on a 2-core CPU, README "Speed and memory") and torch on CUDA.
+Backends: "torch" (eager; on CPU NNPACK convolutions and a fused inference forward, see
+fastconv.py and fused.py; fp16 + channels_last on CUDA, optional torch.compile), "onnxruntime"
+(CPU), "torchscript" (a TorchScript file). "auto" is torch: on a 2-core CPU it ran 1.4x faster
+than onnxruntime at 512 px (README "Speed and memory").
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from PIL import Image
 
 from fastnst.color import transfer_luminance
 from fastnst.config import resolve_user_path
+from fastnst.cpu_tuning import keep_freed_memory
 from fastnst.errors import FastNSTError
 from fastnst.export import load_network, model_kind, onnx_bytes
 from fastnst.images import (
@@ -168,11 +170,14 @@ class Stylizer:
     def load(cls, path: str | os.PathLike, device: str = "auto", backend: str = "auto", precision: str = "auto",
              compile: bool = False, **options) -> Stylizer:
         """Load an exported .pt, a Lightning .ckpt, a run directory, an .onnx or a TorchScript file
-        (recognised by content) and pick the backend: "auto" = onnxruntime on CPU, torch on CUDA."""
+        (recognised by content) and pick the backend: "auto" = torch for fastnst networks (the
+        fastest measured on CPU too), the file's own runtime for ONNX and TorchScript files."""
         path = Path(path)
         if backend not in BACKENDS:
             raise FastNSTError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         dev = resolve_device(device)
+        if dev.type == "cpu":
+            keep_freed_memory()  # feature maps reuse freed memory instead of page-faulting it in
         kind = model_kind(path)
         if precision == "auto":
             precision = "fp16" if dev.type == "cuda" else "fp32"
@@ -195,7 +200,7 @@ class Stylizer:
             return cls(ScriptRunner(module, dev, dtype), None, source=str(path), **options)
         net, meta = load_network(path)
         if backend == "auto":
-            backend = "onnxruntime" if dev.type == "cpu" and dtype == torch.float32 and onnxruntime_available() and not compile else "torch"
+            backend = "torch"
         if backend == "torchscript":
             raise FastNSTError(f"{path}: backend=torchscript needs a TorchScript file (export.py format=torchscript)")
         if backend == "onnxruntime":

@@ -1,0 +1,45 @@
+"""Process-wide settings that make CPU inference faster.
+
+glibc serves every allocation above 128 KiB-32 MiB with a fresh mmap and hands it back on free, so
+each feature map of a forward pass is page-faulted in again, zero-filled page by page: about a third
+of an eager 512 px forward of the Johnson network on 2 cores (scripts/bench_inference.py). Raising
+the mmap and trim thresholds keeps freed blocks in the heap for the next forward pass to reuse, at
+the price of the process holding on to its peak memory. Stylizer.load applies it for CPU inference
+unless FASTNST_KEEP_FREED_MEMORY=0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+# glibc's mallopt parameter numbers (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
+# blocks up to this size come from the heap; up to this much free memory stays with the process
+KEEP_BYTES = 1 << 30
+
+_applied = False
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc malloc to keep and reuse freed memory (see the module docstring). Returns whether
+    the setting is in effect (False off glibc, e.g. macOS/Windows/musl, or when switched off)."""
+    global _applied
+    if _applied:
+        return True
+    if os.environ.get("FASTNST_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # glibc builds that cap the mmap threshold at 32 MiB refuse it: then no mmap for blocks at all
+    from_heap = bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES)) or bool(mallopt(_M_MMAP_MAX, 0))
+    _applied = from_heap and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES))
+    return _applied
