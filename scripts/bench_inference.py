@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_inference.py            # full table (several minutes on 2 CPUs)
     .venv/bin/python scripts/bench_inference.py --quick    # 256 and 512 only, no memory runs
+    python scripts/bench_inference.py --device cuda --models johnson [--compile]   # GPU: fp16/bf16 vs fp32
 
 For each model and size it prints the median ms and frames/s of: plain eager fp32 PyTorch
 (`net(x)` under no_grad with plain F.conv2d, the baseline, measured in the same process and interleaved with the
@@ -36,7 +37,8 @@ MODELS = {
     "johnson_half": {"channels": (16, 32, 64), "num_residual": 5},
     "johnson_fast": {"channels": (12, 24, 48), "num_residual": 3},
 }
-SIZES = {"256": (256, 256), "512": (512, 512), "1024": (1024, 1024), "1920x1080": (1080, 1920)}
+SIZES = {"256": (256, 256), "512": (512, 512), "1024": (1024, 1024), "1920x1080": (1080, 1920), "3840x2160": (2160, 3840)}
+CPU_SIZES = ["256", "512", "1024", "1920x1080"]
 
 
 def timed(fns: dict, repeats: int, warmup: bool = True) -> dict:
@@ -131,6 +133,53 @@ def _eager(net, x):
         return net(x)
 
 
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(torch.mean((a.float() - b.float()) ** 2))
+    return float("inf") if mse == 0 else 10 * float(np.log10(1.0 / mse))
+
+
+def bench_device(device: str, models, sizes, repeats, tmp: Path, compile_too: bool) -> list[dict]:
+    """Batch-1 frames/s on an accelerator: eager fp32 (the baseline) vs the Stylizer in fp16/bf16
+    (channels_last), optionally torch.compile'd, with each output's PSNR against fp32."""
+    rows = []
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    precisions = ["fp16", "bf16"] if cuda else []
+    for model_name in models:
+        torch.manual_seed(0)
+        net = TransformerNet(**MODELS[model_name]).eval()
+        path = save_exported(tmp / f"{model_name}.pt", net)
+        plain = net.to(device)
+        stylizers = {"eager fp32 (baseline)": lambda x, plain=plain: _eager(plain, x)}
+        for p in precisions:
+            stylizers[f"{p} channels_last"] = Stylizer.load(path, device=device, precision=p)
+            if compile_too:
+                stylizers[f"{p} channels_last + compile"] = Stylizer.load(path, device=device, precision=p, compile=True)
+        for size_name in sizes:
+            h, w = SIZES[size_name]
+            x = torch.rand(1, 3, h, w, device=device)
+            reference = stylizers["eager fp32 (baseline)"](x)
+            base = None
+            for name, s in stylizers.items():
+                for _ in range(3):  # warm-up (cuDNN autotuning, compilation)
+                    out = s(x)
+                sync()
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    s(x)
+                    sync()
+                    times.append(time.perf_counter() - start)
+                seconds = statistics.median(times)
+                base = base or seconds
+                quality = psnr(out, reference)
+                rows.append({"model": model_name, "size": size_name, "backend": name, "ms": seconds * 1000,
+                             "fps": 1 / seconds, "speedup": base / seconds, "psnr_db": quality})
+                print(f"  {model_name:14s} {size_name:>9s} {name:32s} {seconds * 1000:8.2f} ms {1 / seconds:8.1f} fps "
+                      f"{base / seconds:5.2f}x  PSNR vs fp32 {quality:.1f} dB", flush=True)
+    return rows
+
+
 MEMORY_CHILD = """
 import sys, torch
 from fastnst import Stylizer
@@ -170,7 +219,10 @@ def bench_memory(tmp: Path) -> list[dict]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES),
+                        help=f"default: {' '.join(CPU_SIZES)} on CPU, 1920x1080 3840x2160 with --device cuda")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda[:N] for the accelerator table (fp16/bf16 vs fp32)")
+    parser.add_argument("--compile", action="store_true", help="with --device cuda: also torch.compile'd rows")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="256 and 512 only, 3 repeats, no memory runs")
     parser.add_argument("--no-memory", action="store_true")
@@ -179,6 +231,20 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.repeats, args.no_memory = ["256", "512"], 3, True
+    if args.device != "cpu":
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = bench_device(args.device, args.models, args.sizes or ["1920x1080", "3840x2160"],
+                                max(args.repeats, 20), Path(tmp), args.compile)
+        name = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else args.device
+        print(f"\n{name}, torch {torch.__version__}, batch 1\n")
+        print("| model | size | run | median ms | frames/s | vs eager fp32 | PSNR vs fp32 (dB) |\n|---|---|---|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['model']} | {r['size']} | {r['backend']} | {r['ms']:.2f} | {r['fps']:.1f} | {r['speedup']:.2f}x "
+                  f"| {r['psnr_db']:.1f} |")
+        if args.json:
+            args.json.write_text(json.dumps({"device": rows}, indent=1))
+        return
+    args.sizes = args.sizes or CPU_SIZES
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
           f"median of {args.repeats} (2, no warm-up, above 512 px)")
     with tempfile.TemporaryDirectory() as tmp:
