@@ -113,3 +113,15 @@ def test_logger_and_callbacks_instantiate(compose_train, tmp_path):
     callbacks = _instantiate_group(cfg.callbacks)
     assert loggers and callbacks
     assert str(tmp_path) in loggers[0].log_dir
+
+
+@pytest.mark.parametrize("entry", ["gatys", "train", "stylize", "export", "evaluate"])
+def test_help_names_the_program(entry):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / f"{entry}.py"
+    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"{entry} is powered by Hydra."

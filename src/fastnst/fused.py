@@ -4,10 +4,11 @@ between convolutions fused away.
 In the plain forward at 512 px the convolutions take about half the time; the rest is instance
 norm (training-mode batch norm: several passes over each map), ReLU, reflection padding (a copy of
 every conv input), pixel shuffle (another copy) and the sub-pixel kernels recomputed on every call.
-Here each conv output is normalized with one statistics pass (`var_mean`) and one pass that applies
-the per-channel affine map and writes straight into the interior of the next conv's padded input
-(pixel-shuffled on the way for the upsampling layers); the thin padding borders are then filled by
-copying slices. Same arithmetic as the plain forward, up to float rounding (tests/test_fused.py).
+Here each conv output gets its statistics from a matrix-vector product and a norm, then one pass
+applies the per-channel affine map (+ ReLU, + the residual add) and writes straight into the
+interior of the next conv's padded input (pixel-shuffled on the way after the sub-pixel upsampling
+convs); the thin padding borders are then filled by copying slices. Same arithmetic as the plain
+forward, up to float rounding (tests/test_fused.py).
 
 Used by `TransformerNet.forward` only when no gradient is needed and `fastconv.fast_path_allowed`
 (eager fp32 on CPU, not traced, exported or compiled), for instance norm only.
@@ -22,6 +23,7 @@ from fastnst import fastconv
 
 # fall back to the two-pass variance where mean^2 > this x variance (fp32 cancellation ~1e-4)
 _CANCELLATION_LIMIT = 1000.0
+
 
 def _padded_empty(like: torch.Tensor, channels: int, height: int, width: int, pad: int) -> torch.Tensor:
     return like.new_empty(like.shape[0], channels, height + 2 * pad, width + 2 * pad)
@@ -46,9 +48,10 @@ def _fill_border(buf: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
     return buf
 
 
-def _norm_coefficients(x: torch.Tensor, norm: torch.nn.InstanceNorm2d, groups: int = 1):
-    """Per-(sample, channel) scale and shift of instance norm over x (B, C*groups, H, W), where the
-    `groups` consecutive channels of each norm channel are the pixel-shuffle phases of one map."""
+def _norm_coefficients(x: torch.Tensor, norm: torch.nn.InstanceNorm2d):
+    """Per-(sample, channel) scale and shift of instance norm over x (B, C * k, H, W): the k
+    consecutive channels of each norm channel (k = 4: the pixel-shuffle phases of one map) are
+    pooled."""
     b = x.shape[0]
     rows = x.reshape(b * norm.num_features, -1)
     n = rows.shape[1]
