@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from fastnst import fastconv, fused
-from fastnst.tiling import record_instance_norm_stats
+from fastnst.tiling import record_instance_norm_stats, tiled_forward
 from fastnst.transformer import TransformerNet
 
 
@@ -94,6 +94,19 @@ def test_sub_pixel_kernels_follow_weight_changes():
         expected = reference(x)
     assert float((after - before).abs().max()) > 1e-3
     assert float((after - expected).abs().max()) < 1e-5
+
+
+def test_tiles_use_the_whole_image_statistics(monkeypatch, fused_calls):
+    net = _net()
+    image = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        got = tiled_forward(net, image, tile=64, overlap=16, stats_side=64)
+    assert fused_calls and set(fused_calls) == {(1, 3, 64, 64)}  # every tile; stats were recorded unfused
+    with monkeypatch.context() as m:
+        m.setattr(fused, "can_fuse", lambda *args: False)
+        expected = tiled_forward(net, image, tile=64, overlap=16, stats_side=64)
+    assert float((got - expected).abs().max()) < 1e-5
+    assert not any("frozen_statistics" in m.__dict__ for m in net.modules())  # cleaned up
 
 
 @pytest.mark.parametrize("case", ["grad", "batch_norm", "odd_size", "disabled", "hooked"])

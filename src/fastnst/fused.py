@@ -53,15 +53,19 @@ def _norm_coefficients(x: torch.Tensor, norm: torch.nn.InstanceNorm2d):
     consecutive channels of each norm channel (k = 4: the pixel-shuffle phases of one map) are
     pooled."""
     b = x.shape[0]
-    rows = x.reshape(b * norm.num_features, -1)
-    n = rows.shape[1]
-    # var_mean is ~10x slower than a matrix-vector product and a norm on CPU (both vectorized and
-    # threaded); E[x^2] - E[x]^2 is exact enough unless the mean dwarfs the spread
-    mean = torch.mv(rows, rows.new_ones(n)) / n
-    var = torch.linalg.vector_norm(rows, dim=-1).square_() / n - mean.square()
-    if bool((mean.square() > _CANCELLATION_LIMIT * var).any()):
-        var, mean = torch.var_mean(rows, dim=-1, correction=0)
-    var, mean = var.view(b, -1), mean.view(b, -1)
+    frozen = norm.__dict__.get("frozen_statistics")  # tiling.frozen_instance_norm: whole-image stats
+    if frozen is not None:
+        mean, var = (t.reshape(b, -1).to(x.dtype) for t in frozen)
+    else:
+        rows = x.reshape(b * norm.num_features, -1)
+        n = rows.shape[1]
+        # var_mean is ~10x slower than a matrix-vector product and a norm on CPU (both vectorized
+        # and threaded); E[x^2] - E[x]^2 is exact enough unless the mean dwarfs the spread
+        mean = torch.mv(rows, rows.new_ones(n)) / n
+        var = torch.linalg.vector_norm(rows, dim=-1).square_() / n - mean.square()
+        if bool((mean.square() > _CANCELLATION_LIMIT * var).any()):
+            var, mean = torch.var_mean(rows, dim=-1, correction=0)
+        mean, var = mean.view(b, -1), var.view(b, -1)
     scale = torch.rsqrt(var + norm.eps)
     if norm.weight is not None:
         scale = scale * norm.weight
@@ -124,7 +128,8 @@ def _upsample_to_padded(up, x_padded: torch.Tensor, pad: int, mode: str) -> torc
 def can_fuse(net, x: torch.Tensor) -> bool:
     """Whether `fused_forward` computes net(x): instance norm, no gradient, the CPU fast path,
     sides divisible by 4 (each 2x upsampling must land on its skip's size), and no module of the
-    net observed or patched (tiling records and freezes instance-norm statistics that way)."""
+    net observed or patched (hooks, e.g. tiling recording instance-norm statistics), except for
+    the frozen statistics of tiling, which the fused forward applies itself."""
     return (
         net.config["norm"] == "instance"
         and not torch.is_grad_enabled()
@@ -141,7 +146,11 @@ def _hooked(net) -> bool:
 
     if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
         return True
-    return any(m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__ for m in net.modules())
+    return any(
+        m._forward_hooks or m._forward_pre_hooks
+        or ("forward" in m.__dict__ and "frozen_statistics" not in m.__dict__)  # patched, not by tiling
+        for m in net.modules()
+    )
 
 
 @torch.no_grad()

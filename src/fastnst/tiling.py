@@ -63,11 +63,12 @@ def frozen_instance_norm(net: nn.Module, stats):
 
     for module, (mean, var) in zip(norms, stats):
         module.forward = fixed(module, mean, var)  # instance attribute shadows the class method
+        module.frozen_statistics = (mean, var)  # what the fused CPU forward (fused.py) reads instead
     try:
         yield
     finally:
         for module in norms:
-            del module.forward
+            del module.forward, module.frozen_statistics
 
 
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
