@@ -99,6 +99,7 @@ def part_time_to_quality(args, data: Path) -> list[str]:
              "|---|---|---|---|",
              f"| single-scale 512 | 300 | {target:.5g} | {t_single:.1f} |"]
     notes = []
+    breakdown = [_terms_row("single-scale 512, end", single.history[-1], cfg.loss)]
     for schedule in args.schedules:
         scales = "auto" if schedule == "auto" else [int(s) for s in schedule.split(",")]
         torch.manual_seed(0)
@@ -109,6 +110,9 @@ def part_time_to_quality(args, data: Path) -> list[str]:
         sizes = " -> ".join(str(max(s)) for s in multi.sizes)
         name = f"coarse-to-fine {sizes}" + (" (`scales: auto`)" if schedule == "auto" else "")
         split = "+".join(map(str, multi.iterations_per_scale))
+        finals = [r for r in multi.history if r["scale"] == final_scale]
+        breakdown += [_terms_row(f"{name}, first {max(multi.sizes[-1])} px evaluation", finals[0], cfg.loss),
+                      _terms_row(f"{name}, end", finals[-1], cfg.loss)]
         print(f"{name}: best {multi.best_loss:.6g}, reached: {reached}", file=sys.stderr, flush=True)
         if reached:
             lines.append(f"| {name} | {split} | {multi.best_loss:.5g} | {reached['time_s']:.1f} "
@@ -119,8 +123,19 @@ def part_time_to_quality(args, data: Path) -> list[str]:
             lines.append(f"| {name} | {split} | {multi.best_loss:.5g} | not reached "
                          f"({multi.history[-1]['time_s']:.1f} s in all) |")
             notes.append(f"- {name}: ends at {multi.best_loss / target:.2f}x the single-scale loss")
-    lines += ["", *notes]
+    header = "| run | total | " + " | ".join(breakdown[0][0]) + " |"
+    lines += ["", *notes, "", "Where the loss sits (weighted: alpha or beta x layer weight x the layer's term):", "",
+              header, "|---" * (len(breakdown[0][0]) + 2) + "|", *(row for _, row in breakdown)]
     return lines
+
+
+def _terms_row(label: str, row: dict, loss_cfg) -> tuple[list[str], str]:
+    """(column names, markdown row) of one history row's weighted per-layer terms."""
+    weights = {f"content/{k}": loss_cfg.alpha * w for k, w in loss_cfg.content_layers.items()}
+    weights.update({f"style/{k}": loss_cfg.beta * w for k, w in loss_cfg.style_layers.items()})
+    names = [k for k in weights if k in row]
+    cells = " | ".join(f"{weights[k] * row[k]:.4g}" for k in names)
+    return names, f"| {label} | {row['total']:.5g} | {cells} |"
 
 
 def main() -> None:

@@ -179,6 +179,7 @@ def test_run_writes_best_image_log_and_intermediates(tmp_path, image_factory, sy
     assert log["best_iteration"] == result.best_iteration
     assert len(log["history"]) == 4
     assert set(log["history"][0]) >= {"iteration", "total", "content", "style", "tv", "time_s"}
+    assert any(k.startswith("style/block") for k in log["history"][0])  # per-layer terms too
     assert log["settings"]["optimizer"] == "adam" and log["wall_time_s"] > 0
 
     # refuses to overwrite the output before doing any work, unless overwrite=true

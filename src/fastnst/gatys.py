@@ -40,7 +40,8 @@ class GatysResult:
     image: the lowest-loss image seen at the final (output) scale, (1, 3, H, W) in [0, 1].
     best_loss / best_iteration: its total loss and 1-based global iteration number.
     history: one dict per loss evaluation: iteration, scale (index), height, width, total,
-        content, style, tv, time_s (since the start).
+        content, style, tv, the unweighted per-layer terms ("content/block5_conv2",
+        "style/block1_conv1", ...), time_s (since the start).
     """
 
     image: torch.Tensor
@@ -233,7 +234,8 @@ def stylize_gatys(
             it = len(history) + 1
             value = float(total.detach())
             row = {"iteration": it, "scale": scale_idx, "height": size[0], "width": size[1]}
-            row.update({k: float(terms[k].detach()) for k in LOSS_TERMS})
+            # every term, per layer too ("style/block5_conv1", unweighted): where the loss sits
+            row.update({k: float(v.detach()) for k, v in terms.items()})
             row["time_s"] = round(time.perf_counter() - start, 4)
             history.append(row)
             if value < scale_best["loss"]:
