@@ -119,7 +119,9 @@ def test_resume_continues_step_and_reproduces_losses(compose_train, photo_folder
         assert torch.allclose(p, q, atol=1e-5)
 
 
-def test_corrupt_files_are_skipped_and_counted(compose_train, photo_folder, style_env):
+def test_corrupt_files_are_skipped_and_counted(compose_train, photo_folder, style_env, monkeypatch):
+    tuned = []  # on CPU the run also keeps freed memory (cpu_tuning): checked here, on the way
+    monkeypatch.setattr("fastnst.train.keep_freed_memory", lambda: tuned.append(True) or True)
     folder = photo_folder(6)
     (folder / "broken.jpg").write_bytes(b"this is not a jpeg")
     (folder / "zero.png").write_bytes(b"")
@@ -129,6 +131,7 @@ def test_corrupt_files_are_skipped_and_counted(compose_train, photo_folder, styl
         result = train(cfg)
     skipped = scalars(result["run_dir"], "data/skipped_files")
     assert max(skipped.values()) == 2
+    assert tuned == ([] if torch.cuda.is_available() else [True])
 
 
 def run_cli(*args, cwd=REPO, env_extra=None):
