@@ -50,10 +50,13 @@ def fused_calls(monkeypatch):
     ((8, 16, 32), 2, (1, 3, 64, 96)),
     ((8, 16, 32), 0, (1, 3, 48, 32)),  # no residual block: down3 feeds the upsampling directly
     ((12, 24, 48), 3, (2, 3, 40, 56)),  # batch of 2
+    ((8, 16, 32), 1, (1, 3, 32, 36, "channels_last")),  # e.g. straight from an NHWC image array
 ])
 def test_matches_the_layer_by_layer_forward(monkeypatch, fused_calls, channels, num_residual, shape):
     net = _net(channels, num_residual)
-    x = torch.rand(shape)
+    layout = torch.channels_last if shape[-1] == "channels_last" else torch.contiguous_format
+    shape = shape[:4]
+    x = torch.rand(shape).contiguous(memory_format=layout)
     expected = _layer_by_layer(net, x, monkeypatch)
     with torch.no_grad():
         got = net(x)
