@@ -98,18 +98,10 @@ def _shuffle_norm_into(y: torch.Tensor, norm, dest: torch.Tensor) -> None:
     dest.clamp_min_(0)
 
 
-def _conv(layer, x: torch.Tensor) -> torch.Tensor:
-    """The conv of a ConvLayer on an already padded input."""
-    conv = layer[1]
-    if conv.stride == (1, 1):
-        return fastconv.conv2d(x, conv.weight, conv.bias)
-    return F.conv2d(x, conv.weight, conv.bias, conv.stride)
-
-
 def _conv_to_padded(layer, x: torch.Tensor, pad: int, mode: str, relu: bool = True,
                     skip: torch.Tensor | None = None) -> torch.Tensor:
     """ConvLayer (conv + instance norm [+ ReLU]) on padded x, written into a buffer padded by `pad`."""
-    y = _conv(layer, x)
+    y = layer[1](x)  # the layer's fastconv.Conv2d (NNPACK where faster) on the padded input
     buf = _padded_empty(y, y.shape[1], y.shape[-2], y.shape[-1], pad)
     _norm_into(y, layer[2], _interior(buf, pad), relu, skip)
     return _fill_border(buf, pad, mode)
@@ -171,4 +163,4 @@ def fused_forward(net, x: torch.Tensor) -> torch.Tensor:
                             skip=_interior(h, 1))
     h = _upsample_to_padded(net.up1, h, 1, "replicate")
     h = _upsample_to_padded(net.up2, h, 4, "reflect")
-    return torch.sigmoid_(_conv(net.out, h))
+    return torch.sigmoid_(net.out[1](h))
