@@ -41,15 +41,18 @@ SIZES = {"256": (256, 256), "512": (512, 512), "1024": (1024, 1024), "1920x1080"
 CPU_SIZES = ["256", "512", "1024", "1920x1080"]
 
 
-def timed(fns: dict, repeats: int, warmup: bool = True) -> dict:
-    """Median seconds per call of each function, one warm-up call each, interleaved rounds."""
+def timed(fns: dict, repeats: int, warmup: bool = True, sync=lambda: None) -> dict:
+    """Median seconds per call of each function, one warm-up call each, interleaved rounds.
+    sync() runs before the clock stops (e.g. torch.cuda.synchronize: GPU calls return early)."""
     for fn in fns.values() if warmup else ():
         fn()
+    sync()
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
+            sync()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
@@ -158,21 +161,13 @@ def bench_device(device: str, models, sizes, repeats, tmp: Path, compile_too: bo
         for size_name in sizes:
             h, w = SIZES[size_name]
             x = torch.rand(1, 3, h, w, device=device)
-            reference = stylizers["eager fp32 (baseline)"](x)
-            base = None
-            for name, s in stylizers.items():
-                for _ in range(3):  # warm-up (cuDNN autotuning, compilation)
-                    out = s(x)
-                sync()
-                times = []
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    s(x)
-                    sync()
-                    times.append(time.perf_counter() - start)
-                seconds = statistics.median(times)
-                base = base or seconds
-                quality = psnr(out, reference)
+            outputs = {name: s(x) for name, s in stylizers.items()}  # also warms up (cuDNN autotune, compile)
+            for s in stylizers.values():
+                s(x)
+            result = timed({name: lambda s=s, x=x: s(x) for name, s in stylizers.items()}, repeats, sync=sync)
+            base = result["eager fp32 (baseline)"]
+            for name, seconds in result.items():
+                quality = psnr(outputs[name], outputs["eager fp32 (baseline)"])
                 rows.append({"model": model_name, "size": size_name, "backend": name, "ms": seconds * 1000,
                              "fps": 1 / seconds, "speedup": base / seconds, "psnr_db": quality})
                 print(f"  {model_name:14s} {size_name:>9s} {name:32s} {seconds * 1000:8.2f} ms {1 / seconds:8.1f} fps "
