@@ -52,8 +52,9 @@ def frozen_instance_norm(net: nn.Module, stats):
     if len(norms) != len(stats):
         raise ValueError(f"{len(stats)} recorded statistics for {len(norms)} instance norms")
 
-    def fixed(module, mean, var):
+    def fixed(module):
         def forward(x):
+            mean, var = module.frozen_statistics
             y = (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + module.eps)
             if module.affine:
                 y = y * module.weight.view(1, -1, 1, 1).to(x.dtype) + module.bias.view(1, -1, 1, 1).to(x.dtype)
@@ -62,8 +63,10 @@ def frozen_instance_norm(net: nn.Module, stats):
         return forward
 
     for module, (mean, var) in zip(norms, stats):
-        module.forward = fixed(module, mean, var)  # instance attribute shadows the class method
-        module.frozen_statistics = (mean, var)  # what the fused CPU forward (fused.py) reads instead
+        # the statistics live in one place: the layer-by-layer forward below and the fused CPU
+        # forward (fused.py) both read them from here
+        module.frozen_statistics = (mean, var)
+        module.forward = fixed(module)  # instance attribute shadows the class method
     try:
         yield
     finally:
