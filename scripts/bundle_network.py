@@ -1,0 +1,189 @@
+"""Measure a trained run and ship it as a bundled network (src/fastnst/zoo/<style>.pt).
+
+    python scripts/bundle_network.py <run dir> [--style NAME] [--status "CPU, 1 h"] [--overwrite]
+    python scripts/bundle_network.py --table          # the README table of every bundled network
+
+Quality, stored in the file's meta and printed as a README table row:
+- evaluate.py's metrics on 8 ImageNet-mini val photos at 256 px against Gatys with 100 L-BFGS
+  iterations under the run's own loss (`total_vs_gatys`, `edge_ssim`);
+- the seed's loss (conf/loss/seed.yaml: content block5_conv2, style block1..5_conv1) on Chicago at
+  256 px with the painting's Grams at 512 px, for our output and for Johnson et al. 2016's
+  published output ($FASTNST_DATA/reference/johnson2016/chicago_<style>.jpg);
+- a picture docs/images/zoo_<style>.jpg: photo | painting | ours | the published output.
+The weights are stored in fp16 (half the size; the loader casts them back to fp32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from PIL import Image, ImageDraw
+
+import fastnst.config  # noqa: F401  (registers the config resolvers)
+from fastnst.config import CONFIG_DIR, REPO_ROOT
+from fastnst.errors import FastNSTError
+from fastnst.evaluate import evaluate_run, load_run_config
+from fastnst.export import load_network
+from fastnst.images import load_image, resize_tensor, tensor_to_pil
+from fastnst.style import build_loss, style_image_paths
+from fastnst.transformer import save_exported
+from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta
+
+GATYS_ITERATIONS = 100
+REFERENCE_NAMES = {"the_scream": "scream"}  # the published files' names for our presets
+PICTURE_HEIGHT = 256
+# the parts of a run's config that make its recipe (paths and machine settings left out)
+RECIPE_KEYS = ("model", "loss", "style", "system", "seed")
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("FASTNST_DATA") or REPO_ROOT / "data")
+
+
+def seed_loss(style_cfg):
+    """The seed's loss with the painting's Grams at 512 px (the reference scoring)."""
+    loss_cfg = OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml")
+    style = OmegaConf.merge(style_cfg, {"size": 512})
+    return build_loss(loss_cfg, style)
+
+
+def seed_scores(loss, photo: torch.Tensor, image: torch.Tensor) -> dict[str, float]:
+    image = resize_tensor(image, tuple(photo.shape[-2:]))
+    with torch.no_grad():
+        terms = loss(image, loss.content_features(photo))
+    return {"content": float(terms["content"]), "style": float(terms["style"]), "total": float(terms["total"])}
+
+
+def reference_comparison(net, style_name: str, style_cfg) -> tuple[dict | None, list[torch.Tensor]]:
+    """Seed-loss scores of ours vs the published output on Chicago, and the picture's panels."""
+    chicago = data_dir() / "content" / "chicago.jpg"
+    published = data_dir() / "reference" / "johnson2016" / f"chicago_{REFERENCE_NAMES.get(style_name, style_name)}.jpg"
+    photo = load_image(chicago, 256)
+    with torch.no_grad():
+        ours = net(photo).clamp(0, 1)
+        # the picture shows ours at the published output's resolution (strokes at the same scale)
+        shown_size = max(load_image(published).shape[-2:]) if published.is_file() else 512
+        ours_shown = net(load_image(chicago, shown_size)).clamp(0, 1)
+    paths, _ = style_image_paths(style_cfg)
+    panels = [photo, load_image(paths[0], 256), ours_shown]
+    if not published.is_file():
+        return None, panels
+    loss = seed_loss(style_cfg)
+    theirs = resize_tensor(load_image(published), tuple(photo.shape[-2:]))
+    panels.append(load_image(published))
+    a, b = seed_scores(loss, photo, ours), seed_scores(loss, photo, theirs)
+    return {"ours": a, "published": b, "content_ratio": a["content"] / b["content"],
+            "style_ratio": a["style"] / b["style"], "photo": "chicago.jpg at 256 px",
+            "loss": "conf/loss/seed.yaml, painting Grams at 512 px"}, panels
+
+
+def save_picture(panels: list[torch.Tensor], labels: list[str], path: Path) -> None:
+    images = []
+    for panel in panels:
+        img = tensor_to_pil(panel)
+        images.append(img.resize((round(img.width * PICTURE_HEIGHT / img.height), PICTURE_HEIGHT), Image.LANCZOS))
+    strip = Image.new("RGB", (sum(i.width for i in images) + 4 * (len(images) - 1), PICTURE_HEIGHT + 18), "white")
+    x, draw = 0, ImageDraw.Draw(strip)
+    for img, label in zip(images, labels):
+        strip.paste(img, (x, 18))
+        draw.text((x + 4, 3), label, fill="black")
+        x += img.width + 4
+    strip.save(path, quality=88)
+
+
+def training_time_hours(run_dir: Path) -> float | None:
+    """Wall time between the first and the last TensorBoard event of the run (all resumes)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    times = [e.wall_time for tag in acc.Tags()["scalars"] if tag.startswith("train/") for e in acc.Scalars(tag)]
+    return (max(times) - min(times)) / 3600 if times else None
+
+
+def validation_curve(run_dir: Path) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, round(e.value, 1)) for e in acc.Scalars("val/loss")] if "val/loss" in acc.Tags()["scalars"] else []
+
+
+def recipe_of(cfg, step: int, hours: float | None) -> dict:
+    summary = (f"{cfg.model.get('channels')} channels, {cfg.data.name} {cfg.data.image_size} px crops x "
+               f"{cfg.data.batch_size}, {step} steps, lr {cfg.system.optimizer.lr}, style Grams at "
+               f"{cfg.style.size} px")
+    if hours is not None:
+        summary += f", {hours:.2f} h on a 2-core CPU"
+    return {"summary": summary, "command": f"python train.py experiment=zoo style={cfg.style.name}",
+            "steps": step, "hours": hours,
+            "config": {key: OmegaConf.to_container(cfg[key], resolve=True) for key in RECIPE_KEYS if key in cfg}}
+
+
+def bundle(run_dir: Path, style: str | None, status: str, overwrite: bool) -> dict:
+    cfg = load_run_config(run_dir)
+    style = style or str(cfg.style.name)
+    target = ZOO_DIR / f"{style}.pt"
+    if target.exists() and not overwrite:
+        raise FastNSTError(f"{target}: already exists; pass --overwrite to replace it")
+    net, meta = load_network(run_dir)
+    result = evaluate_run(run_dir, num_photos=8, size=256, gatys_iterations=GATYS_ITERATIONS,
+                          tensorboard=False, overwrite=True, progress=True)
+    quality = {**result["metrics"], "gatys_iterations": GATYS_ITERATIONS, "photos": "8 imagenet-mini val at 256 px"}
+    reference, panels = reference_comparison(net, style, cfg.style)
+    if reference:
+        quality["reference"] = reference
+    labels = ["photo", "painting", "fastnst (bundled)", "Johnson et al. 2016"][: len(panels)]
+    save_picture(panels, labels, REPO_ROOT / "docs" / "images" / f"zoo_{style}.jpg")
+    step = int(meta.get("global_step") or result.get("global_step") or 0)
+    hours = training_time_hours(run_dir)
+    bundled_meta = {"style": style, "status": status, "recipe": recipe_of(cfg, step, hours),
+                    "quality": quality, "validation_curve": validation_curve(run_dir)}
+    net = net.half()  # fp16 weights: half the file; Stylizer casts back to fp32
+    save_exported(target, net, bundled_meta)
+    target.chmod(0o644)
+    return bundled_meta
+
+
+def table_row(style: str, meta: dict) -> str:
+    q, r = meta["quality"], meta["quality"].get("reference")
+    ref = (f"{r['ours']['content']:.3g} / {r['ours']['style']:.4g} | {r['published']['content']:.3g} / "
+           f"{r['published']['style']:.4g}") if r else "- | -"
+    hours = meta["recipe"].get("hours")
+    return (f"| {style} | {meta['recipe']['steps']} | {hours:.2f} | {q['total_vs_gatys']:.2f} | {q['edge_ssim']:.2f} | "
+            f"{q['gatys/edge_ssim']:.2f} | {ref} |" if hours is not None else "")
+
+
+TABLE_HEAD = ("| style | steps | CPU h | total / Gatys-100 | edge SSIM | Gatys edge SSIM | ours on Chicago: content / style "
+              "| Johnson 2016 on Chicago: content / style |\n|---|---|---|---|---|---|---|---|")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", nargs="?", help="the run directory to bundle")
+    parser.add_argument("--style", help="bundled name (default: the run's style)")
+    parser.add_argument("--status", default="", help="a label shown in `styles=list`, e.g. 'CPU-trained'")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print the README table of the bundled networks")
+    args = parser.parse_args(argv)
+    try:
+        if not args.table:
+            if not args.run:
+                parser.error("give a run directory, or --table")
+            bundle(Path(args.run), args.style, args.status, args.overwrite)
+        print(TABLE_HEAD)
+        for style, path in bundled_styles().items():
+            print(table_row(style, network_meta(path)))
+    except FastNSTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Trained networks that ship with fastnst: `<style>.pt` files beside this module.
+
+Each file is an exported transformer (`fastnst.transformer.save_exported`, fp16 weights) whose
+meta says how it was trained (`recipe`) and how good it is (`quality`), as written by
+`scripts/bundle_network.py`. `Stylizer.load("the_scream")` and `stylize.py style=the_scream`
+use them when no `model=` is given; `stylize.py styles=list` prints this listing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from fastnst.errors import FastNSTError
+
+ZOO_DIR = Path(__file__).resolve().parent
+# style presets that are other names of a bundled style (conf/style/scream.yaml -> the_scream)
+ALIASES = {"scream": "the_scream"}
+
+
+def bundled_styles() -> dict[str, Path]:
+    """{style name: network file} of every bundled network, sorted by name."""
+    return {p.stem: p for p in sorted(ZOO_DIR.glob("*.pt"))}
+
+
+def canonical_name(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def is_bundled(name: str) -> bool:
+    return canonical_name(str(name)) in bundled_styles()
+
+
+def bundled_network(name: str) -> Path:
+    """The network file of a bundled style; one-line error listing what exists otherwise."""
+    styles = bundled_styles()
+    path = styles.get(canonical_name(str(name)))
+    if path is None:
+        known = ", ".join(styles) or "none"
+        raise FastNSTError(
+            f"no bundled network for style {name!r} (bundled: {known}); train one with "
+            f"`python train.py experiment=zoo style={name}` and pass model=<run dir>"
+        )
+    return path
+
+
+def resolve_model(model) -> Path:
+    """A model argument as a path: an existing file or folder first (relative to the launch
+    directory), else the bundled network of that style name (`the_scream`, `scream`)."""
+    path = Path(str(model)).expanduser()
+    if path.exists() or not is_bundled(str(model)):
+        return path.resolve()
+    return bundled_network(str(model))
+
+
+def network_meta(path: Path) -> dict:
+    """The meta dict of a bundled file (recipe, quality), read safely (weights_only)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return dict(payload.get("meta", {}))
+
+
+def _quality_line(quality: dict) -> str:
+    parts = []
+    if "total_vs_gatys" in quality:
+        parts.append(f"total/Gatys-{quality.get('gatys_iterations', '?')} {quality['total_vs_gatys']:.2f}")
+    if "edge_ssim" in quality:
+        parts.append(f"edge SSIM {quality['edge_ssim']:.2f}")
+    ref = quality.get("reference")
+    if ref:
+        parts.append(f"vs Johnson 2016 on chicago: content {ref['content_ratio']:.2f}x, style {ref['style_ratio']:.2f}x")
+    return "; ".join(parts) or "not measured"
+
+
+def listing() -> str:
+    """What `stylize.py styles=list` prints: one block per bundled network."""
+    styles = bundled_styles()
+    if not styles:
+        return "no bundled networks"
+    lines = []
+    for name, path in styles.items():
+        meta = network_meta(path)
+        recipe = meta.get("recipe", {})
+        status = meta.get("status", "")
+        lines.append(f"{name}{f'  [{status}]' if status else ''}  ({path.stat().st_size / 2**20:.1f} MB)")
+        lines.append(f"  recipe:  {recipe.get('summary', 'unknown')}")
+        lines.append(f"  quality: {_quality_line(meta.get('quality', {}))}")
+    aliases = ", ".join(f"{a} = {n}" for a, n in ALIASES.items() if n in styles)
+    if aliases:
+        lines.append(f"aliases: {aliases}")
+    return "\n".join(lines)
+
+
+__all__ = ["ZOO_DIR", "bundled_styles", "bundled_network", "is_bundled", "resolve_model", "network_meta", "listing"]
