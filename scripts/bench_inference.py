@@ -223,10 +223,12 @@ def main():
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--device-table", action="store_true",
+                        help="the accelerator table (eager fp32 vs the Stylizer) even on cpu: its plumbing, for dry runs")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.repeats, args.no_memory = ["256", "512"], 3, True
-    if args.device != "cpu":
+    if args.device != "cpu" or args.device_table:
         with tempfile.TemporaryDirectory() as tmp:
             rows = bench_device(args.device, args.models, args.sizes or ["1920x1080", "3840x2160"],
                                 max(args.repeats, 20), Path(tmp), args.compile)
