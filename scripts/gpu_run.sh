@@ -20,6 +20,7 @@
 # data/imagenet-mini/{train,val}: train/ re-encoded (shorter side at most 300 px, JPEG quality 85;
 # the 256 px crops are cut from a 294 px square) and val/ only the 16 photos data.val_size=16 uses.
 set -euo pipefail
+export PYTHONUNBUFFERED=1  # a step killed at its timeout still leaves its output in log.txt
 cd "$(dirname "$0")/.."
 REPO=$PWD
 BUNDLE=${FASTNST_GPU_BUNDLE:-$REPO/.gpu_bundle}
@@ -172,5 +173,5 @@ case $mode in
         EXTRA_LINKS=(--find-links "$local_wheels")
         install_wheels "$stock"
         CUDA_VISIBLE_DEVICES="" "$stock" scripts/gpu_run.py --dry-run --out "$OUT" --work "$WORK" \
-            --budget "${DRY_BUDGET:-700}" --styles starry_night the_scream "${PASS[@]}" ;;
+            --budget "${DRY_BUDGET:-1700}" --styles starry_night the_scream "${PASS[@]}" ;;
 esac
