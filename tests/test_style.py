@@ -196,3 +196,23 @@ def test_relative_style_path_resolves_from_launch_dir(three_images, monkeypatch)
     monkeypatch.chdir(three_images[0].parent)
     paths, _ = style_image_paths(style_cfg(image=three_images[0].name))
     assert paths == [Path(three_images[0].name)] and paths[0].exists()
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_bundled_paintings(tmp_path):
+    # package data: a regular (non-editable) install must carry them too
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = CONFIG_DIR.parent
+    src = tmp_path / "src_copy"  # a copy: the build leaves build/ and *.egg-info behind
+    shutil.copytree(repo, src, ignore=shutil.ignore_patterns(".git", ".venv", ".gpu_bundle", "outputs", "data"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, timeout=600)
+    (wheel,) = (tmp_path / "dist").glob("fastnst-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in PUBLIC_DOMAIN:
+        assert f"fastnst/paintings/{name}.jpg" in names
+    assert "fastnst/paintings/README.md" in names
