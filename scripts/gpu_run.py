@@ -115,13 +115,13 @@ def checks(args, clock: Clock, log: Log, py: str) -> list[str]:
     dry = args.dry_run
     sections = []
     if dry:
-        infer = ["--device", "cpu", "--device-table", "--models", "johnson", "--sizes", "256", "--repeats", "1"]
+        infer = ["--device", "cpu", "--device-table", "--models", "johnson", "--sizes", "64", "--repeats", "1"]
     else:
         infer = ["--device", "cuda", "--models", "johnson", "--repeats", "30"]
         if os.environ.get("INFER_COMPILE") == "1":
             infer.append("--compile")
     code, out, secs = log.run("(a) inference check", [py, "scripts/bench_inference.py", *infer],
-                              timeout=min(300 if dry else 0.16 * args.budget, clock.left()))
+                              timeout=min(600 if dry else 0.16 * args.budget, clock.left()))
     sections.append(f"## (a) Inference check ({secs:.0f} s, exit {code})\n\n"
                     + (markdown_tables(out) or "(no table: see log.txt)"))
 
@@ -129,9 +129,9 @@ def checks(args, clock: Clock, log: Log, py: str) -> list[str]:
     if dry:
         common = ["--device", "cpu", "--data", "imagenet_mini", "--size", "64", "--cache-dir", str(cache),
                   "data.max_train_images=16", "data.val_size=2", "style.size=64"]
-        runs = [("(b1) training throughput, batch 2", ["--batch", "2", "--steps", "2", "--warmup", "1"], 400),
+        runs = [("(b1) training throughput, batch 2", ["--batch", "2", "--steps", "2", "--warmup", "1"], 700),
                 ("(b2) bf16 vs fp32 validation loss", ["--batch", "2", "--steps", "1", "--warmup", "1",
-                                                        "--compare-precision", "2"], 500)]
+                                                        "--compare-precision", "2"], 900)]
     else:
         common = ["--device", "cuda", "--data", "imagenet_mini", "--cache-dir", str(cache)]
         # timeouts as shares of the budget (they are caps: a step that ends early leaves its

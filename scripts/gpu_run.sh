@@ -173,5 +173,5 @@ case $mode in
         EXTRA_LINKS=(--find-links "$local_wheels")
         install_wheels "$stock"
         CUDA_VISIBLE_DEVICES="" "$stock" scripts/gpu_run.py --dry-run --out "$OUT" --work "$WORK" \
-            --budget "${DRY_BUDGET:-1700}" --styles starry_night the_scream "${PASS[@]}" ;;
+            --budget "${DRY_BUDGET:-3000}" --styles starry_night the_scream "${PASS[@]}" ;;
 esac

@@ -43,7 +43,7 @@ def test_dry_run_writes_models_events_and_summary_within_the_limits(tmp_path):
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FASTNST_DATA", "VIRTUAL_ENV")}
     run = subprocess.run(["bash", "scripts/gpu_run.sh", "--dry-run", "--out", str(out)], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=2400)
+                         capture_output=True, text=True, timeout=3600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
     files = sorted(p.name for p in out.iterdir())
