@@ -37,7 +37,7 @@ MODELS = {
     "johnson_half": {"channels": (16, 32, 64), "num_residual": 5},
     "johnson_fast": {"channels": (12, 24, 48), "num_residual": 3},
 }
-SIZES = {"256": (256, 256), "512": (512, 512), "1024": (1024, 1024), "1920x1080": (1080, 1920), "3840x2160": (2160, 3840)}
+SIZES = {"64": (64, 64), "256": (256, 256), "512": (512, 512), "1024": (1024, 1024), "1920x1080": (1080, 1920), "3840x2160": (2160, 3840)}
 CPU_SIZES = ["256", "512", "1024", "1920x1080"]
 
 
@@ -223,13 +223,15 @@ def main():
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--device-table", action="store_true",
+                        help="the accelerator table (eager fp32 vs the Stylizer) even on cpu: its plumbing, for dry runs")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.repeats, args.no_memory = ["256", "512"], 3, True
-    if args.device != "cpu":
+    if args.device != "cpu" or args.device_table:
         with tempfile.TemporaryDirectory() as tmp:
             rows = bench_device(args.device, args.models, args.sizes or ["1920x1080", "3840x2160"],
-                                max(args.repeats, 20), Path(tmp), args.compile)
+                                args.repeats if args.device == "cpu" else max(args.repeats, 20), Path(tmp), args.compile)
         name = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else args.device
         print(f"\n{name}, torch {torch.__version__}, batch 1\n")
         print("| model | size | run | median ms | frames/s | vs eager fp32 | PSNR vs fp32 (dB) |\n|---|---|---|---:|---:|---:|---:|")

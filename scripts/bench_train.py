@@ -45,8 +45,10 @@ def sync(device):
 
 
 def style_cfg():
-    data = os.environ.get("FASTNST_DATA")
-    image = Path(data) / "styles" / "starry_night.jpg" if data else None
+    from fastnst.bundled import bundled_painting, painting_path
+
+    data = os.environ.get("FASTNST_DATA")  # the user's painting, else the bundled one
+    image = Path(painting_path(data, "starry_night")) if data else bundled_painting("starry_night")
     if image is None or not image.exists():
         image = Path(tempfile.mkdtemp()) / "style.png"
         from PIL import Image

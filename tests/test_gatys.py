@@ -274,6 +274,18 @@ def test_cli_end_to_end_with_relative_paths(tmp_path, image_factory, synthetic_s
     assert "out.png" in again.stderr and "overwrite=true" in again.stderr
 
 
+def test_cli_wave_preset_runs_offline_on_the_bundled_painting(tmp_path, image_factory, monkeypatch):
+    # a fresh machine: no FASTNST_DATA and an empty data folder; the preset's painting ships inside
+    monkeypatch.delenv("FASTNST_DATA", raising=False)
+    image_factory("photo.png", size=(64, 48), seed=3)
+    (tmp_path / "data").mkdir()
+    run = _cli(["content=photo.png", "style=wave", "paths.data_dir=data", "style.size=64", "output=out.png",
+                "size=48", "iterations=2", "device=cpu"], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    log = json.loads((tmp_path / "out.json").read_text())
+    assert log["style"][0].endswith("paintings/wave.jpg")
+
+
 def test_cli_missing_style_image(tmp_path, image_factory):
     image_factory("photo.png", size=(64, 48), seed=3)
     run = _cli(["content=photo.png", "style.image=no_such_painting.jpg", "output=out.png"], cwd=tmp_path)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from fastnst.bundled import bundled_painting
 from fastnst.config import CONFIG_DIR
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
@@ -78,13 +79,49 @@ def test_missing_style_file_message(tmp_path):
     assert "mine.png" in str(info.value) and "download_styles.py`" in str(info.value)
 
 
-def test_preset_config_points_into_fastnst_data(tmp_path):
-    # the preset files interpolate ${paths.data_dir}: with an empty data folder the error
-    # names the exact file the user must provide
-    cfg = OmegaConf.create({"paths": {"data_dir": str(tmp_path)},
-                            "style": OmegaConf.load(CONFIG_DIR / "style" / "the_scream.yaml")})
-    with pytest.raises(FastNSTError, match=f"{tmp_path}/styles/the_scream.jpg: style image not found"):
-        style_image_paths(cfg.style)
+def preset(name: str, data_dir: Path):
+    return OmegaConf.create({"paths": {"data_dir": str(data_dir)},
+                             "style": OmegaConf.load(CONFIG_DIR / "style" / f"{name}.yaml")}).style
+
+
+@pytest.mark.parametrize("name", ["la_muse", "candy", "mosaic", "feathers", "rain_princess"])
+def test_preset_config_points_into_fastnst_data(tmp_path, name):
+    # the presets that are not public domain interpolate ${paths.data_dir}: with an empty data
+    # folder the error names the exact file the user must provide
+    with pytest.raises(FastNSTError, match=f"{tmp_path}/styles/{name}.jpg: style image not found"):
+        style_image_paths(preset(name, tmp_path))
+
+
+@pytest.mark.parametrize("name", PUBLIC_DOMAIN)
+def test_public_domain_preset_falls_back_to_the_bundled_painting(tmp_path, name):
+    paths, _ = style_image_paths(preset(name, tmp_path))  # an empty data folder
+    assert paths == [bundled_painting(name)]
+    assert paths[0].parent.name == "paintings" and paths[0].stat().st_size > 50_000
+
+
+def test_user_painting_wins_over_the_bundled_one(tmp_path, image_factory):
+    mine = image_factory("styles/wave.jpg")
+    paths, _ = style_image_paths(preset("wave", tmp_path))
+    assert paths == [mine]
+
+
+def test_bundled_paintings_stay_small():
+    # the package grows by at most ~3 MB for them
+    sizes = [bundled_painting(name).stat().st_size for name in PUBLIC_DOMAIN]
+    assert sum(sizes) <= 3_000_000
+    assert bundled_painting("la_muse") is None  # not public domain: never bundled
+
+
+def test_scream_loss_builds_offline_from_the_bundled_painting(tmp_path, monkeypatch):
+    # a fresh machine: no FASTNST_DATA, an empty data folder; `style=scream` still trains
+    from conftest import compose_config
+
+    monkeypatch.delenv("FASTNST_DATA", raising=False)
+    cfg = compose_config("train", "style=scream", f"paths.data_dir={tmp_path}")
+    assert cfg.style.image == str(bundled_painting("the_scream"))
+    loss = build_loss(LOSS, cfg.style, style_size=32)
+    expected = loss.style_grams(load_image(bundled_painting("the_scream"), cfg.style.size))
+    assert torch.allclose(loss.style_targets["block1_conv1"], expected["block1_conv1"], atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -159,3 +196,23 @@ def test_relative_style_path_resolves_from_launch_dir(three_images, monkeypatch)
     monkeypatch.chdir(three_images[0].parent)
     paths, _ = style_image_paths(style_cfg(image=three_images[0].name))
     assert paths == [Path(three_images[0].name)] and paths[0].exists()
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_bundled_paintings(tmp_path):
+    # package data: a regular (non-editable) install must carry them too
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = CONFIG_DIR.parent
+    src = tmp_path / "src_copy"  # a copy: the build leaves build/ and *.egg-info behind
+    shutil.copytree(repo, src, ignore=shutil.ignore_patterns(".git", ".venv", ".gpu_bundle", "outputs", "data"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, timeout=600)
+    (wheel,) = (tmp_path / "dist").glob("fastnst-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in PUBLIC_DOMAIN:
+        assert f"fastnst/paintings/{name}.jpg" in names
+    assert "fastnst/paintings/README.md" in names

