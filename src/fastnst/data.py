@@ -356,6 +356,7 @@ class StyleDataModule(pl.LightningDataModule):
             K.RandomResizedCrop((self.image_size, self.image_size), scale=scale),
             K.RandomHorizontalFlip(),
         )
+        self._restored_seed: int | None = None  # from a checkpoint (load_state_dict)
         self.train_set: ImageFiles | None = None
         self.val_set: ImageFiles | None = None
 
@@ -455,7 +456,6 @@ class StyleDataModule(pl.LightningDataModule):
         if train:
             dataset.seed = self._shared_seed(dataset.seed)
             rank, world = self._rank_and_world()
-            dataset.seed = self.data_seed()  # the seed in force now (seed_everything may follow setup)
             sampler = EpochSampler(len(dataset), dataset.seed, self.batch_size, rank=rank, world=world)
             sampler.skip_batches = self._batches_done_this_epoch()
         return DataLoader(
@@ -470,15 +470,29 @@ class StyleDataModule(pl.LightningDataModule):
         )
 
     def _shared_seed(self, drawn: int) -> int:
-        """The data seed when the loader is made: the run's seed if seed_everything was called
-        (also after setup), else the one drawn at setup -- rank zero's under DDP, since every
-        rank must shuffle the same way for the ranks to split each global batch."""
+        """The data seed when the loader is made: the one a resumed checkpoint stored (see
+        state_dict), else the run's seed if seed_everything was called (also after setup), else
+        the one drawn at setup -- rank zero's under DDP, since every rank must shuffle the same
+        way for the ranks to split each global batch."""
         value = os.environ.get("PL_GLOBAL_SEED")
         seed = int(value) if value is not None else drawn
+        if self._restored_seed is not None:
+            seed = self._restored_seed
         trainer = self.trainer
         if trainer is not None and getattr(trainer, "world_size", 1) > 1:
             seed = int(trainer.strategy.broadcast(seed, src=0))
         return seed
+
+    # The data seed travels in the checkpoint: with `seed: null` a resumed run draws a new one,
+    # and would then crop and shuffle differently from the run it continues.
+    def state_dict(self) -> dict:
+        return {"data_seed": self.train_set.seed} if self.train_set is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict.get("data_seed") is not None:
+            self._restored_seed = int(state_dict["data_seed"])
+            if self.train_set is not None:
+                self.train_set.seed = self._restored_seed
 
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer
