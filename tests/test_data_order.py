@@ -70,7 +70,7 @@ def test_ddp_ranks_split_each_global_batch_without_a_seed(photo_folder):
     procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(folder)], env={**env, "RANK": str(r)},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
     ranks = sorted((json.loads(out.strip().splitlines()[-1]) for out, _ in outs), key=lambda r: r["rank"])
     assert ranks[0]["seed"] == ranks[1]["seed"], "the ranks shuffle with different seeds"

@@ -52,6 +52,10 @@ LAYOUTS = {
 # crop has some room to move (and the GPU random resized crop sees a bit more context).
 TRAIN_RESIZE_MARGIN = 1.15
 
+# Training crops smaller than this fail in the transformer's reflection padding (it needs a few
+# pixels per stage) and are padded anyway for the VGG's four poolings: a clear error instead.
+MIN_IMAGE_SIZE = 16
+
 
 def _seeded_rank(paths: Sequence[Path], root: Path, seed: int) -> list[Path]:
     """Paths ordered by a hash of (seed, relative path): a fixed pseudo-random order per file,
@@ -329,9 +333,11 @@ class StyleDataModule(pl.LightningDataModule):
             )
         if not 0 <= val_fraction < 1:
             raise FastNSTError(f"data.val_fraction={val_fraction}: expected a fraction in [0, 1)")
-        for key, value in (("image_size", image_size), ("batch_size", batch_size)):
-            if value < 1:
-                raise FastNSTError(f"data.{key}={value}: must be at least 1")
+        if image_size < MIN_IMAGE_SIZE:
+            raise FastNSTError(f"data.image_size={image_size}: must be at least {MIN_IMAGE_SIZE} "
+                               "(the network's padding and the VGG's poolings need that many pixels)")
+        if batch_size < 1:
+            raise FastNSTError(f"data.batch_size={batch_size}: must be at least 1")
         self.root = root
         self.layout = layout
         self.name = name
