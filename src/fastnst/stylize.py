@@ -385,8 +385,12 @@ def stylize_folder(stylizer: Stylizer, src: Path, dst: Path, overwrite: bool = F
     with tqdm(total=len(jobs), unit="img", disable=not progress, desc="stylize") as bar:
         # stylize_many reads ahead up to a batch; each result belongs to the oldest read image
         for result in stylizer.stylize_many(readable()):
-            save_image(result, loaded.popleft(), overwrite=overwrite)
-            written += 1
+            try:
+                save_image(result, loaded.popleft(), overwrite=overwrite)
+                written += 1
+            except ImageError as e:  # e.g. a full disk: report it, go on with the other images
+                failures.append(str(e))
+                _note(f"error: {e}")
             bar.update(1)
     return written, failures
 
