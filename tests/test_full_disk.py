@@ -116,7 +116,7 @@ def test_model_pt_on_a_full_disk_keeps_the_previous_file(tmp_path, full_disk):
     assert failed and load_exported(path)[1]["style"] == "old" and leftovers(tmp_path) == []
 
 
-def test_gatys_result_on_a_full_disk(tmp_path, run_entry, full_disk, image_factory, synthetic_style):
+def test_gatys_result_on_a_full_disk(tmp_path, run_entry, full_disk, image_factory, synthetic_style):  # noqa: F811
     photo = image_factory("photo.png", size=(32, 24))
     out = tmp_path / "out" / "result.png"
     out.parent.mkdir()
@@ -138,7 +138,7 @@ def test_stylized_image_on_a_full_disk(tmp_path, run_entry, full_disk, image_fac
     assert not out.exists() and leftovers(out.parent) == []
 
 
-def test_stylize_folder_on_a_full_disk_reports_the_file_and_goes_on(tmp_path, run_entry, full_disk, image_factory,
+def test_stylize_folder_on_a_full_disk_reports_the_file_and_goes_on(tmp_path, run_entry, full_disk, image_factory,  # noqa: F811
                                                                     model_file):  # noqa: F811
     for i in range(3):
         image_factory(f"in/{i}.png", size=(24, 16), seed=i)
@@ -153,7 +153,7 @@ def test_stylize_folder_on_a_full_disk_reports_the_file_and_goes_on(tmp_path, ru
 
 @pytest.mark.slow
 @pytest.mark.parametrize("what", ["checkpoint", "model.pt"])
-def test_training_on_a_full_disk(what, tmp_path, run_entry, full_disk, photo_folder, style_env):
+def test_training_on_a_full_disk(what, tmp_path, run_entry, full_disk, photo_folder, style_env):  # noqa: F811
     """The first checkpoint fits, the second does not: last.ckpt stays the step-1 one. Or every
     checkpoint fits and model.pt does not."""
     run_dir = tmp_path / "run"
