@@ -37,6 +37,10 @@ def _open_input(path: Path):
     if not container.streams.video:
         container.close()
         raise FastNSTError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None or not (stream.codec_context.width and stream.codec_context.height):
+        container.close()  # a damaged header: no decoder, or frames of no size
+        raise FastNSTError(f"{path}: damaged video (unknown codec or frame size)")
     return container
 
 
