@@ -10,20 +10,30 @@ from typing import Any
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from fastnst.errors import FastNSTError, os_error_reason
+
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to `path` so that a crash mid-write leaves any previous file intact."""
+    """torch.save to `path` so that a crash mid-write leaves any previous file intact.
+
+    A failed write (full disk, read-only folder) removes the temp file, keeps the previous file
+    and raises FastNSTError naming `path` and the reason."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        failed_write = e if isinstance(e, OSError) else e.__cause__ or e.__context__
+        if isinstance(failed_write, OSError):  # torch.save wraps write errors in a RuntimeError
+            raise FastNSTError(f"{path}: cannot write ({os_error_reason(failed_write)})") from None
         raise
     return path
 

@@ -52,6 +52,10 @@ LAYOUTS = {
 # crop has some room to move (and the GPU random resized crop sees a bit more context).
 TRAIN_RESIZE_MARGIN = 1.15
 
+# Training crops smaller than this fail in the transformer's reflection padding (it needs a few
+# pixels per stage) and are padded anyway for the VGG's four poolings: a clear error instead.
+MIN_IMAGE_SIZE = 16
+
 
 def _seeded_rank(paths: Sequence[Path], root: Path, seed: int) -> list[Path]:
     """Paths ordered by a hash of (seed, relative path): a fixed pseudo-random order per file,
@@ -329,9 +333,11 @@ class StyleDataModule(pl.LightningDataModule):
             )
         if not 0 <= val_fraction < 1:
             raise FastNSTError(f"data.val_fraction={val_fraction}: expected a fraction in [0, 1)")
-        for key, value in (("image_size", image_size), ("batch_size", batch_size)):
-            if value < 1:
-                raise FastNSTError(f"data.{key}={value}: must be at least 1")
+        if image_size < MIN_IMAGE_SIZE:
+            raise FastNSTError(f"data.image_size={image_size}: must be at least {MIN_IMAGE_SIZE} "
+                               "(the network's padding and the VGG's poolings need that many pixels)")
+        if batch_size < 1:
+            raise FastNSTError(f"data.batch_size={batch_size}: must be at least 1")
         self.root = root
         self.layout = layout
         self.name = name
@@ -356,6 +362,7 @@ class StyleDataModule(pl.LightningDataModule):
             K.RandomResizedCrop((self.image_size, self.image_size), scale=scale),
             K.RandomHorizontalFlip(),
         )
+        self._restored_seed: int | None = None  # from a checkpoint (load_state_dict)
         self.train_set: ImageFiles | None = None
         self.val_set: ImageFiles | None = None
 
@@ -455,7 +462,6 @@ class StyleDataModule(pl.LightningDataModule):
         if train:
             dataset.seed = self._shared_seed(dataset.seed)
             rank, world = self._rank_and_world()
-            dataset.seed = self.data_seed()  # the seed in force now (seed_everything may follow setup)
             sampler = EpochSampler(len(dataset), dataset.seed, self.batch_size, rank=rank, world=world)
             sampler.skip_batches = self._batches_done_this_epoch()
         return DataLoader(
@@ -470,15 +476,29 @@ class StyleDataModule(pl.LightningDataModule):
         )
 
     def _shared_seed(self, drawn: int) -> int:
-        """The data seed when the loader is made: the run's seed if seed_everything was called
-        (also after setup), else the one drawn at setup -- rank zero's under DDP, since every
-        rank must shuffle the same way for the ranks to split each global batch."""
+        """The data seed when the loader is made: the one a resumed checkpoint stored (see
+        state_dict), else the run's seed if seed_everything was called (also after setup), else
+        the one drawn at setup -- rank zero's under DDP, since every rank must shuffle the same
+        way for the ranks to split each global batch."""
         value = os.environ.get("PL_GLOBAL_SEED")
         seed = int(value) if value is not None else drawn
+        if self._restored_seed is not None:
+            seed = self._restored_seed
         trainer = self.trainer
         if trainer is not None and getattr(trainer, "world_size", 1) > 1:
             seed = int(trainer.strategy.broadcast(seed, src=0))
         return seed
+
+    # The data seed travels in the checkpoint: with `seed: null` a resumed run draws a new one,
+    # and would then crop and shuffle differently from the run it continues.
+    def state_dict(self) -> dict:
+        return {"data_seed": self.train_set.seed} if self.train_set is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict.get("data_seed") is not None:
+            self._restored_seed = int(state_dict["data_seed"])
+            if self.train_set is not None:
+                self.train_set.seed = self._restored_seed
 
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fastnst.errors import ImageError, OutputExistsError
+from fastnst.errors import ImageError, OutputExistsError, os_error_reason
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
@@ -210,7 +210,7 @@ def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, overw
         finally:
             tmp.unlink(missing_ok=True)
     except OSError as e:
-        raise ImageError(f"{path}: cannot write image ({_one_line(e.strerror or e)})") from None
+        raise ImageError(f"{path}: cannot write image ({os_error_reason(e)})") from None
     return path
 
 

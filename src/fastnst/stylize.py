@@ -231,9 +231,9 @@ class Stylizer:
         h, w = photo.shape[-2:]
         if min(h, w) < MIN_SIDE:
             # the network's reflection padding needs a few pixels per stage: run tiny images
-            # upscaled, then bring the result back to the input size
-            scale = MIN_SIDE / min(h, w)
-            big = resize_tensor(photo, (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))))
+            # upscaled, then bring the result back to the input size. Only the short side(s)
+            # grow, so a 1 x 20000 strip runs at 16 x 20000, not 16 x 320000.
+            big = resize_tensor(photo, (max(MIN_SIDE, h), max(MIN_SIDE, w)))
             return resize_tensor(self._forward(big, tile, tile_overlap).float(), (h, w))
         if tile and max(h, w) > tile:
             runner = self.runner if isinstance(self.runner, TorchRunner) else None
@@ -385,8 +385,12 @@ def stylize_folder(stylizer: Stylizer, src: Path, dst: Path, overwrite: bool = F
     with tqdm(total=len(jobs), unit="img", disable=not progress, desc="stylize") as bar:
         # stylize_many reads ahead up to a batch; each result belongs to the oldest read image
         for result in stylizer.stylize_many(readable()):
-            save_image(result, loaded.popleft(), overwrite=overwrite)
-            written += 1
+            try:
+                save_image(result, loaded.popleft(), overwrite=overwrite)
+                written += 1
+            except ImageError as e:  # e.g. a full disk: report it, go on with the other images
+                failures.append(str(e))
+                _note(f"error: {e}")
             bar.update(1)
     return written, failures
 

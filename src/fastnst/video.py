@@ -37,6 +37,10 @@ def _open_input(path: Path):
     if not container.streams.video:
         container.close()
         raise FastNSTError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None or not (stream.codec_context.width and stream.codec_context.height):
+        container.close()  # a damaged header: no decoder, or frames of no size
+        raise FastNSTError(f"{path}: damaged video (unknown codec or frame size)")
     return container
 
 
@@ -86,6 +90,8 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, over
         vin = inp.streams.video[0]
         ain = inp.streams.audio[0] if inp.streams.audio else None
         rate = Fraction(vin.average_rate or vin.guessed_rate or 25)
+        _check_frame_size(src, *fit_size(vin.codec_context.height, vin.codec_context.width, stylizer.size),
+                          stylizer.size)
         with av.open(str(tmp), "w") as out, tqdm(total=vin.frames or None, unit="frame", desc="stylize",
                                                  disable=not progress) as bar:
             # streams must all exist before the first packet is muxed; the net keeps the size
@@ -95,19 +101,37 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, over
             vout.time_base = 1 / rate
             aout = _audio_stream(out, ain, src)
             count = 0
+            problems: list[str] = []  # what could not be read: the frames that could are kept
 
             def frames() -> Iterator[torch.Tensor]:
-                try:
-                    for packet in inp.demux(*(s for s in (vin, ain) if s is not None)):
-                        if packet.stream is ain:
-                            if aout is not None and packet.dts is not None:
-                                packet.stream = aout
-                                out.mux(packet)
-                            continue
-                        for frame in packet.decode():
-                            yield _frame_to_tensor(frame)
-                except av.error.FFmpegError as e:
-                    raise FastNSTError(f"{src}: cannot decode video ({e})") from None
+                packets = inp.demux(*(s for s in (vin, ain) if s is not None))
+                while True:
+                    try:
+                        packet = next(packets)
+                    except StopIteration:
+                        break
+                    except (av.error.FFmpegError, OSError, ValueError) as e:  # a damaged container
+                        problems.append(f"stopped reading at a damaged part ({_one_line(e)})")
+                        break
+                    if packet.stream is ain:
+                        if aout is not None and packet.dts is not None:
+                            packet.stream = aout
+                            out.mux(packet)
+                        continue
+                    try:
+                        decoded = packet.decode()
+                    except (av.error.FFmpegError, ValueError) as e:  # damaged frame data: skip it
+                        problems.append(f"undecodable data skipped ({_one_line(e)})")
+                        continue
+                    for frame in decoded:
+                        yield _frame_to_tensor(frame)
+                try:  # the frames still in the decoder (demux's last, empty packet flushes it
+                    # on an intact file; then there is nothing left: EOFError)
+                    yield from (_frame_to_tensor(f) for f in vin.codec_context.decode(None))
+                except av.error.EOFError:
+                    pass
+                except (av.error.FFmpegError, ValueError) as e:
+                    problems.append(f"undecodable data at the end ({_one_line(e)})")
 
             for result in stylizer.stylize_many(frames(), batch_size=batch_size):
                 frame = _tensor_to_frame(result)
@@ -116,13 +140,31 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, over
                 count += 1
                 bar.update(1)
             if count == 0:
-                raise FastNSTError(f"{src}: no decodable video frames")
+                reason = f" ({problems[0]})" if problems else ""
+                raise FastNSTError(f"{src}: no decodable video frames{reason}")
             out.mux(vout.encode(None))
         os.replace(tmp, dst)
     finally:
         inp.close()
         tmp.unlink(missing_ok=True)
+    expected = vin.frames
+    if problems or (expected and count < expected):
+        # the decodable frames are written (the output plays); the loss is still an error
+        lost = f"{expected - count} of {expected} frames" if expected and count < expected else "some frames"
+        raise FastNSTError(f"{src}: damaged video, {lost} could not be decoded"
+                           f"{f' ({problems[0]})' if problems else ''}; wrote the {count} decoded frames to {dst}")
     return count
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _check_frame_size(src: Path, h: int, w: int, size) -> None:
+    """H.264/VP9 in yuv420p need at least 2x2 px (odd rows/columns are cropped)."""
+    if h < 2 or w < 2:
+        at = f" at size={size}" if size else ""
+        raise FastNSTError(f"{src}: frames of {w}x{h} px{at} are too small for a video (at least 2x2 px; raise size)")
 
 
 def _audio_stream(out, ain, src: Path):
