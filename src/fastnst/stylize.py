@@ -231,9 +231,9 @@ class Stylizer:
         h, w = photo.shape[-2:]
         if min(h, w) < MIN_SIDE:
             # the network's reflection padding needs a few pixels per stage: run tiny images
-            # upscaled, then bring the result back to the input size
-            scale = MIN_SIDE / min(h, w)
-            big = resize_tensor(photo, (max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))))
+            # upscaled, then bring the result back to the input size. Only the short side(s)
+            # grow, so a 1 x 20000 strip runs at 16 x 20000, not 16 x 320000.
+            big = resize_tensor(photo, (max(MIN_SIDE, h), max(MIN_SIDE, w)))
             return resize_tensor(self._forward(big, tile, tile_overlap).float(), (h, w))
         if tile and max(h, w) > tile:
             runner = self.runner if isinstance(self.runner, TorchRunner) else None

@@ -228,11 +228,24 @@ class VGG19Features(nn.Module):
             x = x.flip(1)  # RGB -> BGR
         return x * self.scale - self.shift
 
+    @property
+    def min_side(self) -> int:
+        """The smallest height and width the max-pools up to the deepest layer can take."""
+        return 2 ** sum(1 for _, is_conv in self._plan if not is_conv)
+
+    def _pad_to_min_side(self, x: torch.Tensor) -> torch.Tensor:
+        """Images thinner than min_side (a 1 px strip, a panorama at a small size) are extended
+        by repeating their last row/column, so every caller gets features instead of a pooling
+        error; the gradient still reaches every original pixel."""
+        m = self.min_side
+        pad_h, pad_w = max(0, m - x.shape[-2]), max(0, m - x.shape[-1])
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"VGG19Features expects (B, 3, H, W) RGB images, got shape {tuple(x.shape)}")
         # inputs follow the weights' dtype (a half VGG fed float photos, or the reverse)
-        h = self.normalize(x.to(self.scale.dtype))
+        h = self.normalize(self._pad_to_min_side(x.to(self.scale.dtype)))
         wanted, out = set(self.layers), {}
         for name, is_conv in self._plan:
             # in-place ReLU is safe: a conv's backward needs its input, not its output
