@@ -19,9 +19,12 @@ from fastnst.errors import FastNSTError
 from fastnst.train import _check_multirun_ddp, absolute_user_paths, train
 
 sys.path.insert(0, str(Path(__file__).parent))
+import test_bad_input  # noqa: E402
 from conftest import compose_config  # noqa: E402
-from test_bad_input import assert_user_error, run_entry  # noqa: E402,F401
+from test_bad_input import assert_user_error  # noqa: E402
 from test_train import tiny  # noqa: E402
+
+run_entry = test_bad_input.run_entry  # the fixture: run_entry(main, *args) -> (exit code, stderr)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,6 +81,30 @@ def test_resume_accepts_the_original_command_line(short_run, run_entry, syntheti
                           f"resume={short_run}")
     assert code == 0, err
     assert torch.load(short_run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+
+
+def test_resume_reads_hydras_config_when_config_yaml_is_missing_and_follows_a_moved_run(tmp_path, style_env):
+    from omegaconf import OmegaConf
+
+    from fastnst.resume import resume_config
+
+    composed = compose_config("train", "model=johnson_fast", "data=folder", "data.root=/photos")
+    only_hydra = tmp_path / "only_hydra"
+    (only_hydra / ".hydra").mkdir(parents=True)
+    OmegaConf.save(composed, only_hydra / ".hydra" / "config.yaml")  # unresolved, as Hydra writes it
+    cfg, changes = resume_config(only_hydra, ["trainer.max_steps=7"])
+    assert cfg.run_dir == str(only_hydra) and cfg.callbacks.last_checkpoint.dirpath == f"{only_hydra}/checkpoints"
+    assert list(cfg.model.channels) == [12, 24, 48] and cfg.trainer.max_steps == 7
+    assert changes == ["trainer.max_steps: 40000 -> 7"]
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    saved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    saved.run_dir = "/old/place/run"
+    saved.callbacks.last_checkpoint.dirpath = "/old/place/run/checkpoints"
+    OmegaConf.save(saved, moved / "config.yaml")
+    cfg, _ = resume_config(moved)
+    assert cfg.callbacks.last_checkpoint.dirpath == f"{moved}/checkpoints"
 
 
 def test_resume_of_a_missing_run_directory_creates_nothing(run_entry, tmp_path):

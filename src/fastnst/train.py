@@ -189,7 +189,9 @@ def _check_multirun_ddp(trainer: pl.Trainer) -> None:
     local launcher that would start the whole sweep again in every rank."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-    from lightning_fabric.strategies.launchers.subprocess_script import _SubprocessScriptLauncher as FabricLauncher
+    from lightning_fabric.strategies.launchers.subprocess_script import (
+        _SubprocessScriptLauncher as FabricLauncher,
+    )
     from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
     # the Trainer uses pytorch_lightning's own launcher class (not a subclass of Fabric's)
