@@ -28,7 +28,7 @@ format: ## ruff format + autofix
 	$(BIN)/ruff format src tests scripts *.py
 	$(BIN)/ruff check --fix src tests scripts *.py
 
-gatys: ## Gatys optimization, e.g. make gatys ARGS="style=starry_night content=photo.jpg"
+gatys: ## Gatys optimization, e.g. make gatys ARGS="style=starry_night content=photo.jpg output=out.png"
 	$(BIN)/python gatys.py $(ARGS)
 
 train: ## train a feed-forward network, e.g. make train ARGS="style=scream experiment=cpu_quick"

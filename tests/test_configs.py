@@ -125,3 +125,29 @@ def test_help_names_the_program(entry):
     result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == f"{entry} is powered by Hydra."
+
+
+def test_gatys_help_lists_only_the_groups_gatys_uses():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "gatys.py"
+    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    listed = {line.split(":")[0] for line in groups.splitlines() if ": " in line}
+    assert listed == {"style", "loss", "paths"}, groups
+    assert "starry_night" in groups
+
+
+def test_make_help_gatys_example_passes_the_required_output():
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    example = next(line for line in makefile.splitlines() if line.startswith("gatys:"))
+    gatys = OmegaConf.load(CONFIG_DIR / "gatys.yaml")
+    required = [k for k in gatys if OmegaConf.is_missing(gatys, k)]
+    assert required == ["content", "output"]
+    for key in required:
+        assert f"{key}=" in example, example

@@ -132,3 +132,12 @@ def test_cli_bad_run_dir_is_one_line_and_exit_2(tmp_path, capsys):
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and str(run) in err
+
+
+def test_more_num_photos_than_photos_says_how_many_are_used(photo_folder, capsys):
+    photos = photo_folder(4)
+    paths = evaluate.evaluation_photo_paths(photos, 10)
+    assert len(paths) == 4
+    assert "num_photos=10 but there are only 4 evaluation photos: using all 4" in capsys.readouterr().err
+    evaluate.evaluation_photo_paths(photos, 4)
+    assert capsys.readouterr().err == ""

@@ -136,3 +136,23 @@ def test_scene_threshold_option(video, tmp_path):
     # the cuts of the test video change the grey thumbnail by about 0.21 and 0.23
     assert extract_frames([video], tmp_path / "a", scenes=True, scene_threshold=0.22, progress=False).kept == 2
     assert extract_frames([video], tmp_path / "b", scenes=True, scene_threshold=0.5, progress=False).kept == 1
+
+
+def test_progress_bar_ends_at_the_number_of_frames_read(video, tmp_path, monkeypatch):
+    import tqdm
+
+    bars = []
+
+    class RecordingBar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": True})
+            bars.append(self)
+
+        def update(self, n=1):
+            self.counted = getattr(self, "counted", 0) + n
+
+    monkeypatch.setattr(tqdm, "tqdm", RecordingBar)
+    # samples at 0, 0.7, 1.4, 2.1, 2.8 s: frames after the last sample are read too
+    stats = extract_frames([video], tmp_path / "frames", every=0.7, progress=True)
+    assert stats.read == 30
+    assert bars[0].counted == stats.read

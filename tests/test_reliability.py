@@ -75,6 +75,34 @@ def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(compose_t
 
 
 @pytest.mark.slow
+def test_sigkill_then_resume_alone_reaches_the_same_weights_and_keeps_the_config(compose_train, photo_folder,
+                                                                                  style_env, tmp_path):
+    # far from the defaults: a resume that fell back on them could not load the checkpoint
+    args = ["debug=quick", "model=johnson_fast", "data=folder", f"data.root={photo_folder(9)}", "data.image_size=32",
+            "data.batch_size=2", "style.size=48", "trainer.max_steps=10", "trainer.val_check_interval=4",
+            "trainer.enable_progress_bar=false", "system.log_images_every_n_steps=0",
+            "callbacks.last_checkpoint.every_n_steps=1", "seed=0"]
+    run_dir = tmp_path / "killed"
+    proc = launch([*args, f"hydra.run.dir={run_dir}"])
+    wait_for(run_dir / "checkpoints" / "last.ckpt", proc, min_step=random.Random().randint(2, 7))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "model.pt").exists(), "the run finished before it could be killed"
+    config = {p: p.read_bytes() for p in [run_dir / "config.yaml", *(run_dir / ".hydra").glob("*.yaml")]}
+
+    resumed = subprocess.run([sys.executable, str(REPO / "train.py"), f"resume={run_dir}"],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert {p: p.read_bytes() for p in config} == config
+    reference = train(compose_train(*args, run_dir=tmp_path / "reference"))
+    net_a, meta_a = load_exported(run_dir / "model.pt")
+    net_b, _ = load_exported(reference["model_path"])
+    assert meta_a["global_step"] == 10 and meta_a["model"]["channels"] == [12, 24, 48]
+    for (name, p), q in zip(net_a.state_dict().items(), net_b.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), f"{name} differs after the kill + resume"
+
+
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint(photo_folder, style_env, tmp_path):
     folder = photo_folder(6)
     # no periodic checkpoints: only SIGTERM can write last.ckpt

@@ -38,6 +38,8 @@ class LastCheckpoint(pl.Callback):
         self._last_step = -1
 
     def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, reason: str) -> bool:
+        if trainer.fast_dev_run:  # a wiring check (debug=fdr) writes no outputs, like Lightning's own
+            return False
         if trainer.global_step == self._last_step:
             return False
         if not parameters_finite(pl_module):

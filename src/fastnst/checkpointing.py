@@ -13,6 +13,13 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from fastnst.errors import FastNSTError, os_error_reason
 
 
+def new_file_mode() -> int:
+    """The mode open() gives a new file: 0666 minus the process umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """torch.save to `path` so that a crash mid-write leaves any previous file intact.
 
@@ -26,6 +33,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
+            os.fchmod(f.fileno(), new_file_mode())  # mkstemp makes 0600; outputs follow the umask
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:

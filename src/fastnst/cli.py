@@ -6,6 +6,7 @@ User errors (FastNSTError) print one line and exit with code 2; `traceback=true`
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -25,8 +26,7 @@ def run_reporting_errors(fn, cfg: DictConfig):
     try:
         return fn(cfg)
     except (FastNSTError, InstantiationException) as e:
-        # hydra.utils.instantiate wraps errors raised in constructors: unwrap ours
-        user_error = e if isinstance(e, FastNSTError) else e.__cause__
+        user_error = user_error_in(e)
         if not isinstance(user_error, FastNSTError) or cfg.get("traceback", False):
             raise
         print(f"fastnst: error: {user_error}", file=sys.stderr)
@@ -36,7 +36,16 @@ def run_reporting_errors(fn, cfg: DictConfig):
         sys.exit(130)
 
 
-def check_overrides(config_dir, config_name: str, args: list[str]) -> None:
+def user_error_in(error: BaseException) -> BaseException:
+    """hydra.utils.instantiate wraps errors raised in constructors, once per nesting level (the
+    system builds the loss, which builds the VGG): the FastNSTError inside, else `error`."""
+    inner = error
+    while isinstance(inner, InstantiationException) and inner.__cause__ is not None:
+        inner = inner.__cause__
+    return inner if isinstance(inner, FastNSTError) else error
+
+
+def check_overrides(config_dir, config_name: str, args: list[str]) -> DictConfig | None:
     """Compose the config once before Hydra does, so that a typo in an override is one line
     naming the key (with a suggestion) and exit code 2, instead of Hydra's multi-line report."""
     if not args or any(a.startswith("-") for a in args):
@@ -76,7 +85,7 @@ def check_overrides(config_dir, config_name: str, args: list[str]) -> None:
         _fail(" ".join(str(e).split()))
     finally:
         GlobalHydra.instance().clear()
-    del cfg
+    return cfg
 
 
 def cfg_base(config_dir, config_name: str):
@@ -128,7 +137,52 @@ def _gatys_main(cfg: DictConfig) -> None:
 def _train_main(cfg: DictConfig):
     from fastnst.train import train
 
+    if cfg.get("resume"):
+        cfg = _resumed(cfg)
     return run_reporting_errors(train, cfg)
+
+
+def _resumed(cfg: DictConfig) -> DictConfig:
+    """resume=<run dir>: the run's own config, with the command line's safe changes."""
+    from hydra.core.hydra_config import HydraConfig
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    from fastnst.resume import resume_config
+
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+    try:
+        resumed, changes = resume_config(cfg.resume, overrides)
+    except FastNSTError as e:
+        _fail(str(e))
+    if rank_zero_only.rank == 0:  # logged: on the console and in the run's train.log
+        logging.getLogger("fastnst.train").info(
+            "resuming %s with its saved config%s", resumed.run_dir, f"; changed {', '.join(changes)}" if changes else "")
+    return resumed
+
+
+def _train_checks(args: list[str], cfg: DictConfig | None) -> None:
+    """Before Hydra creates the run directory: the output root must be creatable, and a
+    resumed run must exist (Hydra would create it) and take the overrides given with it."""
+    from fastnst.resume import resume_config
+    from fastnst.train import check_can_create
+
+    if cfg is None:
+        return  # --help, -m ...: Hydra's own handling
+    try:
+        if cfg.get("resume"):
+            resume_config(cfg.resume, [a for a in args if not a.startswith("resume=")])
+            sys.argv.append("hydra.output_subdir=null")  # keep the run's own .hydra/ as it was
+        else:
+            check_can_create(cfg.paths.output_root, "paths.output_root")
+    except FastNSTError as e:
+        _fail(str(e))
+
+
+def train_main():
+    """`python train.py ...`: check the overrides, the output folder and a resume, then Hydra."""
+    args = sys.argv[1:]
+    _train_checks(args, check_overrides(CONFIG_DIR, "train", args))
+    return _train_main()
 
 
 # stylize/export take `model=<file>`; in conf/ `model` is a config group (the network presets),
@@ -151,7 +205,6 @@ def _export_main(cfg: DictConfig) -> None:
 
 
 gatys_main = _entry(_gatys_main, CONFIG_DIR, "gatys", before=passive_openmp_waits)
-train_main = _entry(_train_main, CONFIG_DIR, "train")
 stylize_main = _entry(_stylize_main, INFERENCE_CONFIG_DIR, "stylize", before=passive_openmp_waits)
 export_main = _entry(_export_main, INFERENCE_CONFIG_DIR, "export")
 

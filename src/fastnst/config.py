@@ -22,6 +22,16 @@ if not OmegaConf.has_resolver("fastnst_painting"):
     OmegaConf.register_new_resolver("fastnst_painting", painting_path)
 
 
+
+def group_options(*groups: str) -> str:
+    """`group: option, option` lines for the config groups an entry point uses (its --help)."""
+    return "\n".join(f"{g}: {', '.join(sorted(p.stem for p in (CONFIG_DIR / g).glob('*.yaml')))}" for g in groups)
+
+
+if not OmegaConf.has_resolver("fastnst_groups"):
+    OmegaConf.register_new_resolver("fastnst_groups", group_options)
+
+
 def resolve_user_path(path) -> Path:
     """User paths are relative to the launch directory (Hydra 1.3 keeps the cwd; we never chdir)."""
     return Path(str(path)).expanduser().resolve()

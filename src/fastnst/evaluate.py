@@ -108,6 +108,9 @@ def evaluation_photo_paths(photos=None, num_photos: int | None = 8) -> list[Path
             raise FastNSTError(f"{path}: evaluation photos: no such image or folder")
     if num_photos is not None and int(num_photos) < 1:
         raise FastNSTError(f"num_photos must be at least 1 (or null for all), got {num_photos}")
+    if num_photos is not None and int(num_photos) > len(paths):
+        print(f"fastnst: note: num_photos={num_photos} but there are only {len(paths)} evaluation photos: "
+              f"using all {len(paths)}", file=sys.stderr)
     return spread_subset(paths, None if num_photos is None else int(num_photos))
 
 

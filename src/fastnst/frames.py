@@ -251,6 +251,8 @@ def extract_frames(sources: Sequence[str | os.PathLike], out: str | os.PathLike,
                     if unsaved >= SAVE_MANIFEST_EVERY:
                         _save_manifest(out, manifest)
                         unsaved = 0
+            if bar is not None:  # the frames decoded after the last sampled one count too
+                bar.update(stats.read - last_read)
     finally:
         _save_manifest(out, manifest)
         if bar is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import warnings
 import zipfile
@@ -33,6 +34,45 @@ def _instantiate_group(group: DictConfig | None) -> list:
     if "_target_" in group:
         return [hydra.utils.instantiate(group)]
     return [hydra.utils.instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def absolute_user_paths(cfg: DictConfig) -> None:
+    """Store the files a run reads as absolute paths (in place), so that config.yaml still
+    finds them from another folder (evaluate.py, compare_runs.py, resume=)."""
+    from fastnst.config import resolve_user_path
+
+    def absolute(node: DictConfig | None, key: str, keep=()):
+        value = node.get(key) if node is not None else None
+        if value is not None and not OmegaConf.is_missing(node, key) and str(value) not in keep:
+            node[key] = str(resolve_user_path(value))
+
+    style = cfg.get("style")
+    absolute(style, "image")
+    absolute(style, "images_dir")
+    if style is not None and style.get("images"):
+        style.images = [str(resolve_user_path(p)) for p in style.images]
+    absolute(cfg.get("data"), "root")
+    absolute(cfg.get("vgg"), "weights", keep=("embedded", "torchvision"))
+
+
+def check_required_options(cfg: DictConfig) -> None:
+    """A mandatory option left unset (`???`, e.g. data=folder without data.root) is one line."""
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra"))
+    if missing:
+        raise FastNSTError(f"{', '.join(missing)}: required option not set (pass {missing[0]}=...)")
+
+
+def check_can_create(folder: Path, what: str) -> None:
+    """Fail before Hydra or training starts when `folder` cannot be created or written:
+    a regular file on its path, or an ancestor without write permission."""
+    folder = Path(str(folder)).expanduser().absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FastNSTError(f"{folder}: {what} cannot be created ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FastNSTError(f"{folder}: {what} is not writable ({existing}: permission denied)")
 
 
 def check_writable(run_dir: Path) -> None:
@@ -149,10 +189,14 @@ def _check_multirun_ddp(trainer: pl.Trainer) -> None:
     local launcher that would start the whole sweep again in every rank."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-    from lightning_fabric.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+    from lightning_fabric.strategies.launchers.subprocess_script import (
+        _SubprocessScriptLauncher as FabricLauncher,
+    )
+    from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
+    # the Trainer uses pytorch_lightning's own launcher class (not a subclass of Fabric's)
     launcher = getattr(trainer.strategy, "launcher", None)
-    if not (HydraConfig.initialized() and isinstance(launcher, _SubprocessScriptLauncher)
+    if not (HydraConfig.initialized() and isinstance(launcher, (_SubprocessScriptLauncher, FabricLauncher))
             and trainer.world_size > 1):
         return
     hydra_cfg = HydraConfig.get()
@@ -169,10 +213,57 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
 
     Under DDP every rank runs this function (Lightning re-runs the command for ranks > 0 with
     the same hydra.run.dir, so all ranks share one run directory); only global rank zero saves
-    the config, holds the run lock and writes logs, checkpoints and the exported model."""
+    the config, holds the run lock and writes logs, checkpoints and the exported model.
+
+    A new run that stops before its first training step (a bad option, missing data...) leaves
+    no run directory behind; neither does a fast_dev_run (debug=fdr)."""
     run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
-    ckpt_path = resolve_checkpoint(cfg, run_dir)
-    check_writable(run_dir)
+    resuming = bool(cfg.get("resume"))
+    state: dict = {"trainer": None}
+    try:
+        ckpt_path = resolve_checkpoint(cfg, run_dir)
+        check_required_options(cfg)
+        absolute_user_paths(cfg)
+        check_writable(run_dir)
+        result = _train(cfg, run_dir, ckpt_path, callbacks, state)
+    except BaseException:
+        if not resuming and _global_step(state["trainer"]) == 0:
+            remove_untrained_run_dir(run_dir, cfg)
+        raise
+    if state["trainer"].fast_dev_run and not resuming:
+        remove_untrained_run_dir(run_dir, cfg)  # "one batch, no outputs"
+    return result
+
+
+def _global_step(trainer: pl.Trainer | None) -> int:
+    return 0 if trainer is None else int(trainer.global_step)
+
+
+# what a new run writes before its first step; a directory holding anything else is kept
+_RUN_DIR_SCAFFOLD = {".hydra", "config.yaml", "train.log", "hparams.yaml", "checkpoints", ".lock"}
+
+
+def remove_untrained_run_dir(run_dir: Path, cfg: DictConfig) -> None:
+    """Remove a run directory that holds nothing trained (no checkpoint, no model), and the
+    empty <style>/<data>/<model> folders above it, so it does not show up in TensorBoard."""
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank != 0 or not run_dir.is_dir():
+        return
+    entries = list(run_dir.iterdir())
+    if any(e.name not in _RUN_DIR_SCAFFOLD and not e.name.startswith("events.out.tfevents.") for e in entries):
+        return
+    if any(run_dir.glob("checkpoints/**/*.ckpt")):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    root = Path(str(OmegaConf.select(cfg, "paths.output_root", default="") or "/")).expanduser().resolve()
+    parent = run_dir.parent
+    while parent != root and root in parent.parents and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
+
+
+def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: list | None, state: dict) -> dict:
     style_image_paths(cfg.style)  # a missing style image fails now, not after the data is scanned
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
@@ -180,23 +271,28 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
         keep_freed_memory()  # batch-sized VGG maps stop page-faulting in: a CPU step ran 1.36x faster
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
-    system = hydra.utils.instantiate(cfg.system, _recursive_=False)
     callbacks = _instantiate_group(cfg.get("callbacks")) + list(callbacks or [])
     callbacks += _progress_bar(cfg.trainer, callbacks)
     loggers = _instantiate_group(cfg.get("logger"))
-    trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
-        default_root_dir=str(run_dir),
-    )
+    trainer = state["trainer"] = _make_trainer(cfg.trainer, callbacks, loggers, run_dir)
     _check_multirun_ddp(trainer)
-    if trainer.is_global_zero:
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    system = hydra.utils.instantiate(cfg.system, _recursive_=False)
+    config_file = run_dir / "config.yaml"
+    # a resumed run keeps the config it was started with (the resume's changes are in train.log)
+    if trainer.is_global_zero and not trainer.fast_dev_run and not (cfg.get("resume") and config_file.exists()):
+        OmegaConf.save(cfg, config_file, resolve=True)
     log.info("run directory: %s", run_dir)
     # Our EpochSampler skips the batches a mid-epoch checkpoint already consumed, so Lightning's
     # "dataloader is not resumable" warning does not apply.
     warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
     with run_lock(run_dir) if trainer.is_global_zero else contextlib.nullcontext():
-        trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SystemExit:
+            # Lightning turns Ctrl-C into a graceful stop (last.ckpt saved) and then sys.exit(1)
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
 
     if system.diverged_at is not None:
         last = run_dir / "checkpoints" / "last.ckpt"
@@ -224,9 +320,26 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
             from fastnst.evaluate import evaluate_run
 
             evaluate_run(run_dir, overwrite=True)
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and not trainer.fast_dev_run:
         print(f"fastnst: run directory {run_dir}" + (f"; model {model_path}" if model_path else ""))
     return {"run_dir": run_dir, "model_path": model_path, "metrics": metrics, "global_step": trainer.global_step}
 
 
-__all__ = ["train", "check_writable"]
+def _make_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list, run_dir: Path) -> pl.Trainer:
+    """The Trainer; a setting this machine cannot run (trainer=gpu without a GPU, too many
+    devices) is one line."""
+    from hydra.errors import InstantiationException
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return hydra.utils.instantiate(
+            trainer_cfg, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
+            default_root_dir=str(run_dir),
+        )
+    except InstantiationException as e:
+        if isinstance(e.__cause__, MisconfigurationException):
+            raise FastNSTError(f"trainer: {' '.join(str(e.__cause__).split())}") from None
+        raise
+
+
+__all__ = ["train", "check_writable", "check_can_create", "absolute_user_paths"]
