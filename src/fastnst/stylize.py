@@ -168,10 +168,14 @@ class Stylizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto", backend: str = "auto", precision: str = "auto",
-             compile: bool = False, **options) -> Stylizer:
+             compile: bool = False, trust_model_file: bool = False, **options) -> Stylizer:
         """Load an exported .pt, a Lightning .ckpt, a run directory, an .onnx or a TorchScript file
         (recognised by content) and pick the backend: "auto" = torch for fastnst networks (the
-        fastest measured on CPU too), the file's own runtime for ONNX and TorchScript files."""
+        fastest measured on CPU too), the file's own runtime for ONNX and TorchScript files.
+
+        .pt/.ckpt files are read with torch.load(weights_only=True) and refused when they hold
+        anything but tensors and plain values; trust_model_file=True loads such (older or foreign)
+        files by full unpickling, which can run code from the file."""
         path = Path(path)
         if backend not in BACKENDS:
             raise FastNSTError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -198,7 +202,7 @@ class Stylizer:
             except Exception as e:
                 raise FastNSTError(f"{path}: cannot load TorchScript model ({type(e).__name__})") from None
             return cls(ScriptRunner(module, dev, dtype), None, source=str(path), **options)
-        net, meta = load_network(path)
+        net, meta = load_network(path, trust_model_file=trust_model_file)
         if backend == "auto":
             backend = "torch"
         if backend == "torchscript":
@@ -409,6 +413,7 @@ def stylize_cli(cfg: DictConfig) -> None:
         backend=str(cfg.get("backend", "auto")),
         precision=str(cfg.get("precision", "auto")),
         compile=bool(cfg.get("compile", False)),
+        trust_model_file=bool(cfg.get("trust_model_file", False)),
         size=cfg.get("size"),
         preserve_color=bool(cfg.get("preserve_color", False)),
         strength=float(cfg.get("strength", 1.0)),
