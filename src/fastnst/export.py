@@ -266,11 +266,13 @@ def export_cli(cfg: DictConfig) -> Path:
         raise FastNSTError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     source = resolve_user_path(cfg.model)
     net, meta = load_network(source, trust_model_file=bool(cfg.get("trust_model_file", False)))
+    base = source / "model" if source.is_dir() else source.with_suffix("")
+    output = base.with_suffix(FORMATS[fmt])  # default: next to the model (<run_dir>/model.onnx, <name>.onnx)
     if cfg.get("output"):
-        output = resolve_user_path(cfg.output)
-    else:  # next to the model: <run_dir>/model.onnx or <name>.onnx
-        base = source / "model" if source.is_dir() else source.with_suffix("")
-        output = base.with_suffix(FORMATS[fmt])
+        given = str(cfg.output)
+        output = resolve_user_path(given)
+        if given.endswith(("/", os.sep)) or output.is_dir():  # a folder: the default name inside it
+            output = output / base.with_suffix(FORMATS[fmt]).name
     if output == source:
         raise FastNSTError(f"{output}: output would overwrite the input model")
     path = export_model(net, output, fmt, meta=meta, overwrite=bool(cfg.get("overwrite", False)),
