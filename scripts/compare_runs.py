@@ -129,7 +129,7 @@ def _same_settings(ev: dict, photos: list[Path], size: int, gatys_iterations: in
 
 def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: int = 256, cell: int = 192,
                  gatys_iterations: int = 50, cache_dir=None, backend: str = "auto", device: str = "auto",
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, trust_model_file: bool = False) -> dict:
     """Evaluate what needs it, then write <out>/grid.png, metrics.md and metrics.json."""
     if not run_dirs:
         raise FastNSTError("give at least one run directory")
@@ -148,7 +148,8 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
         if ev is None or not _same_settings(ev, photo_paths, size, gatys_iterations):
             print(f"evaluating {run} ...", file=sys.stderr)
             ev = evaluate_run(run, photos=photo_paths, num_photos=None, size=size, gatys_iterations=gatys_iterations,
-                              cache_dir=cache_dir, backend=backend, device=device, overwrite=True)
+                              cache_dir=cache_dir, backend=backend, device=device, overwrite=True,
+                              trust_model_file=trust_model_file)
         evaluations.append(ev)
 
     images = [load_photo(p, size) for p in photo_paths]
@@ -163,7 +164,7 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
             columns.append((lines, [style_cell(paths, cell)] * len(images)))
     for run, cfg in zip(run_dirs, configs):
         labels = run_labels(run, cfg)
-        stylizer = Stylizer.load(run, device=device, backend=backend)
+        stylizer = Stylizer.load(run, device=device, backend=backend, trust_model_file=trust_model_file)
         outputs = [tensor_to_pil(stylizer(x).cpu()) for x in images]
         columns.append(([labels["style"], labels["data"], labels["model"]], outputs))
 
@@ -193,12 +194,14 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", default="auto", help="auto | torch | onnxruntime")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    parser.add_argument("--trust-model-file", action="store_true",
+                        help="also load model files holding Python objects besides tensors (can run code)")
     args = parser.parse_args(argv)
     try:
         result = compare_runs(args.runs, args.out, photos=args.photos or None, num_photos=args.num_photos,
                               size=args.size, cell=args.cell, gatys_iterations=args.gatys_iterations,
                               cache_dir=args.cache_dir, backend=args.backend, device=args.device,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, trust_model_file=args.trust_model_file)
     except FastNSTError as e:
         print(f"fastnst: error: {e}", file=sys.stderr)
         return 2

@@ -169,13 +169,13 @@ def test_run_writes_best_image_log_and_intermediates(tmp_path, image_factory, sy
     result = run_gatys(cfg)
     out = tmp_path / "out.png"
     assert sorted(p.name for p in tmp_path.glob("out*")) == [
-        "out.json", "out.png", "out_iter0002.png", "out_iter0004.png"]
+        "out.png", "out.png.json", "out_iter0002.png", "out_iter0004.png"]
     written = load_image(out)
     assert written.shape[-2:] == (48, 64)
     # the written image is the best one (8-bit rounding apart), and the best is not the last
     torch.testing.assert_close(written, result.image.cpu(), atol=1 / 255 + 1e-6, rtol=0)
     assert result.best_iteration < 4
-    log = json.loads((tmp_path / "out.json").read_text())
+    log = json.loads((tmp_path / "out.png.json").read_text())
     assert log["best_iteration"] == result.best_iteration
     assert len(log["history"]) == 4
     assert set(log["history"][0]) >= {"iteration", "total", "content", "style", "tv", "time_s"}
@@ -243,7 +243,7 @@ def test_multi_style_weights(tmp_path, image_factory, synthetic_style, compose_g
         images[name] = load_image(out)
     torch.testing.assert_close(images["one_zero"], images["single"], atol=2 / 255, rtol=0)
     assert (images["mixed"] - images["single"]).abs().mean() > 1 / 255
-    log = json.loads((tmp_path / "mixed.json").read_text())
+    log = json.loads((tmp_path / "mixed.png.json").read_text())
     assert log["style_weights"] == [0.7, 0.3] and len(log["style"]) == 2
 
 
@@ -263,7 +263,7 @@ def test_cli_end_to_end_with_relative_paths(tmp_path, image_factory, synthetic_s
     run = _cli(args, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert load_image(tmp_path / "res" / "out.png").shape[-2:] == (36, 48)
-    assert (tmp_path / "res" / "out.json").is_file()
+    assert (tmp_path / "res" / "out.png.json").is_file()
     assert "total=" in run.stderr  # the progress bar shows the loss terms
     # a gatys run leaves nothing else behind: no outputs/, .hydra/ or log file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png", "res", "style.png"]

@@ -35,3 +35,45 @@ if not OmegaConf.has_resolver("fastnst_groups"):
 def resolve_user_path(path) -> Path:
     """User paths are relative to the launch directory (Hydra 1.3 keeps the cwd; we never chdir)."""
     return Path(str(path)).expanduser().resolve()
+
+
+
+def is_own_class(target) -> bool:
+    """Whether a `_target_` string names a class defined in fastnst. The resolved object is
+    checked, not the string: "fastnst.evaluate.os.system" starts with "fastnst." too."""
+    import inspect
+
+    from hydra._internal.utils import _locate
+
+    if not isinstance(target, str) or not target.startswith("fastnst."):
+        return False
+    try:
+        obj = _locate(target)
+    except Exception:
+        return False
+    module = getattr(obj, "__module__", "") or ""
+    return inspect.isclass(obj) and (module == "fastnst" or module.startswith("fastnst."))
+
+
+def check_own_targets(cfg, sections, source) -> None:
+    """Refuse a config (a run's config.yaml read by evaluate.py, compare_runs.py) whose `sections`
+    hold a `_target_` other than one of fastnst's own classes: building it would call whatever
+    the file names (os.system, ...)."""
+    from omegaconf import DictConfig, ListConfig
+
+    from fastnst.errors import FastNSTError
+
+    def walk(node, key):
+        if isinstance(node, DictConfig):
+            if "_target_" in node and not is_own_class(node.get("_target_")):
+                raise FastNSTError(f"{source}: {key}._target_ is {node.get('_target_')!r}; only fastnst's own "
+                                   "classes are built from a run's config")
+            for k in node.keys():
+                walk(node.get(k), f"{key}.{k}")
+        elif isinstance(node, ListConfig):
+            for i, item in enumerate(node):
+                walk(item, f"{key}[{i}]")
+
+    for section in sections:
+        if section in cfg:
+            walk(cfg.get(section), section)

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from fastnst.config import REPO_ROOT, resolve_user_path
+from fastnst.config import REPO_ROOT, check_own_targets, resolve_user_path
 from fastnst.data import spread_subset
 from fastnst.errors import FastNSTError
 from fastnst.gatys import stylize_gatys
@@ -69,7 +69,13 @@ def load_run_config(run_dir: str | os.PathLike) -> DictConfig:
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise FastNSTError(f"{run_dir}: not a training run directory (no config.yaml)")
-    return OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:
+        raise FastNSTError(f"{path}: cannot read the run's config ({type(e).__name__})") from None
+    # the sections the evaluation builds objects from: the network and the loss
+    check_own_targets(cfg, ("model", "loss", "style"), path)
+    return cfg
 
 
 def run_labels(run_dir: str | os.PathLike, cfg: DictConfig) -> dict[str, str]:
@@ -273,12 +279,12 @@ def read_eval(run_dir: str | os.PathLike) -> dict | None:
 def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None = 8, size: int = 256,
                  gatys_iterations: int = 50, cache_dir: str | os.PathLike | None = None, backend: str = "auto",
                  device: str = "auto", tensorboard: bool = True, overwrite: bool = False,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, trust_model_file: bool = False) -> dict:
     """Evaluate one run (see the module docstring); returns what it writes to <run>/eval.json.
 
     An existing eval.json is returned as is unless `overwrite`. photos: a folder, an image or a
     list (default: the imagenet-mini validation split of $FASTNST_DATA). gatys_iterations=0
-    skips the reference.
+    skips the reference. trust_model_file: see `Stylizer.load`.
     """
     run_dir = resolve_user_path(run_dir)
     cfg = load_run_config(run_dir)
@@ -292,7 +298,7 @@ def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None
         raise FastNSTError(f"gatys_iterations must be >= 0 (0 = no Gatys reference), got {gatys_iterations}")
     photo_paths = evaluation_photo_paths(photos, num_photos)
     dev = resolve_device(device)
-    stylizer = Stylizer.load(run_dir, device=str(dev), backend=backend)
+    stylizer = Stylizer.load(run_dir, device=str(dev), backend=backend, trust_model_file=trust_model_file)
     loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.get("vgg", {}).get("weights", "embedded")),
                       device=dev, style_size=size)
     images = [load_photo(p, size).to(dev) for p in photo_paths]
@@ -353,7 +359,7 @@ def evaluate_cli(cfg: DictConfig) -> list[dict]:
             run, photos=OmegaConf.to_container(cfg.photos) if isinstance(cfg.photos, ListConfig) else cfg.photos,
             num_photos=cfg.num_photos, size=cfg.size, gatys_iterations=cfg.gatys_iterations,
             cache_dir=cfg.cache_dir, backend=cfg.backend, device=cfg.device, tensorboard=cfg.tensorboard,
-            overwrite=cfg.overwrite, progress=cfg.progress,
+            overwrite=cfg.overwrite, progress=cfg.progress, trust_model_file=bool(cfg.get("trust_model_file", False)),
         )
         note = " (existing eval.json; overwrite=true re-evaluates)" if existed and not cfg.overwrite else ""
         print(f"{result['style']} / {result['data']} / {result['model']}: {format_metrics(result)}{note}")

@@ -11,6 +11,7 @@ import copy
 import io
 import json
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from omegaconf import DictConfig
 
 from fastnst.config import resolve_user_path
 from fastnst.errors import FastNSTError, OutputExistsError
-from fastnst.transformer import EXPORT_FORMAT, TransformerNet, load_exported
+from fastnst.transformer import EXPORT_FORMAT, TransformerNet, exported_network
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 ONNX_OPSET = 17
@@ -72,21 +73,22 @@ def _looks_like_onnx(path: Path) -> bool:
     return len(model.graph.node) > 0
 
 
-def load_network(path: str | os.PathLike) -> tuple[TransformerNet, dict]:
+def load_network(path: str | os.PathLike, trust_model_file: bool = False) -> tuple[TransformerNet, dict]:
     """(TransformerNet in eval mode, meta) from an exported .pt, a Lightning .ckpt or a run
-    directory (model.pt preferred, else checkpoints/last.ckpt)."""
+    directory (model.pt preferred, else checkpoints/last.ckpt). Files are read with
+    weights_only=True; see `load_torch_file` for `trust_model_file`."""
     path = Path(path)
     kind = model_kind(path)
     if kind == "run_dir":
         for candidate in (path / "model.pt", path / "checkpoints" / "last.ckpt", path / "checkpoints" / "best.ckpt"):
             if candidate.is_file():
-                return load_network(candidate)
+                return load_network(candidate, trust_model_file)
         raise FastNSTError(f"{path}: run directory without model.pt or checkpoints/last.ckpt")
     if kind != "torch":
         raise FastNSTError(f"{path}: is a {kind} file; this needs a fastnst .pt, .ckpt or run directory")
-    payload = _torch_load(path)
+    payload = load_torch_file(path, trust_model_file)
     if isinstance(payload, dict) and payload.get("format") == EXPORT_FORMAT:
-        return load_exported(path)
+        return exported_network(payload, path)
     if isinstance(payload, dict) and "fastnst_model_config" in payload and "state_dict" in payload:
         state = {k[len("net.") :]: v for k, v in payload["state_dict"].items() if k.startswith("net.")}
         if not state:
@@ -101,13 +103,24 @@ def load_network(path: str | os.PathLike) -> tuple[TransformerNet, dict]:
     raise FastNSTError(f"{path}: a torch file but neither an exported fastnst model nor a fastnst checkpoint")
 
 
-def _torch_load(path: Path):
+def load_torch_file(path: str | os.PathLike, trust_model_file: bool = False):
+    """torch.load a model file or checkpoint with weights_only=True: tensors and plain containers
+    only, so a file from elsewhere cannot run code while it is read (what fastnst writes, model.pt
+    and Lightning .ckpt files, is plain). Anything else is refused with one line naming the file,
+    unless `trust_model_file`: then it is unpickled fully, which runs whatever code it holds."""
+    path = Path(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as first:
         if "weights_only" not in str(first) and "Unsupported global" not in str(first):
             raise FastNSTError(f"{path}: cannot read model file, truncated or corrupt ({type(first).__name__})") from None
-    # Lightning checkpoints may pickle config objects (hyper_parameters): the user's own file.
+    if not trust_model_file:
+        raise FastNSTError(
+            f"{path}: refused: the file holds Python objects besides tensors and plain values, and "
+            "loading those can run code; if you trust where it came from, pass trust_model_file=true"
+        )
+    print(f"fastnst: warning: {path}: loaded with trust_model_file=true (full unpickling, which can run code "
+          "from the file)", file=sys.stderr)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
@@ -252,12 +265,14 @@ def export_cli(cfg: DictConfig) -> Path:
     if fmt not in FORMATS:
         raise FastNSTError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     source = resolve_user_path(cfg.model)
-    net, meta = load_network(source)
+    net, meta = load_network(source, trust_model_file=bool(cfg.get("trust_model_file", False)))
+    base = source / "model" if source.is_dir() else source.with_suffix("")
+    output = base.with_suffix(FORMATS[fmt])  # default: next to the model (<run_dir>/model.onnx, <name>.onnx)
     if cfg.get("output"):
-        output = resolve_user_path(cfg.output)
-    else:  # next to the model: <run_dir>/model.onnx or <name>.onnx
-        base = source / "model" if source.is_dir() else source.with_suffix("")
-        output = base.with_suffix(FORMATS[fmt])
+        given = str(cfg.output)
+        output = resolve_user_path(given)
+        if given.endswith(("/", os.sep)) or output.is_dir():  # a folder: the default name inside it
+            output = output / base.with_suffix(FORMATS[fmt]).name
     if output == source:
         raise FastNSTError(f"{output}: output would overwrite the input model")
     path = export_model(net, output, fmt, meta=meta, overwrite=bool(cfg.get("overwrite", False)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,10 @@ class GatysResult:
 # ----------------------------------------------------------------------------- schedule
 
 
+# smallest shorter side VGG's poolings take (size=20 on a 4:3 photo, 20x15, failed in max_pool2d)
+MIN_SIDE = 16
+
+
 def scale_sizes(height: int, width: int, scales: Sequence[float | int] | str | None) -> list[tuple[int, int]]:
     """Resolutions to optimize at, coarse to fine, ending at (height, width).
 
@@ -88,7 +93,13 @@ def scale_sizes(height: int, width: int, scales: Sequence[float | int] | str | N
             raise FastNSTError(f"scales: {s:g} px is larger than the output ({longest} px); raise size instead")
         sides.add(max(side, 16))
     sides.add(longest)
-    return [(max(1, round(height * side / longest)), max(1, round(width * side / longest))) for side in sorted(sides)]
+    sizes = [(max(1, round(height * side / longest)), max(1, round(width * side / longest))) for side in sorted(sides)]
+    for h, w in sizes:
+        if min(h, w) < MIN_SIDE:
+            what = "the output" if (h, w) == sizes[-1] else f"scale {w}x{h}"
+            raise FastNSTError(f"{what} is {w}x{h} px; VGG's five poolings need at least {MIN_SIDE} px on the "
+                               f"shorter side (raise size, or drop the small scales)")
+    return sizes
 
 
 def split_iterations(total: int, n_scales: int) -> list[int]:
@@ -299,8 +310,9 @@ def intermediate_path(output: Path, iteration: int) -> Path:
 
 
 def log_path(output: Path) -> Path:
-    """out.png -> out.json (the loss log)."""
-    return output.with_suffix(".json")
+    """out.png -> out.png.json (the loss log; the extension stays, so out.jpg and out.webp
+    keep separate logs)."""
+    return output.with_name(f"{output.name}.json")
 
 
 def _required(cfg: DictConfig, key: str, example: str) -> str:
@@ -328,6 +340,8 @@ def run_gatys(cfg: DictConfig) -> GatysResult:
     example = "style=starry_night content=photo.jpg output=out.png"
     content_path = resolve_user_path(_required(cfg, "content", example))
     output = resolve_user_path(_required(cfg, "output", example))
+    if str(cfg.output).endswith(("/", os.sep)):
+        raise FastNSTError(f"{output}: is a folder, expected an output file name (e.g. {output / 'out.png'})")
     overwrite = bool(cfg.get("overwrite", False))
     iterations, save_every = int(cfg.iterations), int(cfg.get("save_every") or 0)
 
@@ -350,7 +364,9 @@ def run_gatys(cfg: DictConfig) -> GatysResult:
     style_weights = [float(w) for w in style_weights] if style_weights is not None else None
     photo = open_rgb(content_path)
     size = cfg.get("size")
-    h, w = fit_size(photo.height, photo.width, int(size) if size else None)
+    if size is not None and int(size) < MIN_SIDE:
+        raise FastNSTError(f"size must be at least {MIN_SIDE} px (or null for the photo's size), got {size}")
+    h, w = fit_size(photo.height, photo.width, int(size) if size is not None else None)
     content = load_image(content_path, max(h, w)).to(device)
     sizes = scale_sizes(h, w, _scales_option(cfg.get("scales", "auto")))
 

@@ -158,6 +158,8 @@ def resize_tensor(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Validate an output path before any work is done: known extension, no silent overwrite."""
     path = Path(path)
+    if path.is_dir() or str(path).endswith(os.sep):
+        raise ImageError(f"{path}: is a folder, expected an output file name (e.g. {Path(path) / 'out.png'})")
     if path.suffix.lower() not in SAVE_FORMATS:
         raise ImageError(
             f"{path}: unsupported output extension '{path.suffix}' (use one of {', '.join(SAVE_FORMATS)})"

@@ -328,7 +328,7 @@ class StyleTransferModule(pl.LightningModule):
         last = self._last_checkpoint_path()
         if cfg.get("rollback") and self.rollbacks < int(cfg.get("max_rollbacks", 3)) and last is not None:
             self.rollbacks += 1
-            ckpt = torch.load(last, map_location=self.device, weights_only=False)
+            ckpt = torch.load(last, map_location=self.device, weights_only=True)
             self.load_state_dict(ckpt["state_dict"])
             optimizer = self.optimizers().optimizer
             optimizer.load_state_dict(ckpt["optimizer_states"][0])

@@ -46,15 +46,33 @@ def style_image_paths(style: DictConfig) -> tuple[list[Path], list[float] | None
     else:
         raise FastNSTError("no style image: choose a preset (style=starry_night) or set style.image=/path/to/painting.jpg")
     weights = _style_weights(style, len(paths))
-    name = str(style.get("name") or "")
-    script = "python scripts/download_styles.py" + (f" {name}" if name and name != "custom" else "")
     for p in paths:
         if not p.exists():
+            # the download script takes the file's name (the_scream, not the alias scream) and
+            # fetches only public-domain paintings: offer it just for those
+            download = (f", run `python scripts/download_styles.py {p.stem}` (public domain)"
+                        if p.stem in downloadable_styles() else "")
             raise FastNSTError(
-                f"{p}: style image not found. Set FASTNST_DATA to the data folder, run `{script}` "
-                "(public-domain paintings), or pass style.image=/path/to/painting.jpg"
+                f"{p}: style image not found. Set FASTNST_DATA to the data folder{download}, "
+                "or pass style.image=/path/to/painting.jpg"
             )
     return paths, weights
+
+
+def downloadable_styles() -> set[str]:
+    """The names scripts/download_styles.py accepts (its public-domain paintings)."""
+    import importlib.util
+
+    from fastnst.config import REPO_ROOT
+
+    script = REPO_ROOT / "scripts" / "download_styles.py"
+    try:
+        spec = importlib.util.spec_from_file_location("_fastnst_download_styles", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return set(module.PUBLIC_DOMAIN)
+    except Exception:  # an installed package without the scripts folder
+        return set()
 
 
 def build_loss(loss_cfg: DictConfig, style: DictConfig, vgg_weights: str = "embedded", device="cpu",

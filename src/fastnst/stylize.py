@@ -168,10 +168,14 @@ class Stylizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto", backend: str = "auto", precision: str = "auto",
-             compile: bool = False, **options) -> Stylizer:
+             compile: bool = False, trust_model_file: bool = False, **options) -> Stylizer:
         """Load an exported .pt, a Lightning .ckpt, a run directory, an .onnx or a TorchScript file
         (recognised by content) and pick the backend: "auto" = torch for fastnst networks (the
-        fastest measured on CPU too), the file's own runtime for ONNX and TorchScript files."""
+        fastest measured on CPU too), the file's own runtime for ONNX and TorchScript files.
+
+        .pt/.ckpt files are read with torch.load(weights_only=True) and refused when they hold
+        anything but tensors and plain values; trust_model_file=True loads such (older or foreign)
+        files by full unpickling, which can run code from the file."""
         path = Path(path)
         if backend not in BACKENDS:
             raise FastNSTError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -198,7 +202,7 @@ class Stylizer:
             except Exception as e:
                 raise FastNSTError(f"{path}: cannot load TorchScript model ({type(e).__name__})") from None
             return cls(ScriptRunner(module, dev, dtype), None, source=str(path), **options)
-        net, meta = load_network(path)
+        net, meta = load_network(path, trust_model_file=trust_model_file)
         if backend == "auto":
             backend = "torch"
         if backend == "torchscript":
@@ -276,17 +280,28 @@ class Stylizer:
         raise TypeError(f"expected a PIL image, a path or a tensor, got {type(image).__name__}")
 
     def stylize_many(self, images: Iterable[torch.Tensor], batch_size: int | None = None, **overrides) -> Iterator[torch.Tensor]:
-        """Stylize a stream of (1, 3, H, W) tensors, `batch_size` per forward pass (consecutive
-        images of equal size share a batch); yields (1, 3, H', W') results in order."""
+        """Stylize a stream of (1, 3, H, W) or (3, H, W) tensors, `batch_size` per forward pass
+        (consecutive images of equal size share a batch); yields results in order, each of the
+        rank of its input."""
         batch_size = _check_positive("batch_size", batch_size) or self.batch_size
         pending: list[torch.Tensor] = []
+        ranks: list[int] = []
+
+        def flush():
+            for result, rank in zip(self.stylize_tensor(torch.cat(pending), **overrides).split(1), ranks):
+                yield result[0] if rank == 3 else result
+
         for image in images:
+            rank = image.dim()
+            if rank == 3:  # a (3, H, W) frame, as __call__ takes it
+                image = image.unsqueeze(0)
             if pending and (len(pending) >= batch_size or image.shape != pending[0].shape):
-                yield from self.stylize_tensor(torch.cat(pending), **overrides).split(1)
-                pending = []
+                yield from flush()
+                pending, ranks = [], []
             pending.append(image)
+            ranks.append(rank)
         if pending:
-            yield from self.stylize_tensor(torch.cat(pending), **overrides).split(1)
+            yield from flush()
 
 
 def _need_onnxruntime(path: Path) -> None:
@@ -322,7 +337,11 @@ def _note(message: str) -> None:
 def _default_output(src: Path) -> Path:
     if src.is_dir():
         return src.with_name(f"{src.name}_stylized")
-    return src.with_name(f"{src.stem}_stylized{src.suffix}")
+    from fastnst.video import is_video_file
+
+    out = src.with_name(f"{src.stem}_stylized{src.suffix}")
+    # image formats we cannot write (tif, gif, ppm) become png, as in folders
+    return out if is_video_file(src) else _image_output_name(out)
 
 
 def _image_output_name(path: Path) -> Path:
@@ -413,6 +432,7 @@ def stylize_cli(cfg: DictConfig) -> None:
         backend=str(cfg.get("backend", "auto")),
         precision=str(cfg.get("precision", "auto")),
         compile=bool(cfg.get("compile", False)),
+        trust_model_file=bool(cfg.get("trust_model_file", False)),
         size=cfg.get("size"),
         preserve_color=bool(cfg.get("preserve_color", False)),
         strength=float(cfg.get("strength", 1.0)),
@@ -433,6 +453,9 @@ def stylize_cli(cfg: DictConfig) -> None:
         frames = stylize_video(stylizer, src, dst, overwrite=overwrite)
         print(f"wrote {dst} ({frames} frames)")
     else:
+        if str(cfg.get("output") or "").endswith(("/", os.sep)):  # a folder: <folder>/<name>_stylized.png
+            dst.mkdir(parents=True, exist_ok=True)
+            dst = dst / _default_output(src).name
         if stylize_image_file(stylizer, src, dst, overwrite=overwrite):
             print(f"wrote {dst}")
 

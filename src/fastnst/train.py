@@ -118,10 +118,9 @@ def resolve_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
 
 def check_is_training_checkpoint(path: Path) -> None:
     """A Lightning checkpoint of this system (not an exported model.pt or another project's file)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise FastNSTError(f"{path}: cannot read checkpoint ({type(e).__name__})") from None
+    from fastnst.export import load_torch_file
+
+    ckpt = load_torch_file(path)  # weights_only=True: a foreign file cannot run code here
     if not isinstance(ckpt, dict) or "fastnst_model_config" not in ckpt or "optimizer_states" not in ckpt:
         hint = " (an exported model.pt: use it with stylize.py)" if isinstance(ckpt, dict) and "format" in ckpt else ""
         raise FastNSTError(f"{path}: not a fastnst training checkpoint{hint}")

@@ -167,12 +167,20 @@ def load_exported(path: str | os.PathLike, map_location="cpu") -> tuple[Transfor
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise FastNSTError(f"{path}: cannot read model file, truncated or not a torch file ({type(e).__name__})") from None
+    return exported_network(payload, path)
+
+
+def exported_network(payload, path: str | os.PathLike) -> tuple[TransformerNet, dict]:
+    """(net in eval mode, meta) from the loaded contents of an exported file."""
     if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
         raise FastNSTError(f"{path}: not an exported fastnst transformer (no '{EXPORT_FORMAT}' format tag)")
     if int(payload.get("version", -1)) > EXPORT_VERSION:
         raise FastNSTError(
             f"{path}: exported with format version {payload['version']}, this fastnst reads up to {EXPORT_VERSION}"
         )
-    net = TransformerNet(**payload["config"])
-    net.load_state_dict(payload["state_dict"])
+    try:
+        net = TransformerNet(**payload["config"])
+        net.load_state_dict(payload["state_dict"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise FastNSTError(f"{path}: exported weights do not fit its model config ({str(e).splitlines()[0]})") from None
     return net.eval(), payload.get("meta", {})

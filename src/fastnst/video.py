@@ -99,7 +99,7 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, over
             vout = out.add_stream(VIDEO_CODECS.get(dst.suffix.lower(), DEFAULT_CODEC), rate=rate)
             vout.width, vout.height, vout.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
             vout.time_base = 1 / rate
-            aout = _audio_stream(out, ain, src)
+            aout = _audio_stream(out, ain, src, dst)
             count = 0
             problems: list[str] = []  # what could not be read: the frames that could are kept
 
@@ -167,9 +167,17 @@ def _check_frame_size(src: Path, h: int, w: int, size) -> None:
         raise FastNSTError(f"{src}: frames of {w}x{h} px{at} are too small for a video (at least 2x2 px; raise size)")
 
 
-def _audio_stream(out, ain, src: Path):
+# audio codecs a WebM file may hold; the muxer accepts others (aac) and silently drops them
+WEBM_AUDIO = ("opus", "vorbis")
+
+
+def _audio_stream(out, ain, src: Path, dst: Path):
     """Copy the audio stream as is (no re-encode); None with a note if the container refuses."""
     if ain is None:
+        return None
+    if dst.suffix.lower() == ".webm" and ain.codec_context.name not in WEBM_AUDIO:
+        print(f"fastnst: {src}: audio not kept: its {ain.codec_context.name} audio cannot go into .webm "
+              "(Opus/Vorbis only); write .mp4 or .mkv to keep it", file=sys.stderr)
         return None
     try:
         return out.add_stream_from_template(ain)

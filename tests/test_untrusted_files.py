@@ -1,0 +1,213 @@
+"""Model files and run directories from elsewhere cannot run code: every loader reads torch files
+with weights_only=True (refusing anything else with one line, exit 2, unless trust_model_file)
+and builds only fastnst's own classes from a run's config.yaml."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import compose_config
+from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
+from fastnst.errors import FastNSTError
+from fastnst.export import export_cli, load_network
+from fastnst.stylize import Stylizer, stylize_cli
+from fastnst.transformer import TransformerNet, save_exported
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"channels": (8, 16, 32), "num_residual": 1}
+
+
+class Evil:
+    """Unpickling it creates `marker`: stands in for a shell command hidden in a model file."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def marker(tmp_path) -> Path:
+    return tmp_path / "code_ran"
+
+
+@pytest.fixture
+def evil_pt(tmp_path, marker) -> Path:
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Evil(marker)}, path)
+    return path
+
+
+@pytest.fixture
+def evil_ckpt(tmp_path, marker) -> Path:
+    """Looks like a fastnst checkpoint, with the payload hidden among the hyperparameters."""
+    torch.manual_seed(0)
+    net = TransformerNet(**TINY)
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                "fastnst_model_config": dict(net.config), "optimizer_states": [{}],
+                "hyper_parameters": {"x": Evil(marker)}}, path)
+    return path
+
+
+def exit_code(fn, cfg) -> int:
+    try:
+        run_reporting_errors(fn, cfg)
+    except SystemExit as e:
+        return int(e.code)
+    return 0
+
+
+def one_error_line(err: str, name: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert name in lines[0] and "trust_model_file=true" in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("fixture", ["evil_pt", "evil_ckpt"])
+def test_python_loaders_refuse_files_that_would_run_code(request, fixture, marker, tmp_path):
+    path = request.getfixturevalue(fixture)
+    for load in (load_network, Stylizer.load):
+        with pytest.raises(FastNSTError, match=f"{path.name}.*trust_model_file=true"):
+            load(path)
+    run = tmp_path / "run"  # the same file as a run directory's model.pt / last.ckpt
+    target = run / "model.pt" if fixture == "evil_pt" else run / "checkpoints" / "last.ckpt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(path.read_bytes())
+    with pytest.raises(FastNSTError, match="refused"):
+        Stylizer.load(run)
+    assert not marker.exists()
+
+
+def test_stylize_and_export_clis_refuse_a_file_that_would_run_code(evil_pt, evil_ckpt, marker, image_factory, capsys):
+    photo = image_factory("photo.png", size=(32, 32))
+    for path in (evil_pt, evil_ckpt):
+        cfg = compose_config("stylize", f"model={path}", f"input={photo}", config_dir=INFERENCE_CONFIG_DIR)
+        assert exit_code(stylize_cli, cfg) == 2
+        one_error_line(capsys.readouterr().err, path.name)
+        cfg = compose_config("export", f"model={path}", config_dir=INFERENCE_CONFIG_DIR)
+        assert exit_code(export_cli, cfg) == 2
+        one_error_line(capsys.readouterr().err, path.name)
+    assert not marker.exists()
+
+
+def test_evaluate_refuses_a_run_whose_model_would_run_code(evil_pt, marker, tmp_path, capsys):
+    from fastnst.evaluate import evaluate_cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pt").write_bytes(evil_pt.read_bytes())
+    OmegaConf.save(compose_config("train", f"style.image={tmp_path / 'style.png'}", "run_dir=x"), run / "config.yaml",
+                   resolve=True)
+    from conftest import make_image
+
+    make_image(tmp_path / "style.png")
+    photos = tmp_path / "photos"
+    make_image(photos / "a.png")
+    cfg = compose_config("evaluate", f"run={run}", f"photos={photos}", "gatys_iterations=0", "tensorboard=false",
+                         config_dir=INFERENCE_CONFIG_DIR)
+    assert exit_code(evaluate_cli, cfg) == 2
+    one_error_line(capsys.readouterr().err, "model.pt")
+    assert not marker.exists()
+
+
+def test_training_checkpoint_check_refuses_a_file_that_would_run_code(evil_ckpt, marker):
+    from fastnst.train import check_is_training_checkpoint
+
+    with pytest.raises(FastNSTError, match="evil.ckpt.*trust_model_file"):
+        check_is_training_checkpoint(evil_ckpt)
+    assert not marker.exists()
+
+
+def test_stylize_command_line_refuses_evil_file_in_one_line_exit_2(evil_pt, marker, image_factory):
+    photo = image_factory("photo.png", size=(32, 32))
+    result = subprocess.run([sys.executable, str(REPO / "stylize.py"), f"model={evil_pt}", f"input={photo}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    one_error_line(result.stderr, "evil.pt")
+    assert not marker.exists()
+
+
+def _older_file(tmp_path) -> tuple[Path, TransformerNet]:
+    """An exported model whose meta holds a non-plain object (as older or foreign files may)."""
+    import argparse
+
+    torch.manual_seed(0)
+    net = TransformerNet(**TINY).eval()
+    path = save_exported(tmp_path / "old.pt", net, {"args": argparse.Namespace(style="x")})
+    return path, net
+
+
+def test_trust_model_file_loads_an_older_file_and_says_so(tmp_path, image_factory, capsys):
+    path, net = _older_file(tmp_path)
+    with pytest.raises(FastNSTError, match="trust_model_file"):
+        Stylizer.load(path)
+    x = torch.rand(1, 3, 32, 32)
+    s = Stylizer.load(path, trust_model_file=True)
+    assert "trust_model_file=true" in capsys.readouterr().err
+    with torch.no_grad():
+        assert torch.allclose(s(x), net(x), atol=1e-5)
+    photo = image_factory("photo.png", size=(32, 32))
+    cfg = compose_config("stylize", f"model={path}", f"input={photo}", f"output={tmp_path / 'o.png'}",
+                         "trust_model_file=true", config_dir=INFERENCE_CONFIG_DIR)
+    assert exit_code(stylize_cli, cfg) == 0 and (tmp_path / "o.png").is_file()
+    warning = [line for line in capsys.readouterr().err.splitlines() if "trust_model_file" in line]
+    assert len(warning) == 1 and "old.pt" in warning[0]
+
+
+def test_files_training_writes_load_with_weights_only(compose_train, photo_folder, style_env):
+    """model.pt and Lightning's last.ckpt (with hyperparameters, optimizer, scheduler and callback
+    states) are plain: they load without trust_model_file."""
+    from fastnst.train import train
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train import tiny
+
+    cfg = compose_train(*tiny(photo_folder(4), "system.scheduler={name:cosine,warmup_steps:1}", steps=2))
+    run_dir = train(cfg)["run_dir"]
+    for path in (run_dir / "model.pt", run_dir / "checkpoints" / "last.ckpt"):
+        torch.load(path, weights_only=True)
+        load_network(path)
+
+
+CONFIG_WITH_FOREIGN_TARGETS = {
+    "model": {"model": {"_target_": "os.system"}},
+    "loss": {"loss": {"_target_": "builtins.exec", "_args_": ["open('MARKER', 'w')"]}},
+    "nested": {"loss": {"_target_": "fastnst.losses.PerceptualLoss", "extra": {"_target_": "os.system"}}},
+    "disguised": {"loss": {"_target_": "fastnst.evaluate.os.system"}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_WITH_FOREIGN_TARGETS))
+def test_run_readers_build_only_fastnst_classes_from_config_yaml(case, tmp_path, marker):
+    from fastnst.evaluate import evaluate_run, load_run_config
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from compare_runs import compare_runs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = compose_config("train", "run_dir=x")
+    OmegaConf.set_struct(cfg, False)
+    cfg = OmegaConf.merge(cfg, OmegaConf.create(CONFIG_WITH_FOREIGN_TARGETS[case]))
+    OmegaConf.save(cfg, run / "config.yaml")
+    text = (run / "config.yaml").read_text().replace("MARKER", str(marker))
+    (run / "config.yaml").write_text(text)
+    with pytest.raises(FastNSTError, match="_target_"):
+        load_run_config(run)
+    with pytest.raises(FastNSTError, match="_target_"):
+        evaluate_run(run, photos=[], gatys_iterations=0, tensorboard=False)
+    with pytest.raises(FastNSTError, match="_target_"):
+        compare_runs([run], tmp_path / "report", photos=[], gatys_iterations=0)
+    # Stylizer.load on a run reads only model.pt / the checkpoint, never config.yaml's targets
+    save_exported(run / "model.pt", TransformerNet(**TINY))
+    Stylizer.load(run)
+    assert not marker.exists()
