@@ -105,6 +105,8 @@ def test_missing_style_hint_names_what_download_styles_accepts(tmp_path, monkeyp
     from fastnst.style import style_image_paths
 
     monkeypatch.setenv("FASTNST_DATA", str(tmp_path))
+    # a packaging without the bundled paintings (fastnst/paintings/): the user file is then needed
+    monkeypatch.setattr("fastnst.bundled.bundled_painting", lambda name: None)
     for preset, hint in (("scream", "download_styles.py the_scream"), ("starry_night", "download_styles.py starry_night")):
         cfg = compose_config("gatys", f"style={preset}")
         with pytest.raises(FastNSTError, match=hint):

@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
+from fastnst import zoo
 from fastnst.color import transfer_luminance
 from fastnst.config import resolve_user_path
 from fastnst.cpu_tuning import keep_freed_memory
@@ -39,6 +40,7 @@ from fastnst.images import (
     tensor_to_pil,
 )
 from fastnst.tiling import tiled_forward
+from fastnst.zoo import resolve_model
 
 BACKENDS = ("auto", "torch", "onnxruntime", "torchscript")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -175,8 +177,9 @@ class Stylizer:
 
         .pt/.ckpt files are read with torch.load(weights_only=True) and refused when they hold
         anything but tensors and plain values; trust_model_file=True loads such (older or foreign)
-        files by full unpickling, which can run code from the file."""
-        path = Path(path)
+        files by full unpickling, which can run code from the file. A style name that is not a
+        file (`"the_scream"`) loads the bundled network of that style (`fastnst.zoo`)."""
+        path = resolve_model(path)
         if backend not in BACKENDS:
             raise FastNSTError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         dev = resolve_device(device)
@@ -414,20 +417,38 @@ def stylize_folder(stylizer: Stylizer, src: Path, dst: Path, overwrite: bool = F
     return written, failures
 
 
+def _model_argument(cfg: DictConfig):
+    """model=<run dir | file> or, without it, style=<bundled style> (fastnst.zoo)."""
+    model, style = cfg.get("model"), cfg.get("style")
+    if model not in (None, "", "???"):
+        if style is not None:
+            raise FastNSTError("give model=<run dir | file> or style=<bundled style>, not both")
+        return resolve_model(model)
+    if style is None:
+        raise FastNSTError("model=<run dir | model file> or style=<bundled style> is required "
+                           f"(bundled: {', '.join(zoo.bundled_styles()) or 'none'}; styles=list describes them)")
+    return zoo.bundled_network(str(style))
+
+
 def stylize_cli(cfg: DictConfig) -> None:
     """`python stylize.py model=... input=... output=...` (image, folder or video)."""
     from fastnst.video import is_video_file, stylize_video
 
-    for key in ("model", "input"):
-        if cfg.get(key) in (None, "", "???"):
-            raise FastNSTError(f"{key}=... is required")
+    if cfg.get("styles") is not None:
+        if str(cfg.styles) != "list":
+            raise FastNSTError(f"styles=list prints the bundled networks, got styles={cfg.styles}")
+        print(zoo.listing())
+        return
+    model = _model_argument(cfg)
+    if cfg.get("input") in (None, "", "???"):
+        raise FastNSTError("input=... is required (an image, a folder or a video)")
     src = resolve_user_path(cfg.input)
     if not src.exists():
         raise FastNSTError(f"{src}: input not found")
     dst = resolve_user_path(cfg.output) if cfg.get("output") else _default_output(src)
     overwrite = bool(cfg.get("overwrite", False))
     stylizer = Stylizer.load(
-        resolve_user_path(cfg.model),
+        model,
         device=str(cfg.get("device", "auto")),
         backend=str(cfg.get("backend", "auto")),
         precision=str(cfg.get("precision", "auto")),
