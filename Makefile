@@ -10,10 +10,10 @@ ARGS ?=
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-install: ## create .venv and install fastnst (editable) with dev extras
+install: ## create .venv and install fastnst (editable) with the dev, onnx and app extras
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,onnx]'
+	$(BIN)/python -m pip install -q -e '.[dev,onnx,app]'
 
 test: ## run the test suite (fails if no test ran)
 	$(BIN)/python -m pytest -q $(ARGS)
