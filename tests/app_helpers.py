@@ -96,3 +96,104 @@ def stop_app(proc) -> str:
         proc.kill()
         out, _ = proc.communicate()
     return out or ""
+
+
+# -- the page in a headless chromium (Selenium + Debian's chromium-driver) -------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def browser_available() -> bool:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return False
+    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
+
+
+def chromium(width: int = 1280, height: int = 900):
+    """Headless chromium whose camera is Chromium's fake device (a moving test pattern)."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                f"--window-size={width},{height}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    return driver
+
+
+def wait_for(condition, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def open_tab(driver, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    tab = wait_for(lambda: [t for t in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text == name],
+                   what=f"the {name} tab")[0]
+    tab.click()
+
+
+def result_src(driver, elem_id: str = "photo-result") -> str | None:
+    return driver.execute_script(
+        f"const i = document.querySelector('#{elem_id} img'); return i && i.complete && i.naturalWidth ? i.src : null")
+
+
+def upload(driver, path: Path, elem_id: str = "photo-input") -> None:
+    from selenium.webdriver.common.by import By
+
+    field = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, f"#{elem_id} input[type=file]"),
+                     what="the upload field")[0]
+    field.send_keys(str(path))
+
+
+def status_text(driver, elem_id: str = "photo-status") -> str:
+    return driver.execute_script(f"const e = document.getElementById('{elem_id}'); return e ? e.innerText : ''").strip()
+
+
+def fetch_image(src: str) -> Image.Image:
+    with urllib.request.urlopen(src, timeout=30) as r:
+        image = Image.open(__import__("io").BytesIO(r.read()))
+        image.load()
+        return image
+
+
+def start_webcam(driver) -> None:
+    """Webcam tab: grant the (fake) camera, then start the stream."""
+    from selenium.webdriver.common.by import By
+
+    open_tab(driver, "Webcam")
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#webcam-input div[title='grant webcam access'] button"),
+             what="the webcam access button")[0].click()
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#webcam-input button[aria-label='capture photo']"),
+             what="the record button")[0].click()
+    # count every new stylized frame the page shows, with its time (polled every animation frame)
+    driver.execute_script("""
+        window.__frames = []; let last = null;
+        const poll = () => {
+            const img = document.querySelector('#webcam-output img');
+            if (img && img.src && img.src !== last) { last = img.src; window.__frames.push(performance.now()); }
+            requestAnimationFrame(poll);
+        };
+        requestAnimationFrame(poll);""")
+
+
+def shown_frames(driver) -> list[float]:
+    """Times (ms) at which the page showed a new stylized webcam frame."""
+    return driver.execute_script("return window.__frames || []")
+
+
+def webcam_input_size(driver) -> tuple[int, int]:
+    return tuple(driver.execute_script(
+        "const v = document.querySelector('#webcam-input video'); return [v.videoWidth, v.videoHeight]"))
