@@ -65,7 +65,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(*overrides: str, timeout: float = 120.0):
+def start_app(*overrides: str, timeout: float = 300.0):
     """`python app.py port=<free> <overrides>` in a subprocess; returns (process, url) once the
     page answers. The caller stops it (stop_app)."""
     port = free_port()

@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 import pytest
-import torch
-from app_helpers import REPO, bad_uploads, tiny_models
 from PIL import Image, ImageChops
+
+from app_helpers import REPO, bad_uploads, tiny_models
 
 pytest.importorskip("gradio")
 
@@ -171,9 +171,10 @@ def _wait_unlocked(lock, timeout=10.0):
 def test_four_simultaneous_uploads_all_come_back_correct(models, tmp_path, image_factory):
     """Four clients upload different photos at once through Gradio's HTTP API; each gets its
     own photo stylized (compared with the bare Stylizer), none another's."""
-    from app_helpers import free_port
     from gradio_client import Client, handle_file
     from omegaconf import OmegaConf
+
+    from app_helpers import free_port
 
     cfg = OmegaConf.create({"models": str(models), "device": "cpu", "port": free_port(), "host": "127.0.0.1"})
     demo = web.launch(cfg, block=False)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from app_helpers import (
     bad_uploads,
     browser_available,
@@ -28,7 +30,6 @@ from app_helpers import (
     wait_for,
     webcam_input_size,
 )
-from PIL import Image, ImageChops
 
 pytestmark = pytest.mark.browser
 

@@ -347,27 +347,30 @@ def _guarded(work: Callable, on_error: Callable[[str], object]):
 # -- Gradio ---------------------------------------------------------------------------------
 
 
-def _photo_input_class():
+# Gradio behaviours changed on the instance, not in a gr.Image subclass: Gradio writes a .pyi
+# stub beside the module of every Component subclass it sees (into the installed package).
+
+
+def photo_input(**kwargs):
     """gr.Image whose upload reaches the handler undecoded: Gradio's own Image.preprocess opens
     the file with Pillow first, so a broken upload would fail there with a generic "Error"
     instead of our one-line message."""
     import gradio as gr
 
-    class PhotoInput(gr.Image):
-        def get_block_name(self) -> str:
-            return "image"  # the same front end as gr.Image
+    component = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], **kwargs)
 
-        def preprocess(self, payload):
-            if payload is None:
-                return None
-            if payload.url and payload.url.startswith("data:"):
-                return upload_path(payload.url)
-            return payload.path
+    def preprocess(payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return upload_path(payload.url)
+        return payload.path
 
-    return PhotoInput
+    component.preprocess = preprocess
+    return component
 
 
-def _live_frame_class():
+def live_frame(**kwargs):
     """gr.Image that sends each webcam result inline as a JPEG data: URL: Gradio's Image writes
     every frame to its file cache and the browser fetches it with one more request per frame."""
     import io
@@ -375,24 +378,22 @@ def _live_frame_class():
     import gradio as gr
     from gradio.data_classes import ImageData
 
-    class LiveFrame(gr.Image):
-        def get_block_name(self) -> str:
-            return "image"
+    component = gr.Image(interactive=False, **kwargs)
 
-        def postprocess(self, value):
-            if value is None:
-                return None
-            buffer = io.BytesIO()
-            Image.fromarray(value).save(buffer, format="JPEG", quality=85)
-            return ImageData(url="data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode())
+    def postprocess(value):
+        if value is None:
+            return None
+        buffer = io.BytesIO()
+        Image.fromarray(value).save(buffer, format="JPEG", quality=85)
+        return ImageData(url="data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode())
 
-    return LiveFrame
+    component.postprocess = postprocess
+    return component
 
 
 def build_ui(app: WebApp):
     import gradio as gr
 
-    PhotoInput = _photo_input_class()
     choices = app.choices()
     with gr.Blocks(title="fastnst") as demo:
         gr.Markdown("# fastnst: neural style transfer\nStylize a photo with a trained network, "
@@ -400,8 +401,7 @@ def build_ui(app: WebApp):
         with gr.Tab("Photo", id="photo"):
             with gr.Row():
                 with gr.Column():
-                    photo = PhotoInput(label="Photo", sources=["upload", "clipboard"], type="filepath",
-                                       image_mode=None, elem_id="photo-input")
+                    photo = photo_input(label="Photo", elem_id="photo-input")
                     style = gr.Dropdown(choices, value=choices[0] if choices else None, label="Style",
                                         elem_id="photo-style")
                     strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
@@ -429,7 +429,7 @@ def build_ui(app: WebApp):
                                   elem_id="webcam-input",
                                   webcam_options=gr.WebcamOptions(
                                       mirror=False, constraints={"video": {"width": 320, "height": 240}}))
-                live = _live_frame_class()(label="Stylized live", interactive=False, elem_id="webcam-output")
+                live = live_frame(label="Stylized live", elem_id="webcam-output")
             webcam_style = gr.Dropdown(choices, value=webcam_default, label="Network (a fast one)",
                                        elem_id="webcam-style")
 
@@ -446,10 +446,8 @@ def build_ui(app: WebApp):
         with gr.Tab("Gatys", id="gatys"):
             with gr.Row():
                 with gr.Column():
-                    painting = PhotoInput(label="Painting", type="filepath", image_mode=None,
-                                          sources=["upload", "clipboard"], elem_id="gatys-painting")
-                    gatys_photo = PhotoInput(label="Photo", type="filepath", image_mode=None,
-                                             sources=["upload", "clipboard"], elem_id="gatys-photo")
+                    painting = photo_input(label="Painting", elem_id="gatys-painting")
+                    gatys_photo = photo_input(label="Photo", elem_id="gatys-photo")
                     iterations = gr.Slider(10, app.gatys_max_iterations, value=100, step=10, label="Iterations")
                     gatys_size = gr.Slider(128, 768, value=256, step=64, label="Output size (longer side, px)")
                     with gr.Row():
