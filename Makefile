@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint format gatys train stylize bench clean
+.PHONY: help install test test-fast lint format gatys train stylize app bench clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ train: ## train a feed-forward network, e.g. make train ARGS="style=scream exper
 
 stylize: ## stylize with a trained model, e.g. make stylize ARGS="model=outputs/... input=a.jpg output=b.png"
 	$(BIN)/python stylize.py $(ARGS)
+
+app: ## the local web app, e.g. make app ARGS="models=outputs/ port=7860"
+	$(BIN)/python app.py $(ARGS)
 
 bench: ## run the benchmarks (slow)
 	$(BIN)/python scripts/bench_convs.py

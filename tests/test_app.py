@@ -120,6 +120,15 @@ def test_webcam_frame_is_stylized_at_the_webcam_size(app):
     assert out.shape == (48, 64, 3) and out.dtype == np.uint8
 
 
+def test_webcam_default_network_is_the_smallest_offered(models):
+    from fastnst.transformer import TransformerNet, save_exported
+
+    save_exported(models / "tiny_b" / "model.pt", TransformerNet(channels=[16, 32, 32], num_residual=2))
+    app = WebApp(catalog=model_catalog(models))
+    assert list(app.catalog)[0] == "tiny_b"  # listed first, but larger
+    assert app.default_webcam_model() == "tiny_a.pt"
+
+
 def test_webcam_default_network_is_the_configured_one(models):
     app = WebApp(catalog=model_catalog(models), webcam_model="tiny_b")
     assert app.default_webcam_model() == "tiny_b"

@@ -164,9 +164,10 @@ class WebApp:
         return list(self.catalog)
 
     def default_webcam_model(self) -> str | None:
+        """`webcam_model`, else the smallest network offered: fewer weights, faster frames."""
         if self.webcam_model:
             return self.webcam_model
-        return next(iter(self.catalog), None)
+        return min(self.catalog, key=lambda label: _model_bytes(self.catalog[label]), default=None)
 
     def stylizer(self, label: str):
         """The loaded network for `label`, loaded on first use and kept (a failed load is not)."""
@@ -318,6 +319,12 @@ class WebApp:
         sizes = scale_sizes(h, w, "auto")
         return stylize_gatys(content, loss, iterations=iterations, scales=[max(s) for s in sizes],
                              style_images=[style], save_every=1, on_save=on_iteration, seed=0)
+
+
+def _model_bytes(path: Path) -> int:
+    if path.is_dir():
+        path = next((path / m for m in RUN_MARKERS if (path / m).is_file()), path)
+    return path.stat().st_size if path.is_file() else sys.maxsize
 
 
 def _slug(label: str) -> str:
