@@ -499,6 +499,7 @@ def launch(cfg: DictConfig, block: bool = True):
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    _patient_localhost_check()
     demo = build_ui(app)
     demo.queue(default_concurrency_limit=2)
     demo.launch(server_name=str(cfg.get("host", "127.0.0.1")), server_port=int(cfg.get("port", 7860)),
@@ -506,6 +507,26 @@ def launch(cfg: DictConfig, block: bool = True):
                 max_file_size=f"{int(cfg.get('max_upload_mb', 50))}mb",
                 allowed_paths=[str(app.output_dir)])
     return demo
+
+
+def _patient_localhost_check() -> None:
+    """Gradio's launch() gives up when its own server does not answer a HEAD request within 3 s
+    ("localhost is not accessible"), which happens on a busy 2-core machine: wait up to 60 s."""
+    import httpx
+    from gradio import networking
+
+    def url_ok(url: str) -> bool:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.head(url, timeout=20, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        return False
+
+    networking.url_ok = url_ok
 
 
 def app_cli(cfg: DictConfig) -> None:
