@@ -165,7 +165,8 @@ def select_style(driver, label: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    field = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#photo-style input"), what="the style field")[0]
+    field = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#photo-style input"),
+                     timeout=180, what="the style field")[0]
     if field.get_attribute("value") == label:
         return
     field.click()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -190,18 +191,16 @@ def test_four_simultaneous_uploads_all_come_back_correct(models, tmp_path, image
     try:
         photos = [image_factory(f"p{i}.png", size=(48 + 8 * i, 40), seed=i) for i in range(4)]
         url = f"http://127.0.0.1:{cfg.port}/"
-        results = [None] * 4
+        start = threading.Barrier(4)
 
-        def upload(i):
+        def upload(photo):
             client = Client(url, verbose=False)
-            results[i] = client.predict(handle_file(str(photos[i])), "tiny_a.pt", 1.0, False, "original",
-                                        api_name="/stylize_photo")
+            start.wait()  # the four requests leave together
+            return client.predict(handle_file(str(photo)), "tiny_a.pt", 1.0, False, "original",
+                                  api_name="/stylize_photo")
 
-        threads = [threading.Thread(target=upload, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(upload, photos, timeout=600))
         bare = Stylizer.load(models / "tiny_a.pt", device="cpu")
         for photo, (image, status) in zip(photos, results):
             expected = bare(Image.open(photo).convert("RGB"))
