@@ -135,7 +135,7 @@ def main() -> None:
     photo_model = preset_network(args.photo_model, models) if args.photo_model != args.webcam_model else webcam_model
     photo = args.photo or default_photo(folder)
 
-    proc, url = start_app(f"models={models}", "device=cpu", f"webcam_model={webcam_model.name}")
+    proc, url = start_app(f"models={models}", "device=cpu", f"webcam_model={webcam_model.name}", timeout=900)
     driver = chromium()
     try:
         driver.get(url)
@@ -172,10 +172,8 @@ def select_style(driver, label: str) -> None:
     field.click()
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(label)
-    option = wait_for(lambda: [o for o in driver.find_elements(By.CSS_SELECTOR, "ul.options li") if o.text.strip() == label],
-                      what=f"the option {label}")[0]
-    option.click()
-    wait_for(lambda: field.get_attribute("value") == label, what=f"the style {label}")
+    field.send_keys(Keys.ENTER)  # the first option matching what was typed
+    wait_for(lambda: field.get_attribute("value") == label, timeout=120, what=f"the style {label}")
 
 
 if __name__ == "__main__":
