@@ -191,7 +191,7 @@ def test_four_simultaneous_uploads_all_come_back_correct(models, tmp_path, image
     try:
         photos = [image_factory(f"p{i}.png", size=(48 + 8 * i, 40), seed=i) for i in range(4)]
         url = f"http://127.0.0.1:{cfg.port}/"
-        start = threading.Barrier(4)
+        start = threading.Barrier(4, timeout=600)
 
         def upload(photo):
             client = Client(url, verbose=False)
