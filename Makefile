@@ -5,15 +5,15 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint format gatys train stylize bench clean
+.PHONY: help install test test-fast lint format gatys train stylize app bench clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-install: ## create .venv and install fastnst (editable) with dev extras
+install: ## create .venv and install fastnst (editable) with the dev, onnx and app extras
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,onnx]'
+	$(BIN)/python -m pip install -q -e '.[dev,onnx,app]'
 
 test: ## run the test suite (fails if no test ran)
 	$(BIN)/python -m pytest -q $(ARGS)
@@ -36,6 +36,9 @@ train: ## train a feed-forward network, e.g. make train ARGS="style=scream exper
 
 stylize: ## stylize with a trained model, e.g. make stylize ARGS="model=outputs/... input=a.jpg output=b.png"
 	$(BIN)/python stylize.py $(ARGS)
+
+app: ## the local web app, e.g. make app ARGS="models=outputs/ port=7860"
+	$(BIN)/python app.py $(ARGS)
 
 bench: ## run the benchmarks (slow)
 	$(BIN)/python scripts/bench_convs.py

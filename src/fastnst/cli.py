@@ -217,3 +217,13 @@ def _evaluate_main(cfg: DictConfig) -> None:
 
 
 evaluate_main = _entry(_evaluate_main, INFERENCE_CONFIG_DIR, "evaluate")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="app")
+def _app_main(cfg: DictConfig) -> None:
+    from fastnst.apps.web import app_cli
+
+    run_reporting_errors(app_cli, cfg)
+
+
+app_main = _entry(_app_main, CONFIG_DIR, "app", before=passive_openmp_waits)

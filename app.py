@@ -1,0 +1,7 @@
+"""`python app.py [models=runs/] [port=7860]`: the local web app (see README "Web app").
+The logic lives in fastnst.apps.web; this is the Hydra shim."""
+
+from fastnst.cli import app_main
+
+if __name__ == "__main__":
+    app_main()

@@ -1,0 +1,1 @@
+"""Applications built on fastnst (the web app: `python app.py`)."""

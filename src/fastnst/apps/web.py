@@ -1,0 +1,537 @@
+"""`python app.py`: a local Gradio web app on the project's own Stylizer (see README "Web app").
+
+Tabs: Photo (any network the project can load: bundled styles and the runs/model files under
+`models=`), Webcam (the camera stream stylized live by a fast network) and Gatys (any painting,
+optimized per image, with progress, intermediate images and a Cancel button).
+
+The handlers are plain functions of `WebApp` (tests call them directly); `build_ui` wires them
+into Gradio. Every handler turns a user error into a one-line message in the page and any
+other failure into a one-line message plus a traceback on the server's stderr: one bad request
+never takes the app down.
+"""
+
+import base64
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+
+from fastnst.config import CONFIG_DIR, resolve_user_path
+from fastnst.errors import FastNSTError, ImageError
+from fastnst.images import fit_size, open_rgb, pil_to_tensor, save_image, tensor_to_pil
+
+MODEL_SUFFIXES = (".pt", ".ckpt", ".onnx", ".ts")
+# a run directory: what fastnst.export.load_network accepts as one
+RUN_MARKERS = ("model.pt", "checkpoints/last.ckpt", "checkpoints/best.ckpt")
+BUNDLED_SUFFIX = " (bundled)"
+OUTPUT_SIZES = ("256", "512", "768", "1024", "1536", "2048", "original")
+
+
+# -- the networks on offer ------------------------------------------------------------------
+
+
+def bundled_networks() -> dict[str, Path]:
+    """{style name: file} of the networks shipped with fastnst; {} when there are none."""
+    try:
+        from fastnst.zoo import bundled_styles
+    except ImportError:
+        return {}
+    try:
+        return {str(k): Path(v) for k, v in (bundled_styles() or {}).items()}
+    except FastNSTError:
+        return {}
+
+
+def find_models(folder: Path) -> dict[str, Path]:
+    """{label: path} of the run directories and model files under `folder` (or `folder` itself
+    when it is one model file); labels are paths relative to `folder`."""
+    if folder.is_file():
+        return {folder.stem: folder}
+    if not folder.is_dir():
+        raise FastNSTError(f"models={folder}: not found (a folder of runs / model files, or one model file)")
+    found: dict[str, Path] = {}
+    runs = {p.parent.parent if p.parent.name == "checkpoints" else p.parent
+            for marker in RUN_MARKERS for p in folder.rglob(Path(marker).name)
+            if p.as_posix().endswith(marker)}
+    for run in sorted(runs):
+        found[run.relative_to(folder).as_posix() or run.name] = run
+    for path in sorted(folder.rglob("*")):
+        inside_run = any(run == path.parent or run in path.parents for run in runs)
+        if path.is_file() and path.suffix.lower() in MODEL_SUFFIXES and not inside_run:
+            found[path.relative_to(folder).as_posix()] = path
+    return found
+
+
+def model_catalog(models: str | os.PathLike | None) -> dict[str, Path]:
+    """Every network the app offers: bundled styles first, then those under `models`."""
+    catalog = {f"{name}{BUNDLED_SUFFIX}": path for name, path in sorted(bundled_networks().items())}
+    if models not in (None, ""):
+        catalog.update(find_models(resolve_user_path(models)))
+    return catalog
+
+
+# -- uploads --------------------------------------------------------------------------------
+
+
+def read_photo(path: str | os.PathLike, max_side: int, max_megapixels: float) -> Image.Image:
+    """An uploaded image as RGB, or ImageError naming the file by its own name (not the server's
+    temp path): not an image, truncated, a decompression bomb, or larger than the app accepts."""
+    path = Path(path)
+    try:
+        return _read_checked(path, max_side, max_megapixels)
+    except ImageError as e:
+        raise ImageError(str(e).replace(str(path), path.name)) from None
+
+
+def _read_checked(path: Path, max_side: int, max_megapixels: float) -> Image.Image:
+    # the header gives the size before any pixel is decoded: refuse huge images up front
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+    except Exception:  # noqa: BLE001 - open_rgb says precisely what is wrong with the file
+        width = height = 0
+    if max(width, height) > max_side or width * height > max_megapixels * 1e6:
+        raise ImageError(
+            f"{path}: image is {width}x{height} px; the app takes up to {max_side} px a side and "
+            f"{max_megapixels:g} megapixels (shrink it, or use stylize.py tile=... for huge images)"
+        )
+    return open_rgb(path)
+
+
+def upload_path(value) -> str | None:
+    """The file behind a Gradio image value: a path, a FileData-like dict, or a data: URL (paste)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = value.get("path") or value.get("url")
+    value = str(value)
+    if value.startswith("data:"):
+        header, _, data = value.partition(",")
+        suffix = "." + header.split("/")[-1].split(";")[0] if "/" in header else ".png"
+        path = Path(tempfile.mkdtemp(prefix="fastnst-paste-")) / f"pasted{suffix}"
+        path.write_bytes(base64.b64decode(data))
+        return str(path)
+    return value
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+# -- the app --------------------------------------------------------------------------------
+
+
+@dataclass
+class PhotoResult:
+    image: str | None  # path of the full-size PNG (shown, and the download)
+    status: str
+
+
+@dataclass
+class WebApp:
+    """The app's state: the catalog, the loaded networks (each loaded once) and the options."""
+
+    catalog: dict[str, Path]
+    device: str = "auto"
+    max_side: int = 8192
+    max_megapixels: float = 40.0
+    webcam_model: str | None = None
+    webcam_size: int = 320
+    gatys_max_iterations: int = 1000
+    output_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fastnst-app-")))
+    _stylizers: dict = field(default_factory=dict, repr=False)
+    _load_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _run_locks: dict = field(default_factory=dict, repr=False)
+    _gatys_loss: object = field(default=None, repr=False)
+    _gatys_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _gatys_stops: dict = field(default_factory=dict, repr=False)
+
+    # -- networks ---------------------------------------------------------------------------
+
+    def choices(self) -> list[str]:
+        return list(self.catalog)
+
+    def default_webcam_model(self) -> str | None:
+        """`webcam_model`, else the smallest network offered: fewer weights, faster frames."""
+        if self.webcam_model:
+            return self.webcam_model
+        return min(self.catalog, key=lambda label: _model_bytes(self.catalog[label]), default=None)
+
+    def stylizer(self, label: str):
+        """The loaded network for `label`, loaded on first use and kept (a failed load is not)."""
+        from fastnst.stylize import Stylizer
+
+        if label not in self.catalog:
+            raise FastNSTError(f"unknown style {label!r}; choose one of: {', '.join(self.catalog) or 'none offered'}")
+        with self._load_lock:
+            if label not in self._stylizers:
+                self._stylizers[label] = Stylizer.load(self.catalog[label], device=self.device)
+                self._run_locks[label] = threading.Lock()
+            return self._stylizers[label], self._run_locks[label]
+
+    # -- Photo tab ---------------------------------------------------------------------------
+
+    def stylize_photo(self, photo, style: str | None, strength: float = 1.0, keep_colours: bool = False,
+                      output_size: str | int | None = "512") -> PhotoResult:
+        """One upload -> the full-size stylized PNG (its path) and a one-line status."""
+        path = upload_path(photo)
+        if path is None:
+            return PhotoResult(None, "Upload or paste a photo.")
+        if not style:
+            return PhotoResult(None, "error: no style to apply (start the app with models=<folder of runs>)")
+
+        def work() -> PhotoResult:
+            image = read_photo(path, self.max_side, self.max_megapixels)
+            size = None if str(output_size) in ("original", "None", "") else int(output_size)
+            stylizer, run_lock = self.stylizer(style)
+            start = time.perf_counter()
+            with run_lock:  # one forward at a time per network (tiling swaps statistics in place)
+                result = stylizer(image, size=size, strength=float(strength), preserve_color=bool(keep_colours))
+            elapsed = time.perf_counter() - start
+            out = self.output_dir / uuid.uuid4().hex[:12] / f"{Path(path).stem}_{_slug(style)}.png"
+            save_image(result, out)
+            return PhotoResult(str(out), f"{result.width}x{result.height} px, {_slug(style)}, {elapsed:.2f} s")
+
+        return _guarded(work, lambda message: PhotoResult(None, message))
+
+    # -- Webcam tab --------------------------------------------------------------------------
+
+    def stylize_frame(self, frame: np.ndarray | None, style: str | None) -> np.ndarray | None:
+        """One camera frame (H, W, 3 uint8) -> stylized at `webcam_size` px (longer side)."""
+        if frame is None or not style:
+            return None
+        stylizer, run_lock = self.stylizer(style)
+        x = torch.from_numpy(np.array(frame[..., :3])).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+        with run_lock:
+            y = stylizer.stylize_tensor(x, size=self.webcam_size)
+        return y[0].mul(255).round_().byte().permute(1, 2, 0).numpy()
+
+    # -- Gatys tab ---------------------------------------------------------------------------
+
+    def gatys_loss(self):
+        """The perceptual loss (its VGG19) loaded once; the painting's targets are set per run."""
+        if self._gatys_loss is None:
+            import hydra
+
+            from fastnst.gatys import resolve_device
+
+            loss_cfg = OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml")
+            loss = hydra.utils.instantiate(loss_cfg, vgg_weights="embedded", _convert_="all")
+            self._gatys_loss = loss.to(resolve_device(self.device))
+        return self._gatys_loss
+
+    def run_gatys(self, painting, photo, iterations: int = 100, size: int = 256, session: str = "",
+                  every: int = 10, progress: Callable[[float, str], None] | None = None) -> Iterator[tuple]:
+        """Yields (image or None, status) as the optimization goes: an intermediate every
+        `every` iterations, then the best image. `cancel_gatys(session)` stops it."""
+        painting_path, photo_path = upload_path(painting), upload_path(photo)
+        if painting_path is None or photo_path is None:
+            yield None, "Upload a painting and a photo."
+            return
+        stop = threading.Event()
+        self._gatys_stops[session] = stop
+        updates: queue.Queue = queue.Queue()
+        try:
+            yield from self._gatys_updates(painting_path, photo_path, int(iterations), int(size), int(every),
+                                           stop, updates, progress)
+        finally:
+            stop.set()  # a client that went away (or a cancel) ends the optimization too
+            if self._gatys_stops.get(session) is stop:
+                del self._gatys_stops[session]
+
+    def cancel_gatys(self, session: str = "") -> str:
+        stop = self._gatys_stops.get(session)
+        if stop is not None:
+            stop.set()
+        return "Cancelled."
+
+    def _gatys_updates(self, painting_path, photo_path, iterations, size, every, stop, updates, progress):
+        try:
+            painting = read_photo(painting_path, self.max_side, self.max_megapixels)
+            photo = read_photo(photo_path, self.max_side, self.max_megapixels)
+            if not 1 <= iterations <= self.gatys_max_iterations:
+                raise FastNSTError(f"iterations must be between 1 and {self.gatys_max_iterations}, got {iterations}")
+        except Exception as e:  # noqa: BLE001
+            yield None, _message(e)
+            return
+
+        class Cancelled(Exception):
+            pass
+
+        def on_iteration(it: int, image: torch.Tensor) -> None:
+            if stop.is_set():
+                raise Cancelled
+            updates.put(("image" if it % every == 0 else "step", it, image.cpu() if it % every == 0 else None))
+
+        def work() -> None:
+            try:
+                with self._gatys_lock:  # one VGG, one painting's targets at a time
+                    result = self._optimize(painting, photo, iterations, size, on_iteration)
+                updates.put(("done", iterations, result))
+            except Cancelled:
+                updates.put(("cancelled", 0, None))
+            except Exception as e:  # noqa: BLE001 - reported in the page, the app keeps serving
+                updates.put(("error", 0, e))
+
+        threading.Thread(target=work, name="fastnst-gatys", daemon=True).start()
+        while True:
+            kind, it, payload = updates.get()
+            if kind in ("step", "image") and progress is not None:
+                progress(it / iterations, f"iteration {it}/{iterations}")
+            if kind == "image":
+                yield tensor_to_pil(payload), f"iteration {it}/{iterations}"
+            elif kind == "done":
+                yield tensor_to_pil(payload.image.cpu()), (
+                    f"done: best loss {payload.best_loss:.4g} at iteration {payload.best_iteration}, "
+                    f"{payload.wall_time_s:.1f} s")
+                return
+            elif kind == "cancelled":
+                yield None, "Cancelled."
+                return
+            elif kind == "error":
+                yield None, _message(payload)
+                return
+
+    def _optimize(self, painting: Image.Image, photo: Image.Image, iterations: int, size: int, on_iteration):
+        from fastnst.gatys import scale_sizes, stylize_gatys
+        from fastnst.images import resize_tensor
+
+        loss = self.gatys_loss()
+        device = next(loss.parameters(), torch.empty(0)).device
+        h, w = fit_size(photo.height, photo.width, size)
+        content = resize_tensor(pil_to_tensor(photo), (h, w)).to(device)
+        style = pil_to_tensor(painting)
+        ph, pw = fit_size(painting.height, painting.width, max(h, w))
+        style = resize_tensor(style, (ph, pw)).to(device)
+        loss.set_style_targets(loss.style_grams(style))
+        sizes = scale_sizes(h, w, "auto")
+        return stylize_gatys(content, loss, iterations=iterations, scales=[max(s) for s in sizes],
+                             style_images=[style], save_every=1, on_save=on_iteration, seed=0)
+
+
+def _model_bytes(path: Path) -> int:
+    if path.is_dir():
+        path = next((path / m for m in RUN_MARKERS if (path / m).is_file()), path)
+    return path.stat().st_size if path.is_file() else sys.maxsize
+
+
+def _slug(label: str) -> str:
+    name = label.removesuffix(BUNDLED_SUFFIX)
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_") or "style"
+
+
+def _message(error: BaseException) -> str:
+    """One line for the page: the user error itself, or the kind of an internal failure."""
+    if isinstance(error, FastNSTError):
+        return f"error: {one_line(error)}"
+    if isinstance(error, MemoryError):
+        return "error: out of memory for this image (try a smaller output size)"
+    return f"error: internal error ({type(error).__name__}: {one_line(error)[:200]}); the app keeps serving"
+
+
+def _guarded(work: Callable, on_error: Callable[[str], object]):
+    try:
+        return work()
+    except FastNSTError as e:
+        return on_error(_message(e))
+    except Exception as e:  # noqa: BLE001 - one request's failure never takes the app down
+        traceback.print_exc(file=sys.stderr)
+        return on_error(_message(e))
+
+
+# -- Gradio ---------------------------------------------------------------------------------
+
+
+# Gradio behaviours changed on the instance, not in a gr.Image subclass: Gradio writes a .pyi
+# stub beside the module of every Component subclass it sees (into the installed package).
+
+
+def photo_input(**kwargs):
+    """gr.Image whose upload reaches the handler undecoded: Gradio's own Image.preprocess opens
+    the file with Pillow first, so a broken upload would fail there with a generic "Error"
+    instead of our one-line message."""
+    import gradio as gr
+
+    component = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], **kwargs)
+
+    def preprocess(payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return upload_path(payload.url)
+        return payload.path
+
+    component.preprocess = preprocess
+    return component
+
+
+def live_frame(**kwargs):
+    """gr.Image that sends each webcam result inline as a JPEG data: URL: Gradio's Image writes
+    every frame to its file cache and the browser fetches it with one more request per frame."""
+    import io
+
+    import gradio as gr
+    from gradio.data_classes import ImageData
+
+    component = gr.Image(interactive=False, **kwargs)
+
+    def postprocess(value):
+        if value is None:
+            return None
+        buffer = io.BytesIO()
+        Image.fromarray(value).save(buffer, format="JPEG", quality=85)
+        return ImageData(url="data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode())
+
+    component.postprocess = postprocess
+    return component
+
+
+def build_ui(app: WebApp):
+    import gradio as gr
+
+    choices = app.choices()
+    with gr.Blocks(title="fastnst") as demo:
+        gr.Markdown("# fastnst: neural style transfer\nStylize a photo with a trained network, "
+                    "the webcam live, or any painting with Gatys optimization.")
+        with gr.Tab("Photo", id="photo"):
+            with gr.Row():
+                with gr.Column():
+                    photo = photo_input(label="Photo", elem_id="photo-input")
+                    style = gr.Dropdown(choices, value=choices[0] if choices else None, label="Style",
+                                        elem_id="photo-style")
+                    strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
+                    keep_colours = gr.Checkbox(False, label="Keep the photo's colours")
+                    output_size = gr.Dropdown(list(OUTPUT_SIZES), value="512",
+                                              label="Output size (longer side, px)")
+                    run = gr.Button("Stylize", variant="primary", elem_id="photo-run")
+                with gr.Column():
+                    result = gr.Image(label="Stylized (download: full size PNG)", type="filepath",
+                                      format="png", interactive=False, elem_id="photo-result",
+                                      buttons=["download", "fullscreen"])
+                    status = gr.Markdown("", elem_id="photo-status")
+
+            def on_photo(photo_value, style_value, strength_value, keep, size_value):
+                r = app.stylize_photo(photo_value, style_value, strength_value, keep, size_value)
+                return r.image, r.status
+
+            gr.on([photo.upload, run.click, style.change], on_photo,
+                  [photo, style, strength, keep_colours, output_size], [result, status],
+                  concurrency_limit=4, show_progress="minimal", api_name="stylize_photo")
+        with gr.Tab("Webcam", id="webcam"):
+            webcam_default = app.default_webcam_model()
+            with gr.Row():
+                camera = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy",
+                                  elem_id="webcam-input",
+                                  webcam_options=gr.WebcamOptions(
+                                      mirror=False, constraints={"video": {"width": 320, "height": 240}}))
+                live = live_frame(label="Stylized live", elem_id="webcam-output")
+            webcam_style = gr.Dropdown(choices, value=webcam_default, label="Network (a fast one)",
+                                       elem_id="webcam-style")
+
+            def on_frame(frame, style_value):
+                try:
+                    return app.stylize_frame(frame, style_value)
+                except Exception as e:  # noqa: BLE001 - a bad frame must not end the stream
+                    if not isinstance(e, FastNSTError):
+                        traceback.print_exc(file=sys.stderr)
+                    return None
+
+            camera.stream(on_frame, [camera, webcam_style], [live], stream_every=0.02,
+                          concurrency_limit=1, show_progress="hidden", api_name="stylize_frame")
+        with gr.Tab("Gatys", id="gatys"):
+            with gr.Row():
+                with gr.Column():
+                    painting = photo_input(label="Painting", elem_id="gatys-painting")
+                    gatys_photo = photo_input(label="Photo", elem_id="gatys-photo")
+                    iterations = gr.Slider(10, app.gatys_max_iterations, value=100, step=10, label="Iterations")
+                    gatys_size = gr.Slider(128, 768, value=256, step=64, label="Output size (longer side, px)")
+                    with gr.Row():
+                        start = gr.Button("Run", variant="primary", elem_id="gatys-run")
+                        cancel = gr.Button("Cancel", variant="stop", elem_id="gatys-cancel")
+                with gr.Column():
+                    gatys_result = gr.Image(label="Result (intermediate images as they come)", format="png",
+                                            interactive=False, elem_id="gatys-result")
+                    gatys_status = gr.Markdown("", elem_id="gatys-status")
+
+            def on_gatys(painting_value, photo_value, iterations_value, size_value, request: gr.Request,
+                         progress=gr.Progress()):  # noqa: B008 - Gradio's own injection idiom
+                session = getattr(request, "session_hash", "") or ""
+                yield from app.run_gatys(painting_value, photo_value, iterations_value, size_value,
+                                         session=session, progress=lambda f, d: progress(f, desc=d))
+
+            def on_cancel(request: gr.Request):
+                return app.cancel_gatys(getattr(request, "session_hash", "") or "")
+
+            job = start.click(on_gatys, [painting, gatys_photo, iterations, gatys_size],
+                              [gatys_result, gatys_status], concurrency_limit=1, api_name="gatys")
+            cancel.click(on_cancel, None, [gatys_status], cancels=[job], api_name="cancel_gatys")
+    return demo
+
+
+def launch(cfg: DictConfig, block: bool = True):
+    """Build the app from `cfg` (conf/app.yaml) and serve it; returns the Gradio Blocks."""
+    app = WebApp(
+        catalog=model_catalog(cfg.get("models")),
+        device=str(cfg.get("device", "auto")),
+        max_side=int(cfg.get("max_side", 8192)),
+        max_megapixels=float(cfg.get("max_megapixels", 40)),
+        webcam_model=cfg.get("webcam_model"),
+        webcam_size=int(cfg.get("webcam_size", 320)),
+    )
+    if app.webcam_model and app.webcam_model not in app.catalog:
+        raise FastNSTError(f"webcam_model={app.webcam_model!r} is not offered; choose one of: "
+                           f"{', '.join(app.catalog) or 'none (pass models=<folder>)'}")
+    if not app.catalog:
+        print("fastnst: note: no networks to offer (no bundled styles, no models=...); "
+              "only the Gatys tab works", file=sys.stderr)
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    _patient_localhost_check()
+    demo = build_ui(app)
+    demo.queue(default_concurrency_limit=2)
+    demo.launch(server_name=str(cfg.get("host", "127.0.0.1")), server_port=int(cfg.get("port", 7860)),
+                prevent_thread_lock=not block, show_error=False, quiet=False,
+                max_file_size=f"{int(cfg.get('max_upload_mb', 50))}mb",
+                allowed_paths=[str(app.output_dir)])
+    return demo
+
+
+def _patient_localhost_check() -> None:
+    """Gradio's launch() gives up when its own server does not answer a HEAD request within 3 s
+    ("localhost is not accessible"), which happens on a busy 2-core machine: wait up to 60 s."""
+    import httpx
+    from gradio import networking
+
+    def url_ok(url: str) -> bool:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.head(url, timeout=20, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        return False
+
+    networking.url_ok = url_ok
+
+
+def app_cli(cfg: DictConfig) -> None:
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise FastNSTError("the web app needs Gradio: pip install 'fastnst[app]' (or make install)") from None
+    launch(cfg, block=True)

@@ -1,0 +1,234 @@
+"""The web app's handlers (no browser): networks offered and cached, photos, bad uploads, the
+webcam frame path, Gatys with progress and cancel, concurrent requests through Gradio's API,
+and the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image, ImageChops
+
+from app_helpers import REPO, bad_uploads, tiny_models
+
+pytest.importorskip("gradio")
+
+from fastnst.apps import web  # noqa: E402
+from fastnst.apps.web import WebApp, find_models, model_catalog  # noqa: E402
+from fastnst.stylize import Stylizer  # noqa: E402
+
+
+@pytest.fixture
+def models(tmp_path):
+    return tiny_models(tmp_path / "models")
+
+
+@pytest.fixture
+def app(models, tmp_path):
+    return WebApp(catalog=model_catalog(models), device="cpu", output_dir=tmp_path / "out")
+
+
+def test_models_folder_offers_run_directories_and_model_files(models):
+    (models / "notes.txt").write_text("not a model")
+    found = find_models(models)
+    assert found == {"tiny_b": models / "tiny_b", "tiny_a.pt": models / "tiny_a.pt"}
+
+
+def test_missing_models_folder_is_a_one_line_error(tmp_path):
+    with pytest.raises(web.FastNSTError, match="not found"):
+        model_catalog(tmp_path / "nope")
+
+
+def test_no_zoo_module_means_no_bundled_styles(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fastnst.zoo", None)  # import fails
+    assert web.bundled_networks() == {}
+
+
+def test_bundled_styles_come_first_in_the_catalog(monkeypatch, models):
+    fake = type(sys)("fastnst.zoo")
+    fake.bundled_styles = lambda: {"wave": models / "tiny_a.pt"}
+    monkeypatch.setitem(sys.modules, "fastnst.zoo", fake)
+    assert list(model_catalog(models))[0] == "wave (bundled)"
+
+
+def test_photo_request_returns_full_size_stylized_png(app, image_factory):
+    photo = image_factory("photo.png", size=(120, 80))
+    result = app.stylize_photo(str(photo), "tiny_a.pt", 1.0, False, "96")
+    out = Image.open(result.image)
+    assert out.format == "PNG" and out.size == (96, 64)
+    assert "96x64 px" in result.status
+    bare = Stylizer.load(app.catalog["tiny_a.pt"], device="cpu")(Image.open(photo).convert("RGB"), size=96)
+    assert ImageChops.difference(out.convert("RGB"), bare).getbbox() is None  # the Stylizer's result
+    assert ImageChops.difference(out.convert("RGB"), Image.open(photo).convert("RGB").resize((96, 64))).getbbox()
+
+
+def test_photo_request_original_size_strength_and_keep_colours(app, image_factory):
+    photo = image_factory("photo.png", size=(70, 50))
+    out = app.stylize_photo(str(photo), "tiny_b", 0.0, True, "original")
+    assert np.array_equal(np.asarray(Image.open(out.image)), np.asarray(Image.open(photo).convert("RGB")))
+
+
+@pytest.mark.parametrize("kind", ["not_an_image", "truncated", "bomb", "panorama"])
+def test_bad_upload_is_a_one_line_message_and_the_app_keeps_serving(app, tmp_path, image_factory, kind):
+    bad = bad_uploads(tmp_path / "bad")[kind]
+    result = app.stylize_photo(str(bad), "tiny_a.pt", 1.0, False, "512")
+    assert result.image is None
+    assert result.status.startswith("error: ") and "\n" not in result.status
+    assert bad.name in result.status and str(bad.parent) not in result.status  # no server paths
+    expected = {"not_an_image": "not an image", "truncated": "truncated", "bomb": "too large",
+                "panorama": "20000x50 px"}[kind]
+    assert expected in result.status
+    good = app.stylize_photo(str(image_factory("ok.png")), "tiny_a.pt", 1.0, False, "64")
+    assert good.image is not None
+
+
+def test_internal_failure_is_one_line_and_the_next_request_works(app, image_factory, monkeypatch, capsys):
+    photo = str(image_factory("photo.png"))
+    real = Stylizer.__call__
+    monkeypatch.setattr(Stylizer, "__call__", lambda self, *a, **k: (_ for _ in ()).throw(RuntimeError("boom\nline 2")))
+    result = app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64")
+    assert result.image is None and result.status == "error: internal error (RuntimeError: boom line 2); the app keeps serving"
+    assert "Traceback" in capsys.readouterr().err  # the details go to the server's log
+    monkeypatch.setattr(Stylizer, "__call__", real)
+    assert app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64").image is not None
+
+
+def test_networks_load_once(app, image_factory, monkeypatch):
+    loads = []
+    real_load = Stylizer.load.__func__
+    monkeypatch.setattr(Stylizer, "load", classmethod(lambda cls, *a, **k: loads.append(a) or real_load(cls, *a, **k)))
+    photo = str(image_factory("photo.png"))
+    for _ in range(3):
+        assert app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64").image
+    assert app.stylize_frame(np.zeros((24, 32, 3), np.uint8), "tiny_a.pt") is not None
+    assert len(loads) == 1
+
+
+def test_unknown_style_is_a_one_line_message(app, image_factory):
+    result = app.stylize_photo(str(image_factory("photo.png")), "nope", 1.0, False, "64")
+    assert result.status.startswith("error: unknown style 'nope'")
+
+
+def test_webcam_frame_is_stylized_at_the_webcam_size(app):
+    app.webcam_size = 64
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    out = app.stylize_frame(frame, "tiny_a.pt")
+    assert out.shape == (48, 64, 3) and out.dtype == np.uint8
+
+
+def test_webcam_default_network_is_the_smallest_offered(models):
+    from fastnst.transformer import TransformerNet, save_exported
+
+    save_exported(models / "tiny_b" / "model.pt", TransformerNet(channels=[16, 32, 32], num_residual=2))
+    app = WebApp(catalog=model_catalog(models))
+    assert list(app.catalog)[0] == "tiny_b"  # listed first, but larger
+    assert app.default_webcam_model() == "tiny_a.pt"
+
+
+def test_webcam_default_network_is_the_configured_one(models):
+    app = WebApp(catalog=model_catalog(models), webcam_model="tiny_b")
+    assert app.default_webcam_model() == "tiny_b"
+
+
+def test_gatys_yields_progress_intermediates_and_the_result(app, image_factory, synthetic_style):
+    photo = image_factory("photo.png", size=(40, 32))
+    fractions = []
+    updates = list(app.run_gatys(str(synthetic_style), str(photo), iterations=4, size=40, every=2,
+                                 progress=lambda f, d: fractions.append(f)))
+    assert [status for _, status in updates[:2]] == ["iteration 2/4", "iteration 4/4"]
+    assert updates[-1][1].startswith("done: best loss")
+    assert updates[-1][0].size == (40, 32)
+    assert fractions == [0.25, 0.5, 0.75, 1.0]
+
+
+def test_gatys_bad_painting_is_a_one_line_message(app, tmp_path, image_factory):
+    bad = bad_uploads(tmp_path / "bad")["truncated"]
+    updates = list(app.run_gatys(str(bad), str(image_factory("photo.png")), iterations=2, size=32))
+    assert updates == [(None, updates[0][1])] and updates[0][1].startswith("error: truncated.jpg: truncated")
+
+
+def test_gatys_cancel_stops_the_optimization(app, image_factory, synthetic_style):
+    photo = image_factory("photo.png", size=(64, 48))
+    run = app.run_gatys(str(synthetic_style), str(photo), iterations=1000, size=64, session="s1", every=1)
+    assert next(run)[1] == "iteration 1/1000"
+    app.cancel_gatys("s1")
+    rest = list(run)
+    assert rest[-1] == (None, "Cancelled.") and len(rest) < 50
+    _wait_unlocked(app._gatys_lock)
+
+
+def test_gatys_stops_when_the_client_goes_away(app, image_factory, synthetic_style):
+    photo = image_factory("photo.png", size=(64, 48))
+    run = app.run_gatys(str(synthetic_style), str(photo), iterations=1000, size=64, every=1)
+    next(run)
+    run.close()  # Gradio closes the generator of a cancelled or disconnected request
+    _wait_unlocked(app._gatys_lock)
+
+
+def _wait_unlocked(lock, timeout=10.0):
+    """The optimization thread let go of the VGG (it stopped) within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not lock.locked()
+
+
+def test_four_simultaneous_uploads_all_come_back_correct(models, tmp_path, image_factory):
+    """Four clients upload different photos at once through Gradio's HTTP API; each gets its
+    own photo stylized (compared with the bare Stylizer), none another's."""
+    from gradio_client import Client, handle_file
+    from omegaconf import OmegaConf
+
+    from app_helpers import free_port
+
+    cfg = OmegaConf.create({"models": str(models), "device": "cpu", "port": free_port(), "host": "127.0.0.1"})
+    demo = web.launch(cfg, block=False)
+    try:
+        photos = [image_factory(f"p{i}.png", size=(48 + 8 * i, 40), seed=i) for i in range(4)]
+        url = f"http://127.0.0.1:{cfg.port}/"
+        start = threading.Barrier(4, timeout=600)
+
+        def upload(photo):
+            client = Client(url, verbose=False)
+            start.wait()  # the four requests leave together
+            return client.predict(handle_file(str(photo)), "tiny_a.pt", 1.0, False, "original",
+                                  api_name="/stylize_photo")
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(upload, photos, timeout=600))
+        bare = Stylizer.load(models / "tiny_a.pt", device="cpu")
+        for photo, (image, status) in zip(photos, results):
+            expected = bare(Image.open(photo).convert("RGB"))
+            got = Image.open(image).convert("RGB")
+            assert got.size == expected.size, status
+            assert ImageChops.difference(got, expected).getbbox() is None
+    finally:
+        demo.close()
+
+
+def _app_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, str(REPO / "app.py"), *args], capture_output=True, text=True,
+                          timeout=timeout, env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")})
+
+
+def test_cli_help_names_the_program_and_its_options():
+    result = _app_cli("--help")
+    assert result.returncode == 0
+    assert "app is powered by Hydra" in result.stdout and "port: 7860" in result.stdout
+
+
+def test_cli_missing_models_folder_is_one_line_exit_2(tmp_path):
+    result = _app_cli(f"models={tmp_path / 'nope'}", "port=1")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "fastnst: error: models=" in result.stderr
+
+
+def test_cli_unknown_option_is_one_line_exit_2():
+    result = _app_cli("prot=8000")
+    assert result.returncode == 2 and "did you mean 'port'" in result.stderr
+

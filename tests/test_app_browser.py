@@ -1,0 +1,125 @@
+"""The web app in a real headless browser (Debian's chromium driven by Selenium): upload a
+photo, get it stylized, upload a broken file and read the message, stream the fake camera.
+
+Skipped only when chromium/chromedriver/selenium are missing and FASTNST_REQUIRE_BROWSER is
+unset; `.ci/run` installs chromium and sets FASTNST_REQUIRE_BROWSER=1, so CI runs them.
+Screenshots go to $FASTNST_SCREENSHOTS when set (else the test's tmp folder)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app_helpers import (
+    bad_uploads,
+    browser_available,
+    chromium,
+    fetch_image,
+    result_src,
+    shown_frames,
+    start_app,
+    start_webcam,
+    status_text,
+    stop_app,
+    tiny_models,
+    upload,
+    wait_for,
+    webcam_input_size,
+)
+
+pytestmark = pytest.mark.browser
+
+if not browser_available():
+    if os.environ.get("FASTNST_REQUIRE_BROWSER"):
+        pytest.fail("FASTNST_REQUIRE_BROWSER is set but chromium, chromedriver or selenium is missing "
+                    "(apt-get install chromium chromium-driver; pip install -e '.[dev,app]')", pytrace=False)
+    pytest.skip("no chromium/chromedriver/selenium (set FASTNST_REQUIRE_BROWSER=1 to fail instead)",
+                allow_module_level=True)
+pytest.importorskip("gradio")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    models = tiny_models(tmp_path_factory.mktemp("models"))
+    proc, url = start_app(f"models={models}", "device=cpu", "webcam_model=tiny_a.pt")
+    yield url
+    log = stop_app(proc)
+    assert "Traceback" not in log, log  # no request crashed the server's handlers
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    browser.get(app_url)
+    return browser
+
+
+def screenshot(driver, tmp_path: Path, name: str) -> Path:
+    folder = Path(os.environ.get("FASTNST_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    assert driver.save_screenshot(str(path))
+    assert path.stat().st_size > 1000
+    return path
+
+
+def stylize_in_page(page, photo: Path, expected_size: tuple[int, int]) -> Image.Image:
+    """Upload `photo` in the Photo tab; the stylized result the page shows (full size)."""
+    upload(page, photo)
+    src = wait_for(lambda: result_src(page), timeout=90, what="the stylized image")
+    assert page.execute_script(
+        "const i = document.querySelector('#photo-result img'); return [i.naturalWidth, i.naturalHeight]"
+    ) == list(expected_size)
+    result = fetch_image(src).convert("RGB")
+    assert result.size == expected_size
+    original = Image.open(photo).convert("RGB").resize(expected_size)
+    assert np.abs(np.asarray(result, float) - np.asarray(original, float)).mean() > 5  # stylized, not the photo
+    return result
+
+
+def test_browser_photo_is_stylized_and_a_broken_upload_shows_one_line(page, tmp_path, image_factory):
+    photo = image_factory("street.png", size=(640, 480))
+    stylize_in_page(page, photo, (512, 384))
+    assert status_text(page).startswith("512x384 px")
+    screenshot(page, tmp_path, "app_photo.png")
+
+    broken = bad_uploads(tmp_path / "bad")["truncated"]
+    upload(page, broken)
+    message = wait_for(lambda: (t := status_text(page)).startswith("error") and t, timeout=60,
+                       what="the error message")
+    assert message.startswith("error: truncated.jpg: truncated or corrupt image") and "\n" not in message
+    assert "Traceback" not in page.page_source
+    wait_for(lambda: result_src(page) is None, timeout=10, what="the old result to be cleared")
+    screenshot(page, tmp_path, "app_broken_upload.png")
+
+    # the app keeps serving: the next photo comes back
+    stylize_in_page(page, image_factory("next.png", size=(300, 200), seed=3), (512, 341))
+
+
+@pytest.mark.data
+def test_browser_chicago_is_stylized(page, data_dir, tmp_path):
+    photo = data_dir / "content" / "chicago.jpg"
+    width, height = Image.open(photo).size
+    expected = (512, round(height * 512 / width))
+    stylize_in_page(page, photo, expected)
+    screenshot(page, tmp_path, "app_chicago.png")
+
+
+def test_browser_webcam_streams_stylized_frames(page, tmp_path):
+    start_webcam(page)
+    frames = wait_for(lambda: len(f := shown_frames(page)) >= 5 and f, timeout=60, what="5 stylized webcam frames")
+    assert webcam_input_size(page) == (320, 240)
+    first = fetch_image(page.execute_script("return document.querySelector('#webcam-output img').src"))
+    assert first.size == (320, 240)
+    assert frames == sorted(frames)
+    screenshot(page, tmp_path, "app_webcam.png")
