@@ -125,16 +125,17 @@ def recipe_of(cfg, step: int, hours: float | None) -> dict:
             "config": {key: OmegaConf.to_container(cfg[key], resolve=True) for key in RECIPE_KEYS if key in cfg}}
 
 
-def bundle(run_dir: Path, style: str | None, status: str, overwrite: bool) -> dict:
+def bundle(run_dir: Path, style: str | None, status: str, overwrite: bool, num_photos: int = 8) -> dict:
     cfg = load_run_config(run_dir)
     style = style or str(cfg.style.name)
     target = ZOO_DIR / f"{style}.pt"
     if target.exists() and not overwrite:
         raise FastNSTError(f"{target}: already exists; pass --overwrite to replace it")
     net, meta = load_network(run_dir)
-    result = evaluate_run(run_dir, num_photos=8, size=256, gatys_iterations=GATYS_ITERATIONS,
+    result = evaluate_run(run_dir, num_photos=num_photos, size=256, gatys_iterations=GATYS_ITERATIONS,
                           tensorboard=False, overwrite=True, progress=True)
-    quality = {**result["metrics"], "gatys_iterations": GATYS_ITERATIONS, "photos": "8 imagenet-mini val at 256 px"}
+    quality = {**result["metrics"], "gatys_iterations": GATYS_ITERATIONS,
+               "photos": f"{len(result['settings']['photos'])} imagenet-mini val at 256 px"}
     reference, panels = reference_comparison(net, style, cfg.style)
     if reference:
         quality["reference"] = reference
@@ -155,12 +156,13 @@ def table_row(style: str, meta: dict) -> str:
     ref = (f"{r['ours']['content']:.3g} / {r['ours']['style']:.4g} | {r['published']['content']:.3g} / "
            f"{r['published']['style']:.4g}") if r else "- | -"
     hours = meta["recipe"].get("hours")
-    return (f"| {style} | {meta['recipe']['steps']} | {hours:.2f} | {q['total_vs_gatys']:.2f} | {q['edge_ssim']:.2f} | "
-            f"{q['gatys/edge_ssim']:.2f} | {ref} |" if hours is not None else "")
+    hours = "-" if hours is None else f"{hours:.2f}"
+    return (f"| {style} | {meta['recipe']['steps']} | {hours} | {q['photos'].split()[0]} | {q['total_vs_gatys']:.2f} | "
+            f"{q['edge_ssim']:.2f} | {q['gatys/edge_ssim']:.2f} | {ref} |")
 
 
-TABLE_HEAD = ("| style | steps | CPU h | total / Gatys-100 | edge SSIM | Gatys edge SSIM | ours on Chicago: content / style "
-              "| Johnson 2016 on Chicago: content / style |\n|---|---|---|---|---|---|---|---|")
+TABLE_HEAD = ("| style | steps | wall h | photos | total / Gatys-100 | edge SSIM | Gatys edge SSIM | ours on Chicago: content / style "
+              "| Johnson 2016 on Chicago: content / style |\n|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv=None) -> int:
@@ -169,13 +171,14 @@ def main(argv=None) -> int:
     parser.add_argument("--style", help="bundled name (default: the run's style)")
     parser.add_argument("--status", default="", help="a label shown in `styles=list`, e.g. 'CPU-trained'")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--num-photos", type=int, default=8, help="evaluation photos (ImageNet-mini val)")
     parser.add_argument("--table", action="store_true", help="print the README table of the bundled networks")
     args = parser.parse_args(argv)
     try:
         if not args.table:
             if not args.run:
                 parser.error("give a run directory, or --table")
-            bundle(Path(args.run), args.style, args.status, args.overwrite)
+            bundle(Path(args.run), args.style, args.status, args.overwrite, args.num_photos)
         print(TABLE_HEAD)
         for style, path in bundled_styles().items():
             print(table_row(style, network_meta(path)))

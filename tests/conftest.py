@@ -42,6 +42,17 @@ def compose_config(config_name: str | None, *overrides: str, config_dir=None, **
         GlobalHydra.instance().clear()
 
 
+def exit_code(fn, cfg) -> int:
+    """The exit code of an entry point's plain function under the CLI's error handling."""
+    from fastnst.cli import run_reporting_errors
+
+    try:
+        run_reporting_errors(fn, cfg)
+    except SystemExit as e:
+        return int(e.code)
+    return 0
+
+
 def make_image(path: Path, size=(64, 48), seed: int = 0, mode: str = "RGB") -> Path:
     """Write a smooth random colour image (gradients + blobs, so VGG sees structure)."""
     rng = np.random.default_rng(seed)

@@ -12,8 +12,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose_config
-from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
+from conftest import compose_config, exit_code
+from fastnst.cli import INFERENCE_CONFIG_DIR
 from fastnst.errors import FastNSTError
 from fastnst.export import export_cli, load_network
 from fastnst.stylize import Stylizer, stylize_cli
@@ -55,14 +55,6 @@ def evil_ckpt(tmp_path, marker) -> Path:
                 "fastnst_model_config": dict(net.config), "optimizer_states": [{}],
                 "hyper_parameters": {"x": Evil(marker)}}, path)
     return path
-
-
-def exit_code(fn, cfg) -> int:
-    try:
-        run_reporting_errors(fn, cfg)
-    except SystemExit as e:
-        return int(e.code)
-    return 0
 
 
 def one_error_line(err: str, name: str) -> str:
@@ -112,7 +104,7 @@ def test_evaluate_refuses_a_run_whose_model_would_run_code(evil_pt, marker, tmp_
     make_image(tmp_path / "style.png")
     photos = tmp_path / "photos"
     make_image(photos / "a.png")
-    cfg = compose_config("evaluate", f"run={run}", f"photos={photos}", "gatys_iterations=0", "tensorboard=false",
+    cfg = compose_config("evaluate", f"run={run}", f"photos={photos}", "num_photos=1", "gatys_iterations=0", "tensorboard=false",
                          config_dir=INFERENCE_CONFIG_DIR)
     assert exit_code(evaluate_cli, cfg) == 2
     one_error_line(capsys.readouterr().err, "model.pt")

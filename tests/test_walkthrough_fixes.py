@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import compose_config, make_image
-from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
+from conftest import compose_config, exit_code, make_image
+from fastnst.cli import INFERENCE_CONFIG_DIR
 from fastnst.errors import FastNSTError
 from fastnst.stylize import Stylizer, stylize_cli
 from fastnst.transformer import TransformerNet, save_exported
@@ -22,14 +22,6 @@ TINY = {"channels": (8, 16, 32), "num_residual": 1}
 def model_file(tmp_path) -> Path:
     torch.manual_seed(0)
     return save_exported(tmp_path / "model.pt", TransformerNet(**TINY).eval())
-
-
-def exit_code(fn, cfg) -> int:
-    try:
-        run_reporting_errors(fn, cfg)
-    except SystemExit as e:
-        return int(e.code)
-    return 0
 
 
 @pytest.mark.parametrize("ext", [".tif", ".gif"])
