@@ -34,7 +34,7 @@ gatys: ## Gatys optimization, e.g. make gatys ARGS="style=starry_night content=p
 train: ## train a feed-forward network, e.g. make train ARGS="style=scream experiment=cpu_quick"
 	$(BIN)/python train.py $(ARGS)
 
-stylize: ## stylize with a trained model, e.g. make stylize ARGS="model=outputs/... input=a.jpg output=b.png"
+stylize: ## stylize with a bundled or trained network, e.g. make stylize ARGS="style=the_scream input=a.jpg" (or model=outputs/...)
 	$(BIN)/python stylize.py $(ARGS)
 
 app: ## the local web app, e.g. make app ARGS="models=outputs/ port=7860"

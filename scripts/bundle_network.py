@@ -122,7 +122,12 @@ def recipe_of(cfg, step: int, hours: float | None) -> dict:
         summary += f", {hours:.2f} h on a 2-core CPU"
     return {"summary": summary, "command": f"python train.py experiment=zoo style={cfg.style.name}",
             "steps": step, "hours": hours,
-            "config": {key: OmegaConf.to_container(cfg[key], resolve=True) for key in RECIPE_KEYS if key in cfg}}
+            "config": {key: _plain(cfg[key]) for key in RECIPE_KEYS if key in cfg}}
+
+
+def _plain(value):
+    """A config value as plain Python (sub-configs resolved; numbers and strings as they are)."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def bundle(run_dir: Path, style: str | None, status: str, overwrite: bool, num_photos: int = 8) -> dict:
