@@ -1,0 +1,87 @@
+"""Bundled networks (src/fastnst/zoo/): shipped, listed, used without model= and without data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastnst import zoo
+from fastnst.errors import FastNSTError
+from fastnst.images import load_image
+from fastnst.stylize import Stylizer
+from fastnst.transformer import TransformerNet, save_exported
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = ("starry_night", "the_scream", "wave")
+
+
+def _offline_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "FASTNST_DATA"}
+    env["PYTHONPATH"] = str(REPO / "src")
+    return env
+
+
+@pytest.mark.parametrize("style", SHIPPED)
+def test_the_bundled_network_ships_in_fp16_with_its_recipe_and_quality(style):
+    path = zoo.bundled_network(style)
+    assert path.stat().st_size < 4 * 2**20
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert {v.dtype for k, v in payload["state_dict"].items() if v.is_floating_point()} == {torch.float16}
+    meta = payload["meta"]
+    assert "experiment=zoo" in meta["recipe"]["command"] and meta["recipe"]["steps"] > 0
+    quality = meta["quality"]
+    assert quality["gatys_iterations"] == 100 and 0 < quality["total_vs_gatys"]
+    assert -1 <= quality["edge_ssim"] <= 1
+
+
+def test_stylizer_loads_a_bundled_style_by_name_and_alias(image_factory):
+    photo = load_image(image_factory("p.png", size=(72, 52)))
+    out = Stylizer.load("the_scream")(photo)
+    assert out.shape == photo.shape
+    assert (out - photo).abs().mean() > 0.05  # the network changes the picture
+    torch.testing.assert_close(Stylizer.load("scream")(photo), out)
+
+
+def test_a_local_file_named_like_a_style_wins_over_the_bundled_network(tmp_path, monkeypatch, image_factory):
+    net = TransformerNet(channels=[4, 8, 8], num_residual=1)
+    save_exported(tmp_path / "wave", net)  # a model file with no extension, named like the style
+    monkeypatch.chdir(tmp_path)
+    photo = load_image(image_factory("p.png"))
+    torch.testing.assert_close(Stylizer.load("wave")(photo), Stylizer.load(tmp_path / "wave")(photo))
+
+
+def test_an_unknown_bundled_style_names_the_bundled_ones():
+    with pytest.raises(FastNSTError, match="no bundled network for style 'la_muse'.*starry_night"):
+        zoo.bundled_network("la_muse")
+
+
+def test_stylize_cli_uses_the_bundled_network_offline_without_model(tmp_path, image_factory):
+    src = image_factory("photo.png", size=(80, 60))
+    proc = subprocess.run([sys.executable, str(REPO / "stylize.py"), "style=wave", f"input={src}", "output=out.png"],
+                          cwd=tmp_path, env=_offline_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = load_image(tmp_path / "out.png")
+    assert out.shape == load_image(src).shape
+
+
+def test_styles_list_prints_every_bundled_network_with_recipe_and_quality(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "stylize.py"), "styles=list"], cwd=tmp_path,
+                          env=_offline_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for style in SHIPPED:
+        assert style in proc.stdout
+    assert proc.stdout.count("recipe:") == len(zoo.bundled_styles())
+    assert "total/Gatys-100" in proc.stdout and "scream = the_scream" in proc.stdout
+
+
+def test_stylize_cli_without_model_or_style_is_one_line(tmp_path, image_factory):
+    src = image_factory("photo.png")
+    proc = subprocess.run([sys.executable, str(REPO / "stylize.py"), f"input={src}"], cwd=tmp_path,
+                          env=_offline_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "model=" in proc.stderr and "style=" in proc.stderr
