@@ -78,7 +78,7 @@ def test_gatys_loss_logs_of_two_formats_do_not_collide(tmp_path):
     assert log_path(tmp_path / "o.jpg").name == "o.jpg.json"
 
 
-@pytest.mark.parametrize("overrides", [["scales=[2]"], ["scales=[0.1,1]", "size=40"], ["size=20"], ["size=0"],
+@pytest.mark.parametrize("overrides", [["scales=[2]"], ["scales=[0.1,1]", "size=40"], ["size=12"], ["size=0"],
                                        ["size=-5"]])
 def test_gatys_too_small_sizes_and_scales_are_one_line_errors(overrides, tmp_path, capsys):
     from fastnst.gatys import run_gatys

@@ -91,14 +91,16 @@ def scale_sizes(height: int, width: int, scales: Sequence[float | int] | str | N
         side = round(s * longest) if s <= 1 else round(s)
         if side > longest:
             raise FastNSTError(f"scales: {s:g} px is larger than the output ({longest} px); raise size instead")
-        sides.add(max(side, 16))
+        sides.add(side)
     sides.add(longest)
     sizes = [(max(1, round(height * side / longest)), max(1, round(width * side / longest))) for side in sorted(sides)]
+    # a thin image (a panorama strip) is fine: the VGG extends its short side for the poolings;
+    # a size or scale below that minimum is a request for a tiny picture, refused
     for h, w in sizes:
-        if min(h, w) < MIN_SIDE:
+        if max(h, w) < MIN_SIDE:
             what = "the output" if (h, w) == sizes[-1] else f"scale {w}x{h}"
-            raise FastNSTError(f"{what} is {w}x{h} px; VGG's five poolings need at least {MIN_SIDE} px on the "
-                               f"shorter side (raise size, or drop the small scales)")
+            raise FastNSTError(f"{what} is {w}x{h} px; VGG's five poolings need at least {MIN_SIDE} px "
+                               f"(raise size, or drop the small scales)")
     return sizes
 
 
