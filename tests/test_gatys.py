@@ -282,7 +282,7 @@ def test_cli_wave_preset_runs_offline_on_the_bundled_painting(tmp_path, image_fa
     run = _cli(["content=photo.png", "style=wave", "paths.data_dir=data", "style.size=64", "output=out.png",
                 "size=48", "iterations=2", "device=cpu"], cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    log = json.loads((tmp_path / "out.json").read_text())
+    log = json.loads((tmp_path / "out.png.json").read_text())
     assert log["style"][0].endswith("paintings/wave.jpg")
 
 

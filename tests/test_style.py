@@ -76,7 +76,7 @@ def test_missing_style_file_message(tmp_path):
     assert "\n" not in msg
     with pytest.raises(FastNSTError) as info:  # a custom style: no preset name to download
         style_image_paths(style_cfg(images=[str(tmp_path / "mine.png")]))
-    assert "mine.png" in str(info.value) and "download_styles.py`" in str(info.value)
+    assert "mine.png" in str(info.value) and "style.image=" in str(info.value)
 
 
 def preset(name: str, data_dir: Path):
