@@ -108,7 +108,7 @@ def _open(path: Path):
     import av
 
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), metadata_errors="replace")
     except (av.error.FFmpegError, OSError, UnicodeDecodeError):
         raise FastNSTError(f"{path}: not a video file (or a format PyAV cannot decode)") from None
     if not container.streams.video:

@@ -31,8 +31,9 @@ def _open_input(path: Path):
     import av
 
     try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as e:
+        # a mangled title or tag must not make a playable video unreadable
+        container = av.open(str(path), metadata_errors="replace")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise FastNSTError(f"{path}: cannot open video ({e})") from None
     if not container.streams.video:
         container.close()
