@@ -233,3 +233,17 @@ def test_cli_unknown_option_is_one_line_exit_2():
     result = _app_cli("prot=8000")
     assert result.returncode == 2 and "did you mean 'port'" in result.stderr
 
+
+
+def test_a_network_always_runs_on_its_own_thread(app, image_factory):
+    # the same thread for every request: its malloc arena and OpenMP team are reused
+    threads = []
+    stylizer, _ = app.stylizer("tiny_a.pt")
+    real_call = type(stylizer).__call__
+    stylizer.__class__ = type("Traced", (type(stylizer),), {
+        "__call__": lambda self, *a, **k: threads.append(threading.current_thread().name) or real_call(self, *a, **k)})
+    photo = str(image_factory("photo.png"))
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64"), range(6)))
+    assert all(r.image for r in results)
+    assert len(threads) == 6 and len(set(threads)) == 1 and threads[0].startswith("fastnst-")

@@ -190,8 +190,12 @@ def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
     tmp.unlink()
 
 
-def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, overwrite: bool = False,
+               png_compress_level: int = 6) -> Path:
     """Write PNG/JPEG/WebP/BMP by extension, atomically (temp file + rename).
+
+    `png_compress_level` 1 writes a 512 px PNG in less than half the time of the default 6, for
+    files that are served once rather than kept (the web app's results).
 
     Refuses to replace an existing file unless `overwrite` (OutputExistsError); write failures
     (read-only folder, disk full) raise ImageError naming the file.
@@ -207,7 +211,8 @@ def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, overw
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
-                img.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+                options = {"JPEG": {"quality": 95}, "PNG": {"compress_level": png_compress_level}}
+                img.save(f, format=fmt, **options.get(fmt, {}))
             _publish(tmp, path, overwrite)
         finally:
             tmp.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,7 +154,7 @@ class WebApp:
     output_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fastnst-app-")))
     _stylizers: dict = field(default_factory=dict, repr=False)
     _load_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _run_locks: dict = field(default_factory=dict, repr=False)
+    _runners: dict = field(default_factory=dict, repr=False)
     _gatys_loss: object = field(default=None, repr=False)
     _gatys_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _gatys_stops: dict = field(default_factory=dict, repr=False)
@@ -170,7 +171,11 @@ class WebApp:
         return min(self.catalog, key=lambda label: _model_bytes(self.catalog[label]), default=None)
 
     def stylizer(self, label: str):
-        """The loaded network for `label`, loaded on first use and kept (a failed load is not)."""
+        """(the loaded network for `label`, its runner): loaded on first use and kept (a failed
+        load is not). The runner is the one thread that runs this network's forward passes: one
+        at a time (tiling swaps statistics in place), and always on the same thread, so glibc's
+        per-thread malloc arena and OpenMP's per-thread team are reused. A fresh server thread per
+        request made a 512 px forward ~25% slower here (scripts/bench_app.py)."""
         from fastnst.stylize import Stylizer
 
         if label not in self.catalog:
@@ -178,8 +183,13 @@ class WebApp:
         with self._load_lock:
             if label not in self._stylizers:
                 self._stylizers[label] = Stylizer.load(self.catalog[label], device=self.device)
-                self._run_locks[label] = threading.Lock()
-            return self._stylizers[label], self._run_locks[label]
+                self._runners[label] = ThreadPoolExecutor(1, thread_name_prefix=f"fastnst-{_slug(label)}")
+            return self._stylizers[label], self._runners[label]
+
+    def run_network(self, label: str, call):
+        """`call(stylizer)` on the network's own thread; its result (or its exception) here."""
+        stylizer, runner = self.stylizer(label)
+        return runner.submit(call, stylizer).result()
 
     # -- Photo tab ---------------------------------------------------------------------------
 
@@ -195,13 +205,12 @@ class WebApp:
         def work() -> PhotoResult:
             image = read_photo(path, self.max_side, self.max_megapixels)
             size = None if str(output_size) in ("original", "None", "") else int(output_size)
-            stylizer, run_lock = self.stylizer(style)
             start = time.perf_counter()
-            with run_lock:  # one forward at a time per network (tiling swaps statistics in place)
-                result = stylizer(image, size=size, strength=float(strength), preserve_color=bool(keep_colours))
+            result = self.run_network(style, lambda stylizer: stylizer(
+                image, size=size, strength=float(strength), preserve_color=bool(keep_colours)))
             elapsed = time.perf_counter() - start
             out = self.output_dir / uuid.uuid4().hex[:12] / f"{Path(path).stem}_{_slug(style)}.png"
-            save_image(result, out)
+            save_image(result, out, png_compress_level=1)  # served once: speed over size
             return PhotoResult(str(out), f"{result.width}x{result.height} px, {_slug(style)}, {elapsed:.2f} s")
 
         return _guarded(work, lambda message: PhotoResult(None, message))
@@ -212,10 +221,8 @@ class WebApp:
         """One camera frame (H, W, 3 uint8) -> stylized at `webcam_size` px (longer side)."""
         if frame is None or not style:
             return None
-        stylizer, run_lock = self.stylizer(style)
         x = torch.from_numpy(np.array(frame[..., :3])).permute(2, 0, 1).unsqueeze(0).float().div_(255)
-        with run_lock:
-            y = stylizer.stylize_tensor(x, size=self.webcam_size)
+        y = self.run_network(style, lambda stylizer: stylizer.stylize_tensor(x, size=self.webcam_size))
         return y[0].mul(255).round_().byte().permute(1, 2, 0).numpy()
 
     # -- Gatys tab ---------------------------------------------------------------------------
@@ -428,7 +435,7 @@ def build_ui(app: WebApp):
 
             gr.on([photo.upload, run.click, style.change], on_photo,
                   [photo, style, strength, keep_colours, output_size], [result, status],
-                  concurrency_limit=4, show_progress="minimal", api_name="stylize_photo")
+                  concurrency_limit=4, show_progress="minimal", api_name="stylize_photo", queue=False)
         with gr.Tab("Webcam", id="webcam"):
             webcam_default = app.default_webcam_model()
             with gr.Row():
