@@ -17,9 +17,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO / "tests"), str(REPO / "scripts")]
 
-from app_helpers import chromium, start_app, stop_app, upload, wait_for  # noqa: E402
 from bench_app import default_photo, select_style  # noqa: E402
 
+from app_helpers import chromium, start_app, stop_app, upload, wait_for  # noqa: E402
 from fastnst.apps.web import BUNDLED_SUFFIX  # noqa: E402
 
 
