@@ -45,7 +45,7 @@ def scaled_lr(base_lr: float, batch_size: int, base_batch_size: int = 4, rule: s
 
 def resolve_channels_last(value: str | bool, device: torch.device) -> bool:
     """system.channels_last: true/false, or auto = on for CUDA only (on this project's CPUs it
-    measured no faster; see docs/training_speed.md)."""
+    measured ~10% slower; README "Training speed and scale")."""
     if value == "auto":
         return torch.device(device).type == "cuda"
     if isinstance(value, bool):
