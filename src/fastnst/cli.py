@@ -16,7 +16,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.config import CONFIG_DIR
-from fastnst.errors import FastNSTError
+from fastnst.errors import FastNSTError, user_error_in
 
 EXIT_USER_ERROR = 2
 
@@ -34,15 +34,6 @@ def run_reporting_errors(fn, cfg: DictConfig):
     except KeyboardInterrupt:
         print("fastnst: interrupted", file=sys.stderr)
         sys.exit(130)
-
-
-def user_error_in(error: BaseException) -> BaseException:
-    """hydra.utils.instantiate wraps errors raised in constructors, once per nesting level (the
-    system builds the loss, which builds the VGG): the FastNSTError inside, else `error`."""
-    inner = error
-    while isinstance(inner, InstantiationException) and inner.__cause__ is not None:
-        inner = inner.__cause__
-    return inner if isinstance(inner, FastNSTError) else error
 
 
 def check_overrides(config_dir, config_name: str, args: list[str]) -> DictConfig | None:

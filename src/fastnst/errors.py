@@ -1,6 +1,9 @@
 """Errors a user can cause. Entry points catch FastNSTError and print one line (exit 2)."""
 
+from __future__ import annotations
+
 import errno
+import os
 
 
 class FastNSTError(Exception):
@@ -21,3 +24,25 @@ def os_error_reason(e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         return "no space left on device"
     return " ".join(str(e.strerror or e).split())
+
+
+def output_exists(path, what: str = "") -> OutputExistsError:
+    """The one message for an output that is already there (`what`: e.g. "loss log")."""
+    return OutputExistsError(f"{path}: {what + ' ' if what else ''}already exists; pass overwrite=true to replace it")
+
+
+def refuse_to_overwrite(path: str | os.PathLike, overwrite: bool, what: str = "") -> None:
+    """Raise output_exists unless `overwrite` or `path` is free: called before any work starts."""
+    if not overwrite and os.path.exists(path):
+        raise output_exists(path, what)
+
+
+def user_error_in(error: BaseException) -> BaseException:
+    """hydra.utils.instantiate wraps errors raised in constructors, once per nesting level (the
+    system builds the loss, which builds the VGG): the FastNSTError inside, else `error`."""
+    from hydra.errors import InstantiationException
+
+    inner = error
+    while isinstance(inner, InstantiationException) and inner.__cause__ is not None:
+        inner = inner.__cause__
+    return inner if isinstance(inner, FastNSTError) else error

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from fastnst.config import resolve_user_path
-from fastnst.errors import FastNSTError, OutputExistsError
+from fastnst.errors import FastNSTError, refuse_to_overwrite
 from fastnst.transformer import EXPORT_FORMAT, TransformerNet, exported_network
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
@@ -216,8 +216,7 @@ def export_model(net: TransformerNet, path: str | os.PathLike, fmt: str, meta: d
     if fmt not in FORMATS:
         raise FastNSTError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: already exists; pass overwrite=true to replace it")
+    refuse_to_overwrite(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.errors import FastNSTError
+from fastnst.errors import FastNSTError, refuse_to_overwrite, user_error_in
 from fastnst.lbfgs import LBFGS
 from fastnst.losses import PerceptualLoss
 
@@ -351,8 +351,7 @@ def run_gatys(cfg: DictConfig) -> GatysResult:
     check_output_path(output, overwrite)
     if output == content_path:
         raise FastNSTError(f"{output}: output is the content image; refusing to overwrite an input")
-    if log_path(output).exists() and not overwrite:
-        raise FastNSTError(f"{log_path(output)}: loss log already exists; pass overwrite=true to replace it")
+    refuse_to_overwrite(log_path(output), overwrite, "loss log")
     if save_every:
         for it in range(save_every, iterations + 1, save_every):
             check_output_path(intermediate_path(output, it), overwrite)
@@ -376,8 +375,8 @@ def run_gatys(cfg: DictConfig) -> GatysResult:
         loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.vgg.weights), device=device, style_size=max(h, w))
     except InstantiationException as e:
         # hydra.utils.instantiate wraps user errors (e.g. a missing vgg.weights file): unwrap them
-        if isinstance(e.__cause__, FastNSTError):
-            raise e.__cause__ from None
+        if isinstance(user_error_in(e), FastNSTError):
+            raise user_error_in(e) from None
         raise
     style_images = None
     if len(sizes) > 1:
@@ -428,8 +427,7 @@ def _write_log(path: Path, cfg: DictConfig, result: GatysResult, content_path: P
         "best_loss": result.best_loss,
         "history": result.history,
     }
-    if path.exists() and not overwrite:
-        raise FastNSTError(f"{path}: loss log already exists; pass overwrite=true to replace it")
+    refuse_to_overwrite(path, overwrite, "loss log")
     path.write_text(json.dumps(log, indent=1))
 
 

@@ -15,7 +15,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fastnst.errors import ImageError, OutputExistsError, os_error_reason
+from fastnst.errors import (
+    ImageError,
+    os_error_reason,
+    output_exists,
+    refuse_to_overwrite,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
@@ -166,8 +171,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
         )
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, expected an output file name")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: already exists; pass overwrite=true to replace it")
+    refuse_to_overwrite(path, overwrite)
     return path
 
 
@@ -180,11 +184,11 @@ def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise OutputExistsError(f"{path}: already exists; pass overwrite=true to replace it") from None
+        raise output_exists(path) from None
     except OSError:
         # filesystems without hard links: fall back to a plain (atomic) rename
         if path.exists():
-            raise OutputExistsError(f"{path}: already exists; pass overwrite=true to replace it") from None
+            raise output_exists(path) from None
         os.replace(tmp, path)
         return
     tmp.unlink()

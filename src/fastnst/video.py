@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fastnst.errors import FastNSTError, OutputExistsError
+from fastnst.errors import FastNSTError, refuse_to_overwrite
 from fastnst.images import fit_size
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi")
@@ -82,8 +82,7 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, over
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() not in VIDEO_EXTENSIONS:
         raise FastNSTError(f"{dst}: a video output needs one of {', '.join(VIDEO_EXTENSIONS)}")
-    if dst.exists() and not overwrite:
-        raise OutputExistsError(f"{dst}: already exists; pass overwrite=true to replace it")
+    refuse_to_overwrite(dst, overwrite)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
     inp = _open_input(src)
