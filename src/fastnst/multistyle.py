@@ -68,6 +68,25 @@ def expand_multi_style(cfg: DictConfig) -> None:
     cfg.style.members = expand_names(cfg.style, cfg.get("paths"))
 
 
+def check_init_options(cfg: DictConfig) -> None:
+    """init_from= / finetune= of a train config, checked before anything is built."""
+    finetune, init_from = cfg.get("finetune"), cfg.get("init_from")
+    if finetune not in FINETUNE_MODES:
+        raise FastNSTError(f"finetune={finetune}: use null (the whole network) or style_params")
+    if finetune == "style_params" and (not init_from or not is_multi(cfg.get("style"))):
+        raise FastNSTError("finetune=style_params needs init_from=<run> and style=multi style.names=[...] "
+                           "(the network's styles plus the new ones)")
+    if init_from:
+        from fastnst.export import load_network
+
+        old, _ = load_network(init_from)  # a missing or foreign file fails here, in one line
+        if finetune == "style_params":
+            names = [m["name"] for m in cfg.style.members]
+            if not set(names) - set(old.styles or []):
+                raise FastNSTError(f"finetune=style_params: init_from={init_from} already holds every style of "
+                                   f"style.names ({', '.join(names)}); add the new style to style.names")
+
+
 def members_of(style: Mapping | DictConfig) -> list[dict]:
     members = style.get("members")
     if members:

@@ -509,6 +509,7 @@ def stylize_cli(cfg: DictConfig) -> None:
             raise FastNSTError(f"styles=list prints the bundled networks, got styles={cfg.styles}")
         print(zoo.listing())
         return
+    style_options = _style_options(cfg)
     model = _model_argument(cfg)
     if cfg.get("input") in (None, "", "???"):
         raise FastNSTError("input=... is required (an image, a folder or a video)")
@@ -529,7 +530,7 @@ def stylize_cli(cfg: DictConfig) -> None:
         strength=float(cfg.get("strength", 1.0)),
         tile=cfg.get("tile"),
         batch_size=int(cfg.get("batch_size", 4)),
-        **_style_options(cfg),
+        **style_options,
     )
     if src.is_dir():
         written, failures = stylize_folder(stylizer, src, dst, overwrite=overwrite)

@@ -21,7 +21,7 @@ from fastnst.callbacks import LAST, PREVIOUS
 from fastnst.checkpointing import AtomicCheckpointIO
 from fastnst.cpu_tuning import keep_freed_memory
 from fastnst.errors import FastNSTError
-from fastnst.multistyle import expand_multi_style
+from fastnst.multistyle import check_init_options, expand_multi_style
 from fastnst.style import style_image_paths
 from fastnst.transformer import save_exported
 
@@ -229,6 +229,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
             from fastnst.config import resolve_user_path
 
             cfg.init_from = str(resolve_user_path(cfg.init_from))
+        check_init_options(cfg)
         check_writable(run_dir)
         result = _train(cfg, run_dir, ckpt_path, callbacks, state)
     except BaseException:
