@@ -295,3 +295,34 @@ def test_finetune_needs_init_from_and_a_new_style(compose_train, photo_folder, s
                                          "model.num_residual=2")))
     with pytest.raises(FastNSTError, match="neither a style preset"):
         train(compose_train(*tiny_multi(folder, ["no_such_style"])))
+
+
+# -- scripts/style_blend.py -----------------------------------------------------------------
+
+def _style_blend():
+    import importlib.util
+
+    from fastnst.config import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("style_blend", REPO_ROOT / "scripts" / "style_blend.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_style_blend_writes_a_strip_and_a_morph_video(tmp_path, model_file, capsys):
+    from PIL import Image
+
+    blend = _style_blend()
+    photo = make_image(tmp_path / "photo.png", size=(40, 32), seed=1)
+    strip, video = tmp_path / "strip.png", tmp_path / "morph.mp4"
+    argv = ["--model", str(model_file), "--photo", str(photo), "--size", "40", "--out", str(strip),
+            "--steps", "5", "--video", str(video), "--seconds", "0.25", "--fps", "8"]
+    assert blend.main(argv) == 0
+    assert Image.open(strip).size == (6 * 40 + 7 * blend.PAD, 32 + 2 * blend.PAD)
+    from fastnst.video import video_info
+
+    assert video_info(video)["frames"] == 2 * 2 + 1  # 3 styles: two transitions of 2 frames + the last
+    assert blend.main(argv) == 2 and "already exists" in capsys.readouterr().err
+    assert blend.main([*argv[:4], "--out", str(tmp_path / "x.png"), "--styles", "wave", "udnie"]) == 2
+    assert "its styles: starry_night, the_scream, wave" in capsys.readouterr().err
