@@ -100,6 +100,39 @@ def finetune(runs: Path) -> list[str]:
     return lines
 
 
+def plot_curves(runs: Path, out: Path, width: int = 640, height: int = 320) -> Path:
+    """Both validation curves of the fine-tune experiment as a small PNG chart (PIL only)."""
+    from PIL import Image, ImageDraw
+
+    curves = {"from scratch (whole network)": (scalars(runs / "scratch_udnie", "val/loss"), (200, 60, 40)),
+              "finetune=style_params (from multi3)": (scalars(runs / "finetune_udnie", "val/udnie/loss"), (40, 90, 200))}
+    points = [p for c, _ in curves.values() for p in c]
+    x_max = max(s for s, _ in points)
+    y_min, y_max = min(v for _, v in points), max(v for _, v in points)
+    left, right, top, bottom = 60, 10, 10, 30
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+
+    def xy(step, value):
+        x = left + (width - left - right) * step / x_max
+        y = top + (height - top - bottom) * (y_max - value) / (y_max - y_min)
+        return x, y
+
+    draw.rectangle([left, top, width - right, height - bottom], outline=(120, 120, 120))
+    for v in (y_min, (y_min + y_max) / 2, y_max):
+        draw.text((4, xy(0, v)[1] - 6), f"{v:.0f}", fill="black")
+    for step in (0, x_max // 2, x_max):
+        draw.text((xy(step, y_min)[0] - 10, height - bottom + 6), f"{step}", fill="black")
+    target = curves["from scratch (whole network)"][0][-1][1]
+    draw.line([xy(0, target), xy(x_max, target)], fill=(160, 160, 160), width=1)
+    for i, (label, (curve, color)) in enumerate(curves.items()):
+        draw.line([xy(s, v) for s, v in curve], fill=color, width=2)
+        draw.text((left + 10, top + 8 + 14 * i), f"{label}: val loss vs steps", fill=color)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+    return out
+
+
 def _seconds_per_step(run: Path) -> float:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -124,7 +157,10 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "speed", "finetune", "parity"])
+    parser.add_argument("--plot", type=Path, default=None, help="also draw the fine-tune curves into this PNG")
     args = parser.parse_args(argv)
+    if args.plot is not None:
+        print(f"wrote {plot_curves(args.runs, args.plot)}\n")
     sections = {"quality": ("1. Quality per style", quality), "speed": ("2. Speed", None),
                 "finetune": ("3. A new style (finetune=style_params vs from scratch)", finetune),
                 "parity": ("4. Export parity", parity)}
