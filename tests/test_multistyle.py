@@ -251,6 +251,7 @@ def tiny_multi(folder, names, *extra, steps=4):
     ]
 
 
+@pytest.mark.slow  # two short trainings
 def test_train_multi_logs_per_style_exports_all_styles_and_finetunes_a_new_one(
         compose_train, photo_folder, style_env, tmp_path):
     folder = photo_folder(6)
