@@ -57,7 +57,7 @@ def speed(runs: Path, rounds: int, side: int = 512) -> list[str]:
     single = Stylizer.load(runs / f"single_{STYLES[0]}", device="cpu")
     multi = Stylizer.load(runs / "multi3", device="cpu")
     cases = {
-        "single-style": lambda: single.runner(x),
+        "single-style": lambda: single(x),
         "3-style, style=starry_night": lambda: multi(x, style="starry_night"),
         "3-style, mix={starry_night: 0.7, wave: 0.3}": lambda: multi(x, mix={"starry_night": 0.7, "wave": 0.3}),
     }
