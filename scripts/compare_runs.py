@@ -103,14 +103,26 @@ def draw_grid(columns: list[tuple[list[str], list[Image.Image]]], cell: int) -> 
     return grid
 
 
+def _styles_of(cfg) -> list:
+    """The style configs of a run: its one style, or each style of a multi-style run."""
+    from omegaconf import OmegaConf
+
+    from fastnst.multistyle import is_multi, members_of
+
+    return [OmegaConf.create(m) for m in members_of(cfg.style)] if is_multi(cfg.style) else [cfg.style]
+
+
 def markdown_table(evaluations: list[dict]) -> str:
     header = ["style", "data", "model", "steps", *(name for name, _, _ in COLUMNS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for ev in evaluations:
-        m = ev["metrics"]
-        cells = [ev["style"], ev["data"], ev["model"], str(ev.get("global_step", ""))]
-        cells += [fmt.format(m[key]) if key in m else "-" for _, key, fmt in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
+        # a multi-style run: one row per style
+        per_style = ev["per_style"] if "per_style" in ev else {ev["style"]: ev["metrics"]}
+        for style, m in per_style.items():
+            label = style if "per_style" not in ev else f"{style} (multi)"
+            cells = [label, ev["data"], ev["model"], str(ev.get("global_step", ""))]
+            cells += [fmt.format(m[key]) if key in m else "-" for _, key, fmt in COLUMNS]
+            lines.append("| " + " | ".join(cells) + " |")
     settings = evaluations[0]["settings"]
     lines += [
         "",
@@ -155,18 +167,22 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
     images = [load_photo(p, size) for p in photo_paths]
     columns: list[tuple[list[str], list[Image.Image]]] = [(["photo"], [tensor_to_pil(x) for x in images])]
     styles_seen: dict[tuple, None] = {}
-    for cfg in configs:  # one style column per distinct style
-        paths, _ = style_image_paths(cfg.style)
-        key = (str(cfg.style.get("name")), tuple(map(str, paths)))
-        if key not in styles_seen:
-            styles_seen[key] = None
-            lines = ["style", key[0]] + ([f"{len(paths)} images"] if len(paths) > 1 else [])
-            columns.append((lines, [style_cell(paths, cell)] * len(images)))
+    for cfg in configs:  # one style column per distinct style (each style of a multi-style run)
+        for style in _styles_of(cfg):
+            paths, _ = style_image_paths(style)
+            key = (str(style.get("name")), tuple(map(str, paths)))
+            if key not in styles_seen:
+                styles_seen[key] = None
+                lines = ["style", key[0]] + ([f"{len(paths)} images"] if len(paths) > 1 else [])
+                columns.append((lines, [style_cell(paths, cell)] * len(images)))
     for run, cfg in zip(run_dirs, configs):
         labels = run_labels(run, cfg)
         stylizer = Stylizer.load(run, device=device, backend=backend, trust_model_file=trust_model_file)
-        outputs = [tensor_to_pil(stylizer(x).cpu()) for x in images]
-        columns.append(([labels["style"], labels["data"], labels["model"]], outputs))
+        # a multi-style network: one column per style
+        for name in stylizer.styles or [None]:
+            outputs = [tensor_to_pil((stylizer(x) if name is None else stylizer(x, style=name)).cpu()) for x in images]
+            header = [labels["style"] if name is None else f"{name} (multi)", labels["data"], labels["model"]]
+            columns.append((header, outputs))
 
     out.mkdir(parents=True, exist_ok=True)
     grid = draw_grid(columns, cell)

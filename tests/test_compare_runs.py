@@ -87,3 +87,28 @@ def test_not_a_run_is_exit_2(tmp_path, capsys):
     assert compare.main([str(tmp_path), "--out", str(tmp_path / "report")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "config.yaml" in err
+
+
+def test_multi_style_run_has_one_column_and_one_row_per_style(compose_train, style_env, photo_folder, tmp_path):
+    photos = photo_folder(2, size=(48, 40))
+    run_dir = tmp_path / "runs" / "multi" / "folder" / "johnson_tiny" / "run"
+    cfg = compose_train("style=multi", "style.names=[starry_night,the_scream]", "style.size=32", "data=folder",
+                        f"data.root={photos}", "model.channels=[8,16,32]", "model.num_residual=1", run_dir=run_dir)
+    from fastnst.multistyle import expand_multi_style
+
+    expand_multi_style(cfg)
+    run_dir.mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    torch.manual_seed(0)
+    net = TransformerNet(channels=(8, 16, 32), num_residual=1, styles=["starry_night", "the_scream"])
+    save_exported(run_dir / "model.pt", net, {"style": "multi", "global_step": 3})
+    out = tmp_path / "report"
+    assert compare.main([str(run_dir), "--out", str(out), "--photos", str(photos), "--num-photos", "2", "--size", "32",
+                         "--cell", "40", "--gatys-iterations", "0", "--backend", "torch", "--device", "cpu"]) == 0
+    # columns: photo, the two styles, the network in each of its two styles
+    assert Image.open(out / "grid.png").size == compare.grid_size(2, 5, 40)
+    table = (out / "metrics.md").read_text()
+    assert "| starry_night (multi) | folder | johnson_tiny (IN) | 3 |" in table
+    assert "| the_scream (multi) | folder | johnson_tiny (IN) | 3 |" in table
+    ev = json.loads((run_dir / "eval.json").read_text())
+    assert set(ev["per_style"]) == {"starry_night", "the_scream"}

@@ -59,6 +59,8 @@ def test_style_options_compose(compose_train, style):
     assert cfg.style.name
     if style == "anime":
         assert cfg.style.images_dir.endswith("anime-standin")  # a collection style
+    elif style == "multi":
+        assert list(cfg.style.names) == ["starry_night", "the_scream", "wave"]  # a multi-style network
     elif style != "custom":
         assert str(cfg.style.image).endswith(".jpg")
     if style == "scream":

@@ -299,27 +299,24 @@ def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None
     photo_paths = evaluation_photo_paths(photos, num_photos)
     dev = resolve_device(device)
     stylizer = Stylizer.load(run_dir, device=str(dev), backend=backend, trust_model_file=trust_model_file)
-    loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.get("vgg", {}).get("weights", "embedded")),
-                      device=dev, style_size=size)
     images = [load_photo(p, size).to(dev) for p in photo_paths]
-
     stylizer(images[0])  # warm-up: first-call allocations and lazy initialisation are not speed
-    rows = []
-    for path, photo in zip(photo_paths, images):
-        start = time.perf_counter()
-        output = stylizer(photo)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        ms = (time.perf_counter() - start) * 1000
-        output = output.to(dev).float()
-        rows.append({"photo": str(path), **loss_terms(loss, output, photo), "edge_ssim": edge_ssim(output, photo),
-                     "ms": ms})
-    metrics = {k: _mean(rows, k) for k in ("content", "style", "total", "edge_ssim")}
-    metrics["ms_per_image"] = _mean(rows, "ms")
-    if gatys_iterations:
-        metrics.update(gatys_reference(loss, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress))
-        metrics["total_vs_gatys"] = metrics["total"] / metrics["gatys/total"] if metrics["gatys/total"] else math.nan
-    metrics = {k: metrics[k] for k in METRICS if k in metrics}
+    if not stylizer.styles:
+        metrics, rows = _evaluate_style(stylizer, None, cfg, photo_paths, images, size, gatys_iterations, cache_dir,
+                                        progress, dev)
+        per_style = None
+    else:  # a multi-style network: each style against its own targets; metrics = the mean over styles
+        from fastnst.multistyle import members_of
+
+        per_style, rows = {}, []
+        for member in members_of(cfg.style):
+            style_cfg = cfg.copy()
+            style_cfg.style = OmegaConf.create(member)
+            per_style[member["name"]], style_rows = _evaluate_style(
+                stylizer, member["name"], style_cfg, photo_paths, images, size, gatys_iterations, cache_dir,
+                progress, dev)
+            rows += [{"style": member["name"], **row} for row in style_rows]
+        metrics = {k: sum(m[k] for m in per_style.values()) / len(per_style) for k in next(iter(per_style.values()))}
 
     labels = run_labels(run_dir, cfg)
     step = int(stylizer.meta.get("global_step") or 0)
@@ -331,12 +328,35 @@ def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None
         "settings": {"photos": [str(p) for p in photo_paths], "size": size, "gatys_iterations": gatys_iterations,
                      "backend": stylizer.backend, "device": str(dev)},
         "metrics": metrics,
+        **({"per_style": per_style} if per_style else {}),
         "per_photo": rows,
     }
     _write_json(run_dir / EVAL_FILE, result)
     if tensorboard:
         log_to_tensorboard(run_dir, cfg, labels, metrics, step)
     return result
+
+
+def _evaluate_style(stylizer, style, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress, dev):
+    """(metrics, per-photo rows) of one style (`style`: a multi-style network's style name)."""
+    loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.get("vgg", {}).get("weights", "embedded")),
+                      device=dev, style_size=size)
+    rows = []
+    for path, photo in zip(photo_paths, images):
+        start = time.perf_counter()
+        output = stylizer(photo) if style is None else stylizer(photo, style=style)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        ms = (time.perf_counter() - start) * 1000
+        output = output.to(dev).float()
+        rows.append({"photo": str(path), **loss_terms(loss, output, photo), "edge_ssim": edge_ssim(output, photo),
+                     "ms": ms})
+    metrics = {k: _mean(rows, k) for k in ("content", "style", "total", "edge_ssim")}
+    metrics["ms_per_image"] = _mean(rows, "ms")
+    if gatys_iterations:
+        metrics.update(gatys_reference(loss, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress))
+        metrics["total_vs_gatys"] = metrics["total"] / metrics["gatys/total"] if metrics["gatys/total"] else math.nan
+    return {k: metrics[k] for k in METRICS if k in metrics}, rows
 
 
 def format_metrics(result: dict) -> str:

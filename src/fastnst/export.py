@@ -1,7 +1,9 @@
 """Read a trained transformer from any training artefact, and export it to ONNX or TorchScript.
 
 Exported files take float32 (B, 3, H, W) RGB in [0, 1] and return the same shape in [0, 1];
-batch, height and width are dynamic (odd sizes included). They load with plain onnxruntime or
+batch, height and width are dynamic (odd sizes included). A multi-style network also takes its
+style weights, float32 (N,) (a second input, `style_weights`; one-hot = one style, else a blend),
+and its metadata lists the style names (config.styles). They load with plain onnxruntime or
 torch.jit.load, without fastnst.
 """
 
@@ -27,6 +29,7 @@ from fastnst.transformer import EXPORT_FORMAT, TransformerNet, exported_network
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 ONNX_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "stylized"
+STYLE_INPUT_NAME = "style_weights"  # a multi-style network's second input, float32 (N,)
 META_KEY = "fastnst"  # ONNX metadata_props key / TorchScript extra file holding config + meta
 PARITY_TOLERANCE = 1e-4
 
@@ -135,6 +138,15 @@ def _example(height=64, width=64) -> torch.Tensor:
     return torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
 
 
+def _example_inputs(net: TransformerNet, height=64, width=64) -> tuple[torch.Tensor, ...]:
+    """(image,) or, for a multi-style network, (image, style weights): a blend, so every style's
+    rows take part."""
+    if not net.styles:
+        return (_example(height, width),)
+    w = torch.arange(1, len(net.styles) + 1, dtype=torch.float32)
+    return _example(height, width), w / w.sum()
+
+
 class RowSplitConv(nn.Module):
     """The same valid convolution as `conv`, computed as a 1 x k conv to (cout * k) channels
     followed by a shift-and-add over the k rows (a fixed grouped k x 1 conv).
@@ -178,12 +190,13 @@ def onnx_bytes(net: TransformerNet, meta: dict | None = None, opset: int = ONNX_
         # instance-norm "training mode" and tracer warnings are expected: IN always uses input stats
         warnings.simplefilter("ignore")
         # The TorchScript-based exporter keeps F.interpolate(size=skip.shape) dynamic (Shape->Resize).
+        multi = bool(net.styles)
         torch.onnx.export(
             net,
-            (_example(),),
+            _example_inputs(net),
             buf,
             opset_version=opset,
-            input_names=[INPUT_NAME],
+            input_names=[INPUT_NAME, STYLE_INPUT_NAME] if multi else [INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
             dynamo=False,
@@ -196,6 +209,8 @@ def onnx_bytes(net: TransformerNet, meta: dict | None = None, opset: int = ONNX_
     entry = model.metadata_props.add()
     entry.key, entry.value = META_KEY, _meta_json(net, meta or {})
     model.doc_string = "fastnst transformer: input float32 (B,3,H,W) RGB in [0,1] -> output same shape in [0,1]"
+    if net.styles:
+        model.doc_string += f"; input {STYLE_INPUT_NAME} float32 ({len(net.styles)},) weights of {', '.join(net.styles)}"
     return model.SerializeToString()
 
 
@@ -207,7 +222,7 @@ def torchscript_module(net: TransformerNet) -> torch.jit.ScriptModule:
     net = net.eval().float().cpu()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarning about shape-to-int conversions
-        return torch.jit.trace(net, (_example(64, 64),), check_trace=False)
+        return torch.jit.trace(net, _example_inputs(net), check_trace=False)
 
 
 def export_model(net: TransformerNet, path: str | os.PathLike, fmt: str, meta: dict | None = None,
@@ -237,10 +252,15 @@ def check_parity(net: TransformerNet, path: Path, fmt: str, sizes=((67, 45), (96
     """Max abs difference between the exported file and `net` on two sizes (one odd)."""
     worst = 0.0
     run = _runner(path, fmt)
+    n = len(net.styles or [])
+    # a multi-style network: one style (one-hot) and a blend
+    mixes = [None] if not n else [torch.eye(n)[n - 1], _example_inputs(net)[1]]
     for h, w in sizes:
         x = _example(h, w)
-        with torch.no_grad():
-            worst = max(worst, float((run(x) - net(x)).abs().max()))
+        for mix in mixes:
+            with torch.no_grad():
+                expected = net(x) if mix is None else net(x, mix)
+                worst = max(worst, float((run(x, mix) - expected).abs().max()))
     if worst > PARITY_TOLERANCE:
         raise FastNSTError(f"{path}: exported model differs from PyTorch by {worst:.2e} (> {PARITY_TOLERANCE})")
     return worst
@@ -251,9 +271,14 @@ def _runner(path: Path, fmt: str):
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda x: torch.from_numpy(session.run(None, {INPUT_NAME: x.numpy()})[0])
+
+        def run(x, mix=None):
+            feeds = {INPUT_NAME: x.numpy()} if mix is None else {INPUT_NAME: x.numpy(), STYLE_INPUT_NAME: mix.numpy()}
+            return torch.from_numpy(session.run(None, feeds)[0])
+
+        return run
     module = torch.jit.load(str(path), map_location="cpu")
-    return lambda x: module(x)
+    return lambda x, mix=None: module(x) if mix is None else module(x, mix)
 
 
 def export_cli(cfg: DictConfig) -> Path:
@@ -276,5 +301,6 @@ def export_cli(cfg: DictConfig) -> Path:
         raise FastNSTError(f"{output}: output would overwrite the input model")
     path = export_model(net, output, fmt, meta=meta, overwrite=bool(cfg.get("overwrite", False)),
                         check=bool(cfg.get("check", True)))
-    print(f"wrote {path} ({fmt}; input float32 (B,3,H,W) RGB in [0,1] -> same shape in [0,1])")
+    styles = f"; input {STYLE_INPUT_NAME} float32 ({len(net.styles)},): {', '.join(net.styles)}" if net.styles else ""
+    print(f"wrote {path} ({fmt}; input float32 (B,3,H,W) RGB in [0,1] -> same shape in [0,1]{styles})")
     return path

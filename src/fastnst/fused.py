@@ -67,11 +67,15 @@ def _norm_coefficients(x: torch.Tensor, norm: torch.nn.InstanceNorm2d):
             var, mean = torch.var_mean(rows, dim=-1, correction=0)
         mean, var = mean.view(b, -1), var.view(b, -1)
     scale = torch.rsqrt(var + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight
+    if norm.__dict__.get("style_weights") is not None:  # conditional instance norm: (B, C) per style mix
+        weight, bias = norm.style_affine(b)
+    else:
+        weight, bias = norm.weight, norm.bias
+    if weight is not None:
+        scale = scale * weight
     shift = -mean * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias
+    if bias is not None:
+        shift = shift + bias
     return scale, shift
 
 

@@ -153,9 +153,17 @@ class PerceptualLoss(nn.Module):
         feats = self.vgg(image)
         return {name: feats[name].detach() for name in self.content_weights}
 
-    def forward(self, image: torch.Tensor, content_features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self._targets is None:
+    def forward(self, image: torch.Tensor, content_features: Mapping[str, torch.Tensor],
+                targets: Mapping[str, torch.Tensor] | None = None,
+                style_scales: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """`targets`: Grams {layer: (B, C, C)} used instead of the set ones, one per image (a
+        multi-style network's batch pairs each photo with a style), `style_scales` (B,) each
+        image's style weight factor (its style's beta_scale); then the result also holds
+        "style_per_image" (B,), each image's weighted style term (detached, for logging)."""
+        if targets is None and self._targets is None:
             raise RuntimeError("PerceptualLoss.set_style() must be called before computing the loss")
+        per_image = targets is not None
+        targets = self._targets if targets is None else targets
         feats = self.vgg(image)
         terms: dict[str, torch.Tensor] = {}
         content = image.new_zeros((), dtype=torch.float32)
@@ -164,11 +172,23 @@ class PerceptualLoss(nn.Module):
             terms[f"content/{name}"] = term.detach()
             content = content + w * term
         style = image.new_zeros((), dtype=torch.float32)
+        items = image.new_zeros(image.shape[0], dtype=torch.float32)
         for name, w in self.style_weights.items():
-            term = style_loss(gram_matrix(feats[name]), self._targets[name])
+            gram = gram_matrix(feats[name])
+            if per_image:
+                # the same mean as style_loss, keeping each image's share
+                each = (gram.float() - targets[name].float()).square().mean(dim=(1, 2))
+                if style_scales is not None:
+                    each = each * style_scales.to(each)
+                items = items + w * each.detach()
+                term = each.mean()
+            else:
+                term = style_loss(gram, targets[name])
             terms[f"style/{name}"] = term.detach()
             style = style + w * term
         tv = tv_loss(image.float()) if self.tv_weight else image.new_zeros((), dtype=torch.float32)
         total = self.alpha * content + self.beta * style + self.tv_weight * tv
         terms.update(total=total, content=content.detach(), style=style.detach(), tv=tv.detach())
+        if per_image:
+            terms["style_per_image"] = items
         return terms

@@ -13,10 +13,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid
 
+from fastnst import multistyle
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
-from fastnst.losses import PerceptualLoss
-from fastnst.style import build_loss, style_image_paths
+from fastnst.losses import PerceptualLoss, _keep_float32
+from fastnst.style import build_loss, stacked_style_grams, style_image_paths
 from fastnst.transformer import TransformerNet
 
 log = logging.getLogger("fastnst.train")
@@ -84,6 +85,14 @@ class StyleTransferModule(pl.LightningModule):
         channels_last: auto (CUDA only) | true | false, for the transformer, the VGG and the photos.
         compile: torch.compile the transformer's and the VGG's forward (false | true | a dict of
             torch.compile kwargs, e.g. {mode: max-autotune}).
+        init_from: null or a network (run dir, model.pt, .ckpt) whose weights the transformer
+            starts from (styles matched by name; a new style starts from the mean of the others).
+        finetune: null (train everything) | style_params (only the scales and shifts of the
+            styles init_from lacks; needs a multi-style style config and init_from).
+
+    A style config with `names` (conf/style/multi.yaml) trains a multi-style network: each photo
+    of a batch is paired with one style, round robin (balanced); the Gram targets of all styles
+    are computed once; losses are logged per style (train/style/<name>, val/<name>/...).
     """
 
     def __init__(
@@ -99,6 +108,8 @@ class StyleTransferModule(pl.LightningModule):
         divergence: dict | None = None,
         channels_last: str | bool = "auto",
         compile: bool | dict = False,
+        init_from: str | None = None,
+        finetune: str | None = None,
     ):
         super().__init__()
         model, loss, style = _plain(model), _plain(loss), _plain(style)
@@ -117,14 +128,28 @@ class StyleTransferModule(pl.LightningModule):
                 "divergence": _plain(divergence) or {},
                 "channels_last": channels_last,
                 "compile": _plain(compile),
+                "init_from": None if init_from is None else str(init_from),
+                "finetune": finetune,
             },
             logger=False,
         )
-        self.net = TransformerNet(**{k: v for k, v in model.items() if not k.startswith("_")})
+        self.members = multistyle.members_of(style) if multistyle.is_multi(style) else None
+        self.style_names = [m["name"] for m in self.members] if self.members else None
+        self.net = TransformerNet(**{k: v for k, v in model.items() if not k.startswith("_")}, styles=self.style_names)
+        self.active_styles = list(range(len(self.style_names or [])))  # the styles photos are paired with
+        self._setup_init(init_from, finetune)
         # Not a registered submodule: keeps the frozen VGG out of state_dict, checkpoints and
         # the optimizer. _apply below moves it with the module.
-        perceptual = build_loss(OmegaConf.create(loss), OmegaConf.create(style), vgg_weights=vgg_weights)
+        # (a multi-style network applies each style's beta_scale per photo)
+        first = OmegaConf.create({**self.members[0], "beta_scale": 1.0} if self.members else style)
+        perceptual = build_loss(OmegaConf.create(loss), first, vgg_weights=vgg_weights)
         object.__setattr__(self, "_perceptual", perceptual)
+        # multi-style: every style's target Grams {layer: (N, C, C)} and beta_scale (N,), computed once
+        self._style_grams: dict[str, torch.Tensor] | None = None
+        self._style_scales: torch.Tensor | None = None
+        if self.members:
+            self._style_grams = stacked_style_grams(perceptual, self.members)
+            self._style_scales = torch.tensor([float(m.get("beta_scale") or 1.0) for m in self.members])
         self._log_photos: torch.Tensor | None = None
         self._last_batch_time: float | None = None
         self.skipped_files = torch.zeros((), dtype=torch.long)
@@ -140,13 +165,38 @@ class StyleTransferModule(pl.LightningModule):
     def perceptual(self) -> PerceptualLoss:
         return self._perceptual
 
+    def _setup_init(self, init_from, finetune) -> None:
+        if finetune not in multistyle.FINETUNE_MODES:
+            raise FastNSTError(f"finetune={finetune}: use null (the whole network) or style_params")
+        if finetune == "style_params" and (not init_from or not self.style_names):
+            raise FastNSTError("finetune=style_params needs init_from=<run> and style=multi style.names=[...] "
+                               "(the network's styles plus the new ones)")
+        if not init_from:
+            return
+        new = multistyle.init_network(self.net, init_from)
+        if finetune == "style_params":
+            if not new:
+                raise FastNSTError(f"finetune=style_params: init_from={init_from} already holds every style of "
+                                   f"style.names ({', '.join(self.style_names)}); add the new style to style.names")
+            self.active_styles = [self.style_names.index(name) for name in new]
+            multistyle.freeze_for_style_params(self.net, self.active_styles)
+            log.info("finetune=style_params: training the scales and shifts of %s only", ", ".join(new))
+
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
         self._perceptual._apply(fn, recurse)
+        if self._style_grams is not None:
+            self._style_grams = {k: _keep_float32(fn(v), v) for k, v in self._style_grams.items()}
+            self._style_scales = self._style_scales.to(next(iter(self._style_grams.values())).device)
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x, style)
+
+    def _one_hot(self, indices: list[int], like: torch.Tensor) -> torch.Tensor:
+        w = torch.zeros(len(indices), len(self.style_names), device=like.device)
+        w[torch.arange(len(indices)), torch.tensor(indices)] = 1.0
+        return w
 
     # -- speed settings (need the device, so they are applied once the trainer exists) -----
     def setup(self, stage: str) -> None:
@@ -175,9 +225,15 @@ class StyleTransferModule(pl.LightningModule):
         return photos.contiguous(memory_format=torch.channels_last) if self.use_channels_last else photos
 
     # -- training -------------------------------------------------------------------------
-    def _losses(self, photos: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _losses(self, photos: torch.Tensor, styles: list[int] | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms; for a multi-style network each photo trains style `styles[i]`."""
         content = self._perceptual.content_features(photos)
-        return self._perceptual(self.net(photos), content)
+        if styles is None:
+            return self._perceptual(self.net(photos), content)
+        index = torch.tensor(styles, device=photos.device)
+        targets = {k: v[index] for k, v in self._style_grams.items()}
+        out = self.net(photos, self._one_hot(styles, photos))
+        return self._perceptual(out, content, targets=targets, style_scales=self._style_scales[index])
 
     def training_step(self, batch, batch_idx):
         photos = batch["image"]
@@ -188,10 +244,18 @@ class StyleTransferModule(pl.LightningModule):
             self.log("data/skipped_files", self.skipped_files.float(), on_step=True, on_epoch=False)
         if photos.shape[0] == 0:
             return None  # every file of this batch was unreadable
-        terms = self._losses(self._to_memory_format(photos))
+        styles = (multistyle.batch_styles(self.global_step, photos.shape[0], self.active_styles)
+                  if self.style_names else None)
+        terms = self._losses(self._to_memory_format(photos), styles)
         if self._divergence_detected(terms["total"]):
             self._on_divergence()
             return None  # no update from a non-finite loss: the weights stay good
+        per_image = terms.pop("style_per_image", None)
+        if per_image is not None:
+            for i in sorted(set(styles)):
+                mine = [j for j, s in enumerate(styles) if s == i]
+                self.log(f"train/style/{self.style_names[i]}", per_image[mine].mean(), on_step=True, on_epoch=False,
+                         batch_size=len(mine))
         for name, value in terms.items():
             # the global-batch mean under DDP for the headline loss (one small all-reduce)
             self.log(f"train/{'loss' if name == 'total' else name}", value, on_step=True, on_epoch=False,
@@ -211,10 +275,24 @@ class StyleTransferModule(pl.LightningModule):
         photos = batch["image"]
         if photos.shape[0] == 0:
             return
-        terms = self._losses(self._to_memory_format(photos))
-        for name in ("total", "content", "style", "tv"):
-            self.log(f"val/{'loss' if name == 'total' else name}", terms[name], on_step=False, on_epoch=True,
-                     batch_size=photos.shape[0], sync_dist=True)
+        photos = self._to_memory_format(photos)
+        if not self.style_names:
+            terms = self._losses(photos)
+            for name in ("total", "content", "style", "tv"):
+                self.log(f"val/{'loss' if name == 'total' else name}", terms[name], on_step=False, on_epoch=True,
+                         batch_size=photos.shape[0], sync_dist=True)
+            return
+        # every photo in each trained style; val/loss etc. = the mean over those styles
+        sums: dict[str, torch.Tensor] = {}
+        for i in self.active_styles:
+            terms = self._losses(photos, [i] * photos.shape[0])
+            for name in ("total", "content", "style", "tv"):
+                key = "loss" if name == "total" else name
+                self.log(f"val/{self.style_names[i]}/{key}", terms[name], on_step=False, on_epoch=True,
+                         batch_size=photos.shape[0], sync_dist=True)
+                sums[key] = sums.get(key, 0) + terms[name] / len(self.active_styles)
+        for key, value in sums.items():
+            self.log(f"val/{key}", value, on_step=False, on_epoch=True, batch_size=photos.shape[0], sync_dist=True)
 
     def on_validation_epoch_end(self):
         metrics = self.trainer.callback_metrics
@@ -239,7 +317,7 @@ class StyleTransferModule(pl.LightningModule):
         h = self.hparams
         datamodule = getattr(self.trainer, "datamodule", None)
         params = {
-            "style": h.style.get("name", "custom"),
+            "style": h.style.get("name", "custom") if not self.style_names else ",".join(self.style_names),
             "data": getattr(datamodule, "name", type(datamodule).__name__),
             "model/channels": str(h.model.get("channels")),
             "model/num_residual": h.model.get("num_residual", 5),
@@ -282,11 +360,14 @@ class StyleTransferModule(pl.LightningModule):
         photos = self._log_photos.to(self.device)
         was_training = self.net.training
         self.net.eval()
-        stylized = self.net(photos).float()
+        for i in self.active_styles or [None]:
+            style = None if i is None else self._one_hot([i] * photos.shape[0], photos)
+            stylized = self.net(photos, style).float()
+            # top row: photos; bottom row: their stylized versions
+            grid = make_grid(torch.cat([photos.float(), stylized]).cpu(), nrow=photos.shape[0], padding=2)
+            tag = "val/stylized" if i is None else f"val/{self.style_names[i]}/stylized"
+            tb.experiment.add_image(tag, grid, self.global_step)
         self.net.train(was_training)
-        # top row: photos; bottom row: their stylized versions
-        grid = make_grid(torch.cat([photos.float(), stylized]).cpu(), nrow=photos.shape[0], padding=2)
-        tb.experiment.add_image("val/stylized", grid, self.global_step)
 
     # -- divergence guard -----------------------------------------------------------------
     def _divergence_detected(self, total: torch.Tensor) -> bool:
@@ -350,7 +431,7 @@ class StyleTransferModule(pl.LightningModule):
         if rule:
             log.info("learning rate %.3g for a global batch of %d (%s scaling from batch %d)",
                      lr, self.global_batch_size(), "sqrt" if rule is True else rule, base_batch)
-        opt = torch.optim.Adam(self.net.parameters(), lr=lr, **opt_cfg)
+        opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=lr, **opt_cfg)
         sched = self.hparams.scheduler
         if not sched:
             return opt

@@ -30,8 +30,13 @@ def _style_weights(style: DictConfig, n_images: int) -> list[float] | None:
 def style_image_paths(style: DictConfig) -> tuple[list[Path], list[float] | None]:
     """The files a style config points at, checked to exist, with their weights (or None).
 
-    Precedence: `images` (with optional `weights`) > `images_dir` > `image`.
+    Precedence: `images` (with optional `weights`) > `images_dir` > `image`. A multi-style
+    config (`names`): every style's files, weights None.
     """
+    if style.get("names") is not None:
+        from fastnst.multistyle import members_of
+
+        return [p for member in members_of(style) for p in style_image_paths(OmegaConf.create(member))[0]], None
     if style.get("images"):
         paths = [Path(str(p)).expanduser() for p in style.images]
     elif style.get("images_dir"):
@@ -132,8 +137,19 @@ def mean_style_grams(loss: PerceptualLoss, paths, weights: list[float] | None, s
     return targets
 
 
+@torch.no_grad()
+def stacked_style_grams(loss: PerceptualLoss, members: list[dict], device="cpu") -> dict[str, torch.Tensor]:
+    """The target Grams of each style of a multi-style config, stacked: {layer: (N, C, C)}."""
+    per_style = []
+    for member in members:
+        member = OmegaConf.create(member)
+        paths, weights = style_image_paths(member)
+        per_style.append(mean_style_grams(loss, paths, weights, member.get("size"), crops=_crops(member), device=device))
+    return {name: torch.cat([g[name] for g in per_style]) for name in per_style[0]}
+
+
 def style_summary(style: DictConfig) -> str:
     return str(OmegaConf.to_container(style, resolve=True).get("name", "custom"))
 
 
-__all__ = ["style_image_paths", "build_loss", "mean_style_grams", "style_summary"]
+__all__ = ["style_image_paths", "build_loss", "mean_style_grams", "stacked_style_grams", "style_summary"]

@@ -4,6 +4,8 @@
     s("photo.jpg")                    # path -> PIL image
     s(pil_image, strength=0.7)        # PIL -> PIL
     s(batch)                          # float tensor (B, 3, H, W) in [0, 1] -> same kind
+    s(img, style="wave")              # a multi-style network: one of its styles ...
+    s(img, mix={"starry_night": 0.7, "wave": 0.3})   # ... or a blend (weights normalised)
 
 Backends: "torch" (eager; on CPU NNPACK convolutions and a fused inference forward, see
 fastconv.py and fused.py; fp16 + channels_last on CUDA, optional torch.compile), "onnxruntime"
@@ -81,9 +83,11 @@ class TorchRunner:
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():  # not inference_mode: callers may modify results in place
-            return self.forward(self.prepare(x)).float()
+            if style is None:
+                return self.forward(self.prepare(x)).float()
+            return self.forward(self.prepare(x), style.to(self.device)).float()
 
 
 class OnnxRunner:
@@ -99,11 +103,19 @@ class OnnxRunner:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        inputs = self.session.get_inputs()
+        self.input_name = inputs[0].name
+        # a multi-style network's second input: the style weights (N,)
+        self.style_input = inputs[1].name if len(inputs) > 1 else None
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+        feeds = {self.input_name: array}
+        if self.style_input is not None:
+            if style is None:
+                raise FastNSTError("this ONNX network is multi-style: pass style= or mix=")
+            feeds[self.style_input] = style.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, feeds)[0])
 
 
 class ScriptRunner:
@@ -114,9 +126,12 @@ class ScriptRunner:
     def __init__(self, module, device: torch.device, dtype: torch.dtype):
         self.module, self.device, self.dtype = module.to(device=device, dtype=dtype).eval(), device, dtype
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():  # not inference_mode: callers may modify results in place
-            return self.module(x.to(device=self.device, dtype=self.dtype)).float()
+            x = x.to(device=self.device, dtype=self.dtype)
+            if style is None:
+                return self.module(x).float()
+            return self.module(x, style.to(device=self.device, dtype=self.dtype)).float()
 
 
 def _check_unit(name: str, value: float) -> float:
@@ -149,12 +164,20 @@ class Stylizer:
             network (.pt/.ckpt/run dir), since tiles reuse instance-norm statistics.
         tile_overlap: px shared by neighbouring tiles (default tile // 4).
         batch_size: images per forward pass in `stylize_many` (folders, videos).
+        style: a multi-style network's style by name (None: its first style).
+        mix: a blend of a multi-style network's styles, {name: weight} (normalised to sum 1):
+            the scales and shifts of the styles interpolated.
     """
 
     def __init__(self, runner, net: torch.nn.Module | None = None, *, source: str | None = None, meta: dict | None = None,
                  size: int | None = None, preserve_color: bool = False, strength: float = 1.0,
-                 tile: int | None = None, tile_overlap: int | None = None, batch_size: int = 1):
+                 tile: int | None = None, tile_overlap: int | None = None, batch_size: int = 1,
+                 styles: list[str] | None = None, style: str | None = None, mix: dict | None = None):
         self.runner, self.net, self.source, self.meta = runner, net, source, dict(meta or {})
+        # the style names of a multi-style network, None for a single-style one
+        self.styles = list(styles) if styles else (list(net.styles) if getattr(net, "styles", None) else None)
+        self.style, self.mix = style, None if mix is None else dict(mix)
+        self.style_weights(style, mix)  # an unknown style name fails now
         self.size = _check_positive("size", size)
         self.preserve_color = bool(preserve_color)
         self.strength = _check_unit("strength", strength)
@@ -167,6 +190,17 @@ class Stylizer:
     @property
     def backend(self) -> str:
         return self.runner.name
+
+    def style_weights(self, style: str | None = None, mix: dict | None = None) -> torch.Tensor | None:
+        """The style weights (N,) the network runs with (a multi-style network's first style
+        without style/mix); None for a single-style network."""
+        from fastnst.multistyle import style_weights
+
+        weights = style_weights(self.styles, style, mix, source=str(self.source))
+        if weights is None and self.styles:
+            weights = torch.zeros(len(self.styles))
+            weights[0] = 1.0
+        return weights
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto", backend: str = "auto", precision: str = "auto",
@@ -196,15 +230,17 @@ class Stylizer:
                 raise FastNSTError(f"{path}: an ONNX file runs only with backend=onnxruntime")
             _need_onnxruntime(path)
             _need_cpu_fp32(path, dev, dtype, "onnxruntime")
-            return cls(OnnxRunner(str(path)), None, source=str(path), meta=_onnx_meta(path), **options)
+            meta = _onnx_meta(path)
+            return cls(OnnxRunner(str(path)), None, source=str(path), meta=meta, styles=meta.get("styles"), **options)
         if kind == "torchscript":
             if backend not in ("auto", "torch", "torchscript"):
                 raise FastNSTError(f"{path}: a TorchScript file runs only with backend=torchscript (or torch)")
+            extra = {"fastnst.json": ""}
             try:
-                module = torch.jit.load(str(path), map_location="cpu")
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
             except Exception as e:
                 raise FastNSTError(f"{path}: cannot load TorchScript model ({type(e).__name__})") from None
-            return cls(ScriptRunner(module, dev, dtype), None, source=str(path), **options)
+            return cls(ScriptRunner(module, dev, dtype), None, source=str(path), styles=_script_styles(extra), **options)
         net, meta = load_network(path, trust_model_file=trust_model_file)
         if backend == "auto":
             backend = "torch"
@@ -222,10 +258,14 @@ class Stylizer:
     # -- tensors ---------------------------------------------------------------------------
 
     def _options(self, overrides: dict) -> dict:
-        unknown = set(overrides) - {"size", "preserve_color", "strength", "tile", "tile_overlap"}
+        unknown = set(overrides) - {"size", "preserve_color", "strength", "tile", "tile_overlap", "style", "mix"}
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         opts = {k: getattr(self, k) for k in ("size", "preserve_color", "strength", "tile", "tile_overlap")}
+        if "style" in overrides or "mix" in overrides:  # a per-call style replaces the default one
+            opts["weights"] = self.style_weights(overrides.pop("style", None), overrides.pop("mix", None))
+        else:
+            opts["weights"] = self.style_weights(self.style, self.mix)
         opts.update(overrides)
         opts["strength"] = _check_unit("strength", opts["strength"])
         opts["size"] = _check_positive("size", opts["size"])
@@ -234,20 +274,22 @@ class Stylizer:
             raise FastNSTError(f"{self.source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file")
         return opts
 
-    def _forward(self, photo: torch.Tensor, tile: int | None, tile_overlap: int | None) -> torch.Tensor:
+    def _forward(self, photo: torch.Tensor, tile: int | None, tile_overlap: int | None,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
         h, w = photo.shape[-2:]
         if min(h, w) < MIN_SIDE:
             # the network's reflection padding needs a few pixels per stage: run tiny images
             # upscaled, then bring the result back to the input size. Only the short side(s)
             # grow, so a 1 x 20000 strip runs at 16 x 20000, not 16 x 320000.
             big = resize_tensor(photo, (max(MIN_SIDE, h), max(MIN_SIDE, w)))
-            return resize_tensor(self._forward(big, tile, tile_overlap).float(), (h, w))
+            return resize_tensor(self._forward(big, tile, tile_overlap, weights).float(), (h, w))
         if tile and max(h, w) > tile:
             runner = self.runner if isinstance(self.runner, TorchRunner) else None
             x = runner.prepare(photo) if runner else photo.float().cpu()
             with torch.no_grad():  # not inference_mode: callers may modify results in place
-                return tiled_forward(self.net, x, tile, tile_overlap).float()
-        return self.runner(photo)
+                style = None if weights is None else weights.to(x.device)
+                return tiled_forward(self.net, x, tile, tile_overlap, style=style).float()
+        return self.runner(photo) if weights is None else self.runner(photo, weights)
 
     def stylize_tensor(self, photo: torch.Tensor, **overrides) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> stylized (B, 3, H', W') float32 on the input's device."""
@@ -262,7 +304,7 @@ class Stylizer:
             photo = resize_tensor(photo, fit_size(*photo.shape[-2:], opts["size"]))
         if opts["strength"] == 0.0:
             return photo.clone()
-        stylized = self._forward(photo, opts["tile"], opts["tile_overlap"]).to(out_device)
+        stylized = self._forward(photo, opts["tile"], opts["tile_overlap"], opts["weights"]).to(out_device)
         if opts["preserve_color"]:
             stylized = transfer_luminance(stylized, photo)
         if opts["strength"] < 1.0:
@@ -324,9 +366,23 @@ def _onnx_meta(path: Path) -> dict:
         import onnx
 
         props = {p.key: p.value for p in onnx.load_model(str(path), load_external_data=False).metadata_props}
-        return json.loads(props.get("fastnst", "{}")).get("meta", {})
+        saved = json.loads(props.get("fastnst", "{}"))
     except Exception:  # foreign ONNX files carry no fastnst metadata
         return {}
+    meta = dict(saved.get("meta", {}))
+    if saved.get("config", {}).get("styles"):
+        meta["styles"] = list(saved["config"]["styles"])
+    return meta
+
+
+def _script_styles(extra: dict) -> list[str] | None:
+    """The style names stored beside a TorchScript file (export.py's fastnst.json)."""
+    import json
+
+    try:
+        return json.loads(extra.get("fastnst.json") or "{}").get("config", {}).get("styles")
+    except (ValueError, AttributeError):
+        return None
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -421,13 +477,27 @@ def _model_argument(cfg: DictConfig):
     """model=<run dir | file> or, without it, style=<bundled style> (fastnst.zoo)."""
     model, style = cfg.get("model"), cfg.get("style")
     if model not in (None, "", "???"):
-        if style is not None:
-            raise FastNSTError("give model=<run dir | file> or style=<bundled style>, not both")
-        return resolve_model(model)
+        return resolve_model(model)  # style= then picks a style inside a multi-style network
     if style is None:
         raise FastNSTError("model=<run dir | model file> or style=<bundled style> is required "
                            f"(bundled: {', '.join(zoo.bundled_styles()) or 'none'}; styles=list describes them)")
     return zoo.bundled_network(str(style))
+
+
+def _style_options(cfg: DictConfig) -> dict:
+    """style=/mix= for a multi-style network given with model= (style= alone names a bundled network)."""
+    from omegaconf import OmegaConf
+
+    mix = cfg.get("mix")
+    if mix is not None and not OmegaConf.is_dict(mix):
+        raise FastNSTError(f"mix must be a mapping of style names to weights, e.g. 'mix={{starry_night: 0.7, wave: 0.3}}', "
+                           f"got mix={mix}")
+    has_model = cfg.get("model") not in (None, "", "???")
+    if mix is not None and not has_model:
+        raise FastNSTError("mix= blends the styles of a multi-style network: pass model=<run dir | file> too")
+    style = cfg.get("style") if has_model else None
+    return {"style": None if style is None else str(style),
+            "mix": None if mix is None else OmegaConf.to_container(mix, resolve=True)}
 
 
 def stylize_cli(cfg: DictConfig) -> None:
@@ -439,6 +509,7 @@ def stylize_cli(cfg: DictConfig) -> None:
             raise FastNSTError(f"styles=list prints the bundled networks, got styles={cfg.styles}")
         print(zoo.listing())
         return
+    style_options = _style_options(cfg)
     model = _model_argument(cfg)
     if cfg.get("input") in (None, "", "???"):
         raise FastNSTError("input=... is required (an image, a folder or a video)")
@@ -459,6 +530,7 @@ def stylize_cli(cfg: DictConfig) -> None:
         strength=float(cfg.get("strength", 1.0)),
         tile=cfg.get("tile"),
         batch_size=int(cfg.get("batch_size", 4)),
+        **style_options,
     )
     if src.is_dir():
         written, failures = stylize_folder(stylizer, src, dst, overwrite=overwrite)

@@ -24,9 +24,10 @@ def _instance_norms(net: nn.Module) -> list[nn.InstanceNorm2d]:
 
 
 @torch.no_grad()
-def record_instance_norm_stats(net: nn.Module, image: torch.Tensor, side: int = STATS_SIDE):
+def record_instance_norm_stats(net: nn.Module, image: torch.Tensor, side: int = STATS_SIDE,
+                               style: torch.Tensor | None = None):
     """Per-InstanceNorm (mean, var) of shape (B, C, 1, 1), measured on `image` downscaled so its
-    longer side is at most `side`."""
+    longer side is at most `side`. `style`: a multi-style network's style weights."""
     h, w = image.shape[-2:]
     if max(h, w) > side:
         image = resize_tensor(image, fit_size(h, w, side))
@@ -38,7 +39,7 @@ def record_instance_norm_stats(net: nn.Module, image: torch.Tensor, side: int = 
 
     handles = [m.register_forward_hook(hook) for m in _instance_norms(net)]
     try:
-        net(image)
+        net(image) if style is None else net(image, style)
     finally:
         for handle in handles:
             handle.remove()
@@ -56,7 +57,10 @@ def frozen_instance_norm(net: nn.Module, stats):
         def forward(x):
             mean, var = module.frozen_statistics
             y = (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + module.eps)
-            if module.affine:
+            if getattr(module, "style_weights", None) is not None:  # conditional: the style mix's scales
+                scale, shift = module.style_affine(x.shape[0])
+                y = y * scale.to(x.dtype)[..., None, None] + shift.to(x.dtype)[..., None, None]
+            elif module.affine:
                 y = y * module.weight.view(1, -1, 1, 1).to(x.dtype) + module.bias.view(1, -1, 1, 1).to(x.dtype)
             return y
 
@@ -116,14 +120,19 @@ def _window(start: int, tile: int, total: int, overlap: int) -> torch.Tensor:
 
 @torch.no_grad()
 def tiled_forward(net: nn.Module, image: torch.Tensor, tile: int, overlap: int | None = None,
-                  stats_side: int = STATS_SIDE) -> torch.Tensor:
-    """`net(image)` computed in tiles of `tile` px (overlap defaults to tile // 4)."""
+                  stats_side: int = STATS_SIDE, style: torch.Tensor | None = None) -> torch.Tensor:
+    """`net(image)` (`net(image, style)` with a multi-style network's style weights) computed in
+    tiles of `tile` px (overlap defaults to tile // 4)."""
     b, c, h, w = image.shape
+
+    def run(x):
+        return net(x) if style is None else net(x, style)
+
     if h <= tile and w <= tile:
-        return net(image)
+        return run(image)
     overlap = max(8, tile // 4) if overlap is None else overlap
     overlap = min(overlap, tile // 2)
-    stats = record_instance_norm_stats(net, image, stats_side)
+    stats = record_instance_norm_stats(net, image, stats_side, style)
     out = torch.zeros(b, 3, h, w, dtype=torch.float32, device=image.device)
     weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=image.device)
     with frozen_instance_norm(net, stats):
@@ -131,7 +140,7 @@ def tiled_forward(net: nn.Module, image: torch.Tensor, tile: int, overlap: int |
             wy = _window(y0, y1 - y0, h, overlap).to(image.device)
             for x0, x1 in _spans(w, tile, overlap):
                 wx = _window(x0, x1 - x0, w, overlap).to(image.device)
-                piece = net(image[:, :, y0:y1, x0:x1]).float()
+                piece = run(image[:, :, y0:y1, x0:x1]).float()
                 mask = (wy[:, None] * wx[None, :])[None, None]
                 out[:, :, y0:y1, x0:x1] += piece * mask
                 weight[:, :, y0:y1, x0:x1] += mask

@@ -21,6 +21,7 @@ from fastnst.callbacks import LAST, PREVIOUS
 from fastnst.checkpointing import AtomicCheckpointIO
 from fastnst.cpu_tuning import keep_freed_memory
 from fastnst.errors import FastNSTError
+from fastnst.multistyle import check_init_options, expand_multi_style
 from fastnst.style import style_image_paths
 from fastnst.transformer import save_exported
 
@@ -223,6 +224,12 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
         ckpt_path = resolve_checkpoint(cfg, run_dir)
         check_required_options(cfg)
         absolute_user_paths(cfg)
+        expand_multi_style(cfg)
+        if cfg.get("init_from"):
+            from fastnst.config import resolve_user_path
+
+            cfg.init_from = str(resolve_user_path(cfg.init_from))
+        check_init_options(cfg)
         check_writable(run_dir)
         result = _train(cfg, run_dir, ckpt_path, callbacks, state)
     except BaseException:
@@ -308,6 +315,7 @@ def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: lis
             system.net,
             meta={
                 "style": str(cfg.style.get("name")),
+                **({"styles": list(system.net.styles)} if system.net.styles else {}),
                 "data": str(cfg.data.get("name")),
                 "model": OmegaConf.to_container(cfg.model, resolve=True),
                 "global_step": int(trainer.global_step),

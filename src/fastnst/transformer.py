@@ -20,7 +20,37 @@ EXPORT_FORMAT = "fastnst.transformer"
 EXPORT_VERSION = 1
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+class ConditionalInstanceNorm2d(nn.InstanceNorm2d):
+    """Instance norm with one scale and shift per style (Dumoulin et al. 2017): `weight` and
+    `bias` are (num_styles, C). The style weights (N,) or (B, N) that `TransformerNet.forward`
+    sets in `style_weights` mix the rows: a blend of styles interpolates scales and shifts."""
+
+    def __init__(self, channels: int, num_styles: int):
+        super().__init__(channels, affine=False)
+        self.num_styles = int(num_styles)
+        self.weight = nn.Parameter(torch.ones(self.num_styles, channels))
+        self.bias = nn.Parameter(torch.zeros(self.num_styles, channels))
+        self.style_weights: torch.Tensor | None = None
+
+    def style_affine(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift), each (B, C), for the current style weights."""
+        w = self.style_weights
+        if w is None:
+            raise RuntimeError("ConditionalInstanceNorm2d: no style weights set (call the TransformerNet)")
+        w = w.to(self.weight.dtype)
+        if w.dim() == 1:
+            return (w @ self.weight).unsqueeze(0).expand(batch, -1), (w @ self.bias).unsqueeze(0).expand(batch, -1)
+        return w @ self.weight, w @ self.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.style_affine(x.shape[0])
+        y = F.instance_norm(x, eps=self.eps)
+        return y * scale.to(y.dtype)[..., None, None] + shift.to(y.dtype)[..., None, None]
+
+
+def _norm(kind: str, channels: int, num_styles: int = 0) -> nn.Module:
+    if kind == "instance" and num_styles:
+        return ConditionalInstanceNorm2d(channels, num_styles)
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=True)
     if kind == "batch":
@@ -33,21 +63,21 @@ def _norm(kind: str, channels: int) -> nn.Module:
 class ConvLayer(nn.Sequential):
     """Reflection pad + conv (+ norm + ReLU)."""
 
-    def __init__(self, cin, cout, kernel, stride=1, norm="instance", relu=True):
+    def __init__(self, cin, cout, kernel, stride=1, norm="instance", relu=True, num_styles=0):
         layers = [nn.ReflectionPad2d(kernel // 2), fastconv.Conv2d(cin, cout, kernel, stride)]
         if norm is not None:
-            layers.append(_norm(norm, cout))
+            layers.append(_norm(norm, cout, num_styles))
         if relu:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels, norm="instance"):
+    def __init__(self, channels, norm="instance", num_styles=0):
         super().__init__()
         self.body = nn.Sequential(
-            ConvLayer(channels, channels, 3, norm=norm),
-            ConvLayer(channels, channels, 3, norm=norm, relu=False),
+            ConvLayer(channels, channels, 3, norm=norm, num_styles=num_styles),
+            ConvLayer(channels, channels, 3, norm=norm, relu=False, num_styles=num_styles),
         )
 
     def forward(self, x):
@@ -65,9 +95,9 @@ class UpsampleConv(nn.Module):
     """Nearest-neighbour upsample to an explicit size, then conv: no checkerboard artifacts and
     the output matches the skip size exactly for odd inputs."""
 
-    def __init__(self, cin, cout, kernel=3, norm="instance"):
+    def __init__(self, cin, cout, kernel=3, norm="instance", num_styles=0):
         super().__init__()
-        self.conv = ConvLayer(cin, cout, kernel, norm=norm)
+        self.conv = ConvLayer(cin, cout, kernel, norm=norm, num_styles=num_styles)
         self._kernel_cache = None  # (weight versions, (kernels, bias)) for inference
 
     def forward(self, x, size):
@@ -120,21 +150,58 @@ class TransformerNet(nn.Module):
         channels: widths of the three stages (Johnson: 32, 64, 128).
         num_residual: residual blocks at the bottleneck (Johnson: 5).
         norm: "instance" (Ulyanov et al.), "batch" (Johnson's original) or "none".
+        styles: None (one style: plain instance norm) or the names of the styles of a
+            multi-style network (conditional instance norm, Dumoulin et al. 2017; needs
+            norm="instance"). Its forward takes style weights (N,) or (B, N) beside the image.
     """
 
-    def __init__(self, channels: Sequence[int] = (32, 64, 128), num_residual: int = 5, norm: str = "instance"):
+    def __init__(self, channels: Sequence[int] = (32, 64, 128), num_residual: int = 5, norm: str = "instance",
+                 styles: Sequence[str] | None = None):
         super().__init__()
         c1, c2, c3 = (int(c) for c in channels)
         self.config = {"channels": [c1, c2, c3], "num_residual": int(num_residual), "norm": norm}
-        self.down1 = ConvLayer(3, c1, 9, norm=norm)
-        self.down2 = ConvLayer(c1, c2, 3, stride=2, norm=norm)
-        self.down3 = ConvLayer(c2, c3, 3, stride=2, norm=norm)
-        self.residuals = nn.Sequential(*[ResidualBlock(c3, norm=norm) for _ in range(int(num_residual))])
-        self.up1 = UpsampleConv(c3, c2, norm=norm)
-        self.up2 = UpsampleConv(c2, c1, norm=norm)
+        n = 0
+        if styles is not None:
+            styles = [str(name) for name in styles]
+            if norm != "instance" or not styles or len(set(styles)) != len(styles):
+                raise FastNSTError(f"a multi-style network needs norm=instance and distinct style names, got "
+                                   f"norm={norm!r}, styles={styles}")
+            self.config["styles"] = styles
+            n = len(styles)
+        self.down1 = ConvLayer(3, c1, 9, norm=norm, num_styles=n)
+        self.down2 = ConvLayer(c1, c2, 3, stride=2, norm=norm, num_styles=n)
+        self.down3 = ConvLayer(c2, c3, 3, stride=2, norm=norm, num_styles=n)
+        self.residuals = nn.Sequential(*[ResidualBlock(c3, norm=norm, num_styles=n) for _ in range(int(num_residual))])
+        self.up1 = UpsampleConv(c3, c2, norm=norm, num_styles=n)
+        self.up2 = UpsampleConv(c2, c1, norm=norm, num_styles=n)
         self.out = ConvLayer(c1, 3, 9, norm=None, relu=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def styles(self) -> list[str] | None:
+        """The style names of a multi-style network, None for a single-style one."""
+        return self.config.get("styles")
+
+    def conditional_norms(self) -> list[ConditionalInstanceNorm2d]:
+        return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm2d)]
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, 3, H, W) in [0, 1]; `style`: a multi-style network's style weights, (N,) for
+        the whole batch or (B, N) per image (None = the first style). Ignored by a single-style
+        network."""
+        norms = self.conditional_norms() if self.styles else []
+        if not norms:
+            return self._forward(x)
+        if style is None:
+            style = one_hot(0, len(self.styles), x)
+        for m in norms:
+            m.style_weights = style
+        try:
+            return self._forward(x)
+        finally:
+            for m in norms:
+                m.style_weights = None
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if fused.can_fuse(self, x):  # inference on CPU: the same result with fewer memory passes
             return fused.fused_forward(self, x)
         h1 = self.down1(x)
@@ -144,6 +211,13 @@ class TransformerNet(nn.Module):
         h = self.up2(h, h1.shape[-2:])
         # sigmoid keeps the output in [0, 1] with gradients everywhere (a clamp would kill them)
         return torch.sigmoid(self.out(h))
+
+
+def one_hot(index: int, n: int, like: torch.Tensor) -> torch.Tensor:
+    """Style weights (n,) selecting style `index`."""
+    w = torch.zeros(n, dtype=torch.float32, device=like.device)
+    w[index] = 1.0
+    return w
 
 
 def save_exported(path: str | os.PathLike, net: TransformerNet, meta: dict | None = None) -> Path:

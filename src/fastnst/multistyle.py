@@ -1,0 +1,189 @@
+"""Multi-style networks (conditional instance norm, Dumoulin et al. 2017): the style list of
+`style=multi style.names=[...]`, which style each photo of a batch trains, style weights from
+`style=` / `mix=`, and starting a network from another one (`init_from=`, `finetune=`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from fastnst.errors import FastNSTError
+
+# what one style of the list keeps from its preset (conf/style/<name>.yaml)
+_MEMBER_KEYS = ("image", "images", "weights", "images_dir", "crops", "beta_scale")
+FINETUNE_MODES = (None, "all", "style_params")
+
+
+def is_multi(style: Mapping | DictConfig | None) -> bool:
+    return style is not None and style.get("names") is not None
+
+
+def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -> list[dict]:
+    """One plain style config per entry of `style.names`: a preset (conf/style/<name>.yaml,
+    resolved against `paths`) or an image path (named after the file). Each gets the list's
+    `size`; `beta_scale` multiplies the preset's."""
+    from fastnst.config import CONFIG_DIR
+
+    names = style.get("names")
+    if isinstance(names, str) or not names:
+        raise FastNSTError(f"style.names must be a non-empty list of style presets or image paths, got {names!r}")
+    members: list[dict] = []
+    for entry in names:
+        entry = str(entry)
+        preset = CONFIG_DIR / "style" / f"{entry}.yaml"
+        if entry not in ("multi", "custom") and preset.is_file() and os.sep not in entry:
+            node = OmegaConf.merge({"paths": OmegaConf.create(dict(paths or {}))}, {"style": OmegaConf.load(preset)})
+            if not paths:  # the default data folder, as conf/paths/default.yaml
+                from fastnst.config import REPO_ROOT
+                node.paths = {"data_dir": os.environ.get("FASTNST_DATA", str(REPO_ROOT / "data"))}
+            spec = OmegaConf.to_container(node.style, resolve=True)
+            member = {"name": str(spec.get("name", entry)), **{k: spec.get(k) for k in _MEMBER_KEYS if k in spec}}
+        else:
+            path = Path(entry).expanduser()
+            if not path.suffix:
+                from fastnst.config import CONFIG_DIR as conf
+
+                presets = sorted(p.stem for p in (conf / "style").glob("*.yaml") if p.stem not in ("multi", "custom"))
+                raise FastNSTError(f"style.names: {entry!r} is neither a style preset ({', '.join(presets)}) "
+                                   "nor an image path")
+            member = {"name": path.stem, "image": str(path.resolve())}
+        member["size"] = style.get("size")
+        member["beta_scale"] = float(member.get("beta_scale") or 1.0) * float(style.get("beta_scale") or 1.0)
+        members.append(member)
+    seen = [m["name"] for m in members]
+    dupes = sorted({n for n in seen if seen.count(n) > 1})
+    if dupes:
+        raise FastNSTError(f"style.names: the style name(s) {', '.join(dupes)} appear more than once")
+    return members
+
+
+def expand_multi_style(cfg: DictConfig) -> None:
+    """In place: fill `style.members` of a `style=multi` config (kept in the run's config.yaml)."""
+    if not is_multi(cfg.get("style")):
+        return
+    cfg.style.members = expand_names(cfg.style, cfg.get("paths"))
+
+
+def check_init_options(cfg: DictConfig) -> None:
+    """init_from= / finetune= of a train config, checked before anything is built."""
+    finetune, init_from = cfg.get("finetune"), cfg.get("init_from")
+    if finetune not in FINETUNE_MODES:
+        raise FastNSTError(f"finetune={finetune}: use null (the whole network) or style_params")
+    if finetune == "style_params" and (not init_from or not is_multi(cfg.get("style"))):
+        raise FastNSTError("finetune=style_params needs init_from=<run> and style=multi style.names=[...] "
+                           "(the network's styles plus the new ones)")
+    if init_from:
+        from fastnst.export import load_network
+
+        old, _ = load_network(init_from)  # a missing or foreign file fails here, in one line
+        if finetune == "style_params":
+            names = [m["name"] for m in cfg.style.members]
+            if not set(names) - set(old.styles or []):
+                raise FastNSTError(f"finetune=style_params: init_from={init_from} already holds every style of "
+                                   f"style.names ({', '.join(names)}); add the new style to style.names")
+
+
+def members_of(style: Mapping | DictConfig) -> list[dict]:
+    members = style.get("members")
+    if members:
+        return [dict(m) for m in members]
+    return expand_names(OmegaConf.create(dict(style)))
+
+
+def batch_styles(step: int, batch: int, active: Sequence[int]) -> list[int]:
+    """The style index of each photo of a batch: round robin over `active` continued from step
+    to step, so every style trains on the same number of photos (to within one per style)."""
+    n = len(active)
+    return [active[(step * batch + i) % n] for i in range(batch)]
+
+
+def style_weights(styles: Sequence[str] | None, style: str | None = None, mix: Mapping | None = None,
+                  source: str = "the network") -> torch.Tensor | None:
+    """Style weights (N,) of a multi-style network for `style=<name>` or `mix={name: weight}`
+    (weights normalised to sum 1); None for a single-style network without either."""
+    if style is not None and mix is not None:
+        raise FastNSTError("give style=<name> or mix={name: weight, ...}, not both")
+    if not styles:
+        if style is not None or mix is not None:
+            option = "style=" if style is not None else "mix="
+            raise FastNSTError(f"{source}: a single-style network; {option} picks a style of a multi-style network")
+        return None
+    if style is None and mix is None:
+        return None
+    if style is not None:
+        mix = {str(style): 1.0}
+    if not isinstance(mix, Mapping) or not mix:
+        raise FastNSTError(f"mix must be a mapping of style names to weights, e.g. mix={{{styles[0]}: 0.7, ...}}, got {mix!r}")
+    w = torch.zeros(len(styles))
+    for name, value in mix.items():
+        if str(name) not in styles:
+            raise FastNSTError(f"{source}: no style {name!r}; its styles: {', '.join(styles)}")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise FastNSTError(f"mix: the weight of {name} must be a number, got {value!r}") from None
+        if not value >= 0:
+            raise FastNSTError(f"mix: weights must be >= 0, got {name}: {value}")
+        w[styles.index(str(name))] += value
+    if float(w.sum()) <= 0:
+        raise FastNSTError(f"mix: the weights must have a positive sum, got {dict(mix)}")
+    return w / w.sum()
+
+
+def init_network(net, source: str | os.PathLike) -> list[str]:
+    """Copy the weights of the network at `source` (run dir, model.pt, .ckpt) into `net`, in
+    place. Conditional-norm rows are copied by style name; a style `source` lacks starts from
+    the mean of its rows (a single-style source: its instance-norm scale and shift). Returns the
+    names of `net`'s styles that `source` lacks."""
+    from fastnst.export import load_network
+
+    old, _ = load_network(source)
+    old_styles = old.styles or []
+    new_styles = net.styles or []
+    if [c for c in old.config["channels"]] != list(net.config["channels"]) or \
+            old.config["num_residual"] != net.config["num_residual"] or old.config["norm"] != net.config["norm"]:
+        raise FastNSTError(f"init_from={source}: its network ({old.config['channels']}, {old.config['num_residual']} "
+                           f"residual blocks) differs from model= ({net.config['channels']}, "
+                           f"{net.config['num_residual']}); pass the model= it was trained with")
+    old_state = old.state_dict()
+    state = net.state_dict()
+    for key, value in state.items():
+        src = old_state[key]
+        if src.shape == value.shape and (value.dim() != 2 or not _is_style_param(net, key)):
+            state[key] = src.clone()
+            continue
+        # a conditional norm's (N, C) scale or shift
+        rows = src if src.dim() == 2 else src[None]
+        mean = rows.mean(0)
+        for i, name in enumerate(new_styles):
+            state[key][i] = rows[old_styles.index(name)] if name in old_styles else mean
+    net.load_state_dict(state)
+    return [name for name in new_styles if name not in old_styles]
+
+
+def _is_style_param(net, key: str) -> bool:
+    module_name, _, param = key.rpartition(".")
+    from fastnst.transformer import ConditionalInstanceNorm2d
+
+    return param in ("weight", "bias") and isinstance(net.get_submodule(module_name), ConditionalInstanceNorm2d)
+
+
+def freeze_for_style_params(net, trainable: Sequence[int]) -> None:
+    """finetune=style_params: only the scales and shifts of the styles `trainable` learn; every
+    other weight (convolutions, the other styles' rows) is frozen."""
+    for p in net.parameters():
+        p.requires_grad_(False)
+    mask = torch.zeros(len(net.styles), 1)
+    mask[list(trainable)] = 1.0
+    for norm in net.conditional_norms():
+        for p in (norm.weight, norm.bias):
+            p.requires_grad_(True)
+            p.register_hook(lambda g, m=mask: g * m.to(g))
+
+
+__all__ = ["expand_names", "expand_multi_style", "batch_styles", "style_weights", "init_network",
+           "freeze_for_style_params", "is_multi", "members_of"]
