@@ -247,3 +247,85 @@ def test_a_network_always_runs_on_its_own_thread(app, image_factory):
         results = list(pool.map(lambda _: app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64"), range(6)))
     assert all(r.image for r in results)
     assert len(threads) == 6 and len(set(threads)) == 1 and threads[0].startswith("fastnst-")
+
+
+# -- multi-style networks: a style of the network, or a blend ---------------------------------
+
+MULTI_STYLES = ["starry_night", "wave"]
+
+
+@pytest.fixture
+def multi_app(models, tmp_path):
+    import torch
+
+    from fastnst.transformer import TransformerNet, save_exported
+
+    torch.manual_seed(0)
+    net = TransformerNet(channels=[8, 16, 16], num_residual=1, styles=MULTI_STYLES).eval()
+    with torch.no_grad():  # styles that differ clearly
+        for norm in net.conditional_norms():
+            norm.weight.normal_(1.0, 0.5)
+            norm.bias.normal_(0.0, 0.5)
+    save_exported(models / "multi.pt", net)
+    return WebApp(catalog=model_catalog(models), device="cpu", output_dir=tmp_path / "out")
+
+
+def _pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
+
+
+def test_a_multi_style_network_offers_its_styles_and_a_single_style_one_none(multi_app):
+    assert multi_app.network_styles("multi.pt") == MULTI_STYLES
+    assert multi_app.network_styles("tiny_a.pt") == []
+
+
+def test_photo_with_a_style_of_a_multi_style_network_is_that_style(multi_app, image_factory):
+    photo = str(image_factory("photo.png"))
+    wave = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", network_style="wave")
+    starry = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", network_style="starry_night")
+    assert wave.image and starry.image and "multi_pt_wave" in wave.status
+    assert np.abs(_pixels(wave.image) - _pixels(starry.image)).mean() > 2  # the styles differ
+    expected = Stylizer.load(multi_app.catalog["multi.pt"], device="cpu")(Image.open(photo), size=64, style="wave")
+    assert np.abs(_pixels(wave.image) - np.asarray(expected, dtype=np.float64)).max() <= 1
+
+
+def test_photo_blend_with_weight_one_on_a_style_is_that_style(multi_app, image_factory):
+    photo = str(image_factory("photo.png"))
+    wave = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", network_style="wave")
+    blend = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", mix="wave: 1, starry_night: 0")
+    half = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", mix="wave: 0.5, starry_night: 0.5")
+    assert np.abs(_pixels(blend.image) - _pixels(wave.image)).max() <= 1
+    assert np.abs(_pixels(half.image) - _pixels(wave.image)).mean() > 1
+
+
+def test_a_style_left_from_another_network_falls_back_to_the_first_style(multi_app, image_factory):
+    photo = str(image_factory("photo.png"))
+    stale = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", network_style="the_scream")
+    first = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", network_style="starry_night")
+    assert stale.image and np.abs(_pixels(stale.image) - _pixels(first.image)).max() <= 1
+    single = multi_app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64", network_style="wave", mix="wave: 1")
+    assert single.image  # a single-style network ignores both
+
+
+@pytest.mark.parametrize("mix, message", [
+    ("wave 0.5", "write it as 'style: weight, style: weight'"),
+    ("wave: lots", "write it as 'style: weight, style: weight'"),
+    ("udnie: 1", "udnie"),
+])
+def test_a_bad_blend_is_one_line_in_the_page(multi_app, image_factory, mix, message):
+    result = multi_app.stylize_photo(str(image_factory("photo.png")), "multi.pt", 1.0, False, "64", mix=mix)
+    assert result.image is None and result.status.startswith("error:") and message in result.status
+    assert "\n" not in result.status
+
+
+def test_webcam_frame_uses_the_chosen_style_of_a_multi_style_network(multi_app):
+    multi_app.webcam_size = 64
+    frame = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    wave = multi_app.stylize_frame(frame, "multi.pt", "wave")
+    starry = multi_app.stylize_frame(frame, "multi.pt", "starry_night")
+    assert wave.shape == (48, 64, 3) and np.abs(wave.astype(float) - starry.astype(float)).mean() > 2
+
+
+def test_parse_mix_reads_names_and_weights():
+    assert web.parse_mix("starry_night: 0.7, wave:0.3") == {"starry_night": 0.7, "wave": 0.3}
+    assert web.parse_mix(" wave: 1 ,") == {"wave": 1.0}

@@ -83,6 +83,21 @@ def model_catalog(models: str | os.PathLike | None) -> dict[str, Path]:
     return catalog
 
 
+def parse_mix(text: str) -> dict[str, float]:
+    """"starry_night: 0.7, wave: 0.3" -> {"starry_night": 0.7, "wave": 0.3}; one line when malformed
+    (the Stylizer then checks the names and normalises the weights)."""
+    mix = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, weight = part.partition(":")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            mix[name.strip()] = float(weight)
+        except ValueError:
+            raise FastNSTError(f"blend {text!r}: write it as 'style: weight, style: weight'") from None
+    return mix
+
+
 # -- uploads --------------------------------------------------------------------------------
 
 
@@ -186,6 +201,23 @@ class WebApp:
                 self._runners[label] = ThreadPoolExecutor(1, thread_name_prefix=f"fastnst-{_slug(label)}")
             return self._stylizers[label], self._runners[label]
 
+    def network_styles(self, label: str | None) -> list[str]:
+        """The styles of a multi-style network (loads it, once); [] for a single-style one."""
+        if not label:
+            return []
+        return list(self.stylizer(label)[0].styles or [])
+
+    def _style_options(self, label: str, network_style: str | None, mix: str | None) -> dict:
+        """style=/mix= for the Stylizer: a blend when one is typed, else the chosen style; nothing
+        for a single-style network, or for a style left from another network (a dropdown that
+        has not caught up yet: the network's first style then)."""
+        styles = self.network_styles(label)
+        if not styles:
+            return {}
+        if mix and mix.strip():
+            return {"mix": parse_mix(mix)}
+        return {"style": network_style} if network_style in styles else {}
+
     def run_network(self, label: str, call):
         """`call(stylizer)` on the network's own thread; its result (or its exception) here."""
         stylizer, runner = self.stylizer(label)
@@ -194,8 +226,10 @@ class WebApp:
     # -- Photo tab ---------------------------------------------------------------------------
 
     def stylize_photo(self, photo, style: str | None, strength: float = 1.0, keep_colours: bool = False,
-                      output_size: str | int | None = "512") -> PhotoResult:
-        """One upload -> the full-size stylized PNG (its path) and a one-line status."""
+                      output_size: str | int | None = "512", network_style: str | None = None,
+                      mix: str | None = None) -> PhotoResult:
+        """One upload -> the full-size stylized PNG (its path) and a one-line status.
+        network_style / mix: a multi-style network's style, or a blend "name: weight, ..."."""
         path = upload_path(photo)
         if path is None:
             return PhotoResult(None, "Upload or paste a photo.")
@@ -205,24 +239,29 @@ class WebApp:
         def work() -> PhotoResult:
             image = read_photo(path, self.max_side, self.max_megapixels)
             size = None if str(output_size) in ("original", "None", "") else int(output_size)
+            options = self._style_options(style, network_style, mix)
             start = time.perf_counter()
             result = self.run_network(style, lambda stylizer: stylizer(
-                image, size=size, strength=float(strength), preserve_color=bool(keep_colours)))
+                image, size=size, strength=float(strength), preserve_color=bool(keep_colours), **options))
             elapsed = time.perf_counter() - start
-            out = self.output_dir / uuid.uuid4().hex[:12] / f"{Path(path).stem}_{_slug(style)}.png"
+            name = _slug(style) + (f"_{_slug(options['style'])}" if "style" in options else "")
+            name += "_blend" if "mix" in options else ""
+            out = self.output_dir / uuid.uuid4().hex[:12] / f"{Path(path).stem}_{name}.png"
             save_image(result, out, png_compress_level=1)  # served once: speed over size
-            return PhotoResult(str(out), f"{result.width}x{result.height} px, {_slug(style)}, {elapsed:.2f} s")
+            return PhotoResult(str(out), f"{result.width}x{result.height} px, {name}, {elapsed:.2f} s")
 
         return _guarded(work, lambda message: PhotoResult(None, message))
 
     # -- Webcam tab --------------------------------------------------------------------------
 
-    def stylize_frame(self, frame: np.ndarray | None, style: str | None) -> np.ndarray | None:
+    def stylize_frame(self, frame: np.ndarray | None, style: str | None,
+                      network_style: str | None = None) -> np.ndarray | None:
         """One camera frame (H, W, 3 uint8) -> stylized at `webcam_size` px (longer side)."""
         if frame is None or not style:
             return None
+        options = self._style_options(style, network_style, None)
         x = torch.from_numpy(np.array(frame[..., :3])).permute(2, 0, 1).unsqueeze(0).float().div_(255)
-        y = self.run_network(style, lambda stylizer: stylizer.stylize_tensor(x, size=self.webcam_size))
+        y = self.run_network(style, lambda stylizer: stylizer.stylize_tensor(x, size=self.webcam_size, **options))
         return y[0].mul(255).round_().byte().permute(1, 2, 0).numpy()
 
     # -- Gatys tab ---------------------------------------------------------------------------
@@ -365,6 +404,20 @@ def _guarded(work: Callable, on_error: Callable[[str], object]):
 # stub beside the module of every Component subclass it sees (into the installed package).
 
 
+def network_style_choices(app: WebApp, label: str | None):
+    """Gradio updates for (the "Style in this network" dropdown, the blend box): shown with the
+    network's styles for a multi-style network, hidden otherwise (and when it fails to load:
+    the photo's own request then says why, in one line)."""
+    import gradio as gr
+
+    try:
+        styles = app.network_styles(label)
+    except Exception:  # noqa: BLE001 - reported by the stylize request itself
+        styles = []
+    return (gr.update(choices=styles, value=styles[0] if styles else None, visible=bool(styles)),
+            gr.update(visible=len(styles) > 1))
+
+
 def photo_input(**kwargs):
     """gr.Image whose upload reaches the handler undecoded: Gradio's own Image.preprocess opens
     the file with Pillow first, so a broken upload would fail there with a generic "Error"
@@ -418,6 +471,10 @@ def build_ui(app: WebApp):
                     photo = photo_input(label="Photo", elem_id="photo-input")
                     style = gr.Dropdown(choices, value=choices[0] if choices else None, label="Style",
                                         elem_id="photo-style")
+                    network_style = gr.Dropdown([], label="Style in this network", visible=False,
+                                                elem_id="photo-network-style")
+                    mix = gr.Textbox("", label="Blend (e.g. starry_night: 0.7, wave: 0.3); empty = the style above",
+                                     visible=False, elem_id="photo-mix")
                     strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
                     keep_colours = gr.Checkbox(False, label="Keep the photo's colours")
                     output_size = gr.Dropdown(list(OUTPUT_SIZES), value="512",
@@ -429,12 +486,18 @@ def build_ui(app: WebApp):
                                       buttons=["download", "fullscreen"])
                     status = gr.Markdown("", elem_id="photo-status")
 
-            def on_photo(photo_value, style_value, strength_value, keep, size_value):
-                r = app.stylize_photo(photo_value, style_value, strength_value, keep, size_value)
+            def on_photo(photo_value, style_value, strength_value, keep, size_value, network_style_value=None,
+                         mix_value=""):  # defaults: API clients of single-style networks may leave them out
+                r = app.stylize_photo(photo_value, style_value, strength_value, keep, size_value,
+                                      network_style_value, mix_value)
                 return r.image, r.status
 
-            gr.on([photo.upload, run.click, style.change], on_photo,
-                  [photo, style, strength, keep_colours, output_size], [result, status],
+            style.change(lambda label: network_style_choices(app, label), [style], [network_style, mix],
+                         show_progress="hidden", api_name="photo_network_styles")
+            demo.load(lambda label: network_style_choices(app, label), [style], [network_style, mix],
+                      show_progress="hidden")
+            gr.on([photo.upload, run.click, style.change, network_style.change], on_photo,
+                  [photo, style, strength, keep_colours, output_size, network_style, mix], [result, status],
                   concurrency_limit=4, show_progress="minimal", api_name="stylize_photo", queue=False)
         with gr.Tab("Webcam", id="webcam"):
             webcam_default = app.default_webcam_model()
@@ -446,16 +509,22 @@ def build_ui(app: WebApp):
                 live = live_frame(label="Stylized live", elem_id="webcam-output")
             webcam_style = gr.Dropdown(choices, value=webcam_default, label="Network (a fast one)",
                                        elem_id="webcam-style")
+            webcam_network_style = gr.Dropdown([], label="Style in this network", visible=False,
+                                               elem_id="webcam-network-style")
+            webcam_style.change(lambda label: network_style_choices(app, label)[0], [webcam_style],
+                                [webcam_network_style], show_progress="hidden")
+            demo.load(lambda label: network_style_choices(app, label)[0], [webcam_style], [webcam_network_style],
+                      show_progress="hidden")
 
-            def on_frame(frame, style_value):
+            def on_frame(frame, style_value, network_style_value=None):
                 try:
-                    return app.stylize_frame(frame, style_value)
+                    return app.stylize_frame(frame, style_value, network_style_value)
                 except Exception as e:  # noqa: BLE001 - a bad frame must not end the stream
                     if not isinstance(e, FastNSTError):
                         traceback.print_exc(file=sys.stderr)
                     return None
 
-            camera.stream(on_frame, [camera, webcam_style], [live], stream_every=0.02,
+            camera.stream(on_frame, [camera, webcam_style, webcam_network_style], [live], stream_every=0.02,
                           concurrency_limit=1, show_progress="hidden", api_name="stylize_frame")
         with gr.Tab("Gatys", id="gatys"):
             with gr.Row():
