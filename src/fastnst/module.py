@@ -17,6 +17,7 @@ from fastnst.errors import FastNSTError
 from fastnst.images import load_image
 from fastnst.losses import PerceptualLoss
 from fastnst.style import build_loss, style_image_paths
+from fastnst.temporal import TransformRange, temporal_loss
 from fastnst.transformer import TransformerNet
 
 log = logging.getLogger("fastnst.train")
@@ -125,6 +126,16 @@ class StyleTransferModule(pl.LightningModule):
         # the optimizer. _apply below moves it with the module.
         perceptual = build_loss(OmegaConf.create(loss), OmegaConf.create(style), vgg_weights=vgg_weights)
         object.__setattr__(self, "_perceptual", perceptual)
+        # loss.temporal_weight > 0: penalise stylize(T(x)) != T(stylize(x)) (fastnst.temporal)
+        self.temporal_weight = float(loss.get("temporal_weight") or 0.0)
+        if self.temporal_weight < 0:
+            raise FastNSTError(f"loss.temporal_weight must be >= 0 (0 = off), got {self.temporal_weight}")
+        try:
+            self.temporal_limits = TransformRange.from_config(loss.get("temporal_transform"))
+        except ValueError as e:
+            raise FastNSTError(str(e)) from None
+        # its own generator: the transforms do not shift the data order or the network's init
+        self._temporal_generator = torch.Generator().manual_seed(0)
         self._log_photos: torch.Tensor | None = None
         self._last_batch_time: float | None = None
         self.skipped_files = torch.zeros((), dtype=torch.long)
@@ -175,9 +186,15 @@ class StyleTransferModule(pl.LightningModule):
         return photos.contiguous(memory_format=torch.channels_last) if self.use_channels_last else photos
 
     # -- training -------------------------------------------------------------------------
-    def _losses(self, photos: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _losses(self, photos: torch.Tensor, temporal: bool = False) -> dict[str, torch.Tensor]:
         content = self._perceptual.content_features(photos)
-        return self._perceptual(self.net(photos), content)
+        stylized = self.net(photos)
+        terms = self._perceptual(stylized, content)
+        if temporal and self.temporal_weight:
+            term = temporal_loss(self.net, photos, stylized, self.temporal_limits, self._temporal_generator)
+            terms["total"] = terms["total"] + self.temporal_weight * term
+            terms["temporal"] = term.detach()
+        return terms
 
     def training_step(self, batch, batch_idx):
         photos = batch["image"]
@@ -188,7 +205,7 @@ class StyleTransferModule(pl.LightningModule):
             self.log("data/skipped_files", self.skipped_files.float(), on_step=True, on_epoch=False)
         if photos.shape[0] == 0:
             return None  # every file of this batch was unreadable
-        terms = self._losses(self._to_memory_format(photos))
+        terms = self._losses(self._to_memory_format(photos), temporal=True)
         if self._divergence_detected(terms["total"]):
             self._on_divergence()
             return None  # no update from a non-finite loss: the weights stay good
@@ -247,6 +264,7 @@ class StyleTransferModule(pl.LightningModule):
             "loss/alpha": h.loss.get("alpha"),
             "loss/beta": h.loss.get("beta"),
             "loss/tv_weight": h.loss.get("tv_weight"),
+            "loss/temporal_weight": h.loss.get("temporal_weight") or 0.0,
             "loss/content_layers": ",".join(h.loss.get("content_layers", {})),
             "loss/style_layers": ",".join(h.loss.get("style_layers", {})),
             "optimizer/lr": h.optimizer.get("lr", 1e-3),

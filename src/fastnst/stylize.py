@@ -432,7 +432,7 @@ def _model_argument(cfg: DictConfig):
 
 def stylize_cli(cfg: DictConfig) -> None:
     """`python stylize.py model=... input=... output=...` (image, folder or video)."""
-    from fastnst.video import is_video_file, stylize_video
+    from fastnst.video import check_temporal, is_video_file, stylize_video
 
     if cfg.get("styles") is not None:
         if str(cfg.styles) != "list":
@@ -440,6 +440,7 @@ def stylize_cli(cfg: DictConfig) -> None:
         print(zoo.listing())
         return
     model = _model_argument(cfg)
+    temporal = check_temporal(cfg.get("temporal"), cfg.get("temporal_strength", 0.5))
     if cfg.get("input") in (None, "", "???"):
         raise FastNSTError("input=... is required (an image, a folder or a video)")
     src = resolve_user_path(cfg.input)
@@ -460,6 +461,8 @@ def stylize_cli(cfg: DictConfig) -> None:
         tile=cfg.get("tile"),
         batch_size=int(cfg.get("batch_size", 4)),
     )
+    if temporal[0] and not is_video_file(src):
+        raise FastNSTError(f"{src}: temporal={temporal[0]} smooths videos (.mp4, .webm, ...), not images or folders")
     if src.is_dir():
         written, failures = stylize_folder(stylizer, src, dst, overwrite=overwrite)
         print(f"wrote {written} image(s) to {dst}")
@@ -471,7 +474,8 @@ def stylize_cli(cfg: DictConfig) -> None:
         if dst.exists() and not overwrite:
             _note(f"{dst}: exists, skipped (overwrite=true replaces it)")
             return
-        frames = stylize_video(stylizer, src, dst, overwrite=overwrite)
+        frames = stylize_video(stylizer, src, dst, overwrite=overwrite, temporal=temporal[0],
+                               temporal_strength=temporal[1])
         print(f"wrote {dst} ({frames} frames)")
     else:
         if str(cfg.get("output") or "").endswith(("/", os.sep)):  # a folder: <folder>/<name>_stylized.png
