@@ -87,3 +87,24 @@ def test_not_a_run_is_exit_2(tmp_path, capsys):
     assert compare.main([str(tmp_path), "--out", str(tmp_path / "report")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "config.yaml" in err
+
+
+def test_video_adds_the_warping_error_column(two_runs, tmp_path, capsys):
+    from test_flow import shifted_frames
+
+    from fastnst.video import write_video
+
+    runs, photos = two_runs
+    clip = write_video(shifted_frames(4, size=48, step=2), tmp_path / "clip.mp4") and tmp_path / "clip.mp4"
+    out = tmp_path / "report"
+    args = [*map(str, runs), "--out", str(out), "--photos", str(photos), "--num-photos", "1", "--size", "32",
+            "--cell", "40", "--gatys-iterations", "0", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
+            "--video", str(clip), "--video-frames", "3", "--video-size", "48"]
+    assert compare.main(args) == 0
+    table = (out / "metrics.md").read_text()
+    assert "| warping error |" in table.splitlines()[0]
+    assert "first 3 frames at 48 px" in table
+    evaluations = json.loads((out / "metrics.json").read_text())
+    assert all(e["metrics"]["warping_error"] > 0 for e in evaluations)
+    assert compare.main([*args[:-6], "--video", str(tmp_path / "none.mp4"), "--overwrite"]) == 2
+    assert "none.mp4: --video not found" in capsys.readouterr().err

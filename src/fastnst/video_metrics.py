@@ -118,6 +118,16 @@ def measure(input_path, output_path, frames: int | None = None, run: str | None 
             **_frame_losses(loss_cfg, style_cfg, pairs)}
 
 
+def stylized_warping_error(stylizer, video, frames: int | None = 30, size: int | None = 256) -> float:
+    """Warping error of `stylizer` (a fastnst.Stylizer) on the first `frames` frames of `video`,
+    resized so the longer side is `size`, stylized in memory (no codec in between)."""
+    clip = list(read_frames(resolve_user_path(video), frames))
+    if len(clip) < 2:
+        raise FastNSTError(f"{video}: the warping error needs at least two frames")
+    outputs = list(stylizer.stylize_many(iter(clip), size=size))
+    return warping_error(clip, outputs)
+
+
 def format_result(result: dict) -> str:
     lines = [f"frames: {result['frames']}", f"warping error: {result['warping_error']:.6f}",
              f"content loss: {result['content']:.6g}"]
@@ -148,4 +158,4 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["measure", "format_result", "main"]
+__all__ = ["measure", "stylized_warping_error", "format_result", "main"]
