@@ -17,6 +17,8 @@ temporal=flow). Ratios are to the plain network on the same clip, measured in th
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 
@@ -66,6 +68,20 @@ def score(clip, outputs, loss_cfg, style_cfg, loss_frames: int) -> dict:
     return {"warping_error": warping_error(clip, outputs), **losses}
 
 
+def cached(cache, key: dict, compute):
+    """compute() once per key, kept as JSON under `cache` (None: no cache) so a later run with
+    more networks reuses the rows already measured (the timings then come from that earlier run)."""
+    if cache is None:
+        return compute()
+    path = cache / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
+    if path.is_file():
+        return json.loads(path.read_text())["result"]
+    result = compute()
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "result": result}))
+    return result
+
+
 def picture(clip, plain, stable, path, t: int, cell: int = 256) -> None:
     """Rows plain / stable: frame t, frame t+1, and |frame t+1 - frame t warped by the input's
     flow| x4 (the change motion does not explain: flicker)."""
@@ -86,28 +102,41 @@ def picture(clip, plain, stable, path, t: int, cell: int = 256) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plain", required=True, help="run dir (or a checkpoint in one) trained without the term")
-    parser.add_argument("--stable", required=True, help="the same, trained with it (same recipe, steps, seed)")
+    parser.add_argument("--stable", action="append", required=True,
+                        help="the same, trained with it (same recipe, steps, seed); repeat to compare weights")
     parser.add_argument("--clip", action="append", required=True, help="name=path of a video")
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--strength", type=float, default=0.5, help="temporal_strength of the temporal=flow row")
     parser.add_argument("--loss-frames", type=int, default=8)
     parser.add_argument("--picture", default=None, help="write the plain-vs-stable picture of the first clip here")
+    parser.add_argument("--cache", default=None, help="keep each row's result here (JSON) and reuse it")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     cfg = load_run_config(run_and_model(args.plain)[0])
-    nets = {name: Stylizer.load(run_and_model(run)[1], device="cpu") for name, run in
-            (("plain", args.plain), ("stable", args.stable))}
+    models = {"plain": run_and_model(args.plain)[1]}
+    for run in args.stable:
+        stable_cfg = load_run_config(run_and_model(run)[0])
+        models[f"stable (loss.temporal_weight={stable_cfg.loss.get('temporal_weight', 0):g})"] = run_and_model(run)[1]
+    cache = resolve_user_path(args.cache) if args.cache else None
     rows = [f"| clip (first {args.frames} frames, {args.size} px) | network | warping error | vs plain | content | "
             "vs plain | style | vs plain | ms / frame | vs plain |", "|---|---|---|---|---|---|---|---|---|---|"]
     for i, spec in enumerate(args.clip):
         name, _, path = spec.partition("=")
         clip = load_clip(path, args.frames, args.size)
         results, outputs = {}, {}
-        for label, net, strength in (("plain", "plain", None), ("stable (loss.temporal_weight)", "stable", None),
-                                     (f"plain + temporal=flow ({args.strength})", "plain", args.strength)):
-            outputs[label], ms = stylize(nets[net], clip, strength)
-            results[label] = {**score(clip, outputs[label], cfg.loss, cfg.style, args.loss_frames), "ms": ms}
+        variants = [(label, model, None) for label, model in models.items()]
+        variants.append((f"plain + temporal=flow ({args.strength})", models["plain"], args.strength))
+        for label, model, strength in variants:
+            key = {"clip": str(resolve_user_path(path)), "frames": args.frames, "size": args.size,
+                   "model": str(model), "mtime": model.stat().st_mtime, "strength": strength,
+                   "loss_frames": args.loss_frames}
+
+            def compute(model=model, strength=strength, label=label, clip=clip, outputs=outputs):
+                outputs[label], ms = stylize(Stylizer.load(model, device="cpu"), clip, strength)
+                return {**score(clip, outputs[label], cfg.loss, cfg.style, args.loss_frames), "ms": ms}
+
+            results[label] = cached(cache, key, compute)
             print(f"{name} {label}: {results[label]}", file=sys.stderr, flush=True)
         base = results["plain"]
         for label, r in results.items():
@@ -116,7 +145,11 @@ def main(argv=None) -> int:
                         f"{r['style'] / base['style']:.2f}x | {r['ms']:.0f} | {r['ms'] / base['ms']:.2f}x |")
         if args.picture and i == 0:
             path = resolve_user_path(args.picture)
-            picture(clip, outputs["plain"], outputs["stable (loss.temporal_weight)"], path, t=len(clip) // 2)
+            stable_label = list(models)[-1]  # the last --stable
+            for label in ("plain", stable_label):
+                if label not in outputs:  # a cached row: stylize again for the picture
+                    outputs[label] = stylize(Stylizer.load(models[label], device="cpu"), clip, None)[0]
+            picture(clip, outputs["plain"], outputs[stable_label], path, t=len(clip) // 2)
             print(f"wrote {path}", file=sys.stderr)
     print("\n".join(rows))
     return 0
