@@ -82,7 +82,7 @@ def cached(cache, key: dict, compute):
     return result
 
 
-def picture(clip, plain, stable, path, t: int, cell: int = 256) -> None:
+def picture(clip, plain, stable, path, t: int, cell: int = 256, label: int | None = None) -> None:
     """Rows plain / stable: frame t, frame t+1, and |frame t+1 - frame t warped by the input's
     flow| x4 (the change motion does not explain: flicker)."""
     back, mask = FlowEstimator().backward_with_mask(to_gray(clip[t]), to_gray(clip[t + 1]))
@@ -93,8 +93,9 @@ def picture(clip, plain, stable, path, t: int, cell: int = 256) -> None:
         for col, image in enumerate((outs[t], outs[t + 1], diff)):
             canvas.paste(tensor_to_pil(image).resize((cell, cell), Image.LANCZOS), (col * cell, 16 + row * cell))
         draw.text((4, 18 + row * cell), name, fill="white")
-    for col, label in enumerate((f"frame {t}", f"frame {t + 1}", "|t+1 - warp(t)| x4")):
-        draw.text((col * cell + 4, 2), label, fill="black")
+    first = t if label is None else label
+    for col, text in enumerate((f"frame {first}", f"frame {first + 1}", "|t+1 - warp(t)| x4")):
+        draw.text((col * cell + 4, 2), text, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path, quality=85)
 
@@ -145,11 +146,11 @@ def main(argv=None) -> int:
                         f"{r['style'] / base['style']:.2f}x | {r['ms']:.0f} | {r['ms'] / base['ms']:.2f}x |")
         if args.picture and i == 0:
             path = resolve_user_path(args.picture)
-            stable_label = list(models)[-1]  # the last --stable
-            for label in ("plain", stable_label):
-                if label not in outputs:  # a cached row: stylize again for the picture
-                    outputs[label] = stylize(Stylizer.load(models[label], device="cpu"), clip, None)[0]
-            picture(clip, outputs["plain"], outputs[stable_label], path, t=len(clip) // 2)
+            t = len(clip) // 2
+            pair = clip[t:t + 2]  # only the two frames shown are stylized again
+            plain_pair = stylize(Stylizer.load(models["plain"], device="cpu"), pair, None)[0]
+            stable_pair = stylize(Stylizer.load(models[list(models)[-1]], device="cpu"), pair, None)[0]
+            picture(pair, plain_pair, stable_pair, path, t=0, label=t)
             print(f"wrote {path}", file=sys.stderr)
     print("\n".join(rows))
     return 0
