@@ -90,9 +90,8 @@ def test_not_a_run_is_exit_2(tmp_path, capsys):
 
 
 def test_video_adds_the_warping_error_column(two_runs, tmp_path, capsys):
-    from test_flow import shifted_frames
-
     from fastnst.video import write_video
+    from test_flow import shifted_frames
 
     runs, photos = two_runs
     clip = write_video(shifted_frames(4, size=48, step=2), tmp_path / "clip.mp4") and tmp_path / "clip.mp4"
