@@ -446,6 +446,8 @@ def stylize_cli(cfg: DictConfig) -> None:
     src = resolve_user_path(cfg.input)
     if not src.exists():
         raise FastNSTError(f"{src}: input not found")
+    if temporal[0] and not is_video_file(src):
+        raise FastNSTError(f"{src}: temporal={temporal[0]} smooths videos (.mp4, .webm, ...), not images or folders")
     dst = resolve_user_path(cfg.output) if cfg.get("output") else _default_output(src)
     overwrite = bool(cfg.get("overwrite", False))
     stylizer = Stylizer.load(
@@ -461,8 +463,6 @@ def stylize_cli(cfg: DictConfig) -> None:
         tile=cfg.get("tile"),
         batch_size=int(cfg.get("batch_size", 4)),
     )
-    if temporal[0] and not is_video_file(src):
-        raise FastNSTError(f"{src}: temporal={temporal[0]} smooths videos (.mp4, .webm, ...), not images or folders")
     if src.is_dir():
         written, failures = stylize_folder(stylizer, src, dst, overwrite=overwrite)
         print(f"wrote {written} image(s) to {dst}")
