@@ -106,7 +106,6 @@ def _train_net(temporal_weight: float, photos: torch.Tensor, steps: int = 40) ->
     return net.eval()
 
 
-@pytest.mark.slow  # two 40-step trainings of a tiny network: tens of seconds on a busy 2-core CPU
 def test_a_network_trained_with_the_term_follows_a_shift():
     photos = torch.cat([texture(32, 32, seed=s) for s in range(2)])
     plain, stable = _train_net(0.0, photos), _train_net(4.0, photos)
