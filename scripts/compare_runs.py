@@ -32,6 +32,7 @@ from fastnst.evaluate import (
 from fastnst.images import load_image, save_image, tensor_to_pil
 from fastnst.style import style_image_paths
 from fastnst.stylize import Stylizer
+from fastnst.video_metrics import stylized_warping_error
 
 PAD = 4  # px between cells and around the grid
 HEADER = 52  # px of the column headers (three lines of the default font)
@@ -47,6 +48,8 @@ COLUMNS = (
     ("Gatys edge SSIM", "gatys/edge_ssim", "{:.3f}"),
     ("ms / image", "ms_per_image", "{:.1f}"),
 )
+# with --video: the temporal warping error of each run on that clip (lower = less flicker)
+VIDEO_COLUMN = ("warping error", "warping_error", "{:.5f}")
 
 
 def grid_size(rows: int, columns: int, cell: int) -> tuple[int, int]:
@@ -113,15 +116,16 @@ def _styles_of(cfg) -> list:
 
 
 def markdown_table(evaluations: list[dict]) -> str:
-    header = ["style", "data", "model", "steps", *(name for name, _, _ in COLUMNS)]
+    columns = COLUMNS + ((VIDEO_COLUMN,) if any(VIDEO_COLUMN[1] in ev["metrics"] for ev in evaluations) else ())
+    header = ["style", "data", "model", "steps", *(name for name, _, _ in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for ev in evaluations:
-        # a multi-style run: one row per style
+        # a multi-style run: one row per style (the warping error: single-style runs only)
         per_style = ev["per_style"] if "per_style" in ev else {ev["style"]: ev["metrics"]}
         for style, m in per_style.items():
             label = style if "per_style" not in ev else f"{style} (multi)"
             cells = [label, ev["data"], ev["model"], str(ev.get("global_step", ""))]
-            cells += [fmt.format(m[key]) if key in m else "-" for _, key, fmt in COLUMNS]
+            cells += [fmt.format(m[key]) if key in m else "-" for _, key, fmt in columns]
             lines.append("| " + " | ".join(cells) + " |")
     settings = evaluations[0]["settings"]
     lines += [
@@ -130,6 +134,10 @@ def markdown_table(evaluations: list[dict]) -> str:
         f"{settings['gatys_iterations']} L-BFGS iterations from the photo under each run's own loss; "
         "lower losses are better, edge SSIM (content fidelity, -1..1): higher = more of the photo's edges kept; ms / image depends on the load of the machine.",
     ]
+    video = evaluations[0].get("video")
+    if video:
+        lines.append(f"Warping error (Lai et al. 2018, lower = less flicker): {video['path']}, first {video['frames']} "
+                     f"frames at {video['size']} px.")
     return "\n".join(lines) + "\n"
 
 
@@ -141,7 +149,8 @@ def _same_settings(ev: dict, photos: list[Path], size: int, gatys_iterations: in
 
 def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: int = 256, cell: int = 192,
                  gatys_iterations: int = 50, cache_dir=None, backend: str = "auto", device: str = "auto",
-                 overwrite: bool = False, trust_model_file: bool = False) -> dict:
+                 overwrite: bool = False, trust_model_file: bool = False, video=None, video_frames: int = 30,
+                 video_size: int = 256) -> dict:
     """Evaluate what needs it, then write <out>/grid.png, metrics.md and metrics.json."""
     if not run_dirs:
         raise FastNSTError("give at least one run directory")
@@ -153,6 +162,10 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
     if existing and not overwrite:
         raise FastNSTError(f"{existing[0]}: already exists; pass --overwrite to replace the report")
     photo_paths = evaluation_photo_paths(photos, num_photos)
+    if video is not None:
+        video = resolve_user_path(video)
+        if not video.is_file():
+            raise FastNSTError(f"{video}: --video not found")
 
     evaluations = []
     for run in run_dirs:
@@ -183,6 +196,11 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
             outputs = [tensor_to_pil((stylizer(x) if name is None else stylizer(x, style=name)).cpu()) for x in images]
             header = [labels["style"] if name is None else f"{name} (multi)", labels["data"], labels["model"]]
             columns.append((header, outputs))
+        if video is not None and not stylizer.styles:
+            ev = evaluations[run_dirs.index(run)]
+            ev["metrics"] = {**ev["metrics"], "warping_error": stylized_warping_error(stylizer, video, video_frames,
+                                                                                       video_size)}
+            ev["video"] = {"path": str(video), "frames": video_frames, "size": video_size}
 
     out.mkdir(parents=True, exist_ok=True)
     grid = draw_grid(columns, cell)
@@ -212,12 +230,17 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report")
     parser.add_argument("--trust-model-file", action="store_true",
                         help="also load model files holding Python objects besides tensors (can run code)")
+    parser.add_argument("--video", default=None,
+                        help="a video clip: adds each run's temporal warping error on it (flicker)")
+    parser.add_argument("--video-frames", type=int, default=30, help="first N frames of --video (default 30)")
+    parser.add_argument("--video-size", type=int, default=256, help="--video's longer side in px (default 256)")
     args = parser.parse_args(argv)
     try:
         result = compare_runs(args.runs, args.out, photos=args.photos or None, num_photos=args.num_photos,
                               size=args.size, cell=args.cell, gatys_iterations=args.gatys_iterations,
                               cache_dir=args.cache_dir, backend=args.backend, device=args.device,
-                              overwrite=args.overwrite, trust_model_file=args.trust_model_file)
+                              overwrite=args.overwrite, trust_model_file=args.trust_model_file, video=args.video,
+                              video_frames=args.video_frames, video_size=args.video_size)
     except FastNSTError as e:
         print(f"fastnst: error: {e}", file=sys.stderr)
         return 2

@@ -112,3 +112,23 @@ def test_multi_style_run_has_one_column_and_one_row_per_style(compose_train, sty
     assert "| the_scream (multi) | folder | johnson_tiny (IN) | 3 |" in table
     ev = json.loads((run_dir / "eval.json").read_text())
     assert set(ev["per_style"]) == {"starry_night", "the_scream"}
+
+
+def test_video_adds_the_warping_error_column(two_runs, tmp_path, capsys):
+    from fastnst.video import write_video
+    from test_flow import shifted_frames
+
+    runs, photos = two_runs
+    clip = write_video(shifted_frames(4, size=48, step=2), tmp_path / "clip.mp4") and tmp_path / "clip.mp4"
+    out = tmp_path / "report"
+    args = [*map(str, runs), "--out", str(out), "--photos", str(photos), "--num-photos", "1", "--size", "32",
+            "--cell", "40", "--gatys-iterations", "0", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
+            "--video", str(clip), "--video-frames", "3", "--video-size", "48"]
+    assert compare.main(args) == 0
+    table = (out / "metrics.md").read_text()
+    assert "| warping error |" in table.splitlines()[0]
+    assert "first 3 frames at 48 px" in table
+    evaluations = json.loads((out / "metrics.json").read_text())
+    assert all(e["metrics"]["warping_error"] > 0 for e in evaluations)
+    assert compare.main([*args[:-6], "--video", str(tmp_path / "none.mp4"), "--overwrite"]) == 2
+    assert "none.mp4: --video not found" in capsys.readouterr().err

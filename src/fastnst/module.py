@@ -18,6 +18,7 @@ from fastnst.errors import FastNSTError
 from fastnst.images import load_image
 from fastnst.losses import PerceptualLoss, _keep_float32
 from fastnst.style import build_loss, stacked_style_grams, style_image_paths
+from fastnst.temporal import TransformRange, temporal_loss
 from fastnst.transformer import TransformerNet
 
 log = logging.getLogger("fastnst.train")
@@ -150,6 +151,16 @@ class StyleTransferModule(pl.LightningModule):
         if self.members:
             self._style_grams = stacked_style_grams(perceptual, self.members)
             self._style_scales = torch.tensor([float(m.get("beta_scale") or 1.0) for m in self.members])
+        # loss.temporal_weight > 0: penalise stylize(T(x)) != T(stylize(x)) (fastnst.temporal)
+        self.temporal_weight = float(loss.get("temporal_weight") or 0.0)
+        if self.temporal_weight < 0:
+            raise FastNSTError(f"loss.temporal_weight must be >= 0 (0 = off), got {self.temporal_weight}")
+        try:
+            self.temporal_limits = TransformRange.from_config(loss.get("temporal_transform"))
+        except ValueError as e:
+            raise FastNSTError(str(e)) from None
+        # its own generator: the transforms do not shift the data order or the network's init
+        self._temporal_generator = torch.Generator().manual_seed(0)
         self._log_photos: torch.Tensor | None = None
         self._last_batch_time: float | None = None
         self.skipped_files = torch.zeros((), dtype=torch.long)
@@ -225,15 +236,27 @@ class StyleTransferModule(pl.LightningModule):
         return photos.contiguous(memory_format=torch.channels_last) if self.use_channels_last else photos
 
     # -- training -------------------------------------------------------------------------
-    def _losses(self, photos: torch.Tensor, styles: list[int] | None = None) -> dict[str, torch.Tensor]:
-        """The loss terms; for a multi-style network each photo trains style `styles[i]`."""
+    def _losses(self, photos: torch.Tensor, styles: list[int] | None = None,
+                temporal: bool = False) -> dict[str, torch.Tensor]:
+        """The loss terms; for a multi-style network each photo trains style `styles[i]`;
+        `temporal` adds the stability term when loss.temporal_weight > 0."""
         content = self._perceptual.content_features(photos)
         if styles is None:
-            return self._perceptual(self.net(photos), content)
-        index = torch.tensor(styles, device=photos.device)
-        targets = {k: v[index] for k, v in self._style_grams.items()}
-        out = self.net(photos, self._one_hot(styles, photos))
-        return self._perceptual(out, content, targets=targets, style_scales=self._style_scales[index])
+            weights = None
+            stylized = self.net(photos)
+            terms = self._perceptual(stylized, content)
+        else:
+            index = torch.tensor(styles, device=photos.device)
+            targets = {k: v[index] for k, v in self._style_grams.items()}
+            weights = self._one_hot(styles, photos)
+            stylized = self.net(photos, weights)
+            terms = self._perceptual(stylized, content, targets=targets, style_scales=self._style_scales[index])
+        if temporal and self.temporal_weight:
+            net = self.net if weights is None else (lambda x: self.net(x, weights))
+            term = temporal_loss(net, photos, stylized, self.temporal_limits, self._temporal_generator)
+            terms["total"] = terms["total"] + self.temporal_weight * term
+            terms["temporal"] = term.detach()
+        return terms
 
     def training_step(self, batch, batch_idx):
         photos = batch["image"]
@@ -246,7 +269,7 @@ class StyleTransferModule(pl.LightningModule):
             return None  # every file of this batch was unreadable
         styles = (multistyle.batch_styles(self.global_step, photos.shape[0], self.active_styles)
                   if self.style_names else None)
-        terms = self._losses(self._to_memory_format(photos), styles)
+        terms = self._losses(self._to_memory_format(photos), styles, temporal=True)
         if self._divergence_detected(terms["total"]):
             self._on_divergence()
             return None  # no update from a non-finite loss: the weights stay good
@@ -325,6 +348,7 @@ class StyleTransferModule(pl.LightningModule):
             "loss/alpha": h.loss.get("alpha"),
             "loss/beta": h.loss.get("beta"),
             "loss/tv_weight": h.loss.get("tv_weight"),
+            "loss/temporal_weight": h.loss.get("temporal_weight") or 0.0,
             "loss/content_layers": ",".join(h.loss.get("content_layers", {})),
             "loss/style_layers": ",".join(h.loss.get("style_layers", {})),
             "optimizer/lr": h.optimizer.get("lr", 1e-3),

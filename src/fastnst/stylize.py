@@ -502,7 +502,7 @@ def _style_options(cfg: DictConfig) -> dict:
 
 def stylize_cli(cfg: DictConfig) -> None:
     """`python stylize.py model=... input=... output=...` (image, folder or video)."""
-    from fastnst.video import is_video_file, stylize_video
+    from fastnst.video import check_temporal, is_video_file, stylize_video
 
     if cfg.get("styles") is not None:
         if str(cfg.styles) != "list":
@@ -511,11 +511,14 @@ def stylize_cli(cfg: DictConfig) -> None:
         return
     style_options = _style_options(cfg)
     model = _model_argument(cfg)
+    temporal = check_temporal(cfg.get("temporal"), cfg.get("temporal_strength", 0.5))
     if cfg.get("input") in (None, "", "???"):
         raise FastNSTError("input=... is required (an image, a folder or a video)")
     src = resolve_user_path(cfg.input)
     if not src.exists():
         raise FastNSTError(f"{src}: input not found")
+    if temporal[0] and not is_video_file(src):
+        raise FastNSTError(f"{src}: temporal={temporal[0]} smooths videos (.mp4, .webm, ...), not images or folders")
     dst = resolve_user_path(cfg.output) if cfg.get("output") else _default_output(src)
     overwrite = bool(cfg.get("overwrite", False))
     stylizer = Stylizer.load(
@@ -543,7 +546,8 @@ def stylize_cli(cfg: DictConfig) -> None:
         if dst.exists() and not overwrite:
             _note(f"{dst}: exists, skipped (overwrite=true replaces it)")
             return
-        frames = stylize_video(stylizer, src, dst, overwrite=overwrite)
+        frames = stylize_video(stylizer, src, dst, overwrite=overwrite, temporal=temporal[0],
+                               temporal_strength=temporal[1])
         print(f"wrote {dst} ({frames} frames)")
     else:
         if str(cfg.get("output") or "").endswith(("/", os.sep)):  # a folder: <folder>/<name>_stylized.png

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import deque
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -73,12 +74,35 @@ def _tensor_to_frame(t: torch.Tensor):
     return av.VideoFrame.from_ndarray(array, format="rgb24")
 
 
+TEMPORAL_MODES = (None, "flow")
+
+
+def check_temporal(temporal, strength) -> tuple[str | None, float]:
+    """Validated (temporal, temporal_strength): temporal null/none/off or flow, strength 0..1."""
+    mode = None if temporal in (None, False, "", "none", "null", "off") else str(temporal)
+    if mode not in TEMPORAL_MODES:
+        raise FastNSTError(f"temporal must be null (off) or flow, got {temporal!r}")
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        raise FastNSTError(f"temporal_strength must be a number between 0 and 1, got {strength!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise FastNSTError(f"temporal_strength must be between 0 and 1, got {value}")
+    return mode, value
+
+
 def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False,
-                  batch_size: int | None = None, progress: bool = True) -> int:
-    """Stylize `src` into `dst` (written atomically); returns the number of frames written."""
+                  batch_size: int | None = None, progress: bool = True, temporal: str | None = None,
+                  temporal_strength: float = 0.5) -> int:
+    """Stylize `src` into `dst` (written atomically); returns the number of frames written.
+
+    temporal="flow": each output frame is blended with the previous output warped by the input
+    frames' optical flow where it is reliable (fastnst.flow.TemporalSmoother), `temporal_strength`
+    0..1; the network still runs `batch_size` frames at a time."""
     import av
     from tqdm import tqdm
 
+    temporal, temporal_strength = check_temporal(temporal, temporal_strength)
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() not in VIDEO_EXTENSIONS:
         raise FastNSTError(f"{dst}: a video output needs one of {', '.join(VIDEO_EXTENSIONS)}")
@@ -133,7 +157,21 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, over
                 except (av.error.FFmpegError, ValueError) as e:
                     problems.append(f"undecodable data at the end ({_one_line(e)})")
 
-            for result in stylizer.stylize_many(frames(), batch_size=batch_size):
+            smoother, pending = None, deque()  # the input frames whose stylization is not back yet
+            if temporal == "flow":
+                from fastnst.flow import TemporalSmoother
+
+                smoother = TemporalSmoother(temporal_strength)
+
+            def remembered(stream: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+                for photo in stream:
+                    pending.append(photo)
+                    yield photo
+
+            source = remembered(frames()) if smoother else frames()
+            for result in stylizer.stylize_many(source, batch_size=batch_size):
+                if smoother is not None:
+                    result = smoother(pending.popleft(), result)
                 frame = _tensor_to_frame(result)
                 frame.pts, frame.time_base = count, 1 / rate
                 out.mux(vout.encode(frame))
@@ -184,3 +222,62 @@ def _audio_stream(out, ain, src: Path, dst: Path):
     except Exception as e:  # e.g. a codec the output container cannot hold
         print(f"fastnst: {src}: audio not kept ({e})", file=sys.stderr)
         return None
+
+
+def read_frames(path: str | os.PathLike, limit: int | None = None) -> Iterator[torch.Tensor]:
+    """The decoded frames of a video as (1, 3, H, W) float tensors in [0, 1], in order (the
+    first `limit` when given)."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise FastNSTError(f"{path}: video not found")
+    container = _open_input(path)
+    count = 0
+    try:
+        for frame in container.decode(video=0):
+            if limit is not None and count >= limit:
+                break
+            yield _frame_to_tensor(frame)
+            count += 1
+    except (av.error.FFmpegError, ValueError) as e:
+        raise FastNSTError(f"{path}: cannot decode video ({_one_line(e)})") from None
+    finally:
+        container.close()
+    if count == 0:
+        raise FastNSTError(f"{path}: no decodable video frames")
+
+
+def write_video(frames, dst: str | os.PathLike, rate=30, overwrite: bool = False) -> int:
+    """Encode (1, 3, H, W) frames in [0, 1] as H.264 (VP9 for .webm) at `rate` fps, atomically;
+    returns the number of frames."""
+    import av
+
+    dst = Path(dst)
+    refuse_to_overwrite(dst, overwrite)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+    rate = Fraction(rate).limit_denominator(1001)
+    count = 0
+    try:
+        with av.open(str(tmp), "w") as out:
+            stream = None
+            for t in frames:
+                if stream is None:
+                    h, w = t.shape[-2:]
+                    codec = VIDEO_CODECS.get(dst.suffix.lower(), DEFAULT_CODEC)
+                    stream = out.add_stream(codec, rate=rate)
+                    stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+                    stream.time_base = 1 / rate
+                    if codec == DEFAULT_CODEC:
+                        stream.options = {"crf": "16"}  # near-lossless: clips made to be measured
+                frame = _tensor_to_frame(t)
+                frame.pts, frame.time_base = count, 1 / rate
+                out.mux(stream.encode(frame))
+                count += 1
+            if stream is not None:
+                out.mux(stream.encode(None))
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count
