@@ -94,9 +94,12 @@ def test_forty_steps_lower_the_loss_and_log_everything(compose_train, photo_fold
     assert result["model_path"].stat().st_size < ckpt["state_dict"]["net.down1.1.weight"].numel() * 4 * 1000
 
 
-def test_resume_continues_step_and_reproduces_losses(compose_train, photo_folder, style_env, tmp_path):
+@pytest.mark.parametrize("loss", [(), ("loss=stable", "loss.temporal_weight=1e4")], ids=["plain", "stable"])
+def test_resume_continues_step_and_reproduces_losses(compose_train, photo_folder, style_env, tmp_path, loss):
+    # "stable": the stability term's random transforms continue where they were, too
     folder = photo_folder(9)  # 8 train / 1 val: 4 batches per epoch; checkpoint at step 2 is mid-epoch
-    base = ("trainer.val_check_interval=2", "system.log_images_every_n_steps=0", "callbacks.last_checkpoint.every_n_steps=2")
+    base = ("trainer.val_check_interval=2", "system.log_images_every_n_steps=0",
+            "callbacks.last_checkpoint.every_n_steps=2", *loss)
     full = train(compose_train(*tiny(folder, *base, steps=6), run_dir=tmp_path / "full"))
     part = train(compose_train(*tiny(folder, *base, steps=2), run_dir=tmp_path / "part"))
     ckpt = part["run_dir"] / "checkpoints" / "last.ckpt"

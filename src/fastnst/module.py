@@ -490,3 +490,10 @@ class StyleTransferModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         # lets fastnst.stylize rebuild the network from a Lightning checkpoint alone
         checkpoint["fastnst_model_config"] = dict(self.net.config)
+        # resume= continues the stability term's random transforms where they were (exact resume)
+        checkpoint["fastnst_temporal_generator"] = self._temporal_generator.get_state()
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("fastnst_temporal_generator")
+        if state is not None:
+            self._temporal_generator.set_state(state)

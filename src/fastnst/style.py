@@ -83,6 +83,13 @@ def downloadable_styles() -> set[str]:
 TRAINING_ONLY_LOSS_KEYS = ("temporal_weight", "temporal_transform")
 
 
+def instantiate_loss(loss_cfg: DictConfig, **kwargs) -> PerceptualLoss:
+    """The PerceptualLoss of a loss preset, without style targets. The temporal-stability
+    settings belong to training (fastnst.temporal), not to the VGG loss: they are left out."""
+    settings = {k: v for k, v in loss_cfg.items() if k not in TRAINING_ONLY_LOSS_KEYS and k != "defaults"}
+    return hydra.utils.instantiate(OmegaConf.create(settings), **kwargs, _convert_="all")
+
+
 def build_loss(loss_cfg: DictConfig, style: DictConfig, vgg_weights: str = "embedded", device="cpu",
                style_size: int | None = None) -> PerceptualLoss:
     """Instantiate the PerceptualLoss of `loss_cfg` and set its style targets from `style`.
@@ -94,11 +101,7 @@ def build_loss(loss_cfg: DictConfig, style: DictConfig, vgg_weights: str = "embe
     beta = float(loss_cfg.beta) * (1.0 if beta_scale is None else float(beta_scale))
     paths, weights = style_image_paths(style)  # before building the VGG: fail fast on a bad path
     crops = _crops(style)
-    # the temporal-stability settings belong to training (fastnst.temporal), not to the VGG loss
-    kwargs = {k: v for k, v in loss_cfg.items() if k not in TRAINING_ONLY_LOSS_KEYS}
-    loss: PerceptualLoss = hydra.utils.instantiate(OmegaConf.create(kwargs), beta=beta, vgg_weights=vgg_weights,
-                                                   _convert_="all")
-    loss = loss.to(device)
+    loss = instantiate_loss(loss_cfg, beta=beta, vgg_weights=vgg_weights).to(device)
     size = style.get("size") or style_size
     loss.set_style_targets(mean_style_grams(loss, paths, weights, size, crops=crops, device=device))
     return loss

@@ -269,12 +269,11 @@ class WebApp:
     def gatys_loss(self):
         """The perceptual loss (its VGG19) loaded once; the painting's targets are set per run."""
         if self._gatys_loss is None:
-            import hydra
 
             from fastnst.gatys import resolve_device
+            from fastnst.style import instantiate_loss
 
-            loss_cfg = OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml")
-            loss = hydra.utils.instantiate(loss_cfg, vgg_weights="embedded", _convert_="all")
+            loss = instantiate_loss(OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml"), vgg_weights="embedded")
             self._gatys_loss = loss.to(resolve_device(self.device))
         return self._gatys_loss
 
