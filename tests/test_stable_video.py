@@ -114,3 +114,31 @@ def test_a_network_trained_with_the_term_follows_a_shift():
         plain_error = warping_error(frames, [plain(f) for f in frames])
         stable_error = warping_error(frames, [stable(f) for f in frames])
     assert stable_error < 0.5 * plain_error, (stable_error, plain_error)
+
+
+def test_training_logs_the_warping_error_on_a_fixed_clip(compose_train, photo_folder, style_env, tmp_path):
+    from fastnst.train import train
+    from fastnst.video import write_video
+    from test_flow import shifted_frames
+    from test_train import scalars, tiny
+
+    clip = tmp_path / "clip.mp4"
+    write_video(shifted_frames(5, size=48, step=2), clip)
+    cfg = compose_train(*tiny(photo_folder(4), f"callbacks.warping_error.clip={clip}", "callbacks.warping_error.frames=4",
+                              "callbacks.warping_error.size=48", "trainer.val_check_interval=2", steps=4))
+    run_dir = train(cfg)["run_dir"]
+    logged = scalars(run_dir, "val/warping_error")
+    assert len(logged) == 2 and all(v > 0 for v in logged.values())
+
+
+def test_a_missing_warping_error_clip_is_one_line_before_training(compose_train, photo_folder, style_env, tmp_path,
+                                                                    capsys):
+    from conftest import exit_code
+    from fastnst.train import train
+    from test_train import tiny
+
+    cfg = compose_train(*tiny(photo_folder(4), f"callbacks.warping_error.clip={tmp_path / 'none.mp4'}", steps=2),
+                        run_dir=tmp_path / "run")
+    assert exit_code(train, cfg) == 2
+    assert "none.mp4: callbacks.warping_error.clip: video not found" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing started, no run directory left behind

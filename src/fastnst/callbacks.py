@@ -82,3 +82,49 @@ class LastCheckpoint(pl.Callback):
         # Lightning turns SIGTERM (sent by schedulers before a kill) into SIGTERMException
         if isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
             self.save(trainer, pl_module, type(exception).__name__)
+
+
+class WarpingErrorOnClip(pl.Callback):
+    """Logs `val/warping_error` (fastnst.flow: flicker, lower = steadier) of the network on the
+    first `frames` frames of a fixed video `clip`, resized to `size` px, after each validation.
+    `clip: null` (the default) turns it off. A multi-style network is measured in its first style."""
+
+    def __init__(self, clip: str | None = None, frames: int = 16, size: int = 128):
+        from fastnst.config import resolve_user_path
+        from fastnst.errors import FastNSTError
+
+        self.clip = resolve_user_path(clip) if clip else None
+        self.frames, self.size = int(frames), int(size)
+        if self.clip is not None:
+            if not self.clip.is_file():  # before training starts, not at the first validation
+                raise FastNSTError(f"{self.clip}: callbacks.warping_error.clip: video not found")
+            if self.frames < 2 or self.size < 16:
+                raise FastNSTError(f"callbacks.warping_error: frames must be >= 2 and size >= 16 px, "
+                                   f"got frames={self.frames}, size={self.size}")
+        self._inputs: list[torch.Tensor] | None = None
+
+    def _clip_frames(self) -> list[torch.Tensor]:
+        if self._inputs is None:  # decoded once, at the validation size
+            from fastnst.images import fit_size, resize_tensor
+            from fastnst.video import read_frames
+
+            frames = []
+            for frame in read_frames(self.clip, self.frames):
+                frames.append(resize_tensor(frame, fit_size(frame.shape[-2], frame.shape[-1], self.size)))
+            self._inputs = frames
+        return self._inputs
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.clip is None or trainer.sanity_checking:
+            return
+        from fastnst.flow import warping_error
+
+        inputs = self._clip_frames()
+        net = pl_module.net
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            device = next(net.parameters()).device
+            outputs = [net(x.to(device)).float().clamp(0, 1).cpu() for x in inputs]
+        net.train(was_training)
+        pl_module.log("val/warping_error", warping_error(inputs, outputs), rank_zero_only=True)
