@@ -142,3 +142,21 @@ def test_a_missing_warping_error_clip_is_one_line_before_training(compose_train,
     assert exit_code(train, cfg) == 2
     assert "none.mp4: callbacks.warping_error.clip: video not found" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing started, no run directory left behind
+
+
+def test_a_one_frame_warping_error_clip_is_one_line_before_training(compose_train, photo_folder, style_env, tmp_path,
+                                                                      capsys):
+    from conftest import exit_code
+    from fastnst.train import train
+    from fastnst.video import write_video
+    from test_flow import shifted_frames
+    from test_train import tiny
+
+    clip = tmp_path / "still.mp4"
+    write_video(shifted_frames(1, size=48), clip)
+    cfg = compose_train(*tiny(photo_folder(4), f"callbacks.warping_error.clip={clip}", steps=2),
+                        run_dir=tmp_path / "run")
+    assert exit_code(train, cfg) == 2
+    assert "still.mp4: callbacks.warping_error.clip: the warping error needs at least two frames" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -95,31 +95,35 @@ class WarpingErrorOnClip(pl.Callback):
 
         self.clip = resolve_user_path(clip) if clip else None
         self.frames, self.size = int(frames), int(size)
+        self._inputs: list[torch.Tensor] = []
         if self.clip is not None:
             if not self.clip.is_file():  # before training starts, not at the first validation
                 raise FastNSTError(f"{self.clip}: callbacks.warping_error.clip: video not found")
             if self.frames < 2 or self.size < 16:
                 raise FastNSTError(f"callbacks.warping_error: frames must be >= 2 and size >= 16 px, "
                                    f"got frames={self.frames}, size={self.size}")
-        self._inputs: list[torch.Tensor] | None = None
+            self._inputs = self._decode()
 
-    def _clip_frames(self) -> list[torch.Tensor]:
-        if self._inputs is None:  # decoded once, at the validation size
-            from fastnst.images import fit_size, resize_tensor
-            from fastnst.video import read_frames
+    def _decode(self) -> list[torch.Tensor]:
+        """The clip's first frames at the validation size, decoded once (a bad clip fails here,
+        before training, rather than at the first validation)."""
+        from fastnst.errors import FastNSTError
+        from fastnst.images import fit_size, resize_tensor
+        from fastnst.video import read_frames
 
-            frames = []
-            for frame in read_frames(self.clip, self.frames):
-                frames.append(resize_tensor(frame, fit_size(frame.shape[-2], frame.shape[-1], self.size)))
-            self._inputs = frames
-        return self._inputs
+        frames = [resize_tensor(f, fit_size(f.shape[-2], f.shape[-1], self.size))
+                  for f in read_frames(self.clip, self.frames)]
+        if len(frames) < 2:
+            raise FastNSTError(f"{self.clip}: callbacks.warping_error.clip: the warping error needs at least "
+                               f"two frames, the video has {len(frames)}")
+        return frames
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.clip is None or trainer.sanity_checking:
             return
         from fastnst.flow import warping_error
 
-        inputs = self._clip_frames()
+        inputs = self._inputs
         net = pl_module.net
         was_training = net.training
         net.eval()
@@ -127,4 +131,9 @@ class WarpingErrorOnClip(pl.Callback):
             device = next(net.parameters()).device
             outputs = [net(x.to(device)).float().clamp(0, 1).cpu() for x in inputs]
         net.train(was_training)
-        pl_module.log("val/warping_error", warping_error(inputs, outputs), rank_zero_only=True)
+        try:
+            value = warping_error(inputs, outputs)
+        except ValueError as e:  # e.g. a still clip: no reliable flow; the run goes on without it
+            log.warning("val/warping_error not logged: %s: %s", self.clip, e)
+            return
+        pl_module.log("val/warping_error", value, rank_zero_only=True)
