@@ -42,8 +42,8 @@ def preset_network(name: str, folder: Path) -> Path:
     import hydra
     from omegaconf import OmegaConf
 
+    from fastnst.artifacts import save_exported
     from fastnst.config import CONFIG_DIR
-    from fastnst.transformer import save_exported
 
     net = hydra.utils.instantiate(OmegaConf.load(CONFIG_DIR / "model" / f"{name}.yaml"))
     return save_exported(folder / f"{name}.pt", net)

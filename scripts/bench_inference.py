@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from fastnst import fastconv
-from fastnst.stylize import Stylizer, onnxruntime_available
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.artifacts import onnxruntime_available, save_exported
+from fastnst.stylize import Stylizer
+from fastnst.transformer import TransformerNet
 
 MODELS = {
     "johnson": {"channels": (32, 64, 128), "num_residual": 5},

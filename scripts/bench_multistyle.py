@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from fastnst.export import export_model, load_network
+from fastnst.artifacts import load_network
+from fastnst.export import export_model
 from fastnst.stylize import Stylizer
 
 STYLES = ("starry_night", "the_scream", "wave")

@@ -25,13 +25,12 @@ from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 import fastnst.config  # noqa: F401  (registers the config resolvers)
+from fastnst.artifacts import load_network, save_exported
 from fastnst.config import CONFIG_DIR, REPO_ROOT
 from fastnst.errors import FastNSTError
 from fastnst.evaluate import evaluate_run, load_run_config
-from fastnst.export import load_network
 from fastnst.images import load_image, resize_tensor, tensor_to_pil
 from fastnst.style import build_loss, style_image_paths
-from fastnst.transformer import save_exported
 from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta
 
 GATYS_ITERATIONS = 100

@@ -23,7 +23,8 @@ def tiny_models(folder: Path, names=("tiny_a", "tiny_b")) -> Path:
     run directory (model.pt inside), so both kinds are offered."""
     import torch
 
-    from fastnst.transformer import TransformerNet, save_exported
+    from fastnst.artifacts import save_exported
+    from fastnst.transformer import TransformerNet
 
     folder.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):

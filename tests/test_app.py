@@ -122,7 +122,8 @@ def test_webcam_frame_is_stylized_at_the_webcam_size(app):
 
 
 def test_webcam_default_network_is_the_smallest_offered(models):
-    from fastnst.transformer import TransformerNet, save_exported
+    from fastnst.artifacts import save_exported
+    from fastnst.transformer import TransformerNet
 
     save_exported(models / "tiny_b" / "model.pt", TransformerNet(channels=[16, 32, 32], num_residual=2))
     app = WebApp(catalog=model_catalog(models))
@@ -258,7 +259,8 @@ MULTI_STYLES = ["starry_night", "wave"]
 def multi_app(models, tmp_path):
     import torch
 
-    from fastnst.transformer import TransformerNet, save_exported
+    from fastnst.artifacts import save_exported
+    from fastnst.transformer import TransformerNet
 
     torch.manual_seed(0)
     net = TransformerNet(channels=[8, 16, 16], num_residual=1, styles=MULTI_STYLES).eval()

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from fastnst import cli
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.artifacts import save_exported
+from fastnst.transformer import TransformerNet
 
 
 def _png(path, mode="RGB", size=(40, 30), **save):

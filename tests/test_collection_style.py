@@ -95,7 +95,7 @@ def anime_env(style_env, frames):
 
 
 def test_gatys_mode_with_style_anime(anime_env, image_factory, tmp_path):
-    from fastnst.gatys import run_gatys
+    from fastnst.apps.gatys import run_gatys
 
     photo = image_factory("photo.png", size=(40, 32), seed=3)
     cfg = compose_config("gatys", "style=anime", "style.size=32", "style.crops=1", f"content={photo}",

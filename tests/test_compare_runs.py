@@ -11,8 +11,9 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from fastnst.artifacts import save_exported
 from fastnst.config import REPO_ROOT
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.transformer import TransformerNet
 
 spec = importlib.util.spec_from_file_location("compare_runs", REPO_ROOT / "scripts" / "compare_runs.py")
 compare = importlib.util.module_from_spec(spec)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from fastnst.artifacts import load_exported
 from fastnst.data import StyleDataModule
-from fastnst.transformer import load_exported
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))

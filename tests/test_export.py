@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from fastnst import Stylizer
+from fastnst.artifacts import model_kind, save_exported
 from fastnst.config import REPO_ROOT
 from fastnst.errors import FastNSTError, OutputExistsError
-from fastnst.export import export_model, model_kind
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.export import export_model
+from fastnst.transformer import TransformerNet
 
 SIZES = [(67, 45), (96, 128)]  # one odd size: F.interpolate(size=skip.shape) must stay dynamic
 
@@ -120,14 +121,13 @@ def test_export_cli_writes_next_to_run_dir_and_reports_bad_model(tmp_path, net):
 
 
 def test_export_cli_bad_model_exits_2_naming_it(tmp_path, capsys):
-    from omegaconf import OmegaConf
-
-    from fastnst.cli import run_reporting_errors
-    from fastnst.export import export_cli
+    from conftest import compose_config
+    from fastnst.apps.export import export_cli
+    from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
 
     bad = tmp_path / "bad.ckpt"
     bad.write_text("not a checkpoint")
-    cfg = OmegaConf.create({"model": str(bad), "format": "torchscript", "output": None, "traceback": False})
+    cfg = compose_config("export", f"model={bad}", "format=torchscript", config_dir=INFERENCE_CONFIG_DIR)
     with pytest.raises(SystemExit) as exit_info:
         run_reporting_errors(export_cli, cfg)
     assert exit_info.value.code == 2

@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 
 from fastnst import cli
+from fastnst.artifacts import load_network
 from fastnst.data import StyleDataModule
-from fastnst.export import export_model, load_network
+from fastnst.export import export_model
 from fastnst.images import fit_size
 from fastnst.stylize import Stylizer
 

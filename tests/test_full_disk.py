@@ -20,9 +20,10 @@ import torch
 from PIL import Image
 
 from fastnst import cli
+from fastnst.artifacts import load_exported, save_exported
 from fastnst.errors import FastNSTError
 from fastnst.images import save_image
-from fastnst.transformer import TransformerNet, load_exported, save_exported
+from fastnst.transformer import TransformerNet
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_bad_input import model_file, run_entry  # noqa: E402,F401 (fixtures)

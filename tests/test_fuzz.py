@@ -21,10 +21,12 @@ import pytest
 from PIL import Image
 
 from fastnst import cli
+from fastnst.apps.stylize import stylize_folder
+from fastnst.artifacts import save_exported
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
-from fastnst.stylize import Stylizer, stylize_folder
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.stylize import Stylizer
+from fastnst.transformer import TransformerNet
 from fastnst.video import stylize_video, video_info
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -12,17 +12,11 @@ import torch
 from kornia.color import rgb_to_ycbcr
 
 import fastnst.config  # noqa: F401  (registers the fastnst_root resolver)
+from fastnst.apps.gatys import intermediate_path, run_gatys
+from fastnst.artifacts import resolve_device
 from fastnst.config import REPO_ROOT
 from fastnst.errors import FastNSTError, OutputExistsError
-from fastnst.gatys import (
-    initial_image,
-    intermediate_path,
-    resolve_device,
-    run_gatys,
-    scale_sizes,
-    split_iterations,
-    stylize_gatys,
-)
+from fastnst.gatys import initial_image, scale_sizes, split_iterations, stylize_gatys
 from fastnst.images import load_image
 from fastnst.losses import PerceptualLoss
 

@@ -53,7 +53,7 @@ def test_dry_run_writes_models_events_and_summary_within_the_limits(tmp_path):
     exits = re.findall(r"^----- exit (\d+)", (out / "log.txt").read_text(), flags=re.M)
     assert exits == ["0"] * 5, exits
 
-    from fastnst.transformer import load_exported
+    from fastnst.artifacts import load_exported
 
     for style in ("starry_night", "the_scream"):
         payload = torch.load(out / f"{style}.pt", weights_only=True)
@@ -83,7 +83,8 @@ def test_a_step_past_its_timeout_is_killed_with_its_children_and_keeps_its_outpu
 
 
 def test_more_than_five_models_are_packed_in_tars_within_the_file_limits(tmp_path, monkeypatch):
-    from fastnst.transformer import TransformerNet, load_exported, save_exported
+    from fastnst.artifacts import load_exported, save_exported
+    from fastnst.transformer import TransformerNet
 
     monkeypatch.setattr(gpu_run, "MAX_FILE", 200_000)  # ~60 kB nets: three to a tar
     args = gpu_run.parse_args(["--out", str(tmp_path / "out"), "--work", str(tmp_path), "--dry-run"])

@@ -13,14 +13,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import compose_config, make_image
 from fastnst import Stylizer
+from fastnst.apps.stylize import stylize_cli
+from fastnst.artifacts import load_network, save_exported
 from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
 from fastnst.errors import FastNSTError
-from fastnst.export import export_model, load_network
+from fastnst.export import export_model
 from fastnst.multistyle import batch_styles, freeze_for_style_params, init_network, style_weights
-from fastnst.stylize import stylize_cli
 from fastnst.tiling import tiled_forward
 from fastnst.train import train
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.transformer import TransformerNet
 
 TINY = {"channels": (8, 16, 32), "num_residual": 2}
 STYLES = ["starry_night", "the_scream", "wave"]

@@ -15,10 +15,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from fastnst.artifacts import load_exported
 from fastnst.callbacks import parameters_finite
 from fastnst.errors import FastNSTError
 from fastnst.train import train
-from fastnst.transformer import load_exported
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from fastnst import Stylizer
+from fastnst.artifacts import save_exported
 from fastnst.flow import warping_error
 from fastnst.temporal import TransformRange, temporal_loss
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.transformer import TransformerNet
 from fastnst.video import read_frames, stylize_video, write_video
 from test_flow import shifted_frames, texture
 from test_video import run_stylize

@@ -14,12 +14,13 @@ from PIL import Image
 
 from conftest import compose_config
 from fastnst import Stylizer
+from fastnst.apps.stylize import stylize_cli
+from fastnst.artifacts import save_exported
 from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
 from fastnst.config import REPO_ROOT
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
-from fastnst.stylize import stylize_cli
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.transformer import TransformerNet
 
 TINY = {"channels": (8, 16, 32), "num_residual": 2}
 

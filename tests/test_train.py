@@ -11,8 +11,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from fastnst.artifacts import load_exported
 from fastnst.train import train
-from fastnst.transformer import load_exported
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from fastnst.artifacts import load_exported, save_exported
 from fastnst.errors import FastNSTError
-from fastnst.transformer import TransformerNet, load_exported, save_exported
+from fastnst.transformer import TransformerNet
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 64, 64), (2, 3, 33, 47), (1, 3, 17, 5), (1, 3, 101, 9)])

@@ -13,11 +13,13 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_config, exit_code
+from fastnst.apps.export import export_cli
+from fastnst.apps.stylize import stylize_cli
+from fastnst.artifacts import load_network, save_exported
 from fastnst.cli import INFERENCE_CONFIG_DIR
 from fastnst.errors import FastNSTError
-from fastnst.export import export_cli, load_network
-from fastnst.stylize import Stylizer, stylize_cli
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.stylize import Stylizer
+from fastnst.transformer import TransformerNet
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"channels": (8, 16, 32), "num_residual": 1}
@@ -112,7 +114,7 @@ def test_evaluate_refuses_a_run_whose_model_would_run_code(evil_pt, marker, tmp_
 
 
 def test_training_checkpoint_check_refuses_a_file_that_would_run_code(evil_ckpt, marker):
-    from fastnst.train import check_is_training_checkpoint
+    from fastnst.artifacts import check_is_training_checkpoint
 
     with pytest.raises(FastNSTError, match="evil.ckpt.*trust_model_file"):
         check_is_training_checkpoint(evil_ckpt)

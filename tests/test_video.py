@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from fastnst import Stylizer
+from fastnst.artifacts import save_exported
 from fastnst.errors import FastNSTError
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.transformer import TransformerNet
 from fastnst.video import stylize_video, video_info
 
 av = pytest.importorskip("av")
@@ -48,8 +49,8 @@ def write_clip(path, frames=10, size=(64, 48), rate=12, audio=False):
 def run_stylize(*overrides) -> int:
     """The stylize CLI logic in-process (composed config, errors -> exit code)."""
     from conftest import compose_config
+    from fastnst.apps.stylize import stylize_cli
     from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
-    from fastnst.stylize import stylize_cli
 
     cfg = compose_config("stylize", *overrides, config_dir=INFERENCE_CONFIG_DIR)
     try:

@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from conftest import compose_config, exit_code, make_image
+from fastnst.apps.stylize import stylize_cli
+from fastnst.artifacts import save_exported
 from fastnst.cli import INFERENCE_CONFIG_DIR
 from fastnst.errors import FastNSTError
-from fastnst.stylize import Stylizer, stylize_cli
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.stylize import Stylizer
+from fastnst.transformer import TransformerNet
 
 TINY = {"channels": (8, 16, 32), "num_residual": 1}
 
@@ -49,7 +51,7 @@ def test_stylize_output_folder_gets_the_default_name_inside(tmp_path, model_file
 
 
 def test_gatys_output_folder_is_a_clear_error(tmp_path, capsys):
-    from fastnst.gatys import run_gatys
+    from fastnst.apps.gatys import run_gatys
 
     src = make_image(tmp_path / "photo.png", size=(32, 24))
     for output in (str(tmp_path), f"{tmp_path}/new/"):
@@ -61,7 +63,7 @@ def test_gatys_output_folder_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("given", ["dir/", "existing"])
 def test_export_output_folder_gets_the_default_name_inside(given, tmp_path, model_file):
-    from fastnst.export import export_cli
+    from fastnst.apps.export import export_cli
 
     (tmp_path / "existing").mkdir()
     cfg = compose_config("export", f"model={model_file}", f"output={tmp_path}/{given}", "format=torchscript",
@@ -72,7 +74,7 @@ def test_export_output_folder_gets_the_default_name_inside(given, tmp_path, mode
 
 
 def test_gatys_loss_logs_of_two_formats_do_not_collide(tmp_path):
-    from fastnst.gatys import log_path
+    from fastnst.apps.gatys import log_path
 
     assert log_path(tmp_path / "o.jpg") != log_path(tmp_path / "o.webp")
     assert log_path(tmp_path / "o.jpg").name == "o.jpg.json"
@@ -81,7 +83,7 @@ def test_gatys_loss_logs_of_two_formats_do_not_collide(tmp_path):
 @pytest.mark.parametrize("overrides", [["scales=[2]"], ["scales=[0.1,1]", "size=40"], ["size=12"], ["size=0"],
                                        ["size=-5"]])
 def test_gatys_too_small_sizes_and_scales_are_one_line_errors(overrides, tmp_path, capsys):
-    from fastnst.gatys import run_gatys
+    from fastnst.apps.gatys import run_gatys
 
     src = make_image(tmp_path / "photo.png", size=(64, 48))
     cfg = compose_config("gatys", f"content={src}", f"output={tmp_path / 'o.png'}", f"style.image={src}",

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from fastnst import zoo
+from fastnst.artifacts import save_exported
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
 from fastnst.stylize import Stylizer
-from fastnst.transformer import TransformerNet, save_exported
+from fastnst.transformer import TransformerNet
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ("starry_night", "the_scream", "wave")

@@ -12,6 +12,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from fastnst.atomic import atomic_path
+
 log = logging.getLogger("fastnst.train")
 
 LAST = "last.ckpt"
@@ -56,11 +58,9 @@ class LastCheckpoint(pl.Callback):
         """previous.ckpt := the current last.ckpt, to fall back on. A hard link swapped in
         atomically, not a rename: a kill between a rename and the next save would leave the run
         with no last.ckpt (the new last.ckpt then replaces the link's name, not its file)."""
-        tmp = self.previous.with_name(f".{PREVIOUS}.{os.getpid()}.tmp")
         try:
-            tmp.unlink(missing_ok=True)
-            os.link(self.path, tmp)
-            os.replace(tmp, self.previous)
+            with atomic_path(self.previous) as tmp:
+                os.link(self.path, tmp)
         except OSError:  # a file system without hard links
             os.replace(self.path, self.previous)
 

@@ -119,7 +119,7 @@ def _entry(hydra_main, config_dir, config_name: str, before=None):
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="gatys")
 def _gatys_main(cfg: DictConfig) -> None:
-    from fastnst.gatys import run_gatys
+    from fastnst.apps.gatys import run_gatys
 
     run_reporting_errors(run_gatys, cfg)
 
@@ -183,14 +183,14 @@ INFERENCE_CONFIG_DIR = CONFIG_DIR / "inference"
 
 @hydra.main(version_base="1.3", config_path=str(INFERENCE_CONFIG_DIR), config_name="stylize")
 def _stylize_main(cfg: DictConfig) -> None:
-    from fastnst.stylize import stylize_cli
+    from fastnst.apps.stylize import stylize_cli
 
     run_reporting_errors(stylize_cli, cfg)
 
 
 @hydra.main(version_base="1.3", config_path=str(INFERENCE_CONFIG_DIR), config_name="export")
 def _export_main(cfg: DictConfig) -> None:
-    from fastnst.export import export_cli
+    from fastnst.apps.export import export_cli
 
     run_reporting_errors(export_cli, cfg)
 

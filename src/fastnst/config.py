@@ -32,6 +32,20 @@ if not OmegaConf.has_resolver("fastnst_groups"):
     OmegaConf.register_new_resolver("fastnst_groups", group_options)
 
 
+def is_set(cfg, key: str) -> bool:
+    """Whether option `key` holds a value (not null, empty or Hydra's mandatory `???`)."""
+    return key in cfg and not OmegaConf.is_missing(cfg, key) and cfg[key] not in (None, "")
+
+
+def required(cfg, key: str, hint: str) -> str:
+    """The value of a mandatory option; one line saying what to pass when it is unset."""
+    if not is_set(cfg, key):
+        from fastnst.errors import FastNSTError
+
+        raise FastNSTError(f"{key}=... is required {hint}")
+    return str(cfg[key])
+
+
 def resolve_user_path(path) -> Path:
     """User paths are relative to the launch directory (Hydra 1.3 keeps the cwd; we never chdir)."""
     return Path(str(path)).expanduser().resolve()

@@ -38,6 +38,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from fastnst.atomic import write_json
 from fastnst.config import resolve_user_path
 from fastnst.errors import FastNSTError, ImageError
 from fastnst.images import find_images, is_image_file, open_rgb, pil_to_tensor, resize_shorter_side
@@ -176,9 +177,7 @@ class DecodedCache:
         os.replace(tmp, self.array_path)
         meta = {"version": self.VERSION, "image_size": self.image_size, "record": m,
                 "paths": self.paths, "ok": ok.tolist(), "errors": errors}
-        tmp_meta = self.dir / f".{self.key}.{os.getpid()}.json"
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, self.meta_path)  # last: its presence marks a complete cache
+        write_json(self.meta_path, meta)  # last: its presence marks a complete cache
         return errors
 
     def load_meta(self) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 
@@ -37,6 +38,12 @@ def refuse_to_overwrite(path: str | os.PathLike, overwrite: bool, what: str = ""
         raise output_exists(path, what)
 
 
+def refuse_input_as_output(output: str | os.PathLike, source: str | os.PathLike, what: str = "input") -> None:
+    """Never write over an input, whatever `overwrite` says (`what`: "content image", ...)."""
+    if os.path.realpath(output) == os.path.realpath(source):
+        raise FastNSTError(f"{output}: output is the {what}; refusing to overwrite an input")
+
+
 def user_error_in(error: BaseException) -> BaseException:
     """hydra.utils.instantiate wraps errors raised in constructors, once per nesting level (the
     system builds the loss, which builds the VGG): the FastNSTError inside, else `error`."""
@@ -46,3 +53,18 @@ def user_error_in(error: BaseException) -> BaseException:
     while isinstance(inner, InstantiationException) and inner.__cause__ is not None:
         inner = inner.__cause__
     return inner if isinstance(inner, FastNSTError) else error
+
+
+@contextlib.contextmanager
+def user_errors_unwrapped():
+    """Inside the block, a FastNSTError that hydra.utils.instantiate wrapped is raised as itself
+    (callers of library functions see the one-line error, not Hydra's wrapper)."""
+    from hydra.errors import InstantiationException
+
+    try:
+        yield
+    except InstantiationException as e:
+        inner = user_error_in(e)
+        if inner is e:
+            raise
+        raise inner from None

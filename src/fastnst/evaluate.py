@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from fastnst.artifacts import resolve_device
+from fastnst.atomic import write_json
 from fastnst.config import REPO_ROOT, check_own_targets, resolve_user_path
 from fastnst.data import spread_subset
 from fastnst.errors import FastNSTError
@@ -35,7 +37,7 @@ from fastnst.gatys import stylize_gatys
 from fastnst.images import find_images, is_image_file, open_rgb, pil_to_tensor, resize_shorter_side
 from fastnst.losses import PerceptualLoss
 from fastnst.style import build_loss, style_image_paths
-from fastnst.stylize import Stylizer, resolve_device
+from fastnst.stylize import Stylizer
 
 EVAL_FILE = "eval.json"
 EVAL_VERSION = 1
@@ -202,10 +204,8 @@ def gatys_reference(loss: PerceptualLoss, cfg: DictConfig, photo_paths: list[Pat
     metrics = {f"gatys/{k}": _mean(rows, k) for k in ("content", "style", "total", "edge_ssim")}
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"metrics": metrics, "style": str(cfg.style.get("name")), "iterations": iterations,
-                                   "size": size, "photos": [str(p) for p in photo_paths]}, indent=1))
-        os.replace(tmp, cache)
+        write_json(cache, {"metrics": metrics, "style": str(cfg.style.get("name")), "iterations": iterations,
+                           "size": size, "photos": [str(p) for p in photo_paths]}, indent=1)
     except OSError as e:
         print(f"fastnst: warning: cannot write the Gatys cache {cache} ({e.strerror or e})", file=sys.stderr)
     return metrics
@@ -257,12 +257,9 @@ def log_to_tensorboard(run_dir: Path, cfg: DictConfig, labels: dict[str, str], m
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, path)
+        write_json(path, payload, indent=1)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise FastNSTError(f"{path}: cannot write the evaluation ({e.strerror or e})") from None
 
 

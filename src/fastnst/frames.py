@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fastnst.atomic import write_json
 from fastnst.errors import FastNSTError
 from fastnst.images import save_image
 from fastnst.video import VIDEO_EXTENSIONS, is_video_file
@@ -167,9 +168,7 @@ def _load_manifest(out: Path) -> dict:
 
 
 def _save_manifest(out: Path, manifest: dict) -> None:
-    tmp = out / f"{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, out / MANIFEST)
+    write_json(out / MANIFEST, manifest, indent=1, sort_keys=True)
 
 
 def _highest_number(out: Path, manifest: dict) -> int:

@@ -1,25 +1,21 @@
 """Per-image optimization (Gatys, Ecker, Bethge 2016): optimize the pixels of one image so its VGG
 features match the photo's content and the painting's Gram matrices.
 
-`stylize_gatys` is the plain API (tensors in, result out); `run_gatys(cfg)` is the Hydra entry
-point behind `python gatys.py`: files, style presets, intermediates and the JSON loss log.
+`stylize_gatys` is the tensor API (tensors in, result out); `python gatys.py` (files, style
+presets, intermediates, the JSON loss log) is `fastnst.apps.gatys.run_gatys`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 
-from fastnst.errors import FastNSTError, refuse_to_overwrite, user_error_in
+from fastnst.errors import FastNSTError
+from fastnst.images import resize_tensor
 from fastnst.lbfgs import LBFGS
 from fastnst.losses import PerceptualLoss
 
@@ -143,17 +139,10 @@ def initial_image(content: torch.Tensor, init: str = "content", noise: float = 0
 # ----------------------------------------------------------------------------- optimization
 
 
-def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    shrinking = size[0] < image.shape[-2]
-    return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=shrinking).clamp(0, 1)
-
-
 def _style_targets_for_scale(loss: PerceptualLoss, style_images, style_weights, factor: float) -> None:
     """Style Grams from the style images shrunk by `factor`, so brush strokes keep their size
     relative to the image at every scale."""
-    images = [_resize(img, (max(1, round(img.shape[-2] * factor)), max(1, round(img.shape[-1] * factor))))
+    images = [resize_tensor(img, (max(1, round(img.shape[-2] * factor)), max(1, round(img.shape[-1] * factor))))
               for img in style_images]
     loss.set_style(images, style_weights)
 
@@ -227,11 +216,11 @@ def stylize_gatys(
     image = None
     for scale_idx, (size, count) in enumerate(zip(sizes, counts)):
         final = scale_idx == len(sizes) - 1
-        target = _resize(content, size)
+        target = resize_tensor(content, size)
         if len(sizes) > 1 and style_images:
             _style_targets_for_scale(loss, style_images, style_weights, size[0] / content.shape[-2])
         content_feats = loss.content_features(target)
-        x0 = initial_image(target, init, noise, generator) if image is None else _resize(image, size)
+        x0 = initial_image(target, init, noise, generator) if image is None else resize_tensor(image, size)
         # contiguous: images from PIL are channels-last views, which L-BFGS cannot .view()
         x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         opt = _make_optimizer(optimizer, x, lr)
@@ -292,143 +281,6 @@ def _postfix(terms: Mapping[str, torch.Tensor], size: tuple[int, int]) -> str:
     return f"{size[1]}x{size[0]} " + " ".join(f"{k}={float(terms[k].detach()):.4g}" for k in LOSS_TERMS)
 
 
-# ----------------------------------------------------------------------------- entry point
 
 
-def resolve_device(name: str) -> torch.device:
-    name = str(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FastNSTError(f"device={name} requested but CUDA is not available; use device=cpu or device=auto")
-    if not (name == "cpu" or name.startswith("cuda")):
-        raise FastNSTError(f"device must be auto, cpu or cuda[:N], got {name!r}")
-    return torch.device(name)
-
-
-def intermediate_path(output: Path, iteration: int) -> Path:
-    """out.png -> out_iter0200.png (beside the output)."""
-    return output.with_name(f"{output.stem}_iter{iteration:04d}{output.suffix}")
-
-
-def log_path(output: Path) -> Path:
-    """out.png -> out.png.json (the loss log; the extension stays, so out.jpg and out.webp
-    keep separate logs)."""
-    return output.with_name(f"{output.name}.json")
-
-
-def _required(cfg: DictConfig, key: str, example: str) -> str:
-    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
-        raise FastNSTError(f"{key}=... is required, e.g. `python gatys.py {example}`")
-    return str(cfg[key])
-
-
-def _scales_option(value):
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return [value]
-    return list(value)
-
-
-def run_gatys(cfg: DictConfig) -> GatysResult:
-    """`python gatys.py style=... content=photo.jpg output=out.png [options]`: see conf/gatys.yaml."""
-    from hydra.errors import InstantiationException
-
-    from fastnst.config import resolve_user_path
-    from fastnst.images import check_output_path, fit_size, load_image, open_rgb, save_image
-    from fastnst.style import build_loss, style_image_paths
-
-    example = "style=starry_night content=photo.jpg output=out.png"
-    content_path = resolve_user_path(_required(cfg, "content", example))
-    output = resolve_user_path(_required(cfg, "output", example))
-    if str(cfg.output).endswith(("/", os.sep)):
-        raise FastNSTError(f"{output}: is a folder, expected an output file name (e.g. {output / 'out.png'})")
-    overwrite = bool(cfg.get("overwrite", False))
-    iterations, save_every = int(cfg.iterations), int(cfg.get("save_every") or 0)
-
-    # Refuse before any work: the output, its log and every intermediate that would be written.
-    check_output_path(output, overwrite)
-    if output == content_path:
-        raise FastNSTError(f"{output}: output is the content image; refusing to overwrite an input")
-    refuse_to_overwrite(log_path(output), overwrite, "loss log")
-    if save_every:
-        for it in range(save_every, iterations + 1, save_every):
-            check_output_path(intermediate_path(output, it), overwrite)
-    if cfg.optimizer not in OPTIMIZERS:
-        raise FastNSTError(f"optimizer must be lbfgs or adam, got {cfg.optimizer!r}")
-    if cfg.init not in INITS:
-        raise FastNSTError(f"init must be one of {', '.join(INITS)}, got {cfg.init!r}")
-
-    device = resolve_device(cfg.get("device", "auto"))
-    style_paths, style_weights = style_image_paths(cfg.style)  # fails fast on a missing painting
-    style_weights = [float(w) for w in style_weights] if style_weights is not None else None
-    photo = open_rgb(content_path)
-    size = cfg.get("size")
-    if size is not None and int(size) < MIN_SIDE:
-        raise FastNSTError(f"size must be at least {MIN_SIDE} px (or null for the photo's size), got {size}")
-    h, w = fit_size(photo.height, photo.width, int(size) if size is not None else None)
-    content = load_image(content_path, max(h, w)).to(device)
-    sizes = scale_sizes(h, w, _scales_option(cfg.get("scales", "auto")))
-
-    try:
-        loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.vgg.weights), device=device, style_size=max(h, w))
-    except InstantiationException as e:
-        # hydra.utils.instantiate wraps user errors (e.g. a missing vgg.weights file): unwrap them
-        if isinstance(user_error_in(e), FastNSTError):
-            raise user_error_in(e) from None
-        raise
-    style_images = None
-    if len(sizes) > 1:
-        style_size = cfg.style.get("size") or max(h, w)
-        style_images = [load_image(p, style_size).to(device) for p in style_paths]
-
-    preserve_color = bool(cfg.get("preserve_color", False))
-    if preserve_color:
-        from fastnst.color import transfer_luminance
-
-    def finish(image: torch.Tensor) -> torch.Tensor:
-        return transfer_luminance(image, content) if preserve_color else image
-
-    def on_save(it: int, image: torch.Tensor) -> None:
-        save_image(finish(image).cpu(), intermediate_path(output, it), overwrite=overwrite)
-
-    result = stylize_gatys(
-        content, loss, iterations=iterations, optimizer=str(cfg.optimizer), lr=float(cfg.lr),
-        init=str(cfg.init), noise=float(cfg.noise), seed=cfg.get("seed"),
-        scales=[max(s) for s in sizes], style_images=style_images, style_weights=style_weights,
-        save_every=save_every, on_save=on_save, progress=bool(cfg.get("progress", True)),
-    )
-    save_image(finish(result.image).cpu(), output, overwrite=overwrite)
-    _write_log(log_path(output), cfg, result, content_path, style_paths, style_weights, device, overwrite)
-    print(f"wrote {output} (best loss {result.best_loss:.6g} at iteration {result.best_iteration}, "
-          f"{result.wall_time_s:.1f}s; loss log {log_path(output).name})")
-    return result
-
-
-def _write_log(path: Path, cfg: DictConfig, result: GatysResult, content_path: Path, style_paths,
-               style_weights, device, overwrite: bool) -> None:
-    settings = {
-        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-        for k in ("size", "iterations", "optimizer", "lr", "init", "noise", "seed", "scales",
-                  "save_every", "preserve_color", "vgg", "loss")
-        if k in cfg
-    }
-    log = {
-        "content": str(content_path),
-        "style": [str(p) for p in style_paths],
-        "style_weights": style_weights,
-        "device": str(device),
-        "settings": settings,
-        "sizes": [list(s) for s in result.sizes],
-        "iterations_per_scale": result.iterations_per_scale,
-        "wall_time_s": round(result.wall_time_s, 3),
-        "best_iteration": result.best_iteration,
-        "best_loss": result.best_loss,
-        "history": result.history,
-    }
-    refuse_to_overwrite(path, overwrite, "loss log")
-    path.write_text(json.dumps(log, indent=1))
-
-
-__all__ = ["GatysResult", "stylize_gatys", "run_gatys", "initial_image", "scale_sizes", "split_iterations"]
+__all__ = ["GatysResult", "stylize_gatys", "initial_image", "scale_sizes", "split_iterations"]

@@ -6,7 +6,6 @@ Inside fastnst every image is an RGB float tensor in [0, 1] of shape (B, 3, H, W
 from __future__ import annotations
 
 import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fastnst.atomic import atomic_write
 from fastnst.errors import (
     ImageError,
     os_error_reason,
-    output_exists,
     refuse_to_overwrite,
 )
 
@@ -144,7 +143,11 @@ def fit_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
 
 def load_image(path: str | os.PathLike, size: int | None = None) -> torch.Tensor:
     """Read an image file as (1, 3, H, W) float in [0, 1]; `size` = longer side in px."""
-    img = open_rgb(path)
+    return fit_image(open_rgb(path), size)
+
+
+def fit_image(img: Image.Image, size: int | None = None) -> torch.Tensor:
+    """An RGB image as (1, 3, H, W) float in [0, 1], its longer side resized to `size` px."""
     if size:
         h, w = fit_size(img.height, img.width, int(size))
         if (h, w) != (img.height, img.width):
@@ -153,11 +156,13 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> torch.Tensor
 
 
 def resize_tensor(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a (B, 3, H, W) image tensor to (h, w) with antialiasing when shrinking."""
+    """Resize a (B, 3, H, W) image tensor to (h, w), bicubic, antialiased when shrinking (the
+    antialiasing kernel only matters then; enlarging uses the standard bicubic)."""
     size = (int(size[0]), int(size[1]))
     if tuple(t.shape[-2:]) == size:
         return t
-    return F.interpolate(t, size=size, mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+    shrinking = size[0] < t.shape[-2]
+    return F.interpolate(t, size=size, mode="bicubic", align_corners=False, antialias=shrinking).clamp(0, 1)
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -175,25 +180,6 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return path
 
 
-def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Move the finished temp file into place. Without overwrite, a hard link refuses to
-    replace a file that appeared since check_output_path (no race with a parallel writer)."""
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise output_exists(path) from None
-    except OSError:
-        # filesystems without hard links: fall back to a plain (atomic) rename
-        if path.exists():
-            raise output_exists(path) from None
-        os.replace(tmp, path)
-        return
-    tmp.unlink()
-
-
 def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, overwrite: bool = False,
                png_compress_level: int = 6) -> Path:
     """Write PNG/JPEG/WebP/BMP by extension, atomically (temp file + rename).
@@ -207,19 +193,11 @@ def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, overw
     path = check_output_path(path, overwrite)
     img = tensor_to_pil(image) if isinstance(image, torch.Tensor) else _to_rgb(image)
     fmt = SAVE_FORMATS[path.suffix.lower()]
-    # hidden temp name in the same folder (rename is atomic only within a filesystem);
-    # os.open with 0o666 lets the umask decide the final permissions, unlike mkstemp's 0o600
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                options = {"JPEG": {"quality": 95}, "PNG": {"compress_level": png_compress_level}}
-                img.save(f, format=fmt, **options.get(fmt, {}))
-            _publish(tmp, path, overwrite)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_write(path, replace=overwrite) as f:
+            options = {"JPEG": {"quality": 95}, "PNG": {"compress_level": png_compress_level}}
+            img.save(f, format=fmt, **options.get(fmt, {}))
     except OSError as e:
         raise ImageError(f"{path}: cannot write image ({os_error_reason(e)})") from None
     return path

@@ -77,7 +77,7 @@ def check_init_options(cfg: DictConfig) -> None:
         raise FastNSTError("finetune=style_params needs init_from=<run> and style=multi style.names=[...] "
                            "(the network's styles plus the new ones)")
     if init_from:
-        from fastnst.export import load_network
+        from fastnst.artifacts import load_network
 
         old, _ = load_network(init_from)  # a missing or foreign file fails here, in one line
         if finetune == "style_params":
@@ -139,7 +139,7 @@ def init_network(net, source: str | os.PathLike) -> list[str]:
     place. Conditional-norm rows are copied by style name; a style `source` lacks starts from
     the mean of its rows (a single-style source: its instance-norm scale and shift). Returns the
     names of `net`'s styles that `source` lacks."""
-    from fastnst.export import load_network
+    from fastnst.artifacts import load_network
 
     old, _ = load_network(source)
     old_styles = old.styles or []

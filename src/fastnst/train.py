@@ -17,13 +17,13 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from fastnst.artifacts import check_is_training_checkpoint, save_exported
 from fastnst.callbacks import LAST, PREVIOUS
 from fastnst.checkpointing import AtomicCheckpointIO
 from fastnst.cpu_tuning import keep_freed_memory
 from fastnst.errors import FastNSTError
 from fastnst.multistyle import check_init_options, expand_multi_style
 from fastnst.style import style_image_paths
-from fastnst.transformer import save_exported
 
 log = logging.getLogger("fastnst.train")
 
@@ -115,16 +115,6 @@ def resolve_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
         raise FastNSTError(f"{path}: checkpoint is truncated or corrupt")
     check_is_training_checkpoint(path)
     return str(path)
-
-
-def check_is_training_checkpoint(path: Path) -> None:
-    """A Lightning checkpoint of this system (not an exported model.pt or another project's file)."""
-    from fastnst.export import load_torch_file
-
-    ckpt = load_torch_file(path)  # weights_only=True: a foreign file cannot run code here
-    if not isinstance(ckpt, dict) or "fastnst_model_config" not in ckpt or "optimizer_states" not in ckpt:
-        hint = " (an exported model.pt: use it with stylize.py)" if isinstance(ckpt, dict) and "format" in ckpt else ""
-        raise FastNSTError(f"{path}: not a fastnst training checkpoint{hint}")
 
 
 def latest_good_checkpoint(run_dir: Path) -> Path:

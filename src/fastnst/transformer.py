@@ -4,20 +4,14 @@ and its small exported file format for inference."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from fastnst import fastconv, fused
-from fastnst.checkpointing import atomic_torch_save
 from fastnst.errors import FastNSTError
-
-EXPORT_FORMAT = "fastnst.transformer"
-EXPORT_VERSION = 1
 
 
 class ConditionalInstanceNorm2d(nn.InstanceNorm2d):
@@ -220,41 +214,3 @@ def one_hot(index: int, n: int, like: torch.Tensor) -> torch.Tensor:
     return w
 
 
-def save_exported(path: str | os.PathLike, net: TransformerNet, meta: dict | None = None) -> Path:
-    """Write the transformer alone (weights + config to rebuild it + format version), atomically."""
-    payload = {
-        "format": EXPORT_FORMAT,
-        "version": EXPORT_VERSION,
-        "config": dict(net.config),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "meta": dict(meta or {}),
-    }
-    return atomic_torch_save(payload, path)
-
-
-def load_exported(path: str | os.PathLike, map_location="cpu") -> tuple[TransformerNet, dict]:
-    """Rebuild a TransformerNet from an exported file; returns (net in eval mode, meta)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FastNSTError(f"{path}: model file not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise FastNSTError(f"{path}: cannot read model file, truncated or not a torch file ({type(e).__name__})") from None
-    return exported_network(payload, path)
-
-
-def exported_network(payload, path: str | os.PathLike) -> tuple[TransformerNet, dict]:
-    """(net in eval mode, meta) from the loaded contents of an exported file."""
-    if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
-        raise FastNSTError(f"{path}: not an exported fastnst transformer (no '{EXPORT_FORMAT}' format tag)")
-    if int(payload.get("version", -1)) > EXPORT_VERSION:
-        raise FastNSTError(
-            f"{path}: exported with format version {payload['version']}, this fastnst reads up to {EXPORT_VERSION}"
-        )
-    try:
-        net = TransformerNet(**payload["config"])
-        net.load_state_dict(payload["state_dict"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as e:
-        raise FastNSTError(f"{path}: exported weights do not fit its model config ({str(e).splitlines()[0]})") from None
-    return net.eval(), payload.get("meta", {})

@@ -7,6 +7,7 @@ becomes constant-rate). yuv420p needs even sides, so an odd last row/column is c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections import deque
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from fastnst.atomic import atomic_path
 from fastnst.errors import FastNSTError, refuse_to_overwrite
 from fastnst.images import fit_size
 
@@ -108,9 +110,8 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, over
         raise FastNSTError(f"{dst}: a video output needs one of {', '.join(VIDEO_EXTENSIONS)}")
     refuse_to_overwrite(dst, overwrite)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
     inp = _open_input(src)
-    try:
+    with contextlib.closing(inp), atomic_path(dst, tag="partial") as tmp:  # the video appears only once complete
         vin = inp.streams.video[0]
         ain = inp.streams.audio[0] if inp.streams.audio else None
         rate = Fraction(vin.average_rate or vin.guessed_rate or 25)
@@ -181,10 +182,6 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, over
                 reason = f" ({problems[0]})" if problems else ""
                 raise FastNSTError(f"{src}: no decodable video frames{reason}")
             out.mux(vout.encode(None))
-        os.replace(tmp, dst)
-    finally:
-        inp.close()
-        tmp.unlink(missing_ok=True)
     expected = vin.frames
     if problems or (expected and count < expected):
         # the decodable frames are written (the output plays); the loss is still an error
@@ -256,10 +253,9 @@ def write_video(frames, dst: str | os.PathLike, rate=30, overwrite: bool = False
     dst = Path(dst)
     refuse_to_overwrite(dst, overwrite)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
     rate = Fraction(rate).limit_denominator(1001)
     count = 0
-    try:
+    with atomic_path(dst, tag="partial") as tmp:
         with av.open(str(tmp), "w") as out:
             stream = None
             for t in frames:
@@ -277,7 +273,4 @@ def write_video(frames, dst: str | os.PathLike, rate=30, overwrite: bool = False
                 count += 1
             if stream is not None:
                 out.mux(stream.encode(None))
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return count

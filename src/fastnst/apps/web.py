@@ -270,7 +270,7 @@ class WebApp:
         """The perceptual loss (its VGG19) loaded once; the painting's targets are set per run."""
         if self._gatys_loss is None:
 
-            from fastnst.gatys import resolve_device
+            from fastnst.artifacts import resolve_device
             from fastnst.style import instantiate_loss
 
             loss = instantiate_loss(OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml"), vgg_weights="embedded")

@@ -1,0 +1,34 @@
+"""`python export.py model=... format=onnx|torchscript output=...` (conf/inference/export.yaml)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from fastnst.artifacts import STYLE_INPUT_NAME, load_network
+from fastnst.config import is_set, required, resolve_user_path
+from fastnst.errors import FastNSTError, refuse_input_as_output
+from fastnst.export import FORMATS, export_model
+
+
+def export_cli(cfg: DictConfig) -> Path:
+    """`python export.py model=... format=onnx|torchscript output=...`"""
+    source = resolve_user_path(required(cfg, "model", "(an exported .pt, a .ckpt or a run directory)"))
+    fmt = str(cfg.format).lower()
+    if fmt not in FORMATS:
+        raise FastNSTError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    net, meta = load_network(source, trust_model_file=bool(cfg.trust_model_file))
+    base = source / "model" if source.is_dir() else source.with_suffix("")
+    output = base.with_suffix(FORMATS[fmt])  # default: next to the model (<run_dir>/model.onnx, <name>.onnx)
+    if is_set(cfg, "output"):
+        given = str(cfg.output)
+        output = resolve_user_path(given)
+        if given.endswith(("/", os.sep)) or output.is_dir():  # a folder: the default name inside it
+            output = output / base.with_suffix(FORMATS[fmt]).name
+    refuse_input_as_output(output, source, "input model")
+    path = export_model(net, output, fmt, meta=meta, overwrite=bool(cfg.overwrite), check=bool(cfg.check))
+    styles = f"; input {STYLE_INPUT_NAME} float32 ({len(net.styles)},): {', '.join(net.styles)}" if net.styles else ""
+    print(f"wrote {path} ({fmt}; input float32 (B,3,H,W) RGB in [0,1] -> same shape in [0,1]{styles})")
+    return path
