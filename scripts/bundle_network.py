@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 import fastnst.config  # noqa: F401  (registers the config resolvers)
 from fastnst.artifacts import load_network, save_exported
 from fastnst.config import CONFIG_DIR, REPO_ROOT
-from fastnst.errors import FastNSTError
+from fastnst.errors import one_line_errors, output_exists
 from fastnst.evaluate import evaluate_run, load_run_config
 from fastnst.images import load_image, resize_tensor, tensor_to_pil
 from fastnst.style import build_loss, style_image_paths
@@ -134,7 +134,7 @@ def bundle(run_dir: Path, style: str | None, status: str, overwrite: bool, num_p
     style = style or str(cfg.style.name)
     target = ZOO_DIR / f"{style}.pt"
     if target.exists() and not overwrite:
-        raise FastNSTError(f"{target}: already exists; pass --overwrite to replace it")
+        raise output_exists(target, option="--overwrite")
     net, meta = load_network(run_dir)
     result = evaluate_run(run_dir, num_photos=num_photos, size=256, gatys_iterations=GATYS_ITERATIONS,
                           tensorboard=False, overwrite=True, progress=True)
@@ -169,6 +169,7 @@ TABLE_HEAD = ("| style | steps | wall h | photos | total / Gatys-100 | edge SSIM
               "| Johnson 2016 on Chicago: content / style |\n|---|---|---|---|---|---|---|---|---|")
 
 
+@one_line_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", help="the run directory to bundle")
@@ -178,17 +179,13 @@ def main(argv=None) -> int:
     parser.add_argument("--num-photos", type=int, default=8, help="evaluation photos (ImageNet-mini val)")
     parser.add_argument("--table", action="store_true", help="print the README table of the bundled networks")
     args = parser.parse_args(argv)
-    try:
-        if not args.table:
-            if not args.run:
-                parser.error("give a run directory, or --table")
-            bundle(Path(args.run), args.style, args.status, args.overwrite, args.num_photos)
-        print(TABLE_HEAD)
-        for style, path in bundled_styles().items():
-            print(table_row(style, network_meta(path)))
-    except FastNSTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if not args.table:
+        if not args.run:
+            parser.error("give a run directory, or --table")
+        bundle(Path(args.run), args.style, args.status, args.overwrite, args.num_photos)
+    print(TABLE_HEAD)
+    for style, path in bundled_styles().items():
+        print(table_row(style, network_meta(path)))
     return 0
 
 

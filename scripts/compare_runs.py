@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from fastnst.config import resolve_user_path
-from fastnst.errors import FastNSTError
+from fastnst.errors import FastNSTError, one_line_errors
 from fastnst.evaluate import (
     evaluate_run,
     evaluation_photo_paths,
@@ -214,6 +214,7 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
             "columns": len(columns), "rows": len(images)}
 
 
+@one_line_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories (with config.yaml and model.pt)")
@@ -235,15 +236,11 @@ def main(argv=None) -> int:
     parser.add_argument("--video-frames", type=int, default=30, help="first N frames of --video (default 30)")
     parser.add_argument("--video-size", type=int, default=256, help="--video's longer side in px (default 256)")
     args = parser.parse_args(argv)
-    try:
-        result = compare_runs(args.runs, args.out, photos=args.photos or None, num_photos=args.num_photos,
-                              size=args.size, cell=args.cell, gatys_iterations=args.gatys_iterations,
-                              cache_dir=args.cache_dir, backend=args.backend, device=args.device,
-                              overwrite=args.overwrite, trust_model_file=args.trust_model_file, video=args.video,
-                              video_frames=args.video_frames, video_size=args.video_size)
-    except FastNSTError as e:
-        print(f"fastnst: error: {e}", file=sys.stderr)
-        return 2
+    result = compare_runs(args.runs, args.out, photos=args.photos or None, num_photos=args.num_photos,
+                          size=args.size, cell=args.cell, gatys_iterations=args.gatys_iterations,
+                          cache_dir=args.cache_dir, backend=args.backend, device=args.device,
+                          overwrite=args.overwrite, trust_model_file=args.trust_model_file, video=args.video,
+                          video_frames=args.video_frames, video_size=args.video_size)
     print(Path(result["table"]).read_text())
     print(f"wrote {result['grid']}, {result['table']} and {result['json']}")
     return 0

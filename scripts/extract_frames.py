@@ -13,7 +13,7 @@ input (missing file, not a video). The logic lives in fastnst.frames.
 
 import sys
 
-from fastnst.frames import main
+from fastnst.apps.frames import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from fastnst.errors import FastNSTError
+from fastnst.errors import one_line_errors
 from fastnst.images import load_image
 from fastnst.video import write_video
 
@@ -40,6 +40,7 @@ def pan_frames(photo: torch.Tensor, frames: int, size: int, zoom_start: float, z
         yield frame.clamp(0, 1)
 
 
+@one_line_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photo")
@@ -52,13 +53,9 @@ def main(argv=None) -> int:
     parser.add_argument("--noise", type=float, default=2.0, help="noise std on 0..255")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        photo = load_image(args.photo)
-        frames = pan_frames(photo, args.frames, args.size, args.zoom_start, args.zoom_end, args.noise)
-        count = write_video(frames, args.out, rate=args.fps, overwrite=args.overwrite)
-    except FastNSTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    photo = load_image(args.photo)
+    frames = pan_frames(photo, args.frames, args.size, args.zoom_start, args.zoom_end, args.noise)
+    count = write_video(frames, args.out, rate=args.fps, overwrite=args.overwrite)
     print(f"wrote {args.out} ({count} frames)")
     return 0
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from fastnst.errors import FastNSTError
+from fastnst.errors import FastNSTError, one_line_errors
 from fastnst.images import load_image, save_image, tensor_to_pil
 from fastnst.stylize import Stylizer
 
@@ -87,6 +87,7 @@ def morph_video(stylizer: Stylizer, photo: torch.Tensor, styles: list[str], out:
     return count
 
 
+@one_line_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a multi-style network (run dir, model.pt, .onnx, .ts)")
@@ -101,28 +102,24 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=256, help="longer side of the photo in px")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        if not args.out and not args.video:
-            raise FastNSTError("nothing to write: give --out strip.jpg and/or --video morph.mp4")
-        stylizer = Stylizer.load(args.model, device="cpu")
-        if not stylizer.styles:
-            raise FastNSTError(f"{args.model}: a single-style network; blends need a multi-style one (style=multi)")
-        styles = args.styles or stylizer.styles
-        for name in styles:
-            stylizer.style_weights(name)  # an unknown name: one line listing the network's styles
-        photo = load_image(args.photo, args.size)
-        if args.out:
-            if len(styles) < 2 and not args.styles:
-                raise FastNSTError("the strip needs two styles")
-            a, b = styles[0], styles[1] if len(styles) > 1 else styles[0]
-            save_image(blend_strip(stylizer, photo, a, b, args.steps), Path(args.out), overwrite=args.overwrite)
-            print(f"wrote {args.out} ({a} -> {b}, {args.steps} steps)")
-        if args.video:
-            n = morph_video(stylizer, photo, list(styles), Path(args.video), args.seconds, args.fps, args.overwrite)
-            print(f"wrote {args.video} ({n} frames, {' -> '.join(styles)})")
-    except FastNSTError as e:
-        print(f"fastnst: error: {e}", file=sys.stderr)
-        return 2
+    if not args.out and not args.video:
+        raise FastNSTError("nothing to write: give --out strip.jpg and/or --video morph.mp4")
+    stylizer = Stylizer.load(args.model, device="cpu")
+    if not stylizer.styles:
+        raise FastNSTError(f"{args.model}: a single-style network; blends need a multi-style one (style=multi)")
+    styles = args.styles or stylizer.styles
+    for name in styles:
+        stylizer.style_weights(name)  # an unknown name: one line listing the network's styles
+    photo = load_image(args.photo, args.size)
+    if args.out:
+        if len(styles) < 2 and not args.styles:
+            raise FastNSTError("the strip needs two styles")
+        a, b = styles[0], styles[1] if len(styles) > 1 else styles[0]
+        save_image(blend_strip(stylizer, photo, a, b, args.steps), Path(args.out), overwrite=args.overwrite)
+        print(f"wrote {args.out} ({a} -> {b}, {args.steps} steps)")
+    if args.video:
+        n = morph_video(stylizer, photo, list(styles), Path(args.video), args.seconds, args.fps, args.overwrite)
+        print(f"wrote {args.video} ({n} frames, {' -> '.join(styles)})")
     return 0
 
 

@@ -242,7 +242,7 @@ def test_outputs_are_never_overwritten_without_asking(tmp_path, run_entry, synth
 
 @pytest.mark.parametrize("kind", ["empty", "not_a_video", "missing"])
 def test_extract_frames_bad_video(kind, tmp_path, capsys):
-    from fastnst.frames import main as extract_frames
+    from fastnst.apps.frames import main as extract_frames
 
     bad = tmp_path / f"bad_{kind}.mp4"
     if kind == "empty":

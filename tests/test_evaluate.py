@@ -12,8 +12,9 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 import fastnst.evaluate as evaluate
 from conftest import compose_config
+from fastnst.apps.evaluate import evaluate_cli
 from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
-from fastnst.evaluate import METRICS, evaluate_cli, evaluate_run, run_labels
+from fastnst.evaluate import METRICS, evaluate_run, run_labels
 from fastnst.train import train
 from test_train import tiny
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastnst.frames import MANIFEST, dhash, extract_frames, hamming, letterbox_box, main
+from fastnst.apps.frames import main
+from fastnst.frames import MANIFEST, dhash, extract_frames, hamming, letterbox_box
 
 W, H, BAR = 64, 48, 6  # 64 x 48 frames with 6 px black bars at the top and bottom
 

@@ -94,7 +94,7 @@ def test_stylize_and_export_clis_refuse_a_file_that_would_run_code(evil_pt, evil
 
 
 def test_evaluate_refuses_a_run_whose_model_would_run_code(evil_pt, marker, tmp_path, capsys):
-    from fastnst.evaluate import evaluate_cli
+    from fastnst.apps.evaluate import evaluate_cli
 
     run = tmp_path / "run"
     run.mkdir()

@@ -16,9 +16,13 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.config import CONFIG_DIR
-from fastnst.errors import FastNSTError, user_error_in
-
-EXIT_USER_ERROR = 2
+from fastnst.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    FastNSTError,
+    print_error,
+    user_error_in,
+)
 
 
 def run_reporting_errors(fn, cfg: DictConfig):
@@ -27,13 +31,12 @@ def run_reporting_errors(fn, cfg: DictConfig):
         return fn(cfg)
     except (FastNSTError, InstantiationException) as e:
         user_error = user_error_in(e)
-        if not isinstance(user_error, FastNSTError) or cfg.get("traceback", False):
+        if not isinstance(user_error, FastNSTError) or cfg.get("traceback", False):  # not every config has it
             raise
-        print(f"fastnst: error: {user_error}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        _fail(user_error)
     except KeyboardInterrupt:
         print("fastnst: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def check_overrides(config_dir, config_name: str, args: list[str]) -> DictConfig | None:
@@ -88,8 +91,8 @@ def cfg_base(config_dir, config_name: str):
         return compose(config_name)
 
 
-def _fail(message: str):
-    print(f"fastnst: error: {message}", file=sys.stderr)
+def _fail(message: object):
+    print_error(message)
     sys.exit(EXIT_USER_ERROR)
 
 
@@ -202,7 +205,7 @@ export_main = _entry(_export_main, INFERENCE_CONFIG_DIR, "export")
 
 @hydra.main(version_base="1.3", config_path=str(INFERENCE_CONFIG_DIR), config_name="evaluate")
 def _evaluate_main(cfg: DictConfig) -> None:
-    from fastnst.evaluate import evaluate_cli
+    from fastnst.apps.evaluate import evaluate_cli
 
     run_reporting_errors(evaluate_cli, cfg)
 

@@ -34,7 +34,10 @@ if not OmegaConf.has_resolver("fastnst_groups"):
 
 def is_set(cfg, key: str) -> bool:
     """Whether option `key` holds a value (not null, empty or Hydra's mandatory `???`)."""
-    return key in cfg and not OmegaConf.is_missing(cfg, key) and cfg[key] not in (None, "")
+    if key not in cfg or OmegaConf.is_missing(cfg, key):
+        return False
+    value = cfg[key]
+    return value is not None and value != "" and not (OmegaConf.is_list(value) and len(value) == 0)
 
 
 def required(cfg, key: str, hint: str) -> str:

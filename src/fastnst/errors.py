@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
+import sys
+
+EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
 class FastNSTError(Exception):
@@ -27,9 +31,10 @@ def os_error_reason(e: OSError) -> str:
     return " ".join(str(e.strerror or e).split())
 
 
-def output_exists(path, what: str = "") -> OutputExistsError:
-    """The one message for an output that is already there (`what`: e.g. "loss log")."""
-    return OutputExistsError(f"{path}: {what + ' ' if what else ''}already exists; pass overwrite=true to replace it")
+def output_exists(path, what: str = "", option: str = "overwrite=true") -> OutputExistsError:
+    """The one message for an output that is already there (`what`: e.g. "loss log"; `option`:
+    how this program spells overwriting, e.g. "--overwrite" in a script)."""
+    return OutputExistsError(f"{path}: {what + ' ' if what else ''}already exists; pass {option} to replace it")
 
 
 def refuse_to_overwrite(path: str | os.PathLike, overwrite: bool, what: str = "") -> None:
@@ -68,3 +73,26 @@ def user_errors_unwrapped():
         if inner is e:
             raise
         raise inner from None
+
+
+def print_error(message: object) -> None:
+    """The one-line form of a user error on stderr."""
+    print(f"fastnst: error: {message}", file=sys.stderr)
+
+
+def one_line_errors(main=None, *, interrupted: str = ""):
+    """Decorator for a script's `main(argv) -> int`: a user error becomes one line on stderr and
+    exit code 2, Ctrl-C exit code 130 (`interrupted`: a hint printed with it)."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except FastNSTError as e:
+                print_error(e)
+                return EXIT_USER_ERROR
+            except KeyboardInterrupt:
+                print(f"fastnst: interrupted{f' ({interrupted})' if interrupted else ''}", file=sys.stderr)
+                return EXIT_INTERRUPTED
+        return wrapped
+    return decorate(main) if main is not None else decorate

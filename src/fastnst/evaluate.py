@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from fastnst.artifacts import resolve_device
 from fastnst.atomic import write_json
@@ -293,9 +293,10 @@ def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None
         raise FastNSTError(f"size must be at least 16 px, got {size}")
     if gatys_iterations < 0:
         raise FastNSTError(f"gatys_iterations must be >= 0 (0 = no Gatys reference), got {gatys_iterations}")
-    photo_paths = evaluation_photo_paths(photos, num_photos)
     dev = resolve_device(device)
+    # the run's network first: a run without one is named in the error, whatever the photos
     stylizer = Stylizer.load(run_dir, device=str(dev), backend=backend, trust_model_file=trust_model_file)
+    photo_paths = evaluation_photo_paths(photos, num_photos)
     images = [load_photo(p, size).to(dev) for p in photo_paths]
     stylizer(images[0])  # warm-up: first-call allocations and lazy initialisation are not speed
     if not stylizer.styles:
@@ -364,26 +365,5 @@ def format_metrics(result: dict) -> str:
     return text + f"  edge SSIM {m['edge_ssim']:.3f}  {m['ms_per_image']:.1f} ms/image"
 
 
-def evaluate_cli(cfg: DictConfig) -> list[dict]:
-    """`python evaluate.py run=<dir>` or `run=[<dir>,<dir>]`."""
-    if OmegaConf.is_missing(cfg, "run") or not cfg.run:
-        raise FastNSTError("run=<run directory> is required, e.g. `python evaluate.py run=outputs/starry_night/...`")
-    runs = list(cfg.run) if isinstance(cfg.run, ListConfig) else [cfg.run]
-    results = []
-    for run in runs:
-        existed = read_eval(resolve_user_path(run)) is not None
-        result = evaluate_run(
-            run, photos=OmegaConf.to_container(cfg.photos) if isinstance(cfg.photos, ListConfig) else cfg.photos,
-            num_photos=cfg.num_photos, size=cfg.size, gatys_iterations=cfg.gatys_iterations,
-            cache_dir=cfg.cache_dir, backend=cfg.backend, device=cfg.device, tensorboard=cfg.tensorboard,
-            overwrite=cfg.overwrite, progress=cfg.progress, trust_model_file=bool(cfg.get("trust_model_file", False)),
-        )
-        note = " (existing eval.json; overwrite=true re-evaluates)" if existed and not cfg.overwrite else ""
-        print(f"{result['style']} / {result['data']} / {result['model']}: {format_metrics(result)}{note}")
-        print(f"  -> {Path(result['run_dir']) / EVAL_FILE}")
-        results.append(result)
-    return results
-
-
-__all__ = ["evaluate_run", "evaluate_cli", "evaluation_photo_paths", "gatys_reference", "edge_ssim", "run_labels",
-           "load_run_config", "read_eval", "METRICS", "EVAL_FILE"]
+__all__ = ["evaluate_run", "evaluation_photo_paths", "gatys_reference", "edge_ssim", "run_labels",
+           "load_run_config", "read_eval", "format_metrics", "METRICS", "EVAL_FILE"]

@@ -259,43 +259,4 @@ def extract_frames(sources: Sequence[str | os.PathLike], out: str | os.PathLike,
     return stats
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="extract_frames.py",
-        description="Extract de-duplicated, letterbox-cropped frames from videos into a flat folder of numbered JPEGs.",
-    )
-    parser.add_argument("sources", nargs="+", help="video files or folders of videos")
-    parser.add_argument("--out", required=True, help="output folder (created; reruns add only what is missing)")
-    parser.add_argument("--every", type=float, default=2.0, help="seconds between frames (default 2.0)")
-    parser.add_argument("--scenes", action="store_true", help="take a frame at each scene change instead")
-    parser.add_argument("--scene-threshold", type=float, default=0.15,
-                        help="mean grey change in 0..1 that counts as a scene change (default 0.15)")
-    parser.add_argument("--dup-threshold", type=int, default=6,
-                        help="drop a frame within this many bits (of 64) of a recently kept one; -1 keeps all (default 6)")
-    parser.add_argument("--max-side", type=int, default=None, help="longer side of the written frames in px")
-    parser.add_argument("--no-crop", dest="crop_bars", action="store_false", help="keep letterbox bars")
-    parser.add_argument("--bar-threshold", type=float, default=24.0,
-                        help="border rows/columns darker than this mean (0-255) are cropped as bars (default 24)")
-    parser.add_argument("--start", type=int, default=1, help="first frame number in an empty folder (default 1)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    try:
-        stats = extract_frames(
-            args.sources, args.out, every=args.every, scenes=args.scenes, scene_threshold=args.scene_threshold,
-            dup_threshold=args.dup_threshold, max_side=args.max_side, crop_bars=args.crop_bars,
-            bar_threshold=args.bar_threshold, start=args.start, progress=not args.quiet,
-        )
-    except FastNSTError as e:
-        print(f"fastnst: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("fastnst: interrupted (rerun the same command to continue)", file=sys.stderr)
-        return 130
-    print(stats.summary())
-    return 0
-
-
-__all__ = ["extract_frames", "dhash", "hamming", "letterbox_box", "change_score", "find_videos", "main"]
+__all__ = ["extract_frames", "dhash", "hamming", "letterbox_box", "change_score", "find_videos"]
