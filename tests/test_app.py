@@ -184,11 +184,11 @@ def test_four_simultaneous_uploads_all_come_back_correct(models, tmp_path, image
     """Four clients upload different photos at once through Gradio's HTTP API; each gets its
     own photo stylized (compared with the bare Stylizer), none another's."""
     from gradio_client import Client, handle_file
-    from omegaconf import OmegaConf
 
     from app_helpers import free_port
+    from conftest import compose_config
 
-    cfg = OmegaConf.create({"models": str(models), "device": "cpu", "port": free_port(), "host": "127.0.0.1"})
+    cfg = compose_config("app", f"models={models}", "device=cpu", f"port={free_port()}", "host=127.0.0.1")
     demo = web.launch(cfg, block=False)
     try:
         photos = [image_factory(f"p{i}.png", size=(48 + 8 * i, 40), seed=i) for i in range(4)]

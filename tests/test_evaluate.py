@@ -103,7 +103,7 @@ def test_run_labels_fall_back_to_channels_outside_the_run_layout(tmp_path):
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"style": {"name": "wave"}, "data": {"name": "imagenet_mini"},
-                            "model": {"channels": [16, 32, 64], "norm": "batch"}})
+                            "model": {"channels": [16, 32, 64], "num_residual": 5, "norm": "batch"}})
     assert run_labels(tmp_path / "wave" / "imagenet_mini" / "johnson_half" / "d", cfg)["model"] == "johnson_half (BN)"
     assert run_labels(tmp_path / "elsewhere", cfg) == {"style": "wave", "data": "imagenet_mini", "model": "c16-32-64 (BN)"}
 

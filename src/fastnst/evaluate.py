@@ -90,8 +90,8 @@ def run_labels(run_dir: str | os.PathLike, cfg: DictConfig) -> dict[str, str]:
     if len(parts) >= 4 and parts[-4] == style and parts[-3] == data:
         model = parts[-2]
     else:
-        model = "c" + "-".join(str(c) for c in cfg.model.get("channels", []))
-    norm = str(cfg.model.get("norm", "instance"))
+        model = "c" + "-".join(str(c) for c in cfg.model.channels)
+    norm = str(cfg.model.norm)
     return {"style": style, "data": data, "model": f"{model} ({NORM_NAMES.get(norm, norm)})"}
 
 
@@ -176,7 +176,7 @@ def gatys_cache_key(cfg: DictConfig, photo_paths: list[Path], size: int, iterati
         "style": OmegaConf.to_container(cfg.style, resolve=True),
         "style_files": [_file_stamp(p) for p in style_paths],
         "loss": OmegaConf.to_container(cfg.loss, resolve=True),
-        "vgg": str(cfg.get("vgg", {}).get("weights", "embedded")),
+        "vgg": str(cfg.vgg.weights),
         "photos": [_file_stamp(p) for p in photo_paths],
         "size": int(size),
         "iterations": int(iterations),
@@ -337,7 +337,7 @@ def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None
 
 def _evaluate_style(stylizer, style, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress, dev):
     """(metrics, per-photo rows) of one style (`style`: a multi-style network's style name)."""
-    loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.get("vgg", {}).get("weights", "embedded")),
+    loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.vgg.weights),
                       device=dev, style_size=size)
     rows = []
     for path, photo in zip(photo_paths, images):

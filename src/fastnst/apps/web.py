@@ -558,12 +558,12 @@ def build_ui(app: WebApp):
 def launch(cfg: DictConfig, block: bool = True):
     """Build the app from `cfg` (conf/app.yaml) and serve it; returns the Gradio Blocks."""
     app = WebApp(
-        catalog=model_catalog(cfg.get("models")),
-        device=str(cfg.get("device", "auto")),
-        max_side=int(cfg.get("max_side", 8192)),
-        max_megapixels=float(cfg.get("max_megapixels", 40)),
-        webcam_model=cfg.get("webcam_model"),
-        webcam_size=int(cfg.get("webcam_size", 320)),
+        catalog=model_catalog(cfg.models),
+        device=str(cfg.device),
+        max_side=int(cfg.max_side),
+        max_megapixels=float(cfg.max_megapixels),
+        webcam_model=cfg.webcam_model,
+        webcam_size=int(cfg.webcam_size),
     )
     if app.webcam_model and app.webcam_model not in app.catalog:
         raise FastNSTError(f"webcam_model={app.webcam_model!r} is not offered; choose one of: "
@@ -577,9 +577,9 @@ def launch(cfg: DictConfig, block: bool = True):
     _patient_localhost_check()
     demo = build_ui(app)
     demo.queue(default_concurrency_limit=2)
-    demo.launch(server_name=str(cfg.get("host", "127.0.0.1")), server_port=int(cfg.get("port", 7860)),
+    demo.launch(server_name=str(cfg.host), server_port=int(cfg.port),
                 prevent_thread_lock=not block, show_error=False, quiet=False,
-                max_file_size=f"{int(cfg.get('max_upload_mb', 50))}mb",
+                max_file_size=f"{int(cfg.max_upload_mb)}mb",
                 allowed_paths=[str(app.output_dir)])
     return demo
 
