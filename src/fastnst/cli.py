@@ -31,7 +31,7 @@ def run_reporting_errors(fn, cfg: DictConfig):
         return fn(cfg)
     except (FastNSTError, InstantiationException) as e:
         user_error = user_error_in(e)
-        if not isinstance(user_error, FastNSTError) or cfg.get("traceback", False):  # not every config has it
+        if not isinstance(user_error, FastNSTError) or cfg.traceback:
             raise
         _fail(user_error)
     except KeyboardInterrupt:

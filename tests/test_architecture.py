@@ -1,0 +1,168 @@
+"""The structure the code promises (README "Layout", issue #13): imports flow one way, each
+concept lives in one module, every default is stated once, and the docs name what exists."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+PACKAGE = SRC / "fastnst"
+
+
+def module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(SRC).with_suffix("").parts)
+    return name.removesuffix(".__init__")
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports_of(path: Path) -> set[str]:
+    """fastnst modules `path` imports, at module level or inside functions (a lazy import is
+    still a dependency)."""
+    deps = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "fastnst":
+            for alias in node.names:  # `from fastnst import zoo` depends on fastnst.zoo, not on the package
+                sub = f"{node.module}.{alias.name}"
+                deps.add(sub if sub in MODULES else node.module)
+        elif isinstance(node, ast.Import):
+            deps.update(a.name for a in node.names if a.name.split(".")[0] == "fastnst")
+    return {d for d in deps if d in MODULES and d != "fastnst"} - {module_name(path)}
+
+
+GRAPH = {name: imports_of(path) for name, path in MODULES.items() if name != "fastnst"}
+
+
+def test_no_import_cycle():
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(name):
+        state[name] = 1
+        stack.append(name)
+        for dep in sorted(GRAPH.get(name, ())):
+            if state.get(dep) == 1:
+                found.append(stack[stack.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep)
+        stack.pop()
+        state[name] = 2
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name)
+    assert not found, "import cycles: " + "; ".join(" -> ".join(c) for c in found)
+
+
+def test_entry_point_glue_is_imported_only_from_above():
+    """fastnst.apps (CLIs, the web app) and fastnst.cli sit on top: no library module imports them."""
+    for name, deps in GRAPH.items():
+        if name == "fastnst.cli" or name.startswith("fastnst.apps"):
+            continue
+        upward = {d for d in deps if d == "fastnst.cli" or d.startswith("fastnst.apps")}
+        assert not upward, f"{name} imports the entry-point glue {upward}"
+
+
+def test_network_files_are_known_in_one_place():
+    """Stylizer.load hands a model argument to artifacts.open_network, which returns the runner:
+    two modules from the model path to a runner. artifacts depends only downward."""
+    from fastnst import artifacts, stylize
+
+    assert "fastnst.artifacts" in GRAPH["fastnst.stylize"]
+    assert not GRAPH["fastnst.artifacts"] & {"fastnst.stylize", "fastnst.export", "fastnst.train", "fastnst.module"}
+    assert "open_network(" in Path(stylize.__file__).read_text()
+    for runner in ("TorchRunner", "OnnxRunner", "ScriptRunner"):
+        assert hasattr(artifacts, runner)
+        for name, path in MODULES.items():  # defined once
+            if name != "fastnst.artifacts":
+                assert f"class {runner}" not in path.read_text(), f"{name} defines {runner} again"
+    export_source = (PACKAGE / "export.py").read_text()
+    assert "torch.load(" not in export_source and "def load_network" not in export_source  # export.py only writes
+
+
+def _yaml_keys() -> set[str]:
+    keys: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                keys.add(str(k))
+                walk(v)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for path in (REPO / "conf").rglob("*.yaml"):
+        walk(yaml.safe_load(path.read_text()) or {})
+    return keys
+
+
+CONFIG_GET = re.compile(r"\b(cfg|config|trainer_cfg|\w+_cfg|hparams(?:\.\w+)?)\.get\(\s*[\"'](\w+)[\"']\s*,\s*([^)]+)\)")
+
+
+def test_no_config_default_written_twice():
+    """`cfg.get("key", <default>)` for a key a YAML file defines states its default a second time
+    (and the two drift apart): the YAML is the one place, code reads `cfg.key`."""
+    keys = _yaml_keys()
+    offenders = []
+    for name, path in MODULES.items():
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in CONFIG_GET.finditer(line):
+                if match.group(2) in keys:
+                    offenders.append(f"{path.relative_to(REPO)}:{number}: {match.group(0)}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_stylizer_defaults_match_the_stylize_config():
+    """The Python API and `python stylize.py` default alike (conf/inference/stylize.yaml)."""
+    import inspect
+
+    from fastnst.stylize import Stylizer
+
+    cfg = yaml.safe_load((REPO / "conf" / "inference" / "stylize.yaml").read_text())
+    params = {**inspect.signature(Stylizer.__init__).parameters, **inspect.signature(Stylizer.load).parameters}
+    shared = [k for k in cfg if k in params and params[k].default is not inspect.Parameter.empty]
+    assert {"batch_size", "strength", "size", "tile", "device", "backend", "precision"} <= set(shared)
+    for key in shared:
+        assert params[key].default == cfg[key], f"{key}: Stylizer says {params[key].default!r}, the YAML {cfg[key]!r}"
+
+
+def _layout_block() -> str:
+    readme = (REPO / "README.md").read_text()
+    return readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_layout_lists_every_module():
+    layout = _layout_block()
+    missing = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        if rel.name == "__init__.py" and rel.parent == Path("."):
+            continue
+        shown = rel.parent.as_posix() + "/" if rel.name == "__init__.py" else rel.name
+        if not re.search(rf"(?<![\w.]){re.escape(shown)}", layout):
+            missing.append(rel.as_posix())
+    assert not missing, f"README Layout does not list: {missing}"
+
+
+FILE_REFERENCE = re.compile(r"(?<![\w./-])((?:scripts|tests|conf|docs|src)/[\w./-]*\w\.(?:py|yaml|md|sh))")
+
+
+@pytest.mark.parametrize("root", ["src", "scripts", "conf"])
+def test_docs_cite_files_that_exist(root):
+    missing = []
+    for path in (REPO / root).rglob("*"):
+        if path.suffix not in (".py", ".yaml", ".sh") or "__pycache__" in path.parts:
+            continue
+        for cited in FILE_REFERENCE.findall(path.read_text()):
+            if not (REPO / cited).exists():
+                missing.append(f"{path.relative_to(REPO)} cites {cited}")
+    assert not missing, "\n".join(missing)
