@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from fastnst.atomic import write_json
 from fastnst.config import resolve_user_path
 from fastnst.errors import FastNSTError, ImageError
-from fastnst.images import find_images, is_image_file, open_rgb, pil_to_tensor, resize_shorter_side
+from fastnst.images import center_square, find_images, is_image_file, open_rgb, pil_to_tensor
 
 LAYOUTS = {
     "imagenet": "<root>/train/<class>/*.JPEG and <root>/val/<class>/*.JPEG (Kaggle imagenetmini-1000 layout)",
@@ -96,10 +96,7 @@ def decode_train_record(path: str | os.PathLike, image_size: int) -> np.ndarray:
     side resized to M = round(1.15 S), then center-cropped. Both the direct path and the decoded
     cache use this, so they give identical crops. Raises ImageError naming the file."""
     m = train_record_size(image_size)
-    img = resize_shorter_side(open_rgb(path), m)
-    w, h = img.size
-    left, top = (w - m) // 2, (h - m) // 2
-    return np.asarray(img.crop((left, top, left + m, top + m)), dtype=np.uint8)
+    return np.asarray(center_square(open_rgb(path), m), dtype=np.uint8)
 
 
 def random_crop(record: np.ndarray, image_size: int, seed: int, code: int) -> torch.Tensor:
@@ -232,10 +229,7 @@ class ImageFiles(Dataset):
             else:
                 record = decode_train_record(self.paths[index], s)
             return random_crop(record, s, self.seed, code)
-        img = resize_shorter_side(open_rgb(self.paths[index]), s)
-        w, h = img.size
-        left, top = (w - s) // 2, (h - s) // 2
-        return pil_to_tensor(img.crop((left, top, left + s, top + s)))[0]
+        return pil_to_tensor(center_square(open_rgb(self.paths[index]), s))[0]
 
     def __getitem__(self, code: int) -> torch.Tensor | None:
         try:

@@ -34,7 +34,7 @@ from fastnst.config import REPO_ROOT, check_own_targets, resolve_user_path
 from fastnst.data import spread_subset
 from fastnst.errors import FastNSTError
 from fastnst.gatys import stylize_gatys
-from fastnst.images import find_images, is_image_file, open_rgb, pil_to_tensor, resize_shorter_side
+from fastnst.images import center_square, find_images, is_image_file, open_rgb, pil_to_tensor
 from fastnst.losses import PerceptualLoss
 from fastnst.style import build_loss, style_image_paths
 from fastnst.stylize import Stylizer
@@ -124,9 +124,7 @@ def evaluation_photo_paths(photos=None, num_photos: int | None = 8) -> list[Path
 
 def load_photo(path: Path, size: int) -> torch.Tensor:
     """(1, 3, size, size): shorter side resized to `size`, center crop (like validation)."""
-    img = resize_shorter_side(open_rgb(path), size)
-    left, top = (img.width - size) // 2, (img.height - size) // 2
-    return pil_to_tensor(img.crop((left, top, left + size, top + size)))
+    return pil_to_tensor(center_square(open_rgb(path), size))
 
 
 # ----------------------------------------------------------------------------- metrics

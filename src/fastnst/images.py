@@ -209,3 +209,10 @@ def resize_shorter_side(img: Image.Image, size: int) -> Image.Image:
     scale = size / min(w, h)
     new = (max(size, round(w * scale)), max(size, round(h * scale)))
     return img if new == (w, h) else img.resize(new, Image.BILINEAR)
+
+
+def center_square(img: Image.Image, side: int) -> Image.Image:
+    """The centred `side` x `side` square of `img` after resizing its shorter side to `side`."""
+    img = resize_shorter_side(img, side)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    return img.crop((left, top, left + side, top + side))
