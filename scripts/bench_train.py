@@ -151,7 +151,7 @@ def bench_fastnst(model, batch, size, steps, warmup, device, data, extra):
         f"style.image={style['image']}", f"trainer.max_steps={warmup + steps + 1}",
         "trainer.val_check_interval=100000", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false", f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
-        "system.log_images_every_n_steps=0", "export=false", f"run_dir={tmp / 'run'}", "seed=0", *extra,
+        "callbacks.images.every_n_steps=0", "export=false", f"run_dir={tmp / 'run'}", "seed=0", *extra,
     ]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
@@ -179,7 +179,7 @@ def compare_precision(model, batch, size, steps, device, data, extra):
             f"data={data}", f"model={model}", f"data.batch_size={batch}", f"data.image_size={size}",
             f"style.image={style['image']}", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-            "system.log_images_every_n_steps=0", "export=false", f"run_dir={tmp / 'run'}", "seed=0",
+            "callbacks.images.every_n_steps=0", "export=false", f"run_dir={tmp / 'run'}", "seed=0",
             *extra, f"trainer.precision={precision}",
         ]
         GlobalHydra.instance().clear()

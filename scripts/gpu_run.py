@@ -164,14 +164,14 @@ def style_overrides(args, style: str, run_dir: Path, seconds: float) -> list[str
         return [*common, "trainer.accelerator=cpu", "data.batch_size=2", "data.image_size=64", "style.size=64",
                 "data.max_train_images=16", "data.val_size=2", "data.num_workers=0", "trainer.max_steps=1000",
                 "+trainer.max_time=00:00:00:12", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
-                "system.log_images_every_n_steps=4"]
+                "callbacks.images.every_n_steps=4"]
     # Johnson's recipe at a larger batch: the same 160k images, Adam lr 1e-3 x sqrt(batch / 4)
     steps = JOHNSON_IMAGES // args.batch
     fit_s = max(10, int(seconds - 25))  # process start, style Grams and export lie outside fit()
     return [*common, "trainer=gpu", f"data.batch_size={args.batch}", "data.num_workers=8",
             "system.optimizer.scale_lr_with_batch=sqrt", f"trainer.max_steps={steps}",
             f"+trainer.max_time=00:00:{fit_s // 60:02d}:{fit_s % 60:02d}",
-            "trainer.val_check_interval=500", "trainer.log_every_n_steps=50", "system.log_images_every_n_steps=1000"]
+            "trainer.val_check_interval=500", "trainer.log_every_n_steps=50", "callbacks.images.every_n_steps=1000"]
 
 
 def plan_styles(left: float, styles: list[str], least: float) -> int:

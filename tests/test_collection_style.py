@@ -3,7 +3,6 @@ Gram targets, with optional seeded random crops, in Gatys mode and in training."
 
 from __future__ import annotations
 
-import hydra
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -13,6 +12,7 @@ from fastnst.config import CONFIG_DIR
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
 from fastnst.style import build_loss, mean_style_grams, style_image_paths
+from fastnst.train import build_system
 
 LOSS = OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml")
 
@@ -111,6 +111,6 @@ def test_training_system_with_style_anime(anime_env, compose_train, photo_folder
 
     cfg = compose_train(*tiny(photo_folder(4)), "style=anime", "style.size=32")
     assert cfg.style.name == "anime" and cfg.style.crops == 0
-    system = hydra.utils.instantiate(cfg.system, _recursive_=False)
+    system = build_system(cfg)
     loss = system.perceptual
     assert_targets_equal(loss.style_targets, per_image_mean(loss, sorted(frames.iterdir()), 32))

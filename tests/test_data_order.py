@@ -104,7 +104,7 @@ def test_resume_after_sigkill_without_a_seed_reaches_the_uninterrupted_weights(p
     """The uninterrupted run draws its own seed, so the killed run is a copy of it: it is frozen
     (SIGSTOP) at a random step, its run directory copied, and the copy resumed. The copy is exactly
     what a SIGKILL at that step leaves behind (writes are atomic)."""
-    args = [a for a in tiny(photo_folder(9), "trainer.val_check_interval=4", "system.log_images_every_n_steps=0",
+    args = [a for a in tiny(photo_folder(9), "trainer.val_check_interval=4", "callbacks.images.every_n_steps=0",
                                  "callbacks.last_checkpoint.every_n_steps=1", "export=true", steps=10)
             if not a.startswith("seed=")]
     env = {k: v for k, v in os.environ.items() if k != "PL_GLOBAL_SEED"}

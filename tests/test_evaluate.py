@@ -32,7 +32,7 @@ def tiny_run(tmp_path_factory):
     run_dir = root / "runs" / "starry_night" / "folder" / "johnson_half" / "now"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FASTNST_DATA", str(root / "data"))
-        cfg = compose_config("train", *tiny(root / "photos", "system.log_images_every_n_steps=0",
+        cfg = compose_config("train", *tiny(root / "photos", "callbacks.images.every_n_steps=0",
                                             "trainer.val_check_interval=2", steps=2), f"run_dir={run_dir}")
         return train(cfg)["run_dir"]
 
@@ -142,3 +142,21 @@ def test_more_num_photos_than_photos_says_how_many_are_used(photo_folder, capsys
     assert "num_photos=10 but there are only 4 evaluation photos: using all 4" in capsys.readouterr().err
     evaluate.evaluation_photo_paths(photos, 4)
     assert capsys.readouterr().err == ""
+
+
+def test_hparams_are_built_once_and_log_the_effective_beta(style_env):
+    from fastnst import metrics
+    from fastnst.multistyle import expand_multi_style
+
+    cfg = compose_config("train", "style.beta_scale=2", "loss.beta=3")
+    labels = metrics.run_labels("/runs/x", cfg)
+    params = metrics.hparams_of(cfg, labels)
+    assert params["loss/beta"] == 3 and params["loss/effective_beta"] == 6
+    assert params["style"] == "starry_night" and params["optimizer/lr"] == pytest.approx(1e-3)
+    assert evaluate.hparams_of is metrics.hparams_of and evaluate.METRICS is metrics.METRICS
+    multi = compose_config("train", "style=multi", "style.names=[starry_night,wave]", "style.beta_scale=2",
+                           "loss.beta=3")
+    expand_multi_style(multi)
+    multi.style.members[1].beta_scale = 4.0
+    params = metrics.hparams_of(multi, metrics.run_labels("/runs/x", multi))
+    assert params["styles"] == "starry_night,wave" and params["loss/effective_beta"] == "starry_night=6,wave=12"

@@ -158,7 +158,7 @@ def test_training_on_a_full_disk(what, tmp_path, run_entry, full_disk, photo_fol
     """The first checkpoint fits, the second does not: last.ckpt stays the step-1 one. Or every
     checkpoint fits and model.pt does not."""
     run_dir = tmp_path / "run"
-    args = tiny(photo_folder(5), "system.log_images_every_n_steps=0", "callbacks.last_checkpoint.every_n_steps=1",
+    args = tiny(photo_folder(5), "callbacks.images.every_n_steps=0", "callbacks.last_checkpoint.every_n_steps=1",
                 "trainer.val_check_interval=2", steps=2)
     if what == "checkpoint":
         full_disk(".last.ckpt*", skip=1)

@@ -248,7 +248,7 @@ def tiny_multi(folder, names, *extra, steps=4):
         "data.val_size=2", "model=johnson_fast", "style=multi", f"style.names=[{','.join(map(str, names))}]",
         "style.size=48", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
-        "trainer.log_every_n_steps=1", "system.log_images_every_n_steps=2", "seed=0", *extra,
+        "trainer.log_every_n_steps=1", "callbacks.images.every_n_steps=2", "seed=0", *extra,
     ]
 
 

@@ -50,7 +50,7 @@ def wait_for(path: Path, proc, timeout=240, min_step=None):
 @pytest.mark.slow
 def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(compose_train, photo_folder, style_env, tmp_path):
     folder = photo_folder(9)
-    args = tiny(folder, "trainer.val_check_interval=4", "system.log_images_every_n_steps=0",
+    args = tiny(folder, "trainer.val_check_interval=4", "callbacks.images.every_n_steps=0",
                 "callbacks.last_checkpoint.every_n_steps=1", "export=true", steps=10)
     run_dir = tmp_path / "killed"
     proc = launch([*args, f"hydra.run.dir={run_dir}"])
@@ -80,7 +80,7 @@ def test_sigkill_then_resume_alone_reaches_the_same_weights_and_keeps_the_config
     # far from the defaults: a resume that fell back on them could not load the checkpoint
     args = ["debug=quick", "model=johnson_fast", "data=folder", f"data.root={photo_folder(9)}", "data.image_size=32",
             "data.batch_size=2", "style.size=48", "trainer.max_steps=10", "trainer.val_check_interval=4",
-            "trainer.enable_progress_bar=false", "system.log_images_every_n_steps=0",
+            "trainer.enable_progress_bar=false", "callbacks.images.every_n_steps=0",
             "callbacks.last_checkpoint.every_n_steps=1", "seed=0"]
     run_dir = tmp_path / "killed"
     proc = launch([*args, f"hydra.run.dir={run_dir}"])
@@ -107,7 +107,7 @@ def test_sigterm_saves_a_checkpoint(photo_folder, style_env, tmp_path):
     folder = photo_folder(6)
     # no periodic checkpoints: only SIGTERM can write last.ckpt
     args = tiny(folder, "trainer.val_check_interval=1000", "callbacks.last_checkpoint.every_n_steps=0",
-                "callbacks.last_checkpoint.every_minutes=null", "system.log_images_every_n_steps=0", steps=100000)
+                "callbacks.last_checkpoint.every_minutes=null", "callbacks.images.every_n_steps=0", steps=100000)
     run_dir = tmp_path / "run"
     proc = launch([*args, f"hydra.run.dir={run_dir}"])
     # wait until it trains, then send what a scheduler sends before killing a job
@@ -125,7 +125,7 @@ def test_sigterm_saves_a_checkpoint(photo_folder, style_env, tmp_path):
 
 def test_truncated_last_checkpoint_falls_back_to_the_previous_one(compose_train, photo_folder, style_env, tmp_path, capsys):
     folder = photo_folder(9)
-    args = tiny(folder, "trainer.val_check_interval=100", "system.log_images_every_n_steps=0",
+    args = tiny(folder, "trainer.val_check_interval=100", "callbacks.images.every_n_steps=0",
                 "callbacks.last_checkpoint.every_n_steps=2", steps=4)
     run_dir = tmp_path / "run"
     train(compose_train(*args, run_dir=run_dir))
@@ -157,7 +157,7 @@ class PoisonBatch(pl.Callback):
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_a_good_checkpoint(compose_train, photo_folder, style_env, tmp_path):
-    args = tiny(photo_folder(9), "trainer.val_check_interval=100", "system.log_images_every_n_steps=0",
+    args = tiny(photo_folder(9), "trainer.val_check_interval=100", "callbacks.images.every_n_steps=0",
                 "callbacks.last_checkpoint.every_n_steps=2", steps=10)
     run_dir = tmp_path / "run"
     with pytest.raises(FastNSTError, match="non-finite loss at step 5") as err:
@@ -170,14 +170,57 @@ def test_nan_loss_stops_with_the_step_and_keeps_a_good_checkpoint(compose_train,
 
 
 def test_nan_loss_with_rollback_continues_at_a_lower_learning_rate(compose_train, photo_folder, style_env, tmp_path):
-    args = tiny(photo_folder(9), "trainer.val_check_interval=100", "system.log_images_every_n_steps=0",
-                "callbacks.last_checkpoint.every_n_steps=2", "system.divergence.rollback=true", steps=10)
+    args = tiny(photo_folder(9), "trainer.val_check_interval=100", "callbacks.images.every_n_steps=0",
+                "callbacks.last_checkpoint.every_n_steps=2", "callbacks.divergence.rollback=true", steps=10)
     result = train(compose_train(*args, run_dir=tmp_path / "run"), callbacks=[PoisonBatch(5)])
     assert result["global_step"] == 10
     lr = scalars(result["run_dir"], "train/lr")
     assert lr[0] == pytest.approx(1e-3) and lr[max(lr)] == pytest.approx(5e-4)
     net, _ = load_exported(result["model_path"])
     assert parameters_finite(net)
+
+
+def test_rollback_count_is_kept_in_checkpoints_and_caps_a_resumed_run(compose_train, photo_folder, style_env,
+                                                                       tmp_path):
+    # the DivergenceGuard callback's state (its rollbacks) travels in last.ckpt: a resumed run
+    # does not get max_rollbacks anew
+    folder = photo_folder(9)
+    base = ("trainer.val_check_interval=100", "callbacks.images.every_n_steps=0",
+            "callbacks.last_checkpoint.every_n_steps=2", "callbacks.divergence.rollback=true",
+            "callbacks.divergence.max_rollbacks=1")
+    run_dir = tmp_path / "run"
+    result = train(compose_train(*tiny(folder, *base, steps=6), run_dir=run_dir), callbacks=[PoisonBatch(3)])
+    assert result["global_step"] == 6
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    guard_states = [v for k, v in ckpt["callbacks"].items() if k.startswith("DivergenceGuard")]
+    assert guard_states == [{"rollbacks": 1}]
+    with pytest.raises(FastNSTError, match="non-finite loss at step 7"):
+        train(compose_train(*tiny(folder, *base, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", steps=10),
+                            run_dir=tmp_path / "resumed"), callbacks=[PoisonBatch(7)])
+
+
+def test_divergence_guard_skips_the_update_of_a_non_finite_loss():
+    from fastnst.callbacks import DivergenceGuard
+
+    net = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in net.parameters()]
+
+    class FakeTrainer:  # what the guard reads
+        global_step, should_stop, callbacks = 4, False, []
+        precision_plugin = object()
+
+    guard, trainer = DivergenceGuard(check_every_n_steps=1), FakeTrainer()
+    loss = net(torch.tensor([[float("nan"), 1.0]])).sum()
+    guard.on_before_backward(trainer, net, loss)
+    loss.backward()
+    guard.on_before_optimizer_step(trainer, net, optimizer)
+    optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert guard.diverged_at == 4 and trainer.should_stop
+    restored = DivergenceGuard()
+    restored.load_state_dict({**guard.state_dict(), "rollbacks": 2})
+    assert restored.rollbacks == 2
 
 
 def test_unwritable_run_directory_fails_before_training(compose_train, photo_folder, style_env, tmp_path):

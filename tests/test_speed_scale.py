@@ -16,15 +16,16 @@ import pytorch_lightning as pl
 import torch
 
 import fastnst.data as data_mod
+from fastnst.callbacks import resolve_check_interval
 from fastnst.data import DecodedCache, StyleDataModule
-from fastnst.module import resolve_channels_last, resolve_check_interval, scaled_lr
-from fastnst.train import train
+from fastnst.module import resolve_channels_last, scaled_lr
+from fastnst.train import build_system, train
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import scalars, tiny  # noqa: E402
 
-QUIET = ("trainer.val_check_interval=1000", "system.log_images_every_n_steps=0")
+QUIET = ("trainer.val_check_interval=1000", "callbacks.images.every_n_steps=0")
 
 
 # ---- mixed precision ---------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def test_fp16_mixed_with_grad_scaling_trains_with_finite_loss(compose_train, pho
 
     cfg = compose_train(*tiny(photo_folder(6), *QUIET, steps=2))
     datamodule = hydra.utils.instantiate(cfg.data)
-    system = hydra.utils.instantiate(cfg.system, _recursive_=False)
+    system = build_system(cfg)
     before = [p.detach().clone() for p in system.net.parameters()]
     scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
     plugin = MixedPrecision("16-mixed", device="cpu", scaler=scaler)
@@ -151,7 +152,7 @@ def test_divergence_interval_reports_the_first_bad_step(compose_train, photo_fol
     from fastnst.errors import FastNSTError
     from test_reliability import PoisonBatch
 
-    cfg = compose_train(*tiny(photo_folder(9), *QUIET, "system.divergence.check_every_n_steps=3", steps=5))
+    cfg = compose_train(*tiny(photo_folder(9), *QUIET, "callbacks.divergence.check_every_n_steps=3", steps=5))
     with pytest.raises(FastNSTError, match="non-finite loss at step 1"):
         train(cfg, callbacks=[PoisonBatch(1)])  # found at the step-3 check, reported as step 1
 
@@ -159,7 +160,7 @@ def test_divergence_interval_reports_the_first_bad_step(compose_train, photo_fol
 def test_compile_option_composes_and_trains(compose_train, photo_folder, style_env):
     cfg = compose_train(*tiny(photo_folder(6), *QUIET, "compile=true", steps=2))
     assert cfg.system.compile is True
-    system = hydra.utils.instantiate(cfg.system, _recursive_=False)
+    system = build_system(cfg)
     system.compile_networks(cfg.system.compile)
     assert "_orig_mod" not in str(list(system.state_dict())), "compile must not change checkpoint keys"
     if os.environ.get("FASTNST_TEST_COMPILE") != "1":

@@ -46,7 +46,7 @@ def scalars(run_dir: Path, tag: str) -> dict[int, float]:
 def test_forty_steps_lower_the_loss_and_log_everything(compose_train, photo_folder, style_env, tmp_path):
     folder = photo_folder(8)
     cfg = compose_train(
-        *tiny(folder, "trainer.val_check_interval=20", "system.log_images_every_n_steps=20", "data.val_fraction=0.25", steps=40)
+        *tiny(folder, "trainer.val_check_interval=20", "callbacks.images.every_n_steps=20", "data.val_fraction=0.25", steps=40)
     )
     result = train(cfg)
     run_dir = result["run_dir"]
@@ -75,6 +75,13 @@ def test_forty_steps_lower_the_loss_and_log_everything(compose_train, photo_fold
     assert hparams_file.exists()
     plugin = acc.PluginTagToContent("hparams")
     assert plugin, "no TensorBoard hparams written"
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    session = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/session_start_info"]).session_start_info
+    assert session.hparams["style"].string_value == "starry_night"
+    assert session.hparams["loss/effective_beta"].number_value == pytest.approx(cfg.loss.beta * cfg.style.beta_scale)
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/experiment"]).experiment
+    assert {"hp/val_loss", "eval/total"} <= {info.name.tag for info in experiment.metric_infos}
 
     # checkpoints: last and best, without the frozen VGG
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
@@ -98,7 +105,7 @@ def test_forty_steps_lower_the_loss_and_log_everything(compose_train, photo_fold
 def test_resume_continues_step_and_reproduces_losses(compose_train, photo_folder, style_env, tmp_path, loss):
     # "stable": the stability term's random transforms continue where they were, too
     folder = photo_folder(9)  # 8 train / 1 val: 4 batches per epoch; checkpoint at step 2 is mid-epoch
-    base = ("trainer.val_check_interval=2", "system.log_images_every_n_steps=0",
+    base = ("trainer.val_check_interval=2", "callbacks.images.every_n_steps=0",
             "callbacks.last_checkpoint.every_n_steps=2", *loss)
     full = train(compose_train(*tiny(folder, *base, steps=6), run_dir=tmp_path / "full"))
     part = train(compose_train(*tiny(folder, *base, steps=2), run_dir=tmp_path / "part"))
@@ -128,7 +135,7 @@ def test_corrupt_files_are_skipped_and_counted(compose_train, photo_folder, styl
     folder = photo_folder(6)
     (folder / "broken.jpg").write_bytes(b"this is not a jpeg")
     (folder / "zero.png").write_bytes(b"")
-    cfg = compose_train(*tiny(folder, "data.val_fraction=0.01", "system.log_images_every_n_steps=0",
+    cfg = compose_train(*tiny(folder, "data.val_fraction=0.01", "callbacks.images.every_n_steps=0",
                               "trainer.val_check_interval=3", steps=6))
     with pytest.warns(UserWarning, match="broken.jpg"):
         result = train(cfg)
@@ -173,7 +180,7 @@ def test_imagenet_mini_and_anime_runs_share_one_tensorboard_root(data_dir, tmp_p
     common = ["data.image_size=64", "data.batch_size=2", "data.num_workers=0", "data.val_size=2",
               "model=johnson_half", "style.size=128", "trainer.accelerator=cpu", "trainer.max_steps=20",
               "trainer.val_check_interval=10", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=5",
-              "system.log_images_every_n_steps=10", f"paths.output_root={out}", "seed=0"]
+              "callbacks.images.every_n_steps=10", f"paths.output_root={out}", "seed=0"]
     proc = run_cli("-m", "data=imagenet_mini,anime_standin", "style=starry_night", *common,
                    env_extra={"FASTNST_DATA": str(data_dir)})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -195,7 +202,7 @@ def test_evaluate_option_evaluates_the_exported_model(compose_train, photo_folde
 
     calls = []
     monkeypatch.setattr(fastnst.evaluate, "evaluate_run", lambda run_dir, **kw: calls.append((run_dir, kw)))
-    result = train(compose_train(*tiny(photo_folder(4), "evaluate=true", "system.log_images_every_n_steps=0",
+    result = train(compose_train(*tiny(photo_folder(4), "evaluate=true", "callbacks.images.every_n_steps=0",
                                        "trainer.val_check_interval=2", steps=2)))
     assert calls == [(result["run_dir"], {"overwrite": True})]
     assert result["model_path"].exists()

@@ -33,7 +33,7 @@ def short_run_args(photos: str, style: str, steps: int = 2) -> list[str]:
     """A run far from the defaults: a smaller network, 32 px crops, relative paths."""
     return ["debug=quick", "model=johnson_fast", "data=folder", f"data.root={photos}", "data.image_size=32",
             f"style.image={style}", "style.size=48", f"trainer.max_steps={steps}", "trainer.val_check_interval=2",
-            "trainer.enable_progress_bar=false", "system.log_images_every_n_steps=0", "seed=0"]
+            "trainer.enable_progress_bar=false", "callbacks.images.every_n_steps=0", "seed=0"]
 
 
 def config_files(run_dir: Path) -> dict[str, bytes]:
@@ -105,6 +105,44 @@ def test_resume_reads_hydras_config_when_config_yaml_is_missing_and_follows_a_mo
     OmegaConf.save(saved, moved / "config.yaml")
     cfg, _ = resume_config(moved)
     assert cfg.callbacks.last_checkpoint.dirpath == f"{moved}/checkpoints"
+
+
+def test_resume_of_a_multi_style_run_accepts_its_original_command_line(tmp_path, style_env):
+    # style.members is derived from style.names by train(): not asked for, so never compared
+    from omegaconf import OmegaConf
+
+    from fastnst.multistyle import expand_multi_style
+    from fastnst.resume import resume_config
+
+    original = ["style=multi", "style.names=[starry_night,the_scream]", "model=johnson_fast", "data=folder",
+                "data.root=/photos"]
+    run_dir = tmp_path / "multi_run"
+    run_dir.mkdir()
+    cfg = compose_config("train", *original, f"run_dir={run_dir}")
+    expand_multi_style(cfg)  # as train() does before saving config.yaml
+    OmegaConf.save(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), run_dir / "config.yaml")
+    assert [m["name"] for m in OmegaConf.load(run_dir / "config.yaml").style.members] == ["starry_night", "the_scream"]
+    resumed, changes = resume_config(run_dir, [*original, "trainer.max_steps=7"])
+    assert changes == ["trainer.max_steps: 40000 -> 7"]
+    assert [m["name"] for m in resumed.style.members] == ["starry_night", "the_scream"]
+    # the style list itself still cannot change
+    with pytest.raises(FastNSTError, match="style.names cannot change"):
+        resume_config(run_dir, ["style=multi", "style.names=[starry_night,wave]", "model=johnson_fast",
+                                "data=folder", "data.root=/photos"])
+
+
+def test_moved_options_keep_their_old_names_on_the_command_line(capsys):
+    from fastnst.cli import renamed_overrides
+
+    old = ["system.log_images_every_n_steps=0", "system.num_log_images=2", "system.divergence.rollback=true",
+           "+system.divergence.max_rollbacks=5", "system.divergence={rollback: true}", "trainer.max_steps=3"]
+    new = renamed_overrides(old)
+    assert new == ["callbacks.images.every_n_steps=0", "callbacks.images.num_images=2",
+                   "callbacks.divergence.rollback=true", "+callbacks.divergence.max_rollbacks=5",
+                   "callbacks.divergence={rollback: true}", "trainer.max_steps=3"]
+    assert "system.log_images_every_n_steps is now callbacks.images.every_n_steps" in capsys.readouterr().err
+    cfg = compose_config("train", *new[:3])
+    assert cfg.callbacks.images.every_n_steps == 0 and cfg.callbacks.divergence.rollback is True
 
 
 def test_resume_of_a_missing_run_directory_creates_nothing(run_entry, tmp_path):
@@ -222,7 +260,7 @@ class CtrlC(pl.Callback):
 
 def test_ctrl_c_exits_130_with_one_line_and_keeps_last_checkpoint(compose_train, photo_folder, style_env, tmp_path,
                                                                    capsys):
-    cfg = compose_train(*tiny(photo_folder(6), "system.log_images_every_n_steps=0", "trainer.val_check_interval=100",
+    cfg = compose_train(*tiny(photo_folder(6), "callbacks.images.every_n_steps=0", "trainer.val_check_interval=100",
                               "callbacks.last_checkpoint.every_n_steps=0", steps=10), run_dir=tmp_path / "run")
     handler = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT once it caught one
     try:

@@ -1,5 +1,7 @@
-"""Training callbacks that keep work safe: a `last.ckpt` written every N steps, every N
-minutes, at the end and on SIGTERM, never with non-finite weights."""
+"""Training callbacks (conf/callbacks/default.yaml): a `last.ckpt` written every N steps, every N
+minutes, at the end and on SIGTERM, never with non-finite weights (LastCheckpoint); the guard
+against a non-finite loss (DivergenceGuard); TensorBoard image grids and hparams
+(LogImagesAndHparams); the warping error on a fixed clip (WarpingErrorOnClip)."""
 
 from __future__ import annotations
 
@@ -137,3 +139,178 @@ class WarpingErrorOnClip(pl.Callback):
             log.warning("val/warping_error not logged: %s: %s", self.clip, e)
             return
         pl_module.log("val/warping_error", value, rank_zero_only=True)
+
+
+def resolve_check_interval(value: str | int | None, device: torch.device, log_every_n_steps: int) -> int:
+    """divergence.check_every_n_steps: a number (0 = never) or auto = every step on CPU (the
+    check costs nothing there) and every log_every_n_steps on CUDA, where reading the flag is a
+    host-device sync that would stall the GPU every step."""
+    if value == "auto":
+        return 1 if torch.device(device).type != "cuda" else max(1, int(log_every_n_steps))
+    if value is None:
+        return 0
+    return int(value)
+
+
+class DivergenceGuard(pl.Callback):
+    """A non-finite training loss skips its update and stops the run (`diverged_at` is set;
+    fastnst.train turns it into a message naming the step), or with rollback=true reloads
+    last.ckpt (LastCheckpoint) and continues with the learning rate times lr_factor ** n at the
+    n-th rollback, at most max_rollbacks times in a run (the count is kept in checkpoints).
+
+    check_every_n_steps: auto = 1 on CPU, trainer.log_every_n_steps on CUDA: the first
+    non-finite step is recorded on the device without a sync every step and read on the host
+    at the checks; the step found is the first bad one. 0 or null = never checked.
+    """
+
+    def __init__(self, check_every_n_steps: str | int | None = "auto", rollback: bool = False,
+                 lr_factor: float = 0.5, max_rollbacks: int = 3):
+        self.check_every_n_steps = check_every_n_steps
+        self.rollback, self.lr_factor, self.max_rollbacks = bool(rollback), float(lr_factor), int(max_rollbacks)
+        self.rollbacks = 0
+        self.diverged_at: int | None = None
+        self._every = 1
+        self._bad_step: int | None = None  # a non-finite step found at this step's check
+        # first step with a non-finite loss since the last check, -1 = none (a device tensor)
+        self._first_bad_step: torch.Tensor | None = None
+
+    def setup(self, trainer, pl_module, stage):
+        self._every = resolve_check_interval(self.check_every_n_steps, trainer.strategy.root_device,
+                                             trainer.log_every_n_steps)
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        """The loss of this step: checked (every step) or recorded on the device (no sync)."""
+        every, step = self._every, trainer.global_step
+        if every <= 0:
+            return
+        if every == 1:  # the plain check: the flag would only add work
+            if not torch.isfinite(loss):
+                self._bad_step = step
+            return
+        flag = self._first_bad_step
+        if flag is None or flag.device != loss.device:
+            flag = torch.full((), -1, dtype=torch.long, device=loss.device)
+        here = torch.full((), step, dtype=torch.long, device=loss.device)
+        self._first_bad_step = torch.where(~torch.isfinite(loss.detach()) & (flag < 0), here, flag)
+        if step % every == 0:
+            first = int(self._first_bad_step)  # the one host-device sync, every `every` steps
+            self._first_bad_step = None
+            if first >= 0:
+                self._bad_step = first
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if self._bad_step is None:
+            return
+        step, self._bad_step = self._bad_step, None
+        if getattr(trainer.precision_plugin, "scaler", None) is None:
+            # no update from a non-finite loss: the weights stay good (a GradScaler skips a step
+            # with non-finite gradients itself, and needs them to see it)
+            for p in pl_module.parameters():
+                p.grad = None
+        last = self._last_checkpoint_path(trainer)
+        if self.rollback and self.rollbacks < self.max_rollbacks and last is not None:
+            self.rollbacks += 1
+            ckpt = torch.load(last, map_location=pl_module.device, weights_only=True)
+            pl_module.load_state_dict(ckpt["state_dict"])
+            optimizer = getattr(optimizer, "optimizer", optimizer)  # Lightning's wrapper
+            optimizer.load_state_dict(ckpt["optimizer_states"][0])
+            factor = self.lr_factor ** self.rollbacks
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr"] * factor
+            log.warning("non-finite loss at step %d: rolled back to %s (step %d), learning rate x%g",
+                        step, last, ckpt["global_step"], factor)
+            return
+        self.diverged_at = step
+        trainer.should_stop = True
+
+    @staticmethod
+    def _last_checkpoint_path(trainer) -> Path | None:
+        for cb in trainer.callbacks:
+            if isinstance(cb, LastCheckpoint) and cb.path.is_file():
+                return cb.path
+        return None
+
+    def state_dict(self) -> dict:
+        return {"rollbacks": self.rollbacks}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rollbacks = int(state_dict["rollbacks"])
+
+
+class LogImagesAndHparams(pl.Callback):
+    """TensorBoard: a grid of `num_images` validation photos over their stylized versions every
+    `every_n_steps` steps (before that step's update) and at the end (0 = never); at the start
+    the run's settings as hparams (fastnst.metrics.hparams_of, with the hp/val_* and eval/*
+    columns) and the style image(s). After each validation: hp/val_loss, hp/val_content,
+    hp/val_style (the validation losses, as the hparams view's columns).
+
+    `run_config`: the run's train config; fastnst.train sets it (without one no hparams and no
+    style image are written)."""
+
+    def __init__(self, every_n_steps: int = 500, num_images: int = 4):
+        self.every_n_steps = int(every_n_steps or 0)
+        self.num_images = int(num_images)
+        self.run_config = None
+        self._photos: torch.Tensor | None = None
+
+    @staticmethod
+    def _tensorboard(trainer):
+        from torch.utils.tensorboard import SummaryWriter
+
+        if trainer.global_rank != 0:
+            return None
+        for logger in trainer.loggers:
+            if isinstance(getattr(logger, "experiment", None), SummaryWriter):
+                return logger
+        return None
+
+    def on_fit_start(self, trainer, pl_module):
+        tb = self._tensorboard(trainer)
+        if tb is None or self.run_config is None:
+            return
+        from omegaconf import OmegaConf
+
+        from fastnst.images import load_image
+        from fastnst.metrics import hparam_columns, hparams_of, run_labels
+        from fastnst.style import style_image_paths
+
+        cfg = self.run_config
+        tb.log_hyperparams(hparams_of(cfg, run_labels(cfg.run_dir, cfg)), metrics=hparam_columns())
+        paths, _ = style_image_paths(OmegaConf.create(cfg.style))
+        for i, path in enumerate(paths[:4]):
+            tb.experiment.add_image("style" if i == 0 else f"style_{i}", load_image(path, 256)[0], trainer.global_step)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self.log_image_grid(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        # the grid of the final network (the periodic ones are logged before a step)
+        if self.every_n_steps:
+            self.log_image_grid(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        from fastnst.metrics import VAL_METRICS
+
+        metrics = trainer.callback_metrics
+        for name in VAL_METRICS:
+            if f"val/{name}" in metrics:
+                pl_module.log(f"hp/val_{name}", metrics[f"val/{name}"])
+
+    @torch.no_grad()
+    def log_image_grid(self, trainer, pl_module) -> None:
+        from torchvision.utils import make_grid
+
+        tb = self._tensorboard(trainer)
+        if tb is None:
+            return
+        if self._photos is None:
+            datamodule = getattr(trainer, "datamodule", None)
+            if datamodule is None or not hasattr(datamodule, "val_images"):
+                return
+            self._photos = datamodule.val_images(self.num_images)
+        photos = self._photos.to(pl_module.device)
+        for name, stylized in pl_module.stylize_each_style(photos):
+            # top row: photos; bottom row: their stylized versions
+            grid = make_grid(torch.cat([photos.float(), stylized.float()]).cpu(), nrow=photos.shape[0], padding=2)
+            tb.experiment.add_image("val/stylized" if name is None else f"val/{name}/stylized", grid, trainer.global_step)

@@ -172,8 +172,34 @@ def _train_checks(args: list[str], cfg: DictConfig | None) -> None:
         _fail(str(e))
 
 
+# train options that moved (to conf/callbacks/default.yaml): the old names still work on the
+# command line, with a note
+RENAMED_TRAIN_OPTIONS = {
+    "system.log_images_every_n_steps": "callbacks.images.every_n_steps",
+    "system.num_log_images": "callbacks.images.num_images",
+    "system.divergence": "callbacks.divergence",
+}
+
+
+def renamed_overrides(args: list[str], renamed: dict[str, str] = RENAMED_TRAIN_OPTIONS) -> list[str]:
+    """`args` with each override of an old option name (or of a key below it) under its new name."""
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        bare = key.lstrip("+~")
+        prefix = key[:len(key) - len(bare)]
+        old = next((o for o in renamed if bare == o or bare.startswith(o + ".")), None)
+        if old is not None:
+            new = renamed[old] + bare[len(old):]
+            print(f"fastnst: note: {bare} is now {new}", file=sys.stderr)
+            arg = prefix + new + sep + value
+        out.append(arg)
+    return out
+
+
 def train_main():
     """`python train.py ...`: check the overrides, the output folder and a resume, then Hydra."""
+    sys.argv[1:] = renamed_overrides(sys.argv[1:])
     args = sys.argv[1:]
     _train_checks(args, check_overrides(CONFIG_DIR, "train", args))
     return _train_main()

@@ -36,15 +36,12 @@ from fastnst.errors import FastNSTError
 from fastnst.gatys import stylize_gatys
 from fastnst.images import center_square, find_images, is_image_file, open_rgb, pil_to_tensor
 from fastnst.losses import PerceptualLoss
+from fastnst.metrics import METRICS, hparam_columns, hparams_of, run_labels
 from fastnst.style import build_loss, style_image_paths
 from fastnst.stylize import Stylizer
 
 EVAL_FILE = "eval.json"
 EVAL_VERSION = 1
-# the metrics, in table order; JSON and TensorBoard use them with an "eval/" prefix
-METRICS = ("content", "style", "total", "gatys/content", "gatys/style", "gatys/total", "total_vs_gatys",
-           "edge_ssim", "gatys/edge_ssim", "ms_per_image")
-NORM_NAMES = {"instance": "IN", "batch": "BN", "none": "no norm"}
 
 
 # ----------------------------------------------------------------------------- run and photos
@@ -78,21 +75,6 @@ def load_run_config(run_dir: str | os.PathLike) -> DictConfig:
     # the sections the evaluation builds objects from: the network and the loss
     check_own_targets(cfg, ("model", "loss", "style"), path)
     return cfg
-
-
-def run_labels(run_dir: str | os.PathLike, cfg: DictConfig) -> dict[str, str]:
-    """{"style", "data", "model"} of a run. The model preset's name is not in config.yaml, but
-    the run directory is <style>/<data>/<model>/<date>; the normalization is added (IN vs BN)."""
-    run_dir = Path(run_dir)
-    style = str(cfg.style.get("name") or "custom")
-    data = str(cfg.data.get("name") or "images")
-    parts = run_dir.resolve().parts
-    if len(parts) >= 4 and parts[-4] == style and parts[-3] == data:
-        model = parts[-2]
-    else:
-        model = "c" + "-".join(str(c) for c in cfg.model.channels)
-    norm = str(cfg.model.norm)
-    return {"style": style, "data": data, "model": f"{model} ({NORM_NAMES.get(norm, norm)})"}
 
 
 def evaluation_photo_paths(photos=None, num_photos: int | None = 8) -> list[Path]:
@@ -212,27 +194,6 @@ def gatys_reference(loss: PerceptualLoss, cfg: DictConfig, photo_paths: list[Pat
 # ----------------------------------------------------------------------------- TensorBoard
 
 
-def hparams_of(cfg: DictConfig, labels: dict[str, str]) -> dict:
-    """The run's settings as TensorBoard hparams (the keys training logs, plus the model label)."""
-    loss, model, data = cfg.loss, cfg.model, cfg.data
-    params = {
-        "style": labels["style"],
-        "data": labels["data"],
-        "model": labels["model"],
-        "model/channels": str(list(model.get("channels", []))),
-        "model/num_residual": model.get("num_residual"),
-        "model/norm": model.get("norm"),
-        "loss/alpha": loss.get("alpha"),
-        "loss/beta": loss.get("beta"),
-        "loss/tv_weight": loss.get("tv_weight"),
-        "optimizer/lr": cfg.get("system", {}).get("optimizer", {}).get("lr"),
-        "batch_size": data.get("batch_size"),
-        "image_size": data.get("image_size"),
-        "max_steps": cfg.get("trainer", {}).get("max_steps"),
-    }
-    return {k: (v if isinstance(v, bool | int | float | str) else str(v)) for k, v in params.items() if v is not None}
-
-
 def log_to_tensorboard(run_dir: Path, cfg: DictConfig, labels: dict[str, str], metrics: dict[str, float],
                        step: int = 0) -> None:
     """hparams (settings + eval metrics) and the metrics as scalars, into the run's own events,
@@ -241,9 +202,8 @@ def log_to_tensorboard(run_dir: Path, cfg: DictConfig, labels: dict[str, str], m
     from torch.utils.tensorboard.summary import hparams
 
     tagged = {f"eval/{k}": v for k, v in metrics.items()}
-    # the validation metrics training logs stay columns of the view
-    columns = {**{f"hp/val_{k}": 0.0 for k in ("loss", "content", "style")}, **tagged}
-    experiment, session_start, session_end = hparams(hparams_of(cfg, labels), columns)
+    # the same columns training declared (the validation metrics it logs stay columns of the view)
+    experiment, session_start, session_end = hparams(hparams_of(cfg, labels), hparam_columns(metrics))
     with SummaryWriter(log_dir=str(run_dir)) as writer:
         for summary in (experiment, session_start, session_end):
             writer.file_writer.add_summary(summary)

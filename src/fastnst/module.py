@@ -6,18 +6,17 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torchvision.utils import make_grid
 
 from fastnst import multistyle
 from fastnst.errors import FastNSTError
-from fastnst.images import load_image
 from fastnst.losses import PerceptualLoss, _keep_float32
-from fastnst.style import build_loss, stacked_style_grams, style_image_paths
+from fastnst.style import loss_with_style_targets, stacked_style_grams
 from fastnst.temporal import TransformRange, temporal_loss
 from fastnst.transformer import TransformerNet
 
@@ -55,34 +54,27 @@ def resolve_channels_last(value: str | bool, device: torch.device) -> bool:
     raise FastNSTError(f"system.channels_last={value!r}: use auto, true or false")
 
 
-def resolve_check_interval(value: str | int | None, device: torch.device, log_every_n_steps: int) -> int:
-    """divergence.check_every_n_steps: a number (0 = never) or auto = every step on CPU (the
-    check costs nothing there) and every log_every_n_steps on CUDA, where reading the flag is a
-    host-device sync that would stall the GPU every step."""
-    if value == "auto":
-        return 1 if torch.device(device).type != "cuda" else max(1, int(log_every_n_steps))
-    if value is None:
-        return 0
-    return int(value)
-
-
 class StyleTransferModule(pl.LightningModule):
-    """Args (all plain config, saved as hyperparameters):
-        model: TransformerNet kwargs (channels, num_residual, norm).
-        loss: a conf/loss preset (PerceptualLoss kwargs with _target_).
-        style: a conf/style preset (image(s), size, beta_scale).
+    """A TransformerNet trained against a frozen-VGG19 perceptual loss (built in train.py from
+    the run's config: fastnst.train.build_system).
+
+    Args:
+        net: the TransformerNet to train (the model group's `_target_`; for a multi-style config
+            built with styles=<style.names>).
+        loss: a partial PerceptualLoss (the loss group's `_target_` with `_partial_`): the
+            module calls it with the effective beta (loss.beta x style.beta_scale) and
+            `vgg_weights`, so the frozen VGG is built here and kept out of state_dict,
+            checkpoints and the optimizer.
+        optimizer: a partial optimizer (system.optimizer with `_partial_: true`), called with the
+            trainable parameters; its lr is rescaled by `scale_lr_with_batch`.
+        style: a conf/style preset (image(s), size, beta_scale), or a multi-style one (names).
         vgg_weights: embedded | torchvision | path.
-        optimizer: {lr, betas, weight_decay, scale_lr_with_batch, base_batch_size}:
-            scale_lr_with_batch (false | true = sqrt | sqrt | linear) rescales lr, tuned for
-            base_batch_size, to the global batch (batch_size x devices x nodes x accumulation).
+        scale_lr_with_batch: false | true = sqrt | sqrt | linear: rescale the optimizer's lr,
+            tuned for base_batch_size, to the global batch (batch_size x devices x nodes x
+            accumulation).
         scheduler: null or {name: cosine|step, warmup_steps, step_size, gamma, min_lr_ratio}.
-        log_images_every_n_steps: how often a grid of validation photos is logged.
-        num_log_images: how many validation photos are in the grid.
-        divergence: {check_every_n_steps, rollback, lr_factor, max_rollbacks}: a non-finite loss
-            skips its update and stops the run (diverged_at is set), or with rollback=true
-            reloads last.ckpt and continues with the learning rate times lr_factor.
-            check_every_n_steps: auto = 1 on CPU, trainer.log_every_n_steps on CUDA (the first
-            non-finite step is recorded on the device without a sync and read at the checks).
+        temporal_weight, temporal_transform: the stability term (loss.temporal_weight > 0,
+            fastnst.temporal).
         channels_last: auto (CUDA only) | true | false, for the transformer, the VGG and the photos.
         compile: torch.compile the transformer's and the VGG's forward (false | true | a dict of
             torch.compile kwargs, e.g. {mode: max-autotune}).
@@ -91,6 +83,11 @@ class StyleTransferModule(pl.LightningModule):
         finetune: null (train everything) | style_params (only the scales and shifts of the
             styles init_from lacks; needs a multi-style style config and init_from).
 
+    The divergence guard and the image/hparams logging are callbacks (fastnst.callbacks
+    DivergenceGuard, LogImagesAndHparams). The plain arguments are saved as hyperparameters;
+    the network, the loss and the optimizer are not (the checkpoint holds the network's
+    weights and config, fastnst_model_config).
+
     A style config with `names` (conf/style/multi.yaml) trains a multi-style network: each photo
     of a batch is paired with one style, round robin (balanced); the Gram targets of all styles
     are computed once; losses are logged per style (train/style/<name>, val/<name>/...).
@@ -98,35 +95,33 @@ class StyleTransferModule(pl.LightningModule):
 
     def __init__(
         self,
-        model: dict,
-        loss: dict,
+        net: TransformerNet,
+        loss: Callable[..., PerceptualLoss],
+        optimizer: Callable[..., torch.optim.Optimizer],
         style: dict,
         vgg_weights: str = "embedded",
-        optimizer: dict | None = None,
+        scale_lr_with_batch: str | bool = False,
+        base_batch_size: int = 4,
         scheduler: dict | None = None,
-        log_images_every_n_steps: int = 500,
-        num_log_images: int = 4,
-        divergence: dict | None = None,
+        temporal_weight: float = 0.0,
+        temporal_transform: dict | None = None,
         channels_last: str | bool = "auto",
         compile: bool | dict = False,
         init_from: str | None = None,
         finetune: str | None = None,
     ):
         super().__init__()
-        model, loss, style = _plain(model), _plain(loss), _plain(style)
-        optimizer, scheduler = _plain(optimizer) or {}, _plain(scheduler)
-        # logger=False: the hparams are written once, with their metrics, in on_fit_start
+        style = _plain(style)
+        # logger=False: the hparams are written once, with their metrics, by LogImagesAndHparams
         self.save_hyperparameters(
             {
-                "model": model,
-                "loss": loss,
                 "style": style,
                 "vgg_weights": vgg_weights,
-                "optimizer": optimizer,
-                "scheduler": scheduler,
-                "log_images_every_n_steps": log_images_every_n_steps,
-                "num_log_images": num_log_images,
-                "divergence": _plain(divergence) or {},
+                "scale_lr_with_batch": scale_lr_with_batch,
+                "base_batch_size": int(base_batch_size),
+                "scheduler": _plain(scheduler),
+                "temporal_weight": float(temporal_weight or 0.0),
+                "temporal_transform": _plain(temporal_transform),
                 "channels_last": channels_last,
                 "compile": _plain(compile),
                 "init_from": None if init_from is None else str(init_from),
@@ -136,40 +131,38 @@ class StyleTransferModule(pl.LightningModule):
         )
         self.members = multistyle.members_of(style) if multistyle.is_multi(style) else None
         self.style_names = [m["name"] for m in self.members] if self.members else None
-        self.net = TransformerNet(**{k: v for k, v in model.items() if not k.startswith("_")}, styles=self.style_names)
+        if list(net.styles or []) != list(self.style_names or []):
+            raise FastNSTError(f"the network's styles ({net.styles}) are not the style config's ({self.style_names}): "
+                               "build it with styles=<style.names>")
+        self.net = net
+        self.optimizer_factory = optimizer
         self.active_styles = list(range(len(self.style_names or [])))  # the styles photos are paired with
         self._setup_init(init_from, finetune)
         # Not a registered submodule: keeps the frozen VGG out of state_dict, checkpoints and
         # the optimizer. _apply below moves it with the module.
         # (a multi-style network applies each style's beta_scale per photo)
         first = OmegaConf.create({**self.members[0], "beta_scale": 1.0} if self.members else style)
-        perceptual = build_loss(OmegaConf.create(loss), first, vgg_weights=vgg_weights)
+        perceptual = loss_with_style_targets(loss, first, vgg_weights=vgg_weights)
         object.__setattr__(self, "_perceptual", perceptual)
         # multi-style: every style's target Grams {layer: (N, C, C)} and beta_scale (N,), computed once
         self._style_grams: dict[str, torch.Tensor] | None = None
         self._style_scales: torch.Tensor | None = None
         if self.members:
             self._style_grams = stacked_style_grams(perceptual, self.members)
-            self._style_scales = torch.tensor([float(m.get("beta_scale") or 1.0) for m in self.members])
-        # loss.temporal_weight > 0: penalise stylize(T(x)) != T(stylize(x)) (fastnst.temporal)
-        self.temporal_weight = float(loss.get("temporal_weight") or 0.0)
+            self._style_scales = torch.tensor([float(m["beta_scale"] or 1.0) for m in self.members])
+        # temporal_weight > 0: penalise stylize(T(x)) != T(stylize(x)) (fastnst.temporal)
+        self.temporal_weight = self.hparams.temporal_weight
         if self.temporal_weight < 0:
             raise FastNSTError(f"loss.temporal_weight must be >= 0 (0 = off), got {self.temporal_weight}")
         try:
-            self.temporal_limits = TransformRange.from_config(loss.get("temporal_transform"))
+            self.temporal_limits = TransformRange.from_config(self.hparams.temporal_transform)
         except ValueError as e:
             raise FastNSTError(str(e)) from None
         # its own generator: the transforms do not shift the data order or the network's init
         self._temporal_generator = torch.Generator().manual_seed(0)
-        self._log_photos: torch.Tensor | None = None
         self._last_batch_time: float | None = None
         self.skipped_files = torch.zeros((), dtype=torch.long)
-        self.diverged_at: int | None = None
-        self.rollbacks = 0
         self.use_channels_last = False
-        self._check_every = 1
-        # first step with a non-finite loss since the last check, -1 = none (a device tensor)
-        self._first_bad_step: torch.Tensor | None = None
         self._compiled = False
 
     @property
@@ -217,9 +210,6 @@ class StyleTransferModule(pl.LightningModule):
             # in place (the same Parameter objects): optimizer references stay valid
             self.net.to(memory_format=torch.channels_last)
             self._perceptual.vgg.to(memory_format=torch.channels_last)
-        self._check_every = resolve_check_interval(
-            self.hparams.divergence.get("check_every_n_steps", 1), device, self.trainer.log_every_n_steps
-        )
         self.compile_networks(self.hparams.compile)
 
     def compile_networks(self, options: bool | dict | None) -> None:
@@ -269,10 +259,8 @@ class StyleTransferModule(pl.LightningModule):
             return None  # every file of this batch was unreadable
         styles = (multistyle.batch_styles(self.global_step, photos.shape[0], self.active_styles)
                   if self.style_names else None)
+        # a non-finite total skips its update (fastnst.callbacks.DivergenceGuard)
         terms = self._losses(self._to_memory_format(photos), styles, temporal=True)
-        if self._divergence_detected(terms["total"]):
-            self._on_divergence()
-            return None  # no update from a non-finite loss: the weights stay good
         per_image = terms.pop("style_per_image", None)
         if per_image is not None:
             for i in sorted(set(styles)):
@@ -289,9 +277,6 @@ class StyleTransferModule(pl.LightningModule):
             self.log("train/images_per_s", photos.shape[0] / max(now - self._last_batch_time, 1e-9),
                      on_step=True, on_epoch=False)
         self._last_batch_time = now
-        every = self.hparams.log_images_every_n_steps
-        if every and self.global_step % every == 0:
-            self.log_image_grid()
         return terms["total"]
 
     def validation_step(self, batch, batch_idx):
@@ -317,149 +302,38 @@ class StyleTransferModule(pl.LightningModule):
         for key, value in sums.items():
             self.log(f"val/{key}", value, on_step=False, on_epoch=True, batch_size=photos.shape[0], sync_dist=True)
 
-    def on_validation_epoch_end(self):
-        metrics = self.trainer.callback_metrics
-        for name in ("loss", "content", "style"):
-            if f"val/{name}" in metrics:
-                self.log(f"hp/val_{name}", metrics[f"val/{name}"])
-
-    # -- logging --------------------------------------------------------------------------
-    def _tensorboard(self):
-        from torch.utils.tensorboard import SummaryWriter
-
-        for logger in self.loggers:
-            if isinstance(getattr(logger, "experiment", None), SummaryWriter):
-                return logger
-        return None
-
     def on_fit_start(self):
         self._last_batch_time = None
-        tb = self._tensorboard()
-        if tb is None or self.trainer.global_rank != 0:
-            return
-        h = self.hparams
-        datamodule = getattr(self.trainer, "datamodule", None)
-        params = {
-            "style": h.style.get("name", "custom") if not self.style_names else ",".join(self.style_names),
-            "data": getattr(datamodule, "name", type(datamodule).__name__),
-            "model/channels": str(h.model.get("channels")),
-            "model/num_residual": h.model.get("num_residual", 5),
-            "model/norm": h.model.get("norm", "instance"),
-            "loss/alpha": h.loss.get("alpha"),
-            "loss/beta": h.loss.get("beta"),
-            "loss/tv_weight": h.loss.get("tv_weight"),
-            "loss/temporal_weight": h.loss.get("temporal_weight") or 0.0,
-            "loss/content_layers": ",".join(h.loss.get("content_layers", {})),
-            "loss/style_layers": ",".join(h.loss.get("style_layers", {})),
-            "optimizer/lr": h.optimizer.get("lr", 1e-3),
-            "batch_size": getattr(datamodule, "batch_size", None),
-            "image_size": getattr(datamodule, "image_size", None),
-            "vgg_weights": h.vgg_weights,
-        }
-        params = {k: v for k, v in params.items() if v is not None}
-        from fastnst.evaluate import METRICS as EVAL_METRICS  # columns evaluate.py fills in later
-
-        tb.log_hyperparams(params, metrics={"hp/val_loss": math.nan, "hp/val_content": math.nan, "hp/val_style": math.nan,
-                                            **{f"eval/{k}": math.nan for k in EVAL_METRICS}})
-        paths, _ = style_image_paths(OmegaConf.create(h.style))
-        style_images = [load_image(p, 256)[0] for p in paths[:4]]
-        for i, img in enumerate(style_images):
-            tb.experiment.add_image("style" if i == 0 else f"style_{i}", img, self.global_step)
-
-    def on_train_end(self):
-        # the grid of the final network (the periodic ones are logged before a step)
-        if self.hparams.log_images_every_n_steps:
-            self.log_image_grid()
 
     @torch.no_grad()
-    def log_image_grid(self):
-        tb = self._tensorboard()
-        if tb is None or self.trainer.global_rank != 0:
-            return
-        if self._log_photos is None:
-            datamodule = getattr(self.trainer, "datamodule", None)
-            if datamodule is None or not hasattr(datamodule, "val_images"):
-                return
-            self._log_photos = datamodule.val_images(self.hparams.num_log_images)
-        photos = self._log_photos.to(self.device)
+    def stylize_each_style(self, photos: torch.Tensor) -> list[tuple[str | None, torch.Tensor]]:
+        """(style name or None, the network's output in eval mode) for every trained style."""
         was_training = self.net.training
         self.net.eval()
+        out = []
         for i in self.active_styles or [None]:
             style = None if i is None else self._one_hot([i] * photos.shape[0], photos)
-            stylized = self.net(photos, style).float()
-            # top row: photos; bottom row: their stylized versions
-            grid = make_grid(torch.cat([photos.float(), stylized]).cpu(), nrow=photos.shape[0], padding=2)
-            tag = "val/stylized" if i is None else f"val/{self.style_names[i]}/stylized"
-            tb.experiment.add_image(tag, grid, self.global_step)
+            out.append((None if i is None else self.style_names[i], self.net(photos, style)))
         self.net.train(was_training)
-
-    # -- divergence guard -----------------------------------------------------------------
-    def _divergence_detected(self, total: torch.Tensor) -> bool:
-        """Records the first non-finite step on the device every step (no sync); reads it on the
-        host only every check_every_n_steps steps. Sets diverged_at to that first step."""
-        every = self._check_every
-        if every <= 0:
-            return False
-        if every == 1:  # the plain check: the flag would only add work
-            if torch.isfinite(total):
-                return False
-            self._bad_step = self.global_step
-            return True
-        flag = self._first_bad_step
-        if flag is None or flag.device != total.device:
-            flag = torch.full((), -1, dtype=torch.long, device=total.device)
-        step = torch.full((), self.global_step, dtype=torch.long, device=total.device)
-        self._first_bad_step = torch.where(~torch.isfinite(total) & (flag < 0), step, flag)
-        if self.global_step % every != 0:
-            return False
-        first = int(self._first_bad_step)  # the one host-device sync, every `every` steps
-        self._first_bad_step = None
-        if first < 0:
-            return False
-        self._bad_step = first
-        return True
-
-    def _last_checkpoint_path(self):
-        from fastnst.callbacks import LastCheckpoint
-
-        for cb in self.trainer.callbacks:
-            if isinstance(cb, LastCheckpoint) and cb.path.is_file():
-                return cb.path
-        return None
-
-    def _on_divergence(self):
-        cfg = self.hparams.divergence
-        step = getattr(self, "_bad_step", self.global_step)
-        last = self._last_checkpoint_path()
-        if cfg.get("rollback") and self.rollbacks < int(cfg.get("max_rollbacks", 3)) and last is not None:
-            self.rollbacks += 1
-            ckpt = torch.load(last, map_location=self.device, weights_only=True)
-            self.load_state_dict(ckpt["state_dict"])
-            optimizer = self.optimizers().optimizer
-            optimizer.load_state_dict(ckpt["optimizer_states"][0])
-            factor = float(cfg.get("lr_factor", 0.5)) ** self.rollbacks
-            for group in optimizer.param_groups:
-                group["lr"] = group["lr"] * factor
-            log.warning("non-finite loss at step %d: rolled back to %s (step %d), learning rate x%g",
-                        step, last, ckpt["global_step"], factor)
-            return
-        self.diverged_at = step
-        self.trainer.should_stop = True
+        return out
 
     # -- optimization ---------------------------------------------------------------------
     def configure_optimizers(self):
-        opt_cfg = dict(self.hparams.optimizer)
-        rule = opt_cfg.pop("scale_lr_with_batch", False)
-        base_batch = int(opt_cfg.pop("base_batch_size", 4))
-        lr = scaled_lr(float(opt_cfg.pop("lr", 1e-3)), self.global_batch_size(), base_batch, rule)
+        rule, base_batch = self.hparams.scale_lr_with_batch, self.hparams.base_batch_size
+        settings = getattr(self.optimizer_factory, "keywords", {})  # a functools.partial from Hydra
+        kwargs = {}
         if rule:
+            if "lr" not in settings:
+                raise FastNSTError("system.optimizer.scale_lr_with_batch needs system.optimizer.lr")
+            kwargs["lr"] = scaled_lr(float(settings["lr"]), self.global_batch_size(), base_batch, rule)
             log.info("learning rate %.3g for a global batch of %d (%s scaling from batch %d)",
-                     lr, self.global_batch_size(), "sqrt" if rule is True else rule, base_batch)
-        opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=lr, **opt_cfg)
+                     kwargs["lr"], self.global_batch_size(), "sqrt" if rule is True else rule, base_batch)
+        opt = self.optimizer_factory([p for p in self.net.parameters() if p.requires_grad], **kwargs)
         sched = self.hparams.scheduler
         if not sched:
             return opt
         total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else 40000
+        # its keys are optional (conf/train.yaml leaves system.scheduler null): defaults here
         warmup = int(sched.get("warmup_steps", 0))
         name = sched.get("name", "cosine")
         min_ratio = float(sched.get("min_lr_ratio", 0.0))

@@ -25,11 +25,14 @@ SAFE_ON_RESUME = (
     "trainer.enable_model_summary", "trainer.accelerator", "trainer.precision", "trainer.benchmark",
     "callbacks.last_checkpoint.every_n_steps", "callbacks.last_checkpoint.every_minutes",
     "data.num_workers", "data.pin_memory", "data.persistent_workers", "data.cache", "data.cache_dir",
-    "system.log_images_every_n_steps", "system.num_log_images", "system.divergence", "system.compile",
+    "callbacks.images", "callbacks.divergence", "system.compile",
     "system.channels_last", "compile", "export", "evaluate", "traceback",
 )
 # keys that say where the run is, not what it is: never compared
 _IGNORED = ("resume", "run_dir", "ckpt_path")
+# keys train() derives from others (multistyle.expand_multi_style: style.members from style.names):
+# never asked for on a command line, so never compared (the keys they come from are)
+_DERIVED = ("style.members", "system.style.members")
 _DELETED = object()
 
 
@@ -92,7 +95,7 @@ def requested_changes(overrides: list[str]) -> dict[str, Any]:
     changes = {k: v for k, v in asked.items()
                if base.get(k, _DELETED) != v or any(k == n or k.startswith(n + ".") for n in named)}
     changes.update({k: _DELETED for k in base.keys() - asked.keys()})
-    return {k: v for k, v in changes.items() if k.split(".")[0] not in _IGNORED}
+    return {k: v for k, v in changes.items() if k.split(".")[0] not in _IGNORED and not _is_derived(k)}
 
 
 def _compose(overrides: list[str]) -> DictConfig:
@@ -127,6 +130,10 @@ def _leaves(cfg: DictConfig) -> dict[str, Any]:
 
     walk(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False), "")
     return flat
+
+
+def _is_derived(key: str) -> bool:
+    return any(key == derived or key.startswith(derived + ".") for derived in _DERIVED)
 
 
 def _is_safe(key: str) -> bool:

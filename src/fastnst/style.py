@@ -97,11 +97,20 @@ def build_loss(loss_cfg: DictConfig, style: DictConfig, vgg_weights: str = "embe
     The loss's beta is multiplied by `style.beta_scale`. `style_size` is used when
     `style.size` is null (Gatys: the output size).
     """
+    return loss_with_style_targets(instantiate_loss(loss_cfg, _partial_=True), style, vgg_weights=vgg_weights,
+                                   device=device, style_size=style_size)
+
+
+def loss_with_style_targets(make_loss, style: DictConfig, vgg_weights: str = "embedded", device="cpu",
+                            style_size: int | None = None) -> PerceptualLoss:
+    """`make_loss` (a partial PerceptualLoss: `instantiate_loss(loss_cfg, _partial_=True)`) called
+    with the effective beta (its beta x `style.beta_scale`) and `vgg_weights`, with the style
+    targets of `style` set. `style_size` is used when `style.size` is null."""
     beta_scale = style.get("beta_scale")
-    beta = float(loss_cfg.beta) * (1.0 if beta_scale is None else float(beta_scale))
+    beta = float(make_loss.keywords["beta"]) * (1.0 if beta_scale is None else float(beta_scale))
     paths, weights = style_image_paths(style)  # before building the VGG: fail fast on a bad path
     crops = _crops(style)
-    loss = instantiate_loss(loss_cfg, beta=beta, vgg_weights=vgg_weights).to(device)
+    loss = make_loss(beta=beta, vgg_weights=vgg_weights).to(device)
     size = style.get("size") or style_size
     loss.set_style_targets(mean_style_grams(loss, paths, weights, size, crops=crops, device=device))
     return loss
@@ -161,4 +170,4 @@ def style_summary(style: DictConfig) -> str:
     return str(OmegaConf.to_container(style, resolve=True).get("name", "custom"))
 
 
-__all__ = ["style_image_paths", "build_loss", "mean_style_grams", "stacked_style_grams", "style_summary"]
+__all__ = ["style_image_paths", "build_loss", "loss_with_style_targets", "instantiate_loss", "mean_style_grams", "stacked_style_grams", "style_summary"]

@@ -18,12 +18,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.artifacts import check_is_training_checkpoint, save_exported
-from fastnst.callbacks import LAST, PREVIOUS
+from fastnst.callbacks import LAST, PREVIOUS, DivergenceGuard, LogImagesAndHparams
 from fastnst.checkpointing import AtomicCheckpointIO
 from fastnst.cpu_tuning import keep_freed_memory
 from fastnst.errors import FastNSTError
-from fastnst.multistyle import check_init_options, expand_multi_style
-from fastnst.style import style_image_paths
+from fastnst.multistyle import check_init_options, expand_multi_style, is_multi, members_of
+from fastnst.style import instantiate_loss, style_image_paths
 
 log = logging.getLogger("fastnst.train")
 
@@ -35,6 +35,32 @@ def _instantiate_group(group: DictConfig | None) -> list:
     if "_target_" in group:
         return [hydra.utils.instantiate(group)]
     return [hydra.utils.instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+# system.optimizer keys that are not the optimizer's: how its lr follows the global batch
+LR_SCALING_KEYS = ("scale_lr_with_batch", "base_batch_size")
+
+
+def build_optimizer(optimizer_cfg: DictConfig):
+    """(a partial optimizer, the lr-scaling settings) from system.optimizer: its `_target_`
+    with `_partial_: true`, minus scale_lr_with_batch and base_batch_size."""
+    settings = OmegaConf.to_container(optimizer_cfg, resolve=True)
+    scaling = {key: settings.pop(key) for key in LR_SCALING_KEYS}
+    return hydra.utils.instantiate(settings, _convert_="all"), scaling
+
+
+def build_system(cfg: DictConfig) -> pl.LightningModule:
+    """The LightningModule of a train config (`system._target_`), given its network (the model
+    group's `_target_`, with the style names of a multi-style config), its loss (the loss
+    group's `_target_`, partial: the module builds the frozen VGG) and a partial optimizer."""
+    styles = [m["name"] for m in members_of(cfg.style)] if is_multi(cfg.style) else None
+    net = hydra.utils.instantiate(cfg.model, styles=styles, _convert_="all")
+    loss = instantiate_loss(cfg.loss, _partial_=True)
+    optimizer, scaling = build_optimizer(cfg.system.optimizer)
+    settings = OmegaConf.to_container(cfg.system, resolve=True)
+    system_class = hydra.utils.get_class(settings.pop("_target_"))
+    settings.pop("optimizer")
+    return system_class(net=net, loss=loss, optimizer=optimizer, **scaling, **settings)
 
 
 def absolute_user_paths(cfg: DictConfig) -> None:
@@ -54,6 +80,7 @@ def absolute_user_paths(cfg: DictConfig) -> None:
         style.images = [str(resolve_user_path(p)) for p in style.images]
     absolute(cfg.get("data"), "root")
     absolute(cfg.get("vgg"), "weights", keep=("embedded", "torchvision"))
+    absolute(cfg, "init_from")
 
 
 def check_required_options(cfg: DictConfig) -> None:
@@ -99,11 +126,11 @@ def checkpoint_is_intact(path: Path) -> bool:
 def resolve_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
     """The checkpoint to start from: resume=<run dir> or ckpt_path=last -> its last.ckpt (or,
     when that one is damaged, the previous one LastCheckpoint kept)."""
-    if cfg.get("resume"):
+    if cfg.resume:
         if not run_dir.is_dir():
             raise FastNSTError(f"{run_dir}: resume: no such run directory")
         return str(latest_good_checkpoint(run_dir))
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path = cfg.ckpt_path
     if not ckpt_path:
         return None
     if str(ckpt_path) == "last":
@@ -158,7 +185,7 @@ def run_lock(run_dir: Path):
 
 
 def _uses_cuda(trainer_cfg: DictConfig) -> bool:
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    accelerator = str(trainer_cfg.accelerator)
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
@@ -167,11 +194,11 @@ def _progress_bar(trainer_cfg: DictConfig, callbacks: list) -> list:
     logged loss, a host-device sync that would stall the GPU every step."""
     from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
 
-    if not trainer_cfg.get("enable_progress_bar", True) or any(isinstance(c, ProgressBar) for c in callbacks):
+    if not trainer_cfg.enable_progress_bar or any(isinstance(c, ProgressBar) for c in callbacks):
         return []
     if not _uses_cuda(trainer_cfg):
         return []
-    return [TQDMProgressBar(refresh_rate=max(1, int(trainer_cfg.get("log_every_n_steps") or 1)))]
+    return [TQDMProgressBar(refresh_rate=max(1, int(trainer_cfg.log_every_n_steps or 1)))]
 
 
 def _check_multirun_ddp(trainer: pl.Trainer) -> None:
@@ -208,17 +235,13 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     A new run that stops before its first training step (a bad option, missing data...) leaves
     no run directory behind; neither does a fast_dev_run (debug=fdr)."""
     run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
-    resuming = bool(cfg.get("resume"))
+    resuming = bool(cfg.resume)
     state: dict = {"trainer": None}
     try:
         ckpt_path = resolve_checkpoint(cfg, run_dir)
         check_required_options(cfg)
         absolute_user_paths(cfg)
         expand_multi_style(cfg)
-        if cfg.get("init_from"):
-            from fastnst.config import resolve_user_path
-
-            cfg.init_from = str(resolve_user_path(cfg.init_from))
         check_init_options(cfg)
         check_writable(run_dir)
         result = _train(cfg, run_dir, ckpt_path, callbacks, state)
@@ -261,21 +284,24 @@ def remove_untrained_run_dir(run_dir: Path, cfg: DictConfig) -> None:
 
 def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: list | None, state: dict) -> dict:
     style_image_paths(cfg.style)  # a missing style image fails now, not after the data is scanned
-    if cfg.get("seed") is not None:
+    if cfg.seed is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
     if not _uses_cuda(cfg.trainer):
         keep_freed_memory()  # batch-sized VGG maps stop page-faulting in: a CPU step ran 1.36x faster
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     callbacks = _instantiate_group(cfg.get("callbacks")) + list(callbacks or [])
+    for callback in callbacks:
+        if isinstance(callback, LogImagesAndHparams) and callback.run_config is None:
+            callback.run_config = cfg  # the hparams view: the run's settings
     callbacks += _progress_bar(cfg.trainer, callbacks)
     loggers = _instantiate_group(cfg.get("logger"))
     trainer = state["trainer"] = _make_trainer(cfg.trainer, callbacks, loggers, run_dir)
     _check_multirun_ddp(trainer)
-    system = hydra.utils.instantiate(cfg.system, _recursive_=False)
+    system = build_system(cfg)
     config_file = run_dir / "config.yaml"
     # a resumed run keeps the config it was started with (the resume's changes are in train.log)
-    if trainer.is_global_zero and not trainer.fast_dev_run and not (cfg.get("resume") and config_file.exists()):
+    if trainer.is_global_zero and not trainer.fast_dev_run and not (cfg.resume and config_file.exists()):
         OmegaConf.save(cfg, config_file, resolve=True)
     log.info("run directory: %s", run_dir)
     # Our EpochSampler skips the batches a mid-epoch checkpoint already consumed, so Lightning's
@@ -290,30 +316,32 @@ def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: lis
                 raise KeyboardInterrupt from None
             raise
 
-    if system.diverged_at is not None:
+    diverged_at = next((c.diverged_at for c in trainer.callbacks if isinstance(c, DivergenceGuard)
+                        and c.diverged_at is not None), None)
+    if diverged_at is not None:
         last = run_dir / "checkpoints" / "last.ckpt"
         raise FastNSTError(
-            f"training diverged: non-finite loss at step {system.diverged_at}; last good checkpoint "
+            f"training diverged: non-finite loss at step {diverged_at}; last good checkpoint "
             f"{last if last.is_file() else '(none yet)'}. Lower system.optimizer.lr or the loss weights "
-            "and resume with ckpt_path=..., or set system.divergence.rollback=true"
+            "and resume with ckpt_path=..., or set callbacks.divergence.rollback=true"
         )
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     model_path = None
-    if trainer.is_global_zero and cfg.get("export", True) and not trainer.fast_dev_run:
+    if trainer.is_global_zero and cfg.export and not trainer.fast_dev_run:
         model_path = save_exported(
             run_dir / "model.pt",
             system.net,
             meta={
-                "style": str(cfg.style.get("name")),
+                "style": str(cfg.style.name),
                 **({"styles": list(system.net.styles)} if system.net.styles else {}),
-                "data": str(cfg.data.get("name")),
+                "data": str(cfg.data.name),
                 "model": OmegaConf.to_container(cfg.model, resolve=True),
                 "global_step": int(trainer.global_step),
                 "val_loss": metrics.get("val/loss"),
             },
         )
         log.info("exported model: %s", model_path)
-        if cfg.get("evaluate", False):
+        if cfg.evaluate:
             from fastnst.evaluate import evaluate_run
 
             evaluate_run(run_dir, overwrite=True)
@@ -339,4 +367,4 @@ def _make_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list, run_d
         raise
 
 
-__all__ = ["train", "check_writable", "check_can_create", "absolute_user_paths"]
+__all__ = ["train", "build_system", "build_optimizer", "check_writable", "check_can_create", "absolute_user_paths"]

@@ -1,0 +1,89 @@
+"""Metric names and the one TensorBoard hparams dict of a training run.
+
+Training (fastnst.callbacks.LogImagesAndHparams) declares these columns in the hparams view at
+the start of a run; evaluate.py fills the `eval/` ones later. Both take the run's settings
+from `hparams_of`, so the view shows the same keys whichever wrote it first (TensorBoard keeps
+the first hparams summary of a run). Light: no torch, no VGG, no Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+# the validation losses training logs as hparams columns (hp/val_<name>, from val/<name>)
+VAL_METRICS = ("loss", "content", "style")
+# the evaluation metrics, in table order; JSON and TensorBoard use them with an "eval/" prefix
+METRICS = ("content", "style", "total", "gatys/content", "gatys/style", "gatys/total", "total_vs_gatys",
+           "edge_ssim", "gatys/edge_ssim", "ms_per_image")
+NORM_NAMES = {"instance": "IN", "batch": "BN", "none": "no norm"}
+
+
+def hparam_columns(eval_metrics: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The metric columns of the hparams view: hp/val_* and eval/* (NaN until known)."""
+    columns = {f"hp/val_{k}": math.nan for k in VAL_METRICS}
+    columns.update({f"eval/{k}": math.nan for k in METRICS})
+    columns.update({f"eval/{k}": float(v) for k, v in (eval_metrics or {}).items()})
+    return columns
+
+
+def run_labels(run_dir: str | os.PathLike, cfg) -> dict[str, str]:
+    """{"style", "data", "model"} of a run. The model preset's name is not in config.yaml, but
+    the run directory is <style>/<data>/<model>/<date>; the normalization is added (IN vs BN)."""
+    style = str(cfg.style.name or "custom")
+    data = str(cfg.data.name or "images")
+    parts = Path(run_dir).resolve().parts
+    if len(parts) >= 4 and parts[-4] == style and parts[-3] == data:
+        model = parts[-2]
+    else:
+        model = "c" + "-".join(str(c) for c in cfg.model.channels)
+    norm = str(cfg.model.norm)
+    return {"style": style, "data": data, "model": f"{model} ({NORM_NAMES.get(norm, norm)})"}
+
+
+def effective_beta(cfg) -> float | str:
+    """The style weight the loss trains with: loss.beta x style.beta_scale (fastnst.style.build_loss).
+    A multi-style run: each style's (its preset's beta_scale x the list's), as "name=beta,..."
+    when they differ."""
+    beta = float(cfg.loss.beta)
+    members = cfg.style.get("members") if cfg.style.get("names") is not None else None  # multi-style keys only
+    if not members:
+        scale = cfg.style.get("beta_scale")  # not every style preset sets it
+        return beta * (1.0 if scale is None else float(scale))
+    betas = {str(m["name"]): beta * float(m["beta_scale"] or 1.0) for m in members}
+    values = set(betas.values())
+    return values.pop() if len(values) == 1 else ",".join(f"{k}={v:g}" for k, v in betas.items())
+
+
+def hparams_of(cfg, labels: Mapping[str, str]) -> dict:
+    """The run's settings as TensorBoard hparams, from its train config (config.yaml) and
+    `run_labels`. The one place these keys are defined."""
+    loss, model, data, style = cfg.loss, cfg.model, cfg.data, cfg.style
+    names = style.get("names")  # multi-style configs only
+    params = {
+        "style": labels["style"],
+        "styles": ",".join(str(n) for n in names) if names is not None else None,
+        "data": labels["data"],
+        "model": labels["model"],
+        "model/channels": str(list(model.channels)),
+        "model/num_residual": model.num_residual,
+        "model/norm": model.norm,
+        "loss/alpha": loss.alpha,
+        "loss/beta": loss.beta,
+        "loss/effective_beta": effective_beta(cfg),
+        "loss/tv_weight": loss.tv_weight,
+        "loss/temporal_weight": loss.get("temporal_weight") or 0.0,  # optional in a custom loss preset
+        "loss/content_layers": ",".join(loss.content_layers),
+        "loss/style_layers": ",".join(loss.style_layers),
+        "optimizer/lr": cfg.system.optimizer.lr,
+        "batch_size": data.batch_size,
+        "image_size": data.image_size,
+        "max_steps": cfg.trainer.max_steps,
+        "vgg_weights": cfg.vgg.weights,
+    }
+    return {k: (v if isinstance(v, bool | int | float | str) else str(v)) for k, v in params.items() if v is not None}
+
+
+__all__ = ["METRICS", "VAL_METRICS", "NORM_NAMES", "hparam_columns", "hparams_of", "run_labels", "effective_beta"]
