@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid
 
-from fastnst import multistyle
+from fastnst import accel, multistyle
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
 from fastnst.losses import PerceptualLoss, _keep_float32
@@ -137,6 +137,7 @@ class StyleTransferModule(pl.LightningModule):
         self.members = multistyle.members_of(style) if multistyle.is_multi(style) else None
         self.style_names = [m["name"] for m in self.members] if self.members else None
         self.net = TransformerNet(**{k: v for k, v in model.items() if not k.startswith("_")}, styles=self.style_names)
+        accel.accelerate(self.net)  # on CPU: NNPACK convs and sub-pixel upsampling (fastnst.accel)
         self.active_styles = list(range(len(self.style_names or [])))  # the styles photos are paired with
         self._setup_init(init_from, finetune)
         # Not a registered submodule: keeps the frozen VGG out of state_dict, checkpoints and

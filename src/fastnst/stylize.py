@@ -8,7 +8,7 @@
     s(img, mix={"starry_night": 0.7, "wave": 0.3})   # ... or a blend (weights normalised)
 
 Backends: "torch" (eager; on CPU NNPACK convolutions and a fused inference forward, see
-fastconv.py and fused.py; fp16 + channels_last on CUDA, optional torch.compile), "onnxruntime"
+fastnst.accel; fp16 + channels_last on CUDA, optional torch.compile), "onnxruntime"
 (CPU), "torchscript" (a TorchScript file). "auto" is torch: on a 2-core CPU it ran 1.4x faster
 than onnxruntime at 512 px (README "Speed and memory").
 """
@@ -25,10 +25,10 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from fastnst import zoo
+from fastnst import accel, zoo
+from fastnst.accel.cpu_tuning import keep_freed_memory
 from fastnst.color import transfer_luminance
 from fastnst.config import resolve_user_path
-from fastnst.cpu_tuning import keep_freed_memory
 from fastnst.errors import FastNSTError
 from fastnst.export import load_network, model_kind, onnx_bytes
 from fastnst.images import (
@@ -79,6 +79,9 @@ class TorchRunner:
         self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
         self.net = net.eval().to(device=device, dtype=dtype, memory_format=self.memory_format)
         self.forward = torch.compile(self.net, dynamic=True) if compile else self.net
+        if not compile and device.type == "cpu" and dtype == torch.float32:
+            # opt into fastnst.accel: NNPACK convs, sub-pixel upsampling and the fused forward
+            self.forward = accel.fast_forward(accel.accelerate(self.net))
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
@@ -250,8 +253,8 @@ class Stylizer:
             _need_onnxruntime(path)
             _need_cpu_fp32(path, dev, dtype, "onnxruntime")
             runner = OnnxRunner(onnx_bytes(net, meta))
-            # the torch net stays on CPU for tiled runs (instance-norm statistics are swapped in)
-            return cls(runner, net, source=str(path), meta=meta, **options)
+            # the torch net stays on CPU for tiled runs (instance-norm statistics are handed in)
+            return cls(runner, accel.accelerate(net), source=str(path), meta=meta, **options)
         runner = TorchRunner(net, dev, dtype, compile=compile)
         return cls(runner, runner.net, source=str(path), meta=meta, **options)
 
@@ -288,7 +291,7 @@ class Stylizer:
             x = runner.prepare(photo) if runner else photo.float().cpu()
             with torch.no_grad():  # not inference_mode: callers may modify results in place
                 style = None if weights is None else weights.to(x.device)
-                return tiled_forward(self.net, x, tile, tile_overlap, style=style).float()
+                return tiled_forward(self.net, x, tile, tile_overlap, style=style, forward=accel.fused.forward).float()
         return self.runner(photo) if weights is None else self.runner(photo, weights)
 
     def stylize_tensor(self, photo: torch.Tensor, **overrides) -> torch.Tensor:

@@ -17,9 +17,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from fastnst.accel.cpu_tuning import keep_freed_memory
 from fastnst.callbacks import LAST, PREVIOUS
 from fastnst.checkpointing import AtomicCheckpointIO
-from fastnst.cpu_tuning import keep_freed_memory
 from fastnst.errors import FastNSTError
 from fastnst.multistyle import check_init_options, expand_multi_style
 from fastnst.style import style_image_paths
