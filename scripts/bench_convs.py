@@ -1,4 +1,4 @@
-"""Per-layer convolution timings: oneDNN direct (`F.conv2d`) vs `fastnst.fastconv.conv2d`
+"""Per-layer convolution timings: oneDNN direct (`F.conv2d`) vs `fastnst.accel.fastconv.conv2d`
 (NNPACK Winograd/FFT where its rule says so), forward and input-gradient, on the shapes of the
 VGG19 loss (Gatys at 256 px) and the Johnson transformer (inference at 512 px).
 
@@ -17,7 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from fastnst import fastconv
+from fastnst.accel import fastconv
 
 # (what, batch, in, out, kernel, padding, map size)
 SHAPES = [

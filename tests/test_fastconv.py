@@ -1,11 +1,14 @@
-"""The NNPACK fast path: same numbers as F.conv2d (forward and every gradient), used where it is
-faster, never where the plain graph is needed (tracing, export, disabled())."""
+"""The NNPACK and sub-pixel fast paths (`fastnst.accel`): same numbers as F.conv2d and
+upsample-then-conv (forward and every gradient), used where faster, never where the plain graph is
+needed (tracing, export, disabled()); opting a built network in leaves its state_dict alone."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fastnst import fastconv
+from fastnst import accel
+from fastnst.accel import fastconv
+from fastnst.accel.subpixel import SubPixelUpsampleConv
 from fastnst.transformer import TransformerNet, UpsampleConv
 
 needs_nnpack = pytest.mark.skipif(not fastconv.nnpack_ready(), reason="this torch build has no NNPACK")
@@ -84,7 +87,7 @@ def test_disabled_restores_plain_conv_and_then_the_previous_state(nnpack_calls):
 
 
 def test_tracing_sees_the_plain_graph(nnpack_calls):
-    net = TransformerNet(channels=(8, 16, 64), num_residual=1).eval()
+    net = accel.accelerate(TransformerNet(channels=(8, 16, 64), num_residual=1).eval())
     traced = torch.jit.trace(net, torch.rand(1, 3, 64, 64), check_trace=False)
     graph = str(traced.graph)
     assert "nnpack" not in graph and "pixel_shuffle" not in graph
@@ -103,7 +106,8 @@ def _with_random_norms(module):
 @pytest.mark.parametrize("size", [(16, 20), (2, 1), (7, 3)])
 def test_subpixel_upsample_conv_equals_upsample_then_conv(size):
     torch.manual_seed(0)
-    layer = _with_random_norms(UpsampleConv(24, 12))
+    layer = accel.accelerate(_with_random_norms(UpsampleConv(24, 12)))
+    assert type(layer) is SubPixelUpsampleConv
     x = torch.randn(2, 24, *size, requires_grad=True)
     target = (2 * size[0], 2 * size[1])
     y = layer(x, target)
@@ -118,14 +122,34 @@ def test_subpixel_upsample_conv_equals_upsample_then_conv(size):
 
 
 def test_transformer_output_matches_plain_path_at_even_and_odd_sizes():
-    net = _with_random_norms(TransformerNet()).eval()
+    net = accel.accelerate(_with_random_norms(TransformerNet()).eval())
     for h, w in [(64, 96), (67, 45)]:
         x = torch.rand(1, 3, h, w)
         with torch.no_grad():
-            fast = net(x)
+            fast = accel.fast_forward(net)(x)  # fused at 64x96, the accelerated layers at 67x45
+            layers = net(x)  # NNPACK convs and sub-pixel upsampling
             with fastconv.disabled():
                 plain = net(x)
         assert float((fast - plain).abs().max()) < 1e-4
+        assert float((layers - plain).abs().max()) < 1e-4
+
+
+def test_accelerate_keeps_the_modules_parameters_and_state_dict():
+    torch.manual_seed(0)
+    net = TransformerNet(channels=(8, 16, 32), num_residual=1, styles=["a", "b"])
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    params = list(net.parameters())
+    assert not any(isinstance(m, (fastconv.Conv2d, SubPixelUpsampleConv)) for m in net.modules())  # plain model
+    assert accel.accelerate(net) is net
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(type(m) is fastconv.Conv2d for m in convs)
+    assert type(net.up1) is type(net.up2) is SubPixelUpsampleConv
+    assert list(net.parameters()) == params
+    after = net.state_dict()
+    assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
+    fresh = TransformerNet(channels=(8, 16, 32), num_residual=1, styles=["a", "b"])
+    fresh.load_state_dict(after)  # an accelerated network's weights load into a plain one
+    assert accel.accelerate(net) is net and type(net.down1[1]) is fastconv.Conv2d  # idempotent
 
 
 def test_channels_last_input_keeps_onednn_and_its_layout(nnpack_calls):

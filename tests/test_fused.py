@@ -1,6 +1,6 @@
-"""The fused CPU inference forward: the same result as the layer-by-layer forward, used only where
-that holds (no gradient, instance norm, sides divisible by 4, nothing hooked), and the allocator
-setting that CPU inference turns on."""
+"""The fused CPU inference forward (`fastnst.accel.fused.forward`, what the Stylizer opts into):
+the same result as the layer-by-layer forward, used only where that holds (no gradient, instance
+norm, sides divisible by 4, nothing hooked), and the allocator setting that CPU inference turns on."""
 
 import os
 import subprocess
@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastnst import fastconv, fused
-from fastnst.tiling import record_instance_norm_stats, tiled_forward
+from fastnst import accel
+from fastnst.accel import fastconv, fused
+from fastnst.tiling import tiled_forward
 from fastnst.transformer import TransformerNet
 
 
@@ -30,7 +31,7 @@ def _layer_by_layer(net, x, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(fused, "can_fuse", lambda *args: False)
         with torch.no_grad():
-            return net(x)
+            return fused.forward(net, x)  # falls back to net(x)
 
 
 @pytest.fixture
@@ -38,9 +39,9 @@ def fused_calls(monkeypatch):
     calls = []
     real = fused.fused_forward
 
-    def spy(net, x):
+    def spy(net, x, *args):
         calls.append(tuple(x.shape))
-        return real(net, x)
+        return real(net, x, *args)
 
     monkeypatch.setattr(fused, "fused_forward", spy)
     return calls
@@ -59,7 +60,7 @@ def test_matches_the_layer_by_layer_forward(monkeypatch, fused_calls, channels, 
     x = torch.rand(shape).contiguous(memory_format=layout)
     expected = _layer_by_layer(net, x, monkeypatch)
     with torch.no_grad():
-        got = net(x)
+        got = fused.forward(net, x)
     assert fused_calls == [shape]
     assert got.shape == expected.shape
     assert float((got - expected).abs().max()) < 1e-5
@@ -89,9 +90,9 @@ def test_sub_pixel_kernels_follow_weight_changes():
     net = _net()
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
-        before = net(x)
+        before = fused.forward(net, x)
         net.up1.conv[1].weight.mul_(-1.0)  # in place: same storage, new version
-        after = net(x)
+        after = fused.forward(net, x)
         reference = TransformerNet(net.config["channels"], net.config["num_residual"]).eval()
         reference.load_state_dict(net.state_dict())
         expected = reference(x)
@@ -103,39 +104,64 @@ def test_tiles_use_the_whole_image_statistics(monkeypatch, fused_calls):
     net = _net()
     image = torch.rand(1, 3, 96, 128)
     with torch.no_grad():
-        got = tiled_forward(net, image, tile=64, overlap=16, stats_side=64)
+        got = tiled_forward(net, image, tile=64, overlap=16, stats_side=64, forward=fused.forward)
     assert fused_calls and set(fused_calls) == {(1, 3, 64, 64)}  # every tile; stats were recorded unfused
     with monkeypatch.context() as m:
         m.setattr(fused, "can_fuse", lambda *args: False)
-        expected = tiled_forward(net, image, tile=64, overlap=16, stats_side=64)
+        expected = tiled_forward(net, image, tile=64, overlap=16, stats_side=64, forward=fused.forward)
     assert float((got - expected).abs().max()) < 1e-5
-    assert not any("frozen_statistics" in m.__dict__ for m in net.modules())  # cleaned up
+    assert float((expected - tiled_forward(net, image, tile=64, overlap=16, stats_side=64)).abs().max()) < 1e-6
+    assert all(m.statistics is None for m in net.instance_norms())  # handed in for one call only
+    # the statistics matter: without them each tile normalizes with its own
+    with torch.no_grad():
+        own_stats = fused.forward(net, image[..., :64, :64])
+    assert float((own_stats - got[..., :64, :64]).abs().max()) > 1e-3
 
 
-@pytest.mark.parametrize("case", ["grad", "batch_norm", "odd_size", "disabled", "hooked"])
+@pytest.mark.parametrize("case", ["grad", "batch_norm", "odd_size", "disabled", "hooked", "replaced"])
 def test_falls_back_where_fusing_would_be_wrong(fused_calls, case):
     net = _net(norm="batch" if case == "batch_norm" else "instance")
     x = torch.rand(1, 3, 34 if case == "odd_size" else 32, 32)
     if case == "grad":
-        net(x).sum().backward()
+        fused.forward(net, x).sum().backward()
         assert net.out[1].weight.grad is not None
     elif case == "disabled":
         with torch.no_grad(), fastconv.disabled():
-            net(x)
-    elif case == "hooked":  # tiling records instance-norm statistics through forward hooks
-        stats = record_instance_norm_stats(net, x)
-        assert len(stats) == sum(isinstance(m, torch.nn.InstanceNorm2d) for m in net.modules())
+            fused.forward(net, x)
+    elif case == "hooked":  # e.g. tiling recording instance-norm statistics through forward hooks
+        seen = []
+        handles = [m.register_forward_hook(lambda *args: seen.append(1)) for m in net.instance_norms()]
+        with torch.no_grad():
+            fused.forward(net, x)
+        for handle in handles:
+            handle.remove()
+        assert len(seen) == len(net.instance_norms())
+    elif case == "replaced":  # a forward swapped on the instance (e.g. torch.compile'd in place)
+        net.down2.forward = lambda h, plain=net.down2.forward: plain(h)
+        with torch.no_grad():
+            fused.forward(net, x)
     else:
         with torch.no_grad():
-            net(x)
+            fused.forward(net, x)
     assert fused_calls == []
+
+
+def test_fast_forward_is_the_fused_forward_and_the_model_alone_never_fuses(fused_calls):
+    net = _net()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        plain = net(x)
+        assert fused_calls == []  # TransformerNet.forward is plain PyTorch
+        got = accel.fast_forward(net)(x)
+    assert fused_calls == [(1, 3, 32, 32)]
+    assert float((got - plain).abs().max()) < 1e-5
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
 def test_keeping_freed_memory_stops_page_faults_in_repeated_forwards():
     child = """
 import resource, torch
-from fastnst.cpu_tuning import keep_freed_memory
+from fastnst.accel.cpu_tuning import keep_freed_memory
 from fastnst.transformer import TransformerNet
 applied = keep_freed_memory()
 net, x = TransformerNet((32, 16, 16), num_residual=0).eval(), torch.rand(1, 3, 512, 512)

@@ -289,7 +289,7 @@ def test_cli_missing_style_image(tmp_path, image_factory):
 
 
 def test_gatys_entry_makes_openmp_waits_passive_unless_the_user_chose(monkeypatch):
-    from fastnst.cli import passive_openmp_waits
+    from fastnst.accel.cpu_tuning import passive_openmp_waits
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     passive_openmp_waits()

@@ -13,13 +13,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import compose_config, make_image
 from fastnst import Stylizer
+from fastnst.accel import fused
 from fastnst.apps.stylize import stylize_cli
 from fastnst.artifacts import load_network, save_exported
 from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
 from fastnst.errors import FastNSTError
 from fastnst.export import export_model
 from fastnst.multistyle import batch_styles, freeze_for_style_params, init_network, style_weights
-from fastnst.tiling import tiled_forward
+from fastnst.tiling import plain_forward, tiled_forward
 from fastnst.train import train
 from fastnst.transformer import TransformerNet
 
@@ -76,10 +77,13 @@ def test_one_style_equals_the_single_style_network_eager_fused_and_tiled(net):
         onehot = torch.eye(len(STYLES))[i]
         assert torch.allclose(eager(net, x, onehot), eager(single, x), atol=1e-6)
         with torch.no_grad():
-            assert torch.allclose(net(x, onehot), single(x), atol=1e-5)  # fused CPU forward
+            assert fused.can_fuse(net, x)
+            assert torch.allclose(fused.forward(net, x, onehot), single(x), atol=1e-5)  # fused CPU forward
         big = torch.rand(1, 3, 96, 80, generator=torch.Generator().manual_seed(2))
         with torch.no_grad():
-            assert torch.allclose(tiled_forward(net, big, 48, style=onehot), tiled_forward(single, big, 48), atol=1e-5)
+            for forward in (fused.forward, plain_forward):  # tiles fused and layer by layer
+                assert torch.allclose(tiled_forward(net, big, 48, style=onehot, forward=forward),
+                                      tiled_forward(single, big, 48, forward=forward), atol=1e-5)
 
 
 def test_fused_forward_matches_eager_for_blends_and_per_image_weights(net):
@@ -88,10 +92,11 @@ def test_fused_forward_matches_eager_for_blends_and_per_image_weights(net):
     per_image = torch.tensor([[0.0, 1.0, 0.0], [0.6, 0.0, 0.4]])
     for w in (blend, per_image):
         with torch.no_grad():
-            fused = net(x, w)
-        assert torch.allclose(fused, eager(net, x, w), atol=1e-5)
+            assert fused.can_fuse(net, x)
+            got = fused.forward(net, x, w)
+        assert torch.allclose(got, eager(net, x, w), atol=1e-5)
     with torch.no_grad():
-        assert torch.allclose(net(x, per_image)[1:], net(x[1:], per_image[1]), atol=1e-5)
+        assert torch.allclose(fused.forward(net, x, per_image)[1:], fused.forward(net, x[1:], per_image[1]), atol=1e-5)
 
 
 def test_single_style_network_is_unchanged():

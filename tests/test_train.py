@@ -130,7 +130,7 @@ def test_resume_continues_step_and_reproduces_losses(compose_train, photo_folder
 
 
 def test_corrupt_files_are_skipped_and_counted(compose_train, photo_folder, style_env, monkeypatch):
-    tuned = []  # on CPU the run also keeps freed memory (cpu_tuning): checked here, on the way
+    tuned = []  # on CPU the run also keeps freed memory (accel.cpu_tuning): checked here, on the way
     monkeypatch.setattr("fastnst.train.keep_freed_memory", lambda: tuned.append(True) or True)
     folder = photo_folder(6)
     (folder / "broken.jpg").write_bytes(b"this is not a jpeg")

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fastnst import accel
 from fastnst.checkpointing import atomic_torch_save
 from fastnst.errors import FastNSTError
 from fastnst.transformer import TransformerNet
@@ -225,6 +226,9 @@ class TorchRunner:
         self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
         self.net = net.eval().to(device=device, dtype=dtype, memory_format=self.memory_format)
         self.forward = torch.compile(self.net, dynamic=True) if compile else self.net
+        if not compile and device.type == "cpu" and dtype == torch.float32:
+            # opt into fastnst.accel: NNPACK convs, sub-pixel upsampling and the fused forward
+            self.forward = accel.fast_forward(accel.accelerate(self.net))
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
@@ -424,7 +428,7 @@ def open_network(model: str | os.PathLike, device: str = "auto", backend: str = 
     an .onnx or a TorchScript file (recognised by content), or the name of a bundled style
     (`fastnst.zoo`), and pick its runner: backend "auto" = torch for fastnst networks (the
     fastest measured on CPU too), the file's own runtime for ONNX and TorchScript files."""
-    from fastnst.cpu_tuning import keep_freed_memory
+    from fastnst.accel.cpu_tuning import keep_freed_memory
     from fastnst.zoo import resolve_model
 
     path = resolve_model(model)
@@ -458,7 +462,7 @@ def open_network(model: str | os.PathLike, device: str = "auto", backend: str = 
     if backend == "onnxruntime":
         _need_onnxruntime(path)
         _need_cpu_fp32(path, dev, dtype, "onnxruntime")
-        # the torch net stays on CPU for tiled runs (instance-norm statistics are swapped in)
-        return OpenedNetwork(OnnxRunner(onnx_bytes(net, meta)), net, str(path), meta, styles)
+        # the torch net stays on CPU for tiled runs (instance-norm statistics are handed in)
+        return OpenedNetwork(OnnxRunner(onnx_bytes(net, meta)), accel.accelerate(net), str(path), meta, styles)
     runner = TorchRunner(net, dev, dtype, compile=compile)
     return OpenedNetwork(runner, runner.net, str(path), meta, styles)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from fastnst.accel.cpu_tuning import passive_openmp_waits
 from fastnst.config import CONFIG_DIR
 from fastnst.errors import (
     EXIT_INTERRUPTED,
@@ -94,17 +94,6 @@ def cfg_base(config_dir, config_name: str):
 def _fail(message: object):
     print_error(message)
     sys.exit(EXIT_USER_ERROR)
-
-
-def passive_openmp_waits() -> None:
-    """OpenMP threads yield the cores as soon as an op ends instead of spinning.
-
-    In Gatys mode and CPU inference NNPACK's thread pool and OpenMP (oneDNN, elementwise ops)
-    take turns layer by layer, and OpenMP's spin-waiting threads steal the 2 cores from NNPACK's:
-    passive waits made a Gatys iteration ~10% faster here (OMP_WAIT_POLICY=ACTIVE: ~20% slower;
-    a 512 px Johnson forward ~1.7x slower). Only effective before torch is imported; a value the
-    user set wins."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _entry(hydra_main, config_dir, config_name: str, before=None):

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst import multistyle
+from fastnst import accel, multistyle
 from fastnst.errors import FastNSTError
 from fastnst.losses import PerceptualLoss, _keep_float32
 from fastnst.style import loss_with_style_targets, stacked_style_grams
@@ -134,7 +134,7 @@ class StyleTransferModule(pl.LightningModule):
         if list(net.styles or []) != list(self.style_names or []):
             raise FastNSTError(f"the network's styles ({net.styles}) are not the style config's ({self.style_names}): "
                                "build it with styles=<style.names>")
-        self.net = net
+        self.net = accel.accelerate(net)  # on CPU: NNPACK convs and sub-pixel upsampling (fastnst.accel)
         self.optimizer_factory = optimizer
         self.active_styles = list(range(len(self.style_names or [])))  # the styles photos are paired with
         self._setup_init(init_from, finetune)

@@ -8,7 +8,7 @@
     s(img, mix={"starry_night": 0.7, "wave": 0.3})   # ... or a blend (weights normalised)
 
 Backends: "torch" (eager; on CPU NNPACK convolutions and a fused inference forward, see
-accel/; fp16 + channels_last on CUDA, optional torch.compile), "onnxruntime"
+fastnst.accel; fp16 + channels_last on CUDA, optional torch.compile), "onnxruntime"
 (CPU), "torchscript" (a TorchScript file). "auto" is torch: on a 2-core CPU it ran 1.4x faster
 than onnxruntime at 512 px (README "Speed and memory").
 """
@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from PIL import Image
 
+from fastnst import accel
 from fastnst.artifacts import TorchRunner, open_network
 from fastnst.color import transfer_luminance
 from fastnst.errors import FastNSTError
@@ -143,7 +144,7 @@ class Stylizer:
             x = runner.prepare(photo) if runner else photo.float().cpu()
             with torch.no_grad():  # not inference_mode: callers may modify results in place
                 style = None if weights is None else weights.to(x.device)
-                return tiled_forward(self.net, x, tile, tile_overlap, style=style).float()
+                return tiled_forward(self.net, x, tile, tile_overlap, style=style, forward=accel.fused.forward).float()
         return self.runner(photo) if weights is None else self.runner(photo, weights)
 
     def stylize_tensor(self, photo: torch.Tensor, **overrides) -> torch.Tensor:

@@ -3,13 +3,14 @@
 Two things make tiles visible: instance norm (each tile would normalize with its own
 statistics) and the border of each tile (the net sees padding there). The first is removed by
 running the net once on a downscaled copy of the whole image, recording every InstanceNorm's
-per-channel mean/variance, and normalizing every tile with those fixed statistics. The second
-by overlapping tiles and blending them with feathered (linear ramp) weights.
+per-channel mean/variance, and handing those statistics to the forward of every tile
+(`TransformerNet.forward(x, stats=...)`, or `fastnst.accel.fused.forward` for the fused CPU
+forward). The second by overlapping tiles and blending them with feathered (linear ramp) weights.
 """
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -44,38 +45,6 @@ def record_instance_norm_stats(net: nn.Module, image: torch.Tensor, side: int = 
         for handle in handles:
             handle.remove()
     return stats
-
-
-@contextlib.contextmanager
-def frozen_instance_norm(net: nn.Module, stats):
-    """Inside the block every InstanceNorm of `net` normalizes with the given fixed statistics."""
-    norms = _instance_norms(net)
-    if len(norms) != len(stats):
-        raise ValueError(f"{len(stats)} recorded statistics for {len(norms)} instance norms")
-
-    def fixed(module):
-        def forward(x):
-            mean, var = module.frozen_statistics
-            y = (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + module.eps)
-            if getattr(module, "style_weights", None) is not None:  # conditional: the style mix's scales
-                scale, shift = module.style_affine(x.shape[0])
-                y = y * scale.to(x.dtype)[..., None, None] + shift.to(x.dtype)[..., None, None]
-            elif module.affine:
-                y = y * module.weight.view(1, -1, 1, 1).to(x.dtype) + module.bias.view(1, -1, 1, 1).to(x.dtype)
-            return y
-
-        return forward
-
-    for module, (mean, var) in zip(norms, stats):
-        # the statistics live in one place: the layer-by-layer forward below and the fused CPU
-        # forward (fused.py) both read them from here
-        module.frozen_statistics = (mean, var)
-        module.forward = fixed(module)  # instance attribute shadows the class method
-    try:
-        yield
-    finally:
-        for module in norms:
-            del module.forward, module.frozen_statistics
 
 
 # The net's total stride: two stride-2 convs. A tile starting at a multiple of it sees the same
@@ -118,31 +87,34 @@ def _window(start: int, tile: int, total: int, overlap: int) -> torch.Tensor:
     return w
 
 
+def plain_forward(net: nn.Module, x: torch.Tensor, style: torch.Tensor | None = None, stats=None) -> torch.Tensor:
+    """`net(x, style, stats=stats)`: the TransformerNet layer by layer."""
+    return net(x, style, stats=stats)
+
+
 @torch.no_grad()
 def tiled_forward(net: nn.Module, image: torch.Tensor, tile: int, overlap: int | None = None,
-                  stats_side: int = STATS_SIDE, style: torch.Tensor | None = None) -> torch.Tensor:
+                  stats_side: int = STATS_SIDE, style: torch.Tensor | None = None,
+                  forward: Callable = plain_forward) -> torch.Tensor:
     """`net(image)` (`net(image, style)` with a multi-style network's style weights) computed in
-    tiles of `tile` px (overlap defaults to tile // 4)."""
+    tiles of `tile` px (overlap defaults to tile // 4). `forward(net, x, style, stats)` runs the
+    net on the whole image or on each tile with the whole image's instance-norm statistics:
+    `plain_forward`, or `fastnst.accel.fused.forward` (the fused CPU forward where it applies)."""
     b, c, h, w = image.shape
-
-    def run(x):
-        return net(x) if style is None else net(x, style)
-
     if h <= tile and w <= tile:
-        return run(image)
+        return forward(net, image, style, None)
     overlap = max(8, tile // 4) if overlap is None else overlap
     overlap = min(overlap, tile // 2)
     stats = record_instance_norm_stats(net, image, stats_side, style)
     out = torch.zeros(b, 3, h, w, dtype=torch.float32, device=image.device)
     weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=image.device)
-    with frozen_instance_norm(net, stats):
-        for y0, y1 in _spans(h, tile, overlap):
-            wy = _window(y0, y1 - y0, h, overlap).to(image.device)
-            for x0, x1 in _spans(w, tile, overlap):
-                wx = _window(x0, x1 - x0, w, overlap).to(image.device)
-                piece = run(image[:, :, y0:y1, x0:x1]).float()
-                mask = (wy[:, None] * wx[None, :])[None, None]
-                out[:, :, y0:y1, x0:x1] += piece * mask
-                weight[:, :, y0:y1, x0:x1] += mask
+    for y0, y1 in _spans(h, tile, overlap):
+        wy = _window(y0, y1 - y0, h, overlap).to(image.device)
+        for x0, x1 in _spans(w, tile, overlap):
+            wx = _window(x0, x1 - x0, w, overlap).to(image.device)
+            piece = forward(net, image[:, :, y0:y1, x0:x1], style, stats).float()
+            mask = (wy[:, None] * wx[None, :])[None, None]
+            out[:, :, y0:y1, x0:x1] += piece * mask
+            weight[:, :, y0:y1, x0:x1] += mask
     return out.div_(weight)
 

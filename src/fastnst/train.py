@@ -17,10 +17,10 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from fastnst.accel.cpu_tuning import keep_freed_memory
 from fastnst.artifacts import check_is_training_checkpoint, save_exported
 from fastnst.callbacks import LAST, PREVIOUS, DivergenceGuard, LogImagesAndHparams
 from fastnst.checkpointing import AtomicCheckpointIO
-from fastnst.cpu_tuning import keep_freed_memory
 from fastnst.errors import FastNSTError
 from fastnst.multistyle import check_init_options, expand_multi_style, is_multi, members_of
 from fastnst.style import instantiate_loss, style_image_paths

@@ -10,14 +10,31 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fastnst import fastconv, fused
 from fastnst.errors import FastNSTError
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """`nn.InstanceNorm2d(affine=True)` (the same parameters and state_dict) that normalizes with
+    given per-image statistics instead of each map's own while `statistics` is set:
+    `TransformerNet.forward(x, stats=...)` sets them for one call (tiling: every tile normalized
+    with the whole image's statistics)."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, affine=True)
+        self.statistics: tuple[torch.Tensor, torch.Tensor] | None = None  # (mean, var), each (B, C, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.statistics is None:
+            return super().forward(x)
+        y = normalize(x, self.statistics, self.eps)
+        return y * self.weight.view(1, -1, 1, 1).to(x.dtype) + self.bias.view(1, -1, 1, 1).to(x.dtype)
 
 
 class ConditionalInstanceNorm2d(nn.InstanceNorm2d):
     """Instance norm with one scale and shift per style (Dumoulin et al. 2017): `weight` and
     `bias` are (num_styles, C). The style weights (N,) or (B, N) that `TransformerNet.forward`
-    sets in `style_weights` mix the rows: a blend of styles interpolates scales and shifts."""
+    sets in `style_weights` mix the rows: a blend of styles interpolates scales and shifts.
+    `statistics`: as in `InstanceNorm2d`."""
 
     def __init__(self, channels: int, num_styles: int):
         super().__init__(channels, affine=False)
@@ -25,10 +42,12 @@ class ConditionalInstanceNorm2d(nn.InstanceNorm2d):
         self.weight = nn.Parameter(torch.ones(self.num_styles, channels))
         self.bias = nn.Parameter(torch.zeros(self.num_styles, channels))
         self.style_weights: torch.Tensor | None = None
+        self.statistics: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def style_affine(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scale, shift), each (B, C), for the current style weights."""
-        w = self.style_weights
+    def style_affine(self, batch: int, style_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift), each (B, C), for the given style weights (N,) or (B, N), by default
+        the ones the current `TransformerNet` call set."""
+        w = self.style_weights if style_weights is None else style_weights
         if w is None:
             raise RuntimeError("ConditionalInstanceNorm2d: no style weights set (call the TransformerNet)")
         w = w.to(self.weight.dtype)
@@ -38,15 +57,21 @@ class ConditionalInstanceNorm2d(nn.InstanceNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale, shift = self.style_affine(x.shape[0])
-        y = F.instance_norm(x, eps=self.eps)
+        y = F.instance_norm(x, eps=self.eps) if self.statistics is None else normalize(x, self.statistics, self.eps)
         return y * scale.to(y.dtype)[..., None, None] + shift.to(y.dtype)[..., None, None]
+
+
+def normalize(x: torch.Tensor, statistics: tuple[torch.Tensor, torch.Tensor], eps: float) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) with given (mean, var), each (B, C, 1, 1)."""
+    mean, var = statistics
+    return (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + eps)
 
 
 def _norm(kind: str, channels: int, num_styles: int = 0) -> nn.Module:
     if kind == "instance" and num_styles:
         return ConditionalInstanceNorm2d(channels, num_styles)
     if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
+        return InstanceNorm2d(channels)
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "none":
@@ -58,7 +83,7 @@ class ConvLayer(nn.Sequential):
     """Reflection pad + conv (+ norm + ReLU)."""
 
     def __init__(self, cin, cout, kernel, stride=1, norm="instance", relu=True, num_styles=0):
-        layers = [nn.ReflectionPad2d(kernel // 2), fastconv.Conv2d(cin, cout, kernel, stride)]
+        layers = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
         if norm is not None:
             layers.append(_norm(norm, cout, num_styles))
         if relu:
@@ -78,13 +103,6 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-# Which original 3x3 taps (columns) land on which low-resolution tap (rows) for output phase 0
-# (rows i-1, i, i of the upsampled map) and phase 1 (rows i, i, i+1).
-_PHASE_TAPS = torch.tensor(
-    [[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]
-)
-
-
 class UpsampleConv(nn.Module):
     """Nearest-neighbour upsample to an explicit size, then conv: no checkerboard artifacts and
     the output matches the skip size exactly for odd inputs."""
@@ -92,49 +110,9 @@ class UpsampleConv(nn.Module):
     def __init__(self, cin, cout, kernel=3, norm="instance", num_styles=0):
         super().__init__()
         self.conv = ConvLayer(cin, cout, kernel, norm=norm, num_styles=num_styles)
-        self._kernel_cache = None  # (weight versions, (kernels, bias)) for inference
 
     def forward(self, x, size):
-        if (
-            fastconv.fast_path_allowed(x)  # first: never reached while tracing or exporting
-            and self.conv[1].kernel_size == (3, 3)
-            and tuple(size) == (2 * x.shape[-2], 2 * x.shape[-1])
-        ):
-            y = self._subpixel_conv(x)
-            for layer in list(self.conv)[2:]:  # norm, ReLU
-                y = layer(y)
-            return y
         return self.conv(F.interpolate(x, size=size, mode="nearest"))
-
-    def _subpixel_conv(self, x):
-        """The same result as conv(reflect_pad(upsample2x(x))), computed at the low resolution:
-        reflect-padding a 2x nearest upsample equals upsampling a replicate-padded input, so each
-        of the 4 output phases is a 3x3 conv of the small map with taps summed (Shi et al. 2016's
-        pixel shuffle). Same multiply count, but no 4x-sized intermediates, and the wider
-        low-resolution conv suits the Winograd path."""
-        kernels, bias = self.subpixel_kernels()
-        y = fastconv.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernels, bias)
-        return F.pixel_shuffle(y, 2)
-
-    def subpixel_kernels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The (4 * cout, cin, 3, 3) phase kernels and bias of `_subpixel_conv`; cached while the
-        weights stay the same and no gradient must flow into them (inference)."""
-        conv = self.conv[1]
-        if torch.is_grad_enabled() and conv.weight.requires_grad:
-            return self._phase_kernels(conv)
-        key = tuple((p.data_ptr(), p._version) for p in (conv.weight, conv.bias) if p is not None)
-        if self._kernel_cache is None or self._kernel_cache[0] != key:
-            with torch.no_grad():
-                self._kernel_cache = (key, self._phase_kernels(conv))
-        return self._kernel_cache[1]
-
-    @staticmethod
-    def _phase_kernels(conv) -> tuple[torch.Tensor, torch.Tensor | None]:
-        taps = _PHASE_TAPS.to(conv.weight)
-        kernels = torch.einsum("api,ocij,bqj->oabcpq", taps, conv.weight, taps)
-        kernels = kernels.reshape(-1, conv.in_channels, 3, 3).contiguous()
-        bias = None if conv.bias is None else conv.bias.repeat_interleave(4)
-        return kernels, bias
 
 
 class TransformerNet(nn.Module):
@@ -178,33 +156,46 @@ class TransformerNet(nn.Module):
     def conditional_norms(self) -> list[ConditionalInstanceNorm2d]:
         return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm2d)]
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+    def instance_norms(self) -> list[nn.InstanceNorm2d]:
+        """The instance norms (plain or conditional) in forward order: what `stats` lists."""
+        return [m for m in self.modules() if isinstance(m, nn.InstanceNorm2d)]
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None,
+                stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
         """x (B, 3, H, W) in [0, 1]; `style`: a multi-style network's style weights, (N,) for
         the whole batch or (B, N) per image (None = the first style). Ignored by a single-style
-        network."""
-        norms = self.conditional_norms() if self.styles else []
-        if not norms:
-            return self._forward(x)
-        if style is None:
-            style = one_hot(0, len(self.styles), x)
-        for m in norms:
-            m.style_weights = style
+        network. `stats`: optional (mean, var) per instance norm (`instance_norms()` order),
+        each (B, C, 1, 1), to normalize with instead of each map's own statistics (tiling)."""
+        norms = self._hand_to_norms(x, style, stats)
         try:
-            return self._forward(x)
+            h1 = self.down1(x)
+            h2 = self.down2(h1)
+            h = self.residuals(self.down3(h2))
+            h = self.up1(h, h2.shape[-2:])
+            h = self.up2(h, h1.shape[-2:])
+            # sigmoid keeps the output in [0, 1] with gradients everywhere (a clamp would kill them)
+            return torch.sigmoid(self.out(h))
         finally:
-            for m in norms:
-                m.style_weights = None
+            for m in norms:  # the style weights and statistics hold for this call only
+                m.statistics = None
+                if isinstance(m, ConditionalInstanceNorm2d):
+                    m.style_weights = None
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused.can_fuse(self, x):  # inference on CPU: the same result with fewer memory passes
-            return fused.fused_forward(self, x)
-        h1 = self.down1(x)
-        h2 = self.down2(h1)
-        h = self.residuals(self.down3(h2))
-        h = self.up1(h, h2.shape[-2:])
-        h = self.up2(h, h1.shape[-2:])
-        # sigmoid keeps the output in [0, 1] with gradients everywhere (a clamp would kill them)
-        return torch.sigmoid(self.out(h))
+    def _hand_to_norms(self, x, style, stats) -> list[nn.Module]:
+        """Set the style weights and statistics of one call on the norms; returns the norms set."""
+        conditional = self.conditional_norms() if self.styles else []
+        if conditional and style is None:
+            style = one_hot(0, len(self.styles), x)
+        for m in conditional:
+            m.style_weights = style
+        if stats is None:
+            return conditional
+        norms = self.instance_norms()
+        if len(norms) != len(stats):
+            raise ValueError(f"{len(stats)} statistics for {len(norms)} instance norms")
+        for m, (mean, var) in zip(norms, stats):
+            m.statistics = (mean, var)
+        return norms
 
 
 def one_hot(index: int, n: int, like: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fastnst import fastconv
+from fastnst.accel import fastconv
 from fastnst.errors import FastNSTError
 
 # (block, number of convs, channels) of VGG19
@@ -200,7 +200,8 @@ class VGG19Features(nn.Module):
         deepest = max(LAYER_NAMES.index(n) for n in layers)
         plan = _layer_plan()[: deepest + 1]
         self._plan = [(name, bool(out)) for name, _, out in plan]
-        # built on the meta device: random init of 20M weights would be wasted work
+        # built on the meta device: random init of 20M weights would be wasted work; opted into
+        # fastnst.accel's NNPACK convs (CPU fp32, forward and input gradient, where faster)
         self.convs = nn.ModuleDict(
             {name: fastconv.Conv2d(cin, cout, 3, padding=1, device="meta") for name, cin, cout in plan if cout}
         )

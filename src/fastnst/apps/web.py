@@ -188,9 +188,10 @@ class WebApp:
     def stylizer(self, label: str):
         """(the loaded network for `label`, its runner): loaded on first use and kept (a failed
         load is not). The runner is the one thread that runs this network's forward passes: one
-        at a time (tiling swaps statistics in place), and always on the same thread, so glibc's
-        per-thread malloc arena and OpenMP's per-thread team are reused. A fresh server thread per
-        request made a 512 px forward ~25% slower here (scripts/bench_app.py)."""
+        at a time (a call sets its style weights and statistics on the network's norms), and always
+        on the same thread, so glibc's per-thread malloc arena and OpenMP's per-thread team are
+        reused. A fresh server thread per request made a 512 px forward ~25% slower here
+        (scripts/bench_app.py)."""
         from fastnst.stylize import Stylizer
 
         if label not in self.catalog:

@@ -10,6 +10,9 @@ prints the measured table. Results match `F.conv2d` to ~1e-5 relative (Winograd 
 to `F.conv2d` everywhere else (GPU, half precision, strided convs, small maps, tracing or
 exporting, `torch.compile`, or inside `fastconv.disabled()`). Set FASTNST_NNPACK=0 to switch
 it off for a whole process.
+
+Opt in: build with `Conv2d` (the VGG does), or `use_nnpack(module)` to route the `nn.Conv2d`s of a
+built module (a TransformerNet) through `conv2d` in place, its state_dict unchanged.
 """
 
 from __future__ import annotations
@@ -124,17 +127,32 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return F.conv2d(x, weight, bias, padding=padding)
 
 
+def conv_forward(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` for an `nn.Conv2d`, through `conv2d` (NNPACK where faster) if it is a plain
+    stride-1 zero-padded conv."""
+    if (
+        conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+        and isinstance(conv.padding, tuple)
+        and conv.padding[0] == conv.padding[1]
+    ):
+        return conv2d(x, conv.weight, conv.bias, padding=conv.padding[0])
+    return conv._conv_forward(x, conv.weight, conv.bias)
+
+
 class Conv2d(nn.Conv2d):
     """`nn.Conv2d` (same parameters and state_dict keys) whose stride-1 forward uses `conv2d`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            self.stride == (1, 1)
-            and self.dilation == (1, 1)
-            and self.groups == 1
-            and self.padding_mode == "zeros"
-            and isinstance(self.padding, tuple)
-            and self.padding[0] == self.padding[1]
-        ):
-            return conv2d(x, self.weight, self.bias, padding=self.padding[0])
-        return super().forward(x)
+        return conv_forward(self, x)
+
+
+def use_nnpack(module: nn.Module) -> nn.Module:
+    """Make every `nn.Conv2d` in `module` a `Conv2d`, in place: the same module objects,
+    parameters and state_dict, their forward through `conv2d`. Returns `module`."""
+    for m in module.modules():
+        if type(m) is nn.Conv2d:
+            m.__class__ = Conv2d
+    return module
