@@ -166,3 +166,16 @@ def test_docs_cite_files_that_exist(root):
             if not (REPO / cited).exists():
                 missing.append(f"{path.relative_to(REPO)} cites {cited}")
     assert not missing, "\n".join(missing)
+
+
+def test_cpu_fast_paths_are_opt_in():
+    """fastnst.accel is opted into by the runners and the Lightning module; the network itself
+    is plain PyTorch and never reaches for a fast path."""
+    assert not {d for d in GRAPH["fastnst.transformer"] if d.startswith("fastnst.accel")}
+    transformer_source = (PACKAGE / "transformer.py").read_text()
+    assert "fastconv" not in transformer_source and "fused" not in transformer_source
+    for name, deps in GRAPH.items():
+        if name.startswith("fastnst.accel"):
+            assert not deps & {"fastnst.stylize", "fastnst.tiling", "fastnst.export", "fastnst.module",
+                               "fastnst.artifacts"}, f"{name} imports {deps}"
+    assert "accel" in (PACKAGE / "artifacts.py").read_text() and "accel" in (PACKAGE / "module.py").read_text()
