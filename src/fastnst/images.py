@@ -156,13 +156,12 @@ def fit_image(img: Image.Image, size: int | None = None) -> torch.Tensor:
 
 
 def resize_tensor(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a (B, 3, H, W) image tensor to (h, w), bicubic, antialiased when shrinking (the
-    antialiasing kernel only matters then; enlarging uses the standard bicubic)."""
+    """Resize a (B, 3, H, W) image tensor to (h, w), bicubic with antialiasing (which also
+    smooths enlargements slightly: its cubic kernel is PIL's, a = -0.5)."""
     size = (int(size[0]), int(size[1]))
     if tuple(t.shape[-2:]) == size:
         return t
-    shrinking = size[0] < t.shape[-2]
-    return F.interpolate(t, size=size, mode="bicubic", align_corners=False, antialias=shrinking).clamp(0, 1)
+    return F.interpolate(t, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:

@@ -9,8 +9,8 @@
 
 Backends: "torch" (eager; on CPU NNPACK convolutions and a fused inference forward, see
 fastnst.accel; fp16 + channels_last on CUDA, optional torch.compile), "onnxruntime"
-(CPU), "torchscript" (a TorchScript file). "auto" is torch: on a 2-core CPU it ran 1.4x faster
-than onnxruntime at 512 px (README "Speed and memory").
+(CPU), "torchscript" (a TorchScript file). "auto" is torch: on this project's 2-core CPU
+onnxruntime is faster only on 256 px images (README "Speed and memory").
 """
 
 from __future__ import annotations

@@ -52,7 +52,6 @@ def passive_openmp_waits() -> None:
 
     In Gatys mode and CPU inference NNPACK's thread pool and OpenMP (oneDNN, elementwise ops)
     take turns layer by layer, and OpenMP's spin-waiting threads steal the 2 cores from NNPACK's:
-    passive waits made a Gatys iteration ~10% faster here (OMP_WAIT_POLICY=ACTIVE: ~20% slower;
-    a 512 px Johnson forward ~1.7x slower). Only effective before torch is imported; a value the
+    passive waits made a Gatys iteration ~10% faster here (README "Gatys mode"). Only effective before torch is imported; a value the
     user set wins. The CLI entry points of Gatys, stylize and the app call it."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -64,8 +64,8 @@ def _norm_coefficients(x: torch.Tensor, norm: torch.nn.InstanceNorm2d, stats=Non
     else:
         rows = x.reshape(b * norm.num_features, -1)
         n = rows.shape[1]
-        # var_mean is ~10x slower than a matrix-vector product and a norm on CPU (both vectorized
-        # and threaded); E[x^2] - E[x]^2 is exact enough unless the mean dwarfs the spread
+        # var_mean is several times slower than a matrix-vector product and a norm on CPU (both
+        # vectorized and threaded); E[x^2] - E[x]^2 is exact enough unless the mean dwarfs the spread
         mean = torch.mv(rows, rows.new_ones(n)) / n
         var = torch.linalg.vector_norm(rows, dim=-1).square_() / n - mean.square()
         if bool((mean.square() > _CANCELLATION_LIMIT * var).any()):
