@@ -3,13 +3,20 @@ shared data set through FASTNST_DATA and skip only when it is unset."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from fastnst.artifacts import save_exported
+from fastnst.train import train
+from fastnst.transformer import TransformerNet
+from tests.helpers import compose_config, make_image, tiny
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -22,49 +29,6 @@ def data_dir() -> Path:
         pytest.skip("FASTNST_DATA is not set")
     path = Path(value)
     assert path.is_dir(), f"FASTNST_DATA={value} is not a folder"
-    return path
-
-
-def compose_config(config_name: str | None, *overrides: str, config_dir=None, **kwargs):
-    """The config `python <entry>.py <overrides>` would see, through Hydra's compose API
-    (config_dir: conf/ by default). Hydra's global state is cleared before and after, since the
-    tests compose many configs in one process."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from fastnst.config import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir or CONFIG_DIR), version_base="1.3"):
-            return compose(config_name, overrides=list(overrides), **kwargs)
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def exit_code(fn, cfg) -> int:
-    """The exit code of an entry point's plain function under the CLI's error handling."""
-    from fastnst.cli import run_reporting_errors
-
-    try:
-        run_reporting_errors(fn, cfg)
-    except SystemExit as e:
-        return int(e.code)
-    return 0
-
-
-def make_image(path: Path, size=(64, 48), seed: int = 0, mode: str = "RGB") -> Path:
-    """Write a smooth random colour image (gradients + blobs, so VGG sees structure)."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    channels = []
-    for _ in range(3):
-        a, b, c = rng.uniform(-6, 6, 3)
-        channels.append(0.5 + 0.5 * np.sin(a * xx + b * yy + c))
-    arr = (np.stack(channels, -1) * 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr, "RGB").convert(mode).save(path)
     return path
 
 
@@ -125,3 +89,49 @@ def style_env(monkeypatch, tmp_path, synthetic_style):
         shutil.copy(synthetic_style, data / "styles" / f"{name}.jpg")
     monkeypatch.setenv("FASTNST_DATA", str(data))
     return data
+
+
+@pytest.fixture
+def run_entry(monkeypatch, capsys):
+    """run_entry(main, *args) -> (exit code, stderr)."""
+
+    def run(main, *args):
+        monkeypatch.setattr(sys, "argv", ["prog", *map(str, args)])
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            # Hydra points the root logger at this test's (captured, soon closed) stderr
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        return code, capsys.readouterr().err
+
+    return run
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    torch.manual_seed(0)
+    return save_exported(tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=1))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One 2-step run on synthetic photos, shared by the tests of this module (run dir
+    <tmp>/runs/starry_night/folder/johnson_half/now, the layout train.py uses)."""
+    from tests.helpers import make_image
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    make_image(root / "data" / "styles" / "starry_night.jpg", size=(48, 48), seed=7)
+    for i in range(6):
+        make_image(root / "photos" / f"{i}.png", size=(40, 40), seed=100 + i)
+    run_dir = root / "runs" / "starry_night" / "folder" / "johnson_half" / "now"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTNST_DATA", str(root / "data"))
+        cfg = compose_config("train", *tiny(root / "photos", "callbacks.images.every_n_steps=0",
+                                            "trainer.val_check_interval=2", steps=2), f"run_dir={run_dir}")
+        return train(cfg)["run_dir"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageChops
 
-from app_helpers import REPO, bad_uploads, tiny_models
+from tests.app_helpers import REPO, bad_uploads, tiny_models
 
 pytest.importorskip("gradio")
 
@@ -185,8 +185,8 @@ def test_four_simultaneous_uploads_all_come_back_correct(models, tmp_path, image
     own photo stylized (compared with the bare Stylizer), none another's."""
     from gradio_client import Client, handle_file
 
-    from app_helpers import free_port
-    from conftest import compose_config
+    from tests.app_helpers import free_port
+    from tests.helpers import compose_config
 
     cfg = compose_config("app", f"models={models}", "device=cpu", f"port={free_port()}", "host=127.0.0.1")
     demo = web.launch(cfg, block=False)

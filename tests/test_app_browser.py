@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app_helpers import (
+from tests.app_helpers import (
     bad_uploads,
     browser_available,
     chromium,

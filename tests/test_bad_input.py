@@ -5,8 +5,6 @@ in-process (sys.argv patched), so the override check, Hydra and the error report
 from __future__ import annotations
 
 import io
-import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +13,7 @@ import torch
 from PIL import Image
 
 from fastnst import cli
-from fastnst.artifacts import save_exported
-from fastnst.transformer import TransformerNet
+from tests.helpers import assert_user_error
 
 
 def _png(path, mode="RGB", size=(40, 30), **save):
@@ -91,28 +88,6 @@ GOOD_IMAGES = ["grayscale", "cmyk", "16bit", "palette", "transparent", "exif_rot
 
 
 @pytest.fixture
-def run_entry(monkeypatch, capsys):
-    """run_entry(main, *args) -> (exit code, stderr)."""
-
-    def run(main, *args):
-        monkeypatch.setattr(sys, "argv", ["prog", *map(str, args)])
-        root = logging.getLogger()
-        handlers, level = list(root.handlers), root.level
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        finally:
-            # Hydra points the root logger at this test's (captured, soon closed) stderr
-            root.handlers[:] = handlers
-            root.setLevel(level)
-        return code, capsys.readouterr().err
-
-    return run
-
-
-@pytest.fixture
 def bad_env(monkeypatch):
     """Make the 'bomb' and 'unreadable' kinds bite: a tiny pixel limit, a permission check that fails."""
 
@@ -126,20 +101,6 @@ def bad_env(monkeypatch):
             monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if str(p) == str(path) else real(p, m, *a, **k))
 
     return apply
-
-
-@pytest.fixture
-def model_file(tmp_path):
-    torch.manual_seed(0)
-    return save_exported(tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=1))
-
-
-def assert_user_error(code, err, name):
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert name in lines[0], lines[0]
 
 
 # -- per-CLI argument builders: (main, args for an input image) -------------------------------

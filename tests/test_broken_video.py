@@ -3,7 +3,6 @@ those, names what it could not read in one line and exits 2 (no traceback)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,6 @@ import pytest
 
 from fastnst import cli
 from fastnst.video import video_info
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_bad_input import model_file, run_entry  # noqa: E402,F401 (fixtures)
 
 FRAMES = 30
 

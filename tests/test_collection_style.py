@@ -7,12 +7,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose_config, make_image
 from fastnst.config import CONFIG_DIR
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
 from fastnst.style import build_loss, mean_style_grams, style_image_paths
 from fastnst.train import build_system
+from tests.helpers import compose_config, make_image
 
 LOSS = OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml")
 
@@ -107,7 +107,7 @@ def test_gatys_mode_with_style_anime(anime_env, image_factory, tmp_path):
 
 
 def test_training_system_with_style_anime(anime_env, compose_train, photo_folder, frames):
-    from test_train import tiny
+    from tests.helpers import tiny
 
     cfg = compose_train(*tiny(photo_folder(4)), "style=anime", "style.size=32")
     assert cfg.style.name == "anime" and cfg.style.crops == 0

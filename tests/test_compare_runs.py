@@ -117,7 +117,7 @@ def test_multi_style_run_has_one_column_and_one_row_per_style(compose_train, sty
 
 def test_video_adds_the_warping_error_column(two_runs, tmp_path, capsys):
     from fastnst.video import write_video
-    from test_flow import shifted_frames
+    from tests.helpers import shifted_frames
 
     runs, photos = two_runs
     clip = write_video(shifted_frames(4, size=48, step=2), tmp_path / "clip.mp4") and tmp_path / "clip.mp4"

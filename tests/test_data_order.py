@@ -19,11 +19,9 @@ import torch
 
 from fastnst.artifacts import load_exported
 from fastnst.data import StyleDataModule
+from tests.helpers import tiny, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-from test_reliability import wait_for  # noqa: E402
-from test_train import tiny  # noqa: E402
 
 # One rank of a 2-process gloo group: the real StyleDataModule under a stand-in trainer whose
 # broadcast is torch.distributed's; prints the item codes this rank trains on, per epoch.

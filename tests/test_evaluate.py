@@ -11,30 +11,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import fastnst.evaluate as evaluate
-from conftest import compose_config
 from fastnst.apps.evaluate import evaluate_cli
 from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
 from fastnst.evaluate import METRICS, evaluate_run, run_labels
-from fastnst.train import train
-from test_train import tiny
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """One 2-step run on synthetic photos, shared by the tests of this module (run dir
-    <tmp>/runs/starry_night/folder/johnson_half/now, the layout train.py uses)."""
-    from conftest import make_image
-
-    root = tmp_path_factory.mktemp("tiny_run")
-    make_image(root / "data" / "styles" / "starry_night.jpg", size=(48, 48), seed=7)
-    for i in range(6):
-        make_image(root / "photos" / f"{i}.png", size=(40, 40), seed=100 + i)
-    run_dir = root / "runs" / "starry_night" / "folder" / "johnson_half" / "now"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FASTNST_DATA", str(root / "data"))
-        cfg = compose_config("train", *tiny(root / "photos", "callbacks.images.every_n_steps=0",
-                                            "trainer.val_check_interval=2", steps=2), f"run_dir={run_dir}")
-        return train(cfg)["run_dir"]
+from tests.helpers import compose_config
 
 
 def count_gatys_calls(monkeypatch) -> list:

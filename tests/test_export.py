@@ -121,9 +121,9 @@ def test_export_cli_writes_next_to_run_dir_and_reports_bad_model(tmp_path, net):
 
 
 def test_export_cli_bad_model_exits_2_naming_it(tmp_path, capsys):
-    from conftest import compose_config
     from fastnst.apps.export import export_cli
     from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
+    from tests.helpers import compose_config
 
     bad = tmp_path / "bad.ckpt"
     bad.write_text("not a checkpoint")

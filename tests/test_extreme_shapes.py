@@ -7,7 +7,6 @@ Tiny networks and 1 iteration keep the table fast; the entry points run in-proce
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +20,6 @@ from fastnst.data import StyleDataModule
 from fastnst.export import export_model
 from fastnst.images import fit_size
 from fastnst.stylize import Stylizer
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_bad_input import model_file, run_entry  # noqa: E402,F401 (fixtures)
-from test_evaluate import tiny_run  # noqa: E402,F401 (fixture)
 
 # (width, height)
 SHAPES = {"1x1": (1, 1), "1x40": (1, 40), "40x1": (40, 1), "20000x16": (20000, 16), "16x20000": (16, 20000)}

@@ -11,22 +11,7 @@ import torch.nn.functional as F
 
 from fastnst.flow import FlowEstimator, TemporalSmoother, to_gray, warp_by_flow, warping_error
 from fastnst.video import read_frames, write_video
-
-
-def texture(h: int, w: int, seed: int = 0) -> torch.Tensor:
-    """(1, 3, h, w) in [0, 1]: blurred noise over a few sinusoids, textured at every scale DIS uses."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.rand(1, 3, h // 4, w // 4, generator=g)
-    base = F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=False)
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    waves = 0.15 * torch.sin(xx / 3.0 + yy / 5.0) + 0.1 * torch.sin(yy / 2.3)
-    return (0.2 + 0.6 * base + waves).clamp(0, 1)
-
-
-def shifted_frames(n: int = 5, size: int = 64, step: int = 2, seed: int = 0) -> list[torch.Tensor]:
-    """Frames of a camera moving `step` px right per frame over a larger textured image."""
-    big = texture(size + 8, size + n * step + 8, seed)
-    return [big[..., 4:4 + size, 4 + i * step:4 + i * step + size].contiguous() for i in range(n)]
+from tests.helpers import shifted_frames, texture
 
 
 def test_flow_finds_a_whole_pixel_shift_and_warps_back():

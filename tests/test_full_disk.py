@@ -12,7 +12,6 @@ import errno
 import fnmatch
 import io
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,10 +23,7 @@ from fastnst.artifacts import load_exported, save_exported
 from fastnst.errors import FastNSTError
 from fastnst.images import save_image
 from fastnst.transformer import TransformerNet
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_bad_input import model_file, run_entry  # noqa: E402,F401 (fixtures)
-from test_train import tiny  # noqa: E402
+from tests.helpers import tiny
 
 NO_SPACE = "no space left on device"
 

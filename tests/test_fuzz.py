@@ -11,7 +11,6 @@ import io
 import os
 import random
 import signal
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,9 +27,6 @@ from fastnst.images import load_image
 from fastnst.stylize import Stylizer
 from fastnst.transformer import TransformerNet
 from fastnst.video import stylize_video, video_info
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_bad_input import run_entry  # noqa: E402,F401 (fixture)
 
 SECONDS_PER_FILE = 10  # generous on a loaded 2-core machine; a hang is minutes
 IMAGE_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF"}

@@ -46,7 +46,7 @@ def styled_loss(vgg_loss, synthetic_style):
 @pytest.fixture
 def compose_gatys():
     """compose_gatys([overrides]) -> the gatys config as `python gatys.py <overrides>` sees it."""
-    from conftest import compose_config
+    from tests.helpers import compose_config
 
     return lambda overrides: compose_config("gatys", *overrides)
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_config, make_image
 from fastnst import Stylizer
 from fastnst.accel import fused
 from fastnst.apps.stylize import stylize_cli
@@ -23,6 +22,7 @@ from fastnst.multistyle import batch_styles, freeze_for_style_params, init_netwo
 from fastnst.tiling import plain_forward, tiled_forward
 from fastnst.train import train
 from fastnst.transformer import TransformerNet
+from tests.helpers import compose_config, make_image
 
 TINY = {"channels": (8, 16, 32), "num_residual": 2}
 STYLES = ["starry_night", "the_scream", "wave"]

@@ -12,39 +12,20 @@ import time
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from fastnst.artifacts import load_exported
 from fastnst.callbacks import parameters_finite
 from fastnst.errors import FastNSTError
 from fastnst.train import train
+from tests.helpers import PoisonBatch, scalars, tiny, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import scalars, tiny  # noqa: E402
 
 
 def launch(args, **kw):
     return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
-
-
-def wait_for(path: Path, proc, timeout=240, min_step=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            if min_step is None:
-                return
-            try:
-                if torch.load(path, weights_only=False)["global_step"] >= min_step:
-                    return
-            except Exception:
-                pass  # between rename steps
-        if proc.poll() is not None:
-            raise AssertionError(f"training exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
-        time.sleep(0.2)
-    raise AssertionError(f"{path} did not appear in {timeout} s")
 
 
 @pytest.mark.slow
@@ -143,17 +124,6 @@ def test_truncated_checkpoint_given_explicitly_is_a_clear_error(compose_train, t
     bad.write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(FastNSTError, match="bad.ckpt: checkpoint is truncated or corrupt"):
         train(compose_train(*tiny(photo_folder(4), f"ckpt_path={bad}"), run_dir=tmp_path / "run"))
-
-
-class PoisonBatch(pl.Callback):
-    """NaN injection: the photos of one step become NaN."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            batch["image"].fill_(float("nan"))
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_a_good_checkpoint(compose_train, photo_folder, style_env, tmp_path):

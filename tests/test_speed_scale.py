@@ -20,10 +20,9 @@ from fastnst.callbacks import resolve_check_interval
 from fastnst.data import DecodedCache, StyleDataModule
 from fastnst.module import resolve_channels_last, scaled_lr
 from fastnst.train import build_system, train
+from tests.helpers import scalars, tiny
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import scalars, tiny  # noqa: E402
 
 QUIET = ("trainer.val_check_interval=1000", "callbacks.images.every_n_steps=0")
 
@@ -150,7 +149,7 @@ def test_channels_last_and_divergence_interval_resolve_per_device():
 
 def test_divergence_interval_reports_the_first_bad_step(compose_train, photo_folder, style_env):
     from fastnst.errors import FastNSTError
-    from test_reliability import PoisonBatch
+    from tests.helpers import PoisonBatch
 
     cfg = compose_train(*tiny(photo_folder(9), *QUIET, "callbacks.divergence.check_every_n_steps=3", steps=5))
     with pytest.raises(FastNSTError, match="non-finite loss at step 1"):
@@ -200,7 +199,7 @@ def test_ddp_two_processes_match_one_process_with_the_doubled_batch(compose_trai
 
 def test_submitit_slurm_launcher_config_composes():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
-    from conftest import compose_config
+    from tests.helpers import compose_config
 
     cfg = compose_config("train", "hydra/launcher=submitit_slurm", "style=candy", return_hydra_config=True)
     launcher = cfg.hydra.launcher

@@ -12,8 +12,7 @@ from fastnst.flow import warping_error
 from fastnst.temporal import TransformRange, temporal_loss
 from fastnst.transformer import TransformerNet
 from fastnst.video import read_frames, stylize_video, write_video
-from test_flow import shifted_frames, texture
-from test_video import run_stylize
+from tests.helpers import run_stylize, shifted_frames, texture
 
 
 @pytest.fixture
@@ -59,7 +58,7 @@ def test_cli_temporal_options(tmp_path, model_file, shift_clip, image_factory, c
 
 def test_training_logs_the_temporal_term(compose_train, photo_folder, style_env):
     from fastnst.train import train
-    from test_train import scalars, tiny
+    from tests.helpers import scalars, tiny
 
     cfg = compose_train(*tiny(photo_folder(4), "loss=stable", "loss.temporal_weight=1e4", steps=4))
     run_dir = train(cfg)["run_dir"]
@@ -68,7 +67,7 @@ def test_training_logs_the_temporal_term(compose_train, photo_folder, style_env)
 
 def test_temporal_weight_zero_keeps_the_plain_loss(compose_train, photo_folder, style_env):
     from fastnst.train import train
-    from test_train import scalars, tiny
+    from tests.helpers import scalars, tiny
 
     cfg = compose_train(*tiny(photo_folder(4), "loss=stable", "loss.temporal_weight=0", steps=2))
     run_dir = train(cfg)["run_dir"]
@@ -79,9 +78,8 @@ def test_temporal_weight_zero_keeps_the_plain_loss(compose_train, photo_folder, 
 
 
 def test_negative_temporal_weight_is_a_user_error(compose_train, photo_folder, style_env):
-    from conftest import exit_code
     from fastnst.train import train
-    from test_train import tiny
+    from tests.helpers import exit_code, tiny
 
     cfg = compose_train(*tiny(photo_folder(4), "loss.temporal_weight=-1", steps=1))
     assert exit_code(train, cfg) == 2
@@ -120,8 +118,7 @@ def test_a_network_trained_with_the_term_follows_a_shift():
 def test_training_logs_the_warping_error_on_a_fixed_clip(compose_train, photo_folder, style_env, tmp_path):
     from fastnst.train import train
     from fastnst.video import write_video
-    from test_flow import shifted_frames
-    from test_train import scalars, tiny
+    from tests.helpers import scalars, shifted_frames, tiny
 
     clip = tmp_path / "clip.mp4"
     write_video(shifted_frames(5, size=48, step=2), clip)
@@ -134,9 +131,8 @@ def test_training_logs_the_warping_error_on_a_fixed_clip(compose_train, photo_fo
 
 def test_a_missing_warping_error_clip_is_one_line_before_training(compose_train, photo_folder, style_env, tmp_path,
                                                                     capsys):
-    from conftest import exit_code
     from fastnst.train import train
-    from test_train import tiny
+    from tests.helpers import exit_code, tiny
 
     cfg = compose_train(*tiny(photo_folder(4), f"callbacks.warping_error.clip={tmp_path / 'none.mp4'}", steps=2),
                         run_dir=tmp_path / "run")
@@ -147,11 +143,9 @@ def test_a_missing_warping_error_clip_is_one_line_before_training(compose_train,
 
 def test_a_one_frame_warping_error_clip_is_one_line_before_training(compose_train, photo_folder, style_env, tmp_path,
                                                                       capsys):
-    from conftest import exit_code
     from fastnst.train import train
     from fastnst.video import write_video
-    from test_flow import shifted_frames
-    from test_train import tiny
+    from tests.helpers import exit_code, shifted_frames, tiny
 
     clip = tmp_path / "still.mp4"
     write_video(shifted_frames(1, size=48), clip)

@@ -114,7 +114,7 @@ def test_bundled_paintings_stay_small():
 
 def test_scream_loss_builds_offline_from_the_bundled_painting(tmp_path, monkeypatch):
     # a fresh machine: no FASTNST_DATA, an empty data folder; `style=scream` still trains
-    from conftest import compose_config
+    from tests.helpers import compose_config
 
     monkeypatch.delenv("FASTNST_DATA", raising=False)
     cfg = compose_config("train", "style=scream", f"paths.data_dir={tmp_path}")

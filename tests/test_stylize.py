@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import compose_config
 from fastnst import Stylizer
 from fastnst.apps.stylize import stylize_cli
 from fastnst.artifacts import save_exported
@@ -21,6 +20,7 @@ from fastnst.config import REPO_ROOT
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
 from fastnst.transformer import TransformerNet
+from tests.helpers import compose_config
 
 TINY = {"channels": (8, 16, 32), "num_residual": 2}
 

@@ -13,34 +13,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from fastnst.artifacts import load_exported
 from fastnst.train import train
+from tests.helpers import scalars, tiny
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny(folder, *extra, steps=10):
-    """Overrides for a fast CPU run: 32 px crops of a folder of synthetic photos, small net."""
-    return [
-        "data=folder",
-        f"data.root={folder}",
-        "data.image_size=32",
-        "data.batch_size=2",
-        "data.num_workers=0",
-        "data.val_size=2",
-        "model=johnson_half",
-        "style.size=48",
-        "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        f"trainer.max_steps={steps}",
-        "trainer.log_every_n_steps=1",
-        "seed=0",
-        *extra,
-    ]
-
-
-def scalars(run_dir: Path, tag: str) -> dict[int, float]:
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0}).Reload()
-    return {e.step: e.value for e in acc.Scalars(tag)}
 
 
 def test_forty_steps_lower_the_loss_and_log_everything(compose_train, photo_folder, style_env, tmp_path):

@@ -17,14 +17,11 @@ from fastnst import cli
 from fastnst.checkpointing import atomic_torch_save
 from fastnst.errors import FastNSTError
 from fastnst.train import _check_multirun_ddp, absolute_user_paths, train
-
-sys.path.insert(0, str(Path(__file__).parent))
-import test_bad_input  # noqa: E402
-from conftest import compose_config  # noqa: E402
-from test_bad_input import assert_user_error  # noqa: E402
-from test_train import tiny  # noqa: E402
-
-run_entry = test_bad_input.run_entry  # the fixture: run_entry(main, *args) -> (exit code, stderr)
+from tests.helpers import (
+    assert_user_error,
+    compose_config,  # noqa: E402
+    tiny,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose_config, exit_code
 from fastnst.apps.export import export_cli
 from fastnst.apps.stylize import stylize_cli
 from fastnst.artifacts import load_network, save_exported
@@ -20,6 +19,7 @@ from fastnst.cli import INFERENCE_CONFIG_DIR
 from fastnst.errors import FastNSTError
 from fastnst.stylize import Stylizer
 from fastnst.transformer import TransformerNet
+from tests.helpers import compose_config, exit_code
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"channels": (8, 16, 32), "num_residual": 1}
@@ -101,7 +101,7 @@ def test_evaluate_refuses_a_run_whose_model_would_run_code(evil_pt, marker, tmp_
     (run / "model.pt").write_bytes(evil_pt.read_bytes())
     OmegaConf.save(compose_config("train", f"style.image={tmp_path / 'style.png'}", "run_dir=x"), run / "config.yaml",
                    resolve=True)
-    from conftest import make_image
+    from tests.helpers import make_image
 
     make_image(tmp_path / "style.png")
     photos = tmp_path / "photos"
@@ -161,9 +161,7 @@ def test_files_training_writes_load_with_weights_only(compose_train, photo_folde
     """model.pt and Lightning's last.ckpt (with hyperparameters, optimizer, scheduler and callback
     states) are plain: they load without trust_model_file."""
     from fastnst.train import train
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_train import tiny
+    from tests.helpers import tiny
 
     cfg = compose_train(*tiny(photo_folder(4), "system.scheduler={name:cosine,warmup_steps:1}", steps=2))
     run_dir = train(cfg)["run_dir"]

@@ -13,6 +13,7 @@ from fastnst.artifacts import save_exported
 from fastnst.errors import FastNSTError
 from fastnst.transformer import TransformerNet
 from fastnst.video import stylize_video, video_info
+from tests.helpers import run_stylize, write_clip
 
 av = pytest.importorskip("av")
 
@@ -21,43 +22,6 @@ av = pytest.importorskip("av")
 def model_file(tmp_path):
     torch.manual_seed(0)
     return save_exported(tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=2))
-
-
-def write_clip(path, frames=10, size=(64, 48), rate=12, audio=False):
-    """A tiny moving-gradient clip (optionally with a sine tone) written with PyAV."""
-    w, h = size
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=rate)
-        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
-        sound = out.add_stream("aac", rate=16000) if audio else None
-        for i in range(frames):
-            yy, xx = np.mgrid[0:h, 0:w]
-            arr = np.stack([(xx * 4 + i * 10) % 256, (yy * 5) % 256, np.full_like(xx, 40 * (i % 6))], -1)
-            out.mux(video.encode(av.VideoFrame.from_ndarray(arr.astype(np.uint8), format="rgb24")))
-        out.mux(video.encode(None))
-        if sound is not None:
-            samples = int(16000 * frames / rate)
-            tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)[None]
-            for start in range(0, samples, 1024):
-                frame = av.AudioFrame.from_ndarray(tone[:, start : start + 1024], format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = 16000, start
-                out.mux(sound.encode(frame))
-            out.mux(sound.encode(None))
-    return path
-
-
-def run_stylize(*overrides) -> int:
-    """The stylize CLI logic in-process (composed config, errors -> exit code)."""
-    from conftest import compose_config
-    from fastnst.apps.stylize import stylize_cli
-    from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
-
-    cfg = compose_config("stylize", *overrides, config_dir=INFERENCE_CONFIG_DIR)
-    try:
-        run_reporting_errors(stylize_cli, cfg)
-    except SystemExit as e:
-        return int(e.code)
-    return 0
 
 
 def count_frames(path) -> int:

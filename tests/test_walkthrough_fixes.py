@@ -3,19 +3,18 @@ folder outputs, the Gatys loss log name and size/scales limits, style download h
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import compose_config, exit_code, make_image
 from fastnst.apps.stylize import stylize_cli
 from fastnst.artifacts import save_exported
 from fastnst.cli import INFERENCE_CONFIG_DIR
 from fastnst.errors import FastNSTError
 from fastnst.stylize import Stylizer
 from fastnst.transformer import TransformerNet
+from tests.helpers import compose_config, exit_code, make_image
 
 TINY = {"channels": (8, 16, 32), "num_residual": 1}
 
@@ -112,9 +111,8 @@ def test_missing_style_hint_names_what_download_styles_accepts(tmp_path, monkeyp
 
 
 def test_webm_output_says_in_one_line_that_aac_audio_is_dropped(tmp_path, model_file, capsys):
-    sys.path.insert(0, str(Path(__file__).parent))
     from fastnst.video import stylize_video, video_info
-    from test_video import write_clip
+    from tests.helpers import write_clip
 
     src = write_clip(tmp_path / "clip.mp4", frames=3, rate=8, audio=True)
     stylize_video(Stylizer.load(model_file), src, tmp_path / "out.webm", progress=False)

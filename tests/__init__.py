@@ -1,0 +1,1 @@
+"""fastnst's tests (a package: shared helpers in tests/helpers.py, fixtures in conftest.py)."""
