@@ -78,13 +78,13 @@ def speed(runs: Path, rounds: int, side: int = 512) -> list[str]:
     return lines
 
 
-def finetune(runs: Path) -> list[str]:
+def finetune(runs: Path, tuned_run: str = "finetune_udnie") -> list[str]:
     scratch = scalars(runs / "scratch_udnie", "val/loss")
-    tuned = scalars(runs / "finetune_udnie", "val/udnie/loss")
+    tuned = scalars(runs / tuned_run, "val/udnie/loss")
     target_step, target = scratch[-1]
     reached = next((step for step, value in tuned if value <= target), None)
     s_time = _seconds_per_step(runs / "scratch_udnie")
-    f_time = _seconds_per_step(runs / "finetune_udnie")
+    f_time = _seconds_per_step(runs / tuned_run)
     lines = [f"target: the from-scratch network's val loss after {target_step} steps = {target:.0f}", ""]
     if reached is None:
         lines.append(f"fine-tuning did NOT reach it within {tuned[-1][0]} steps (best {min(v for _, v in tuned):.0f})")
@@ -101,12 +101,14 @@ def finetune(runs: Path) -> list[str]:
     return lines
 
 
-def plot_curves(runs: Path, out: Path, width: int = 640, height: int = 320) -> Path:
-    """Both validation curves of the fine-tune experiment as a small PNG chart (PIL only)."""
+def plot_curves(runs: Path, out: Path, tuned_runs=("finetune_udnie",), width: int = 640, height: int = 320) -> Path:
+    """The from-scratch curve and each fine-tune's validation curve as a small PNG chart (PIL only)."""
     from PIL import Image, ImageDraw
 
-    curves = {"from scratch (whole network)": (scalars(runs / "scratch_udnie", "val/loss"), (200, 60, 40)),
-              "finetune=style_params (from multi3)": (scalars(runs / "finetune_udnie", "val/udnie/loss"), (40, 90, 200))}
+    colors = [(40, 90, 200), (40, 160, 80), (150, 60, 170), (230, 140, 20)]
+    curves = {"from scratch (whole network)": (scalars(runs / "scratch_udnie", "val/loss"), (200, 60, 40))}
+    for run, color in zip(tuned_runs, colors):
+        curves[f"finetune=style_params: {run}"] = (scalars(runs / run, "val/udnie/loss"), color)
     points = [p for c, _ in curves.values() for p in c]
     x_max = max(s for s, _ in points)
     y_min, y_max = min(v for _, v in points), max(v for _, v in points)
@@ -159,9 +161,11 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "speed", "finetune", "parity"])
     parser.add_argument("--plot", type=Path, default=None, help="also draw the fine-tune curves into this PNG")
+    parser.add_argument("--finetune-runs", nargs="+", default=["finetune_udnie"],
+                        help="the fine-tune run(s) under --runs to compare with scratch_udnie (the first one is the table's)")
     args = parser.parse_args(argv)
     if args.plot is not None:
-        print(f"wrote {plot_curves(args.runs, args.plot)}\n")
+        print(f"wrote {plot_curves(args.runs, args.plot, args.finetune_runs)}\n")
     sections = {"quality": ("1. Quality per style", quality), "speed": ("2. Speed", None),
                 "finetune": ("3. A new style (finetune=style_params vs from scratch)", finetune),
                 "parity": ("4. Export parity", parity)}
@@ -169,7 +173,12 @@ def main(argv=None) -> int:
         if key in args.skip:
             continue
         print(f"### {title}\n")
-        lines = speed(args.runs, args.rounds) if key == "speed" else fn(args.runs)
+        if key == "speed":
+            lines = speed(args.runs, args.rounds)
+        elif key == "finetune":
+            lines = [line for run in args.finetune_runs for line in [f"**{run}**", "", *finetune(args.runs, run), ""]]
+        else:
+            lines = fn(args.runs)
         print("\n".join(lines) + "\n", flush=True)
     return 0
 
