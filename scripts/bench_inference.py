@@ -113,7 +113,7 @@ def bench_speed(models, sizes, repeats, tmp: Path) -> list[dict]:
 EAGER_CHILD = """
 import statistics, sys, time, torch
 from fastnst.accel import fastconv
-from fastnst.transformer import load_exported
+from fastnst.artifacts import load_exported
 net, _ = load_exported(sys.argv[1])
 x, times = torch.rand(1, 3, int(sys.argv[2]), int(sys.argv[3])), []
 with torch.no_grad(), fastconv.disabled():
