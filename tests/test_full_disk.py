@@ -3,7 +3,7 @@ ends with one line naming the path and "no space left on device" (exit 2 for the
 run reports the file and goes on with the others.
 
 The full disk is simulated: files opened for writing through os.fdopen (how images.save_image and
-checkpointing.atomic_torch_save write) accept a few bytes, then fail with ENOSPC, when their
+atomic.atomic_torch_save write) accept a few bytes, then fail with ENOSPC, when their
 path matches a pattern."""
 
 from __future__ import annotations

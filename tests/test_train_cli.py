@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from fastnst import cli
-from fastnst.checkpointing import atomic_torch_save
+from fastnst.atomic import atomic_torch_save
 from fastnst.errors import FastNSTError
 from fastnst.train import _check_multirun_ddp, absolute_user_paths, train
 from tests.helpers import (

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fastnst import accel
-from fastnst.checkpointing import atomic_torch_save
+from fastnst.atomic import atomic_torch_save
 from fastnst.errors import FastNSTError
 from fastnst.transformer import TransformerNet
 

@@ -10,9 +10,9 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from fastnst.errors import output_exists
+from fastnst.errors import FastNSTError, os_error_reason, output_exists
 
 
 @contextlib.contextmanager
@@ -67,3 +67,24 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, payload, **dump_options) -> Path:
     return write_text(path, json.dumps(payload, **dump_options))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save to `path` so that a crash mid-write leaves any previous file intact (written
+    to a temp file, fsynced, renamed).
+
+    A failed write (full disk, read-only folder) removes the temp file, keeps the previous file
+    and raises FastNSTError naming `path` and the reason."""
+    import torch
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, fsync=True) as f:
+            torch.save(obj, f)
+    except BaseException as e:
+        failed_write = e if isinstance(e, OSError) else e.__cause__ or e.__context__
+        if isinstance(failed_write, OSError):  # torch.save wraps write errors in a RuntimeError
+            raise FastNSTError(f"{path}: cannot write ({os_error_reason(failed_write)})") from None
+        raise
+    return path
