@@ -38,7 +38,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from fastnst.atomic import write_json
+from fastnst.atomic import atomic_path, write_json
 from fastnst.config import resolve_user_path
 from fastnst.errors import FastNSTError, ImageError
 from fastnst.images import center_square, find_images, is_image_file, open_rgb, pil_to_tensor
@@ -152,26 +152,25 @@ class DecodedCache:
             return self.load_meta()["errors"]
         self.dir.mkdir(parents=True, exist_ok=True)
         m, n = self.record, len(self.paths)
-        tmp = self.dir / f".{self.key}.{os.getpid()}.npy"
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, m, m, 3))
         ok = np.ones(n, dtype=bool)
         errors: list[str] = []
+        with atomic_path(self.array_path) as tmp:  # a killed build leaves no half-filled array behind
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, m, m, 3))
 
-        def fill(i: int) -> str | None:
-            try:
-                array[i] = decode_train_record(self.paths[i], self.image_size)
-                return None
-            except ImageError as e:
-                ok[i] = False
-                return str(e)
+            def fill(i: int) -> str | None:
+                try:
+                    array[i] = decode_train_record(self.paths[i], self.image_size)
+                    return None
+                except ImageError as e:
+                    ok[i] = False
+                    return str(e)
 
-        with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-            for message in pool.map(fill, range(n)):
-                if message is not None:
-                    errors.append(message)
-                    warnings.warn(f"skipping unreadable training image: {message}", stacklevel=2)
-        array.flush()
-        os.replace(tmp, self.array_path)
+            with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+                for message in pool.map(fill, range(n)):
+                    if message is not None:
+                        errors.append(message)
+                        warnings.warn(f"skipping unreadable training image: {message}", stacklevel=2)
+            array.flush()
         meta = {"version": self.VERSION, "image_size": self.image_size, "record": m,
                 "paths": self.paths, "ok": ok.tolist(), "errors": errors}
         write_json(self.meta_path, meta)  # last: its presence marks a complete cache
