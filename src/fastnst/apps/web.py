@@ -34,7 +34,7 @@ from fastnst.errors import FastNSTError, ImageError
 from fastnst.images import fit_size, open_rgb, pil_to_tensor, save_image, tensor_to_pil
 
 MODEL_SUFFIXES = (".pt", ".ckpt", ".onnx", ".ts")
-# a run directory: what fastnst.export.load_network accepts as one
+# a run directory: what fastnst.artifacts.load_network accepts as one
 RUN_MARKERS = ("model.pt", "checkpoints/last.ckpt", "checkpoints/best.ckpt")
 BUNDLED_SUFFIX = " (bundled)"
 OUTPUT_SIZES = ("256", "512", "768", "1024", "1536", "2048", "original")
