@@ -318,21 +318,23 @@ def _script_styles(extra: dict) -> list[str] | None:
         return None
 
 
-def _meta_json(net: TransformerNet, meta: dict) -> str:
+def meta_json(net: TransformerNet, meta: dict) -> str:
+    """The config and meta stored inside exported ONNX / TorchScript files (read back by open_network)."""
     return json.dumps({"config": net.config, "meta": meta}, default=str)
 
 
-def _example(height=64, width=64) -> torch.Tensor:
+def example_image(height=64, width=64) -> torch.Tensor:
+    """A fixed (seeded) input for tracing and parity checks."""
     return torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
 
 
-def _example_inputs(net: TransformerNet, height=64, width=64) -> tuple[torch.Tensor, ...]:
+def example_inputs(net: TransformerNet, height=64, width=64) -> tuple[torch.Tensor, ...]:
     """(image,) or, for a multi-style network, (image, style weights): a blend, so every style's
     rows take part."""
     if not net.styles:
-        return (_example(height, width),)
+        return (example_image(height, width),)
     w = torch.arange(1, len(net.styles) + 1, dtype=torch.float32)
-    return _example(height, width), w / w.sum()
+    return example_image(height, width), w / w.sum()
 
 
 class RowSplitConv(nn.Module):
@@ -381,7 +383,7 @@ def onnx_bytes(net: TransformerNet, meta: dict | None = None, opset: int = ONNX_
         multi = bool(net.styles)
         torch.onnx.export(
             net,
-            _example_inputs(net),
+            example_inputs(net),
             buf,
             opset_version=opset,
             input_names=[INPUT_NAME, STYLE_INPUT_NAME] if multi else [INPUT_NAME],
@@ -395,7 +397,7 @@ def onnx_bytes(net: TransformerNet, meta: dict | None = None, opset: int = ONNX_
         return buf.getvalue()
     model = onnx.load_from_string(buf.getvalue())
     entry = model.metadata_props.add()
-    entry.key, entry.value = META_KEY, _meta_json(net, meta or {})
+    entry.key, entry.value = META_KEY, meta_json(net, meta or {})
     model.doc_string = "fastnst transformer: input float32 (B,3,H,W) RGB in [0,1] -> output same shape in [0,1]"
     if net.styles:
         model.doc_string += f"; input {STYLE_INPUT_NAME} float32 ({len(net.styles)},) weights of {', '.join(net.styles)}"

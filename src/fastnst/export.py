@@ -18,9 +18,9 @@ from fastnst.artifacts import (
     META_KEY,
     OnnxRunner,
     ScriptRunner,
-    _example,
-    _example_inputs,
-    _meta_json,
+    example_image,
+    example_inputs,
+    meta_json,
     onnx_bytes,
 )
 from fastnst.atomic import atomic_path
@@ -39,7 +39,7 @@ def torchscript_module(net: TransformerNet) -> torch.jit.ScriptModule:
     net = net.eval().float().cpu()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarning about shape-to-int conversions
-        return torch.jit.trace(net, _example_inputs(net), check_trace=False)
+        return torch.jit.trace(net, example_inputs(net), check_trace=False)
 
 
 def export_model(net: TransformerNet, path: str | os.PathLike, fmt: str, meta: dict | None = None,
@@ -55,7 +55,7 @@ def export_model(net: TransformerNet, path: str | os.PathLike, fmt: str, meta: d
             tmp.write_bytes(onnx_bytes(net, meta))
         else:
             module = torchscript_module(net)
-            torch.jit.save(module, str(tmp), _extra_files={f"{META_KEY}.json": _meta_json(net, meta or {})})
+            torch.jit.save(module, str(tmp), _extra_files={f"{META_KEY}.json": meta_json(net, meta or {})})
         if check:
             check_parity(net, tmp, fmt)
     return path
@@ -67,9 +67,9 @@ def check_parity(net: TransformerNet, path: Path, fmt: str, sizes=((67, 45), (96
     run = _runner(path, fmt)
     n = len(net.styles or [])
     # a multi-style network: one style (one-hot) and a blend
-    mixes = [None] if not n else [torch.eye(n)[n - 1], _example_inputs(net)[1]]
+    mixes = [None] if not n else [torch.eye(n)[n - 1], example_inputs(net)[1]]
     for h, w in sizes:
-        x = _example(h, w)
+        x = example_image(h, w)
         for mix in mixes:
             with torch.no_grad():
                 expected = net(x) if mix is None else net(x, mix)
