@@ -18,7 +18,11 @@ from fastnst.train import train
 from fastnst.transformer import TransformerNet
 from tests.helpers import compose_config, make_image, tiny
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# At most 2 threads (or OMP_NUM_THREADS when set), and the same count for the train.py processes
+# tests launch: results compared bit-for-bit with an in-process run must use the same kernels.
+TEST_THREADS = int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(TEST_THREADS)
+os.environ["OMP_NUM_THREADS"] = str(TEST_THREADS)
 
 
 @pytest.fixture

@@ -51,7 +51,9 @@ class LastCheckpoint(pl.Callback):
             return False
         if trainer.is_global_zero and self.path.exists():
             self._keep_previous()
-        trainer.save_checkpoint(str(self.path))
+        # a full, resumable checkpoint (optimizer and loop state); saying so also silences
+        # Lightning's "weights_only was not set" line after every save
+        trainer.save_checkpoint(str(self.path), weights_only=False)
         self._last_time, self._last_step = time.monotonic(), trainer.global_step
         log.info("checkpoint (%s) step %d: %s", reason, trainer.global_step, self.path)
         return True
