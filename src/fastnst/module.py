@@ -170,18 +170,12 @@ class StyleTransferModule(pl.LightningModule):
         return self._perceptual
 
     def _setup_init(self, init_from, finetune) -> None:
-        if finetune not in multistyle.FINETUNE_MODES:
-            raise FastNSTError(f"finetune={finetune}: use null (the whole network) or style_params")
-        if finetune == "style_params" and (not init_from or not self.style_names):
-            raise FastNSTError("finetune=style_params needs init_from=<run> and style=multi style.names=[...] "
-                               "(the network's styles plus the new ones)")
+        multistyle.check_finetune_mode(finetune, init_from, bool(self.style_names))
         if not init_from:
             return
         new = multistyle.init_network(self.net, init_from)
         if finetune == "style_params":
-            if not new:
-                raise FastNSTError(f"finetune=style_params: init_from={init_from} already holds every style of "
-                                   f"style.names ({', '.join(self.style_names)}); add the new style to style.names")
+            multistyle.require_new_styles(new, init_from, self.style_names)
             self.active_styles = [self.style_names.index(name) for name in new]
             multistyle.freeze_for_style_params(self.net, self.active_styles)
             log.info("finetune=style_params: training the scales and shifts of %s only", ", ".join(new))

@@ -68,23 +68,33 @@ def expand_multi_style(cfg: DictConfig) -> None:
     cfg.style.members = expand_names(cfg.style, cfg.get("paths"))
 
 
+def check_finetune_mode(finetune, init_from, multi: bool) -> None:
+    """finetune= is a known mode, and style_params comes with init_from= and a multi-style config."""
+    if finetune not in FINETUNE_MODES:
+        raise FastNSTError(f"finetune={finetune}: use null (the whole network) or style_params")
+    if finetune == "style_params" and (not init_from or not multi):
+        raise FastNSTError("finetune=style_params needs init_from=<run> and style=multi style.names=[...] "
+                           "(the network's styles plus the new ones)")
+
+
+def require_new_styles(new: Sequence[str], init_from, names: Sequence[str]) -> None:
+    """finetune=style_params trains only new styles: refuse a style list the network already holds."""
+    if not new:
+        raise FastNSTError(f"finetune=style_params: init_from={init_from} already holds every style of "
+                           f"style.names ({', '.join(names)}); add the new style to style.names")
+
+
 def check_init_options(cfg: DictConfig) -> None:
     """init_from= / finetune= of a train config, checked before anything is built."""
     finetune, init_from = cfg.get("finetune"), cfg.get("init_from")
-    if finetune not in FINETUNE_MODES:
-        raise FastNSTError(f"finetune={finetune}: use null (the whole network) or style_params")
-    if finetune == "style_params" and (not init_from or not is_multi(cfg.get("style"))):
-        raise FastNSTError("finetune=style_params needs init_from=<run> and style=multi style.names=[...] "
-                           "(the network's styles plus the new ones)")
+    check_finetune_mode(finetune, init_from, is_multi(cfg.get("style")))
     if init_from:
         from fastnst.artifacts import load_network
 
         old, _ = load_network(init_from)  # a missing or foreign file fails here, in one line
         if finetune == "style_params":
             names = [m["name"] for m in cfg.style.members]
-            if not set(names) - set(old.styles or []):
-                raise FastNSTError(f"finetune=style_params: init_from={init_from} already holds every style of "
-                                   f"style.names ({', '.join(names)}); add the new style to style.names")
+            require_new_styles(sorted(set(names) - set(old.styles or [])), init_from, names)
 
 
 def members_of(style: Mapping | DictConfig) -> list[dict]:
