@@ -108,7 +108,7 @@ def plot_curves(runs: Path, out: Path, tuned_runs=("finetune_udnie",), width: in
     colors = [(40, 90, 200), (40, 160, 80), (150, 60, 170), (230, 140, 20)]
     curves = {"from scratch (whole network)": (scalars(runs / "scratch_udnie", "val/loss"), (200, 60, 40))}
     for run, color in zip(tuned_runs, colors):
-        curves[f"finetune=style_params: {run}"] = (scalars(runs / run, "val/udnie/loss"), color)
+        curves[f"{run} (finetune=style_params)"] = (scalars(runs / run, "val/udnie/loss"), color)
     points = [p for c, _ in curves.values() for p in c]
     x_max = max(s for s, _ in points)
     y_min, y_max = min(v for _, v in points), max(v for _, v in points)
@@ -126,11 +126,18 @@ def plot_curves(runs: Path, out: Path, tuned_runs=("finetune_udnie",), width: in
         draw.text((4, xy(0, v)[1] - 6), f"{v:.0f}", fill="black")
     for step in (0, x_max // 2, x_max):
         draw.text((xy(step, y_min)[0] - 10, height - bottom + 6), f"{step}", fill="black")
-    target = curves["from scratch (whole network)"][0][-1][1]
+    target_step, target = curves["from scratch (whole network)"][0][-1]
     draw.line([xy(0, target), xy(x_max, target)], fill=(160, 160, 160), width=1)
+    draw.text((xy(x_max, target)[0] - 250, xy(0, target)[1] - 14), f"target: from scratch at {target_step} steps",
+              fill=(110, 110, 110))
+    quarter = target_step / 4  # the must-show: reach the target within a quarter of the steps
+    for y in range(top, height - bottom, 8):
+        draw.line([(xy(quarter, 0)[0], y), (xy(quarter, 0)[0], y + 4)], fill=(160, 160, 160))
+    draw.text((xy(quarter, 0)[0] + 4, height - bottom - 16), f"{quarter:.0f} steps", fill=(110, 110, 110))
+    draw.text((left + 90, height - bottom + 6), "training steps (batch 4)", fill="black")
     for i, (label, (curve, color)) in enumerate(curves.items()):
         draw.line([xy(s, v) for s, v in curve], fill=color, width=2)
-        draw.text((left + 10, top + 8 + 14 * i), f"{label}: val loss vs steps", fill=color)
+        draw.text((left + 10, top + 8 + 14 * i), f"{label}: udnie val loss", fill=color)
     out.parent.mkdir(parents=True, exist_ok=True)
     img.save(out)
     return out

@@ -25,3 +25,35 @@ def test_bench_inference_children_run(child, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.split()[-1]) > 0
+
+
+def _write_scalars(run, values: dict[str, list[tuple[int, float]]]):
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run)) as writer:
+        for tag, points in values.items():
+            for step, value in points:
+                writer.add_scalar(tag, value, step - 1)  # logged at global_step = steps done - 1
+
+
+@pytest.mark.parametrize("tuned_best", [90.0, 120.0])
+def test_bench_multistyle_reads_the_curves_and_draws_them(tuned_best, tmp_path, capsys):
+    import bench_multistyle
+    from PIL import Image
+
+    train = [(1, 500.0), (50, 400.0)]
+    for style in bench_multistyle.STYLES:
+        _write_scalars(tmp_path / f"single_{style}", {"val/loss": [(100, 200.0)]})
+    _write_scalars(tmp_path / "multi3", {f"val/{s}/loss": [(300, 210.0)] for s in bench_multistyle.STYLES})
+    _write_scalars(tmp_path / "scratch_udnie", {"val/loss": [(100, 300.0), (200, 100.0)], "train/loss": train})
+    _write_scalars(tmp_path / "finetune_udnie", {"val/udnie/loss": [(25, 150.0), (50, tuned_best)], "train/loss": train})
+    plot = tmp_path / "curves.png"
+    assert bench_multistyle.main(["--runs", str(tmp_path), "--skip", "speed", "parity", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "| starry_night | 200 (100 steps) | 210 (300 steps) | 1.050 |" in out
+    assert "the from-scratch network's val loss after 200 steps = 100" in out
+    if tuned_best <= 100:
+        assert "reached it after 50 steps (0.250 of 200)" in out
+    else:
+        assert "did NOT reach it within 50 steps (best 120)" in out
+    assert Image.open(plot).size == (640, 320)
