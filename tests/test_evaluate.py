@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -77,6 +78,11 @@ def test_eval_json_tensorboard_and_cached_gatys_reference(tiny_run, photo_folder
     assert len({key, evaluate.gatys_cache_key(cfg, paths, 32, 2), evaluate.gatys_cache_key(cfg, paths, 48, 3),
                 evaluate.gatys_cache_key(cfg, paths[:1], 32, 3)}) == 4
     assert len(list((tmp_path / "cache").glob("*.json"))) == 1
+    # ... by content, not by place or time: a copy of the photos elsewhere hits, an edited photo misses
+    copies = [shutil.copy(p, tmp_path / f"copy_{p.name}") for p in paths]
+    assert evaluate.gatys_cache_key(cfg, [Path(c) for c in copies], 32, 3) == key
+    Path(copies[0]).write_bytes(Path(copies[0]).read_bytes() + b"\0")
+    assert evaluate.gatys_cache_key(cfg, [Path(c) for c in copies], 32, 3) != key
 
 
 def test_run_labels_fall_back_to_channels_outside_the_run_layout(tmp_path):

@@ -142,9 +142,14 @@ def _mean(rows: list[dict], key: str) -> float:
 # ----------------------------------------------------------------------------- Gatys reference
 
 
-def _file_stamp(path: Path) -> list:
-    stat = path.stat()
-    return [str(path), stat.st_size, stat.st_mtime_ns]
+def _file_stamp(path: Path) -> str:
+    """A file's content digest: a data set copied again or moved (new paths, names or mtimes, as
+    a re-provisioned shared folder has) still hits the cache; an edited photo does not."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
 
 
 def gatys_cache_key(cfg: DictConfig, photo_paths: list[Path], size: int, iterations: int) -> str:
