@@ -131,9 +131,10 @@ def plot_curves(runs: Path, out: Path, tuned_runs=("finetune_udnie",), width: in
     draw.text((xy(x_max, target)[0] - 250, xy(0, target)[1] - 14), f"target: from scratch at {target_step} steps",
               fill=(110, 110, 110))
     quarter = target_step / 4  # the must-show: reach the target within a quarter of the steps
-    for y in range(top, height - bottom, 8):
-        draw.line([(xy(quarter, 0)[0], y), (xy(quarter, 0)[0], y + 4)], fill=(160, 160, 160))
-    draw.text((xy(quarter, 0)[0] + 4, height - bottom - 16), f"{quarter:.0f} steps", fill=(110, 110, 110))
+    quarter_x = xy(quarter, target)[0]
+    for y in range(top, height - bottom, 8):  # dashed
+        draw.line([(quarter_x, y), (quarter_x, y + 4)], fill=(160, 160, 160))
+    draw.text((quarter_x + 4, height - bottom - 16), f"{quarter:.0f} steps", fill=(110, 110, 110))
     draw.text((left + 90, height - bottom + 6), "training steps (batch 4)", fill="black")
     for i, (label, (curve, color)) in enumerate(curves.items()):
         draw.line([xy(s, v) for s, v in curve], fill=color, width=2)

@@ -310,7 +310,6 @@ def _need_cpu_fp32(path: Path, device: torch.device, dtype: torch.dtype, backend
 
 
 def _onnx_meta(path: Path) -> dict:
-
     try:
         props = {p.key: p.value for p in _parsed_onnx(path).metadata_props}
         saved = json.loads(props.get("fastnst", "{}"))

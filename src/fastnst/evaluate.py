@@ -142,7 +142,7 @@ def _mean(rows: list[dict], key: str) -> float:
 # ----------------------------------------------------------------------------- Gatys reference
 
 
-def _file_stamp(path: Path) -> str:
+def _file_digest(path: Path) -> str:
     """A file's content digest: a data set copied again or moved (new paths, names or mtimes, as
     a re-provisioned shared folder has) still hits the cache; an edited photo does not."""
     digest = hashlib.sha256()
@@ -159,10 +159,10 @@ def gatys_cache_key(cfg: DictConfig, photo_paths: list[Path], size: int, iterati
     material = {
         "version": EVAL_VERSION,
         "style": OmegaConf.to_container(cfg.style, resolve=True),
-        "style_files": [_file_stamp(p) for p in style_paths],
+        "style_files": [_file_digest(p) for p in style_paths],
         "loss": OmegaConf.to_container(cfg.loss, resolve=True),
         "vgg": str(cfg.vgg.weights),
-        "photos": [_file_stamp(p) for p in photo_paths],
+        "photos": [_file_digest(p) for p in photo_paths],
         "size": int(size),
         "iterations": int(iterations),
     }
