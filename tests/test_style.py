@@ -206,9 +206,15 @@ def test_wheel_ships_the_bundled_paintings(tmp_path):
     import sys
     import zipfile
 
-    repo = CONFIG_DIR.parent
+    from fastnst.config import REPO_ROOT
+
+    skip = {".git", ".venv", ".gpu_bundle", "outputs", "data", "build"}  # at the top only: not conf/data
+
+    def ignore(folder, names):
+        return [n for n in names if n in skip] if Path(folder) == REPO_ROOT else []
+
     src = tmp_path / "src_copy"  # a copy: the build leaves build/ and *.egg-info behind
-    shutil.copytree(repo, src, ignore=shutil.ignore_patterns(".git", ".venv", ".gpu_bundle", "outputs", "data"))
+    shutil.copytree(REPO_ROOT, src, ignore=ignore, symlinks=True)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(src)], check=True, timeout=600)
     (wheel,) = (tmp_path / "dist").glob("fastnst-*.whl")
@@ -216,3 +222,6 @@ def test_wheel_ships_the_bundled_paintings(tmp_path):
     for name in PUBLIC_DOMAIN:
         assert f"fastnst/paintings/{name}.jpg" in names
     assert "fastnst/paintings/README.md" in names
+    # and the Hydra configs the fastnst-* commands compose
+    for path in CONFIG_DIR.rglob("*.yaml"):
+        assert f"fastnst/conf/{path.relative_to(CONFIG_DIR).as_posix()}" in names

@@ -9,10 +9,20 @@ from omegaconf import OmegaConf
 from fastnst.bundled import painting_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO_ROOT / "conf"
+# the configs ship inside the package (a wheel has no repo root); the repo's conf/ links here
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+# src/fastnst in a source checkout (python train.py, an editable install), not site-packages
+IN_CHECKOUT = Path(__file__).resolve().parent.parent.name == "src" and (REPO_ROOT / "pyproject.toml").is_file()
+
+
+def default_root() -> Path:
+    """Where data/ and outputs/ are by default (paths.root_dir): the repo in a source checkout,
+    else the current folder, so an installed `fastnst-train` writes under where it is run."""
+    return REPO_ROOT if IN_CHECKOUT else Path.cwd()
+
 
 if not OmegaConf.has_resolver("fastnst_root"):
-    OmegaConf.register_new_resolver("fastnst_root", lambda: str(REPO_ROOT))
+    OmegaConf.register_new_resolver("fastnst_root", lambda: str(default_root()))
 if not OmegaConf.has_resolver("first_set"):
     # ${first_set:${a},${b}}: the first argument that is not null (e.g. resume dir, else a new one)
     OmegaConf.register_new_resolver("first_set", lambda *args: next((a for a in args if a is not None), None))
@@ -24,8 +34,14 @@ if not OmegaConf.has_resolver("fastnst_painting"):
 
 
 def group_options(*groups: str) -> str:
-    """`group: option, option` lines for the config groups an entry point uses (its --help)."""
-    return "\n".join(f"{g}: {', '.join(sorted(p.stem for p in (CONFIG_DIR / g).glob('*.yaml')))}" for g in groups)
+    """`  group: option, option` lines for the config groups an entry point uses (its --help);
+    `style-multi` lists the group style without its option multi (gatys.py has no use for it)."""
+    lines = []
+    for spec in groups:
+        group, *skip = spec.split("-")
+        options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if p.stem not in skip)
+        lines.append(f"  {group}: {', '.join(options)}")
+    return "\n".join(lines)
 
 
 if not OmegaConf.has_resolver("fastnst_groups"):
