@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint format gatys train stylize app bench clean
+.PHONY: help install test test-fast test-quickstart docs lint format gatys train stylize app bench clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,10 +16,16 @@ install: ## create .venv and install fastnst (editable) with the dev, onnx and a
 	$(BIN)/python -m pip install -q -e '.[dev,onnx,app]'
 
 test: ## run the test suite (fails if no test ran)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -m "not quickstart" $(ARGS)
 
 test-fast: ## unit tests only (skip slow integration tests)
-	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -q -m "not slow and not quickstart" $(ARGS)
+
+test-quickstart: ## run the README quick start as written, in a copy of the repo (~10 min: it trains)
+	$(BIN)/python -m pytest -q -m quickstart tests/test_quickstart.py $(ARGS)
+
+docs: ## build the documentation site into site/ (mkdocs --strict: broken links fail)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
 lint: ## ruff check
 	$(BIN)/ruff check src tests scripts *.py
@@ -47,4 +53,4 @@ bench: ## run the benchmarks (slow)
 	$(BIN)/python scripts/bench_inference.py
 
 clean: ## remove caches (keeps .venv and outputs)
-	rm -rf .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf .pytest_cache .ruff_cache src/*.egg-info build dist
