@@ -1,4 +1,4 @@
-"""`python app.py [models=runs/] [port=7860]`: the local web app (see README "Web app").
+"""`python app.py [models=outputs/] [port=7860]`: the local web app (see docs/webapp.md).
 The logic lives in fastnst.apps.web; this is the Hydra shim."""
 
 from fastnst.cli import app_main

@@ -1,4 +1,4 @@
-"""The README's picture of the web app: a bundled network on a photo, in headless chromium.
+"""The docs' picture of the web app (docs/webapp.md, README): a bundled network on a photo, in headless chromium.
 
     python scripts/app_screenshot.py [--style the_scream] [--photo chicago.jpg] [--output docs/images/app.png]
 
@@ -8,7 +8,6 @@ a screenshot of the page. Needs chromium + chromium-driver (apt) and selenium + 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -21,17 +20,17 @@ from bench_app import default_photo, select_style  # noqa: E402
 
 from app_helpers import chromium, start_app, stop_app, upload, wait_for  # noqa: E402
 from fastnst.apps.web import BUNDLED_SUFFIX  # noqa: E402
+from fastnst.preflight import ArgumentParser, check_new_output  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--style", default="the_scream", help="a bundled style (stylize.py styles=list)")
     parser.add_argument("--photo", type=Path, default=None, help="default: $FASTNST_DATA/content/chicago.jpg")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "images" / "app.png")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     args = parser.parse_args()
-    if args.output.exists() and not args.overwrite:
-        sys.exit(f"{args.output}: already exists; pass --overwrite to replace it")
+    parser.check(check_new_output, args.output, args.overwrite, option="--overwrite")
 
     photo = args.photo or default_photo(Path(tempfile.mkdtemp(prefix="fastnst-screenshot-")))
     proc, url = start_app("device=cpu", timeout=900)

@@ -1,4 +1,4 @@
-"""The web app's speed, measured in a real headless chromium (README "Web app").
+"""The web app's speed, measured in a real headless chromium (docs/benchmarks.md "Web app").
 
     python scripts/bench_app.py [--webcam-model johnson_fast] [--photo-model johnson] [--seconds 10]
 
@@ -12,7 +12,6 @@ Needs chromium + chromium-driver (apt) and selenium + gradio (make install).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -128,7 +127,9 @@ def webcam_fps(driver, seconds: float, warmup: float = 3.0) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from fastnst.preflight import ArgumentParser
+
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--webcam-model", default="johnson_fast", help="conf/model preset for the webcam tab")
     parser.add_argument("--photo-model", default="johnson", help="conf/model preset for the 512 px photo request")
     parser.add_argument("--photo", type=Path, default=None, help="default: $FASTNST_DATA/content/chicago.jpg")

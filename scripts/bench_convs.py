@@ -14,10 +14,14 @@ import functools
 import statistics
 import time
 
-import torch
-import torch.nn.functional as F
+from fastnst.accel.cpu_tuning import passive_openmp_waits
 
-from fastnst.accel import fastconv
+passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from fastnst.accel import fastconv  # noqa: E402
 
 # (what, batch, in, out, kernel, padding, map size)
 SHAPES = [
@@ -46,7 +50,9 @@ def median_ms(fn, repeats):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from fastnst.preflight import ArgumentParser
+
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, NNPACK {fastconv.nnpack_ready()}")

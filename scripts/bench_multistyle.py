@@ -1,9 +1,9 @@
-"""The measurements of multi-style networks (README "Multi-style networks"), as markdown tables.
+"""The measurements of multi-style networks (docs/benchmarks.md "Multi-style networks"), as markdown tables.
 
-    python scripts/bench_multistyle.py --runs /work/runs/t15/bench [--rounds 15]
+    python scripts/bench_multistyle.py --runs outputs/bench [--rounds 15]
 
 Reads the trained runs under --runs (made with conf/experiment/multistyle_bench.yaml, commands
-in the README): single_<style> (one single-style network per style, S steps each), multi3 (the
+in docs/benchmarks.md): single_<style> (one single-style network per style, S steps each), multi3 (the
 3-style network, 3 S steps: as many photos per style), scratch_udnie (a single-style network
 trained from scratch, 2,000 steps) and finetune_udnie (multi3 plus udnie, finetune=style_params).
 Prints:
@@ -25,11 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from fastnst.accel.cpu_tuning import passive_openmp_waits
 
-from fastnst.artifacts import load_network
-from fastnst.export import export_model
-from fastnst.stylize import Stylizer
+passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+
+import torch  # noqa: E402
+
+from fastnst.artifacts import load_network  # noqa: E402
+from fastnst.export import export_model  # noqa: E402
+from fastnst.preflight import ArgumentParser, ensure_writable  # noqa: E402
+from fastnst.stylize import Stylizer  # noqa: E402
 
 STYLES = ("starry_night", "the_scream", "wave")
 
@@ -164,7 +169,7 @@ def parity(runs: Path) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "speed", "finetune", "parity"])
@@ -172,6 +177,8 @@ def main(argv=None) -> int:
     parser.add_argument("--finetune-runs", nargs="+", default=["finetune_udnie"],
                         help="the fine-tune run(s) under --runs to compare with scratch_udnie (the first one is the table's)")
     args = parser.parse_args(argv)
+    if args.plot is not None:
+        parser.check(ensure_writable, args.plot, "--plot")
     if args.plot is not None:
         print(f"wrote {plot_curves(args.runs, args.plot, args.finetune_runs)}\n")
     sections = {"quality": ("1. Quality per style", quality), "speed": ("2. Speed", None),

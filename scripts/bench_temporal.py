@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""The must-show table of README "Stable video": flicker (temporal warping error), frame losses
+"""The table of docs/benchmarks.md "Stable video": flicker (temporal warping error), frame losses
 and per-frame time of a network trained without and with loss.temporal_weight, and of the plain
 network with temporal=flow smoothing, on real clips at 512 px.
 
     python scripts/bench_temporal.py --plain <run dir> --stable <run dir> \\
-        --clip fox=data/video/fox.mp4 --clip hoover_pan=pan.mp4 --frames 60 --size 512 \\
+        --clip fox=$FASTNST_DATA/video/fox.mp4 --clip hoover_pan=pan.mp4 --frames 60 --size 512 \\
         [--strength 0.5] [--picture docs/images/stable_video.jpg]
 
 Each clip's first --frames frames are resized so the longer side is --size, stylized in memory
@@ -16,24 +16,28 @@ temporal=flow). Ratios are to the plain network on the same clip, measured in th
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from fastnst.accel.cpu_tuning import passive_openmp_waits
 
-from fastnst.config import resolve_user_path
-from fastnst.evaluate import load_run_config
-from fastnst.flow import FlowEstimator, TemporalSmoother, to_gray, warp_by_flow, warping_error
-from fastnst.images import fit_size, tensor_to_pil
-from fastnst.stylize import Stylizer
-from fastnst.video import read_frames
-from fastnst.video_metrics import _frame_losses
+passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from fastnst.config import resolve_user_path  # noqa: E402
+from fastnst.evaluate import load_run_config  # noqa: E402
+from fastnst.flow import FlowEstimator, TemporalSmoother, to_gray, warp_by_flow, warping_error  # noqa: E402
+from fastnst.images import fit_size, tensor_to_pil  # noqa: E402
+from fastnst.preflight import ArgumentParser, ensure_writable  # noqa: E402
+from fastnst.stylize import Stylizer  # noqa: E402
+from fastnst.video import read_frames  # noqa: E402
+from fastnst.video_metrics import _frame_losses  # noqa: E402
 
 
 def run_and_model(path: str):
@@ -101,7 +105,7 @@ def picture(clip, plain, stable, path, t: int, cell: int = 256, label: int | Non
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plain", required=True, help="run dir (or a checkpoint in one) trained without the term")
     parser.add_argument("--stable", action="append", required=True,
                         help="the same, trained with it (same recipe, steps, seed); repeat to compare weights")
@@ -113,6 +117,9 @@ def main(argv=None) -> int:
     parser.add_argument("--picture", default=None, help="write the plain-vs-stable picture of the first clip here")
     parser.add_argument("--cache", default=None, help="keep each row's result here (JSON) and reuse it")
     args = parser.parse_args(argv)
+    for option, path in (("--picture", args.picture), ("--cache", args.cache)):
+        if path:
+            parser.check(ensure_writable, resolve_user_path(path), option)
     torch.manual_seed(0)
     cfg = load_run_config(run_and_model(args.plain)[0])
     models = {"plain": run_and_model(args.plain)[1]}

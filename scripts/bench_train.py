@@ -15,6 +15,11 @@ may be shared: the median of both halves is used).
 
     python scripts/bench_train.py --device cuda --batch 16 --compare-precision 2500
         # also trains bf16 and fp32 for 2500 steps each and prints both validation losses
+
+    python scripts/bench_train.py --bf16 --model johnson_half --size 128 --batch 4 --data imagenet_mini
+        # the CPU, its bf16 flags and what trainer=cpu chooses; the fastnst step in fp32 and under
+        # bf16-mixed (interleaved halves); then both trained for --compare-precision steps (default
+        # 400) and their validation losses. Briefly: --steps 4 --compare-precision 20
 """
 
 from __future__ import annotations
@@ -30,7 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from fastnst.accel.cpu_tuning import passive_openmp_waits
+
+passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -192,8 +201,52 @@ def compare_precision(model, batch, size, steps, device, data, extra):
     return out
 
 
+def bf16_vs_fp32(args, device, extra) -> None:
+    """The fastnst step in fp32 and bf16-mixed on this CPU (median over interleaved halves), then
+    the validation loss of each after the same --compare-precision steps."""
+    from omegaconf import OmegaConf
+
+    from fastnst.train import resolve_precision
+
+    batch = args.batch[0]
+    chosen, why = resolve_precision(OmegaConf.create({"accelerator": device.type, "precision": "auto"}))
+    times: dict[str, list[float]] = {"32-true": [], "bf16-mixed": []}
+    half = max(1, (args.steps + 1) // 2)
+    for _ in range(2):  # fp32, bf16, fp32, bf16: a shared machine's drift hits both alike
+        for precision in times:
+            times[precision] += bench_fastnst(args.model, batch, args.size, half, args.warmup, device, args.data,
+                                              [*extra, f"trainer.precision={precision}"])
+    fp32 = statistics.median(times["32-true"])
+    print(f"\nbf16 vs fp32 training step on {device_name(device)}, model={args.model}, {args.size} px, batch {batch}")
+    print(f"trainer=cpu (precision auto) chooses: {why}")
+    print("| precision | ms/step | images/s | speed vs fp32 |")
+    print("|---|---:|---:|---:|")
+    for precision, ts in times.items():
+        t = statistics.median(ts)
+        print(f"| {precision} | {1000 * t:.0f} | {batch / t:.2f} | {fp32 / t:.2f}x |")
+    steps = args.compare_precision or 400
+    if args.data == "synthetic":
+        print(f"\n(validation losses need real photos: add --data imagenet_mini for the {steps}-step comparison)")
+        return
+    res = compare_precision(args.model, batch, args.size, steps, device, args.data, extra)
+    print_precision_losses(res, steps, batch)
+
+
+def print_precision_losses(res: dict, steps: int, batch: int) -> None:
+    bf16, fp32 = res["bf16-mixed"]["val_loss"], res["32-true"]["val_loss"]
+    print(f"\nValidation loss after {steps} steps x batch {batch} ({steps * batch} images):")
+    print("| precision | val/loss | wall time |")
+    print("|---|---:|---:|")
+    for name, r in res.items():
+        print(f"| {name} | {r['val_loss']:.4g} | {r['wall_s'] / 60:.1f} min |")
+    if bf16 and fp32:
+        print(f"bf16 vs fp32: {100 * (bf16 - fp32) / fp32:+.2f}% (target: within 3%)")
+
+
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from fastnst.preflight import ArgumentParser
+
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, nargs="+", default=[4, 16])
     p.add_argument("--size", type=int, default=256)
@@ -206,6 +259,8 @@ def main():
     p.add_argument("--cache-dir", default=None, help="decoded-cache folder (default: a temp folder)")
     p.add_argument("--compare-precision", type=int, default=0, metavar="STEPS",
                    help="also train bf16-mixed and 32-true for STEPS steps and compare validation losses")
+    p.add_argument("--bf16", action="store_true", help="fp32 vs bf16-mixed: step time, then validation losses "
+                   "after --compare-precision steps (default 400)")
     p.add_argument("--json", action="store_true", help="print one JSON line (first batch size) and nothing else")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the fastnst run (e.g. trainer.precision=bf16-mixed)")
     args = p.parse_args()
@@ -220,6 +275,9 @@ def main():
     cache_dir = Path(args.cache_dir or tempfile.mkdtemp(prefix="fastnst-cache-")).resolve()
     extra = ([] if args.no_fast else fast_overrides(device, args.compile, cache_dir)) + list(args.overrides)
 
+    if args.bf16:
+        bf16_vs_fp32(args, device, extra)
+        return
     rows = []
     for batch in args.batch:
         half = max(1, (args.steps + 1) // 2)
@@ -251,21 +309,15 @@ def main():
     if args.compare_precision:
         res = compare_precision(args.model, args.batch[-1], args.size, args.compare_precision, device,
                                 args.data, extra)
-        bf16, fp32 = res["bf16-mixed"]["val_loss"], res["32-true"]["val_loss"]
-        images = args.compare_precision * args.batch[-1]
-        print(f"\nValidation loss after {args.compare_precision} steps x batch {args.batch[-1]} ({images} images):")
-        print("| precision | val/loss | wall time |")
-        print("|---|---:|---:|")
-        for name, r in res.items():
-            print(f"| {name} | {r['val_loss']:.4g} | {r['wall_s'] / 60:.1f} min |")
-        if bf16 and fp32:
-            print(f"bf16 vs fp32: {100 * (bf16 - fp32) / fp32:+.2f}% (target: within 2%)")
+        print_precision_losses(res, args.compare_precision, args.batch[-1])
 
 
 def device_name(device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({os.cpu_count()} cores)"
+    from fastnst.accel.autotune import describe_cpu
+
+    return f"{describe_cpu()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 if __name__ == "__main__":

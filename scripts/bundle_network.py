@@ -1,9 +1,9 @@
 """Measure a trained run and ship it as a bundled network (src/fastnst/zoo/<style>.pt).
 
     python scripts/bundle_network.py <run dir> [--style NAME] [--status "CPU, 1 h"] [--overwrite]
-    python scripts/bundle_network.py --table          # the README table of every bundled network
+    python scripts/bundle_network.py --table          # the table of every bundled network (docs/inference.md)
 
-Quality, stored in the file's meta and printed as a README table row:
+Quality, stored in the file's meta and printed as a table row of docs/inference.md:
 - evaluate.py's metrics on 8 ImageNet-mini val photos at 256 px against Gatys with 100 L-BFGS
   iterations under the run's own loss (`total_vs_gatys`, `edge_ssim`);
 - the seed's loss (conf/loss/seed.yaml: content block5_conv2, style block1..5_conv1) on Chicago at
@@ -15,23 +15,27 @@ The weights are stored in fp16 (half the size; the loader casts them back to fp3
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-import torch
-from omegaconf import OmegaConf
-from PIL import Image, ImageDraw
+from fastnst.accel.cpu_tuning import passive_openmp_waits
 
-import fastnst.config  # noqa: F401  (registers the config resolvers)
-from fastnst.artifacts import load_network, save_exported
-from fastnst.config import CONFIG_DIR, REPO_ROOT
-from fastnst.errors import one_line_errors, output_exists
-from fastnst.evaluate import evaluate_run, load_run_config
-from fastnst.images import load_image, resize_tensor, tensor_to_pil
-from fastnst.style import build_loss, style_image_paths
-from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta
+passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+import fastnst.config  # noqa: E402, F401  (registers the config resolvers)
+from fastnst.artifacts import load_network, save_exported  # noqa: E402
+from fastnst.config import CONFIG_DIR, REPO_ROOT  # noqa: E402
+from fastnst.errors import one_line_errors, output_exists  # noqa: E402
+from fastnst.evaluate import evaluate_run, load_run_config  # noqa: E402
+from fastnst.images import load_image, resize_tensor, tensor_to_pil  # noqa: E402
+from fastnst.preflight import ArgumentParser  # noqa: E402
+from fastnst.style import build_loss, style_image_paths  # noqa: E402
+from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta  # noqa: E402
 
 GATYS_ITERATIONS = 100
 REFERENCE_NAMES = {"the_scream": "scream"}  # the published files' names for our presets
@@ -171,13 +175,13 @@ TABLE_HEAD = ("| style | steps | wall h | photos | total / Gatys-100 | edge SSIM
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", help="the run directory to bundle")
     parser.add_argument("--style", help="bundled name (default: the run's style)")
     parser.add_argument("--status", default="", help="a label shown in `styles=list`, e.g. 'CPU-trained'")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--num-photos", type=int, default=8, help="evaluation photos (ImageNet-mini val)")
-    parser.add_argument("--table", action="store_true", help="print the README table of the bundled networks")
+    parser.add_argument("--table", action="store_true", help="print the table of the bundled networks (docs/inference.md)")
     args = parser.parse_args(argv)
     if not args.table:
         if not args.run:

@@ -30,6 +30,8 @@ from fastnst.evaluate import (
     run_labels,
 )
 from fastnst.images import load_image, save_image, tensor_to_pil
+from fastnst.preflight import ArgumentParser, ensure_writable
+from fastnst.progress import add_progress_argument, bar
 from fastnst.style import style_image_paths
 from fastnst.stylize import Stylizer
 from fastnst.video_metrics import stylized_warping_error
@@ -41,6 +43,8 @@ LINE = 14
 COLUMNS = (
     ("content", "content", "{:.4g}"),
     ("style", "style", "{:.4g}"),
+    ("style SWD", "style_swd", "{:.3f}"),
+    ("Gatys style SWD", "gatys/style_swd", "{:.3f}"),
     ("total", "total", "{:.4g}"),
     ("Gatys total", "gatys/total", "{:.4g}"),
     ("total / Gatys", "total_vs_gatys", "{:.2f}"),
@@ -132,7 +136,7 @@ def markdown_table(evaluations: list[dict]) -> str:
         "",
         f"{len(settings['photos'])} photos at {settings['size']} px; Gatys reference: "
         f"{settings['gatys_iterations']} L-BFGS iterations from the photo under each run's own loss; "
-        "lower losses are better, edge SSIM (content fidelity, -1..1): higher = more of the photo's edges kept; ms / image depends on the load of the machine.",
+        "lower losses are better, style SWD (distance of the VGG feature distributions to the painting's, fastnst.judge): lower = closer, edge SSIM (content fidelity, -1..1): higher = more of the photo's edges kept; ms / image depends on the load of the machine.",
     ]
     video = evaluations[0].get("video")
     if video:
@@ -150,10 +154,12 @@ def _same_settings(ev: dict, photos: list[Path], size: int, gatys_iterations: in
 def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: int = 256, cell: int = 192,
                  gatys_iterations: int = 50, cache_dir=None, backend: str = "auto", device: str = "auto",
                  overwrite: bool = False, trust_model_file: bool = False, video=None, video_frames: int = 30,
-                 video_size: int = 256) -> dict:
-    """Evaluate what needs it, then write <out>/grid.png, metrics.md and metrics.json."""
+                 video_size: int = 256, progress: bool | str | None = False) -> dict:
+    """Evaluate what needs it, then write <out>/grid.png, metrics.md and metrics.json.
+    progress: bars on stderr (true, false, or None/"auto": only on a terminal)."""
     if not run_dirs:
         raise FastNSTError("give at least one run directory")
+    ensure_writable(resolve_user_path(out), "--out", folder=True)
     run_dirs = [resolve_user_path(r) for r in run_dirs]
     configs = [load_run_config(r) for r in run_dirs]  # a bad run fails before any work
     out = resolve_user_path(out)
@@ -174,7 +180,7 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
             print(f"evaluating {run} ...", file=sys.stderr)
             ev = evaluate_run(run, photos=photo_paths, num_photos=None, size=size, gatys_iterations=gatys_iterations,
                               cache_dir=cache_dir, backend=backend, device=device, overwrite=True,
-                              trust_model_file=trust_model_file)
+                              trust_model_file=trust_model_file, progress=progress)
         evaluations.append(ev)
 
     images = [load_photo(p, size) for p in photo_paths]
@@ -188,7 +194,7 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
                 styles_seen[key] = None
                 lines = ["style", key[0]] + ([f"{len(paths)} images"] if len(paths) > 1 else [])
                 columns.append((lines, [style_cell(paths, cell)] * len(images)))
-    for run, cfg in zip(run_dirs, configs):
+    for run, cfg in bar(list(zip(run_dirs, configs)), progress=progress, desc="grid", unit="run"):
         labels = run_labels(run, cfg)
         stylizer = Stylizer.load(run, device=device, backend=backend, trust_model_file=trust_model_file)
         # a multi-style network: one column per style
@@ -216,7 +222,7 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories (with config.yaml and model.pt)")
     parser.add_argument("--out", required=True, help="report folder (grid.png, metrics.md, metrics.json)")
     parser.add_argument("--photos", nargs="*", default=None,
@@ -235,12 +241,13 @@ def main(argv=None) -> int:
                         help="a video clip: adds each run's temporal warping error on it (flicker)")
     parser.add_argument("--video-frames", type=int, default=30, help="first N frames of --video (default 30)")
     parser.add_argument("--video-size", type=int, default=256, help="--video's longer side in px (default 256)")
+    add_progress_argument(parser)
     args = parser.parse_args(argv)
     result = compare_runs(args.runs, args.out, photos=args.photos or None, num_photos=args.num_photos,
                           size=args.size, cell=args.cell, gatys_iterations=args.gatys_iterations,
                           cache_dir=args.cache_dir, backend=args.backend, device=args.device,
                           overwrite=args.overwrite, trust_model_file=args.trust_model_file, video=args.video,
-                          video_frames=args.video_frames, video_size=args.video_size)
+                          video_frames=args.video_frames, video_size=args.video_size, progress=args.progress)
     print(Path(result["table"]).read_text())
     print(f"wrote {result['grid']}, {result['table']} and {result['json']}")
     return 0

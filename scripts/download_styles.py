@@ -141,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # (argparse's `choices` rejects an empty nargs="*" list, so checked here)
         parser.error(f"unknown style {unknown[0]!r}; known: {', '.join([*PUBLIC_DOMAIN, *NOT_PUBLIC_DOMAIN])}")
     names = list(dict.fromkeys(args.names)) or list(PUBLIC_DOMAIN)
+    from fastnst.errors import FastNSTError, print_error
+    from fastnst.preflight import ensure_writable
+
+    try:
+        ensure_writable(out, "--out", folder=True)  # before any download
+    except FastNSTError as e:
+        print_error(e)
+        return 2
 
     missing = 0
     for name in names:

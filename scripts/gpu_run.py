@@ -30,6 +30,8 @@ import tarfile
 import time
 from pathlib import Path
 
+import fastnst  # noqa: F401  (sets passive OpenMP waits before torch loads)
+
 REPO = Path(__file__).resolve().parents[1]
 STYLES = ("starry_night", "the_scream", "wave", "composition_vii", "udnie", "shipwreck_of_the_minotaur")
 MAX_FILE = 16 * 2**20
@@ -38,7 +40,9 @@ JOHNSON_IMAGES = 160_000  # 40k steps x 4 images
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from fastnst.preflight import ArgumentParser, ensure_writable
+
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--work", type=Path, required=True, help="scratch folder (runs, decoded cache)")
     p.add_argument("--budget", type=float, default=540,
@@ -48,7 +52,10 @@ def parse_args(argv=None):
     p.add_argument("--skip-checks", action="store_true", help="only (c): train the styles")
     p.add_argument("--batch", type=int, default=16, help="style training batch (lr scaled by sqrt(batch/4))")
     p.add_argument("--min-style-s", type=float, default=None, help="least seconds per trained style")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for option, folder in (("--out", args.out), ("--work", args.work)):
+        p.check(ensure_writable, folder, option, folder=True)
+    return args
 
 
 class Clock:

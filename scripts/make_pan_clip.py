@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make a test video from one real photo: a slow simulated camera pan and zoom, with slight
-sensor noise (the second clip of README "Stable video", built offline from a photo we have).
+sensor noise (the second clip of docs/benchmarks.md "Stable video", built offline from a photo we have).
 
     python scripts/make_pan_clip.py data/content/hoovertowernight.jpg --out pan.mp4 --frames 90 --size 512
 
@@ -11,15 +11,20 @@ Gaussian noise of std `--noise` (on 0..255) is added to every frame. H.264 at --
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-import torch
-import torch.nn.functional as F
+from fastnst.accel.cpu_tuning import passive_openmp_waits
 
-from fastnst.errors import one_line_errors
-from fastnst.images import load_image
-from fastnst.video import write_video
+passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from fastnst.errors import one_line_errors  # noqa: E402
+from fastnst.images import load_image  # noqa: E402
+from fastnst.preflight import ArgumentParser, check_new_output  # noqa: E402
+from fastnst.progress import add_progress_argument, bar  # noqa: E402
+from fastnst.video import write_video  # noqa: E402
 
 
 def pan_frames(photo: torch.Tensor, frames: int, size: int, zoom_start: float, zoom_end: float,
@@ -42,7 +47,7 @@ def pan_frames(photo: torch.Tensor, frames: int, size: int, zoom_start: float, z
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photo")
     parser.add_argument("--out", required=True)
     parser.add_argument("--frames", type=int, default=90)
@@ -52,9 +57,12 @@ def main(argv=None) -> int:
     parser.add_argument("--zoom-end", type=float, default=0.8)
     parser.add_argument("--noise", type=float, default=2.0, help="noise std on 0..255")
     parser.add_argument("--overwrite", action="store_true")
+    add_progress_argument(parser)
     args = parser.parse_args(argv)
+    check_new_output(args.out, args.overwrite, option="--overwrite")
     photo = load_image(args.photo)
     frames = pan_frames(photo, args.frames, args.size, args.zoom_start, args.zoom_end, args.noise)
+    frames = bar(frames, total=args.frames, progress=args.progress, desc="pan clip", unit="frame")
     count = write_video(frames, args.out, rate=args.fps, overwrite=args.overwrite)
     print(f"wrote {args.out} ({count} frames)")
     return 0

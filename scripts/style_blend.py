@@ -21,12 +21,18 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-import torch
-from PIL import Image
+from fastnst.accel.cpu_tuning import passive_openmp_waits
 
-from fastnst.errors import FastNSTError, one_line_errors
-from fastnst.images import load_image, save_image, tensor_to_pil
-from fastnst.stylize import Stylizer
+passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from fastnst.errors import FastNSTError, one_line_errors  # noqa: E402
+from fastnst.images import load_image, save_image, tensor_to_pil  # noqa: E402
+from fastnst.preflight import ArgumentParser, check_new_output  # noqa: E402
+from fastnst.progress import add_progress_argument, bar  # noqa: E402
+from fastnst.stylize import Stylizer  # noqa: E402
 
 PAD = 4
 
@@ -48,8 +54,9 @@ def blend_strip(stylizer: Stylizer, photo: torch.Tensor, a: str, b: str, steps: 
 
 
 def morph_video(stylizer: Stylizer, photo: torch.Tensor, styles: list[str], out: Path, seconds: float,
-                fps: int, overwrite: bool = False) -> int:
-    """The photo morphing through `styles` (a smoothstep ease per transition); returns frames written."""
+                fps: int, overwrite: bool = False, progress: bool | None = None) -> int:
+    """The photo morphing through `styles` (a smoothstep ease per transition); returns frames written.
+    progress: a bar on stderr (None: only on a terminal)."""
     import av
 
     from fastnst.errors import OutputExistsError
@@ -64,7 +71,8 @@ def morph_video(stylizer: Stylizer, photo: torch.Tensor, styles: list[str], out:
     tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
     count = 0
     try:
-        with av.open(str(tmp), "w") as container:
+        with av.open(str(tmp), "w") as container, bar(total=per * (len(styles) - 1) + 1, unit="frame",
+                                                      desc="morph", progress=progress) as frames:
             h, w = photo.shape[-2:]
             stream = container.add_stream("libx264", rate=Fraction(fps))
             stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
@@ -76,10 +84,12 @@ def morph_video(stylizer: Stylizer, photo: torch.Tensor, styles: list[str], out:
                     frame.pts = count
                     container.mux(stream.encode(frame))
                     count += 1
+                    frames.update()
             frame = _tensor_to_frame(stylizer(photo, style=styles[-1]))
             frame.pts = count
             container.mux(stream.encode(frame))
             count += 1
+            frames.update()
             container.mux(stream.encode(None))
         os.replace(tmp, out)
     finally:
@@ -89,7 +99,7 @@ def morph_video(stylizer: Stylizer, photo: torch.Tensor, styles: list[str], out:
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a multi-style network (run dir, model.pt, .onnx, .ts)")
     parser.add_argument("--photo", required=True)
     parser.add_argument("--styles", nargs="+", default=None,
@@ -101,9 +111,13 @@ def main(argv=None) -> int:
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--size", type=int, default=256, help="longer side of the photo in px")
     parser.add_argument("--overwrite", action="store_true")
+    add_progress_argument(parser)
     args = parser.parse_args(argv)
     if not args.out and not args.video:
         raise FastNSTError("nothing to write: give --out strip.jpg and/or --video morph.mp4")
+    for output in (args.out, args.video):
+        if output:
+            check_new_output(output, args.overwrite, option="--overwrite")
     stylizer = Stylizer.load(args.model, device="cpu")
     if not stylizer.styles:
         raise FastNSTError(f"{args.model}: a single-style network; blends need a multi-style one (style=multi)")
@@ -118,7 +132,8 @@ def main(argv=None) -> int:
         save_image(blend_strip(stylizer, photo, a, b, args.steps), Path(args.out), overwrite=args.overwrite)
         print(f"wrote {args.out} ({a} -> {b}, {args.steps} steps)")
     if args.video:
-        n = morph_video(stylizer, photo, list(styles), Path(args.video), args.seconds, args.fps, args.overwrite)
+        n = morph_video(stylizer, photo, list(styles), Path(args.video), args.seconds, args.fps, args.overwrite,
+                        progress=args.progress)
         print(f"wrote {args.video} ({n} frames, {' -> '.join(styles)})")
     return 0
 

@@ -13,9 +13,23 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def require_gradio() -> None:
+    """Skip the calling test module when gradio (the app extra) is missing; fail instead when
+    FASTNST_REQUIRE_APP is set (CI), so a broken install cannot silently skip the web tests."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError as e:
+        if os.environ.get("FASTNST_REQUIRE_APP"):
+            pytest.fail(f"FASTNST_REQUIRE_APP is set but gradio cannot be imported ({e}); "
+                        "pip install -e '.[app]'", pytrace=False)
+        pytest.skip("gradio is not installed (pip install -e '.[app]'; FASTNST_REQUIRE_APP=1 fails instead)",
+                    allow_module_level=True)
 
 
 def tiny_models(folder: Path, names=("tiny_a", "tiny_b")) -> Path:

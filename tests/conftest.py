@@ -8,21 +8,29 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-from PIL import Image
+from fastnst.accel.cpu_tuning import passive_openmp_waits
 
-from fastnst.artifacts import save_exported
-from fastnst.train import train
-from fastnst.transformer import TransformerNet
-from tests.helpers import compose_config, make_image, tiny
+passive_openmp_waits()  # as every entry point: before torch loads, its OpenMP reads it only then
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from fastnst.artifacts import save_exported  # noqa: E402
+from fastnst.train import train  # noqa: E402
+from fastnst.transformer import TransformerNet  # noqa: E402
+from tests.helpers import compose_config, make_image, tiny  # noqa: E402
 
 # At most 2 threads (or OMP_NUM_THREADS when set), and the same count for the train.py processes
 # tests launch: results compared bit-for-bit with an in-process run must use the same kernels.
 TEST_THREADS = int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1)))
 torch.set_num_threads(TEST_THREADS)
 os.environ["OMP_NUM_THREADS"] = str(TEST_THREADS)
+# Stylizer(backend=auto) measures the CPU paths on first use and caches the choice in the user's
+# cache folder (accel/autotune.py): off for the suite, whose results are compared with the plain
+# network; tests/test_autotune.py turns it on with its cache in tmp_path
+os.environ.setdefault("FASTNST_AUTOTUNE", "0")
 
 
 @pytest.fixture

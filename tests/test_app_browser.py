@@ -19,6 +19,7 @@ from tests.app_helpers import (
     browser_available,
     chromium,
     fetch_image,
+    require_gradio,
     result_src,
     shown_frames,
     start_app,
@@ -39,7 +40,7 @@ if not browser_available():
                     "(apt-get install chromium chromium-driver; pip install -e '.[dev,app]')", pytrace=False)
     pytest.skip("no chromium/chromedriver/selenium (set FASTNST_REQUIRE_BROWSER=1 to fail instead)",
                 allow_module_level=True)
-pytest.importorskip("gradio")
+require_gradio()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The structure the code promises (README "Layout", issue #13): imports flow one way, each
+"""The structure the code promises (docs/development.md "Layout"): imports flow one way, each
 concept lives in one module, every default is stated once, and the docs name what exists."""
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ def test_stylizer_defaults_match_the_stylize_config():
 
 
 def _layout_block() -> str:
-    readme = (REPO / "README.md").read_text()
-    return readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    page = (REPO / "docs" / "development.md").read_text()
+    return page.split("## Layout", 1)[1].split("\n## ", 1)[0]
 
 
 def test_readme_layout_lists_every_module():
@@ -150,7 +150,7 @@ def test_readme_layout_lists_every_module():
         shown = rel.parent.as_posix() + "/" if rel.name == "__init__.py" else rel.name
         if not re.search(rf"(?<![\w.]){re.escape(shown)}", layout):
             missing.append(rel.as_posix())
-    assert not missing, f"README Layout does not list: {missing}"
+    assert not missing, f"docs/development.md Layout does not list: {missing}"
 
 
 FILE_REFERENCE = re.compile(r"(?<![\w./-])((?:scripts|tests|conf|docs|src)/[\w./-]*\w\.(?:py|yaml|md|sh))")

@@ -83,6 +83,9 @@ def test_trainer_options_compose(compose_train, trainer):
     cfg = compose_train(f"trainer={trainer}")
     assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
     if trainer in ("default", "cpu"):
+        from fastnst.train import resolve_precision
+
+        cfg.trainer.precision = resolve_precision(cfg.trainer)[0]  # trainer=cpu's `auto`, as train() does
         t = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False, accelerator="cpu")
         assert t.max_steps == 40000
 
@@ -126,7 +129,8 @@ def test_help_names_the_program(entry):
     script = Path(__file__).resolve().parents[1] / f"{entry}.py"
     result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == f"{entry} is powered by Hydra."
+    assert result.stdout.splitlines()[0].startswith(f"{entry}: ")
+    assert f"usage: python {entry}.py" in result.stdout
 
 
 def test_gatys_help_lists_only_the_groups_gatys_uses():
@@ -137,10 +141,10 @@ def test_gatys_help_lists_only_the_groups_gatys_uses():
     script = Path(__file__).resolve().parents[1] / "gatys.py"
     result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
-    listed = {line.split(":")[0] for line in groups.splitlines() if ": " in line}
-    assert listed == {"style", "loss", "paths"}, groups
-    assert "starry_night" in groups
+    groups = result.stdout.split("groups (group=option):")[1].split("\n\n")[0]
+    listed = {line.split(":")[0].strip() for line in groups.splitlines() if ": " in line}
+    assert listed == {"style", "loss"}, groups
+    assert "starry_night" in groups and "multi" not in groups
 
 
 def test_make_help_gatys_example_passes_the_required_output():

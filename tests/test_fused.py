@@ -159,7 +159,11 @@ def test_fast_forward_is_the_fused_forward_and_the_model_alone_never_fuses(fused
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
 def test_keeping_freed_memory_stops_page_faults_in_repeated_forwards():
+    # transparent huge pages off for the child (PR_SET_THP_DISABLE): with them (THP "always", or
+    # glibc.malloc.hugetlb=1) a 32 MiB map faults in 2 MiB at a time and the count below drops ~10x
     child = """
+import ctypes
+assert ctypes.CDLL(None).prctl(41, 1, 0, 0, 0) == 0  # PR_SET_THP_DISABLE
 import resource, torch
 from fastnst.accel.cpu_tuning import keep_freed_memory
 from fastnst.transformer import TransformerNet

@@ -109,6 +109,16 @@ def fuzz_cases(originals, n: int, seed: int, folder: Path) -> list[Path]:
     return paths
 
 
+def intact(path: Path, video: bool = False) -> bool:
+    """A case whose bytes are a valid image under another image extension, or (video) the valid
+    MP4 under any name: files are judged by content, so it must succeed (a reader that refused
+    every file, naming it, would fail)."""
+    if "_wrong_ext." not in path.name:
+        return False
+    source = path.name.split("_")[1]
+    return source == "mp4" if video else source in IMAGE_FORMATS and path.suffix[1:] in IMAGE_FORMATS
+
+
 class Hang(Exception):
     pass
 
@@ -143,6 +153,7 @@ def _check_image_loader(paths):
                 image = load_image(path)
             except FastNSTError as e:
                 assert path.name in str(e) and "\n" not in str(e), str(e)
+                assert not intact(path), f"an intact image was refused: {e}"
                 continue
         assert image.shape[:2] == (1, 3) and 0 <= float(image.min()) <= float(image.max()) <= 1
 
@@ -155,6 +166,7 @@ def _check_video_reader(paths, stylizer, out: Path):
                 frames = stylize_video(stylizer, path, out / f"{i}.mp4", progress=False)
             except FastNSTError as e:
                 assert path.name in str(e) and "\n" not in str(e), str(e)
+                assert not intact(path, video=True), f"an intact video was refused: {e}"
                 continue
         assert frames > 0 and video_info(out / f"{i}.mp4")["frames"] == frames
 
@@ -166,6 +178,7 @@ def _check_folder(folder: Path, paths, stylizer, out: Path):
     assert written + len(failures) == len(images)
     failed = {p.name for p in images if any(p.name in f for f in failures)}
     assert len(failed) == len(failures), "a failure message does not name its file"
+    assert not {p.name for p in images if intact(p)} & failed, "an intact image was refused"
     for p in images:
         assert (p.name in failed) != (out / (p.stem + (p.suffix if p.suffix != ".gif" else ".png"))).exists()
 
@@ -175,6 +188,7 @@ def run_fuzz(originals, stylizer, tmp_path, n: int, seed: int, max_videos: int |
     bytes under another name (at most max_videos: each starts an encoder) through the video reader."""
     paths = fuzz_cases(originals, n, seed, tmp_path / "cases")
     videos = [p for p in paths if p.suffix == ".mp4" or "_mp4_" in p.name][:max_videos]
+    assert any(intact(p) for p in paths) and any(intact(p, video=True) for p in videos)  # successes required
     start = time.monotonic()
     _check_image_loader(paths)
     (tmp_path / "videos").mkdir()
@@ -201,5 +215,7 @@ def test_fuzzed_folder_through_the_cli(originals, tmp_path, run_entry, stylizer)
     assert code in (0, 2) and "Traceback" not in err, err
     reported = [p for p in paths if p.suffix != ".mp4" and p.name in err]
     written = {p.name for p in (tmp_path / "out").iterdir()} if (tmp_path / "out").exists() else set()
+    must_work = [p for p in paths if intact(p)]
+    assert must_work and not set(must_work) & set(reported), err
     assert len(reported) + len(written) == len([p for p in paths if p.suffix != ".mp4"])
     assert (code == 2) == bool(reported)

@@ -162,6 +162,8 @@ def test_stylizer_style_option_default_and_errors(model_file):
 
 def test_tiles_and_stylize_many_use_the_style(model_file):
     big = torch.rand(1, 3, 100, 76, generator=torch.Generator().manual_seed(4))
+    big[..., :50, :] *= 0.3  # a dark top, a bright bottom: each tile's own statistics are far from
+    big[..., 50:, :] = 0.7 + 0.3 * big[..., 50:, :]  # the whole image's (measured 0.050 off vs 0.0066)
     s = Stylizer.load(model_file, device="cpu", mix={"the_scream": 0.5, "wave": 0.5})
     whole, tiled = s(big), s(big, tile=64)
     assert (whole - tiled).abs().mean() < 0.02

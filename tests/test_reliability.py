@@ -23,6 +23,12 @@ from tests.helpers import PoisonBatch, scalars, tiny, wait_for
 REPO = Path(__file__).resolve().parents[1]
 
 
+def kill_step(test: str) -> int:
+    """The step a run is killed after, drawn from a generator seeded by FASTNST_TEST_SEED (default
+    0) and the test: the same seed replays a failure (its message names both)."""
+    return random.Random(f"{os.environ.get('FASTNST_TEST_SEED', '0')}:{test}").randint(2, 7)
+
+
 def launch(args, **kw):
     return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
@@ -35,7 +41,7 @@ def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(compose_t
                 "callbacks.last_checkpoint.every_n_steps=1", "export=true", steps=10)
     run_dir = tmp_path / "killed"
     proc = launch([*args, f"hydra.run.dir={run_dir}"])
-    kill_after = random.Random().randint(2, 7)
+    kill_after = kill_step("sigkill_then_resume")
     wait_for(run_dir / "checkpoints" / "last.ckpt", proc, min_step=kill_after)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -50,7 +56,8 @@ def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(compose_t
     net_b, _ = load_exported(reference["model_path"])
     assert meta_a["global_step"] == 10
     for (name, p), q in zip(net_a.state_dict().items(), net_b.state_dict().values()):
-        assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), f"{name} differs after kill at step {killed_at} + resume"
+        assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), (
+            f"{name} differs after a kill at step {killed_at} (drawn: {kill_after}) + resume")
     # the same TensorBoard run continues: steps after the kill are in the killed run's directory
     assert max(scalars(run_dir, "train/loss")) == 9
 
@@ -65,7 +72,8 @@ def test_sigkill_then_resume_alone_reaches_the_same_weights_and_keeps_the_config
             "callbacks.last_checkpoint.every_n_steps=1", "seed=0"]
     run_dir = tmp_path / "killed"
     proc = launch([*args, f"hydra.run.dir={run_dir}"])
-    wait_for(run_dir / "checkpoints" / "last.ckpt", proc, min_step=random.Random().randint(2, 7))
+    kill_after = kill_step("sigkill_then_resume_alone")
+    wait_for(run_dir / "checkpoints" / "last.ckpt", proc, min_step=kill_after)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run_dir / "model.pt").exists(), "the run finished before it could be killed"
@@ -80,7 +88,7 @@ def test_sigkill_then_resume_alone_reaches_the_same_weights_and_keeps_the_config
     net_b, _ = load_exported(reference["model_path"])
     assert meta_a["global_step"] == 10 and meta_a["model"]["channels"] == [12, 24, 48]
     for (name, p), q in zip(net_a.state_dict().items(), net_b.state_dict().values()):
-        assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), f"{name} differs after the kill + resume"
+        assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), f"{name} differs after a kill after step {kill_after} + resume"
 
 
 @pytest.mark.slow

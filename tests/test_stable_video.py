@@ -26,18 +26,29 @@ def shift_clip(tmp_path):
     return write_video(shifted_frames(6, size=64, step=2), tmp_path / "shift.mp4", rate=30) and tmp_path / "shift.mp4"
 
 
+def _flicker_plain_and_smoothed(stylizer, clip, folder) -> tuple[float, float]:
+    """Warping errors of the clip stylized plain and with temporal=flow at strength 0.5 (the
+    default); both write every frame."""
+    plain, smooth = folder / "plain.mp4", folder / "smooth.mp4"
+    assert stylize_video(stylizer, clip, plain, progress=False) == 6
+    assert stylize_video(stylizer, clip, smooth, progress=False, temporal="flow", temporal_strength=0.5) == 6
+    frames = list(read_frames(clip))
+    return warping_error(frames, list(read_frames(plain))), warping_error(frames, list(read_frames(smooth)))
+
+
+# Measured on this clip: strength 0.5 leaves ~0.17x the plain warping error (tiled or not); a
+# smoother 50x too weak leaves ~0.95x. 0.25x separates the two.
+
 def test_temporal_flow_writes_every_frame_and_lowers_flicker(tmp_path, model_file, shift_clip):
-    stylizer = Stylizer.load(model_file, device="cpu", batch_size=3)
-    plain, smooth = tmp_path / "plain.mp4", tmp_path / "smooth.mp4"
-    assert stylize_video(stylizer, shift_clip, plain, progress=False) == 6
-    assert stylize_video(stylizer, shift_clip, smooth, progress=False, temporal="flow", temporal_strength=0.8) == 6
-    frames = list(read_frames(shift_clip))
-    assert warping_error(frames, list(read_frames(smooth))) < warping_error(frames, list(read_frames(plain)))
+    plain, smooth = _flicker_plain_and_smoothed(Stylizer.load(model_file, device="cpu", batch_size=3),
+                                                shift_clip, tmp_path)
+    assert smooth < 0.25 * plain, (smooth, plain)
 
 
-def test_temporal_flow_with_tiles_matches_the_untiled_frame_count(tmp_path, model_file, shift_clip):
-    stylizer = Stylizer.load(model_file, device="cpu", tile=32, batch_size=2)
-    assert stylize_video(stylizer, shift_clip, tmp_path / "tiled.mp4", progress=False, temporal="flow") == 6
+def test_temporal_flow_with_tiles_lowers_flicker_as_much(tmp_path, model_file, shift_clip):
+    plain, smooth = _flicker_plain_and_smoothed(Stylizer.load(model_file, device="cpu", tile=32, batch_size=2),
+                                                shift_clip, tmp_path)
+    assert smooth < 0.25 * plain, (smooth, plain)
 
 
 def test_cli_temporal_options(tmp_path, model_file, shift_clip, image_factory, capsys):
@@ -77,12 +88,14 @@ def test_temporal_weight_zero_keeps_the_plain_loss(compose_train, photo_folder, 
     assert scalars(run_dir, "train/loss")
 
 
-def test_negative_temporal_weight_is_a_user_error(compose_train, photo_folder, style_env):
+def test_negative_temporal_weight_is_a_user_error(compose_train, photo_folder, style_env, capsys):
     from fastnst.train import train
     from tests.helpers import exit_code, tiny
 
     cfg = compose_train(*tiny(photo_folder(4), "loss.temporal_weight=-1", steps=1))
     assert exit_code(train, cfg) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("loss.temporal_weight must be >= 0 (0 = off), got -1.0") and "\n" not in err
 
 
 def _train_net(temporal_weight: float, photos: torch.Tensor, steps: int = 40) -> TransformerNet:

@@ -266,15 +266,17 @@ def test_cli_wrong_model_exits_2(tmp_path, image_factory, capsys):
 
 # -- CLI -----------------------------------------------------------------------------------------
 
-def test_cli_image_keeps_existing_output_unless_overwrite(tmp_path, model_file, image_factory, capsys):
+def test_cli_image_refuses_existing_output_unless_overwrite(tmp_path, model_file, image_factory, capsys):
+    # as gatys.py and export.py: exit 2 before any work (a folder job keeps existing outputs instead)
     photo = image_factory("p.png", size=(40, 30))
     out = tmp_path / "out" / "p.jpg"
     assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}", "size=32") == 0
     assert Image.open(out).size == (32, 24)
     out.write_bytes(b"keep me")
-    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}") == 0
+    capsys.readouterr()
+    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}") == 2
     assert out.read_bytes() == b"keep me"
-    assert "exists" in capsys.readouterr().err
+    assert "already exists; pass overwrite=true" in capsys.readouterr().err
     assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}", "overwrite=true") == 0
     assert Image.open(out).size == (40, 30)
 

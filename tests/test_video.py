@@ -58,8 +58,9 @@ def test_cli_video_and_no_overwrite(tmp_path, model_file, capsys):
     assert run_stylize(f"model={model_file}", f"input={src}", f"output={dst}", "batch_size=3") == 0
     assert count_frames(dst) == 6 and video_info(dst)["rate"] == Fraction(8)
     dst.write_bytes(b"keep")
-    assert run_stylize(f"model={model_file}", f"input={src}", f"output={dst}") == 0
-    assert dst.read_bytes() == b"keep" and "exists" in capsys.readouterr().err
+    capsys.readouterr()
+    assert run_stylize(f"model={model_file}", f"input={src}", f"output={dst}") == 2  # as for images and gatys.py
+    assert dst.read_bytes() == b"keep" and "already exists; pass overwrite=true" in capsys.readouterr().err
     before = src.read_bytes()
     assert run_stylize(f"model={model_file}", f"input={src}", f"output={src}", "overwrite=true") == 2
     assert src.read_bytes() == before

@@ -1,6 +1,11 @@
 """fastnst: fast neural style transfer (Gatys optimization and feed-forward networks)."""
 
-from fastnst.errors import FastNSTError
+# first, before anything imports torch: OpenMP reads its wait policy once, when torch loads
+from fastnst.accel.cpu_tuning import passive_openmp_waits
+
+passive_openmp_waits()
+
+from fastnst.errors import FastNSTError  # noqa: E402
 
 __all__ = ["FastNSTError", "Stylizer"]
 __version__ = "0.1.0"

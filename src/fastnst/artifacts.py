@@ -255,6 +255,107 @@ class TorchRunner:
             return self.forward(self.prepare(x), style.to(self.device)).float()
 
 
+class Bf16Runner(TorchRunner):
+    """CPU bf16 inference (precision=bf16): bf16 convolutions on channels_last maps, instance-norm
+    statistics and the output in fp32 (`accel.bf16`). The net stays fp32 (tiles run in fp32)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__(net, torch.device("cpu"), torch.float32)
+
+    def __call__(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        from fastnst.accel import bf16
+
+        return bf16.forward(self.net, self.prepare(x), style)
+
+
+class AutoRunner(TorchRunner):
+    """backend=auto on CPU: each input runs on the path `accel.autotune` measured fastest on this
+    CPU for the network's shape and the input's size class (cached per machine): the default path
+    (`accel`: NNPACK + fused fp32, also for small inputs or FASTNST_AUTOTUNE=0), plain oneDNN
+    fp32, channels_last fp32, bf16 (`offer_bf16` and a CPU with native bf16) or onnxruntime."""
+
+    def __init__(self, net: TransformerNet, meta: dict | None = None, offer_bf16: bool = True):
+        super().__init__(net, torch.device("cpu"), torch.float32)
+        self.meta, self.offer_bf16 = dict(meta or {}), offer_bf16
+        self.path = accel.autotune.BASELINE  # the path the last call took
+        self.choices: dict[int, accel.autotune.Choice] = {}  # size class -> choice
+        self._paths: dict[str, object] = {}
+
+    @property
+    def name(self) -> str:
+        return "onnxruntime" if self.path == "onnxruntime" else "torch"
+
+    def candidates(self) -> tuple[dict, dict]:
+        """(path -> factory of a callable (x, style) -> fp32 output, path -> why not offered here)."""
+        from fastnst.accel import autotune
+
+        paths = {"accel": lambda: self._accel, "onednn": lambda: self._onednn, "channels_last": self._channels_last}
+        skipped = {}
+        if self.offer_bf16 and self.net.config["norm"] != "instance":
+            skipped["bf16"] = "needs instance norm"
+        elif self.offer_bf16 and autotune.native_bf16():
+            paths["bf16"] = lambda: self._bf16
+        elif self.offer_bf16:
+            skipped["bf16"] = "no amx_bf16/avx512_bf16 (emulated bf16)"
+        if onnxruntime_available():
+            paths["onnxruntime"] = self._onnxruntime
+        else:
+            skipped["onnxruntime"] = "not installed"
+        return paths, skipped
+
+    def _accel(self, x, style=None):
+        return TorchRunner.__call__(self, x, style)
+
+    def _onednn(self, x, style=None):
+        with torch.no_grad(), accel.fastconv.disabled():  # plain eager: no NNPACK, sub-pixel or fusion
+            return self.net(self.prepare(x), style)
+
+    def _channels_last(self):
+        net = copy.deepcopy(self.net).to(memory_format=torch.channels_last)
+
+        def run(x, style=None):
+            with torch.no_grad(), accel.fastconv.disabled():
+                y = net(x.to(torch.float32, memory_format=torch.channels_last), style)
+            return y.contiguous()
+
+        return run
+
+    def _bf16(self, x, style=None):
+        return accel.bf16.forward(self.net, self.prepare(x), style)
+
+    def _onnxruntime(self):
+        runner = OnnxRunner(onnx_bytes(self.net, self.meta))
+        return lambda x, style=None: runner(x, style)
+
+    def __call__(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        from fastnst.accel import autotune
+        from fastnst.transformer import one_hot
+
+        if self.net.styles and style is None:
+            style = one_hot(0, len(self.net.styles), x)
+        choice = None
+        if x.device.type == "cpu" and autotune.enabled():
+            cls = autotune.size_class(*x.shape[-2:])
+            choice = self.choices.get(cls[0]) if cls else None
+            if cls and choice is None:
+                paths, skipped = self.candidates()
+                # factories of paths built during the measurement are kept for the calls after it
+                paths = {name: functools.partial(self._keep, name, make) for name, make in paths.items()}
+                one = style[0] if style is not None and style.dim() == 2 else style  # the timing image is one
+                choice = autotune.choose(autotune.network_name(self.net.config), *x.shape[-2:], paths,
+                                         run=lambda fn, t: fn(t, one), skipped=skipped)
+                self.choices[cls[0]] = choice
+        self.path = choice.path if choice else autotune.BASELINE
+        fn = self._paths.get(self.path) or self._keep(self.path, self.candidates()[0][self.path])
+        return fn(x, style)
+
+    def _keep(self, name, make):
+        """The callable of path `name`, built once (by `make`) and kept."""
+        if name not in self._paths:
+            self._paths[name] = make()
+        return self._paths[name]
+
+
 class OnnxRunner:
     """onnxruntime on CPU with all graph optimizations and one intra-op thread per torch thread."""
 
@@ -440,8 +541,9 @@ def open_network(model: str | os.PathLike, device: str = "auto", backend: str = 
                  compile: bool = False, trust_model_file: bool = False) -> OpenedNetwork:
     """Open a model argument for inference: an exported .pt, a Lightning .ckpt, a run directory,
     an .onnx or a TorchScript file (recognised by content), or the name of a bundled style
-    (`fastnst.zoo`), and pick its runner: backend "auto" = torch for fastnst networks (the
-    fastest measured on CPU too), the file's own runtime for ONNX and TorchScript files."""
+    (`fastnst.zoo`), and pick its runner: backend "auto" = for fastnst networks on CPU the path
+    measured fastest on this machine (AutoRunner), torch elsewhere; the file's own runtime for
+    ONNX and TorchScript files."""
     from fastnst.accel.cpu_tuning import keep_freed_memory
     from fastnst.zoo import resolve_model
 
@@ -464,8 +566,11 @@ def open_network(model: str | os.PathLike, device: str = "auto", backend: str = 
         if backend not in ("auto", "torch", "torchscript"):
             raise FastNSTError(f"{path}: a TorchScript file runs only with backend=torchscript (or torch)")
         extra = {f"{META_KEY}.json": ""}
+        from fastnst.export import jit_deprecation_silenced
+
         try:
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            with jit_deprecation_silenced():
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except Exception as e:
             raise FastNSTError(f"{path}: cannot load TorchScript model ({type(e).__name__})") from None
         return OpenedNetwork(ScriptRunner(module, dev, dtype), None, str(path), {}, _script_styles(extra))
@@ -478,5 +583,16 @@ def open_network(model: str | os.PathLike, device: str = "auto", backend: str = 
         _need_cpu_fp32(path, dev, dtype, "onnxruntime")
         # the torch net stays on CPU for tiled runs (instance-norm statistics are handed in)
         return OpenedNetwork(OnnxRunner(onnx_bytes(net, meta)), accel.accelerate(net), str(path), meta, styles)
-    runner = TorchRunner(net, dev, dtype, compile=compile)
+    runner = _torch_runner(net, meta, dev, dtype, backend, precision, compile)
     return OpenedNetwork(runner, runner.net, str(path), meta, styles)
+
+
+def _torch_runner(net, meta, dev, dtype, backend, precision, compile) -> TorchRunner:
+    """backend=auto on CPU: the path measured fastest here (AutoRunner; precision=fp32 keeps it to
+    fp32 paths); precision=bf16 on CPU: bf16 convs, fp32 norms and output; else TorchRunner."""
+    plain_cpu = dev.type == "cpu" and not compile
+    if plain_cpu and backend == "auto" and precision in ("auto", "fp32"):
+        return AutoRunner(net, meta, offer_bf16=precision == "auto")
+    if plain_cpu and dtype == torch.bfloat16 and net.config["norm"] == "instance":
+        return Bf16Runner(net)
+    return TorchRunner(net, dev, dtype, compile=compile)

@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -165,7 +166,7 @@ class DivergenceGuard(pl.Callback):
     at the checks; the step found is the first bad one. 0 or null = never checked.
     """
 
-    def __init__(self, check_every_n_steps: str | int | None = "auto", rollback: bool = False,
+    def __init__(self, check_every_n_steps: Literal["auto"] | int | None = "auto", rollback: bool = False,
                  lr_factor: float = 0.5, max_rollbacks: int = 3):
         self.check_every_n_steps = check_every_n_steps
         self.rollback, self.lr_factor, self.max_rollbacks = bool(rollback), float(lr_factor), int(max_rollbacks)

@@ -23,6 +23,7 @@ from fastnst.errors import (
     print_error,
     user_error_in,
 )
+from fastnst.preflight import option_type_error
 
 
 def run_reporting_errors(fn, cfg: DictConfig):
@@ -79,6 +80,12 @@ def check_overrides(config_dir, config_name: str, args: list[str]) -> DictConfig
         _fail(" ".join(str(e).split()))
     finally:
         GlobalHydra.instance().clear()
+    try:
+        type_error = option_type_error(config_dir, config_name, args)  # strength=abc, trainer.max_steps=abc
+    except Exception:  # the check must never block a command Hydra accepted
+        type_error = None
+    if type_error:
+        _fail(type_error)
     return cfg
 
 

@@ -8,8 +8,12 @@ the run's network stylizes it and the run's own PerceptualLoss (config.yaml: los
 scores the result: content, style and total loss. The Gatys reference optimizes the same photos
 under the same loss for a fixed L-BFGS budget; it depends only on (style, loss, photos, size,
 budget), so it is computed once and cached as JSON under `cache_dir`. Speed is the network's
-time per image (after a warm-up call). Content fidelity ("edge SSIM") is the SSIM between the
+time per image: the median of at least 5 calls after a warm-up call. Content fidelity ("edge SSIM") is the SSIM between the
 Sobel edge maps of output and photo: 1 = every edge of the photo kept where it was.
+`style_swd` (fastnst.judge) is the distance between the distributions of VGG feature vectors of
+output and painting (lower = closer); unlike the Gram loss it is not fooled by a tint plus a
+fine grain. The painting is taken at the judge's size for the style (`painting_size`), whatever
+the run trained with, so runs of one style compare on one ruler.
 
 Results go to <run>/eval.json and into the run's TensorBoard events as hparams metrics
 (`eval/...`), next to the training settings. `python evaluate.py run=<dir>` is the CLI.
@@ -21,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,15 +35,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from fastnst.artifacts import resolve_device
 from fastnst.atomic import write_json
-from fastnst.config import REPO_ROOT, check_own_targets, resolve_user_path
+from fastnst.config import check_own_targets, default_root, resolve_user_path
 from fastnst.data import spread_subset
 from fastnst.errors import FastNSTError
 from fastnst.gatys import stylize_gatys
-from fastnst.images import center_square, find_images, is_image_file, open_rgb, pil_to_tensor
+from fastnst.images import (
+    center_square,
+    find_images,
+    fit_image,
+    is_image_file,
+    open_rgb,
+    pil_to_tensor,
+)
+from fastnst.judge import JUDGE_LAYERS, StyleJudge, painting_size
 from fastnst.losses import PerceptualLoss
 from fastnst.metrics import METRICS, hparam_columns, hparams_of, run_labels
+from fastnst.preflight import ensure_writable
+from fastnst.progress import bar
 from fastnst.style import build_loss, style_image_paths
 from fastnst.stylize import Stylizer
+from fastnst.vgg import VGG19Features
 
 EVAL_FILE = "eval.json"
 EVAL_VERSION = 1
@@ -48,7 +64,7 @@ EVAL_VERSION = 1
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("FASTNST_DATA") or REPO_ROOT / "data")
+    return Path(os.environ.get("FASTNST_DATA") or default_root() / "data")
 
 
 def default_photos() -> Path:
@@ -57,7 +73,7 @@ def default_photos() -> Path:
 
 
 def default_cache_dir() -> Path:
-    return REPO_ROOT / "outputs" / ".cache" / "gatys"
+    return default_root() / "outputs" / ".cache" / "gatys"
 
 
 def load_run_config(run_dir: str | os.PathLike) -> DictConfig:
@@ -171,9 +187,10 @@ def gatys_cache_key(cfg: DictConfig, photo_paths: list[Path], size: int, iterati
 
 def gatys_reference(loss: PerceptualLoss, cfg: DictConfig, photo_paths: list[Path], photos: list[torch.Tensor],
                     size: int, iterations: int, cache_dir: str | os.PathLike | None = None,
-                    progress: bool = False) -> dict[str, float]:
-    """Mean content/style/total loss and edge SSIM of Gatys (L-BFGS from the photo, single
-    scale, `iterations` loss evaluations) on the photos; cached per cache key."""
+                    progress: bool = False, judge: StyleJudge | None = None) -> dict[str, float]:
+    """Mean content/style/total loss, edge SSIM and (with a `judge`) style_swd of Gatys (L-BFGS
+    from the photo, single scale, `iterations` loss evaluations) on the photos; cached per cache
+    key (an entry written before the judge existed is kept: it lacks gatys/style_swd)."""
     cache_dir = resolve_user_path(cache_dir) if cache_dir else default_cache_dir()
     cache = cache_dir / f"{gatys_cache_key(cfg, photo_paths, size, iterations)}.json"
     if cache.is_file():
@@ -182,11 +199,13 @@ def gatys_reference(loss: PerceptualLoss, cfg: DictConfig, photo_paths: list[Pat
         except (ValueError, KeyError, OSError):
             pass  # a damaged cache entry is recomputed
     rows = []
-    for photo in photos:
+    for photo in bar(photos, progress=progress, desc="gatys reference", unit="photo"):
         result = stylize_gatys(photo, loss, iterations=iterations, optimizer="lbfgs", init="content", scales=None,
-                               seed=0, progress=progress)
-        rows.append({**loss_terms(loss, result.image, photo), "edge_ssim": edge_ssim(result.image, photo)})
-    metrics = {f"gatys/{k}": _mean(rows, k) for k in ("content", "style", "total", "edge_ssim")}
+                               seed=0, progress=False)
+        rows.append({**loss_terms(loss, result.image, photo), "edge_ssim": edge_ssim(result.image, photo),
+                     **({"style_swd": judge(result.image)["style_swd"]} if judge else {})})
+    metrics = {f"gatys/{k}": _mean(rows, k) for k in ("content", "style", "style_swd", "total", "edge_ssim")
+               if k in rows[0]}
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         write_json(cache, {"metrics": metrics, "style": str(cfg.style.get("name")), "iterations": iterations,
@@ -239,12 +258,13 @@ def read_eval(run_dir: str | os.PathLike) -> dict | None:
 def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None = 8, size: int = 256,
                  gatys_iterations: int = 50, cache_dir: str | os.PathLike | None = None, backend: str = "auto",
                  device: str = "auto", tensorboard: bool = True, overwrite: bool = False,
-                 progress: bool = False, trust_model_file: bool = False) -> dict:
+                 progress: bool | str | None = False, trust_model_file: bool = False) -> dict:
     """Evaluate one run (see the module docstring); returns what it writes to <run>/eval.json.
 
     An existing eval.json is returned as is unless `overwrite`. photos: a folder, an image or a
     list (default: the imagenet-mini validation split of $FASTNST_DATA). gatys_iterations=0
-    skips the reference. trust_model_file: see `Stylizer.load`.
+    skips the reference. trust_model_file: see `Stylizer.load`. progress: bars on stderr (true,
+    false, or "auto": only on a terminal).
     """
     run_dir = resolve_user_path(run_dir)
     cfg = load_run_config(run_dir)
@@ -256,6 +276,7 @@ def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None
         raise FastNSTError(f"size must be at least 16 px, got {size}")
     if gatys_iterations < 0:
         raise FastNSTError(f"gatys_iterations must be >= 0 (0 = no Gatys reference), got {gatys_iterations}")
+    ensure_writable(run_dir, "run directory", folder=True)  # eval.json and TensorBoard events go there
     dev = resolve_device(device)
     # the run's network first: a run without one is named in the error, whatever the photos
     stylizer = Stylizer.load(run_dir, device=str(dev), backend=backend, trust_model_file=trust_model_file)
@@ -302,31 +323,69 @@ def _evaluate_style(stylizer, style, cfg, photo_paths, images, size, gatys_itera
     """(metrics, per-photo rows) of one style (`style`: a multi-style network's style name)."""
     loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.vgg.weights),
                       device=dev, style_size=size)
+    judge = style_judge(cfg.style, str(cfg.vgg.weights), dev)
     rows = []
-    for path, photo in zip(photo_paths, images):
-        start = time.perf_counter()
-        output = stylizer(photo) if style is None else stylizer(photo, style=style)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        ms = (time.perf_counter() - start) * 1000
+    for path, photo in bar(list(zip(photo_paths, images)), progress=progress, unit="photo",
+                           desc="evaluate" if style is None else f"evaluate {style}"):
+        output, ms = _timed_call(stylizer, photo, style, dev)
         output = output.to(dev).float()
-        rows.append({"photo": str(path), **loss_terms(loss, output, photo), "edge_ssim": edge_ssim(output, photo),
-                     "ms": ms})
-    metrics = {k: _mean(rows, k) for k in ("content", "style", "total", "edge_ssim")}
-    metrics["ms_per_image"] = _mean(rows, "ms")
+        rows.append({"photo": str(path), **loss_terms(loss, output, photo), "style_swd": judge(output)["style_swd"],
+                     "edge_ssim": edge_ssim(output, photo), "ms": ms})
+    metrics = {k: _mean(rows, k) for k in ("content", "style", "style_swd", "total", "edge_ssim")}
+    metrics["ms_per_image"] = _median_ms(stylizer, images, style, dev, [row["ms"] for row in rows])
     if gatys_iterations:
-        metrics.update(gatys_reference(loss, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress))
+        metrics.update(gatys_reference(loss, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress,
+                                       judge))
         metrics["total_vs_gatys"] = metrics["total"] / metrics["gatys/total"] if metrics["gatys/total"] else math.nan
     return {k: metrics[k] for k in METRICS if k in metrics}, rows
 
 
+# a collection style (images_dir: thousands of frames) is judged against this many of its images
+JUDGE_MAX_PAINTINGS = 8
+
+
+def style_judge(style: DictConfig, vgg_weights: str = "embedded", device="cpu") -> StyleJudge:
+    """fastnst.judge's measure against the style's painting(s), each at the judge's size for the
+    style (`painting_size`: its motifs at the pixel scale a good network paints them)."""
+    paths, _ = style_image_paths(style)
+    paintings = []
+    for path in spread_subset(paths, JUDGE_MAX_PAINTINGS):
+        image = open_rgb(path)
+        paintings.append(fit_image(image, painting_size(style.get("name"), max(image.size))).to(device))
+    return StyleJudge(paintings, vgg=VGG19Features(JUDGE_LAYERS, weights=vgg_weights).to(device))
+
+
+def _timed_call(stylizer, photo: torch.Tensor, style: str | None, dev: torch.device) -> tuple[torch.Tensor, float]:
+    start = time.perf_counter()
+    output = stylizer(photo) if style is None else stylizer(photo, style=style)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return output, (time.perf_counter() - start) * 1000
+
+
+# ms/image is the median of at least this many warm calls: one call slowed by another job on the
+# machine moves a mean, not a median
+MIN_TIMED_CALLS = 5
+
+
+def _median_ms(stylizer, images: list[torch.Tensor], style: str | None, dev: torch.device, times: list[float]) -> float:
+    """The median time of the warm calls made while scoring, topped up to MIN_TIMED_CALLS."""
+    times = list(times)
+    while len(times) < MIN_TIMED_CALLS:
+        times.append(_timed_call(stylizer, images[len(times) % len(images)], style, dev)[1])
+    return statistics.median(times)
+
+
 def format_metrics(result: dict) -> str:
     m = result["metrics"]
-    text = f"content {m['content']:.4g}  style {m['style']:.4g}  total {m['total']:.4g}"
+    text = f"content {m['content']:.4g}  style {m['style']:.4g}"
+    if "style_swd" in m:
+        text += f"  style_swd {m['style_swd']:.3f}"
+    text += f"  total {m['total']:.4g}"
     if "gatys/total" in m:
         text += f"  (Gatys total {m['gatys/total']:.4g}, x{m['total_vs_gatys']:.2f})"
     return text + f"  edge SSIM {m['edge_ssim']:.3f}  {m['ms_per_image']:.1f} ms/image"
 
 
-__all__ = ["evaluate_run", "evaluation_photo_paths", "gatys_reference", "edge_ssim", "run_labels",
+__all__ = ["evaluate_run", "evaluation_photo_paths", "gatys_reference", "edge_ssim", "run_labels", "style_judge",
            "load_run_config", "read_eval", "format_metrics", "METRICS", "EVAL_FILE"]

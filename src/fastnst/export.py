@@ -9,7 +9,9 @@ torch.jit.load, without fastnst.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -31,11 +33,19 @@ FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 PARITY_TOLERANCE = 1e-4
 
 
+@contextlib.contextmanager
+def jit_deprecation_silenced():
+    """TorchScript is the exported format users asked for: torch's FutureWarning that
+    torch.jit.save/load are deprecated (in favour of torch.export) is noise to them. Only that
+    warning is ignored, only inside the block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.(save|load)` is deprecated", category=FutureWarning)
+        yield
+
+
 def torchscript_module(net: TransformerNet) -> torch.jit.ScriptModule:
     """Traced TorchScript module; the shape reads feeding F.interpolate are traced as ops, so
     height and width stay dynamic (checked on odd sizes in the tests)."""
-    import warnings
-
     net = net.eval().float().cpu()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarning about shape-to-int conversions
@@ -55,7 +65,8 @@ def export_model(net: TransformerNet, path: str | os.PathLike, fmt: str, meta: d
             tmp.write_bytes(onnx_bytes(net, meta))
         else:
             module = torchscript_module(net)
-            torch.jit.save(module, str(tmp), _extra_files={f"{META_KEY}.json": meta_json(net, meta or {})})
+            with jit_deprecation_silenced():
+                torch.jit.save(module, str(tmp), _extra_files={f"{META_KEY}.json": meta_json(net, meta or {})})
         if check:
             check_parity(net, tmp, fmt)
     return path
@@ -82,6 +93,8 @@ def check_parity(net: TransformerNet, path: Path, fmt: str, sizes=((67, 45), (96
 def _runner(path: Path, fmt: str):
     if fmt == "onnx":
         return OnnxRunner(str(path))
-    return ScriptRunner(torch.jit.load(str(path), map_location="cpu"), torch.device("cpu"), torch.float32)
+    with jit_deprecation_silenced():
+        module = torch.jit.load(str(path), map_location="cpu")
+    return ScriptRunner(module, torch.device("cpu"), torch.float32)
 
 

@@ -23,6 +23,7 @@ from PIL import Image
 from fastnst.atomic import write_json
 from fastnst.errors import FastNSTError
 from fastnst.images import save_image
+from fastnst.preflight import ensure_writable
 from fastnst.video import VIDEO_EXTENSIONS, is_video_file
 
 MANIFEST = ".extract_frames.json"
@@ -203,8 +204,10 @@ def extract_frames(sources: Sequence[str | os.PathLike], out: str | os.PathLike,
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise FastNSTError(f"{out}: output exists and is not a folder")
+    ensure_writable(out, "output folder", folder=True)
     for video in videos:  # a non-video fails before anything is written
         _open(video).close()
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     manifest = _load_manifest(out)
     next_number = max(_highest_number(out, manifest) + 1, int(start))
@@ -239,11 +242,12 @@ def extract_frames(sources: Sequence[str | os.PathLike], out: str | os.PathLike,
                 key = f"{t:.3f}"
                 name = done.get(key)
                 if name is None:
-                    name = done[key] = f"{next_number}.jpg"
+                    name = f"{next_number}.jpg"
                     next_number += 1
                 path = out / name
                 if not path.exists():
                     save_image(image, path)
+                    done[key] = name  # recorded once written: a failed save leaves no entry
                     stats.written += 1
                     stats.files.append(path)
                     unsaved += 1
@@ -253,7 +257,10 @@ def extract_frames(sources: Sequence[str | os.PathLike], out: str | os.PathLike,
             if bar is not None:  # the frames decoded after the last sampled one count too
                 bar.update(stats.read - last_read)
     finally:
-        _save_manifest(out, manifest)
+        if any(manifest["videos"].values()):
+            _save_manifest(out, manifest)
+        elif created and not any(out.iterdir()):
+            out.rmdir()  # failed before its first frame: nothing left behind
         if bar is not None:
             bar.close()
     return stats

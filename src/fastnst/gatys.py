@@ -164,8 +164,8 @@ def stylize_gatys(
     lr: float = 0.02,
     init: str = "content",
     noise: float = 0.5,
-    seed: int | None = None,
-    scales: Sequence[float | int] | str | None = None,
+    seed: int | None = 0,
+    scales: Sequence[float | int] | str | None = "auto",
     style_images: Sequence[torch.Tensor] | None = None,
     style_weights: Sequence[float] | None = None,
     save_every: int = 0,
@@ -173,6 +173,9 @@ def stylize_gatys(
     progress: bool = False,
 ) -> GatysResult:
     """Optimize an image to match `content` (1, 3, H, W) in [0, 1] under `loss` (style set).
+
+    The defaults are gatys.py's: with `PerceptualLoss.preset("seed")`, the painting's Grams
+    taken at 512 px and `style_images` given, this reproduces `python gatys.py` exactly.
 
     optimizer: "lbfgs" (one loss evaluation per iteration) or "adam" (learning rate `lr`, in
         [0, 1] pixel units). Pixels are clamped to [0, 1] inside the loss, so the loss seen is the

@@ -59,6 +59,10 @@ class PerceptualLoss(nn.Module):
         content_layers: names (weight 1 each) or {name: weight}.
         style_layers: names (weight 1 each) or {name: weight}.
         alpha, beta, tv_weight: weights of the content, style and total-variation terms.
+        feature_scale: the losses are taken on the VGG features times this factor (content x
+            its square, style x its fourth power). Weights published for a VGG fed ImageNet-
+            normalized [0, 1] input apply to the embedded Caffe VGG (0-255 input) with
+            1 / (255 * 0.226) = 0.01735 (conf/loss/pytorch_examples.yaml).
         vgg: a VGG19Features; built from `vgg_weights` when None.
 
     Call `set_style(images, weights)` once, then `forward(image, content_features)` returns a dict
@@ -81,11 +85,15 @@ class PerceptualLoss(nn.Module):
         tv_weight: float = 0.0,
         vgg: VGG19Features | None = None,
         vgg_weights: str = "embedded",
+        feature_scale: float = 1.0,
     ):
         super().__init__()
         self.content_weights = _as_weights(content_layers)
         self.style_weights = _as_weights(style_layers)
         self.alpha, self.beta, self.tv_weight = float(alpha), float(beta), float(tv_weight)
+        if not float(feature_scale) > 0:
+            raise ValueError(f"loss.feature_scale must be > 0, got {feature_scale}")
+        self.feature_scale = float(feature_scale)
         layers = list(dict.fromkeys([*self.content_weights, *self.style_weights]))
         self.vgg = vgg if vgg is not None else VGG19Features(layers, weights=vgg_weights)
         missing = [n for n in layers if n not in self.vgg.layers]
@@ -101,6 +109,24 @@ class PerceptualLoss(nn.Module):
         if self._targets:
             self._targets = {k: _keep_float32(fn(v), v) for k, v in self._targets.items()}
         return self
+
+    @classmethod
+    def preset(cls, name: str = "seed", **overrides) -> PerceptualLoss:
+        """The loss of a preset in conf/loss/ (`seed`: gatys.py's default, the reference loss;
+        `johnson`, ...), with `overrides` (e.g. beta=10.0, vgg_weights=...). A bare
+        `PerceptualLoss()` has plain defaults (all five relu*_1 layers weighted 1, beta 1), not
+        a preset's tuned weights: use this to reproduce what the commands do."""
+        from omegaconf import OmegaConf
+
+        from fastnst.config import CONFIG_DIR
+        from fastnst.errors import FastNSTError
+        from fastnst.style import instantiate_loss
+
+        path = CONFIG_DIR / "loss" / f"{name}.yaml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+            raise FastNSTError(f"unknown loss preset {name!r}; choose from: {known}")
+        return instantiate_loss(OmegaConf.load(path), **overrides)
 
     @property
     def has_style(self) -> bool:
@@ -187,6 +213,9 @@ class PerceptualLoss(nn.Module):
             terms[f"style/{name}"] = term.detach()
             style = style + w * term
         tv = tv_loss(image.float()) if self.tv_weight else image.new_zeros((), dtype=torch.float32)
+        if self.feature_scale != 1.0:  # MSE of features x s, of Grams x s^2
+            content, style = content * self.feature_scale ** 2, style * self.feature_scale ** 4
+            items = items * self.feature_scale ** 4
         total = self.alpha * content + self.beta * style + self.tv_weight * tv
         terms.update(total=total, content=content.detach(), style=style.detach(), tv=tv.detach())
         if per_image:

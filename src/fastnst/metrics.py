@@ -16,8 +16,8 @@ from pathlib import Path
 # the validation losses training logs as hparams columns (hp/val_<name>, from val/<name>)
 VAL_METRICS = ("loss", "content", "style")
 # the evaluation metrics, in table order; JSON and TensorBoard use them with an "eval/" prefix
-METRICS = ("content", "style", "total", "gatys/content", "gatys/style", "gatys/total", "total_vs_gatys",
-           "edge_ssim", "gatys/edge_ssim", "ms_per_image")
+METRICS = ("content", "style", "style_swd", "total", "gatys/content", "gatys/style", "gatys/style_swd",
+           "gatys/total", "total_vs_gatys", "edge_ssim", "gatys/edge_ssim", "ms_per_image")
 NORM_NAMES = {"instance": "IN", "batch": "BN", "none": "no norm"}
 
 

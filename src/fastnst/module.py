@@ -46,7 +46,7 @@ def scaled_lr(base_lr: float, batch_size: int, base_batch_size: int = 4, rule: s
 
 def resolve_channels_last(value: str | bool, device: torch.device) -> bool:
     """system.channels_last: true/false, or auto = on for CUDA only (on this project's CPUs it
-    measured ~10% slower; README "Training speed and scale")."""
+    measured ~10% slower; docs/speed-and-scale.md)."""
     if value == "auto":
         return torch.device(device).type == "cuda"
     if isinstance(value, bool):

@@ -38,8 +38,8 @@ def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -
         if entry not in ("multi", "custom") and preset.is_file() and os.sep not in entry:
             node = OmegaConf.merge({"paths": OmegaConf.create(dict(paths or {}))}, {"style": OmegaConf.load(preset)})
             if not paths:  # the default data folder, as conf/paths/default.yaml
-                from fastnst.config import REPO_ROOT
-                node.paths = {"data_dir": os.environ.get("FASTNST_DATA", str(REPO_ROOT / "data"))}
+                from fastnst.config import default_root
+                node.paths = {"data_dir": os.environ.get("FASTNST_DATA", str(default_root() / "data"))}
             spec = OmegaConf.to_container(node.style, resolve=True)
             member = {"name": str(spec.get("name", entry)), **{k: spec.get(k) for k in _MEMBER_KEYS if k in spec}}
         else:

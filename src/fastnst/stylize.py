@@ -9,8 +9,10 @@
 
 Backends: "torch" (eager; on CPU NNPACK convolutions and a fused inference forward, see
 fastnst.accel; fp16 + channels_last on CUDA, optional torch.compile), "onnxruntime"
-(CPU), "torchscript" (a TorchScript file). "auto" is torch: on this project's 2-core CPU
-onnxruntime is faster only on 256 px images (README "Speed and memory").
+(CPU), "torchscript" (a TorchScript file). "auto" on CPU runs each image size class on the path
+measured fastest on this machine (fastnst.accel.autotune: the torch path above, plain oneDNN,
+channels_last, bf16 where the CPU has AMX / AVX512-BF16, onnxruntime), measured once and cached;
+precision="fp32" keeps it to fp32 paths, backend="torch" / precision="bf16" pin a path.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from PIL import Image
 
 from fastnst import accel
+from fastnst.accel.cpu_tuning import warn_if_spinning
 from fastnst.artifacts import TorchRunner, open_network
 from fastnst.color import transfer_luminance
 from fastnst.errors import FastNSTError
@@ -30,7 +33,10 @@ from fastnst.tiling import tiled_forward
 
 
 def _check_unit(name: str, value: float) -> float:
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise FastNSTError(f"{name} must be a number between 0 and 1, got {value!r}") from None
     if not 0.0 <= value <= 1.0:
         raise FastNSTError(f"{name} must be between 0 and 1, got {value}")
     return value
@@ -39,10 +45,33 @@ def _check_unit(name: str, value: float) -> float:
 def _check_positive(name: str, value, minimum: int = 1):
     if value is None:
         return None
+    try:
+        int(value)
+    except (TypeError, ValueError):
+        raise FastNSTError(f"{name} must be a whole number (or null), got {value!r}") from None
     if int(value) < minimum:
         raise FastNSTError(f"{name} must be at least {minimum} (or null), got {value}")
     return int(value)
 
+
+def _check_stroke_scale(value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise FastNSTError(f"stroke_scale must be a number, got {value!r}") from None
+    if not 0.25 <= value <= 8.0:
+        raise FastNSTError(f"stroke_scale must be between 0.25 and 8, got {value}")
+    return value
+
+
+def _luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> the Rec. 601 luma of each pixel, repeated over the 3 channels."""
+    weights = rgb.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (rgb * weights).sum(1, keepdim=True).expand_as(rgb)
+
+
+# options that a call can override (Stylizer attributes of the same name are the defaults)
+_PER_CALL_OPTIONS = ("size", "preserve_color", "strength", "tile", "tile_overlap", "stroke_scale")
 
 # smallest side the network runs at (its 9x9 reflection padding and two stride-2 stages need it)
 MIN_SIDE = 16
@@ -52,12 +81,20 @@ class Stylizer:
     """A loaded transformer plus the options of how to apply it. Use `Stylizer.load`.
 
     Options (constructor/load keyword arguments, each overridable per call):
-        size: longer side in px the input is resized to (None keeps the input size).
+        size: longer side in px the input is resized to (None keeps the input size), for
+            every kind of input: PIL images, paths and tensors alike (a tensor result then has
+            the resized height and width, not the input's).
         preserve_color: keep the photo's colours (luminance-only transfer).
         strength: 0..1 blend with the photo; 0 returns the (resized) photo exactly.
         tile: tile size in px for huge images (None = whole image at once); needs a fastnst
             network (.pt/.ckpt/run dir), since tiles reuse instance-norm statistics.
         tile_overlap: px shared by neighbouring tiles (default tile // 4).
+        stroke_scale: how large the network paints, relative to the photo (default 1.0). 2.0
+            runs the network on the photo at half size, brings the painting back to full size
+            and adds back the photo's fine luminance detail that the half size lost: strokes
+            twice as large, edges kept. Below 1.0 the network runs on an enlarged photo (finer
+            strokes). A network trained on small crops paints its motifs small on a large photo;
+            stroke_scale brings them back to the painting's scale.
         batch_size: images per forward pass in `stylize_many` (folders, videos).
         style: a multi-style network's style by name (None: its first style).
         mix: a blend of a multi-style network's styles, {name: weight} (normalised to sum 1):
@@ -67,7 +104,8 @@ class Stylizer:
     def __init__(self, runner, net: torch.nn.Module | None = None, *, source: str | None = None, meta: dict | None = None,
                  size: int | None = None, preserve_color: bool = False, strength: float = 1.0,
                  tile: int | None = None, tile_overlap: int | None = None, batch_size: int = 4,
-                 styles: list[str] | None = None, style: str | None = None, mix: dict | None = None):
+                 styles: list[str] | None = None, style: str | None = None, mix: dict | None = None,
+                 stroke_scale: float = 1.0):
         self.runner, self.net, self.source, self.meta = runner, net, source, dict(meta or {})
         # the style names of a multi-style network, None for a single-style one
         self.styles = list(styles) if styles else (list(net.styles) if getattr(net, "styles", None) else None)
@@ -78,6 +116,7 @@ class Stylizer:
         self.strength = _check_unit("strength", strength)
         self.tile = _check_positive("tile", tile, minimum=16)
         self.tile_overlap = tile_overlap
+        self.stroke_scale = _check_stroke_scale(stroke_scale)
         self.batch_size = _check_positive("batch_size", batch_size)
         if self.tile and self.net is None:
             raise FastNSTError(f"{source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file")
@@ -101,23 +140,26 @@ class Stylizer:
     def load(cls, path: str | os.PathLike, device: str = "auto", backend: str = "auto", precision: str = "auto",
              compile: bool = False, trust_model_file: bool = False, **options) -> Stylizer:
         """Load an exported .pt, a Lightning .ckpt, a run directory, an .onnx or a TorchScript file
-        (recognised by content) and pick the backend: "auto" = torch for fastnst networks (the
-        fastest measured on CPU too), the file's own runtime for ONNX and TorchScript files.
+        (recognised by content) and pick the backend: "auto" = for fastnst networks on CPU the path
+        measured fastest on this machine (`fastnst.accel.autotune`), torch elsewhere; the file's
+        own runtime for ONNX and TorchScript files.
 
         .pt/.ckpt files are read with torch.load(weights_only=True) and refused when they hold
         anything but tensors and plain values; trust_model_file=True loads such (older or foreign)
         files by full unpickling, which can run code from the file. A style name that is not a
         file (`"the_scream"`) loads the bundled network of that style (`fastnst.zoo`)."""
         opened = open_network(path, device, backend, precision, compile=compile, trust_model_file=trust_model_file)
+        if getattr(getattr(opened.runner, "device", None), "type", "cpu") == "cpu":
+            warn_if_spinning()
         return cls(opened.runner, opened.net, source=opened.source, meta=opened.meta, styles=opened.styles, **options)
 
     # -- tensors ---------------------------------------------------------------------------
 
     def _options(self, overrides: dict) -> dict:
-        unknown = set(overrides) - {"size", "preserve_color", "strength", "tile", "tile_overlap", "style", "mix"}
+        unknown = set(overrides) - {*_PER_CALL_OPTIONS, "style", "mix"}
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        opts = {k: getattr(self, k) for k in ("size", "preserve_color", "strength", "tile", "tile_overlap")}
+        opts = {k: getattr(self, k) for k in _PER_CALL_OPTIONS}
         if "style" in overrides or "mix" in overrides:  # a per-call style replaces the default one
             opts["weights"] = self.style_weights(overrides.pop("style", None), overrides.pop("mix", None))
         else:
@@ -126,6 +168,7 @@ class Stylizer:
         opts["strength"] = _check_unit("strength", opts["strength"])
         opts["size"] = _check_positive("size", opts["size"])
         opts["tile"] = _check_positive("tile", opts["tile"], minimum=16)
+        opts["stroke_scale"] = _check_stroke_scale(opts["stroke_scale"])
         if opts["tile"] and self.net is None:
             raise FastNSTError(f"{self.source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file")
         return opts
@@ -147,6 +190,22 @@ class Stylizer:
                 return tiled_forward(self.net, x, tile, tile_overlap, style=style, forward=accel.fused.forward).float()
         return self.runner(photo) if weights is None else self.runner(photo, weights)
 
+    def _paint(self, photo: torch.Tensor, opts: dict) -> torch.Tensor:
+        """The network's output at the photo's size, painted at opts["stroke_scale"]."""
+        scale = opts["stroke_scale"]
+        if scale == 1.0:
+            return self._forward(photo, opts["tile"], opts["tile_overlap"], opts["weights"])
+        h, w = photo.shape[-2:]
+        small = resize_tensor(photo, (max(1, round(h / scale)), max(1, round(w / scale))))
+        painted = self._forward(small, opts["tile"], opts["tile_overlap"], opts["weights"]).float()
+        painted = resize_tensor(painted.to(photo.device), (h, w))
+        if scale > 1.0:
+            # the band of the photo's detail that painting small lost, added back as luminance
+            # only: edges and texture stay sharp without the photo's colours creeping back
+            detail = photo - resize_tensor(small, (h, w))
+            painted = painted + _luminance(detail)
+        return painted
+
     def stylize_tensor(self, photo: torch.Tensor, **overrides) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> stylized (B, 3, H', W') float32 on the input's device."""
         opts = self._options(overrides)
@@ -160,7 +219,7 @@ class Stylizer:
             photo = resize_tensor(photo, fit_size(*photo.shape[-2:], opts["size"]))
         if opts["strength"] == 0.0:
             return photo.clone()
-        stylized = self._forward(photo, opts["tile"], opts["tile_overlap"], opts["weights"]).to(out_device)
+        stylized = self._paint(photo, opts).to(out_device)
         if opts["preserve_color"]:
             stylized = transfer_luminance(stylized, photo)
         if opts["strength"] < 1.0:
@@ -169,7 +228,8 @@ class Stylizer:
 
     def __call__(self, image, **overrides):
         """Stylize a PIL image (-> PIL), an image path (-> PIL) or a float tensor in [0, 1] of
-        shape (B, 3, H, W) or (3, H, W) (-> tensor of the same rank)."""
+        shape (B, 3, H, W) or (3, H, W) (-> tensor of the same rank). With size= (here or at
+        construction) tensors are resized too: the result has the resized height and width."""
         if isinstance(image, (str, os.PathLike)):
             image = open_rgb(image)
         if isinstance(image, Image.Image):

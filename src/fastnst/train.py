@@ -24,6 +24,7 @@ from fastnst.checkpointing import AtomicCheckpointIO
 from fastnst.errors import FastNSTError
 from fastnst.multistyle import check_init_options, expand_multi_style, is_multi, members_of
 from fastnst.style import instantiate_loss, style_image_paths
+from fastnst.train_progress import quiet_lightning
 
 log = logging.getLogger("fastnst.train")
 
@@ -93,14 +94,9 @@ def check_required_options(cfg: DictConfig) -> None:
 def check_can_create(folder: Path, what: str) -> None:
     """Fail before Hydra or training starts when `folder` cannot be created or written:
     a regular file on its path, or an ancestor without write permission."""
-    folder = Path(str(folder)).expanduser().absolute()
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise FastNSTError(f"{folder}: {what} cannot be created ({existing} is a file)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise FastNSTError(f"{folder}: {what} is not writable ({existing}: permission denied)")
+    from fastnst.preflight import ensure_writable
+
+    ensure_writable(Path(str(folder)), what, folder=True)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -189,16 +185,29 @@ def _uses_cuda(trainer_cfg: DictConfig) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def _progress_bar(trainer_cfg: DictConfig, callbacks: list) -> list:
-    """On CUDA the progress bar refreshes every log_every_n_steps steps: each refresh reads the
-    logged loss, a host-device sync that would stall the GPU every step."""
-    from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
+def _progress_bar(cfg: DictConfig, callbacks: list) -> list:
+    """The step/total, images/s and ETA line (fastnst.train_progress): a bar on a terminal (or
+    progress=true), a log line every log_every_n_steps steps otherwise. On CUDA the bar refreshes
+    every log_every_n_steps steps: each refresh reads the logged loss, a host-device sync that
+    would stall the GPU every step."""
+    from pytorch_lightning.callbacks import ProgressBar
 
-    if not trainer_cfg.enable_progress_bar or any(isinstance(c, ProgressBar) for c in callbacks):
+    from fastnst.progress import show_progress
+    from fastnst.train_progress import StepProgressBar
+
+    trainer_cfg = cfg.trainer
+    if not _progress_enabled(cfg) or any(isinstance(c, ProgressBar) for c in callbacks):
         return []
-    if not _uses_cuda(trainer_cfg):
-        return []
-    return [TQDMProgressBar(refresh_rate=max(1, int(trainer_cfg.log_every_n_steps or 1)))]
+    every = max(1, int(trainer_cfg.log_every_n_steps or 1))
+    return [StepProgressBar(show_progress(cfg.get("progress", "auto")), refresh_every=every if _uses_cuda(trainer_cfg) else 1,
+                            line_every=every)]
+
+
+def _progress_enabled(cfg: DictConfig) -> bool:
+    from fastnst.progress import show_progress
+
+    progress = cfg.get("progress", "auto")
+    return bool(cfg.trainer.enable_progress_bar) and (str(progress).lower() == "auto" or show_progress(progress))
 
 
 def _check_multirun_ddp(trainer: pl.Trainer) -> None:
@@ -284,6 +293,7 @@ def remove_untrained_run_dir(run_dir: Path, cfg: DictConfig) -> None:
 
 def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: list | None, state: dict) -> dict:
     style_image_paths(cfg.style)  # a missing style image fails now, not after the data is scanned
+    quiet_lightning()
     if cfg.seed is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
     if not _uses_cuda(cfg.trainer):
@@ -294,16 +304,17 @@ def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: lis
     for callback in callbacks:
         if isinstance(callback, LogImagesAndHparams) and callback.run_config is None:
             callback.run_config = cfg  # the hparams view: the run's settings
-    callbacks += _progress_bar(cfg.trainer, callbacks)
+    callbacks += _progress_bar(cfg, callbacks)
+    callbacks.append(_AnnounceRunDir(run_dir, at_start=bool(cfg.resume)))
     loggers = _instantiate_group(cfg.get("logger"))
-    trainer = state["trainer"] = _make_trainer(cfg.trainer, callbacks, loggers, run_dir)
+    trainer = state["trainer"] = _make_trainer(_short_run_intervals(cfg.trainer, _progress_enabled(cfg)),
+                                               callbacks, loggers, run_dir)
     _check_multirun_ddp(trainer)
     system = build_system(cfg)
     config_file = run_dir / "config.yaml"
     # a resumed run keeps the config it was started with (the resume's changes are in train.log)
     if trainer.is_global_zero and not trainer.fast_dev_run and not (cfg.resume and config_file.exists()):
         OmegaConf.save(cfg, config_file, resolve=True)
-    log.info("run directory: %s", run_dir)
     # Our EpochSampler skips the batches a mid-epoch checkpoint already consumed, so Lightning's
     # "dataloader is not resumable" warning does not apply.
     warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
@@ -350,12 +361,77 @@ def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: lis
     return {"run_dir": run_dir, "model_path": model_path, "metrics": metrics, "global_step": trainer.global_step}
 
 
+class _AnnounceRunDir(pl.Callback):
+    """Logs "run directory: ..." once a new run has done its first step: one that fails before
+    it leaves no directory behind (remove_untrained_run_dir), so it names none. A resumed run
+    is named at its start."""
+
+    def __init__(self, run_dir: Path, at_start: bool):
+        self.run_dir, self.at_start, self.done = run_dir, at_start, False
+
+    def _announce(self, trainer: pl.Trainer) -> None:
+        if not self.done and trainer.is_global_zero and not trainer.fast_dev_run:
+            log.info("run directory: %s", self.run_dir)
+        self.done = True
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.at_start:
+            self._announce(trainer)
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        self._announce(trainer)
+
+
+def _short_run_intervals(trainer_cfg: DictConfig, progress: bool) -> DictConfig:
+    """The trainer settings with the logging and validation intervals at most max_steps, so that a
+    run shorter than them still logs its train scalars and validates at its end (val/loss, hence
+    best.ckpt); and without Lightning's own bar when progress=false."""
+    trainer_cfg = trainer_cfg.copy()
+    max_steps = int(trainer_cfg.get("max_steps") or -1)
+    if max_steps > 0:
+        for key in ("log_every_n_steps", "val_check_interval"):
+            value = trainer_cfg.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > max_steps:
+                trainer_cfg[key] = max_steps
+    if not progress:
+        trainer_cfg.enable_progress_bar = False
+    return trainer_cfg
+
+
+def resolve_precision(trainer_cfg: DictConfig) -> tuple[str, str | None]:
+    """(trainer.precision with `auto` resolved, the one-line reason, or None when it was set).
+
+    auto on CPU: bf16-mixed where the CPU computes bf16 natively (amx_bf16 / avx512_bf16), 32-true
+    elsewhere: there bf16 convolutions are emulated and run several times slower than fp32. The
+    Grams and the loss terms stay fp32 either way (fastnst.losses). auto on CUDA: 32-true (the
+    gpu and ddp presets set bf16-mixed themselves)."""
+    value = str(trainer_cfg.get("precision", "32-true"))
+    if value != "auto":
+        return value, None
+    if _uses_cuda(trainer_cfg):
+        return "32-true", "precision 32-true (trainer.precision=auto on CUDA: fp32; trainer=gpu uses bf16-mixed)"
+    from fastnst.accel.autotune import BF16_FLAGS, cpu_info, native_bf16
+
+    name, flags = cpu_info()
+    if native_bf16():
+        found = "/".join(f for f in BF16_FLAGS if f in flags)
+        return "bf16-mixed", (f"precision bf16-mixed (trainer.precision=auto): {name} computes bf16 natively "
+                              f"({found}); Grams and losses stay fp32")
+    return "32-true", (f"precision 32-true (trainer.precision=auto): {name} has no native bf16 "
+                       f"({'/'.join(BF16_FLAGS)}), so bf16 convolutions would be emulated and slower than fp32")
+
+
 def _make_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list, run_dir: Path) -> pl.Trainer:
     """The Trainer; a setting this machine cannot run (trainer=gpu without a GPU, too many
     devices) is one line."""
     from hydra.errors import InstantiationException
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
+    precision, why = resolve_precision(trainer_cfg)
+    if why:
+        log.info(why)
+        trainer_cfg = trainer_cfg.copy()
+        trainer_cfg.precision = precision
     try:
         return hydra.utils.instantiate(
             trainer_cfg, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
@@ -367,4 +443,4 @@ def _make_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list, run_d
         raise
 
 
-__all__ = ["train", "build_system", "build_optimizer", "check_writable", "check_can_create", "absolute_user_paths"]
+__all__ = ["train", "build_system", "resolve_precision", "build_optimizer", "check_writable", "check_can_create", "absolute_user_paths"]

@@ -9,9 +9,7 @@ only the content loss is given. Exit code 2 on a bad input, with a one-line mess
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +18,10 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from fastnst.config import CONFIG_DIR, resolve_user_path
-from fastnst.errors import FastNSTError
+from fastnst.errors import EXIT_USER_ERROR, FastNSTError, print_error
 from fastnst.flow import warping_error
+from fastnst.preflight import ArgumentParser
+from fastnst.progress import add_progress_argument, bar
 from fastnst.video import read_frames
 
 
@@ -92,9 +92,10 @@ def _at_size(frame: torch.Tensor, size) -> torch.Tensor:
 
 
 def measure(input_path, output_path, frames: int | None = None, run: str | None = None, style: str | None = None,
-            loss: str = "johnson", loss_frames: int = 8) -> dict:
+            loss: str = "johnson", loss_frames: int = 8, progress: bool | str | None = False) -> dict:
     """{"frames", "warping_error", "content", ["style"]} of a stylized video against its input.
-    Losses are averaged over `loss_frames` frames evenly spread over the measured ones."""
+    Losses are averaged over `loss_frames` frames evenly spread over the measured ones.
+    progress: bars on stderr (true, false, or "auto"/None: only on a terminal)."""
     input_path, output_path = resolve_user_path(input_path), resolve_user_path(output_path)
     for path in (input_path, output_path):
         if not path.is_file():
@@ -109,13 +110,13 @@ def measure(input_path, output_path, frames: int | None = None, run: str | None 
     if len(inputs) < 2:
         raise FastNSTError(f"{input_path}: the warping error needs at least two frames")
     try:
-        error = warping_error(inputs, outputs)
+        error = warping_error(inputs, bar(outputs, progress=progress, desc="warping error", unit="frame"))
     except ValueError as e:
         raise FastNSTError(f"{input_path}: {e}") from None
     picks = np.unique(np.linspace(0, len(inputs) - 1, max(1, loss_frames)).round().astype(int))
     pairs = [(_at_size(inputs[i], outputs[i].shape[-2:]), outputs[i]) for i in picks]
     return {"input": str(input_path), "output": str(output_path), "frames": len(inputs), "warping_error": error,
-            **_frame_losses(loss_cfg, style_cfg, pairs)}
+            **_frame_losses(loss_cfg, style_cfg, bar(pairs, progress=progress, desc="losses", unit="frame"))}
 
 
 def stylized_warping_error(stylizer, video, frames: int | None = 30, size: int | None = 256) -> float:
@@ -137,7 +138,7 @@ def format_result(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Temporal warping error and frame losses of a stylized video.")
+    parser = ArgumentParser(description="Temporal warping error and frame losses of a stylized video.")
     parser.add_argument("--input", required=True, help="the original video")
     parser.add_argument("--output", required=True, help="its stylization (same frames)")
     parser.add_argument("--frames", type=int, default=None, help="measure the first N frames only")
@@ -146,14 +147,16 @@ def main(argv=None) -> int:
     parser.add_argument("--loss", default="johnson", help="loss preset for --style (conf/loss)")
     parser.add_argument("--loss-frames", type=int, default=8, help="frames the losses average over")
     parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    add_progress_argument(parser)
     args = parser.parse_args(argv)
     try:
         if args.run and args.style:
             raise FastNSTError("give --run or --style, not both")
-        result = measure(args.input, args.output, args.frames, args.run, args.style, args.loss, args.loss_frames)
+        result = measure(args.input, args.output, args.frames, args.run, args.style, args.loss, args.loss_frames,
+                         progress=args.progress)
     except FastNSTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print_error(e)
+        return EXIT_USER_ERROR
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0
 

@@ -6,6 +6,8 @@ exported or compiled (`fastconv.fast_path_allowed`); elsewhere the plain layers 
     fastconv     NNPACK Winograd/FFT convolutions where they beat oneDNN (forward and backward)
     subpixel     the transformer's 2x upsample-then-conv computed at the low resolution
     fused        the transformer's fused inference forward (instance norm into the next conv)
+    bf16         bf16 inference forward (bf16 convs, fp32 instance-norm statistics and output)
+    autotune     which CPU path is fastest on this machine, measured once and cached
     cpu_tuning   process settings: glibc malloc keeping freed memory, passive OpenMP waits
 
 Opting in:
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("fastconv", "subpixel", "fused", "cpu_tuning")
+_SUBMODULES = ("fastconv", "subpixel", "fused", "bf16", "autotune", "cpu_tuning")
 
 
 def accelerate(module):

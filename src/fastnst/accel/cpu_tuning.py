@@ -47,11 +47,43 @@ def keep_freed_memory() -> bool:
     return _applied
 
 
-def passive_openmp_waits() -> None:
+def passive_openmp_waits() -> bool:
     """OpenMP threads yield the cores as soon as an op ends instead of spinning.
 
     In Gatys mode and CPU inference NNPACK's thread pool and OpenMP (oneDNN, elementwise ops)
     take turns layer by layer, and OpenMP's spin-waiting threads steal the 2 cores from NNPACK's:
-    passive waits made a Gatys iteration ~10% faster here (README "Gatys mode"). Only effective before torch is imported; a value the
-    user set wins. The CLI entry points of Gatys, stylize and the app call it."""
+    passive waits made a Gatys iteration ~10% faster here. On a loaded machine spinning threads
+    also burn the time slices the busy thread needs: training, video and evaluation ran 5-40x
+    slower with other jobs on the cores (scripts/bench_load.py).
+
+    A value the user set wins. torch's GNU OpenMP reads OMP_WAIT_POLICY once, when torch is
+    imported, so this only takes effect before that: `import fastnst` calls it (every entry
+    point, script and `from fastnst import Stylizer` first imports the package). Returns whether
+    the policy in effect is passive (False when torch was imported first without it)."""
+    global _torch_first
+    if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+        _torch_first = True  # too late for this process; children still inherit the setting
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return not _torch_first and os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
+
+
+_torch_first = False
+_warned = False
+
+
+def warn_if_spinning() -> None:
+    """One warning per process when torch was imported before fastnst without OMP_WAIT_POLICY:
+    its OpenMP threads spin-wait, which makes CPU work several times slower on a loaded machine."""
+    global _warned
+    if not _torch_first or _warned:
+        return
+    _warned = True
+    import warnings
+
+    warnings.warn(
+        "fastnst: torch was imported before fastnst, so its OpenMP threads spin-wait and CPU work "
+        "slows down several times when other jobs share the cores; import fastnst before torch "
+        "or set OMP_WAIT_POLICY=PASSIVE in the environment",
+        RuntimeWarning,
+        stacklevel=3,
+    )

@@ -8,13 +8,16 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fastnst.config import required, resolve_user_path
-from fastnst.evaluate import EVAL_FILE, evaluate_run, format_metrics, read_eval
+from fastnst.evaluate import EVAL_FILE, default_cache_dir, evaluate_run, format_metrics, read_eval
+from fastnst.preflight import ensure_writable
 
 
 def evaluate_cli(cfg: DictConfig) -> list[dict]:
     """`python evaluate.py run=<dir>` or `run=[<dir>,<dir>]`."""
     required(cfg, "run", "(a run directory), e.g. `python evaluate.py run=outputs/starry_night/...`")
     runs = list(cfg.run) if isinstance(cfg.run, ListConfig) else [cfg.run]
+    if cfg.gatys_iterations:  # the reference is cached there (each run's folder is checked as it is read)
+        ensure_writable(resolve_user_path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), "cache_dir", folder=True)
     results = []
     for run in runs:
         existed = read_eval(resolve_user_path(run)) is not None

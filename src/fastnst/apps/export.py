@@ -7,20 +7,27 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from fastnst import zoo
 from fastnst.artifacts import STYLE_INPUT_NAME, load_network
 from fastnst.config import is_set, required, resolve_user_path
-from fastnst.errors import FastNSTError, refuse_input_as_output
+from fastnst.errors import FastNSTError, refuse_input_as_output, refuse_to_overwrite
 from fastnst.export import FORMATS, export_model
+from fastnst.preflight import ensure_writable
 
 
 def export_cli(cfg: DictConfig) -> Path:
     """`python export.py model=... format=onnx|torchscript output=...`"""
-    source = resolve_user_path(required(cfg, "model", "(an exported .pt, a .ckpt or a run directory)"))
+    model = str(required(cfg, "model", "(an exported .pt, a .ckpt, a run directory or a bundled style name)"))
+    source = zoo.resolve_model(model)  # a file or run dir, else a bundled style (`the_scream`)
     fmt = str(cfg.format).lower()
     if fmt not in FORMATS:
         raise FastNSTError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    net, meta = load_network(source, trust_model_file=bool(cfg.trust_model_file))
-    base = source / "model" if source.is_dir() else source.with_suffix("")
+    if source.is_dir():
+        base = source / "model"
+    elif source.parent == zoo.ZOO_DIR and not resolve_user_path(model).exists():
+        base = resolve_user_path(source.stem)  # a bundled network: into the current folder
+    else:
+        base = source.with_suffix("")
     output = base.with_suffix(FORMATS[fmt])  # default: next to the model (<run_dir>/model.onnx, <name>.onnx)
     if is_set(cfg, "output"):
         given = str(cfg.output)
@@ -28,6 +35,9 @@ def export_cli(cfg: DictConfig) -> Path:
         if given.endswith(("/", os.sep)) or output.is_dir():  # a folder: the default name inside it
             output = output / base.with_suffix(FORMATS[fmt]).name
     refuse_input_as_output(output, source, "input model")
+    refuse_to_overwrite(output, bool(cfg.overwrite))
+    ensure_writable(output)  # before the network loads
+    net, meta = load_network(source, trust_model_file=bool(cfg.trust_model_file))
     path = export_model(net, output, fmt, meta=meta, overwrite=bool(cfg.overwrite), check=bool(cfg.check))
     styles = f"; input {STYLE_INPUT_NAME} float32 ({len(net.styles)},): {', '.join(net.styles)}" if net.styles else ""
     print(f"wrote {path} ({fmt}; input float32 (B,3,H,W) RGB in [0,1] -> same shape in [0,1]{styles})")

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import argparse
 import inspect
 from collections.abc import Sequence
 
 from fastnst.errors import one_line_errors
 from fastnst.frames import extract_frames
+from fastnst.preflight import ArgumentParser
 
 DEFAULTS = {name: p.default for name, p in inspect.signature(extract_frames).parameters.items()
             if p.default is not inspect.Parameter.empty}
@@ -16,7 +16,7 @@ DEFAULTS = {name: p.default for name, p in inspect.signature(extract_frames).par
 
 @one_line_errors(interrupted="rerun the same command to continue")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="extract_frames.py",
         description="Extract de-duplicated, letterbox-cropped frames from videos into a flat folder of numbered JPEGs.",
     )

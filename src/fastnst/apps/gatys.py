@@ -21,6 +21,7 @@ from fastnst.errors import (
 )
 from fastnst.gatys import INITS, MIN_SIDE, OPTIMIZERS, GatysResult, scale_sizes, stylize_gatys
 from fastnst.images import check_output_path, fit_image, fit_size, load_image, open_rgb, save_image
+from fastnst.preflight import ensure_writable
 
 
 def intermediate_path(output: Path, iteration: int) -> Path:
@@ -57,6 +58,7 @@ def run_gatys(cfg: DictConfig) -> GatysResult:
     # Refuse before any work: the output, its log and every intermediate that would be written.
     check_output_path(output, overwrite)
     refuse_input_as_output(output, content_path, "content image")
+    ensure_writable(output)  # the log and intermediates go beside it
     refuse_to_overwrite(log_path(output), overwrite, "loss log")
     if save_every:
         for it in range(save_every, iterations + 1, save_every):

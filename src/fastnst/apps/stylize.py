@@ -11,8 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from fastnst import zoo
 from fastnst.config import is_set, required, resolve_user_path
-from fastnst.errors import FastNSTError, refuse_input_as_output
-from fastnst.images import SAVE_FORMATS, find_images, save_image
+from fastnst.errors import FastNSTError, refuse_input_as_output, refuse_to_overwrite
+from fastnst.images import SAVE_FORMATS, check_output_path, find_images, save_image
+from fastnst.preflight import ensure_writable
 from fastnst.stylize import Stylizer
 
 
@@ -37,16 +38,9 @@ def _image_output_name(path: Path) -> Path:
     return path if path.suffix.lower() in SAVE_FORMATS else path.with_suffix(".png")
 
 
-def stylize_image_file(stylizer: Stylizer, src: Path, dst: Path, overwrite: bool = False) -> bool:
-    """One image file -> one output file; False (with a note) when the output exists."""
-    if dst.is_dir():
-        dst = dst / _image_output_name(Path(src.name))
-    refuse_input_as_output(dst, src, "input file")
-    if dst.exists() and not overwrite:
-        _note(f"{dst}: exists, skipped (overwrite=true replaces it)")
-        return False
-    save_image(stylizer(src), dst, overwrite=overwrite)
-    return True
+def stylize_image_file(stylizer: Stylizer, src: Path, dst: Path, overwrite: bool = False) -> Path:
+    """One image file -> one output file (`dst` checked by _check_output)."""
+    return save_image(stylizer(src), dst, overwrite=overwrite)
 
 
 def stylize_folder(stylizer: Stylizer, src: Path, dst: Path, overwrite: bool = False, progress: bool = True) -> tuple[int, list[str]]:
@@ -144,11 +138,12 @@ def stylize_cli(cfg: DictConfig) -> None:
         raise FastNSTError(f"{src}: temporal={temporal[0]} smooths videos (.mp4, .webm, ...), not images or folders")
     dst = resolve_user_path(cfg.output) if is_set(cfg, "output") else _default_output(src)
     overwrite = bool(cfg.overwrite)
+    dst = _check_output(src, dst, str(cfg.output or "").endswith(("/", os.sep)), overwrite)
     stylizer = Stylizer.load(
         model, device=str(cfg.device), backend=str(cfg.backend), precision=str(cfg.precision),
         compile=bool(cfg.compile), trust_model_file=bool(cfg.trust_model_file), size=cfg.size,
         preserve_color=bool(cfg.preserve_color), strength=float(cfg.strength), tile=cfg.tile,
-        batch_size=int(cfg.batch_size), **style_options,
+        stroke_scale=cfg.stroke_scale, batch_size=int(cfg.batch_size), **style_options,
     )
     if src.is_dir():
         written, failures = stylize_folder(stylizer, src, dst, overwrite=overwrite)
@@ -156,16 +151,30 @@ def stylize_cli(cfg: DictConfig) -> None:
         if failures:
             raise FastNSTError(f"{len(failures)} of {written + len(failures)} image(s) failed (first: {failures[0]})")
     elif is_video_file(src):
-        refuse_input_as_output(dst, src, "input file")
-        if dst.exists() and not overwrite:
-            _note(f"{dst}: exists, skipped (overwrite=true replaces it)")
-            return
         frames = stylize_video(stylizer, src, dst, overwrite=overwrite, temporal=temporal[0],
                                temporal_strength=temporal[1])
         print(f"wrote {dst} ({frames} frames)")
     else:
-        if str(cfg.output or "").endswith(("/", os.sep)):  # a folder: <folder>/<name>_stylized.png
-            dst.mkdir(parents=True, exist_ok=True)
-            dst = dst / _default_output(src).name
-        if stylize_image_file(stylizer, src, dst, overwrite=overwrite):
-            print(f"wrote {dst}")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        print(f"wrote {stylize_image_file(stylizer, src, dst, overwrite=overwrite)}")
+
+
+def _check_output(src: Path, dst: Path, into_folder: bool, overwrite: bool) -> Path:
+    """Before the network loads: the output can be written, and a single output (an image or a
+    video) is not there yet unless overwrite=true (a folder job keeps existing outputs and fills
+    in the rest). Returns the output file (`output=<folder>/` holds <name>_stylized.<ext>)."""
+    from fastnst.video import is_video_file
+
+    if src.is_dir():
+        ensure_writable(dst, "output folder", folder=True)
+        return dst
+    if into_folder:  # output=<folder>/: <folder>/<name>_stylized.<ext>
+        dst = dst / _default_output(src).name
+    elif dst.is_dir() and not is_video_file(src):  # an existing folder: the photo's own name in it
+        dst = dst / _image_output_name(Path(src.name))
+    refuse_input_as_output(dst, src, "input file")
+    if not is_video_file(src):
+        check_output_path(dst, overwrite)  # a known image extension
+    refuse_to_overwrite(dst, overwrite)
+    ensure_writable(dst)
+    return dst

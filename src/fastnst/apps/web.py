@@ -1,4 +1,4 @@
-"""`python app.py`: a local Gradio web app on the project's own Stylizer (see README "Web app").
+"""`python app.py`: a local Gradio web app on the project's own Stylizer (see docs/webapp.md).
 
 Tabs: Photo (any network the project can load: bundled styles and the runs/model files under
 `models=`), Webcam (the camera stream stylized live by a fast network) and Gatys (any painting,
@@ -228,9 +228,10 @@ class WebApp:
 
     def stylize_photo(self, photo, style: str | None, strength: float = 1.0, keep_colours: bool = False,
                       output_size: str | int | None = "512", network_style: str | None = None,
-                      mix: str | None = None) -> PhotoResult:
+                      mix: str | None = None, stroke_scale: float = 1.0) -> PhotoResult:
         """One upload -> the full-size stylized PNG (its path) and a one-line status.
-        network_style / mix: a multi-style network's style, or a blend "name: weight, ..."."""
+        network_style / mix: a multi-style network's style, or a blend "name: weight, ...";
+        stroke_scale: how large the network paints relative to the photo (Stylizer)."""
         path = upload_path(photo)
         if path is None:
             return PhotoResult(None, "Upload or paste a photo.")
@@ -243,7 +244,8 @@ class WebApp:
             options = self._style_options(style, network_style, mix)
             start = time.perf_counter()
             result = self.run_network(style, lambda stylizer: stylizer(
-                image, size=size, strength=float(strength), preserve_color=bool(keep_colours), **options))
+                image, size=size, strength=float(strength), preserve_color=bool(keep_colours),
+                stroke_scale=float(stroke_scale), **options))
             elapsed = time.perf_counter() - start
             name = _slug(style) + (f"_{_slug(options['style'])}" if "style" in options else "")
             name += "_blend" if "mix" in options else ""
@@ -477,6 +479,8 @@ def build_ui(app: WebApp):
                                      visible=False, elem_id="photo-mix")
                     strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
                     keep_colours = gr.Checkbox(False, label="Keep the photo's colours")
+                    stroke_scale = gr.Slider(0.5, 4, value=1.0, step=0.25, elem_id="photo-stroke-scale",
+                                             label="Stroke scale (2 = strokes twice as large)")
                     output_size = gr.Dropdown(list(OUTPUT_SIZES), value="512",
                                               label="Output size (longer side, px)")
                     run = gr.Button("Stylize", variant="primary", elem_id="photo-run")
@@ -487,9 +491,9 @@ def build_ui(app: WebApp):
                     status = gr.Markdown("", elem_id="photo-status")
 
             def on_photo(photo_value, style_value, strength_value, keep, size_value, network_style_value=None,
-                         mix_value=""):  # defaults: API clients of single-style networks may leave them out
+                         mix_value="", stroke_value=1.0):  # defaults: older API clients may leave them out
                 r = app.stylize_photo(photo_value, style_value, strength_value, keep, size_value,
-                                      network_style_value, mix_value)
+                                      network_style_value, mix_value, stroke_value)
                 return r.image, r.status
 
             style.change(lambda label: network_style_choices(app, label), [style], [network_style, mix],
@@ -497,7 +501,8 @@ def build_ui(app: WebApp):
             demo.load(lambda label: network_style_choices(app, label), [style], [network_style, mix],
                       show_progress="hidden")
             gr.on([photo.upload, run.click, style.change, network_style.change], on_photo,
-                  [photo, style, strength, keep_colours, output_size, network_style, mix], [result, status],
+                  [photo, style, strength, keep_colours, output_size, network_style, mix, stroke_scale],
+                  [result, status],
                   concurrency_limit=4, show_progress="minimal", api_name="stylize_photo", queue=False)
         with gr.Tab("Webcam", id="webcam"):
             webcam_default = app.default_webcam_model()
@@ -606,8 +611,22 @@ def _patient_localhost_check() -> None:
 
 
 def app_cli(cfg: DictConfig) -> None:
+    _check_temp_folders()
     try:
         import gradio  # noqa: F401
     except ImportError:
         raise FastNSTError("the web app needs Gradio: pip install 'fastnst[app]' (or make install)") from None
     launch(cfg, block=True)
+
+
+def _check_temp_folders() -> None:
+    """The app writes results to the temp folder (TMPDIR) and Gradio its uploads to
+    GRADIO_TEMP_DIR: both must be writable before it starts serving."""
+    from fastnst.preflight import ensure_writable
+
+    try:
+        ensure_writable(tempfile.gettempdir(), "temporary folder (TMPDIR)", folder=True)
+    except FileNotFoundError:  # tempfile found no writable candidate at all
+        raise FastNSTError("no writable temporary folder: set TMPDIR to a folder you can write") from None
+    if os.environ.get("GRADIO_TEMP_DIR"):
+        ensure_writable(os.environ["GRADIO_TEMP_DIR"], "GRADIO_TEMP_DIR", folder=True)

@@ -8,6 +8,7 @@ use them when no `model=` is given; `stylize.py styles=list` prints this listing
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import torch
@@ -38,6 +39,9 @@ def bundled_network(name: str) -> Path:
     path = styles.get(canonical_name(str(name)))
     if path is None:
         known = ", ".join(styles) or "none"
+        hint = close_style_name(str(name))
+        if hint:
+            raise FastNSTError(f"unknown style {name!r} (did you mean {hint!r}?); bundled networks: {known}")
         raise FastNSTError(
             f"no bundled network for style {name!r} (bundled: {known}); train one with "
             f"`python train.py experiment=zoo style={name}` and pass model=<run dir>"
@@ -45,13 +49,22 @@ def bundled_network(name: str) -> Path:
     return path
 
 
+def close_style_name(name: str) -> str | None:
+    """The bundled style (or alias) a misspelt name most likely meant, else None."""
+    hints = difflib.get_close_matches(name, [*bundled_styles(), *ALIASES], n=1)
+    return hints[0] if hints else None
+
+
 def resolve_model(model) -> Path:
     """A model argument as a path: an existing file or folder first (relative to the launch
-    directory), else the bundled network of that style name (`the_scream`, `scream`)."""
+    directory), else the bundled network of that style name (`the_scream`, `scream`). A bare
+    name close to a bundled style's (`the_screem`) is an unknown style, with the suggestion."""
     path = Path(str(model)).expanduser()
-    if path.exists() or not is_bundled(str(model)):
+    if path.exists():
         return path.resolve()
-    return bundled_network(str(model))
+    if is_bundled(str(model)) or (path.name == str(model) and not path.suffix and close_style_name(str(model))):
+        return bundled_network(str(model))
+    return path.resolve()
 
 
 def network_meta(path: Path) -> dict:

@@ -1,0 +1,124 @@
+"""stroke_scale: the network paints at a chosen scale relative to the photo, detail kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fastnst.errors import FastNSTError
+from fastnst.stylize import Stylizer
+from tests.helpers import run_stylize, texture
+
+
+class RecordingRunner:
+    """A stand-in network: `paint(x)` applied to the input; remembers the input sizes."""
+
+    name = "torch"
+
+    def __init__(self, paint):
+        self.paint, self.sizes = paint, []
+
+    def __call__(self, x, weights=None):
+        self.sizes.append(tuple(x.shape[-2:]))
+        return self.paint(x)
+
+
+def stripes(x: torch.Tensor, period: int = 4) -> torch.Tensor:
+    """Vertical black/white stripes of `period` px at the input's own resolution: the network's
+    'stroke' has a fixed size in the pixels it runs on."""
+    cols = (torch.arange(x.shape[-1]) // (period // 2)) % 2
+    return cols.float().expand_as(x).clone()
+
+
+def dominant_period(row: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(row - row.mean()))
+    return len(row) / int(np.argmax(spectrum[1:]) + 1)
+
+
+def test_stroke_scale_one_is_the_plain_forward():
+    photo = texture(48, 64, seed=1)
+    runner = RecordingRunner(lambda x: 1 - x)
+    plain = Stylizer(runner)(photo)
+    same = Stylizer(runner, stroke_scale=1.0)(photo)
+    assert torch.equal(plain, same)
+    assert runner.sizes == [(48, 64), (48, 64)]
+
+
+@pytest.mark.parametrize("scale", [2.0, 3.0])
+def test_larger_stroke_scale_paints_larger_strokes_at_full_size(scale):
+    photo = torch.full((1, 3, 96, 192), 0.5)
+    runner = RecordingRunner(stripes)
+    out = Stylizer(runner, stroke_scale=scale)(photo)
+    assert out.shape == photo.shape  # full size comes back
+    assert runner.sizes == [(round(96 / scale), round(192 / scale))]  # the network ran small
+    base = dominant_period(Stylizer(RecordingRunner(stripes))(photo)[0, 0, 48].numpy())
+    bigger = dominant_period(out[0, 0, 48].numpy())
+    assert base == pytest.approx(4, rel=0.05)
+    assert bigger == pytest.approx(4 * scale, rel=0.1)
+
+
+def test_smaller_stroke_scale_runs_on_an_enlarged_photo():
+    photo = torch.full((1, 3, 40, 80), 0.5)
+    runner = RecordingRunner(stripes)
+    out = Stylizer(runner, stroke_scale=0.5)(photo)
+    assert runner.sizes == [(80, 160)] and out.shape == photo.shape
+
+
+def test_the_photos_fine_detail_comes_back():
+    # an identity 'network' at stroke_scale 2 sees a blurred photo; the restored luminance detail
+    # brings back the fine texture (exactly, for a grey photo, whose detail is all luminance)
+    grey = texture(64, 64, seed=3)[:, :1].expand(-1, 3, -1, -1).contiguous()
+    out = Stylizer(RecordingRunner(lambda x: x), stroke_scale=2.0)(grey)
+    blurred_only = torch.nn.functional.interpolate(
+        torch.nn.functional.interpolate(grey, scale_factor=0.5, mode="bilinear", antialias=True),
+        size=(64, 64), mode="bilinear")
+    assert (blurred_only - grey).abs().mean() > 0.02  # painting small alone loses the detail
+    assert torch.allclose(out, grey.clamp(0, 1), atol=2e-3)
+
+
+def test_restored_detail_is_luminance_only():
+    # the photo's colours must not creep back: for a colour photo and a network that paints
+    # everything one grey, every output pixel stays grey (R = G = B)
+    photo = texture(64, 64, seed=5)
+    out = Stylizer(RecordingRunner(lambda x: torch.full_like(x, 0.5)), stroke_scale=2.0)(photo)
+    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-6) and torch.allclose(out[:, 1], out[:, 2], atol=1e-6)
+    assert out.std() > 0.003  # ... but with the photo's detail in it (0 without it)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 100, "abc"])
+def test_bad_stroke_scale_is_a_user_error(bad):
+    with pytest.raises(FastNSTError, match="stroke_scale"):
+        Stylizer(RecordingRunner(lambda x: x), stroke_scale=bad)
+    with pytest.raises(FastNSTError, match="stroke_scale"):
+        Stylizer(RecordingRunner(lambda x: x))(torch.rand(1, 3, 32, 32), stroke_scale=bad)
+
+
+def test_stylize_cli_takes_stroke_scale(tmp_path, model_file, image_factory):
+    photo = image_factory("photo.png", size=(96, 64))
+    out1, out2 = tmp_path / "s1.png", tmp_path / "s2.png"
+    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out1}") == 0
+    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out2}", "stroke_scale=2") == 0
+    expected = Stylizer.load(model_file, stroke_scale=2.0)(Image.open(photo))
+    got = np.asarray(Image.open(out2), dtype=np.int16)
+    assert np.abs(got - np.asarray(expected, dtype=np.int16)).max() <= 1
+    assert np.abs(got - np.asarray(Image.open(out1), dtype=np.int16)).mean() > 1
+    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={tmp_path / 's3.png'}",
+                       "stroke_scale=0") == 2
+    assert not (tmp_path / "s3.png").exists()
+
+
+def test_web_app_photo_request_takes_stroke_scale(tmp_path, image_factory):
+    from fastnst.apps.web import WebApp, model_catalog
+    from tests.app_helpers import tiny_models
+
+    models = tiny_models(tmp_path / "models")
+    app = WebApp(catalog=model_catalog(models), device="cpu", output_dir=tmp_path / "out")
+    photo = image_factory("photo.png", size=(96, 64))
+    result = app.stylize_photo(str(photo), "tiny_a.pt", 1.0, False, "original", stroke_scale=2.0)
+    expected = Stylizer.load(models / "tiny_a.pt", stroke_scale=2.0)(Image.open(photo))
+    got = np.asarray(Image.open(result.image), dtype=np.int16)
+    assert np.abs(got - np.asarray(expected, dtype=np.int16)).max() <= 1
+    plain = app.stylize_photo(str(photo), "tiny_a.pt", 1.0, False, "original")
+    assert np.abs(got - np.asarray(Image.open(plain.image), dtype=np.int16)).mean() > 1
