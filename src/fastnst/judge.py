@@ -14,7 +14,9 @@ pixel scale, so the painting is taken at a fixed size in px (`painting_size`: fo
 Johnson et al. 2016's released models, the style image size those models were trained with,
 which is the size at which their outputs show the painting's motifs). The picture is judged at
 the size it was made, plus a pyramid level at half size for both, so larger motifs reach the
-deeper layers' receptive fields.
+deeper layers' receptive fields. Judge pictures of 512 px or more: on Chicago at 256 px and
+below, where VGG no longer resolves the brushwork, the ranking of Johnson's wave against a
+tint-and-grain network flips.
 
     judge = StyleJudge(load_image("styles/wave.jpg", painting_size("wave")))
     judge(stylized)   # {"style_swd": 0.61, "style_swd_std": 0.004, "style_swd/block1_conv1": ...}
