@@ -177,6 +177,18 @@ def measure(loss, judge, output: torch.Tensor, photo: torch.Tensor) -> dict[str,
     return row
 
 
+def ruler_stamp(with_judge: bool) -> list:
+    """Changes when the judge's or the loss's code changes: cached measurements are redone."""
+    import fastnst.losses
+
+    modules = [fastnst.losses]
+    if with_judge:
+        import fastnst.judge
+
+        modules.append(fastnst.judge)
+    return [Path(m.__file__).stat().st_mtime for m in modules]
+
+
 def trained_steps(model: Path) -> int:
     from fastnst.artifacts import load_network
 
@@ -210,7 +222,7 @@ def report(args, names: list[str], specs: dict) -> None:
     def add(label: str, about: str, make_outputs, extra: dict | None = None, cache: Path | None = None,
             network: Path | None = None) -> list[torch.Tensor]:
         """Measure make_outputs() (cached in `cache` per network file, photos, size and rulers)."""
-        key = {"size": args.size, "photos": [str(p) for p in photos], "judge": judge is not None,
+        key = {"size": args.size, "photos": [str(p) for p in photos], "rulers": ruler_stamp(judge is not None),
                "network": None if network is None else [str(network), network.stat().st_mtime]}
         saved = torch.load(cache, weights_only=True) if cache is not None and cache.is_file() else None
         if saved is not None and json.loads(saved["key"]) == key:

@@ -281,6 +281,20 @@ def test_cli_image_refuses_existing_output_unless_overwrite(tmp_path, model_file
     assert Image.open(out).size == (40, 30)
 
 
+def test_cli_passes_strength_and_preserve_color_to_the_stylizer(tmp_path, model_file, image_factory):
+    photo = image_factory("p.png", size=(40, 30))
+    bare = Stylizer.load(model_file, device="cpu")
+    got = {}
+    for strength, keep in ((0.6, "true"), (0.6, "false")):
+        out = tmp_path / f"{strength}_{keep}.png"
+        assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}", f"strength={strength}",
+                           f"preserve_color={keep}", "device=cpu") == 0
+        got[keep] = np.asarray(Image.open(out).convert("RGB"), dtype=np.float64)
+        expected = bare(Image.open(photo).convert("RGB"), strength=strength, preserve_color=keep == "true")
+        assert np.abs(got[keep] - np.asarray(expected, dtype=np.float64)).max() <= 1, (strength, keep)
+    assert np.abs(got["true"] - got["false"]).mean() > 2  # preserve_color changed the result
+
+
 def test_cli_never_overwrites_input(tmp_path, model_file, image_factory):
     photo = image_factory("p.png")
     before = photo.read_bytes()

@@ -8,12 +8,14 @@ export.py writes the files it reads. Bundled networks are resolved by name in `f
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import io
 import json
 import os
 import sys
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,16 @@ BACKENDS = ("auto", "torch", "onnxruntime", "torchscript")
 
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@contextlib.contextmanager
+def jit_deprecation_silenced():
+    """TorchScript is the exported format users asked for: torch's FutureWarning that
+    torch.jit.save/load are deprecated (in favour of torch.export) is noise to them. Only that
+    warning is ignored, only inside the block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.(save|load)` is deprecated", category=FutureWarning)
+        yield
 
 
 def save_exported(path: str | os.PathLike, net: TransformerNet, meta: dict | None = None) -> Path:
@@ -566,8 +578,6 @@ def open_network(model: str | os.PathLike, device: str = "auto", backend: str = 
         if backend not in ("auto", "torch", "torchscript"):
             raise FastNSTError(f"{path}: a TorchScript file runs only with backend=torchscript (or torch)")
         extra = {f"{META_KEY}.json": ""}
-        from fastnst.export import jit_deprecation_silenced
-
         try:
             with jit_deprecation_silenced():
                 module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)

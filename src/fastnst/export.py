@@ -9,7 +9,6 @@ torch.jit.load, without fastnst.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ from fastnst.artifacts import (
     ScriptRunner,
     example_image,
     example_inputs,
+    jit_deprecation_silenced,
     meta_json,
     onnx_bytes,
 )
@@ -31,16 +31,6 @@ from fastnst.transformer import TransformerNet
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 PARITY_TOLERANCE = 1e-4
-
-
-@contextlib.contextmanager
-def jit_deprecation_silenced():
-    """TorchScript is the exported format users asked for: torch's FutureWarning that
-    torch.jit.save/load are deprecated (in favour of torch.export) is noise to them. Only that
-    warning is ignored, only inside the block."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.(save|load)` is deprecated", category=FutureWarning)
-        yield
 
 
 def torchscript_module(net: TransformerNet) -> torch.jit.ScriptModule:

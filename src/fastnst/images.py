@@ -84,7 +84,8 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{path}: file not found")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, expected an image file")
-    pass  # SEED
+    if not os.access(path, os.R_OK):
+        raise ImageError(f"{path}: permission denied (cannot read the file)")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file (0 bytes)")
     try:

@@ -52,6 +52,21 @@ def _keep_float32(moved: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     return moved if moved.dtype == torch.float32 else original.to(moved.device)
 
 
+# loss preset keys that configure training (fastnst.temporal), not the VGG loss
+TRAINING_ONLY_LOSS_KEYS = ("temporal_weight", "temporal_transform")
+
+
+def _preset_settings(folder, name: str) -> dict:
+    """A conf/loss preset as a plain dict, its `defaults:` list (other presets, then _self_)
+    merged in order as Hydra would."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(folder / f"{name}.yaml")
+    bases = [d for d in cfg.pop("defaults", []) if d != "_self_"]
+    merged = OmegaConf.merge(*(_preset_settings(folder, b) for b in bases), cfg) if bases else cfg
+    return OmegaConf.to_container(merged, resolve=True)
+
+
 class PerceptualLoss(nn.Module):
     """alpha * content + beta * style + tv_weight * tv, on one VGG19 pass.
 
@@ -116,17 +131,17 @@ class PerceptualLoss(nn.Module):
         `johnson`, ...), with `overrides` (e.g. beta=10.0, vgg_weights=...). A bare
         `PerceptualLoss()` has plain defaults (all five relu*_1 layers weighted 1, beta 1), not
         a preset's tuned weights: use this to reproduce what the commands do."""
-        from omegaconf import OmegaConf
-
         from fastnst.config import CONFIG_DIR
         from fastnst.errors import FastNSTError
-        from fastnst.style import instantiate_loss
 
-        path = CONFIG_DIR / "loss" / f"{name}.yaml"
-        if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        folder = CONFIG_DIR / "loss"
+        if not (folder / f"{name}.yaml").is_file():
+            known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
             raise FastNSTError(f"unknown loss preset {name!r}; choose from: {known}")
-        return instantiate_loss(OmegaConf.load(path), **overrides)
+        settings = _preset_settings(folder, name)
+        for key in ("_target_", *TRAINING_ONLY_LOSS_KEYS):
+            settings.pop(key, None)
+        return cls(**{**settings, **overrides})
 
     @property
     def has_style(self) -> bool:

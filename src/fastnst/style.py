@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fastnst.errors import FastNSTError
 from fastnst.images import find_images, load_image, open_rgb, pil_to_tensor, resize_shorter_side
-from fastnst.losses import PerceptualLoss
+from fastnst.losses import TRAINING_ONLY_LOSS_KEYS, PerceptualLoss
 
 
 def _style_weights(style: DictConfig, n_images: int) -> list[float] | None:
@@ -80,7 +80,6 @@ def downloadable_styles() -> set[str]:
         return set()
 
 
-TRAINING_ONLY_LOSS_KEYS = ("temporal_weight", "temporal_transform")
 
 
 def instantiate_loss(loss_cfg: DictConfig, **kwargs) -> PerceptualLoss:

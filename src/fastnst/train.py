@@ -199,15 +199,16 @@ def _progress_bar(cfg: DictConfig, callbacks: list) -> list:
     if not _progress_enabled(cfg) or any(isinstance(c, ProgressBar) for c in callbacks):
         return []
     every = max(1, int(trainer_cfg.log_every_n_steps or 1))
-    return [StepProgressBar(show_progress(cfg.get("progress", "auto")), refresh_every=every if _uses_cuda(trainer_cfg) else 1,
+    return [StepProgressBar(show_progress(cfg.get("progress")), refresh_every=every if _uses_cuda(trainer_cfg) else 1,
                             line_every=every)]
 
 
 def _progress_enabled(cfg: DictConfig) -> bool:
     from fastnst.progress import show_progress
 
-    progress = cfg.get("progress", "auto")
-    return bool(cfg.trainer.enable_progress_bar) and (str(progress).lower() == "auto" or show_progress(progress))
+    progress = cfg.get("progress")  # None (a run saved before the switch existed) = auto
+    return bool(cfg.trainer.enable_progress_bar) and (progress is None or str(progress).lower() == "auto"
+                                                      or show_progress(progress))
 
 
 def _check_multirun_ddp(trainer: pl.Trainer) -> None:
@@ -405,9 +406,9 @@ def resolve_precision(trainer_cfg: DictConfig) -> tuple[str, str | None]:
     elsewhere: there bf16 convolutions are emulated and run several times slower than fp32. The
     Grams and the loss terms stay fp32 either way (fastnst.losses). auto on CUDA: 32-true (the
     gpu and ddp presets set bf16-mixed themselves)."""
-    value = str(trainer_cfg.get("precision", "32-true"))
-    if value != "auto":
-        return value, None
+    value = trainer_cfg.get("precision")
+    if value is None or str(value) != "auto":  # None: Lightning's own default
+        return (None if value is None else str(value)), None
     if _uses_cuda(trainer_cfg):
         return "32-true", "precision 32-true (trainer.precision=auto on CUDA: fp32; trainer=gpu uses bf16-mixed)"
     from fastnst.accel.autotune import BF16_FLAGS, cpu_info, native_bf16

@@ -61,13 +61,13 @@ def passive_openmp_waits() -> bool:
     point, script and `from fastnst import Stylizer` first imports the package). Returns whether
     the policy in effect is passive (False when torch was imported first without it)."""
     global _torch_first
-    if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
-        _torch_first = True  # too late for this process; children still inherit the setting
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if _torch_first is None:  # the first call (`import fastnst`) tells; torch reads it only once
+        _torch_first = "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # children still inherit it
     return not _torch_first and os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
 
 
-_torch_first = False
+_torch_first: bool | None = None
 _warned = False
 
 
