@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -44,6 +43,8 @@ from fastnst.accel.cpu_tuning import passive_openmp_waits
 passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
 
 import torch  # noqa: E402
+
+from fastnst.accel.autotune import cpu_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = REPO / "src" / "fastnst" / "zoo"
@@ -270,7 +271,7 @@ def report(args, names: list[str], specs: dict) -> None:
     table = format_table(rows, judge is not None)
     start = f"each fine-tuned from {Path(args.start_from).name}" if args.start_from else "from scratch"
     header = (f"Recipe study, {args.style}: {args.steps} steps x batch 4 (unless the row says otherwise), {start}, "
-              f"seed {args.seed}, trainer.precision={args.precision}, on {cpu_name()} ({args.threads} thread(s) per "
+              f"seed {args.seed}, trainer.precision={args.precision}, on {cpu_info()[0]} ({args.threads} thread(s) per "
               f"run). Outputs at {args.size} px on "
               f"{', '.join(p.stem for p in photos)} (means). Rulers: style judge = sliced Wasserstein distance "
               "(fastnst.judge); Gram = style term of conf/loss/johnson.yaml (painting at 512 px); content = "
@@ -333,16 +334,6 @@ def side_by_side(images: list[torch.Tensor], painting: torch.Tensor, columns: li
         for c, (_, outputs) in enumerate(columns):
             paste(outputs[r], r, len(fixed) + c)
     return pil_to_tensor(sheet)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> None:

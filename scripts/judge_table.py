@@ -40,6 +40,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 import fastnst.config  # noqa: E402, F401  (registers the config resolvers)
+from fastnst.accel.autotune import cpu_info  # noqa: E402
 from fastnst.atomic import write_json  # noqa: E402
 from fastnst.config import CONFIG_DIR, REPO_ROOT  # noqa: E402
 from fastnst.errors import FastNSTError, one_line_errors, refuse_to_overwrite  # noqa: E402
@@ -266,7 +267,7 @@ def main(argv=None) -> int:
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
 
-    print(f"# style_swd judged at {args.size} px; CPU: {cpu_name()}", flush=True)
+    print(f"# style_swd judged at {args.size} px; CPU: {cpu_info()[0]}", flush=True)
     all_rows = []
     for style in styles:
         rows, images, painting = style_rows(style, networks, args.size, args.gatys_size, args.gatys_iterations, cache)
@@ -281,17 +282,6 @@ def main(argv=None) -> int:
                                "gatys_iterations": args.gatys_iterations}, indent=1)
     return 0
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -3,9 +3,7 @@ shared data set through FASTNST_DATA and skip only when it is unset."""
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from pathlib import Path
 
 from fastnst.accel.cpu_tuning import passive_openmp_waits
@@ -20,7 +18,7 @@ from PIL import Image  # noqa: E402
 from fastnst.artifacts import save_exported  # noqa: E402
 from fastnst.train import train  # noqa: E402
 from fastnst.transformer import TransformerNet  # noqa: E402
-from tests.helpers import compose_config, make_image, tiny  # noqa: E402
+from tests.helpers import compose_config, make_image, run_main, tiny  # noqa: E402
 
 # At most 2 threads (or OMP_NUM_THREADS when set), and the same count for the train.py processes
 # tests launch: results compared bit-for-bit with an in-process run must use the same kernels.
@@ -108,19 +106,7 @@ def run_entry(monkeypatch, capsys):
     """run_entry(main, *args) -> (exit code, stderr)."""
 
     def run(main, *args):
-        monkeypatch.setattr(sys, "argv", ["prog", *map(str, args)])
-        root = logging.getLogger()
-        handlers, level = list(root.handlers), root.level
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        finally:
-            # Hydra points the root logger at this test's (captured, soon closed) stderr
-            root.handlers[:] = handlers
-            root.setLevel(level)
-        return code, capsys.readouterr().err
+        return run_main(main, args, monkeypatch, capsys)[::2]
 
     return run
 

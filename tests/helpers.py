@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +44,24 @@ def exit_code(fn, cfg) -> int:
     except SystemExit as e:
         return int(e.code)
     return 0
+
+
+def run_main(main, args, monkeypatch, capsys) -> tuple[int, str, str]:
+    """An entry point's main() in-process with `args` as its command line: (exit code, stdout,
+    stderr)."""
+    monkeypatch.setattr(sys, "argv", ["prog", *map(str, args)])
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        root.handlers[:] = handlers  # Hydra points the root logger at the captured streams
+        root.setLevel(level)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def make_image(path: Path, size=(64, 48), seed: int = 0, mode: str = "RGB") -> Path:

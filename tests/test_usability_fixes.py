@@ -5,8 +5,6 @@ an existing single output, error prefixes, what a failed run leaves behind, --he
 from __future__ import annotations
 
 import importlib.util
-import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from PIL import Image
 
 from fastnst import cli
 from fastnst.errors import FastNSTError
-from tests.helpers import assert_user_error, compose_config, tiny
+from tests.helpers import assert_user_error, compose_config, run_main, tiny
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,21 +26,7 @@ def _script(name: str):
     return module.main
 
 
-def _run(main, args, monkeypatch, capsys) -> tuple[int, str, str]:
-    """An entry point in-process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["prog", *map(str, args)])
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        root.handlers[:] = handlers  # Hydra points the root logger at the captured streams
-        root.setLevel(level)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+_run = run_main  # (exit code, stdout, stderr)
 
 
 # -- bundled styles by name --------------------------------------------------------------------
