@@ -2,6 +2,8 @@
 
     python scripts/bundle_network.py <run dir> [--style NAME] [--status "CPU, 1 h"] [--overwrite]
     python scripts/bundle_network.py --table          # the table of every bundled network (docs/inference.md)
+    python scripts/bundle_network.py --judge table.json [--status "..."]   # store the style judge's
+        numbers (scripts/judge_table.py --json table.json) in the bundled files, weights unchanged
 
 Quality, stored in the file's meta and printed as a table row of docs/inference.md:
 - evaluate.py's metrics on 8 ImageNet-mini val photos at 256 px against Gatys with 100 L-BFGS
@@ -15,6 +17,7 @@ The weights are stored in fp16 (half the size; the loader casts them back to fp3
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -29,6 +32,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 import fastnst.config  # noqa: E402, F401  (registers the config resolvers)
 from fastnst.artifacts import load_network, save_exported  # noqa: E402
+from fastnst.atomic import atomic_torch_save  # noqa: E402
 from fastnst.config import CONFIG_DIR, REPO_ROOT  # noqa: E402
 from fastnst.errors import one_line_errors, output_exists  # noqa: E402
 from fastnst.evaluate import evaluate_run, load_run_config  # noqa: E402
@@ -159,6 +163,31 @@ def bundle(run_dir: Path, style: str | None, status: str, overwrite: bool, num_p
     return bundled_meta
 
 
+def judge_quality(rows: list[dict], style: str, label: str = "bundled (today)") -> dict | None:
+    """The style judge's numbers for `style` from scripts/judge_table.py's JSON rows: this
+    network's style_swd on Chicago and the published Johnson 2016 output's, judged alike."""
+    by_row = {r["row"]: r for r in rows if r["style"] == style}
+    if label not in by_row or "Johnson 2016" not in by_row:
+        return None
+    ours, johnson = by_row[label], by_row["Johnson 2016"]
+    return {"style_swd": round(ours["style_swd"], 4), "johnson_style_swd": round(johnson["style_swd"], 4),
+            "photo_style_swd": round(by_row["photo"]["style_swd"], 4) if "photo" in by_row else None,
+            "judged": f"chicago at {ours['judged_at']} px (scripts/judge_table.py)"}
+
+
+def restamp(path: Path, judge: dict | None, status: str | None) -> None:
+    """Rewrite a bundled file's meta (judge numbers, status), the weights untouched."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    meta = dict(payload.get("meta", {}))
+    if judge:
+        meta["quality"] = {**meta.get("quality", {}), "judge": judge}
+    if status is not None:
+        meta["status"] = status
+    payload["meta"] = meta
+    atomic_torch_save(payload, path)
+    path.chmod(0o644)
+
+
 def table_row(style: str, meta: dict) -> str:
     q, r = meta["quality"], meta["quality"].get("reference")
     ref = (f"{r['ours']['content']:.3g} / {r['ours']['style']:.4g} | {r['published']['content']:.3g} / "
@@ -182,8 +211,17 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--num-photos", type=int, default=8, help="evaluation photos (ImageNet-mini val)")
     parser.add_argument("--table", action="store_true", help="print the table of the bundled networks (docs/inference.md)")
+    parser.add_argument("--judge", type=Path, metavar="TABLE_JSON",
+                        help="store scripts/judge_table.py's numbers (its --json file) in every bundled file it covers")
     args = parser.parse_args(argv)
-    if not args.table:
+    if args.judge:
+        rows = json.loads(args.judge.read_text())["rows"]
+        for style, path in bundled_styles().items():
+            judge = judge_quality(rows, style)
+            if judge or args.status:
+                restamp(path, judge, args.status or None)
+                print(f"{path.name}: style judge {judge}" if judge else f"{path.name}: status updated")
+    elif not args.table:
         if not args.run:
             parser.error("give a run directory, or --table")
         bundle(Path(args.run), args.style, args.status, args.overwrite, args.num_photos)

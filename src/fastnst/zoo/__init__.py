@@ -79,9 +79,13 @@ def _quality_line(quality: dict) -> str:
         parts.append(f"total/Gatys-{quality.get('gatys_iterations', '?')} {quality['total_vs_gatys']:.2f}")
     if "edge_ssim" in quality:
         parts.append(f"edge SSIM {quality['edge_ssim']:.2f}")
+    judge = quality.get("judge")
+    if judge:  # the stroke-aware measure (fastnst.judge); the Gram loss's ratio is blind to strokes
+        parts.append(f"style judge on {judge['judged'].split(' (')[0]}: {judge['style_swd']:.3f}, Johnson 2016 "
+                     f"{judge['johnson_style_swd']:.3f} (lower = closer to the painting)")
     ref = quality.get("reference")
     if ref:
-        parts.append(f"vs Johnson 2016 on chicago: content {ref['content_ratio']:.2f}x, style {ref['style_ratio']:.2f}x")
+        parts.append(f"content vs Johnson 2016 on chicago {ref['content_ratio']:.2f}x")
     return "; ".join(parts) or "not measured"
 
 

@@ -1,0 +1,59 @@
+"""bundle_network.py --judge: the style judge's numbers go into the bundled files (weights kept)
+and `styles=list` prints them instead of the Gram loss's style ratio."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from fastnst import zoo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_bundle_script():
+    spec = importlib.util.spec_from_file_location("bundle_network", REPO / "scripts" / "bundle_network.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def judge_rows(style: str, ours: float, johnson: float) -> list[dict]:
+    return [{"style": style, "row": row, "style_swd": value, "judged_at": 512}
+            for row, value in (("photo", 0.6), ("bundled (today)", ours), ("Johnson 2016", johnson))]
+
+
+def test_judge_numbers_are_stored_and_listed_weights_unchanged(tmp_path, monkeypatch, capsys):
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    shutil.copy(zoo.ZOO_DIR / "wave.pt", zoo_dir / "wave.pt")
+    monkeypatch.setattr(zoo, "ZOO_DIR", zoo_dir)
+    before = torch.load(zoo_dir / "wave.pt", weights_only=True)
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"rows": judge_rows("wave", 0.41, 0.35) + judge_rows("udnie", 0.5, 0.3)}))
+
+    script = load_bundle_script()
+    assert script.main(["--judge", str(table), "--status", "palette only"]) == 0
+
+    after = torch.load(zoo_dir / "wave.pt", weights_only=True)
+    judge = after["meta"]["quality"]["judge"]
+    assert (judge["style_swd"], judge["johnson_style_swd"], judge["photo_style_swd"]) == (0.41, 0.35, 0.6)
+    assert after["meta"]["status"] == "palette only"
+    assert after["meta"]["quality"]["edge_ssim"] == before["meta"]["quality"]["edge_ssim"]  # the rest kept
+    weights = before["state_dict"]
+    assert weights and all(torch.equal(weights[k], after["state_dict"][k]) for k in weights)  # untouched
+    assert after["config"] == before["config"]
+    listing = zoo.listing()
+    assert "style judge on chicago at 512 px: 0.410, Johnson 2016 0.350" in listing
+    assert "style 0." not in listing  # the Gram loss's style ratio is no longer printed
+
+
+def test_judge_rows_without_a_johnson_output_leave_the_file_alone(tmp_path):
+    script = load_bundle_script()
+    rows = [r for r in judge_rows("wave", 0.41, 0.35) if r["row"] != "Johnson 2016"]
+    assert script.judge_quality(rows, "wave") is None
+    assert script.judge_quality(judge_rows("wave", 0.41, 0.35), "starry_night") is None
