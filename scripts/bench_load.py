@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
-ROWS = ("stylizer", "blend", "evaluate", "train")
+ROWS = ("stylizer", "blend", "train", "evaluate")  # train before evaluate: it scores the train row's run
 SPIN_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "300000"}
 
 STYLIZER_CALL = """
