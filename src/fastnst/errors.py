@@ -80,6 +80,17 @@ def print_error(message: object) -> None:
     print(f"fastnst: error: {message}", file=sys.stderr)
 
 
+def check_in_range(name: str, value, low: float = 0.0, high: float = 1.0) -> float:
+    """`value` as a float in [low, high], or a one-line FastNSTError naming the option."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise FastNSTError(f"{name} must be a number between {low:g} and {high:g}, got {value!r}") from None
+    if not low <= value <= high:
+        raise FastNSTError(f"{name} must be between {low:g} and {high:g}, got {value}")
+    return value
+
+
 def one_line_errors(main=None, *, interrupted: str = ""):
     """Decorator for a script's `main(argv) -> int`: a user error becomes one line on stderr and
     exit code 2, Ctrl-C exit code 130 (`interrupted`: a hint printed with it)."""

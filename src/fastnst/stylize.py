@@ -27,19 +27,9 @@ from fastnst import accel
 from fastnst.accel.cpu_tuning import warn_if_spinning
 from fastnst.artifacts import TorchRunner, open_network
 from fastnst.color import transfer_luminance
-from fastnst.errors import FastNSTError
+from fastnst.errors import FastNSTError, check_in_range
 from fastnst.images import fit_size, open_rgb, pil_to_tensor, resize_tensor, tensor_to_pil
 from fastnst.tiling import tiled_forward
-
-
-def _check_unit(name: str, value: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise FastNSTError(f"{name} must be a number between 0 and 1, got {value!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise FastNSTError(f"{name} must be between 0 and 1, got {value}")
-    return value
 
 
 def _check_positive(name: str, value, minimum: int = 1):
@@ -52,16 +42,6 @@ def _check_positive(name: str, value, minimum: int = 1):
     if int(value) < minimum:
         raise FastNSTError(f"{name} must be at least {minimum} (or null), got {value}")
     return int(value)
-
-
-def _check_stroke_scale(value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise FastNSTError(f"stroke_scale must be a number, got {value!r}") from None
-    if not 0.25 <= value <= 8.0:
-        raise FastNSTError(f"stroke_scale must be between 0.25 and 8, got {value}")
-    return value
 
 
 def _luminance(rgb: torch.Tensor) -> torch.Tensor:
@@ -113,10 +93,10 @@ class Stylizer:
         self.style_weights(style, mix)  # an unknown style name fails now
         self.size = _check_positive("size", size)
         self.preserve_color = bool(preserve_color)
-        self.strength = _check_unit("strength", strength)
+        self.strength = check_in_range("strength", strength)
         self.tile = _check_positive("tile", tile, minimum=16)
         self.tile_overlap = tile_overlap
-        self.stroke_scale = _check_stroke_scale(stroke_scale)
+        self.stroke_scale = check_in_range("stroke_scale", stroke_scale, 0.25, 8.0)
         self.batch_size = _check_positive("batch_size", batch_size)
         if self.tile and self.net is None:
             raise FastNSTError(f"{source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file")
@@ -165,10 +145,10 @@ class Stylizer:
         else:
             opts["weights"] = self.style_weights(self.style, self.mix)
         opts.update(overrides)
-        opts["strength"] = _check_unit("strength", opts["strength"])
+        opts["strength"] = check_in_range("strength", opts["strength"])
         opts["size"] = _check_positive("size", opts["size"])
         opts["tile"] = _check_positive("tile", opts["tile"], minimum=16)
-        opts["stroke_scale"] = _check_stroke_scale(opts["stroke_scale"])
+        opts["stroke_scale"] = check_in_range("stroke_scale", opts["stroke_scale"], 0.25, 8.0)
         if opts["tile"] and self.net is None:
             raise FastNSTError(f"{self.source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file")
         return opts

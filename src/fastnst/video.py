@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from fastnst.atomic import atomic_path
-from fastnst.errors import FastNSTError, refuse_to_overwrite
+from fastnst.errors import FastNSTError, check_in_range, refuse_to_overwrite
 from fastnst.images import fit_size
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi")
@@ -84,13 +84,7 @@ def check_temporal(temporal, strength) -> tuple[str | None, float]:
     mode = None if temporal in (None, False, "", "none", "null", "off") else str(temporal)
     if mode not in TEMPORAL_MODES:
         raise FastNSTError(f"temporal must be null (off) or flow, got {temporal!r}")
-    try:
-        value = float(strength)
-    except (TypeError, ValueError):
-        raise FastNSTError(f"temporal_strength must be a number between 0 and 1, got {strength!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise FastNSTError(f"temporal_strength must be between 0 and 1, got {value}")
-    return mode, value
+    return mode, check_in_range("temporal_strength", strength)
 
 
 def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False,
