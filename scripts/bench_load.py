@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fastnst.accel.cpu_tuning import cpu_info  # torch-free: this process only starts others
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -53,13 +54,7 @@ save_exported(sys.argv[1], TransformerNet(styles=["a", "b", "c"]))
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    return f"{cpu_info()[0]}, {os.cpu_count()} cores"
 
 
 class BusyLoad:

@@ -411,13 +411,13 @@ def resolve_precision(trainer_cfg: DictConfig) -> tuple[str, str | None]:
         return (None if value is None else str(value)), None
     if _uses_cuda(trainer_cfg):
         return "32-true", "precision 32-true (trainer.precision=auto on CUDA: fp32; trainer=gpu uses bf16-mixed)"
-    from fastnst.accel.autotune import BF16_FLAGS, cpu_info, native_bf16
+    from fastnst.accel.autotune import BF16_FLAGS, cpu_info
 
     name, flags = cpu_info()
-    if native_bf16():
-        found = "/".join(f for f in BF16_FLAGS if f in flags)
+    found = [f for f in BF16_FLAGS if f in flags]
+    if found:
         return "bf16-mixed", (f"precision bf16-mixed (trainer.precision=auto): {name} computes bf16 natively "
-                              f"({found}); Grams and losses stay fp32")
+                              f"({'/'.join(found)}); Grams and losses stay fp32")
     return "32-true", (f"precision 32-true (trainer.precision=auto): {name} has no native bf16 "
                        f"({'/'.join(BF16_FLAGS)}), so bf16 convolutions would be emulated and slower than fp32")
 

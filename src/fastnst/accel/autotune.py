@@ -29,7 +29,6 @@ import functools
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
+from fastnst.accel.cpu_tuning import cpu_info
 
 ENV_ENABLE = "FASTNST_AUTOTUNE"
 ENV_CACHE_DIR = "FASTNST_CACHE_DIR"
@@ -60,26 +61,6 @@ _clock = time.perf_counter  # tests substitute a fake clock
 
 
 @functools.cache
-def cpu_info() -> tuple[str, frozenset[str]]:
-    """(CPU model name, its feature flags) from /proc/cpuinfo; elsewhere the platform's name and
-    no flags (so no bf16 path is ever offered there)."""
-    model, flags = "", frozenset()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and not model:
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = frozenset(value.split())
-                if model and flags:
-                    break
-    except OSError:
-        pass
-    return model or platform.processor() or platform.machine() or "unknown CPU", flags
-
-
 def cpu_flags() -> list[str]:
     """The flags in `FLAGS` this CPU has."""
     flags = cpu_info()[1]
