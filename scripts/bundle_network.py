@@ -31,6 +31,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 import fastnst.config  # noqa: E402, F401  (registers the config resolvers)
+from fastnst.accel.cpu_tuning import cpu_info  # noqa: E402
 from fastnst.artifacts import load_network, save_exported  # noqa: E402
 from fastnst.atomic import atomic_torch_save  # noqa: E402
 from fastnst.config import CONFIG_DIR, REPO_ROOT  # noqa: E402
@@ -53,9 +54,10 @@ def data_dir() -> Path:
 
 
 def seed_loss(style_cfg):
-    """The seed's loss with the painting's Grams at 512 px (the reference scoring)."""
+    """The seed's loss with the painting's Grams at 512 px (the reference scoring; the style
+    weight is the loss's own, whatever beta_scale the network trained with)."""
     loss_cfg = OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml")
-    style = OmegaConf.merge(style_cfg, {"size": 512})
+    style = OmegaConf.merge(style_cfg, {"size": 512, "beta_scale": 1.0})
     return build_loss(loss_cfg, style)
 
 
@@ -122,13 +124,24 @@ def validation_curve(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def recipe_of(cfg, step: int, hours: float | None) -> dict:
+    styles = list(cfg.style.get("names") or [])
+    beta = float(cfg.loss.beta) * float(cfg.style.get("beta_scale") or 1.0)
+    weight = f"style weight {beta:g}" if not styles else "each style's preset style weight"
     summary = (f"{cfg.model.get('channels')} channels, {cfg.data.name} {cfg.data.image_size} px crops x "
                f"{cfg.data.batch_size}, {step} steps, lr {cfg.system.optimizer.lr}, style Grams at "
-               f"{cfg.style.size} px")
+               f"{cfg.style.size} px, {weight}")
+    base = cfg.get("init_from")
+    if base:
+        summary += f", fine-tuned from {Path(str(base)).name}"
     if hours is not None:
-        summary += f", {hours:.2f} h on a 2-core CPU"
-    return {"summary": summary, "command": f"python train.py experiment=zoo style={cfg.style.name}",
-            "steps": step, "hours": hours,
+        summary += f", {hours:.2f} h on {cpu_info()[0]}"
+    if styles:
+        command = (f"python train.py experiment=zoo style=multi style.names=[{','.join(styles)}] "
+                   f"style.size={cfg.style.size}")
+    else:
+        command = f"python train.py experiment=zoo style={cfg.style.name}"
+    command += f" trainer.max_steps={step}" + (f" init_from=<{Path(str(base)).name}>" if base else "")
+    return {"summary": summary, "command": command, "steps": step, "hours": hours,
             "config": {key: _plain(cfg[key]) for key in RECIPE_KEYS if key in cfg}}
 
 
@@ -148,11 +161,12 @@ def bundle(run_dir: Path, style: str | None, status: str, overwrite: bool, num_p
                           tensorboard=False, overwrite=True, progress=True)
     quality = {**result["metrics"], "gatys_iterations": GATYS_ITERATIONS,
                "photos": f"{len(result['settings']['photos'])} imagenet-mini val at 256 px"}
-    reference, panels = reference_comparison(net, style, cfg.style)
-    if reference:
-        quality["reference"] = reference
-    labels = ["photo", "painting", "fastnst (bundled)", "Johnson et al. 2016"][: len(panels)]
-    save_picture(panels, labels, REPO_ROOT / "docs" / "images" / f"zoo_{style}.jpg")
+    if not net.styles:  # a multi-style network: scripts/judge_table.py and zoo_sheet.py judge each style
+        reference, panels = reference_comparison(net, style, cfg.style)
+        if reference:
+            quality["reference"] = reference
+        labels = ["photo", "painting", "fastnst (bundled)", "Johnson et al. 2016"][: len(panels)]
+        save_picture(panels, labels, REPO_ROOT / "docs" / "images" / f"zoo_{style}.jpg")
     step = int(meta.get("global_step") or result.get("global_step") or 0)
     hours = training_time_hours(run_dir)
     bundled_meta = {"style": style, "status": status, "recipe": recipe_of(cfg, step, hours),

@@ -73,6 +73,12 @@ def network_meta(path: Path) -> dict:
     return dict(payload.get("meta", {}))
 
 
+def network_styles(path: Path) -> list[str]:
+    """The styles inside a bundled multi-style network ([] for a single-style one)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return list(payload.get("config", {}).get("styles") or [])
+
+
 def _quality_line(quality: dict) -> str:
     parts = []
     if "total_vs_gatys" in quality:
@@ -100,6 +106,9 @@ def listing() -> str:
         recipe = meta.get("recipe", {})
         status = meta.get("status", "")
         lines.append(f"{name}{f'  [{status}]' if status else ''}  ({path.stat().st_size / 2**20:.1f} MB)")
+        inside = network_styles(path)
+        if inside:
+            lines.append(f"  styles:  {', '.join(inside)} (model={name} style=<one> or mix='{{<a>: 0.5, <b>: 0.5}}')")
         lines.append(f"  recipe:  {recipe.get('summary', 'unknown')}")
         lines.append(f"  quality: {_quality_line(meta.get('quality', {}))}")
     aliases = ", ".join(f"{a} = {n}" for a, n in ALIASES.items() if n in styles)

@@ -1,0 +1,118 @@
+"""The README's side-by-side: for each style, the painting, then per photo our network's output
+and Johnson et al. 2016's published one where it exists, all at the same size.
+
+    python scripts/zoo_sheet.py docs/images/zoo_sheet.jpg
+    python scripts/zoo_sheet.py out.jpg --styles wave udnie --network wave=runs/wave --photos chicago stata
+
+Our network runs on each photo at the published Chicago output's resolution for that style (510
+or 1022 px wide, so its strokes are at the pixel scale Johnson's show), then every panel is shown
+at --height px. A photo without a published output for a style gets an empty panel, labelled so.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from fastnst.errors import one_line_errors
+from fastnst.images import check_output_path, open_rgb, save_image
+from fastnst.preflight import ArgumentParser
+from fastnst.stylize import Stylizer
+
+JOHNSON_STYLES = ["starry_night", "the_scream", "wave", "composition_vii", "udnie"]
+PUBLISHED_NAMES = {"the_scream": "scream"}  # the published files' names for our presets
+
+
+def published_output(data: Path, photo: str, style: str) -> Path:
+    return data / "reference" / "johnson2016" / f"{photo}_{PUBLISHED_NAMES.get(style, style)}.jpg"
+
+
+def run_width(data: Path, style: str) -> int:
+    """The width Johnson's Chicago output for `style` was published at (510 or 1022 px)."""
+    published = published_output(data, "chicago", style)
+    return open_rgb(published).width if published.is_file() else 1024
+
+
+def fit(image: Image.Image, height: int) -> Image.Image:
+    return image.resize((round(image.width * height / image.height), height), Image.LANCZOS)
+
+
+def style_row(args, style: str) -> list[tuple[str, Image.Image | None, int]]:
+    """(label, image or None, panel width) for one style's row."""
+    data = args.data
+    stylizer = Stylizer.load(args.networks.get(style, style))
+    painting = painting_image(data, style)
+    panels = [(style.replace("_", " "), fit(painting, args.height), 0)]
+    width = run_width(data, style)
+    for photo_name in args.photos:
+        photo = open_rgb(data / "content" / f"{photo_name}.jpg")
+        photo = photo.resize((width, round(photo.height * width / photo.width)), Image.LANCZOS)
+        ours = fit(stylizer(photo, stroke_scale=args.stroke_scale), args.height)
+        panels.append((f"{photo_name}: fastnst", ours, ours.width))
+        published = published_output(data, photo_name, style)
+        if published.is_file():
+            panels.append((f"{photo_name}: Johnson 2016", fit(open_rgb(published), args.height), ours.width))
+        elif args.empty_panels:
+            panels.append((f"{photo_name}: Johnson 2016 not published", None, ours.width))
+    return panels
+
+
+def photo_row(args) -> list[tuple[str, Image.Image | None, int]]:
+    """The photos themselves, above their stylizations (the painting column left empty)."""
+    photos = [fit(open_rgb(args.data / "content" / f"{name}.jpg"), args.height) for name in args.photos]
+    first = fit(painting_image(args.data, args.styles[0]), args.height).width
+    return [("photo", None, first), *((name, photo, photo.width) for name, photo in zip(args.photos, photos))]
+
+
+def painting_image(data: Path, style: str) -> Image.Image:
+    from fastnst.bundled import painting_path
+
+    return open_rgb(painting_path(str(data), style))
+
+
+def compose(rows: list[list[tuple[str, Image.Image | None, int]]], height: int) -> Image.Image:
+    label_h, gap = 16, 4
+    widths = [sum((img.width if img else w) + gap for _, img, w in row) for row in rows]
+    sheet = Image.new("RGB", (max(widths), len(rows) * (height + label_h + gap)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, row in enumerate(rows):
+        x, y = 0, r * (height + label_h + gap)
+        for label, img, w in row:
+            draw.text((x + 3, y + 2), label, fill="black")
+            if img is None:
+                draw.rectangle((x, y + label_h, x + w - 1, y + label_h + height - 1), fill=(235, 235, 235))
+            else:
+                sheet.paste(img, (x, y + label_h))
+            x += (img.width if img else w) + gap
+    return sheet
+
+
+@one_line_errors
+def main(argv=None) -> int:
+    data = Path(os.environ.get("FASTNST_DATA", "data"))
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--styles", nargs="+", default=JOHNSON_STYLES)
+    parser.add_argument("--photos", nargs="+", default=["chicago", "hoovertowernight", "stata"],
+                        help="names in $FASTNST_DATA/content (without .jpg)")
+    parser.add_argument("--network", action="append", default=[], metavar="STYLE=PATH",
+                        help="use this network (run dir, model.pt) for STYLE instead of the bundled one")
+    parser.add_argument("--stroke-scale", type=float, default=1.0)
+    parser.add_argument("--height", type=int, default=170, help="panel height in px")
+    parser.add_argument("--empty-panels", action="store_true", help="a grey panel where Johnson published nothing")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    check_output_path(args.output, args.overwrite)  # before minutes of work
+    args.data = data
+    args.networks = dict(spec.split("=", 1) for spec in args.network)
+    rows = [photo_row(args), *(style_row(args, style) for style in args.styles)]
+    save_image(compose(rows, args.height), args.output, overwrite=args.overwrite)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
