@@ -127,9 +127,10 @@ def recipe_of(cfg, step: int, hours: float | None) -> dict:
     styles = list(cfg.style.get("names") or [])
     beta = float(cfg.loss.beta) * float(cfg.style.get("beta_scale") or 1.0)
     weight = f"style weight {beta:g}" if not styles else "each style's preset style weight"
+    painting = f"{cfg.style.size} px" if cfg.style.size else "each preset's size"
     summary = (f"{cfg.model.get('channels')} channels, {cfg.data.name} {cfg.data.image_size} px crops x "
-               f"{cfg.data.batch_size}, {step} steps, lr {cfg.system.optimizer.lr}, style Grams at "
-               f"{cfg.style.size} px, {weight}")
+               f"{cfg.data.batch_size}, {step} steps, lr {cfg.system.optimizer.lr}, painting at "
+               f"{painting}, {weight}")
     base = cfg.get("init_from")
     if base:
         summary += f", fine-tuned from {Path(str(base)).name}"
@@ -137,7 +138,7 @@ def recipe_of(cfg, step: int, hours: float | None) -> dict:
         summary += f", {hours:.2f} h on {cpu_info()[0]}"
     if styles:
         command = (f"python train.py experiment=zoo style=multi style.names=[{','.join(styles)}] "
-                   f"style.size={cfg.style.size}")
+                   f"style.size={'null' if cfg.style.size is None else cfg.style.size}")
     else:
         command = f"python train.py experiment=zoo style={cfg.style.name}"
     command += f" trainer.max_steps={step}" + (f" init_from=<{Path(str(base)).name}>" if base else "")

@@ -164,16 +164,17 @@ def network_styles(stylizer: Stylizer, path: Path, style: str | None) -> list[st
     return [str(found)]
 
 
-def run_network(stylizer: Stylizer, photo: torch.Tensor, style: str) -> torch.Tensor:
+def run_network(stylizer: Stylizer, photo: torch.Tensor, style: str, stroke_scale: float = 1.0) -> torch.Tensor:
+    options = {"style": style} if stylizer.styles else {}
     with torch.no_grad():
-        out = stylizer(photo, style=style) if stylizer.styles else stylizer(photo)
+        out = stylizer(photo, stroke_scale=stroke_scale, **options)
     return out.float().clamp(0, 1)
 
 
 # ----------------------------------------------------------------------------- one style
 
 
-def style_rows(style: str, networks: list[tuple[str, Stylizer, list[str]]], size: int, gatys_size: int,
+def style_rows(style: str, networks: list[tuple[str, Stylizer, list[str], float]], size: int, gatys_size: int,
                gatys_iterations: int, cache: Path) -> tuple[list[dict], dict[str, torch.Tensor], torch.Tensor]:
     published = load_image(published_output(style))
     reference_side = max(published.shape[-2:])
@@ -189,9 +190,9 @@ def style_rows(style: str, networks: list[tuple[str, Stylizer, list[str]]], size
     images = {"photo": photo, **dict([gram_adversary(photo, painting, loss, photo_gram)])}
     if style in bundled_styles():
         images["bundled (today)"] = run_network(Stylizer.load(style), photo_at_reference, style)
-    for label, stylizer, styles in networks:
+    for label, stylizer, styles, stroke_scale in networks:
         if style in styles:
-            images[label] = run_network(stylizer, photo_at_reference, style)
+            images[label] = run_network(stylizer, photo_at_reference, style, stroke_scale)
     images["Johnson 2016"] = published
     if gatys_iterations:
         images[f"Gatys {gatys_size}px/{gatys_iterations}it"] = gatys_output(style, reference_side, gatys_size,
@@ -244,6 +245,8 @@ def main(argv=None) -> int:
     parser.add_argument("--styles", default=",".join(STYLES), help="comma-separated (default: the five)")
     parser.add_argument("--network", action="append", default=[], metavar="LABEL[@STYLE]=PATH",
                         help="an extra network row (run dir, .pt/.ckpt, .onnx); repeatable")
+    parser.add_argument("--stroke-scales", nargs="+", type=float, default=[1.0], metavar="S",
+                        help="judge each --network at these stroke scales (stylize.py stroke_scale=), a row each")
     parser.add_argument("--size", type=int, default=512, help="longer side (px) every row is judged at")
     parser.add_argument("--gatys-size", type=int, default=256, help="longer side (px) Gatys optimizes at")
     parser.add_argument("--gatys-iterations", type=int, default=60, help="L-BFGS iterations (0 = no Gatys row)")
@@ -263,7 +266,9 @@ def main(argv=None) -> int:
     for spec in args.network:
         label, style, path = parse_network(spec)
         stylizer = Stylizer.load(path)
-        networks.append((label, stylizer, network_styles(stylizer, path, style)))
+        for scale in args.stroke_scales:
+            row = label if scale == 1 else f"{label} stroke_scale={scale:g}"
+            networks.append((row, stylizer, network_styles(stylizer, path, style), scale))
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
 

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=1024, help="longer side the photo is stylized at")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    check_output_path(args.output, args.overwrite)  # before minutes of work
+    check_output_path(args.output, args.overwrite, option="--overwrite")  # before minutes of work
 
     photo = open_rgb(args.photo)
     photo.thumbnail((args.size, args.size))

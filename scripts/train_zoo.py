@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [s for s in args.styles if run(args, s, [f"style={s}"])]
     if args.multi:
         names = ",".join(args.multi)
-        # one painting size for every member: the presets' usual 2x the 128 px crop
-        failed += ["multi"] if run(args, "multi", ["style=multi", f"style.names=[{names}]", "style.size=256"]) else []
+        # each member at its preset's painting size and style weight, as its single-style network
+        failed += ["multi"] if run(args, "multi", ["style=multi", f"style.names=[{names}]", "style.size=null"]) else []
     if failed:
         print(f"failed: {', '.join(failed)} (rerun the same command to resume)", file=sys.stderr)
     return 1 if failed else 0

@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--empty-panels", action="store_true", help="a grey panel where Johnson published nothing")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    check_output_path(args.output, args.overwrite)  # before minutes of work
+    check_output_path(args.output, args.overwrite, option="--overwrite")  # before minutes of work
     args.data = data
     args.networks = dict(spec.split("=", 1) for spec in args.network)
     rows = [photo_row(args), *(style_row(args, style) for style in args.styles)]

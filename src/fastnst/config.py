@@ -32,20 +32,6 @@ if not OmegaConf.has_resolver("fastnst_painting"):
     OmegaConf.register_new_resolver("fastnst_painting", painting_path)
 
 
-def painting_size(crop_ratio: float, _root_) -> int:
-    """A style preset's painting size: crop_ratio x the training crop (data.image_size) where the
-    config trains a network, else 512 px (Gatys, stylize). Johnson et al. chose the painting's
-    size per style relative to their 256 px crops; the ratio keeps his strokes-to-crop scale at any
-    crop size (experiment=zoo trains on 128 px crops)."""
-    crop = OmegaConf.select(_root_, "data.image_size", default=None)
-    return round(float(crop_ratio) * crop) if isinstance(crop, int) else 512
-
-
-if not OmegaConf.has_resolver("fastnst_painting_size"):
-    # ${fastnst_painting_size:${.crop_ratio}} in conf/style/*.yaml
-    OmegaConf.register_new_resolver("fastnst_painting_size", painting_size)
-
-
 def group_options(*groups: str) -> str:
     """`  group: option, option` lines for the config groups an entry point uses (its --help);
     `style-multi` lists the group style without its option multi (gatys.py has no use for it)."""

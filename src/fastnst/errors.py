@@ -37,10 +37,11 @@ def output_exists(path, what: str = "", option: str = "overwrite=true") -> Outpu
     return OutputExistsError(f"{path}: {what + ' ' if what else ''}already exists; pass {option} to replace it")
 
 
-def refuse_to_overwrite(path: str | os.PathLike, overwrite: bool, what: str = "") -> None:
+def refuse_to_overwrite(path: str | os.PathLike, overwrite: bool, what: str = "",
+                        option: str = "overwrite=true") -> None:
     """Raise output_exists unless `overwrite` or `path` is free: called before any work starts."""
     if not overwrite and os.path.exists(path):
-        raise output_exists(path, what)
+        raise output_exists(path, what, option)
 
 
 def refuse_input_as_output(output: str | os.PathLike, source: str | os.PathLike, what: str = "input") -> None:

@@ -164,8 +164,9 @@ def resize_tensor(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(t, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
-def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Validate an output path before any work is done: known extension, no silent overwrite."""
+def check_output_path(path: str | os.PathLike, overwrite: bool = False, option: str = "overwrite=true") -> Path:
+    """Validate an output path before any work is done: known extension, no silent overwrite
+    (`option`: how the program spells overwriting, e.g. "--overwrite" in a script)."""
     path = Path(path)
     if path.is_dir() or str(path).endswith(os.sep):
         raise ImageError(f"{path}: is a folder, expected an output file name (e.g. {Path(path) / 'out.png'})")
@@ -175,7 +176,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
         )
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, expected an output file name")
-    refuse_to_overwrite(path, overwrite)
+    refuse_to_overwrite(path, overwrite, option=option)
     return path
 
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from fastnst.errors import FastNSTError
 
 # what one style of the list keeps from its preset (conf/style/<name>.yaml)
-_MEMBER_KEYS = ("image", "images", "weights", "images_dir", "crops", "beta_scale")
+_MEMBER_KEYS = ("image", "images", "weights", "images_dir", "crops", "beta_scale", "size")
 FINETUNE_MODES = (None, "all", "style_params")
 
 
@@ -51,7 +51,8 @@ def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -
                 raise FastNSTError(f"style.names: {entry!r} is neither a style preset ({', '.join(presets)}) "
                                    "nor an image path")
             member = {"name": path.stem, "image": str(path.resolve())}
-        member["size"] = style.get("size")
+        # the list's size for every member, or (size=null) each preset's own painting size
+        member["size"] = style.get("size") or member.get("size")
         member["beta_scale"] = float(member.get("beta_scale") or 1.0) * float(style.get("beta_scale") or 1.0)
         members.append(member)
     seen = [m["name"] for m in members]

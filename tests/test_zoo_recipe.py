@@ -1,0 +1,259 @@
+"""The zoo recipe: the style presets' painting size and style weight,
+scripts/train_zoo.py (commands, skip/resume, wall time), the zoo listing of multi-style networks,
+scripts/zoo_sheet.py and scripts/bundle_network.py's recipe summary."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from tests.helpers import REPO, compose_config, make_image
+
+sys.path.insert(0, str(REPO / "scripts"))
+
+import bundle_network  # noqa: E402
+import train_zoo  # noqa: E402
+import zoo_sheet  # noqa: E402
+
+# -- 1. the presets: painting size (the strokes' pixel size) and style weight per painting ------
+
+
+@pytest.mark.parametrize("overrides, size", [
+    (["experiment=zoo", "style=the_scream"], 384),
+    (["style=the_scream"], 384),  # the same painting size for any crop size
+    (["experiment=zoo", "style=udnie"], 256),
+    (["experiment=zoo", "style=the_scream", "style.size=300"], 300),  # the user's size wins
+])
+def test_train_takes_the_presets_painting_size(overrides, size):
+    assert compose_config("train", *overrides).style.size == size
+
+
+def test_gatys_paints_at_512_with_the_plain_style_weight():
+    gatys = compose_config("gatys", "style=the_scream", "content=a.jpg", "output=b.png")
+    assert gatys.style.size == 512 and gatys.style.beta_scale == 1.0
+    train = compose_config("train", "experiment=zoo", "style=the_scream")
+    assert train.style.beta_scale == 8.0
+
+
+@pytest.mark.parametrize("style", ["starry_night", "the_scream", "wave", "udnie", "composition_vii",
+                                   "shipwreck_of_the_minotaur"])
+def test_every_zoo_preset_has_its_own_recipe(style):
+    cfg = compose_config("train", "experiment=zoo", f"style={style}")
+    assert 128 <= cfg.style.size <= 512 and cfg.style.beta_scale > 1
+    assert cfg.trainer.precision == "auto"  # trainer=cpu: bf16 where the CPU has it
+
+
+def test_multi_style_members_keep_their_presets_beta_scale():
+    from fastnst.multistyle import expand_multi_style
+
+    cfg = compose_config("train", "style=multi", "style.names=[the_scream,udnie]", "style.size=200")
+    expand_multi_style(cfg)  # as train() does
+    members = {m.name: m for m in cfg.style.members}
+    assert members["the_scream"].beta_scale == 8.0 and members["udnie"].beta_scale == 6.0
+    assert members["the_scream"].size == 200 and members["udnie"].size == 200
+    own = compose_config("train", "style=multi", "style.names=[the_scream,udnie]", "style.size=null")
+    expand_multi_style(own)  # size=null: each member at its preset's painting size
+    assert [m.size for m in own.style.members] == [384, 256]
+    doubled = compose_config("train", "style=multi", "style.names=[the_scream,udnie]", "style.beta_scale=2")
+    expand_multi_style(doubled)
+    assert [m.beta_scale for m in doubled.style.members] == [16.0, 12.0]
+
+
+# -- 2. scripts/train_zoo.py -----------------------------------------------------------------
+
+
+def zoo_args(tmp_path, **kw):
+    return argparse.Namespace(**{"runs_dir": tmp_path, "steps": 40, "base": "none", "threads": 1, "seed": 0,
+                                 "extra": [], **kw})
+
+
+def test_train_command(tmp_path):
+    run_dir = tmp_path / "wave"
+    command = train_zoo.train_command(zoo_args(tmp_path, base="old/{style}.pt"), run_dir, ["style=wave"])
+    assert "experiment=zoo" in command and "style=wave" in command
+    assert "init_from=old/wave.pt" in command and "trainer.max_steps=40" in command
+    assert f"hydra.run.dir={run_dir}" in command
+    assert not any(c.startswith("resume=") for c in command)
+    scratch = train_zoo.train_command(zoo_args(tmp_path), run_dir, ["style=wave"])
+    assert not any(c.startswith("init_from=") for c in scratch)
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    resumed = train_zoo.train_command(zoo_args(tmp_path), run_dir, ["style=wave"])
+    assert resumed[-1] == f"resume={run_dir}"
+
+
+def test_train_command_overrides_compose():
+    args = zoo_args(REPO, base="none", steps=16)
+    command = train_zoo.train_command(args, REPO / "nowhere" / "wave", ["style=wave"])
+    overrides = [c for c in command[2:] if not c.startswith("hydra.")]
+    cfg = compose_config("train", *overrides)
+    assert cfg.trainer.max_steps == 16 and cfg.data.image_size == 128 and cfg.style.name == "wave"
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """subprocess.call recorded; returns the codes queued in calls.codes (0 when empty)."""
+    class Calls(list):
+        codes: list[int]
+
+    recorded = Calls()
+    recorded.codes = []
+
+    def fake_call(command, **kwargs):
+        recorded.append(command)
+        return recorded.codes.pop(0) if recorded.codes else 0
+
+    monkeypatch.setattr(subprocess, "call", fake_call)
+    return recorded
+
+
+def test_run_skips_a_finished_run(tmp_path, calls):
+    (tmp_path / "wave").mkdir()
+    (tmp_path / "wave" / "model.pt").write_bytes(b"x")
+    assert train_zoo.run(zoo_args(tmp_path), "wave", ["style=wave"]) == 0
+    assert calls == []
+
+
+def test_failed_run_fails_main_and_writes_no_wall_time(tmp_path, calls):
+    calls.codes[:] = [1]
+    assert train_zoo.main(["--runs-dir", str(tmp_path), "--styles", "wave", "--threads", "1"]) == 1
+    assert len(calls) == 1 and "style=wave" in calls[0]
+    assert not (tmp_path / "wave" / "wall_s.txt").exists()
+    assert "style=wave" in (tmp_path / "wave" / "train_zoo.log").read_text()
+
+
+def test_wall_time_adds_up_over_resumed_pieces(tmp_path, calls, monkeypatch):
+    clock = iter([100.0, 160.0, 200.0, 230.0])
+    monkeypatch.setattr(train_zoo.time, "time", lambda: next(clock))
+    assert train_zoo.main(["--runs-dir", str(tmp_path), "--styles", "wave", "--threads", "1"]) == 0
+    assert float((tmp_path / "wave" / "wall_s.txt").read_text()) == 60
+    assert train_zoo.run(zoo_args(tmp_path), "wave", ["style=wave"]) == 0
+    assert float((tmp_path / "wave" / "wall_s.txt").read_text()) == 90
+    assert len(calls) == 2
+
+
+def test_multi_runs_in_one_folder(tmp_path, calls):
+    assert train_zoo.main(["--runs-dir", str(tmp_path), "--multi", "wave", "udnie", "--threads", "1"]) == 0
+    assert "style=multi" in calls[0] and "style.names=[wave,udnie]" in calls[0]
+    assert (tmp_path / "multi" / "wall_s.txt").is_file()
+
+
+def test_main_needs_styles_or_multi(tmp_path, calls):
+    with pytest.raises(SystemExit) as e:
+        train_zoo.main(["--runs-dir", str(tmp_path)])
+    assert e.value.code == 2 and calls == []
+
+
+# -- 3. the zoo listing of a multi-style network ---------------------------------------------
+
+
+def tiny_net(path, styles=None):
+    from fastnst.artifacts import save_exported
+    from fastnst.transformer import TransformerNet
+
+    net = TransformerNet(channels=[4, 8, 8], num_residual=1, styles=styles)
+    return save_exported(path, net, {"recipe": {"summary": "tiny"}})
+
+
+def test_listing_names_a_multi_style_networks_styles(tmp_path, monkeypatch):
+    import fastnst.zoo as zoo
+
+    tiny_net(tmp_path / "duo.pt", styles=["a", "b"])
+    tiny_net(tmp_path / "solo.pt")
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    assert zoo.network_styles(tmp_path / "duo.pt") == ["a", "b"]
+    assert zoo.network_styles(tmp_path / "solo.pt") == []
+    blocks = zoo.listing().split("\nsolo")
+    assert blocks[0].startswith("duo") and "recipe:  tiny" in blocks[0]
+    assert any(line.startswith("  styles:  a, b") for line in blocks[0].splitlines())
+    assert "styles:" not in blocks[1]
+
+
+# -- 4. scripts/zoo_sheet.py ----------------------------------------------------------------
+
+
+@pytest.fixture
+def sheet_data(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    for i, rel in enumerate(["content/p.jpg", "content/q.jpg", "styles/wave.jpg"]):
+        make_image(data / rel, size=(48, 36), seed=i)
+    make_image(data / "reference" / "johnson2016" / "p_wave.jpg", size=(64, 48), seed=5)
+    make_image(data / "reference" / "johnson2016" / "chicago_wave.jpg", size=(64, 48), seed=6)  # run width
+    monkeypatch.setenv("FASTNST_DATA", str(data))
+    return data, tiny_net(tmp_path / "wave_net.pt")
+
+
+def test_zoo_sheet_rows_and_no_silent_overwrite(tmp_path, sheet_data, capsys):
+    _, network = sheet_data
+    out = tmp_path / "sheet.jpg"
+    args = [str(out), "--styles", "wave", "--photos", "p", "--network", f"wave={network}", "--height", "40"]
+    assert zoo_sheet.main(args) == 0
+    with Image.open(out) as sheet:
+        assert sheet.height == 2 * (40 + 16 + 4)
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert zoo_sheet.main(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and str(out) in err[0] and "already exists" in err[0]
+    assert out.read_bytes() == before
+    assert zoo_sheet.main([*args, "--overwrite"]) == 0
+
+
+def test_zoo_sheet_refusal_names_its_own_option(tmp_path, capsys):
+    out = tmp_path / "sheet.jpg"
+    out.write_bytes(b"x")
+    assert zoo_sheet.main([str(out), "--styles", "wave"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_zoo_sheet_empty_panels(tmp_path, sheet_data):
+    _, network = sheet_data
+    widths = {}
+    for extra in ([], ["--empty-panels"]):
+        out = tmp_path / f"sheet{len(extra)}.png"
+        assert zoo_sheet.main([str(out), "--styles", "wave", "--photos", "p", "q", "--network", f"wave={network}",
+                               "--height", "40", *extra]) == 0
+        with Image.open(out) as sheet:
+            widths[bool(extra)] = sheet.width
+    # q has no published output: the empty panel is as wide as our output of q (36 px tall photo
+    # at 40 px height -> 53 px) plus the gap
+    assert widths[True] - widths[False] == round(48 * 40 / 36) + 4
+
+
+# -- 5. scripts/bundle_network.py recipe_of -----------------------------------------------------
+
+
+def run_config(**style):
+    return OmegaConf.create({
+        "model": {"channels": [16, 32, 64]},
+        "data": {"name": "imagenet_mini", "image_size": 128, "batch_size": 4},
+        "system": {"optimizer": {"lr": 0.002}},
+        "style": {"name": "wave", "size": 192, "beta_scale": 3.0, **style},
+        "loss": {"beta": 5.0},
+        "init_from": "/runs/old/base.pt",
+        "seed": 0,
+    })
+
+
+def test_recipe_of_single_style():
+    recipe = bundle_network.recipe_of(run_config(), 400, None)
+    assert "style weight 15" in recipe["summary"] and "fine-tuned from base.pt" in recipe["summary"]
+    assert "128 px crops x 4" in recipe["summary"] and "painting at 192 px" in recipe["summary"]
+    assert recipe["command"].startswith("python train.py experiment=zoo style=wave")
+    assert "trainer.max_steps=400" in recipe["command"] and "init_from=<base.pt>" in recipe["command"]
+    cfg = run_config()
+    cfg.init_from = None
+    recipe = bundle_network.recipe_of(cfg, 400, None)
+    assert "fine-tuned" not in recipe["summary"] and "init_from" not in recipe["command"]
+
+
+def test_recipe_of_multi_style():
+    cfg = run_config(name="multi", names=["a", "b"], beta_scale=1.0)
+    recipe = bundle_network.recipe_of(cfg, 100, None)
+    assert "style=multi style.names=[a,b]" in recipe["command"] and "style.size=192" in recipe["command"]
+    assert "each style's preset style weight" in recipe["summary"]
