@@ -41,6 +41,10 @@ case $where in "$work/venv/"*) ;; *) fail "fastnst imported from $where, not the
 step "fastnst-stylize"
 fastnst-stylize style=the_scream input=photo.jpg
 expect photo_stylized.jpg
+fastnst-stylize style=udnie input=photo.jpg output=photo_udnie.jpg
+expect photo_udnie.jpg
+fastnst-stylize model=six_styles "mix={udnie: 0.5, wave: 0.5}" input=photo.jpg output=photo_blend.jpg
+expect photo_blend.jpg
 
 step "fastnst-train"
 fastnst-train experiment=cpu_quick style=wave trainer.max_steps=5 data=folder data.root=photos

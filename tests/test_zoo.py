@@ -18,7 +18,8 @@ from fastnst.stylize import Stylizer
 from fastnst.transformer import TransformerNet
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = ("starry_night", "the_scream", "wave")
+SHIPPED = ("starry_night", "the_scream", "wave", "udnie", "composition_vii", "shipwreck_of_the_minotaur")
+MULTI = "six_styles"  # one conditional-instance-norm network holding the six
 
 
 def _offline_env() -> dict:
@@ -27,7 +28,7 @@ def _offline_env() -> dict:
     return env
 
 
-@pytest.mark.parametrize("style", SHIPPED)
+@pytest.mark.parametrize("style", [*SHIPPED, MULTI])
 def test_the_bundled_network_ships_in_fp16_with_its_recipe_and_quality(style):
     path = zoo.bundled_network(style)
     assert path.stat().st_size < 4 * 2**20
@@ -81,7 +82,28 @@ def test_styles_list_prints_every_bundled_network_with_recipe_and_quality(tmp_pa
     for style in SHIPPED:
         assert style in proc.stdout
     assert proc.stdout.count("recipe:") == len(zoo.bundled_styles())
+    block = proc.stdout[proc.stdout.index(MULTI):].splitlines()
+    inside = next(line for line in block if line.strip().startswith("styles:"))
+    assert set(inside.split("styles:")[1].split("(")[0].strip().split(", ")) == set(SHIPPED)
     assert "total/Gatys-100" in proc.stdout and "scream = the_scream" in proc.stdout
+
+
+def test_the_six_style_network_paints_each_style_and_blends_them(tmp_path, image_factory):
+    """model=six_styles style=<one> and mix= on the bundled multi-style network, offline."""
+    src = image_factory("photo.png", size=(80, 60))
+    outputs = {}
+    for name, options in [("udnie", ["style=udnie"]), ("wave", ["style=wave"]),
+                          ("blend", ["mix={udnie: 0.5, wave: 0.5}"])]:
+        proc = subprocess.run([sys.executable, str(REPO / "stylize.py"), f"model={MULTI}", *options,
+                               f"input={src}", f"output={name}.png"], cwd=tmp_path, env=_offline_env(),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        outputs[name] = load_image(tmp_path / f"{name}.png")
+    assert (outputs["udnie"] - outputs["wave"]).abs().mean() > 0.03  # two different styles
+    # the blend lies between them: closer to each than they are to each other
+    apart = (outputs["udnie"] - outputs["wave"]).abs().mean()
+    assert (outputs["blend"] - outputs["udnie"]).abs().mean() < apart
+    assert (outputs["blend"] - outputs["wave"]).abs().mean() < apart
 
 
 def test_stylize_cli_without_model_or_style_is_one_line(tmp_path, image_factory):
