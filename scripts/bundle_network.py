@@ -40,7 +40,7 @@ from fastnst.evaluate import evaluate_run, load_run_config  # noqa: E402
 from fastnst.images import load_image, resize_tensor, tensor_to_pil  # noqa: E402
 from fastnst.preflight import ArgumentParser  # noqa: E402
 from fastnst.style import build_loss, style_image_paths  # noqa: E402
-from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta  # noqa: E402
+from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta, network_styles  # noqa: E402
 
 GATYS_ITERATIONS = 100
 REFERENCE_NAMES = {"the_scream": "scream"}  # the published files' names for our presets
@@ -204,13 +204,18 @@ def restamp(path: Path, judge: dict | None, status: str | None) -> None:
 
 
 def table_row(style: str, meta: dict) -> str:
-    q, r = meta["quality"], meta["quality"].get("reference")
+    """One row of --table; "-" for whatever a file does not record (one not bundled by this script)."""
+    q, recipe = meta.get("quality", {}), meta.get("recipe", {})
+    r = q.get("reference")
     ref = (f"{r['ours']['content']:.3g} / {r['ours']['style']:.4g} | {r['published']['content']:.3g} / "
            f"{r['published']['style']:.4g}") if r else "- | -"
-    hours = meta["recipe"].get("hours")
-    hours = "-" if hours is None else f"{hours:.2f}"
-    return (f"| {style} | {meta['recipe']['steps']} | {hours} | {q['photos'].split()[0]} | {q['total_vs_gatys']:.2f} | "
-            f"{q['edge_ssim']:.2f} | {q['gatys/edge_ssim']:.2f} | {ref} |")
+
+    def number(value, form=".2f"):
+        return "-" if value is None else format(value, form)
+
+    return (f"| {style} | {recipe.get('steps', '-')} | {number(recipe.get('hours'))} | "
+            f"{q.get('photos', '-').split()[0]} | {number(q.get('total_vs_gatys'))} | {number(q.get('edge_ssim'))} | "
+            f"{number(q.get('gatys/edge_ssim'))} | {ref} |")
 
 
 TABLE_HEAD = ("| style | steps | wall h | photos | total / Gatys-100 | edge SSIM | Gatys edge SSIM | ours on Chicago: content / style "
@@ -232,7 +237,9 @@ def main(argv=None) -> int:
     if args.judge:
         rows = json.loads(args.judge.read_text())["rows"]
         for style, path in bundled_styles().items():
-            judge = judge_quality(rows, style)
+            inside = network_styles(path)  # a multi-style network: its row is labelled with its name
+            judge = ({s: q for s in inside if (q := judge_quality(rows, s, label=style))} or None) if inside \
+                else judge_quality(rows, style)
             if judge or args.status:
                 restamp(path, judge, args.status or None)
                 print(f"{path.name}: style judge {judge}" if judge else f"{path.name}: status updated")

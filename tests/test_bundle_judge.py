@@ -57,3 +57,21 @@ def test_judge_rows_without_a_johnson_output_leave_the_file_alone(tmp_path):
     rows = [r for r in judge_rows("wave", 0.41, 0.35) if r["row"] != "Johnson 2016"]
     assert script.judge_quality(rows, "wave") is None
     assert script.judge_quality(judge_rows("wave", 0.41, 0.35), "starry_night") is None
+
+
+def test_a_multi_style_network_gets_the_judge_of_each_of_its_styles(tmp_path, monkeypatch):
+    from fastnst.artifacts import save_exported
+    from fastnst.transformer import TransformerNet
+
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    save_exported(zoo_dir / "duo.pt", TransformerNet(channels=[4, 8, 8], num_residual=1, styles=["wave", "udnie"]))
+    monkeypatch.setattr(zoo, "ZOO_DIR", zoo_dir)
+    rows = [{**r, "row": "duo" if r["row"] == "bundled (today)" else r["row"]}  # rows labelled by network name
+            for r in judge_rows("wave", 0.41, 0.35) + judge_rows("udnie", 0.29, 0.28)]
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"rows": rows}))
+    assert load_bundle_script().main(["--judge", str(table)]) == 0
+    judge = torch.load(zoo_dir / "duo.pt", weights_only=True)["meta"]["quality"]["judge"]
+    assert (judge["wave"]["style_swd"], judge["udnie"]["johnson_style_swd"]) == (0.41, 0.28)
+    assert "wave 0.410 / 0.350, udnie 0.290 / 0.280" in zoo.listing()

@@ -86,9 +86,13 @@ def _quality_line(quality: dict) -> str:
     if "edge_ssim" in quality:
         parts.append(f"edge SSIM {quality['edge_ssim']:.2f}")
     judge = quality.get("judge")
-    if judge:  # the stroke-aware measure (fastnst.judge); the Gram loss's ratio is blind to strokes
+    if judge and "style_swd" in judge:  # the stroke-aware measure (fastnst.judge); the Gram loss's ratio is blind to strokes
         parts.append(f"style judge on {judge['judged'].split(' (')[0]}: {judge['style_swd']:.3f}, Johnson 2016 "
                      f"{judge['johnson_style_swd']:.3f} (lower = closer to the painting)")
+    elif judge:  # a multi-style network: {style: judge numbers}
+        first = next(iter(judge.values()))
+        parts.append(f"style judge on {first['judged'].split(' (')[0]}, ours / Johnson 2016 (lower = closer): "
+                     + ", ".join(f"{s} {q['style_swd']:.3f} / {q['johnson_style_swd']:.3f}" for s, q in judge.items()))
     ref = quality.get("reference")
     if ref:
         parts.append(f"content vs Johnson 2016 on chicago {ref['content_ratio']:.2f}x")
