@@ -132,8 +132,10 @@ def recipe_of(cfg, step: int, hours: float | None) -> dict:
                f"{cfg.data.batch_size}, {step} steps, lr {cfg.system.optimizer.lr}, painting at "
                f"{painting}, {weight}")
     base = cfg.get("init_from")
-    if base:
-        summary += f", fine-tuned from {Path(str(base)).name}"
+    if base:  # a run's model.pt is named after its run folder
+        base = Path(str(base))
+        base = f"{base.parent.name}/{base.name}" if base.name == "model.pt" else base.name
+        summary += f", fine-tuned from {base}"
     if hours is not None:
         summary += f", {hours:.2f} h on {cpu_info()[0]}"
     if styles:
@@ -141,7 +143,7 @@ def recipe_of(cfg, step: int, hours: float | None) -> dict:
                    f"style.size={'null' if cfg.style.size is None else cfg.style.size}")
     else:
         command = f"python train.py experiment=zoo style={cfg.style.name}"
-    command += f" trainer.max_steps={step}" + (f" init_from=<{Path(str(base)).name}>" if base else "")
+    command += f" trainer.max_steps={step}" + (f" init_from=<{base}>" if base else "")
     return {"summary": summary, "command": command, "steps": step, "hours": hours,
             "config": {key: _plain(cfg[key]) for key in RECIPE_KEYS if key in cfg}}
 
