@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,6 +44,9 @@ import torch  # noqa: E402
 
 from fastnst.accel.autotune import cpu_info  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/ (when imported, not run)
+from train_zoo import run_logged  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 ZOO = REPO / "src" / "fastnst" / "zoo"
 
@@ -56,11 +57,25 @@ CONTENT_RELU3_3 = ["~loss.content_layers.block2_conv2", "+loss.content_layers.bl
 CONTENT_RELU4_2 = ["~loss.content_layers.block2_conv2", "+loss.content_layers.block4_conv2=0.0125"]
 
 
+# The study's variants change one thing of the recipe that came before the per-style presets
+# (painting at 512 px, style weight loss.beta alone); the `preset` row is the style's own preset.
+BEFORE_PRESETS = ["style.size=512", "style.beta_scale=1.0"]
+
+
+def pinned(overrides: list[str]) -> list[str]:
+    """BEFORE_PRESETS, less the keys `overrides` sets, then `overrides`."""
+    keys = {o.split("=", 1)[0] for o in overrides}
+    return [o for o in BEFORE_PRESETS if o.split("=", 1)[0] not in keys] + list(overrides)
+
+
 def variants(style: str, warm_from: str) -> dict[str, dict]:
-    """name -> {"overrides": [...], "steps": factor of --steps, "about": one line}."""
+    """name -> {"overrides": [...], "steps": factor of --steps, "about": one line, "preset": keep the
+    style preset's size and weight instead of BEFORE_PRESETS}."""
     return {
-        "base": dict(overrides=[], about="experiment=zoo as bundled: painting at 512 px, content relu2_2, "
+        "base": dict(overrides=[], about="experiment=zoo before the presets: painting at 512 px, content relu2_2, "
                                         "beta 5, TV 0, 128 px crops"),
+        "preset": dict(overrides=[], preset=True, about="the style's preset (conf/style): its painting size and "
+                       "style weight"),
         "style256": dict(overrides=["style.size=256"], about="painting at 256 px (2x the crop, not 4x)"),
         "content3_3": dict(overrides=CONTENT_RELU3_3, about="content relu3_3 "
                            "(Johnson's code), same content term size"),
@@ -106,7 +121,7 @@ def overrides_for(args, name: str, spec: dict, run_dir: Path) -> list[str]:
         "data.num_workers=0", f"paths.output_root={args.runs_dir}",
         f"callbacks.images.every_n_steps={steps}", f"callbacks.last_checkpoint.every_n_steps={max(10, steps // 4)}",
         *([f"init_from={args.start_from}"] if args.start_from and not own_start else []),
-        *spec["overrides"], *args.extra,
+        *(spec["overrides"] if spec.get("preset") else pinned(spec["overrides"])), *args.extra,
         f"hydra.run.dir={run_dir}",
     ]
 
@@ -119,14 +134,7 @@ def run_variant(args, name: str, spec: dict) -> str:
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         command.append(f"resume={run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           "OMP_WAIT_POLICY": "PASSIVE"}
-    start = time.time()
-    with open(run_dir / "bench_recipe.log", "a") as out:
-        out.write(" ".join(command) + "\n")
-        out.flush()
-        rc = subprocess.call(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    took = time.time() - start
+    rc, took = run_logged(command, run_dir / "bench_recipe.log", args.threads)
     (run_dir / "wall_s.txt").write_text(f"{took:.0f}\n") if rc == 0 else None
     return f"{name}: {'done' if rc == 0 else f'FAILED (exit {rc}, see {run_dir}/bench_recipe.log)'} in {took:.0f} s"
 

@@ -38,6 +38,18 @@ def train_command(args, run_dir: Path, style_args: list[str]) -> list[str]:
     return command
 
 
+def run_logged(command: list[str], log_path: Path, threads: int) -> tuple[int, float]:
+    """Run a training command on `threads` CPU threads (OpenMP waiting passively: other runs share
+    the cores), its output appended to `log_path` after the command line; (exit code, seconds)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    start = time.time()
+    with open(log_path, "a") as log:
+        log.write(" ".join(command) + "\n")
+        log.flush()
+        rc = subprocess.call(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return rc, time.time() - start
+
+
 def run(args, name: str, style_args: list[str]) -> int:
     run_dir = args.runs_dir / name
     if (run_dir / "model.pt").is_file():
@@ -45,14 +57,8 @@ def run(args, name: str, style_args: list[str]) -> int:
         return 0
     run_dir.mkdir(parents=True, exist_ok=True)
     command = train_command(args, run_dir, style_args)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     print(f"{name}: training in {run_dir}", flush=True)
-    start = time.time()
-    with open(run_dir / "train_zoo.log", "a") as log:
-        log.write(" ".join(command) + "\n")
-        log.flush()
-        rc = subprocess.call(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    took = time.time() - start
+    rc, took = run_logged(command, run_dir / "train_zoo.log", args.threads)
     if rc == 0:  # wall time over every resumed piece of the run
         previous = float((run_dir / "wall_s.txt").read_text()) if (run_dir / "wall_s.txt").is_file() else 0.0
         (run_dir / "wall_s.txt").write_text(f"{previous + took:.0f}\n")

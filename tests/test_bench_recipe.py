@@ -4,6 +4,7 @@ variants are skipped and interrupted ones resumed, the side-by-side picture and 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 
 import pytest
@@ -52,7 +53,7 @@ def test_the_peer_row_has_pytorch_examples_settings(tmp_path, style_env):
 
 def test_finished_variants_are_skipped_and_interrupted_ones_resumed(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(bench_recipe.subprocess, "call", lambda command, **kw: calls.append(command) or 0)
+    monkeypatch.setattr(subprocess, "call", lambda command, **kw: calls.append(command) or 0)
     args = args_for(tmp_path)
     done = tmp_path / "starry_night" / "base"
     done.mkdir(parents=True)
@@ -77,3 +78,12 @@ def test_table_rows_and_missing_judge():
     rows = [{"variant": "photo", "about": "x", "gram": 5117.2, "content": 0.0, "edge_ssim": 1.0, "swd": 0.49}]
     assert "| photo | 0.4900 | 5117 | 0 | 1.000 |" in bench_recipe.format_table(rows, True)
     assert "(no judge)" in bench_recipe.format_table(rows, False)
+
+
+def test_variants_change_one_thing_of_the_recipe_before_the_presets(tmp_path, style_env):
+    base, preset = composed(tmp_path, "base"), composed(tmp_path, "preset")
+    assert (base.style.size, base.style.beta_scale) == (512, 1.0)  # the study's reference row
+    assert (preset.style.size, preset.style.beta_scale) == (256, 3.0)  # conf/style/starry_night.yaml
+    style256 = composed(tmp_path, "style256")
+    assert (style256.style.size, style256.style.beta_scale) == (256, 1.0)
+    assert composed(tmp_path, "beta25").loss.beta == 25 and composed(tmp_path, "beta25").style.beta_scale == 1.0
