@@ -236,7 +236,7 @@ def save_picture(images: dict[str, torch.Tensor], painting: torch.Tensor, rows: 
         strip.paste(img, (x, 18))
         draw.text((x + 4, 3), text, fill="black")
         x += img.width + 4
-    save_image(strip, path, overwrite=True)
+    save_image(strip, path, overwrite=True, jpeg_quality=85)
 
 
 @one_line_errors

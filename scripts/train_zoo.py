@@ -18,6 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from fastnst.accel.cpu_tuning import passive_openmp_waits
+
+passive_openmp_waits()  # the trainings it starts share the cores (their OpenMP waits passively)
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     args.data = data
     args.networks = dict(spec.split("=", 1) for spec in args.network)
     rows = [photo_row(args), *(style_row(args, style) for style in args.styles)]
-    save_image(compose(rows, args.height), args.output, overwrite=args.overwrite)
+    save_image(compose(rows, args.height), args.output, overwrite=args.overwrite, jpeg_quality=85)
     print(f"wrote {args.output}")
     return 0
 

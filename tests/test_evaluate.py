@@ -145,4 +145,5 @@ def test_hparams_are_built_once_and_log_the_effective_beta(style_env):
     expand_multi_style(multi)
     multi.style.members[1].beta_scale = 4.0
     params = metrics.hparams_of(multi, metrics.run_labels("/runs/x", multi))
-    assert params["styles"] == "starry_night,wave" and params["loss/effective_beta"] == "starry_night=6,wave=12"
+    # loss.beta 3 x each member's beta_scale: starry_night's preset 3.0 x the list's 2; wave's set to 4
+    assert params["styles"] == "starry_night,wave" and params["loss/effective_beta"] == "starry_night=18,wave=12"
