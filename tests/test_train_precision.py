@@ -57,12 +57,12 @@ def test_a_cpu_run_trains_in_the_chosen_precision_and_logs_why(compose_train, ph
 
     class Record(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            seen.append(trainer.precision)
+            seen.append((trainer.precision, pl_module.use_channels_last))
 
     cfg = compose_train(*tiny(photo_folder(4), *QUIET, "trainer=cpu", steps=1))
     with caplog.at_level(logging.INFO, logger="fastnst.train"):
         train(cfg, callbacks=[Record()])
-    assert seen == ["bf16-mixed"]
+    assert seen == [("bf16-mixed", True)]  # bf16 on CPU trains on channels_last maps
     chosen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("precision ")]
     assert len(chosen) == 1 and "bf16-mixed" in chosen[0] and "avx512_bf16" in chosen[0]
 
