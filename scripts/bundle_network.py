@@ -38,12 +38,14 @@ from fastnst.config import CONFIG_DIR, REPO_ROOT  # noqa: E402
 from fastnst.errors import one_line_errors, output_exists  # noqa: E402
 from fastnst.evaluate import evaluate_run, load_run_config  # noqa: E402
 from fastnst.images import load_image, resize_tensor, tensor_to_pil  # noqa: E402
+from fastnst.judge import published_output  # noqa: E402
+from fastnst.multistyle import preset_stroke_scale  # noqa: E402
 from fastnst.preflight import ArgumentParser  # noqa: E402
 from fastnst.style import build_loss, style_image_paths  # noqa: E402
+from fastnst.stylize import Stylizer  # noqa: E402
 from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta, network_styles  # noqa: E402
 
 GATYS_ITERATIONS = 100
-REFERENCE_NAMES = {"the_scream": "scream"}  # the published files' names for our presets
 PICTURE_HEIGHT = 256
 # the parts of a run's config that make its recipe (paths and machine settings left out)
 RECIPE_KEYS = ("model", "loss", "style", "system", "seed")
@@ -68,16 +70,17 @@ def seed_scores(loss, photo: torch.Tensor, image: torch.Tensor) -> dict[str, flo
     return {"content": float(terms["content"]), "style": float(terms["style"]), "total": float(terms["total"])}
 
 
-def reference_comparison(net, style_name: str, style_cfg) -> tuple[dict | None, list[torch.Tensor]]:
-    """Seed-loss scores of ours vs the published output on Chicago, and the picture's panels."""
+def reference_comparison(stylizer: Stylizer, style_name: str, style_cfg) -> tuple[dict | None, list[torch.Tensor]]:
+    """Seed-loss scores of ours vs the published output on Chicago, and the picture's panels
+    (ours painted as `stylize.py` paints it: at the network's own stroke scale)."""
     chicago = data_dir() / "content" / "chicago.jpg"
-    published = data_dir() / "reference" / "johnson2016" / f"chicago_{REFERENCE_NAMES.get(style_name, style_name)}.jpg"
+    published = published_output(data_dir(), style_name)
     photo = load_image(chicago, 256)
     with torch.no_grad():
-        ours = net(photo).clamp(0, 1)
+        ours = stylizer.stylize_tensor(photo).clamp(0, 1)
         # the picture shows ours at the published output's resolution (strokes at the same scale)
         shown_size = max(load_image(published).shape[-2:]) if published.is_file() else 512
-        ours_shown = net(load_image(chicago, shown_size)).clamp(0, 1)
+        ours_shown = stylizer.stylize_tensor(load_image(chicago, shown_size)).clamp(0, 1)
     paths, _ = style_image_paths(style_cfg)
     panels = [photo, load_image(paths[0], 256), ours_shown]
     if not published.is_file():
@@ -128,6 +131,9 @@ def recipe_of(cfg, step: int, hours: float | None) -> dict:
     beta = float(cfg.loss.beta) * float(cfg.style.get("beta_scale") or 1.0)
     weight = f"style weight {beta:g}" if not styles else "each style's preset style weight"
     painting = f"{cfg.style.size} px" if cfg.style.size else "each preset's size"
+    stroke_scale = preset_stroke_scale(cfg.style)
+    if stroke_scale != 1.0:  # the motifs learnt small, painted larger (Stylizer's stroke_scale)
+        painting += f" and run at stroke scale {stroke_scale:g}"
     summary = (f"{cfg.model.get('channels')} channels, {cfg.data.name} {cfg.data.image_size} px crops x "
                f"{cfg.data.batch_size}, {step} steps, lr {cfg.system.optimizer.lr}, painting at "
                f"{painting}, {weight}")
@@ -164,15 +170,18 @@ def bundle(run_dir: Path, style: str | None, status: str, overwrite: bool, num_p
                           tensorboard=False, overwrite=True, progress=True)
     quality = {**result["metrics"], "gatys_iterations": GATYS_ITERATIONS,
                "photos": f"{len(result['settings']['photos'])} imagenet-mini val at 256 px"}
+    stroke_scale = preset_stroke_scale(cfg.style)  # the file keeps the scale its preset paints at
     if not net.styles:  # a multi-style network: scripts/judge_table.py and zoo_sheet.py judge each style
-        reference, panels = reference_comparison(net, style, cfg.style)
+        stylizer = Stylizer.load(run_dir, backend="torch")
+        stylizer.meta["stroke_scale"] = stroke_scale
+        reference, panels = reference_comparison(stylizer, style, cfg.style)
         if reference:
             quality["reference"] = reference
         labels = ["photo", "painting", "fastnst (bundled)", "Johnson et al. 2016"][: len(panels)]
         save_picture(panels, labels, REPO_ROOT / "docs" / "images" / f"zoo_{style}.jpg")
     step = int(meta.get("global_step") or result.get("global_step") or 0)
     hours = training_time_hours(run_dir)
-    bundled_meta = {"style": style, "status": status, "recipe": recipe_of(cfg, step, hours),
+    bundled_meta = {"style": style, "status": status, "stroke_scale": stroke_scale, "recipe": recipe_of(cfg, step, hours),
                     "quality": quality, "validation_curve": validation_curve(run_dir)}
     net = net.half()  # fp16 weights: half the file; Stylizer casts back to fp32
     save_exported(target, net, bundled_meta)

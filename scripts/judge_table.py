@@ -46,13 +46,18 @@ from fastnst.config import CONFIG_DIR, REPO_ROOT  # noqa: E402
 from fastnst.errors import FastNSTError, one_line_errors, refuse_to_overwrite  # noqa: E402
 from fastnst.gatys import stylize_gatys  # noqa: E402
 from fastnst.images import load_image, resize_tensor, save_image, tensor_to_pil  # noqa: E402
-from fastnst.judge import StyleJudge, painting_size, tint_and_grain  # noqa: E402
+from fastnst.judge import (  # noqa: E402
+    JOHNSON_STYLES,
+    StyleJudge,
+    painting_size,
+    published_output,
+    tint_and_grain,
+)
 from fastnst.style import build_loss  # noqa: E402
 from fastnst.stylize import Stylizer  # noqa: E402
 from fastnst.zoo import bundled_styles  # noqa: E402
 
-STYLES = ("starry_night", "the_scream", "wave", "composition_vii", "udnie")
-REFERENCE_NAMES = {"the_scream": "scream"}  # the published files' names for our presets
+STYLES = JOHNSON_STYLES
 GRAM_PHOTO_SIZE = 256
 GRAM_PAINTING_SIZE = 512
 PICTURE_HEIGHT = 256
@@ -65,8 +70,8 @@ def data_dir() -> Path:
     return Path(os.environ.get("FASTNST_DATA") or REPO_ROOT / "data")
 
 
-def published_output(style: str) -> Path:
-    path = data_dir() / "reference" / "johnson2016" / f"chicago_{REFERENCE_NAMES.get(style, style)}.jpg"
+def chicago_published(style: str) -> Path:
+    path = published_output(data_dir(), style)
     if not path.is_file():
         raise FastNSTError(f"{path}: no published Johnson et al. 2016 output for {style} (set FASTNST_DATA)")
     return path
@@ -176,7 +181,7 @@ def run_network(stylizer: Stylizer, photo: torch.Tensor, style: str, stroke_scal
 
 def style_rows(style: str, networks: list[tuple[str, Stylizer, list[str], float]], size: int, gatys_size: int,
                gatys_iterations: int, cache: Path) -> tuple[list[dict], dict[str, torch.Tensor], torch.Tensor]:
-    published = load_image(published_output(style))
+    published = load_image(chicago_published(style))
     reference_side = max(published.shape[-2:])
     chicago = data_dir() / "content" / "chicago.jpg"
     photo = load_image(chicago, size)

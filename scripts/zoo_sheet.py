@@ -19,20 +19,14 @@ from PIL import Image, ImageDraw
 
 from fastnst.errors import one_line_errors
 from fastnst.images import check_output_path, open_rgb, save_image
+from fastnst.judge import JOHNSON_STYLES, published_output
 from fastnst.preflight import ArgumentParser
 from fastnst.stylize import Stylizer
-
-JOHNSON_STYLES = ["starry_night", "the_scream", "wave", "composition_vii", "udnie"]
-PUBLISHED_NAMES = {"the_scream": "scream"}  # the published files' names for our presets
-
-
-def published_output(data: Path, photo: str, style: str) -> Path:
-    return data / "reference" / "johnson2016" / f"{photo}_{PUBLISHED_NAMES.get(style, style)}.jpg"
 
 
 def run_width(data: Path, style: str) -> int:
     """The width Johnson's Chicago output for `style` was published at (510 or 1022 px)."""
-    published = published_output(data, "chicago", style)
+    published = published_output(data, style)
     return open_rgb(published).width if published.is_file() else 1024
 
 
@@ -52,7 +46,7 @@ def style_row(args, style: str) -> list[tuple[str, Image.Image | None, int]]:
         photo = photo.resize((width, round(photo.height * width / photo.width)), Image.LANCZOS)
         ours = fit(stylizer(photo, stroke_scale=args.stroke_scale), args.height)
         panels.append((f"{photo_name}: fastnst", ours, ours.width))
-        published = published_output(data, photo_name, style)
+        published = published_output(data, style, photo_name)
         if published.is_file():
             panels.append((f"{photo_name}: Johnson 2016", fit(open_rgb(published), args.height), ours.width))
         elif args.empty_panels:
@@ -95,7 +89,7 @@ def main(argv=None) -> int:
     data = Path(os.environ.get("FASTNST_DATA", "data"))
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path)
-    parser.add_argument("--styles", nargs="+", default=JOHNSON_STYLES)
+    parser.add_argument("--styles", nargs="+", default=list(JOHNSON_STYLES))
     parser.add_argument("--photos", nargs="+", default=["chicago", "hoovertowernight", "stata"],
                         help="names in $FASTNST_DATA/content (without .jpg)")
     parser.add_argument("--network", action="append", default=[], metavar="STYLE=PATH",

@@ -13,6 +13,7 @@ from fastnst.images import load_image, resize_tensor
 from fastnst.judge import (
     StyleJudge,
     painting_size,
+    published_output,
     random_directions,
     sliced_wasserstein,
     tint_and_grain,
@@ -138,7 +139,6 @@ def test_bad_shapes_are_refused():
 
 # ----------------------------------------------------------------------------- on the real data
 
-REFERENCE_NAMES = {"the_scream": "scream"}
 JUDGE_SIZE = 256  # px, longer side: small, so the five styles take seconds
 
 
@@ -147,7 +147,7 @@ JUDGE_SIZE = 256  # px, longer side: small, so the five styles take seconds
 def test_johnson_2016_beats_tint_plus_grain_and_the_photo_is_farthest(data_dir, style):
     """On Chicago, Johnson et al. 2016's published output is closer to the painting than the
     photo in the painting's colours plus a fine diagonal grain, and than the photo."""
-    published = load_image(data_dir / "reference" / "johnson2016" / f"chicago_{REFERENCE_NAMES.get(style, style)}.jpg")
+    published = load_image(published_output(data_dir, style))
     reference_side = max(published.shape[-2:])
     photo = load_image(data_dir / "content" / "chicago.jpg", JUDGE_SIZE)
     painting = load_image(data_dir / "styles" / f"{style}.jpg", round(painting_size(style) * JUDGE_SIZE / reference_side))

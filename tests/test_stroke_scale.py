@@ -122,3 +122,68 @@ def test_web_app_photo_request_takes_stroke_scale(tmp_path, image_factory):
     assert np.abs(got - np.asarray(expected, dtype=np.int16)).max() <= 1
     plain = app.stylize_photo(str(photo), "tiny_a.pt", 1.0, False, "original")
     assert np.abs(got - np.asarray(Image.open(plain.image), dtype=np.int16)).mean() > 1
+
+
+# ---- a network's own stroke scale (meta["stroke_scale"], from its style preset) -----------------
+
+
+def test_a_networks_own_stroke_scale_is_its_stroke_scale_one():
+    photo = torch.full((1, 3, 96, 192), 0.5)
+    own = RecordingRunner(stripes)
+    out = Stylizer(own, meta={"stroke_scale": 2.0})(photo)
+    assert own.sizes == [(48, 96)]  # it ran at half size without being asked
+    plain = RecordingRunner(stripes)
+    assert torch.equal(out, Stylizer(plain, stroke_scale=2.0)(photo))
+    # the user's stroke_scale multiplies it: 0.5 brings back the plain forward
+    back = RecordingRunner(stripes)
+    assert torch.equal(Stylizer(back, meta={"stroke_scale": 2.0})(photo, stroke_scale=0.5), stripes(photo))
+    assert back.sizes == [(96, 192)]
+
+
+@pytest.mark.parametrize("meta", [{}, {"stroke_scale": None}, {"stroke_scale": "big"}, {"stroke_scale": 100}])
+def test_a_network_without_a_usable_own_scale_paints_at_one(meta):
+    runner = RecordingRunner(stripes)
+    assert Stylizer(runner, meta=meta).native_stroke_scale == 1.0
+    Stylizer(runner, meta=meta)(torch.rand(1, 3, 32, 48))
+    assert runner.sizes == [(32, 48)]
+
+
+def test_the_cli_paints_at_the_files_own_scale(tmp_path, image_factory):
+    from fastnst.artifacts import save_exported
+    from fastnst.transformer import TransformerNet
+
+    torch.manual_seed(0)
+    net = TransformerNet(channels=(8, 16, 32), num_residual=1)
+    plain = save_exported(tmp_path / "plain.pt", net)
+    own = save_exported(tmp_path / "own.pt", net, {"stroke_scale": 2.0})
+    photo = image_factory("photo.png", size=(96, 64))
+    out_own, out_asked = tmp_path / "own.png", tmp_path / "asked.png"
+    assert run_stylize(f"model={own}", f"input={photo}", f"output={out_own}") == 0
+    assert run_stylize(f"model={plain}", f"input={photo}", f"output={out_asked}", "stroke_scale=2") == 0
+    a, b = (np.asarray(Image.open(p), dtype=np.int16) for p in (out_own, out_asked))
+    assert np.abs(a - b).max() <= 1
+
+
+def test_presets_give_the_network_and_the_rulers_their_painted_scale(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    import fastnst.config
+    from fastnst.multistyle import expand_names, painted_size, preset_stroke_scale
+
+    styles = tmp_path / "style"
+    styles.mkdir()
+    painting = tmp_path / "small.jpg"
+    Image.new("RGB", (32, 32)).save(painting)
+    (styles / "small_motifs.yaml").write_text(f"name: small_motifs\nimage: {painting}\nsize: 128\nstroke_scale: 2.0\n")
+    (styles / "plain.yaml").write_text(f"name: plain\nimage: {painting}\nsize: 256\n")
+    monkeypatch.setattr(fastnst.config, "CONFIG_DIR", tmp_path)
+    small = OmegaConf.load(styles / "small_motifs.yaml")
+    assert preset_stroke_scale(small) == 2.0 and painted_size(small) == 256
+    assert preset_stroke_scale(OmegaConf.load(styles / "plain.yaml")) == 1.0
+    # a multi-style network paints every style at 1: each member's painting at its painted size
+    multi = OmegaConf.create({"names": ["small_motifs", "plain"], "size": None, "beta_scale": 1.0})
+    assert preset_stroke_scale(multi) == 1.0
+    members = expand_names(multi)
+    assert [m["size"] for m in members] == [256, 256] and all("stroke_scale" not in m for m in members)
+    # a list size still wins
+    assert [m["size"] for m in expand_names(OmegaConf.create({**multi, "size": 64}))] == [64, 64]

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_forty_steps_lower_the_loss_and_log_everything(compose_train, photo_folder, style_env, tmp_path):
     folder = photo_folder(8)
     cfg = compose_train(
-        *tiny(folder, "trainer.val_check_interval=20", "callbacks.images.every_n_steps=20", "data.val_fraction=0.25", steps=40)
+        *tiny(folder, "trainer.val_check_interval=20", "callbacks.images.every_n_steps=20", "data.val_fraction=0.25",
+              "style.stroke_scale=2.0", steps=40)
     )
     result = train(cfg)
     run_dir = result["run_dir"]
@@ -67,6 +68,7 @@ def test_forty_steps_lower_the_loss_and_log_everything(compose_train, photo_fold
     # exported model: reloads and reproduces the checkpoint's network exactly
     net, meta = load_exported(result["model_path"])
     assert meta["style"] == "starry_night" and meta["global_step"] == 40
+    assert meta["stroke_scale"] == 2.0  # the preset's: Stylizer paints at it
     from fastnst.transformer import TransformerNet
 
     ref = TransformerNet(**ckpt["fastnst_model_config"])

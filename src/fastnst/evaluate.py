@@ -50,6 +50,7 @@ from fastnst.images import (
 from fastnst.judge import JUDGE_LAYERS, StyleJudge, painting_size
 from fastnst.losses import PerceptualLoss
 from fastnst.metrics import METRICS, hparam_columns, hparams_of, run_labels
+from fastnst.multistyle import painted_size
 from fastnst.preflight import ensure_writable
 from fastnst.progress import bar
 from fastnst.style import build_loss, style_image_paths
@@ -321,8 +322,11 @@ def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None
 
 def _evaluate_style(stylizer, style, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress, dev):
     """(metrics, per-photo rows) of one style (`style`: a multi-style network's style name)."""
-    loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.vgg.weights),
-                      device=dev, style_size=size)
+    # the painting at the scale the network paints (a preset with stroke_scale 2 learns its
+    # motifs at half size): the Gram loss and Gatys see the same strokes as the output
+    painted = OmegaConf.create({**OmegaConf.to_container(cfg.style, resolve=True),
+                                "size": painted_size(cfg.style), "stroke_scale": 1.0})
+    loss = build_loss(cfg.loss, painted, vgg_weights=str(cfg.vgg.weights), device=dev, style_size=size)
     judge = style_judge(cfg.style, str(cfg.vgg.weights), dev)
     rows = []
     for path, photo in bar(list(zip(photo_paths, images)), progress=progress, unit="photo",

@@ -48,6 +48,17 @@ MAX_SAMPLES = 16384
 PAINTING_SIZES = {"starry_night": 512, "the_scream": 384, "scream": 384, "wave": 512, "udnie": 256,
                   "composition_vii": 512, "candy": 384, "mosaic": 512, "la_muse": 512, "feathers": 180}
 DEFAULT_PAINTING_SIZE = 512
+# the styles with published Johnson et al. 2016 outputs (<data>/reference/johnson2016/), and the
+# files' names where they differ from our presets'
+JOHNSON_STYLES = ("starry_night", "the_scream", "wave", "composition_vii", "udnie")
+PUBLISHED_NAMES = {"the_scream": "scream"}
+
+
+def published_output(data_dir, style: str, photo: str = "chicago"):
+    """Where Johnson et al. 2016's published output of `style` on `photo` lies (it may not exist)."""
+    from pathlib import Path
+
+    return Path(data_dir) / "reference" / "johnson2016" / f"{photo}_{PUBLISHED_NAMES.get(style, style)}.jpg"
 
 
 def painting_size(style: str | None, own_side: int | None = None) -> int:
@@ -212,4 +223,5 @@ def tint_and_grain(photo: torch.Tensor, painting: torch.Tensor, period: float = 
 
 
 __all__ = ["StyleJudge", "sliced_wasserstein", "random_directions", "feature_samples", "painting_size",
-           "tint_and_grain", "transfer_colour_statistics", "PAINTING_SIZES", "JUDGE_LAYERS"]
+           "tint_and_grain", "transfer_colour_statistics", "PAINTING_SIZES", "JUDGE_LAYERS", "JOHNSON_STYLES",
+           "PUBLISHED_NAMES", "published_output"]

@@ -14,8 +14,24 @@ from omegaconf import DictConfig, OmegaConf
 from fastnst.errors import FastNSTError
 
 # what one style of the list keeps from its preset (conf/style/<name>.yaml)
-_MEMBER_KEYS = ("image", "images", "weights", "images_dir", "crops", "beta_scale", "size")
+_MEMBER_KEYS = ("image", "images", "weights", "images_dir", "crops", "beta_scale", "size", "stroke_scale")
 FINETUNE_MODES = (None, "all", "style_params")
+
+
+def preset_stroke_scale(style: Mapping | DictConfig) -> float:
+    """The scale a network trained on `style` paints at for stroke_scale=1: a single-style
+    preset's `stroke_scale` (1.0 when it sets none); always 1.0 for a multi-style network, whose
+    members are taken at their painted scale (expand_names)."""
+    if is_multi(style):
+        return 1.0
+    return float(style.get("stroke_scale") or 1.0)
+
+
+def painted_size(style: Mapping | DictConfig) -> int | None:
+    """The painting's size (px) at the scale a network trained on `style` paints it: `size` x
+    `stroke_scale` (what its outputs are measured against); None when `size` is."""
+    size = style.get("size")
+    return round(float(size) * float(style.get("stroke_scale") or 1.0)) if size else size
 
 
 def is_multi(style: Mapping | DictConfig | None) -> bool:
@@ -51,8 +67,12 @@ def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -
                 raise FastNSTError(f"style.names: {entry!r} is neither a style preset ({', '.join(presets)}) "
                                    "nor an image path")
             member = {"name": path.stem, "image": str(path.resolve())}
-        # the list's size for every member, or (size=null) each preset's own painting size
-        member["size"] = style.get("size") or member.get("size")
+        # the list's size for every member, or (size=null) each preset's own painting size at the
+        # scale its strokes are painted (size x stroke_scale): one network paints every style at
+        # stroke_scale 1
+        own = painted_size(member)
+        member.pop("stroke_scale", None)
+        member["size"] = style.get("size") or own
         member["beta_scale"] = float(member.get("beta_scale") or 1.0) * float(style.get("beta_scale") or 1.0)
         members.append(member)
     seen = [m["name"] for m in members]
@@ -196,5 +216,5 @@ def freeze_for_style_params(net, trainable: Sequence[int]) -> None:
             p.register_hook(lambda g, m=mask: g * m.to(g))
 
 
-__all__ = ["expand_names", "expand_multi_style", "batch_styles", "style_weights", "init_network",
+__all__ = ["expand_names", "preset_stroke_scale", "painted_size", "expand_multi_style", "batch_styles", "style_weights", "init_network",
            "freeze_for_style_params", "is_multi", "members_of"]

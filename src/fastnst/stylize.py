@@ -57,6 +57,15 @@ _PER_CALL_OPTIONS = ("size", "preserve_color", "strength", "tile", "tile_overlap
 MIN_SIDE = 16
 
 
+def network_stroke_scale(meta: dict) -> float:
+    """A network file's own stroke scale (meta["stroke_scale"]); 1.0 when absent or unusable."""
+    try:
+        value = float(meta.get("stroke_scale") or 1.0)
+    except (TypeError, ValueError):
+        return 1.0
+    return value if 0.25 <= value <= 8.0 else 1.0
+
+
 class Stylizer:
     """A loaded transformer plus the options of how to apply it. Use `Stylizer.load`.
 
@@ -69,12 +78,13 @@ class Stylizer:
         tile: tile size in px for huge images (None = whole image at once); needs a fastnst
             network (.pt/.ckpt/run dir), since tiles reuse instance-norm statistics.
         tile_overlap: px shared by neighbouring tiles (default tile // 4).
-        stroke_scale: how large the network paints, relative to the photo (default 1.0). 2.0
-            runs the network on the photo at half size, brings the painting back to full size
-            and adds back the photo's fine luminance detail that the half size lost: strokes
-            twice as large, edges kept. Below 1.0 the network runs on an enlarged photo (finer
-            strokes). A network trained on small crops paints its motifs small on a large photo;
-            stroke_scale brings them back to the painting's scale.
+        stroke_scale: how large the network paints, relative to the scale it was made for
+            (default 1.0). 2.0 runs the network on the photo at half size, brings the painting
+            back to full size and adds back the photo's fine luminance detail that the half size
+            lost: strokes twice as large, edges kept. Below 1.0 the network runs on an enlarged
+            photo (finer strokes). A network file may carry its own scale (`meta["stroke_scale"]`,
+            from its style preset: a network that learnt the painting's motifs at half size so
+            that its small training crops hold them paints at 2); stroke_scale multiplies it.
         batch_size: images per forward pass in `stylize_many` (folders, videos).
         style: a multi-style network's style by name (None: its first style).
         mix: a blend of a multi-style network's styles, {name: weight} (normalised to sum 1):
@@ -100,6 +110,12 @@ class Stylizer:
         self.batch_size = _check_positive("batch_size", batch_size)
         if self.tile and self.net is None:
             raise FastNSTError(f"{source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file")
+
+    @property
+    def native_stroke_scale(self) -> float:
+        """The scale the network paints at for stroke_scale=1: its file's `stroke_scale` (its
+        style preset's), 1.0 for networks that carry none."""
+        return network_stroke_scale(self.meta)
 
     @property
     def backend(self) -> str:
@@ -171,8 +187,9 @@ class Stylizer:
         return self.runner(photo) if weights is None else self.runner(photo, weights)
 
     def _paint(self, photo: torch.Tensor, opts: dict) -> torch.Tensor:
-        """The network's output at the photo's size, painted at opts["stroke_scale"]."""
-        scale = opts["stroke_scale"]
+        """The network's output at the photo's size, painted at opts["stroke_scale"] times the
+        network's own scale."""
+        scale = opts["stroke_scale"] * self.native_stroke_scale
         if scale == 1.0:
             return self._forward(photo, opts["tile"], opts["tile_overlap"], opts["weights"])
         h, w = photo.shape[-2:]

@@ -22,7 +22,13 @@ from fastnst.artifacts import check_is_training_checkpoint, save_exported
 from fastnst.callbacks import LAST, PREVIOUS, DivergenceGuard, LogImagesAndHparams
 from fastnst.checkpointing import AtomicCheckpointIO
 from fastnst.errors import FastNSTError
-from fastnst.multistyle import check_init_options, expand_multi_style, is_multi, members_of
+from fastnst.multistyle import (
+    check_init_options,
+    expand_multi_style,
+    is_multi,
+    members_of,
+    preset_stroke_scale,
+)
 from fastnst.style import instantiate_loss, style_image_paths
 from fastnst.train_progress import quiet_lightning
 
@@ -346,6 +352,8 @@ def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: lis
             meta={
                 "style": str(cfg.style.name),
                 **({"styles": list(system.net.styles)} if system.net.styles else {}),
+                # the scale the network paints at for stroke_scale=1 (its preset's; Stylizer)
+                "stroke_scale": preset_stroke_scale(cfg.style),
                 "data": str(cfg.data.name),
                 "model": OmegaConf.to_container(cfg.model, resolve=True),
                 "global_step": int(trainer.global_step),

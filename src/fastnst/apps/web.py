@@ -231,7 +231,7 @@ class WebApp:
                       mix: str | None = None, stroke_scale: float = 1.0) -> PhotoResult:
         """One upload -> the full-size stylized PNG (its path) and a one-line status.
         network_style / mix: a multi-style network's style, or a blend "name: weight, ...";
-        stroke_scale: how large the network paints relative to the photo (Stylizer)."""
+        stroke_scale: how large the network paints, relative to the scale it was made for (Stylizer)."""
         path = upload_path(photo)
         if path is None:
             return PhotoResult(None, "Upload or paste a photo.")
