@@ -24,9 +24,9 @@ import zoo_sheet  # noqa: E402
 
 
 @pytest.mark.parametrize("overrides, size", [
-    (["experiment=zoo", "style=the_scream"], 384),
-    (["style=the_scream"], 384),  # the same painting size for any crop size
-    (["experiment=zoo", "style=udnie"], 256),
+    (["experiment=zoo", "style=the_scream"], 192),
+    (["style=the_scream"], 192),  # the same painting size for any crop size
+    (["experiment=zoo", "style=udnie"], 128),
     (["experiment=zoo", "style=the_scream", "style.size=300"], 300),  # the user's size wins
 ])
 def test_train_takes_the_presets_painting_size(overrides, size):
@@ -58,7 +58,8 @@ def test_multi_style_members_keep_their_presets_beta_scale():
     assert members["the_scream"].size == 200 and members["udnie"].size == 200
     own = compose_config("train", "style=multi", "style.names=[the_scream,udnie]", "style.size=null")
     expand_multi_style(own)  # size=null: each member at its preset's painting size
-    assert [m.size for m in own.style.members] == [384, 256]
+    # size=null: each member's painting at the size its preset paints it (size x stroke_scale)
+    assert [m.size for m in own.style.members] == [288, 256]
     doubled = compose_config("train", "style=multi", "style.names=[the_scream,udnie]", "style.beta_scale=2")
     expand_multi_style(doubled)
     assert [m.beta_scale for m in doubled.style.members] == [16.0, 12.0]
@@ -250,6 +251,9 @@ def test_recipe_of_single_style():
     cfg.init_from = None
     recipe = bundle_network.recipe_of(cfg, 400, None)
     assert "fine-tuned" not in recipe["summary"] and "init_from" not in recipe["command"]
+    assert "stroke scale" not in recipe["summary"]
+    recipe = bundle_network.recipe_of(run_config(stroke_scale=2.0), 400, None)
+    assert "painting at 192 px and run at stroke scale 2" in recipe["summary"]
 
 
 def test_recipe_of_multi_style():
