@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -54,10 +55,8 @@ JOHNSON_STYLES = ("starry_night", "the_scream", "wave", "composition_vii", "udni
 PUBLISHED_NAMES = {"the_scream": "scream"}
 
 
-def published_output(data_dir, style: str, photo: str = "chicago"):
+def published_output(data_dir, style: str, photo: str = "chicago") -> Path:
     """Where Johnson et al. 2016's published output of `style` on `photo` lies (it may not exist)."""
-    from pathlib import Path
-
     return Path(data_dir) / "reference" / "johnson2016" / f"{photo}_{PUBLISHED_NAMES.get(style, style)}.jpg"
 
 

@@ -55,6 +55,8 @@ _PER_CALL_OPTIONS = ("size", "preserve_color", "strength", "tile", "tile_overlap
 
 # smallest side the network runs at (its 9x9 reflection padding and two stride-2 stages need it)
 MIN_SIDE = 16
+# the stroke scales a user may ask for, and a network file may carry
+STROKE_SCALE_RANGE = (0.25, 8.0)
 
 
 def network_stroke_scale(meta: dict) -> float:
@@ -63,7 +65,8 @@ def network_stroke_scale(meta: dict) -> float:
         value = float(meta.get("stroke_scale") or 1.0)
     except (TypeError, ValueError):
         return 1.0
-    return value if 0.25 <= value <= 8.0 else 1.0
+    low, high = STROKE_SCALE_RANGE
+    return value if low <= value <= high else 1.0
 
 
 class Stylizer:
@@ -106,7 +109,7 @@ class Stylizer:
         self.strength = check_in_range("strength", strength)
         self.tile = _check_positive("tile", tile, minimum=16)
         self.tile_overlap = tile_overlap
-        self.stroke_scale = check_in_range("stroke_scale", stroke_scale, 0.25, 8.0)
+        self.stroke_scale = check_in_range("stroke_scale", stroke_scale, *STROKE_SCALE_RANGE)
         self.batch_size = _check_positive("batch_size", batch_size)
         if self.tile and self.net is None:
             raise FastNSTError(f"{source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file")
@@ -164,7 +167,7 @@ class Stylizer:
         opts["strength"] = check_in_range("strength", opts["strength"])
         opts["size"] = _check_positive("size", opts["size"])
         opts["tile"] = _check_positive("tile", opts["tile"], minimum=16)
-        opts["stroke_scale"] = check_in_range("stroke_scale", opts["stroke_scale"], 0.25, 8.0)
+        opts["stroke_scale"] = check_in_range("stroke_scale", opts["stroke_scale"], *STROKE_SCALE_RANGE)
         if opts["tile"] and self.net is None:
             raise FastNSTError(f"{self.source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file")
         return opts
