@@ -25,8 +25,12 @@ from fastnst.preflight import ArgumentParser, check_new_output  # noqa: E402
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--style", default="the_scream", help="a bundled style (stylize.py styles=list)")
-    parser.add_argument("--photo", type=Path, default=None, help="default: $FASTNST_DATA/content/chicago.jpg")
+    parser.add_argument(
+        "--style", default="the_scream", help="a bundled style (stylize.py styles=list)"
+    )
+    parser.add_argument(
+        "--photo", type=Path, default=None, help="default: $FASTNST_DATA/content/chicago.jpg"
+    )
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "images" / "app.png")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     args = parser.parse_args()
@@ -39,9 +43,13 @@ def main() -> None:
         driver.get(url)
         select_style(driver, f"{args.style}{BUNDLED_SUFFIX}")
         upload(driver, photo)
-        wait_for(lambda: driver.execute_script(
-            "const i = document.querySelector('#photo-result img'); return i && i.complete && i.naturalWidth"),
-            timeout=300, what="the stylized result")
+        wait_for(
+            lambda: driver.execute_script(
+                "const i = document.querySelector('#photo-result img'); return i && i.complete && i.naturalWidth"
+            ),
+            timeout=300,
+            what="the stylized result",
+        )
         args.output.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.output.with_name(f".{args.output.name}.tmp.png")
         driver.save_screenshot(str(tmp))

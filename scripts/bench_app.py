@@ -87,9 +87,13 @@ requestAnimationFrame(poll);
 
 def photo_request_times(driver, photo: Path, repeats: int) -> tuple[list[float], tuple[int, int]]:
     upload(driver, photo)  # the first request (loads the network); then time clicks on Stylize
-    wait_for(lambda: driver.execute_script(
-        "const i = document.querySelector('#photo-result img'); return i && i.complete && i.naturalWidth"),
-        timeout=180, what="the first result")
+    wait_for(
+        lambda: driver.execute_script(
+            "const i = document.querySelector('#photo-result img'); return i && i.complete && i.naturalWidth"
+        ),
+        timeout=180,
+        what="the first result",
+    )
     driver.set_script_timeout(180)
     times, size = [], None
     for _ in range(repeats):
@@ -130,9 +134,15 @@ def main() -> None:
     from fastnst.preflight import ArgumentParser
 
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--webcam-model", default="johnson_fast", help="conf/model preset for the webcam tab")
-    parser.add_argument("--photo-model", default="johnson", help="conf/model preset for the 512 px photo request")
-    parser.add_argument("--photo", type=Path, default=None, help="default: $FASTNST_DATA/content/chicago.jpg")
+    parser.add_argument(
+        "--webcam-model", default="johnson_fast", help="conf/model preset for the webcam tab"
+    )
+    parser.add_argument(
+        "--photo-model", default="johnson", help="conf/model preset for the 512 px photo request"
+    )
+    parser.add_argument(
+        "--photo", type=Path, default=None, help="default: $FASTNST_DATA/content/chicago.jpg"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="webcam measuring window")
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
@@ -141,12 +151,18 @@ def main() -> None:
     models = folder / "models"
     models.mkdir()
     webcam_model = preset_network(args.webcam_model, models)
-    photo_model = preset_network(args.photo_model, models) if args.photo_model != args.webcam_model else webcam_model
+    photo_model = (
+        preset_network(args.photo_model, models)
+        if args.photo_model != args.webcam_model
+        else webcam_model
+    )
     photo = args.photo or default_photo(folder)
 
     # the bare call is timed before and after the app runs (pooled): this machine's speed drifts
     bare_times = bare_stylizer_times(photo_model, photo, args.repeats)
-    proc, url = start_app(f"models={models}", "device=cpu", f"webcam_model={webcam_model.name}", timeout=900)
+    proc, url = start_app(
+        f"models={models}", "device=cpu", f"webcam_model={webcam_model.name}", timeout=900
+    )
     driver = chromium()
     try:
         driver.get(url)
@@ -160,14 +176,22 @@ def main() -> None:
 
     request, bare = statistics.median(request_times), statistics.median(bare_times)
     load = os.getloadavg()
-    print(f"fastnst web app in headless chromium; {os.cpu_count()} CPUs, load average "
-          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; photo {photo.name} -> {size[0]}x{size[1]}")
+    print(
+        f"fastnst web app in headless chromium; {os.cpu_count()} CPUs, load average "
+        f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; photo {photo.name} -> {size[0]}x{size[1]}"
+    )
     print("| measure | value | target |")
     print("|---|---|---|")
-    print(f"| webcam tab, stylized frames/s shown ({args.webcam_model}, 320x240) | {fps:.1f} | >= 8 |")
-    print(f"| photo request, 512 px ({args.photo_model}; click -> result shown), median of {args.repeats} "
-          f"| {request:.3f} s | |")
-    print(f"| bare Stylizer call, same photo and network, median of 2x{args.repeats} (before and after) | {bare:.3f} s | |")
+    print(
+        f"| webcam tab, stylized frames/s shown ({args.webcam_model}, 320x240) | {fps:.1f} | >= 8 |"
+    )
+    print(
+        f"| photo request, 512 px ({args.photo_model}; click -> result shown), median of {args.repeats} "
+        f"| {request:.3f} s | |"
+    )
+    print(
+        f"| bare Stylizer call, same photo and network, median of 2x{args.repeats} (before and after) | {bare:.3f} s | |"
+    )
     print(f"| request / bare | {request / bare:.2f}x | <= 1.3x |")
 
 
@@ -176,8 +200,11 @@ def select_style(driver, label: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    field = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#photo-style input"),
-                     timeout=180, what="the style field")[0]
+    field = wait_for(
+        lambda: driver.find_elements(By.CSS_SELECTOR, "#photo-style input"),
+        timeout=180,
+        what="the style field",
+    )[0]
     if field.get_attribute("value") == label:
         return
     field.click()

@@ -52,16 +52,25 @@ def median_ms(fn, repeats):
 def main():
     from fastnst.preflight import ArgumentParser
 
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, NNPACK {fastconv.nnpack_ready()}")
-    print("| layer | shape | direct fwd ms | fastconv fwd ms | fwd speedup | direct fwd+bwd ms | fastconv fwd+bwd ms | speedup |")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, NNPACK {fastconv.nnpack_ready()}"
+    )
+    print(
+        "| layer | shape | direct fwd ms | fastconv fwd ms | fwd speedup | direct fwd+bwd ms | fastconv fwd+bwd ms | speedup |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, batch, cin, cout, k, pad, size in SHAPES:
         row = time_layer(batch, cin, cout, k, pad, size, args.repeats)
-        print(f"| {name} | {batch}x{cin}x{size}x{size} -> {cout}, {k}x{k} | {row[0]:.1f} | {row[1]:.1f} | "
-              f"{row[0] / row[1]:.2f}x | {row[2]:.1f} | {row[3]:.1f} | {row[2] / row[3]:.2f}x |", flush=True)
+        print(
+            f"| {name} | {batch}x{cin}x{size}x{size} -> {cout}, {k}x{k} | {row[0]:.1f} | {row[1]:.1f} | "
+            f"{row[0] / row[1]:.2f}x | {row[2]:.1f} | {row[3]:.1f} | {row[2] / row[3]:.2f}x |",
+            flush=True,
+        )
 
 
 def time_layer(batch, cin, cout, k, pad, size, repeats):

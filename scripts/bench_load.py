@@ -28,7 +28,12 @@ from fastnst.accel.cpu_tuning import cpu_info  # torch-free: this process only s
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
-ROWS = ("stylizer", "blend", "train", "evaluate")  # train before evaluate: it scores the train row's run
+ROWS = (
+    "stylizer",
+    "blend",
+    "train",
+    "evaluate",
+)  # train before evaluate: it scores the train row's run
 SPIN_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "300000"}
 
 STYLIZER_CALL = """
@@ -64,7 +69,10 @@ class BusyLoad:
         self.n, self.nice, self.procs = n, nice, []
 
     def __enter__(self):
-        self.procs = [subprocess.Popen(["nice", "-n", str(self.nice), PY, "-c", "while 1: pass"]) for _ in range(self.n)]
+        self.procs = [
+            subprocess.Popen(["nice", "-n", str(self.nice), PY, "-c", "while 1: pass"])
+            for _ in range(self.n)
+        ]
         time.sleep(2)  # let the load average notice them
         return self
 
@@ -90,14 +98,34 @@ def measure(row: str, work: Path, env_extra: dict, state: dict) -> tuple[float, 
     """(value, unit) of one row in one condition."""
     if row == "train":
         out = work / f"runs-{len(state.setdefault('train_runs', []))}"
-        seconds, stdout = run([PY, "train.py", "debug=quick", f"paths.output_root={out}",
-                               "trainer.enable_progress_bar=false"], env_extra)
+        seconds, stdout = run(
+            [
+                PY,
+                "train.py",
+                "debug=quick",
+                f"paths.output_root={out}",
+                "trainer.enable_progress_bar=false",
+            ],
+            env_extra,
+        )
         state["train_runs"].append(next(out.glob("*/*/*/*/model.pt")).parent)
         return seconds, "s"
     if row == "blend":
-        seconds, _ = run([PY, "scripts/style_blend.py", "--model", str(state["multi"]), "--photo",
-                          str(state["photo"]), "--video", str(work / "morph.mp4"), "--overwrite",
-                          "--no-progress"], env_extra)
+        seconds, _ = run(
+            [
+                PY,
+                "scripts/style_blend.py",
+                "--model",
+                str(state["multi"]),
+                "--photo",
+                str(state["photo"]),
+                "--video",
+                str(work / "morph.mp4"),
+                "--overwrite",
+                "--no-progress",
+            ],
+            env_extra,
+        )
         return seconds, "s"
     if row == "stylizer":
         _, stdout = run([PY, "-c", STYLIZER_CALL], env_extra)
@@ -105,33 +133,71 @@ def measure(row: str, work: Path, env_extra: dict, state: dict) -> tuple[float, 
     if row == "evaluate":
         runs = [state["run"]] if state.get("run") else state.get("train_runs")
         if not runs:
-            raise SystemExit("the evaluate row needs a trained run: --run <run dir>, or the train row first")
-        run([PY, "evaluate.py", f"run={runs[0]}", "gatys_iterations=0", "tensorboard=false", "num_photos=4",
-             "overwrite=true", "progress=false"], env_extra)
-        return json.loads((runs[0] / "eval.json").read_text())["metrics"]["ms_per_image"], "ms/image"
+            raise SystemExit(
+                "the evaluate row needs a trained run: --run <run dir>, or the train row first"
+            )
+        run(
+            [
+                PY,
+                "evaluate.py",
+                f"run={runs[0]}",
+                "gatys_iterations=0",
+                "tensorboard=false",
+                "num_photos=4",
+                "overwrite=true",
+                "progress=false",
+            ],
+            env_extra,
+        )
+        return json.loads((runs[0] / "eval.json").read_text())["metrics"][
+            "ms_per_image"
+        ], "ms/image"
     raise ValueError(row)
 
 
-LABELS = {"train": "`train.py debug=quick`", "blend": "`style_blend.py --video` (3 styles, 256 px)",
-          "stylizer": "256 px `Stylizer` call", "evaluate": "evaluate.py ms/image (256 px, 4 photos, 5 calls)"}
+LABELS = {
+    "train": "`train.py debug=quick`",
+    "blend": "`style_blend.py --video` (3 styles, 256 px)",
+    "stylizer": "256 px `Stylizer` call",
+    "evaluate": "evaluate.py ms/image (256 px, 4 photos, 5 calls)",
+}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--load", type=int, default=3, help="busy-loop processes beside each loaded run")
-    parser.add_argument("--nice", type=int, default=0, help="niceness of the busy loops (commands run at 0)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--load", type=int, default=3, help="busy-loop processes beside each loaded run"
+    )
+    parser.add_argument(
+        "--nice", type=int, default=0, help="niceness of the busy loops (commands run at 0)"
+    )
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
-    parser.add_argument("--run", type=Path, default=None,
-                        help="the run evaluate.py measures (default: the train row's; its eval.json is replaced)")
-    parser.add_argument("--spin", nargs="*", choices=ROWS, default=[],
-                        help="rows also measured loaded with spin-waits (GOMP_SPINCOUNT=300000: the old default)")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="the run evaluate.py measures (default: the train row's; its eval.json is replaced)",
+    )
+    parser.add_argument(
+        "--spin",
+        nargs="*",
+        choices=ROWS,
+        default=[],
+        help="rows also measured loaded with spin-waits (GOMP_SPINCOUNT=300000: the old default)",
+    )
     args = parser.parse_args(argv)
     data = Path(os.environ.get("FASTNST_DATA", REPO / "data"))
     photo = data / "content" / "chicago.jpg"
     if not photo.is_file():
         raise SystemExit(f"{photo}: not found; set FASTNST_DATA to the data folder")
     rows = [r for r in ROWS if r in args.rows]
-    conditions = [("quiet", 0, {}), ("loaded", args.load, {}), ("loaded, spin", args.load, SPIN_ENV)]
+    conditions = [
+        ("quiet", 0, {}),
+        ("loaded", args.load, {}),
+        ("loaded, spin", args.load, SPIN_ENV),
+    ]
     results: dict[str, dict[str, tuple[float, str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -146,15 +212,25 @@ def main(argv=None) -> int:
                     value, unit = measure(row, work, env_extra, state)
                     after = os.getloadavg()[0]
                 results.setdefault(row, {})[name] = (value, unit, (before + after) / 2)
-                print(f"{row} {name}: {value:.1f} {unit} (load {before:.1f}-{after:.1f})", file=sys.stderr, flush=True)
+                print(
+                    f"{row} {name}: {value:.1f} {unit} (load {before:.1f}-{after:.1f})",
+                    file=sys.stderr,
+                    flush=True,
+                )
     head = [name for name, _, env in conditions if not env or args.spin]
-    print(f"CPU: {cpu_name()}; loaded = {args.load} busy-loop processes (`nice -n {args.nice} python -c "
-          f"'while 1: pass'`) beside the command, plus whatever else ran; load = 1-min load average\n")
+    print(
+        f"CPU: {cpu_name()}; loaded = {args.load} busy-loop processes (`nice -n {args.nice} python -c "
+        f"'while 1: pass'`) beside the command, plus whatever else ran; load = 1-min load average\n"
+    )
     print("| what | " + " | ".join(head) + " | loaded / quiet |")
     print("|---|" + "---|" * (len(head) + 1))
     for row in rows:
-        cells = [f"{results[row][h][0]:.1f} {results[row][h][1]} (load {results[row][h][2]:.1f})"
-                 if h in results[row] else "-" for h in head]
+        cells = [
+            f"{results[row][h][0]:.1f} {results[row][h][1]} (load {results[row][h][2]:.1f})"
+            if h in results[row]
+            else "-"
+            for h in head
+        ]
         ratio = results[row]["loaded"][0] / results[row]["quiet"][0]
         print(f"| {LABELS[row]} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
     return 0

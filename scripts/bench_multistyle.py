@@ -49,11 +49,18 @@ def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
 
 
 def quality(runs: Path) -> list[str]:
-    lines = ["| style | single-style val loss (S steps) | 3-style val loss (3 S steps) | ratio |", "|---|---|---|---|"]
+    lines = [
+        "| style | single-style val loss (S steps) | 3-style val loss (3 S steps) | ratio |",
+        "|---|---|---|---|",
+    ]
     for name in STYLES:
-        (s_step, single), (m_step, multi) = scalars(runs / f"single_{name}", "val/loss")[-1], \
-            scalars(runs / "multi3", f"val/{name}/loss")[-1]
-        lines.append(f"| {name} | {single:.0f} ({s_step} steps) | {multi:.0f} ({m_step} steps) | {multi / single:.3f} |")
+        (s_step, single), (m_step, multi) = (
+            scalars(runs / f"single_{name}", "val/loss")[-1],
+            scalars(runs / "multi3", f"val/{name}/loss")[-1],
+        )
+        lines.append(
+            f"| {name} | {single:.0f} ({s_step} steps) | {multi:.0f} ({m_step} steps) | {multi / single:.3f} |"
+        )
     return lines
 
 
@@ -65,7 +72,9 @@ def speed(runs: Path, rounds: int, side: int = 512) -> list[str]:
     cases = {
         "single-style": lambda: single(x),
         "3-style, style=starry_night": lambda: multi(x, style="starry_night"),
-        "3-style, mix={starry_night: 0.7, wave: 0.3}": lambda: multi(x, mix={"starry_night": 0.7, "wave": 0.3}),
+        "3-style, mix={starry_night: 0.7, wave: 0.3}": lambda: multi(
+            x, mix={"starry_night": 0.7, "wave": 0.3}
+        ),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
     for fn in cases.values():
@@ -76,10 +85,14 @@ def speed(runs: Path, rounds: int, side: int = 512) -> list[str]:
             fn()
             times[name].append(time.perf_counter() - start)
     base = statistics.median(times["single-style"])
-    lines = [f"| {side} px, CPU ({torch.get_num_threads()} threads), median of {rounds} | ms | vs single-style |",
-             "|---|---|---|"]
+    lines = [
+        f"| {side} px, CPU ({torch.get_num_threads()} threads), median of {rounds} | ms | vs single-style |",
+        "|---|---|---|",
+    ]
     for name, t in times.items():
-        lines.append(f"| {name} | {1000 * statistics.median(t):.1f} | {statistics.median(t) / base:.3f} |")
+        lines.append(
+            f"| {name} | {1000 * statistics.median(t):.1f} | {statistics.median(t) / base:.3f} |"
+        )
     return lines
 
 
@@ -90,14 +103,27 @@ def finetune(runs: Path, tuned_run: str = "finetune_udnie") -> list[str]:
     reached = next((step for step, value in tuned if value <= target), None)
     s_time = _seconds_per_step(runs / "scratch_udnie")
     f_time = _seconds_per_step(runs / tuned_run)
-    lines = [f"target: the from-scratch network's val loss after {target_step} steps = {target:.0f}", ""]
+    lines = [
+        f"target: the from-scratch network's val loss after {target_step} steps = {target:.0f}",
+        "",
+    ]
     if reached is None:
-        lines.append(f"fine-tuning did NOT reach it within {tuned[-1][0]} steps (best {min(v for _, v in tuned):.0f})")
+        lines.append(
+            f"fine-tuning did NOT reach it within {tuned[-1][0]} steps (best {min(v for _, v in tuned):.0f})"
+        )
     else:
-        lines.append(f"fine-tuning udnie's scales and shifts reached it after {reached} steps "
-                     f"({reached / target_step:.3f} of {target_step})")
-    lines.append(f"seconds per step: from scratch {s_time:.2f}, fine-tuning {f_time:.2f} (2 shared CPU cores)")
-    lines += ["", "| step | from scratch val loss | fine-tune (style params only) val loss |", "|---|---|---|"]
+        lines.append(
+            f"fine-tuning udnie's scales and shifts reached it after {reached} steps "
+            f"({reached / target_step:.3f} of {target_step})"
+        )
+    lines.append(
+        f"seconds per step: from scratch {s_time:.2f}, fine-tuning {f_time:.2f} (2 shared CPU cores)"
+    )
+    lines += [
+        "",
+        "| step | from scratch val loss | fine-tune (style params only) val loss |",
+        "|---|---|---|",
+    ]
     merged = sorted({s for s, _ in scratch} | {s for s, _ in tuned})
     a, b = dict(scratch), dict(tuned)
     for step in merged:
@@ -106,12 +132,16 @@ def finetune(runs: Path, tuned_run: str = "finetune_udnie") -> list[str]:
     return lines
 
 
-def plot_curves(runs: Path, out: Path, tuned_runs=("finetune_udnie",), width: int = 640, height: int = 320) -> Path:
+def plot_curves(
+    runs: Path, out: Path, tuned_runs=("finetune_udnie",), width: int = 640, height: int = 320
+) -> Path:
     """The from-scratch curve and each fine-tune's validation curve as a small PNG chart (PIL only)."""
     from PIL import Image, ImageDraw
 
     colors = [(40, 90, 200), (40, 160, 80), (150, 60, 170), (230, 140, 20)]
-    curves = {"from scratch (whole network)": (scalars(runs / "scratch_udnie", "val/loss"), (200, 60, 40))}
+    curves = {
+        "from scratch (whole network)": (scalars(runs / "scratch_udnie", "val/loss"), (200, 60, 40))
+    }
     for run, color in zip(tuned_runs, colors):
         curves[f"{run} (finetune=style_params)"] = (scalars(runs / run, "val/udnie/loss"), color)
     points = [p for c, _ in curves.values() for p in c]
@@ -133,8 +163,11 @@ def plot_curves(runs: Path, out: Path, tuned_runs=("finetune_udnie",), width: in
         draw.text((xy(step, y_min)[0] - 10, height - bottom + 6), f"{step}", fill="black")
     target_step, target = curves["from scratch (whole network)"][0][-1]
     draw.line([xy(0, target), xy(x_max, target)], fill=(160, 160, 160), width=1)
-    draw.text((xy(x_max, target)[0] - 250, xy(0, target)[1] - 14), f"target: from scratch at {target_step} steps",
-              fill=(110, 110, 110))
+    draw.text(
+        (xy(x_max, target)[0] - 250, xy(0, target)[1] - 14),
+        f"target: from scratch at {target_step} steps",
+        fill=(110, 110, 110),
+    )
     quarter = target_step / 4  # the must-show: reach the target within a quarter of the steps
     quarter_x = xy(quarter, target)[0]
     for y in range(top, height - bottom, 8):  # dashed
@@ -158,7 +191,10 @@ def _seconds_per_step(run: Path) -> float:
 
 def parity(runs: Path) -> list[str]:
     net, _ = load_network(runs / "multi3")
-    lines = ["| format | max abs difference vs PyTorch (one style and a blend, 67x45 and 96x128) |", "|---|---|"]
+    lines = [
+        "| format | max abs difference vs PyTorch (one style and a blend, 67x45 and 96x128) |",
+        "|---|---|",
+    ]
     from fastnst.export import check_parity
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,21 +205,34 @@ def parity(runs: Path) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "speed", "finetune", "parity"])
-    parser.add_argument("--plot", type=Path, default=None, help="also draw the fine-tune curves into this PNG")
-    parser.add_argument("--finetune-runs", nargs="+", default=["finetune_udnie"],
-                        help="the fine-tune run(s) under --runs to compare with scratch_udnie (the first one is the table's)")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["quality", "speed", "finetune", "parity"]
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="also draw the fine-tune curves into this PNG"
+    )
+    parser.add_argument(
+        "--finetune-runs",
+        nargs="+",
+        default=["finetune_udnie"],
+        help="the fine-tune run(s) under --runs to compare with scratch_udnie (the first one is the table's)",
+    )
     args = parser.parse_args(argv)
     if args.plot is not None:
         parser.check(ensure_writable, args.plot, "--plot")
     if args.plot is not None:
         print(f"wrote {plot_curves(args.runs, args.plot, args.finetune_runs)}\n")
-    sections = {"quality": ("1. Quality per style", quality), "speed": ("2. Speed", None),
-                "finetune": ("3. A new style (finetune=style_params vs from scratch)", finetune),
-                "parity": ("4. Export parity", parity)}
+    sections = {
+        "quality": ("1. Quality per style", quality),
+        "speed": ("2. Speed", None),
+        "finetune": ("3. A new style (finetune=style_params vs from scratch)", finetune),
+        "parity": ("4. Export parity", parity),
+    }
     for key, (title, fn) in sections.items():
         if key in args.skip:
             continue
@@ -191,7 +240,11 @@ def main(argv=None) -> int:
         if key == "speed":
             lines = speed(args.runs, args.rounds)
         elif key == "finetune":
-            lines = [line for run in args.finetune_runs for line in [f"**{run}**", "", *finetune(args.runs, run), ""]]
+            lines = [
+                line
+                for run in args.finetune_runs
+                for line in [f"**{run}**", "", *finetune(args.runs, run), ""]
+            ]
         else:
             lines = fn(args.runs)
         print("\n".join(lines) + "\n", flush=True)

@@ -72,27 +72,55 @@ def variants(style: str, warm_from: str) -> dict[str, dict]:
     """name -> {"overrides": [...], "steps": factor of --steps, "about": one line, "preset": keep the
     style preset's size and weight instead of BEFORE_PRESETS}."""
     return {
-        "base": dict(overrides=[], about="experiment=zoo before the presets: painting at 512 px, content relu2_2, "
-                                        "beta 5, TV 0, 128 px crops"),
-        "preset": dict(overrides=[], preset=True, about="the style's preset (conf/style): its painting size and "
-                       "style weight"),
-        "style256": dict(overrides=["style.size=256"], about="painting at 256 px (2x the crop, not 4x)"),
-        "content3_3": dict(overrides=CONTENT_RELU3_3, about="content relu3_3 "
-                           "(Johnson's code), same content term size"),
-        "content4_2": dict(overrides=CONTENT_RELU4_2, about="content relu4_2 "
-                           "(texture_nets), same content term size"),
+        "base": dict(
+            overrides=[],
+            about="experiment=zoo before the presets: painting at 512 px, content relu2_2, "
+            "beta 5, TV 0, 128 px crops",
+        ),
+        "preset": dict(
+            overrides=[],
+            preset=True,
+            about="the style's preset (conf/style): its painting size and style weight",
+        ),
+        "style256": dict(
+            overrides=["style.size=256"], about="painting at 256 px (2x the crop, not 4x)"
+        ),
+        "content3_3": dict(
+            overrides=CONTENT_RELU3_3,
+            about="content relu3_3 (Johnson's code), same content term size",
+        ),
+        "content4_2": dict(
+            overrides=CONTENT_RELU4_2,
+            about="content relu4_2 (texture_nets), same content term size",
+        ),
         "beta25": dict(overrides=["loss.beta=25"], about="style weight x5"),
-        "tv5e3": dict(overrides=["loss.tv_weight=5e3"], about="TV weight 5e3 (~10% of the loss on a grainy output)"),
-        "warm": dict(overrides=[f"init_from={warm_from}"], about=f"warm start from the bundled {Path(warm_from).stem} "
-                     "network"),
-        "peer": dict(overrides=["loss=pytorch_examples", "system.optimizer.lr=1e-3", "system.scheduler=null",
-                                "style.size=null"],
-                     about="pytorch/examples: content relu2_2 x1e5, style relu1_2..4_3 x1e10, Adam 1e-3 constant, "
-                           "painting at its file's size (1024 px here)"),
-        "crop256": dict(overrides=["data.image_size=256"], steps=0.25, about="256 px crops, 1/4 of the steps "
-                        "(same pixels)"),
-        "style256_beta25": dict(overrides=["style.size=256", "loss.beta=25"], about="painting at 256 px and "
-                                "style weight x5"),
+        "tv5e3": dict(
+            overrides=["loss.tv_weight=5e3"],
+            about="TV weight 5e3 (~10% of the loss on a grainy output)",
+        ),
+        "warm": dict(
+            overrides=[f"init_from={warm_from}"],
+            about=f"warm start from the bundled {Path(warm_from).stem} network",
+        ),
+        "peer": dict(
+            overrides=[
+                "loss=pytorch_examples",
+                "system.optimizer.lr=1e-3",
+                "system.scheduler=null",
+                "style.size=null",
+            ],
+            about="pytorch/examples: content relu2_2 x1e5, style relu1_2..4_3 x1e10, Adam 1e-3 constant, "
+            "painting at its file's size (1024 px here)",
+        ),
+        "crop256": dict(
+            overrides=["data.image_size=256"],
+            steps=0.25,
+            about="256 px crops, 1/4 of the steps (same pixels)",
+        ),
+        "style256_beta25": dict(
+            overrides=["style.size=256", "loss.beta=25"],
+            about="painting at 256 px and style weight x5",
+        ),
         "steps_half": dict(overrides=[], steps=0.5, about="half the steps (half the compute)"),
         "steps2x": dict(overrides=[], steps=2.0, about="twice the steps (2x the compute)"),
     }
@@ -101,7 +129,9 @@ def variants(style: str, warm_from: str) -> dict[str, dict]:
 def default_warm_from(style: str) -> str:
     others = sorted(p for p in ZOO.glob("*.pt") if p.stem != style)
     if not others:
-        raise SystemExit(f"{ZOO}: no bundled network of another style to warm-start from (--warm-from)")
+        raise SystemExit(
+            f"{ZOO}: no bundled network of another style to warm-start from (--warm-from)"
+        )
     return str(others[-1])
 
 
@@ -114,14 +144,24 @@ def overrides_for(args, name: str, spec: dict, run_dir: Path) -> list[str]:
     warmup = min(50, max(1, steps // 8))
     own_start = any(o.startswith("init_from=") for o in spec["overrides"])
     return [
-        "experiment=zoo", f"style={args.style}", f"seed={args.seed}", "trainer=cpu",
-        f"trainer.precision={args.precision}", f"system.scheduler.warmup_steps={warmup}",
-        f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}", "trainer.log_every_n_steps=10",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-        "data.num_workers=0", f"paths.output_root={args.runs_dir}",
-        f"callbacks.images.every_n_steps={steps}", f"callbacks.last_checkpoint.every_n_steps={max(10, steps // 4)}",
+        "experiment=zoo",
+        f"style={args.style}",
+        f"seed={args.seed}",
+        "trainer=cpu",
+        f"trainer.precision={args.precision}",
+        f"system.scheduler.warmup_steps={warmup}",
+        f"trainer.max_steps={steps}",
+        f"trainer.val_check_interval={steps}",
+        "trainer.log_every_n_steps=10",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "data.num_workers=0",
+        f"paths.output_root={args.runs_dir}",
+        f"callbacks.images.every_n_steps={steps}",
+        f"callbacks.last_checkpoint.every_n_steps={max(10, steps // 4)}",
         *([f"init_from={args.start_from}"] if args.start_from and not own_start else []),
-        *(spec["overrides"] if spec.get("preset") else pinned(spec["overrides"])), *args.extra,
+        *(spec["overrides"] if spec.get("preset") else pinned(spec["overrides"])),
+        *args.extra,
         f"hydra.run.dir={run_dir}",
     ]
 
@@ -166,7 +206,9 @@ def rulers(style: str, painting: Path):
     from fastnst.style import mean_style_grams
 
     cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "loss" / "johnson.yaml"))
-    loss = PerceptualLoss(cfg["content_layers"], cfg["style_layers"], alpha=cfg["alpha"], beta=cfg["beta"])
+    loss = PerceptualLoss(
+        cfg["content_layers"], cfg["style_layers"], alpha=cfg["alpha"], beta=cfg["beta"]
+    )
     loss.set_style_targets(mean_style_grams(loss, [painting], None, 512))
     try:
         from fastnst.judge import StyleJudge, painting_size
@@ -180,7 +222,11 @@ def measure(loss, judge, output: torch.Tensor, photo: torch.Tensor) -> dict[str,
 
     with torch.no_grad():
         terms = loss(output.float(), loss.content_features(photo))
-    row = {"gram": float(terms["style"]), "content": float(terms["content"]), "edge_ssim": edge_ssim(output, photo)}
+    row = {
+        "gram": float(terms["style"]),
+        "content": float(terms["content"]),
+        "edge_ssim": edge_ssim(output, photo),
+    }
     if judge is not None:
         row["swd"] = float(judge(output)["style_swd"])
     return row
@@ -228,19 +274,33 @@ def report(args, names: list[str], specs: dict) -> None:
     loss, judge = rulers(args.style, painting)
     rows, columns, reference = [], [], None
 
-    def add(label: str, about: str, make_outputs, extra: dict | None = None, cache: Path | None = None,
-            network: Path | None = None) -> list[torch.Tensor]:
+    def add(
+        label: str,
+        about: str,
+        make_outputs,
+        extra: dict | None = None,
+        cache: Path | None = None,
+        network: Path | None = None,
+    ) -> list[torch.Tensor]:
         """Measure make_outputs() (cached in `cache` per network file, photos, size and rulers)."""
-        key = {"size": args.size, "photos": [str(p) for p in photos], "rulers": ruler_stamp(judge is not None),
-               "network": None if network is None else [str(network), network.stat().st_mtime]}
-        saved = torch.load(cache, weights_only=True) if cache is not None and cache.is_file() else None
+        key = {
+            "size": args.size,
+            "photos": [str(p) for p in photos],
+            "rulers": ruler_stamp(judge is not None),
+            "network": None if network is None else [str(network), network.stat().st_mtime],
+        }
+        saved = (
+            torch.load(cache, weights_only=True) if cache is not None and cache.is_file() else None
+        )
         if saved is not None and json.loads(saved["key"]) == key:
             outputs, per = saved["outputs"], json.loads(saved["per"])
         else:
             outputs = make_outputs()
             per = [measure(loss, judge, o, i) for o, i in zip(outputs, images)]
             if cache is not None:
-                atomic_torch_save({"key": json.dumps(key), "outputs": outputs, "per": json.dumps(per)}, cache)
+                atomic_torch_save(
+                    {"key": json.dumps(key), "outputs": outputs, "per": json.dumps(per)}, cache
+                )
         mean = {k: sum(r[k] for r in per) / len(per) for k in per[0]}
         rows.append({"variant": label, "about": about, **mean, **(extra or {})})
         return outputs
@@ -255,14 +315,23 @@ def report(args, names: list[str], specs: dict) -> None:
     johnson = data_dir / "reference" / "johnson2016" / f"{photos[0].stem}_{args.style}.jpg"
     if johnson.is_file():  # first photo only: the published outputs are of chicago
         out = load_fit(johnson, args.size)
-        out = torch.nn.functional.interpolate(out, size=images[0].shape[-2:], mode="bilinear", align_corners=False)
+        out = torch.nn.functional.interpolate(
+            out, size=images[0].shape[-2:], mode="bilinear", align_corners=False
+        )
         reference = out
         per = measure(loss, judge, out, images[0])
-        rows.append({"variant": "johnson2016", "about": f"published output ({photos[0].stem} only)", **per})
+        rows.append(
+            {"variant": "johnson2016", "about": f"published output ({photos[0].stem} only)", **per}
+        )
     if args.start_from:  # the network every variant started from
         start = Path(args.start_from).resolve()
-        outputs = add("start", f"{start.name}, the network every variant was fine-tuned from",
-                      lambda: stylized(start), cache=study / "recipe_start_eval.pt", network=start)
+        outputs = add(
+            "start",
+            f"{start.name}, the network every variant was fine-tuned from",
+            lambda: stylized(start),
+            cache=study / "recipe_start_eval.pt",
+            network=start,
+        )
         columns.append(("start", outputs))
     for name in names:
         run_dir = args.runs_dir / args.style / name
@@ -271,20 +340,33 @@ def report(args, names: list[str], specs: dict) -> None:
             continue
         model = run_dir / "model.pt"
         wall = run_dir / "wall_s.txt"
-        extra = {"val_loss": val_loss(run_dir), "steps": trained_steps(model),
-                 "wall_s": float(wall.read_text()) if wall.is_file() else None}
-        outputs = add(name, specs[name]["about"], lambda m=model: stylized(m), extra, cache=run_dir / "recipe_eval.pt",
-                      network=model)
+        extra = {
+            "val_loss": val_loss(run_dir),
+            "steps": trained_steps(model),
+            "wall_s": float(wall.read_text()) if wall.is_file() else None,
+        }
+        outputs = add(
+            name,
+            specs[name]["about"],
+            lambda m=model: stylized(m),
+            extra,
+            cache=run_dir / "recipe_eval.pt",
+            network=model,
+        )
         columns.append((name, outputs))
     table = format_table(rows, judge is not None)
-    start = f"each fine-tuned from {Path(args.start_from).name}" if args.start_from else "from scratch"
-    header = (f"Recipe study, {args.style}: {args.steps} steps x batch 4 (unless the row says otherwise), {start}, "
-              f"seed {args.seed}, trainer.precision={args.precision}, on {cpu_info()[0]} ({args.threads} thread(s) per "
-              f"run). Outputs at {args.size} px on "
-              f"{', '.join(p.stem for p in photos)} (means). Rulers: style judge = sliced Wasserstein distance "
-              "(fastnst.judge); Gram = style term of conf/loss/johnson.yaml (painting at 512 px); content = "
-              "its relu2_2 term; edge SSIM as evaluate.py. val loss = the run's own loss (not comparable across "
-              "rows with other losses).\n\n")
+    start = (
+        f"each fine-tuned from {Path(args.start_from).name}" if args.start_from else "from scratch"
+    )
+    header = (
+        f"Recipe study, {args.style}: {args.steps} steps x batch 4 (unless the row says otherwise), {start}, "
+        f"seed {args.seed}, trainer.precision={args.precision}, on {cpu_info()[0]} ({args.threads} thread(s) per "
+        f"run). Outputs at {args.size} px on "
+        f"{', '.join(p.stem for p in photos)} (means). Rulers: style judge = sliced Wasserstein distance "
+        "(fastnst.judge); Gram = style term of conf/loss/johnson.yaml (painting at 512 px); content = "
+        "its relu2_2 term; edge SSIM as evaluate.py. val loss = the run's own loss (not comparable across "
+        "rows with other losses).\n\n"
+    )
     out = args.runs_dir / args.style / "recipe.md"
     out.write_text(header + table + "\n")
     (args.runs_dir / args.style / "recipe.json").write_text(json.dumps(rows, indent=1))
@@ -305,14 +387,20 @@ def format_table(rows: list[dict], with_judge: bool) -> str:
     head = "| variant | style judge (SWD) | Gram loss | content loss | edge SSIM | val loss | steps | wall s | what |"
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {_fmt(r.get('swd'), '.4f') if with_judge else '(no judge)'} | "
-                     f"{r['gram']:.0f} | {r['content']:.0f} | {r['edge_ssim']:.3f} | {_fmt(r.get('val_loss'), '.0f')} | "
-                     f"{_fmt(r.get('steps'), 'd')} | {_fmt(r.get('wall_s'), '.0f')} | {r['about']} |")
+        lines.append(
+            f"| {r['variant']} | {_fmt(r.get('swd'), '.4f') if with_judge else '(no judge)'} | "
+            f"{r['gram']:.0f} | {r['content']:.0f} | {r['edge_ssim']:.3f} | {_fmt(r.get('val_loss'), '.0f')} | "
+            f"{_fmt(r.get('steps'), 'd')} | {_fmt(r.get('wall_s'), '.0f')} | {r['about']} |"
+        )
     return "\n".join(lines)
 
 
-def side_by_side(images: list[torch.Tensor], painting: torch.Tensor, columns: list[tuple[str, list[torch.Tensor]]],
-                 reference: torch.Tensor | None = None) -> torch.Tensor:
+def side_by_side(
+    images: list[torch.Tensor],
+    painting: torch.Tensor,
+    columns: list[tuple[str, list[torch.Tensor]]],
+    reference: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Rows = photos; columns = photo, painting (first row only), the published reference output
     (first row only, when given), each variant; with labels."""
     from PIL import Image, ImageDraw
@@ -331,7 +419,13 @@ def side_by_side(images: list[torch.Tensor], painting: torch.Tensor, columns: li
     def paste(t: torch.Tensor, row: int, col: int):
         img = tensor_to_pil(t.clamp(0, 1))
         img.thumbnail((cell_w, cell_h))
-        sheet.paste(img, (col * cell_w + (cell_w - img.width) // 2, label_h + row * cell_h + (cell_h - img.height) // 2))
+        sheet.paste(
+            img,
+            (
+                col * cell_w + (cell_w - img.width) // 2,
+                label_h + row * cell_h + (cell_h - img.height) // 2,
+            ),
+        )
 
     for r, photo in enumerate(images):
         paste(photo, r, 0)
@@ -347,24 +441,53 @@ def side_by_side(images: list[torch.Tensor], painting: torch.Tensor, columns: li
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--style", default="starry_night")
-    parser.add_argument("--steps", type=int, default=400, help="steps of the base row (default 400)")
-    parser.add_argument("--runs-dir", type=Path, default=Path.home() / ".cache" / "fastnst" / "recipe")
-    parser.add_argument("--variants", default=None, help="comma-separated subset, in this order (default: all)")
-    parser.add_argument("--photos", default="chicago,stata", help="names in <data>/content or paths")
-    parser.add_argument("--size", type=int, default=384, help="longer side of the judged outputs (px)")
+    parser.add_argument(
+        "--steps", type=int, default=400, help="steps of the base row (default 400)"
+    )
+    parser.add_argument(
+        "--runs-dir", type=Path, default=Path.home() / ".cache" / "fastnst" / "recipe"
+    )
+    parser.add_argument(
+        "--variants", default=None, help="comma-separated subset, in this order (default: all)"
+    )
+    parser.add_argument(
+        "--photos", default="chicago,stata", help="names in <data>/content or paths"
+    )
+    parser.add_argument(
+        "--size", type=int, default=384, help="longer side of the judged outputs (px)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training run")
     parser.add_argument("--jobs", type=int, default=1, help="variants trained at once")
-    parser.add_argument("--precision", default="auto", help="trainer.precision of every run (default auto: "
-                        "bf16-mixed on CPUs with native bf16, else 32-true)")
-    parser.add_argument("--warm-from", default=None, help="network of the warm-start row (default: a bundled "
-                        "network of another style)")
-    parser.add_argument("--start-from", default=None, help="a network every variant is fine-tuned from (init_from=; "
-                        "the warm row keeps its own): a cheap study of which way each factor pulls a trained "
-                        "network. Default: every variant from scratch")
-    parser.add_argument("--picture", default=None, help="side-by-side picture (default docs/images/recipe_<style>.jpg)")
-    parser.add_argument("--report-only", action="store_true", help="train nothing; table and picture of what exists")
-    parser.add_argument("--list", action="store_true", help="print the variants and their overrides, then exit")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="trainer.precision of every run (default auto: "
+        "bf16-mixed on CPUs with native bf16, else 32-true)",
+    )
+    parser.add_argument(
+        "--warm-from",
+        default=None,
+        help="network of the warm-start row (default: a bundled network of another style)",
+    )
+    parser.add_argument(
+        "--start-from",
+        default=None,
+        help="a network every variant is fine-tuned from (init_from=; "
+        "the warm row keeps its own): a cheap study of which way each factor pulls a trained "
+        "network. Default: every variant from scratch",
+    )
+    parser.add_argument(
+        "--picture",
+        default=None,
+        help="side-by-side picture (default docs/images/recipe_<style>.jpg)",
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="train nothing; table and picture of what exists"
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="print the variants and their overrides, then exit"
+    )
     parser.add_argument("extra", nargs="*", help="more Hydra overrides for every variant")
     args = parser.parse_args(argv)
     args.runs_dir = args.runs_dir.expanduser().resolve()
@@ -373,12 +496,17 @@ def main(argv: list[str] | None = None) -> None:
     names = list(specs) if not args.variants else [v for v in args.variants.split(",") if v]
     unknown = [n for n in names if n not in specs]
     if unknown:
-        print(f"bench_recipe: --variants: unknown {', '.join(unknown)} (known: {', '.join(specs)})", file=sys.stderr)
+        print(
+            f"bench_recipe: --variants: unknown {', '.join(unknown)} (known: {', '.join(specs)})",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     if args.list:
         for name in names:
-            print(f"{name}: {' '.join(specs[name]['overrides']) or '(none)'}  x{specs[name].get('steps', 1.0)} steps"
-                  f"  -- {specs[name]['about']}")
+            print(
+                f"{name}: {' '.join(specs[name]['overrides']) or '(none)'}  x{specs[name].get('steps', 1.0)} steps"
+                f"  -- {specs[name]['about']}"
+            )
         return
     torch.set_num_threads(max(1, args.threads))
     if not args.report_only:

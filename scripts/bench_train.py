@@ -63,8 +63,15 @@ def style_cfg():
         from PIL import Image
 
         Image.fromarray((torch.rand(256, 256, 3) * 255).byte().numpy()).save(image)
-    return {"name": "bench", "image": str(image), "images": None, "weights": None, "images_dir": None,
-            "size": 256, "beta_scale": 1.0}
+    return {
+        "name": "bench",
+        "image": str(image),
+        "images": None,
+        "weights": None,
+        "images_dir": None,
+        "size": 256,
+        "beta_scale": 1.0,
+    }
 
 
 def bench_eager(model, batch, size, steps, warmup, device):
@@ -82,7 +89,9 @@ def _eager_steps(model, batch, size, steps, warmup, device):
     from fastnst.transformer import TransformerNet
 
     net = TransformerNet(channels=MODELS[model]).to(device)
-    loss = build_loss(OmegaConf.load(REPO / "conf/loss/seed.yaml"), OmegaConf.create(style_cfg()), device=device)
+    loss = build_loss(
+        OmegaConf.load(REPO / "conf/loss/seed.yaml"), OmegaConf.create(style_cfg()), device=device
+    )
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.rand(batch, 3, size, size, device=device)
     times = []
@@ -150,17 +159,30 @@ def bench_fastnst(model, batch, size, steps, warmup, device, data, extra):
         photos = tmp / "photos"
         photos.mkdir()
         for i in range(max(64, batch * 4)):
-            Image.fromarray((torch.rand(size + 64, size + 96, 3) * 255).byte().numpy()).save(photos / f"{i}.jpg")
+            Image.fromarray((torch.rand(size + 64, size + 96, 3) * 255).byte().numpy()).save(
+                photos / f"{i}.jpg"
+            )
         data_overrides = ["data=folder", f"data.root={photos}"]
     else:
         data_overrides = [f"data={data}"]
     style = style_cfg()
     overrides = [
-        *data_overrides, f"model={model}", f"data.batch_size={batch}", f"data.image_size={size}",
-        f"style.image={style['image']}", f"trainer.max_steps={warmup + steps + 1}",
-        "trainer.val_check_interval=100000", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false", f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
-        "callbacks.images.every_n_steps=0", "export=false", f"run_dir={tmp / 'run'}", "seed=0", *extra,
+        *data_overrides,
+        f"model={model}",
+        f"data.batch_size={batch}",
+        f"data.image_size={size}",
+        f"style.image={style['image']}",
+        f"trainer.max_steps={warmup + steps + 1}",
+        "trainer.val_check_interval=100000",
+        "trainer.limit_val_batches=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
+        "callbacks.images.every_n_steps=0",
+        "export=false",
+        f"run_dir={tmp / 'run'}",
+        "seed=0",
+        *extra,
     ]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
@@ -185,11 +207,21 @@ def compare_precision(model, batch, size, steps, device, data, extra):
     for precision in ("bf16-mixed", "32-true"):
         tmp = Path(tempfile.mkdtemp(prefix="fastnst-prec-"))
         overrides = [
-            f"data={data}", f"model={model}", f"data.batch_size={batch}", f"data.image_size={size}",
-            f"style.image={style['image']}", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
-            "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-            "callbacks.images.every_n_steps=0", "export=false", f"run_dir={tmp / 'run'}", "seed=0",
-            *extra, f"trainer.precision={precision}",
+            f"data={data}",
+            f"model={model}",
+            f"data.batch_size={batch}",
+            f"data.image_size={size}",
+            f"style.image={style['image']}",
+            f"trainer.max_steps={steps}",
+            f"trainer.val_check_interval={steps}",
+            "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false",
+            "callbacks.images.every_n_steps=0",
+            "export=false",
+            f"run_dir={tmp / 'run'}",
+            "seed=0",
+            *extra,
+            f"trainer.precision={precision}",
         ]
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -197,7 +229,10 @@ def compare_precision(model, batch, size, steps, device, data, extra):
         t = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):
             result = train_mod.train(cfg)
-        out[precision] = {"val_loss": result["metrics"].get("val/loss"), "wall_s": time.perf_counter() - t}
+        out[precision] = {
+            "val_loss": result["metrics"].get("val/loss"),
+            "wall_s": time.perf_counter() - t,
+        }
     return out
 
 
@@ -209,15 +244,27 @@ def bf16_vs_fp32(args, device, extra) -> None:
     from fastnst.train import resolve_precision
 
     batch = args.batch[0]
-    chosen, why = resolve_precision(OmegaConf.create({"accelerator": device.type, "precision": "auto"}))
+    chosen, why = resolve_precision(
+        OmegaConf.create({"accelerator": device.type, "precision": "auto"})
+    )
     times: dict[str, list[float]] = {"32-true": [], "bf16-mixed": []}
     half = max(1, (args.steps + 1) // 2)
     for _ in range(2):  # fp32, bf16, fp32, bf16: a shared machine's drift hits both alike
         for precision in times:
-            times[precision] += bench_fastnst(args.model, batch, args.size, half, args.warmup, device, args.data,
-                                              [*extra, f"trainer.precision={precision}"])
+            times[precision] += bench_fastnst(
+                args.model,
+                batch,
+                args.size,
+                half,
+                args.warmup,
+                device,
+                args.data,
+                [*extra, f"trainer.precision={precision}"],
+            )
     fp32 = statistics.median(times["32-true"])
-    print(f"\nbf16 vs fp32 training step on {device_name(device)}, model={args.model}, {args.size} px, batch {batch}")
+    print(
+        f"\nbf16 vs fp32 training step on {device_name(device)}, model={args.model}, {args.size} px, batch {batch}"
+    )
     print(f"trainer=cpu (precision auto) chooses: {why}")
     print("| precision | ms/step | images/s | speed vs fp32 |")
     print("|---|---:|---:|---:|")
@@ -226,7 +273,9 @@ def bf16_vs_fp32(args, device, extra) -> None:
         print(f"| {precision} | {1000 * t:.0f} | {batch / t:.2f} | {fp32 / t:.2f}x |")
     steps = args.compare_precision or 400
     if args.data == "synthetic":
-        print(f"\n(validation losses need real photos: add --data imagenet_mini for the {steps}-step comparison)")
+        print(
+            f"\n(validation losses need real photos: add --data imagenet_mini for the {steps}-step comparison)"
+        )
         return
     res = compare_precision(args.model, batch, args.size, steps, device, args.data, extra)
     print_precision_losses(res, steps, batch)
@@ -253,16 +302,47 @@ def main():
     p.add_argument("--model", choices=sorted(MODELS), default="johnson")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--data", default="synthetic", help="synthetic (random JPEGs) or a data preset, e.g. imagenet_mini")
-    p.add_argument("--compile", action="store_true", help="torch.compile the transformer and the VGG (compile=true)")
-    p.add_argument("--no-fast", action="store_true", help="fastnst run with the plain settings (measures framework overhead)")
-    p.add_argument("--cache-dir", default=None, help="decoded-cache folder (default: a temp folder)")
-    p.add_argument("--compare-precision", type=int, default=0, metavar="STEPS",
-                   help="also train bf16-mixed and 32-true for STEPS steps and compare validation losses")
-    p.add_argument("--bf16", action="store_true", help="fp32 vs bf16-mixed: step time, then validation losses "
-                   "after --compare-precision steps (default 400)")
-    p.add_argument("--json", action="store_true", help="print one JSON line (first batch size) and nothing else")
-    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the fastnst run (e.g. trainer.precision=bf16-mixed)")
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="synthetic (random JPEGs) or a data preset, e.g. imagenet_mini",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the transformer and the VGG (compile=true)",
+    )
+    p.add_argument(
+        "--no-fast",
+        action="store_true",
+        help="fastnst run with the plain settings (measures framework overhead)",
+    )
+    p.add_argument(
+        "--cache-dir", default=None, help="decoded-cache folder (default: a temp folder)"
+    )
+    p.add_argument(
+        "--compare-precision",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="also train bf16-mixed and 32-true for STEPS steps and compare validation losses",
+    )
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="fp32 vs bf16-mixed: step time, then validation losses "
+        "after --compare-precision steps (default 400)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON line (first batch size) and nothing else",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="extra Hydra overrides for the fastnst run (e.g. trainer.precision=bf16-mixed)",
+    )
     args = p.parse_args()
     device = torch.device(args.device)
     import logging
@@ -273,7 +353,9 @@ def main():
     if args.json:
         args.batch = args.batch[:1]
     cache_dir = Path(args.cache_dir or tempfile.mkdtemp(prefix="fastnst-cache-")).resolve()
-    extra = ([] if args.no_fast else fast_overrides(device, args.compile, cache_dir)) + list(args.overrides)
+    extra = ([] if args.no_fast else fast_overrides(device, args.compile, cache_dir)) + list(
+        args.overrides
+    )
 
     if args.bf16:
         bf16_vs_fp32(args, device, extra)
@@ -284,31 +366,56 @@ def main():
         base = bench_eager(args.model, batch, args.size, half, args.warmup, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        fast = bench_fastnst(args.model, batch, args.size, args.steps, args.warmup, device, args.data, extra)
+        fast = bench_fastnst(
+            args.model, batch, args.size, args.steps, args.warmup, device, args.data, extra
+        )
         peak = peak_memory_gib(device)
         base += bench_eager(args.model, batch, args.size, half, 1, device)
         b, f = statistics.median(base), statistics.median(fast)
-        rows.append({"device": device_name(device), "model": args.model, "size": args.size, "batch": batch,
-                     "baseline_step_s": b, "median_step_s": f, "ms_per_step": 1000 * f, "images_per_s": batch / f,
-                     "baseline_images_per_s": batch / b, "speedup": b / f,
-                     "johnson_recipe_h": JOHNSON_IMAGES / (batch / f) / 3600,
-                     "johnson_recipe_min": JOHNSON_IMAGES / (batch / f) / 60,
-                     "peak_mem_gib": peak, "settings": extra})
+        rows.append(
+            {
+                "device": device_name(device),
+                "model": args.model,
+                "size": args.size,
+                "batch": batch,
+                "baseline_step_s": b,
+                "median_step_s": f,
+                "ms_per_step": 1000 * f,
+                "images_per_s": batch / f,
+                "baseline_images_per_s": batch / b,
+                "speedup": b / f,
+                "johnson_recipe_h": JOHNSON_IMAGES / (batch / f) / 3600,
+                "johnson_recipe_min": JOHNSON_IMAGES / (batch / f) / 60,
+                "peak_mem_gib": peak,
+                "settings": extra,
+            }
+        )
     if args.json:
         print(json.dumps(rows[0]))
         return
-    print(f"\nTraining throughput on {device_name(device)}, model={args.model}, {args.size} px, data={args.data}")
+    print(
+        f"\nTraining throughput on {device_name(device)}, model={args.model}, {args.size} px, data={args.data}"
+    )
     print(f"fastnst settings: {' '.join(extra) or '(defaults)'}")
-    print("| batch | eager fp32 baseline ms/step | fastnst ms/step | images/s | vs baseline | peak memory | Johnson recipe (160k images) |")
+    print(
+        "| batch | eager fp32 baseline ms/step | fastnst ms/step | images/s | vs baseline | peak memory | Johnson recipe (160k images) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        recipe = f"{r['johnson_recipe_min']:.1f} min" if r["johnson_recipe_h"] < 1 else f"{r['johnson_recipe_h']:.1f} h"
+        recipe = (
+            f"{r['johnson_recipe_min']:.1f} min"
+            if r["johnson_recipe_h"] < 1
+            else f"{r['johnson_recipe_h']:.1f} h"
+        )
         mem = "GPU" if device.type == "cuda" else "RSS"
-        print(f"| {r['batch']} | {1000 * r['baseline_step_s']:.1f} | {r['ms_per_step']:.1f} | {r['images_per_s']:.2f} | "
-              f"{r['speedup']:.2f}x | {r['peak_mem_gib']:.2f} GiB {mem} | {recipe} |")
+        print(
+            f"| {r['batch']} | {1000 * r['baseline_step_s']:.1f} | {r['ms_per_step']:.1f} | {r['images_per_s']:.2f} | "
+            f"{r['speedup']:.2f}x | {r['peak_mem_gib']:.2f} GiB {mem} | {recipe} |"
+        )
     if args.compare_precision:
-        res = compare_precision(args.model, args.batch[-1], args.size, args.compare_precision, device,
-                                args.data, extra)
+        res = compare_precision(
+            args.model, args.batch[-1], args.size, args.compare_precision, device, args.data, extra
+        )
         print_precision_losses(res, args.compare_precision, args.batch[-1])
 
 

@@ -67,10 +67,16 @@ def seed_scores(loss, photo: torch.Tensor, image: torch.Tensor) -> dict[str, flo
     image = resize_tensor(image, tuple(photo.shape[-2:]))
     with torch.no_grad():
         terms = loss(image, loss.content_features(photo))
-    return {"content": float(terms["content"]), "style": float(terms["style"]), "total": float(terms["total"])}
+    return {
+        "content": float(terms["content"]),
+        "style": float(terms["style"]),
+        "total": float(terms["total"]),
+    }
 
 
-def reference_comparison(stylizer: Stylizer, style_name: str, style_cfg) -> tuple[dict | None, list[torch.Tensor]]:
+def reference_comparison(
+    stylizer: Stylizer, style_name: str, style_cfg
+) -> tuple[dict | None, list[torch.Tensor]]:
     """Seed-loss scores of ours vs the published output on Chicago, and the picture's panels
     (ours painted as `stylize.py` paints it: at the network's own stroke scale)."""
     chicago = data_dir() / "content" / "chicago.jpg"
@@ -89,17 +95,28 @@ def reference_comparison(stylizer: Stylizer, style_name: str, style_cfg) -> tupl
     theirs = resize_tensor(load_image(published), tuple(photo.shape[-2:]))
     panels.append(load_image(published))
     a, b = seed_scores(loss, photo, ours), seed_scores(loss, photo, theirs)
-    return {"ours": a, "published": b, "content_ratio": a["content"] / b["content"],
-            "style_ratio": a["style"] / b["style"], "photo": "chicago.jpg at 256 px",
-            "loss": "conf/loss/seed.yaml, painting Grams at 512 px"}, panels
+    return {
+        "ours": a,
+        "published": b,
+        "content_ratio": a["content"] / b["content"],
+        "style_ratio": a["style"] / b["style"],
+        "photo": "chicago.jpg at 256 px",
+        "loss": "conf/loss/seed.yaml, painting Grams at 512 px",
+    }, panels
 
 
 def save_picture(panels: list[torch.Tensor], labels: list[str], path: Path) -> None:
     images = []
     for panel in panels:
         img = tensor_to_pil(panel)
-        images.append(img.resize((round(img.width * PICTURE_HEIGHT / img.height), PICTURE_HEIGHT), Image.LANCZOS))
-    strip = Image.new("RGB", (sum(i.width for i in images) + 4 * (len(images) - 1), PICTURE_HEIGHT + 18), "white")
+        images.append(
+            img.resize(
+                (round(img.width * PICTURE_HEIGHT / img.height), PICTURE_HEIGHT), Image.LANCZOS
+            )
+        )
+    strip = Image.new(
+        "RGB", (sum(i.width for i in images) + 4 * (len(images) - 1), PICTURE_HEIGHT + 18), "white"
+    )
     x, draw = 0, ImageDraw.Draw(strip)
     for img, label in zip(images, labels):
         strip.paste(img, (x, 18))
@@ -114,7 +131,12 @@ def training_time_hours(run_dir: Path) -> float | None:
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    times = [e.wall_time for tag in acc.Tags()["scalars"] if tag.startswith("train/") for e in acc.Scalars(tag)]
+    times = [
+        e.wall_time
+        for tag in acc.Tags()["scalars"]
+        if tag.startswith("train/")
+        for e in acc.Scalars(tag)
+    ]
     return (max(times) - min(times)) / 3600 if times else None
 
 
@@ -123,7 +145,11 @@ def validation_curve(run_dir: Path) -> list[tuple[int, float]]:
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    return [(e.step, round(e.value, 1)) for e in acc.Scalars("val/loss")] if "val/loss" in acc.Tags()["scalars"] else []
+    return (
+        [(e.step, round(e.value, 1)) for e in acc.Scalars("val/loss")]
+        if "val/loss" in acc.Tags()["scalars"]
+        else []
+    )
 
 
 def recipe_of(cfg, step: int, hours: float | None) -> dict:
@@ -134,9 +160,11 @@ def recipe_of(cfg, step: int, hours: float | None) -> dict:
     stroke_scale = preset_stroke_scale(cfg.style)
     if stroke_scale != 1.0:  # the motifs learnt small, painted larger (Stylizer's stroke_scale)
         painting += f" and run at stroke scale {stroke_scale:g}"
-    summary = (f"{cfg.model.get('channels')} channels, {cfg.data.name} {cfg.data.image_size} px crops x "
-               f"{cfg.data.batch_size}, {step} steps, lr {cfg.system.optimizer.lr}, painting at "
-               f"{painting}, {weight}")
+    summary = (
+        f"{cfg.model.get('channels')} channels, {cfg.data.name} {cfg.data.image_size} px crops x "
+        f"{cfg.data.batch_size}, {step} steps, lr {cfg.system.optimizer.lr}, painting at "
+        f"{painting}, {weight}"
+    )
     base = cfg.get("init_from")
     if base:  # a run's model.pt is named after its run folder
         base = Path(str(base))
@@ -145,13 +173,20 @@ def recipe_of(cfg, step: int, hours: float | None) -> dict:
     if hours is not None:
         summary += f", {hours:.2f} h on {cpu_info()[0]}"
     if styles:
-        command = (f"python train.py experiment=zoo style=multi style.names=[{','.join(styles)}] "
-                   f"style.size={'null' if cfg.style.size is None else cfg.style.size}")
+        command = (
+            f"python train.py experiment=zoo style=multi style.names=[{','.join(styles)}] "
+            f"style.size={'null' if cfg.style.size is None else cfg.style.size}"
+        )
     else:
         command = f"python train.py experiment=zoo style={cfg.style.name}"
     command += f" trainer.max_steps={step}" + (f" init_from=<{base}>" if base else "")
-    return {"summary": summary, "command": command, "steps": step, "hours": hours,
-            "config": {key: _plain(cfg[key]) for key in RECIPE_KEYS if key in cfg}}
+    return {
+        "summary": summary,
+        "command": command,
+        "steps": step,
+        "hours": hours,
+        "config": {key: _plain(cfg[key]) for key in RECIPE_KEYS if key in cfg},
+    }
 
 
 def _plain(value):
@@ -159,19 +194,33 @@ def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def bundle(run_dir: Path, style: str | None, status: str, overwrite: bool, num_photos: int = 8) -> dict:
+def bundle(
+    run_dir: Path, style: str | None, status: str, overwrite: bool, num_photos: int = 8
+) -> dict:
     cfg = load_run_config(run_dir)
     style = style or str(cfg.style.name)
     target = ZOO_DIR / f"{style}.pt"
     if target.exists() and not overwrite:
         raise output_exists(target, option="--overwrite")
     net, meta = load_network(run_dir)
-    result = evaluate_run(run_dir, num_photos=num_photos, size=256, gatys_iterations=GATYS_ITERATIONS,
-                          tensorboard=False, overwrite=True, progress=True)
-    quality = {**result["metrics"], "gatys_iterations": GATYS_ITERATIONS,
-               "photos": f"{len(result['settings']['photos'])} imagenet-mini val at 256 px"}
+    result = evaluate_run(
+        run_dir,
+        num_photos=num_photos,
+        size=256,
+        gatys_iterations=GATYS_ITERATIONS,
+        tensorboard=False,
+        overwrite=True,
+        progress=True,
+    )
+    quality = {
+        **result["metrics"],
+        "gatys_iterations": GATYS_ITERATIONS,
+        "photos": f"{len(result['settings']['photos'])} imagenet-mini val at 256 px",
+    }
     stroke_scale = preset_stroke_scale(cfg.style)  # the file keeps the scale its preset paints at
-    if not net.styles:  # a multi-style network: scripts/judge_table.py and zoo_sheet.py judge each style
+    if (
+        not net.styles
+    ):  # a multi-style network: scripts/judge_table.py and zoo_sheet.py judge each style
         stylizer = Stylizer.load(run_dir, backend="torch")
         stylizer.meta["stroke_scale"] = stroke_scale
         reference, panels = reference_comparison(stylizer, style, cfg.style)
@@ -181,8 +230,14 @@ def bundle(run_dir: Path, style: str | None, status: str, overwrite: bool, num_p
         save_picture(panels, labels, REPO_ROOT / "docs" / "images" / f"zoo_{style}.jpg")
     step = int(meta.get("global_step") or result.get("global_step") or 0)
     hours = training_time_hours(run_dir)
-    bundled_meta = {"style": style, "status": status, "stroke_scale": stroke_scale, "recipe": recipe_of(cfg, step, hours),
-                    "quality": quality, "validation_curve": validation_curve(run_dir)}
+    bundled_meta = {
+        "style": style,
+        "status": status,
+        "stroke_scale": stroke_scale,
+        "recipe": recipe_of(cfg, step, hours),
+        "quality": quality,
+        "validation_curve": validation_curve(run_dir),
+    }
     net = net.half()  # fp16 weights: half the file; Stylizer casts back to fp32
     save_exported(target, net, bundled_meta)
     target.chmod(0o644)
@@ -196,9 +251,12 @@ def judge_quality(rows: list[dict], style: str, label: str = "bundled (today)") 
     if label not in by_row or "Johnson 2016" not in by_row:
         return None
     ours, johnson = by_row[label], by_row["Johnson 2016"]
-    return {"style_swd": round(ours["style_swd"], 4), "johnson_style_swd": round(johnson["style_swd"], 4),
-            "photo_style_swd": round(by_row["photo"]["style_swd"], 4) if "photo" in by_row else None,
-            "judged": f"chicago at {ours['judged_at']} px (scripts/judge_table.py)"}
+    return {
+        "style_swd": round(ours["style_swd"], 4),
+        "johnson_style_swd": round(johnson["style_swd"], 4),
+        "photo_style_swd": round(by_row["photo"]["style_swd"], 4) if "photo" in by_row else None,
+        "judged": f"chicago at {ours['judged_at']} px (scripts/judge_table.py)",
+    }
 
 
 def restamp(path: Path, judge: dict | None, status: str | None) -> None:
@@ -218,19 +276,29 @@ def table_row(style: str, meta: dict) -> str:
     """One row of --table; "-" for whatever a file does not record (one not bundled by this script)."""
     q, recipe = meta.get("quality", {}), meta.get("recipe", {})
     r = q.get("reference")
-    ref = (f"{r['ours']['content']:.3g} / {r['ours']['style']:.4g} | {r['published']['content']:.3g} / "
-           f"{r['published']['style']:.4g}") if r else "- | -"
+    ref = (
+        (
+            f"{r['ours']['content']:.3g} / {r['ours']['style']:.4g} | {r['published']['content']:.3g} / "
+            f"{r['published']['style']:.4g}"
+        )
+        if r
+        else "- | -"
+    )
 
     def number(value, form=".2f"):
         return "-" if value is None else format(value, form)
 
-    return (f"| {style} | {recipe.get('steps', '-')} | {number(recipe.get('hours'))} | "
-            f"{q.get('photos', '-').split()[0]} | {number(q.get('total_vs_gatys'))} | {number(q.get('edge_ssim'))} | "
-            f"{number(q.get('gatys/edge_ssim'))} | {ref} |")
+    return (
+        f"| {style} | {recipe.get('steps', '-')} | {number(recipe.get('hours'))} | "
+        f"{q.get('photos', '-').split()[0]} | {number(q.get('total_vs_gatys'))} | {number(q.get('edge_ssim'))} | "
+        f"{number(q.get('gatys/edge_ssim'))} | {ref} |"
+    )
 
 
-TABLE_HEAD = ("| style | steps | wall h | photos | total / Gatys-100 | edge SSIM | Gatys edge SSIM | ours on Chicago: content / style "
-              "| Johnson 2016 on Chicago: content / style |\n|---|---|---|---|---|---|---|---|---|")
+TABLE_HEAD = (
+    "| style | steps | wall h | photos | total / Gatys-100 | edge SSIM | Gatys edge SSIM | ours on Chicago: content / style "
+    "| Johnson 2016 on Chicago: content / style |\n|---|---|---|---|---|---|---|---|---|"
+)
 
 
 @one_line_errors
@@ -238,22 +306,41 @@ def main(argv=None) -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", help="the run directory to bundle")
     parser.add_argument("--style", help="bundled name (default: the run's style)")
-    parser.add_argument("--status", default="", help="a label shown in `styles=list`, e.g. 'CPU-trained'")
+    parser.add_argument(
+        "--status", default="", help="a label shown in `styles=list`, e.g. 'CPU-trained'"
+    )
     parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--num-photos", type=int, default=8, help="evaluation photos (ImageNet-mini val)")
-    parser.add_argument("--table", action="store_true", help="print the table of the bundled networks (docs/inference.md)")
-    parser.add_argument("--judge", type=Path, metavar="TABLE_JSON",
-                        help="store scripts/judge_table.py's numbers (its --json file) in every bundled file it covers")
+    parser.add_argument(
+        "--num-photos", type=int, default=8, help="evaluation photos (ImageNet-mini val)"
+    )
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="print the table of the bundled networks (docs/inference.md)",
+    )
+    parser.add_argument(
+        "--judge",
+        type=Path,
+        metavar="TABLE_JSON",
+        help="store scripts/judge_table.py's numbers (its --json file) in every bundled file it covers",
+    )
     args = parser.parse_args(argv)
     if args.judge:
         rows = json.loads(args.judge.read_text())["rows"]
         for style, path in bundled_styles().items():
-            inside = network_styles(path)  # a multi-style network: its row is labelled with its name
-            judge = ({s: q for s in inside if (q := judge_quality(rows, s, label=style))} or None) if inside \
+            inside = network_styles(
+                path
+            )  # a multi-style network: its row is labelled with its name
+            judge = (
+                ({s: q for s in inside if (q := judge_quality(rows, s, label=style))} or None)
+                if inside
                 else judge_quality(rows, style)
+            )
             if judge or args.status:
                 restamp(path, judge, args.status or None)
-                print(f"{path.name}: style judge {judge}" if judge else f"{path.name}: status updated")
+                print(
+                    f"{path.name}: style judge {judge}" if judge else f"{path.name}: status updated"
+                )
     elif not args.table:
         if not args.run:
             parser.error("give a run directory, or --table")

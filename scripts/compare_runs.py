@@ -84,7 +84,9 @@ def style_cell(paths: list[Path], cell: int) -> Image.Image:
     canvas = Image.new("RGB", (cell, cell), "white")
     half = cell // 2
     for i, path in enumerate(paths[:4]):
-        canvas.paste(_square(tensor_to_pil(load_image(path, cell)), half), ((i % 2) * half, (i // 2) * half))
+        canvas.paste(
+            _square(tensor_to_pil(load_image(path, cell)), half), ((i % 2) * half, (i // 2) * half)
+        )
     return canvas
 
 
@@ -106,7 +108,9 @@ def draw_grid(columns: list[tuple[list[str], list[Image.Image]]], cell: int) -> 
         for i, line in enumerate(lines[:3]):
             draw.text((x + 2, PAD + i * LINE), _clip(line, cell, font), fill="black", font=font)
         for r, image in enumerate(images):
-            grid.paste(image.resize((cell, cell), Image.LANCZOS), (x, HEADER + PAD + r * (cell + PAD)))
+            grid.paste(
+                image.resize((cell, cell), Image.LANCZOS), (x, HEADER + PAD + r * (cell + PAD))
+            )
     return grid
 
 
@@ -116,11 +120,15 @@ def _styles_of(cfg) -> list:
 
     from fastnst.multistyle import is_multi, members_of
 
-    return [OmegaConf.create(m) for m in members_of(cfg.style)] if is_multi(cfg.style) else [cfg.style]
+    return (
+        [OmegaConf.create(m) for m in members_of(cfg.style)] if is_multi(cfg.style) else [cfg.style]
+    )
 
 
 def markdown_table(evaluations: list[dict]) -> str:
-    columns = COLUMNS + ((VIDEO_COLUMN,) if any(VIDEO_COLUMN[1] in ev["metrics"] for ev in evaluations) else ())
+    columns = COLUMNS + (
+        (VIDEO_COLUMN,) if any(VIDEO_COLUMN[1] in ev["metrics"] for ev in evaluations) else ()
+    )
     header = ["style", "data", "model", "steps", *(name for name, _, _ in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for ev in evaluations:
@@ -140,21 +148,40 @@ def markdown_table(evaluations: list[dict]) -> str:
     ]
     video = evaluations[0].get("video")
     if video:
-        lines.append(f"Warping error (Lai et al. 2018, lower = less flicker): {video['path']}, first {video['frames']} "
-                     f"frames at {video['size']} px.")
+        lines.append(
+            f"Warping error (Lai et al. 2018, lower = less flicker): {video['path']}, first {video['frames']} "
+            f"frames at {video['size']} px."
+        )
     return "\n".join(lines) + "\n"
 
 
 def _same_settings(ev: dict, photos: list[Path], size: int, gatys_iterations: int) -> bool:
     s = ev.get("settings", {})
-    return s.get("photos") == [str(p) for p in photos] and s.get("size") == size and \
-        s.get("gatys_iterations") == gatys_iterations
+    return (
+        s.get("photos") == [str(p) for p in photos]
+        and s.get("size") == size
+        and s.get("gatys_iterations") == gatys_iterations
+    )
 
 
-def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: int = 256, cell: int = 192,
-                 gatys_iterations: int = 50, cache_dir=None, backend: str = "auto", device: str = "auto",
-                 overwrite: bool = False, trust_model_file: bool = False, video=None, video_frames: int = 30,
-                 video_size: int = 256, progress: bool | str | None = False) -> dict:
+def compare_runs(
+    run_dirs,
+    out,
+    photos=None,
+    num_photos: int | None = 8,
+    size: int = 256,
+    cell: int = 192,
+    gatys_iterations: int = 50,
+    cache_dir=None,
+    backend: str = "auto",
+    device: str = "auto",
+    overwrite: bool = False,
+    trust_model_file: bool = False,
+    video=None,
+    video_frames: int = 30,
+    video_size: int = 256,
+    progress: bool | str | None = False,
+) -> dict:
     """Evaluate what needs it, then write <out>/grid.png, metrics.md and metrics.json.
     progress: bars on stderr (true, false, or None/"auto": only on a terminal)."""
     if not run_dirs:
@@ -178,13 +205,25 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
         ev = read_eval(run)
         if ev is None or not _same_settings(ev, photo_paths, size, gatys_iterations):
             print(f"evaluating {run} ...", file=sys.stderr)
-            ev = evaluate_run(run, photos=photo_paths, num_photos=None, size=size, gatys_iterations=gatys_iterations,
-                              cache_dir=cache_dir, backend=backend, device=device, overwrite=True,
-                              trust_model_file=trust_model_file, progress=progress)
+            ev = evaluate_run(
+                run,
+                photos=photo_paths,
+                num_photos=None,
+                size=size,
+                gatys_iterations=gatys_iterations,
+                cache_dir=cache_dir,
+                backend=backend,
+                device=device,
+                overwrite=True,
+                trust_model_file=trust_model_file,
+                progress=progress,
+            )
         evaluations.append(ev)
 
     images = [load_photo(p, size) for p in photo_paths]
-    columns: list[tuple[list[str], list[Image.Image]]] = [(["photo"], [tensor_to_pil(x) for x in images])]
+    columns: list[tuple[list[str], list[Image.Image]]] = [
+        (["photo"], [tensor_to_pil(x) for x in images])
+    ]
     styles_seen: dict[tuple, None] = {}
     for cfg in configs:  # one style column per distinct style (each style of a multi-style run)
         for style in _styles_of(cfg):
@@ -196,16 +235,27 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
                 columns.append((lines, [style_cell(paths, cell)] * len(images)))
     for run, cfg in bar(list(zip(run_dirs, configs)), progress=progress, desc="grid", unit="run"):
         labels = run_labels(run, cfg)
-        stylizer = Stylizer.load(run, device=device, backend=backend, trust_model_file=trust_model_file)
+        stylizer = Stylizer.load(
+            run, device=device, backend=backend, trust_model_file=trust_model_file
+        )
         # a multi-style network: one column per style
         for name in stylizer.styles or [None]:
-            outputs = [tensor_to_pil((stylizer(x) if name is None else stylizer(x, style=name)).cpu()) for x in images]
-            header = [labels["style"] if name is None else f"{name} (multi)", labels["data"], labels["model"]]
+            outputs = [
+                tensor_to_pil((stylizer(x) if name is None else stylizer(x, style=name)).cpu())
+                for x in images
+            ]
+            header = [
+                labels["style"] if name is None else f"{name} (multi)",
+                labels["data"],
+                labels["model"],
+            ]
             columns.append((header, outputs))
         if video is not None and not stylizer.styles:
             ev = evaluations[run_dirs.index(run)]
-            ev["metrics"] = {**ev["metrics"], "warping_error": stylized_warping_error(stylizer, video, video_frames,
-                                                                                       video_size)}
+            ev["metrics"] = {
+                **ev["metrics"],
+                "warping_error": stylized_warping_error(stylizer, video, video_frames, video_size),
+            }
             ev["video"] = {"path": str(video), "frames": video_frames, "size": video_size}
 
     out.mkdir(parents=True, exist_ok=True)
@@ -216,38 +266,81 @@ def compare_runs(run_dirs, out, photos=None, num_photos: int | None = 8, size: i
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
         tmp.replace(path)
-    return {"grid": targets[0], "table": targets[1], "json": targets[2], "evaluations": evaluations,
-            "columns": len(columns), "rows": len(images)}
+    return {
+        "grid": targets[0],
+        "table": targets[1],
+        "json": targets[2],
+        "evaluations": evaluations,
+        "columns": len(columns),
+        "rows": len(images),
+    }
 
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", nargs="+", help="run directories (with config.yaml and model.pt)")
-    parser.add_argument("--out", required=True, help="report folder (grid.png, metrics.md, metrics.json)")
-    parser.add_argument("--photos", nargs="*", default=None,
-                        help="evaluation photos: folders or images (default: imagenet-mini val of $FASTNST_DATA)")
-    parser.add_argument("--num-photos", type=int, default=8, help="photos (grid rows), evenly spread (default 8)")
+    parser.add_argument(
+        "--out", required=True, help="report folder (grid.png, metrics.md, metrics.json)"
+    )
+    parser.add_argument(
+        "--photos",
+        nargs="*",
+        default=None,
+        help="evaluation photos: folders or images (default: imagenet-mini val of $FASTNST_DATA)",
+    )
+    parser.add_argument(
+        "--num-photos", type=int, default=8, help="photos (grid rows), evenly spread (default 8)"
+    )
     parser.add_argument("--size", type=int, default=256, help="evaluation size in px (default 256)")
     parser.add_argument("--cell", type=int, default=192, help="grid cell size in px (default 192)")
-    parser.add_argument("--gatys-iterations", type=int, default=50, help="Gatys reference budget (0 = none)")
-    parser.add_argument("--cache-dir", default=None, help="Gatys reference cache (default outputs/.cache/gatys)")
+    parser.add_argument(
+        "--gatys-iterations", type=int, default=50, help="Gatys reference budget (0 = none)"
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="Gatys reference cache (default outputs/.cache/gatys)"
+    )
     parser.add_argument("--backend", default="auto", help="auto | torch | onnxruntime")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report")
-    parser.add_argument("--trust-model-file", action="store_true",
-                        help="also load model files holding Python objects besides tensors (can run code)")
-    parser.add_argument("--video", default=None,
-                        help="a video clip: adds each run's temporal warping error on it (flicker)")
-    parser.add_argument("--video-frames", type=int, default=30, help="first N frames of --video (default 30)")
-    parser.add_argument("--video-size", type=int, default=256, help="--video's longer side in px (default 256)")
+    parser.add_argument(
+        "--trust-model-file",
+        action="store_true",
+        help="also load model files holding Python objects besides tensors (can run code)",
+    )
+    parser.add_argument(
+        "--video",
+        default=None,
+        help="a video clip: adds each run's temporal warping error on it (flicker)",
+    )
+    parser.add_argument(
+        "--video-frames", type=int, default=30, help="first N frames of --video (default 30)"
+    )
+    parser.add_argument(
+        "--video-size", type=int, default=256, help="--video's longer side in px (default 256)"
+    )
     add_progress_argument(parser)
     args = parser.parse_args(argv)
-    result = compare_runs(args.runs, args.out, photos=args.photos or None, num_photos=args.num_photos,
-                          size=args.size, cell=args.cell, gatys_iterations=args.gatys_iterations,
-                          cache_dir=args.cache_dir, backend=args.backend, device=args.device,
-                          overwrite=args.overwrite, trust_model_file=args.trust_model_file, video=args.video,
-                          video_frames=args.video_frames, video_size=args.video_size, progress=args.progress)
+    result = compare_runs(
+        args.runs,
+        args.out,
+        photos=args.photos or None,
+        num_photos=args.num_photos,
+        size=args.size,
+        cell=args.cell,
+        gatys_iterations=args.gatys_iterations,
+        cache_dir=args.cache_dir,
+        backend=args.backend,
+        device=args.device,
+        overwrite=args.overwrite,
+        trust_model_file=args.trust_model_file,
+        video=args.video,
+        video_frames=args.video_frames,
+        video_size=args.video_size,
+        progress=args.progress,
+    )
     print(Path(result["table"]).read_text())
     print(f"wrote {result['grid']}, {result['table']} and {result['json']}")
     return 0

@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out if args.out is not None else default_out_dir()
     unknown = [n for n in args.names if n not in PUBLIC_DOMAIN and n not in NOT_PUBLIC_DOMAIN]
     if unknown:  # (argparse's `choices` rejects an empty nargs="*" list, so checked here)
-        parser.error(f"unknown style {unknown[0]!r}; known: {', '.join([*PUBLIC_DOMAIN, *NOT_PUBLIC_DOMAIN])}")
+        parser.error(
+            f"unknown style {unknown[0]!r}; known: {', '.join([*PUBLIC_DOMAIN, *NOT_PUBLIC_DOMAIN])}"
+        )
     names = list(dict.fromkeys(args.names)) or list(PUBLIC_DOMAIN)
     from fastnst.errors import FastNSTError, print_error
     from fastnst.preflight import ensure_writable
@@ -157,18 +159,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {path} already exists, skipped")
             continue
         if name in NOT_PUBLIC_DOMAIN:
-            print(f"{name}: not public domain, not downloaded; put your own copy at {path} "
-                  f"(or pass style.image=/path/to/painting.jpg)")
+            print(
+                f"{name}: not public domain, not downloaded; put your own copy at {path} "
+                f"(or pass style.image=/path/to/painting.jpg)"
+            )
             missing += 1
             continue
         try:
             write_atomic(fetch(PUBLIC_DOMAIN[name]), path)
         except DownloadError as e:
-            print(f"download_styles.py: error: {name}: {e}; offline? copy the painting to {path} by hand",
-                  file=sys.stderr)
+            print(
+                f"download_styles.py: error: {name}: {e}; offline? copy the painting to {path} by hand",
+                file=sys.stderr,
+            )
             return 2
         except OSError as e:
-            print(f"download_styles.py: error: {path}: cannot write ({e.strerror or e})", file=sys.stderr)
+            print(
+                f"download_styles.py: error: {path}: cannot write ({e.strerror or e})",
+                file=sys.stderr,
+            )
             return 2
         print(f"{name}: saved {path}")
     return 1 if missing else 0

@@ -33,7 +33,14 @@ from pathlib import Path
 import fastnst  # noqa: F401  (sets passive OpenMP waits before torch loads)
 
 REPO = Path(__file__).resolve().parents[1]
-STYLES = ("starry_night", "the_scream", "wave", "composition_vii", "udnie", "shipwreck_of_the_minotaur")
+STYLES = (
+    "starry_night",
+    "the_scream",
+    "wave",
+    "composition_vii",
+    "udnie",
+    "shipwreck_of_the_minotaur",
+)
 MAX_FILE = 16 * 2**20
 MAX_FILES = 8
 JOHNSON_IMAGES = 160_000  # 40k steps x 4 images
@@ -45,13 +52,23 @@ def parse_args(argv=None):
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--work", type=Path, required=True, help="scratch folder (runs, decoded cache)")
-    p.add_argument("--budget", type=float, default=540,
-                   help="seconds for all steps together (the device tool's calls end at 600 s)")
-    p.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: checks the plumbing only")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=540,
+        help="seconds for all steps together (the device tool's calls end at 600 s)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="CPU, tiny sizes: checks the plumbing only"
+    )
     p.add_argument("--styles", nargs="+", default=list(STYLES), choices=STYLES)
     p.add_argument("--skip-checks", action="store_true", help="only (c): train the styles")
-    p.add_argument("--batch", type=int, default=16, help="style training batch (lr scaled by sqrt(batch/4))")
-    p.add_argument("--min-style-s", type=float, default=None, help="least seconds per trained style")
+    p.add_argument(
+        "--batch", type=int, default=16, help="style training batch (lr scaled by sqrt(batch/4))"
+    )
+    p.add_argument(
+        "--min-style-s", type=float, default=None, help="least seconds per trained style"
+    )
     args = p.parse_args(argv)
     for option, folder in (("--out", args.out), ("--work", args.work)):
         p.check(ensure_writable, folder, option, folder=True)
@@ -86,8 +103,15 @@ class Log:
             self.write("skipped: no time left\n")
             return 124, "", 0.0
         # its own process group: at the timeout its workers (data loaders, compile) go with it
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             out, _ = proc.communicate(timeout=timeout)
             code = proc.returncode
@@ -122,40 +146,103 @@ def checks(args, clock: Clock, log: Log, py: str) -> list[str]:
     dry = args.dry_run
     sections = []
     if dry:
-        infer = ["--device", "cpu", "--device-table", "--models", "johnson", "--sizes", "64", "--repeats", "1"]
+        infer = [
+            "--device",
+            "cpu",
+            "--device-table",
+            "--models",
+            "johnson",
+            "--sizes",
+            "64",
+            "--repeats",
+            "1",
+        ]
     else:
         infer = ["--device", "cuda", "--models", "johnson", "--repeats", "30"]
         if os.environ.get("INFER_COMPILE") == "1":
             infer.append("--compile")
-    code, out, secs = log.run("(a) inference check", [py, "scripts/bench_inference.py", *infer],
-                              timeout=min(600 if dry else 0.16 * args.budget, clock.left()))
-    sections.append(f"## (a) Inference check ({secs:.0f} s, exit {code})\n\n"
-                    + (markdown_tables(out) or "(no table: see log.txt)"))
+    code, out, secs = log.run(
+        "(a) inference check",
+        [py, "scripts/bench_inference.py", *infer],
+        timeout=min(600 if dry else 0.16 * args.budget, clock.left()),
+    )
+    sections.append(
+        f"## (a) Inference check ({secs:.0f} s, exit {code})\n\n"
+        + (markdown_tables(out) or "(no table: see log.txt)")
+    )
 
     cache = args.work / "cache"
     if dry:
-        common = ["--device", "cpu", "--data", "imagenet_mini", "--size", "64", "--cache-dir", str(cache),
-                  "data.max_train_images=16", "data.val_size=2", "style.size=64"]
-        runs = [("(b1) training throughput, batch 2", ["--batch", "2", "--steps", "2", "--warmup", "1"], 700),
-                ("(b2) bf16 vs fp32 validation loss", ["--batch", "2", "--steps", "1", "--warmup", "1",
-                                                        "--compare-precision", "2"], 900)]
+        common = [
+            "--device",
+            "cpu",
+            "--data",
+            "imagenet_mini",
+            "--size",
+            "64",
+            "--cache-dir",
+            str(cache),
+            "data.max_train_images=16",
+            "data.val_size=2",
+            "style.size=64",
+        ]
+        runs = [
+            (
+                "(b1) training throughput, batch 2",
+                ["--batch", "2", "--steps", "2", "--warmup", "1"],
+                700,
+            ),
+            (
+                "(b2) bf16 vs fp32 validation loss",
+                ["--batch", "2", "--steps", "1", "--warmup", "1", "--compare-precision", "2"],
+                900,
+            ),
+        ]
     else:
         common = ["--device", "cuda", "--data", "imagenet_mini", "--cache-dir", str(cache)]
         # timeouts as shares of the budget (they are caps: a step that ends early leaves its
         # time to the styles)
-        runs = [("(b1) training throughput, batch 4 and 16", ["--batch", "4", "16", "--steps", "30", "--warmup", "15"],
-                 0.1 * args.budget),
-                ("(b2) training throughput, batch 16 + torch.compile",
-                 ["--batch", "16", "--steps", "40", "--warmup", "25", "--compile"], 0.17 * args.budget),
-                ("(b3) bf16 vs fp32 validation loss", ["--batch", "16", "--steps", "5", "--warmup", "2",
-                                                        "--compare-precision", os.environ.get("PREC_STEPS", "400")],
-                 0.12 * args.budget)]
+        runs = [
+            (
+                "(b1) training throughput, batch 4 and 16",
+                ["--batch", "4", "16", "--steps", "30", "--warmup", "15"],
+                0.1 * args.budget,
+            ),
+            (
+                "(b2) training throughput, batch 16 + torch.compile",
+                ["--batch", "16", "--steps", "40", "--warmup", "25", "--compile"],
+                0.17 * args.budget,
+            ),
+            (
+                "(b3) bf16 vs fp32 validation loss",
+                [
+                    "--batch",
+                    "16",
+                    "--steps",
+                    "5",
+                    "--warmup",
+                    "2",
+                    "--compare-precision",
+                    os.environ.get("PREC_STEPS", "400"),
+                ],
+                0.12 * args.budget,
+            ),
+        ]
     for title, extra, cap in runs:
         # the options go before the Hydra overrides (bench_train's positional arguments)
-        opts, overrides = common[: common.index("--cache-dir") + 2], common[common.index("--cache-dir") + 2:]
-        code, out, secs = log.run(title, [py, "scripts/bench_train.py", *opts, *extra, *overrides],
-                                  timeout=min(cap, clock.left()))
-        sections.append(f"## {title} ({secs:.0f} s, exit {code})\n\n" + (markdown_tables(out) or "(no table: see log.txt)"))
+        opts, overrides = (
+            common[: common.index("--cache-dir") + 2],
+            common[common.index("--cache-dir") + 2 :],
+        )
+        code, out, secs = log.run(
+            title,
+            [py, "scripts/bench_train.py", *opts, *extra, *overrides],
+            timeout=min(cap, clock.left()),
+        )
+        sections.append(
+            f"## {title} ({secs:.0f} s, exit {code})\n\n"
+            + (markdown_tables(out) or "(no table: see log.txt)")
+        )
     return sections
 
 
@@ -163,22 +250,49 @@ def checks(args, clock: Clock, log: Log, py: str) -> list[str]:
 
 
 def style_overrides(args, style: str, run_dir: Path, seconds: float) -> list[str]:
-    common = [f"style={style}", "data=imagenet_mini", f"data.cache_dir={args.work / 'cache'}", "data.cache=true",
-              f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-              "seed=0", "export=true"]
+    common = [
+        f"style={style}",
+        "data=imagenet_mini",
+        f"data.cache_dir={args.work / 'cache'}",
+        "data.cache=true",
+        f"hydra.run.dir={run_dir}",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "seed=0",
+        "export=true",
+    ]
     if args.dry_run:
         # stopped by its time (as on the GPU), long before max_steps
-        return [*common, "trainer.accelerator=cpu", "data.batch_size=2", "data.image_size=64", "style.size=64",
-                "data.max_train_images=16", "data.val_size=2", "data.num_workers=0", "trainer.max_steps=1000",
-                "+trainer.max_time=00:00:00:12", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
-                "callbacks.images.every_n_steps=4"]
+        return [
+            *common,
+            "trainer.accelerator=cpu",
+            "data.batch_size=2",
+            "data.image_size=64",
+            "style.size=64",
+            "data.max_train_images=16",
+            "data.val_size=2",
+            "data.num_workers=0",
+            "trainer.max_steps=1000",
+            "+trainer.max_time=00:00:00:12",
+            "trainer.val_check_interval=2",
+            "trainer.log_every_n_steps=1",
+            "callbacks.images.every_n_steps=4",
+        ]
     # Johnson's recipe at a larger batch: the same 160k images, Adam lr 1e-3 x sqrt(batch / 4)
     steps = JOHNSON_IMAGES // args.batch
     fit_s = max(10, int(seconds - 25))  # process start, style Grams and export lie outside fit()
-    return [*common, "trainer=gpu", f"data.batch_size={args.batch}", "data.num_workers=8",
-            "system.optimizer.scale_lr_with_batch=sqrt", f"trainer.max_steps={steps}",
-            f"+trainer.max_time=00:00:{fit_s // 60:02d}:{fit_s % 60:02d}",
-            "trainer.val_check_interval=500", "trainer.log_every_n_steps=50", "callbacks.images.every_n_steps=1000"]
+    return [
+        *common,
+        "trainer=gpu",
+        f"data.batch_size={args.batch}",
+        "data.num_workers=8",
+        "system.optimizer.scale_lr_with_batch=sqrt",
+        f"trainer.max_steps={steps}",
+        f"+trainer.max_time=00:00:{fit_s // 60:02d}:{fit_s % 60:02d}",
+        "trainer.val_check_interval=500",
+        "trainer.log_every_n_steps=50",
+        "callbacks.images.every_n_steps=1000",
+    ]
 
 
 def plan_styles(left: float, styles: list[str], least: float) -> int:
@@ -199,9 +313,21 @@ def train_styles(args, clock: Clock, log: Log, py: str) -> list[dict]:
         run_dir = args.work / "runs" / style
         cmd = [py, "train.py", *style_overrides(args, style, run_dir, seconds)]
         # a hang is cut short within the time kept for packing, so the run ends inside its budget
-        code, out, secs = log.run(f"(c) train {style} ({seconds:.0f} s)", cmd, timeout=seconds + (5 if args.dry_run else 15))
-        results.append({"style": style, "exit": code, "wall_s": secs, "budget_s": seconds, "run_dir": run_dir,
-                        **run_metrics(run_dir)})
+        code, out, secs = log.run(
+            f"(c) train {style} ({seconds:.0f} s)",
+            cmd,
+            timeout=seconds + (5 if args.dry_run else 15),
+        )
+        results.append(
+            {
+                "style": style,
+                "exit": code,
+                "wall_s": secs,
+                "budget_s": seconds,
+                "run_dir": run_dir,
+                **run_metrics(run_dir),
+            }
+        )
     return results
 
 
@@ -216,7 +342,9 @@ def run_metrics(run_dir: Path) -> dict:
         tags = acc.Tags().get("scalars", [])
         if "val/loss" in tags:
             out["val_curve"] = [(e.step, e.value) for e in acc.Scalars("val/loss")]
-        train_tag = next((t for t in ("train/loss", "train/total", "loss/total") if t in tags), None)
+        train_tag = next(
+            (t for t in ("train/loss", "train/total", "loss/total") if t in tags), None
+        )
         if train_tag:
             out["train_loss"] = acc.Scalars(train_tag)[-1].value
     except Exception as e:  # a run that never wrote events
@@ -237,7 +365,9 @@ def half_model(src: Path, recipe: dict) -> bytes:
     import torch
 
     payload = torch.load(src, map_location="cpu", weights_only=True)
-    payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    payload["state_dict"] = {
+        k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
+    }
     payload["meta"] = {**payload.get("meta", {}), "weights_dtype": "float16", "recipe": recipe}
     buf = io.BytesIO()
     torch.save(payload, buf)
@@ -246,10 +376,17 @@ def half_model(src: Path, recipe: dict) -> bytes:
 
 def recipe_of(args, result: dict) -> dict:
     steps = result.get("global_step") or 0
-    return {"trained_by": "scripts/gpu_run.sh" + (" --dry-run" if args.dry_run else ""),
-            "batch": 2 if args.dry_run else args.batch, "steps": steps,
-            "images": steps * (2 if args.dry_run else args.batch), "wall_s": round(result["wall_s"], 1),
-            "lr": "1e-3 x sqrt(batch/4)", "loss": "seed", "data": "imagenet_mini", "image_size": 64 if args.dry_run else 256}
+    return {
+        "trained_by": "scripts/gpu_run.sh" + (" --dry-run" if args.dry_run else ""),
+        "batch": 2 if args.dry_run else args.batch,
+        "steps": steps,
+        "images": steps * (2 if args.dry_run else args.batch),
+        "wall_s": round(result["wall_s"], 1),
+        "lr": "1e-3 x sqrt(batch/4)",
+        "loss": "seed",
+        "data": "imagenet_mini",
+        "image_size": 64 if args.dry_run else 256,
+    }
 
 
 # ----------------------------------------------------------------------------- packing
@@ -289,7 +426,9 @@ def pack(args, results: list[dict], sections: list[str], log: Log, clock: Clock)
             written.append(out / f"models-{i}.tar")
     with tarfile.open(out / "events.tar.gz", "w:gz") as tar:
         for r in results:
-            for f in sorted(r["run_dir"].rglob("events.out.tfevents.*")) + sorted(r["run_dir"].glob(".hydra/*.yaml")):
+            for f in sorted(r["run_dir"].rglob("events.out.tfevents.*")) + sorted(
+                r["run_dir"].glob(".hydra/*.yaml")
+            ):
                 tar.add(f, arcname=f"{r['style']}/{f.relative_to(r['run_dir'])}")
     written.append(out / "events.tar.gz")
     (out / "summary.md").write_text(summary(args, results, sections, clock))
@@ -299,22 +438,36 @@ def pack(args, results: list[dict], sections: list[str], log: Log, clock: Clock)
 
 
 def summary(args, results: list[dict], sections: list[str], clock: Clock) -> str:
-    head = [f"# fastnst GPU run{' (dry run: CPU, tiny sizes; no figure here means anything)' if args.dry_run else ''}",
-            "", f"{machine()}", "", f"Budget {args.budget:.0f} s, used {args.budget - clock.left():.0f} s."]
-    rows = ["## (c) Styles: Johnson's recipe (160k images of 256 px), for the time each got", "",
-            "| style | budget | wall | steps | images | images/s | val/loss | model |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    head = [
+        f"# fastnst GPU run{' (dry run: CPU, tiny sizes; no figure here means anything)' if args.dry_run else ''}",
+        "",
+        f"{machine()}",
+        "",
+        f"Budget {args.budget:.0f} s, used {args.budget - clock.left():.0f} s.",
+    ]
+    rows = [
+        "## (c) Styles: Johnson's recipe (160k images of 256 px), for the time each got",
+        "",
+        "| style | budget | wall | steps | images | images/s | val/loss | model |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in results:
         steps = r.get("global_step") or 0
         batch = 2 if args.dry_run else args.batch
         rate = steps * batch / r["wall_s"] if r["wall_s"] else 0
         val = f"{r['val_loss']:.4g}" if r.get("val_loss") is not None else "-"
         model = "yes" if (r["run_dir"] / "model.pt").is_file() else f"no (exit {r['exit']})"
-        rows.append(f"| {r['style']} | {r['budget_s']:.0f} s | {r['wall_s']:.0f} s | {steps} | {steps * batch} | "
-                    f"{rate:.0f} | {val} | {model} |")
+        rows.append(
+            f"| {r['style']} | {r['budget_s']:.0f} s | {r['wall_s']:.0f} s | {steps} | {steps * batch} | "
+            f"{rate:.0f} | {val} | {model} |"
+        )
     for r in results:
         if r["val_curve"]:
-            rows += ["", f"{r['style']} validation curve (step: val/loss): "
-                     + ", ".join(f"{s}: {v:.4g}" for s, v in r["val_curve"])]
+            rows += [
+                "",
+                f"{r['style']} validation curve (step: val/loss): "
+                + ", ".join(f"{s}: {v:.4g}" for s, v in r["val_curve"]),
+            ]
     return "\n\n".join(["\n".join(head), *sections, "\n".join(rows)]) + "\n"
 
 
@@ -322,7 +475,11 @@ def machine() -> str:
     try:
         import torch
 
-        dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+        dev = (
+            torch.cuda.get_device_name()
+            if torch.cuda.is_available()
+            else f"CPU ({os.cpu_count()} cores)"
+        )
         return f"{dev}, torch {torch.__version__}, Python {sys.version.split()[0]}"
     except Exception as e:
         return f"unknown machine ({e})"
@@ -341,10 +498,14 @@ def main(argv=None) -> int:
     pack(args, results, sections, log, clock)
     files = sorted(p for p in args.out.iterdir() if p.is_file())
     too_big = [p.name for p in files if p.stat().st_size > MAX_FILE]
-    log.write(f"{len(files)} files, largest {max(p.stat().st_size for p in files) / 2**20:.1f} MiB; "
-              f"{args.budget - clock.left():.0f} s used of {args.budget:.0f}\n")
+    log.write(
+        f"{len(files)} files, largest {max(p.stat().st_size for p in files) / 2**20:.1f} MiB; "
+        f"{args.budget - clock.left():.0f} s used of {args.budget:.0f}\n"
+    )
     if len(files) > MAX_FILES or too_big:
-        log.write(f"error: the output breaks the limits (at most {MAX_FILES} files of 16 MiB): {too_big}\n")
+        log.write(
+            f"error: the output breaks the limits (at most {MAX_FILES} files of 16 MiB): {too_big}\n"
+        )
         return 1
     return 0
 

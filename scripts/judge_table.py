@@ -73,7 +73,9 @@ def data_dir() -> Path:
 def chicago_published(style: str) -> Path:
     path = published_output(data_dir(), style)
     if not path.is_file():
-        raise FastNSTError(f"{path}: no published Johnson et al. 2016 output for {style} (set FASTNST_DATA)")
+        raise FastNSTError(
+            f"{path}: no published Johnson et al. 2016 output for {style} (set FASTNST_DATA)"
+        )
     return path
 
 
@@ -86,7 +88,9 @@ def painting_file(style: str) -> Path:
 
 def seed_loss(style: str):
     """conf/loss/seed.yaml with the painting's Grams at GRAM_PAINTING_SIZE px."""
-    style_cfg = OmegaConf.create({"name": style, "image": str(painting_file(style)), "size": GRAM_PAINTING_SIZE})
+    style_cfg = OmegaConf.create(
+        {"name": style, "image": str(painting_file(style)), "size": GRAM_PAINTING_SIZE}
+    )
     return build_loss(OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml"), style_cfg)
 
 
@@ -97,7 +101,9 @@ def seed_terms(loss, photo: torch.Tensor, image: torch.Tensor) -> dict[str, floa
     return {"gram_style": float(terms["style"]), "content": float(terms["content"])}
 
 
-def gram_adversary(photo: torch.Tensor, painting: torch.Tensor, loss, photo_gram: torch.Tensor) -> tuple[str, torch.Tensor]:
+def gram_adversary(
+    photo: torch.Tensor, painting: torch.Tensor, loss, photo_gram: torch.Tensor
+) -> tuple[str, torch.Tensor]:
     """(label, image) of the tint plus grain with the lowest Gram loss over the grain grid."""
     best = None
     for period in GRAIN_PERIODS:
@@ -116,25 +122,49 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def gatys_output(style: str, reference_side: int, size: int, iterations: int, cache: Path) -> torch.Tensor:
+def gatys_output(
+    style: str, reference_side: int, size: int, iterations: int, cache: Path
+) -> torch.Tensor:
     """Gatys on Chicago at `size` px, the painting's Grams at the judge's relative scale; cached
     as a PNG keyed by everything it depends on."""
     photo_path = data_dir() / "content" / "chicago.jpg"
     style_size = max(32, round(painting_size(style) * size / reference_side))
     loss_cfg = OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml")
-    key = hashlib.sha256(json.dumps({
-        "photo": _digest(photo_path), "painting": _digest(painting_file(style)), "size": size,
-        "style_size": style_size, "iterations": iterations, "loss": OmegaConf.to_container(loss_cfg),
-    }, sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "photo": _digest(photo_path),
+                "painting": _digest(painting_file(style)),
+                "size": size,
+                "style_size": style_size,
+                "iterations": iterations,
+                "loss": OmegaConf.to_container(loss_cfg),
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:12]
     path = cache / f"gatys_{style}_{size}px_{iterations}it_{key}.png"
     if path.is_file():
         return load_image(path)
-    style_cfg = OmegaConf.create({"name": style, "image": str(painting_file(style)), "size": style_size})
+    style_cfg = OmegaConf.create(
+        {"name": style, "image": str(painting_file(style)), "size": style_size}
+    )
     loss = build_loss(loss_cfg, style_cfg)
-    print(f"  Gatys {style}: {iterations} L-BFGS iterations at {size} px, painting at {style_size} px "
-          f"(cached in {path})", file=sys.stderr, flush=True)
-    result = stylize_gatys(load_image(photo_path, size), loss, iterations=iterations, optimizer="lbfgs",
-                           init="content", scales=None, seed=0)
+    print(
+        f"  Gatys {style}: {iterations} L-BFGS iterations at {size} px, painting at {style_size} px "
+        f"(cached in {path})",
+        file=sys.stderr,
+        flush=True,
+    )
+    result = stylize_gatys(
+        load_image(photo_path, size),
+        loss,
+        iterations=iterations,
+        optimizer="lbfgs",
+        init="content",
+        scales=None,
+        seed=0,
+    )
     save_image(result.image, path, overwrite=True)
     return result.image
 
@@ -165,11 +195,15 @@ def network_styles(stylizer: Stylizer, path: Path, style: str | None) -> list[st
     if not found and path.is_dir() and (path / "config.yaml").is_file():
         found = OmegaConf.load(path / "config.yaml").style.get("name")
     if not found:
-        raise FastNSTError(f"--network {path}: cannot tell which style it paints; write LABEL@STYLE={path}")
+        raise FastNSTError(
+            f"--network {path}: cannot tell which style it paints; write LABEL@STYLE={path}"
+        )
     return [str(found)]
 
 
-def run_network(stylizer: Stylizer, photo: torch.Tensor, style: str, stroke_scale: float = 1.0) -> torch.Tensor:
+def run_network(
+    stylizer: Stylizer, photo: torch.Tensor, style: str, stroke_scale: float = 1.0
+) -> torch.Tensor:
     options = {"style": style} if stylizer.styles else {}
     with torch.no_grad():
         out = stylizer(photo, stroke_scale=stroke_scale, **options)
@@ -179,8 +213,14 @@ def run_network(stylizer: Stylizer, photo: torch.Tensor, style: str, stroke_scal
 # ----------------------------------------------------------------------------- one style
 
 
-def style_rows(style: str, networks: list[tuple[str, Stylizer, list[str], float]], size: int, gatys_size: int,
-               gatys_iterations: int, cache: Path) -> tuple[list[dict], dict[str, torch.Tensor], torch.Tensor]:
+def style_rows(
+    style: str,
+    networks: list[tuple[str, Stylizer, list[str], float]],
+    size: int,
+    gatys_size: int,
+    gatys_iterations: int,
+    cache: Path,
+) -> tuple[list[dict], dict[str, torch.Tensor], torch.Tensor]:
     published = load_image(chicago_published(style))
     reference_side = max(published.shape[-2:])
     chicago = data_dir() / "content" / "chicago.jpg"
@@ -200,42 +240,63 @@ def style_rows(style: str, networks: list[tuple[str, Stylizer, list[str], float]
             images[label] = run_network(stylizer, photo_at_reference, style, stroke_scale)
     images["Johnson 2016"] = published
     if gatys_iterations:
-        images[f"Gatys {gatys_size}px/{gatys_iterations}it"] = gatys_output(style, reference_side, gatys_size,
-                                                                          gatys_iterations, cache)
+        images[f"Gatys {gatys_size}px/{gatys_iterations}it"] = gatys_output(
+            style, reference_side, gatys_size, gatys_iterations, cache
+        )
     images = {k: resize_tensor(v, hw) for k, v in images.items()}
 
     judge = StyleJudge(painting)
     rows = []
     for label, image in images.items():
         scores = judge(image)
-        rows.append({"style": style, "row": label, **scores, **seed_terms(loss, photo_gram, image),
-                     "judged_at": size, "painting_px": painting_px})
+        rows.append(
+            {
+                "style": style,
+                "row": label,
+                **scores,
+                **seed_terms(loss, photo_gram, image),
+                "judged_at": size,
+                "painting_px": painting_px,
+            }
+        )
     return rows, images, load_image(painting_file(style), PICTURE_HEIGHT * 2)
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| style | row | style_swd (lower = closer) | Gram style loss | content loss |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| style | row | style_swd (lower = closer) | Gram style loss | content loss |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['style']} | {r['row']} | {r['style_swd']:.3f} +- {r['style_swd_std']:.3f} | "
-                     f"{r['gram_style']:.4g} | {r['content']:.4g} |")
+        lines.append(
+            f"| {r['style']} | {r['row']} | {r['style_swd']:.3f} +- {r['style_swd_std']:.3f} | "
+            f"{r['gram_style']:.4g} | {r['content']:.4g} |"
+        )
     return "\n".join(lines)
 
 
-def save_picture(images: dict[str, torch.Tensor], painting: torch.Tensor, rows: list[dict], path: Path) -> None:
+def save_picture(
+    images: dict[str, torch.Tensor], painting: torch.Tensor, rows: list[dict], path: Path
+) -> None:
     """photo | painting | the networks, Johnson, Gatys | the tint plus grain, each labelled with
     its style_swd."""
     swd = {r["row"]: r["style_swd"] for r in rows}
     tinted = [(k, v) for k, v in images.items() if k.startswith("tint + grain")]
     panels = [("photo", images["photo"]), ("painting", painting)]
-    panels += [(k, v) for k, v in images.items() if k != "photo" and not k.startswith("tint + grain")] + tinted
+    panels += [
+        (k, v) for k, v in images.items() if k != "photo" and not k.startswith("tint + grain")
+    ] + tinted
     shown = []
     for label, tensor in panels:
         img = tensor_to_pil(tensor)
-        img = img.resize((round(img.width * PICTURE_HEIGHT / img.height), PICTURE_HEIGHT), Image.LANCZOS)
+        img = img.resize(
+            (round(img.width * PICTURE_HEIGHT / img.height), PICTURE_HEIGHT), Image.LANCZOS
+        )
         text = label if label == "painting" else f"{label}  swd {swd[label]:.3f}"
         shown.append((text, img))
-    strip = Image.new("RGB", (sum(i.width for _, i in shown) + 4 * (len(shown) - 1), PICTURE_HEIGHT + 18), "white")
+    strip = Image.new(
+        "RGB", (sum(i.width for _, i in shown) + 4 * (len(shown) - 1), PICTURE_HEIGHT + 18), "white"
+    )
     x, draw = 0, ImageDraw.Draw(strip)
     for text, img in shown:
         strip.paste(img, (x, 18))
@@ -247,15 +308,36 @@ def save_picture(images: dict[str, torch.Tensor], painting: torch.Tensor, rows: 
 @one_line_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--styles", default=",".join(STYLES), help="comma-separated (default: the five)")
-    parser.add_argument("--network", action="append", default=[], metavar="LABEL[@STYLE]=PATH",
-                        help="an extra network row (run dir, .pt/.ckpt, .onnx); repeatable")
-    parser.add_argument("--stroke-scales", nargs="+", type=float, default=[1.0], metavar="S",
-                        help="judge each --network at these stroke scales (stylize.py stroke_scale=), a row each")
-    parser.add_argument("--size", type=int, default=512, help="longer side (px) every row is judged at")
-    parser.add_argument("--gatys-size", type=int, default=256, help="longer side (px) Gatys optimizes at")
-    parser.add_argument("--gatys-iterations", type=int, default=60, help="L-BFGS iterations (0 = no Gatys row)")
-    parser.add_argument("--cache", default="~/.cache/fastnst/judge", help="where Gatys outputs are cached")
+    parser.add_argument(
+        "--styles", default=",".join(STYLES), help="comma-separated (default: the five)"
+    )
+    parser.add_argument(
+        "--network",
+        action="append",
+        default=[],
+        metavar="LABEL[@STYLE]=PATH",
+        help="an extra network row (run dir, .pt/.ckpt, .onnx); repeatable",
+    )
+    parser.add_argument(
+        "--stroke-scales",
+        nargs="+",
+        type=float,
+        default=[1.0],
+        metavar="S",
+        help="judge each --network at these stroke scales (stylize.py stroke_scale=), a row each",
+    )
+    parser.add_argument(
+        "--size", type=int, default=512, help="longer side (px) every row is judged at"
+    )
+    parser.add_argument(
+        "--gatys-size", type=int, default=256, help="longer side (px) Gatys optimizes at"
+    )
+    parser.add_argument(
+        "--gatys-iterations", type=int, default=60, help="L-BFGS iterations (0 = no Gatys row)"
+    )
+    parser.add_argument(
+        "--cache", default="~/.cache/fastnst/judge", help="where Gatys outputs are cached"
+    )
     parser.add_argument("--pictures", help="folder for judge_<style>.jpg side-by-side pictures")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--overwrite", action="store_true", help="replace existing pictures / JSON")
@@ -265,7 +347,8 @@ def main(argv=None) -> int:
         raise FastNSTError("--size and --gatys-size must be at least 64 px")
     pictures = Path(args.pictures) if args.pictures else None
     for target in ([pictures / f"judge_{s}.jpg" for s in styles] if pictures else []) + (
-            [Path(args.json)] if args.json else []):
+        [Path(args.json)] if args.json else []
+    ):
         refuse_to_overwrite(target, args.overwrite)
     networks = []
     for spec in args.network:
@@ -280,7 +363,9 @@ def main(argv=None) -> int:
     print(f"# style_swd judged at {args.size} px; CPU: {cpu_info()[0]}", flush=True)
     all_rows = []
     for style in styles:
-        rows, images, painting = style_rows(style, networks, args.size, args.gatys_size, args.gatys_iterations, cache)
+        rows, images, painting = style_rows(
+            style, networks, args.size, args.gatys_size, args.gatys_iterations, cache
+        )
         all_rows += rows
         print(format_table(rows), flush=True)
         if pictures:
@@ -288,10 +373,17 @@ def main(argv=None) -> int:
     print()
     print(format_table(all_rows))
     if args.json:
-        write_json(args.json, {"rows": all_rows, "size": args.size, "gatys_size": args.gatys_size,
-                               "gatys_iterations": args.gatys_iterations}, indent=1)
+        write_json(
+            args.json,
+            {
+                "rows": all_rows,
+                "size": args.size,
+                "gatys_size": args.gatys_size,
+                "gatys_iterations": args.gatys_iterations,
+            },
+            indent=1,
+        )
     return 0
-
 
 
 if __name__ == "__main__":

@@ -27,8 +27,15 @@ from fastnst.progress import add_progress_argument, bar  # noqa: E402
 from fastnst.video import write_video  # noqa: E402
 
 
-def pan_frames(photo: torch.Tensor, frames: int, size: int, zoom_start: float, zoom_end: float,
-               noise: float, seed: int = 0):
+def pan_frames(
+    photo: torch.Tensor,
+    frames: int,
+    size: int,
+    zoom_start: float,
+    zoom_end: float,
+    noise: float,
+    seed: int = 0,
+):
     """(1, 3, size, size) frames of a pan across `photo` (1, 3, H, W), left to right."""
     _, _, h, w = photo.shape
     generator = torch.Generator().manual_seed(seed)
@@ -40,7 +47,9 @@ def pan_frames(photo: torch.Tensor, frames: int, size: int, zoom_start: float, z
         # affine_grid maps the output square to the window, in normalized coordinates
         theta = torch.tensor([[[side / w, 0, 2 * cx / w - 1], [0, side / h, 2 * cy / h - 1]]])
         grid = F.affine_grid(theta, (1, 3, size, size), align_corners=False)
-        frame = F.grid_sample(photo, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        frame = F.grid_sample(
+            photo, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
         frame = frame + torch.randn(frame.shape, generator=generator) * (noise / 255)
         yield frame.clamp(0, 1)
 
@@ -53,7 +62,12 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=90)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--fps", type=float, default=30.0)
-    parser.add_argument("--zoom-start", type=float, default=0.9, help="window side / photo's shorter side at the start")
+    parser.add_argument(
+        "--zoom-start",
+        type=float,
+        default=0.9,
+        help="window side / photo's shorter side at the start",
+    )
     parser.add_argument("--zoom-end", type=float, default=0.8)
     parser.add_argument("--noise", type=float, default=2.0, help="noise std on 0..255")
     parser.add_argument("--overwrite", action="store_true")

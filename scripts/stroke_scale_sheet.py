@@ -1,7 +1,7 @@
 """A contact sheet of bundled networks at several stroke scales on one photo.
 
-    python scripts/stroke_scale_sheet.py docs/images/stroke_scale.jpg
-    python scripts/stroke_scale_sheet.py out.jpg --photo my.jpg --styles wave --scales 1 2 4
+python scripts/stroke_scale_sheet.py docs/images/stroke_scale.jpg
+python scripts/stroke_scale_sheet.py out.jpg --photo my.jpg --styles wave --scales 1 2 4
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def main(argv=None) -> int:
     parser.add_argument("--photo", type=Path, default=data / "content" / "chicago.jpg")
     parser.add_argument("--styles", nargs="+", default=["starry_night", "the_scream"])
     parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 2.0, 3.0])
-    parser.add_argument("--size", type=int, default=1024, help="longer side the photo is stylized at")
+    parser.add_argument(
+        "--size", type=int, default=1024, help="longer side the photo is stylized at"
+    )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     check_output_path(args.output, args.overwrite, option="--overwrite")  # before minutes of work
@@ -34,13 +36,18 @@ def main(argv=None) -> int:
     photo = open_rgb(args.photo)
     photo.thumbnail((args.size, args.size))
     tile_w, tile_h, label_h = photo.width // 2, photo.height // 2, 24  # the sheet shows half size
-    sheet = Image.new("RGB", (tile_w * len(args.scales), (tile_h + label_h) * len(args.styles)), "white")
+    sheet = Image.new(
+        "RGB", (tile_w * len(args.scales), (tile_h + label_h) * len(args.styles)), "white"
+    )
     draw = ImageDraw.Draw(sheet)
     for row, style in enumerate(args.styles):
         stylizer = Stylizer.load(style)
         for col, scale in enumerate(args.scales):
             x, y = col * tile_w, row * (tile_h + label_h)
-            sheet.paste(stylizer(photo, stroke_scale=scale).resize((tile_w, tile_h), Image.LANCZOS), (x, y + label_h))
+            sheet.paste(
+                stylizer(photo, stroke_scale=scale).resize((tile_w, tile_h), Image.LANCZOS),
+                (x, y + label_h),
+            )
             draw.text((x + 6, y + 6), f"{style}  stroke_scale={scale:g}", fill="black")
     save_image(sheet, args.output, overwrite=args.overwrite)
     print(f"wrote {args.output}")

@@ -45,7 +45,9 @@ def blend_strip(stylizer: Stylizer, photo: torch.Tensor, a: str, b: str, steps: 
     """The photo, then `steps` outputs from style a to style b, side by side."""
     if steps < 2:
         raise FastNSTError(f"--steps must be at least 2, got {steps}")
-    tiles = [photo] + [stylizer(photo, mix=blend_weights(a, b, i / (steps - 1))) for i in range(steps)]
+    tiles = [photo] + [
+        stylizer(photo, mix=blend_weights(a, b, i / (steps - 1))) for i in range(steps)
+    ]
     h, w = photo.shape[-2:]
     strip = Image.new("RGB", (len(tiles) * w + (len(tiles) + 1) * PAD, h + 2 * PAD), "white")
     for i, tile in enumerate(tiles):
@@ -53,8 +55,16 @@ def blend_strip(stylizer: Stylizer, photo: torch.Tensor, a: str, b: str, steps: 
     return strip
 
 
-def morph_video(stylizer: Stylizer, photo: torch.Tensor, styles: list[str], out: Path, seconds: float,
-                fps: int, overwrite: bool = False, progress: bool | None = None) -> int:
+def morph_video(
+    stylizer: Stylizer,
+    photo: torch.Tensor,
+    styles: list[str],
+    out: Path,
+    seconds: float,
+    fps: int,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> int:
     """The photo morphing through `styles` (a smoothstep ease per transition); returns frames written.
     progress: a bar on stderr (None: only on a terminal)."""
     import av
@@ -71,8 +81,12 @@ def morph_video(stylizer: Stylizer, photo: torch.Tensor, styles: list[str], out:
     tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
     count = 0
     try:
-        with av.open(str(tmp), "w") as container, bar(total=per * (len(styles) - 1) + 1, unit="frame",
-                                                      desc="morph", progress=progress) as frames:
+        with (
+            av.open(str(tmp), "w") as container,
+            bar(
+                total=per * (len(styles) - 1) + 1, unit="frame", desc="morph", progress=progress
+            ) as frames,
+        ):
             h, w = photo.shape[-2:]
             stream = container.add_stream("libx264", rate=Fraction(fps))
             stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
@@ -99,15 +113,27 @@ def morph_video(stylizer: Stylizer, photo: torch.Tensor, styles: list[str], out:
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a multi-style network (run dir, model.pt, .onnx, .ts)")
+    parser = ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", required=True, help="a multi-style network (run dir, model.pt, .onnx, .ts)"
+    )
     parser.add_argument("--photo", required=True)
-    parser.add_argument("--styles", nargs="+", default=None,
-                        help="strip: the two styles (default: the network's first two); video: the sequence")
+    parser.add_argument(
+        "--styles",
+        nargs="+",
+        default=None,
+        help="strip: the two styles (default: the network's first two); video: the sequence",
+    )
     parser.add_argument("--out", default=None, help="the strip image (.jpg, .png)")
-    parser.add_argument("--steps", type=int, default=5, help="blend steps in the strip (both ends included)")
+    parser.add_argument(
+        "--steps", type=int, default=5, help="blend steps in the strip (both ends included)"
+    )
     parser.add_argument("--video", default=None, help="the morph video (.mp4)")
-    parser.add_argument("--seconds", type=float, default=1.5, help="seconds per style-to-style transition")
+    parser.add_argument(
+        "--seconds", type=float, default=1.5, help="seconds per style-to-style transition"
+    )
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--size", type=int, default=256, help="longer side of the photo in px")
     parser.add_argument("--overwrite", action="store_true")
@@ -120,7 +146,9 @@ def main(argv=None) -> int:
             check_new_output(output, args.overwrite, option="--overwrite")
     stylizer = Stylizer.load(args.model, device="cpu")
     if not stylizer.styles:
-        raise FastNSTError(f"{args.model}: a single-style network; blends need a multi-style one (style=multi)")
+        raise FastNSTError(
+            f"{args.model}: a single-style network; blends need a multi-style one (style=multi)"
+        )
     styles = args.styles or stylizer.styles
     for name in styles:
         stylizer.style_weights(name)  # an unknown name: one line listing the network's styles
@@ -129,11 +157,21 @@ def main(argv=None) -> int:
         if len(styles) < 2 and not args.styles:
             raise FastNSTError("the strip needs two styles")
         a, b = styles[0], styles[1] if len(styles) > 1 else styles[0]
-        save_image(blend_strip(stylizer, photo, a, b, args.steps), Path(args.out), overwrite=args.overwrite)
+        save_image(
+            blend_strip(stylizer, photo, a, b, args.steps), Path(args.out), overwrite=args.overwrite
+        )
         print(f"wrote {args.out} ({a} -> {b}, {args.steps} steps)")
     if args.video:
-        n = morph_video(stylizer, photo, list(styles), Path(args.video), args.seconds, args.fps, args.overwrite,
-                        progress=args.progress)
+        n = morph_video(
+            stylizer,
+            photo,
+            list(styles),
+            Path(args.video),
+            args.seconds,
+            args.fps,
+            args.overwrite,
+            progress=args.progress,
+        )
         print(f"wrote {args.video} ({n} frames, {' -> '.join(styles)})")
     return 0
 

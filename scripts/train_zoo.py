@@ -29,12 +29,20 @@ def train_command(args, run_dir: Path, style_args: list[str]) -> list[str]:
     steps = args.steps
     base = args.base.replace("{style}", run_dir.name)
     command = [
-        sys.executable, str(REPO / "train.py"), "experiment=zoo", *style_args, f"seed={args.seed}",
-        f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
+        sys.executable,
+        str(REPO / "train.py"),
+        "experiment=zoo",
+        *style_args,
+        f"seed={args.seed}",
+        f"trainer.max_steps={steps}",
+        f"trainer.val_check_interval={steps}",
         f"system.scheduler.warmup_steps={min(50, max(1, steps // 8))}",
-        "trainer.enable_progress_bar=false", "data.num_workers=0",
-        f"callbacks.images.every_n_steps={steps}", f"callbacks.last_checkpoint.every_n_steps={max(10, steps // 8)}",
-        *([] if base == "none" else [f"init_from={base}"]), *args.extra,
+        "trainer.enable_progress_bar=false",
+        "data.num_workers=0",
+        f"callbacks.images.every_n_steps={steps}",
+        f"callbacks.last_checkpoint.every_n_steps={max(10, steps // 8)}",
+        *([] if base == "none" else [f"init_from={base}"]),
+        *args.extra,
         f"hydra.run.dir={run_dir}",
     ]
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
@@ -45,7 +53,12 @@ def train_command(args, run_dir: Path, style_args: list[str]) -> list[str]:
 def run_logged(command: list[str], log_path: Path, threads: int) -> tuple[int, float]:
     """Run a training command on `threads` CPU threads (OpenMP waiting passively: other runs share
     the cores), its output appended to `log_path` after the command line; (exit code, seconds)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
     start = time.time()
     with open(log_path, "a") as log:
         log.write(" ".join(command) + "\n")
@@ -64,24 +77,43 @@ def run(args, name: str, style_args: list[str]) -> int:
     print(f"{name}: training in {run_dir}", flush=True)
     rc, took = run_logged(command, run_dir / "train_zoo.log", args.threads)
     if rc == 0:  # wall time over every resumed piece of the run
-        previous = float((run_dir / "wall_s.txt").read_text()) if (run_dir / "wall_s.txt").is_file() else 0.0
+        previous = (
+            float((run_dir / "wall_s.txt").read_text())
+            if (run_dir / "wall_s.txt").is_file()
+            else 0.0
+        )
         (run_dir / "wall_s.txt").write_text(f"{previous + took:.0f}\n")
     print(f"{name}: rc {rc} after {took / 60:.1f} min", flush=True)
     return rc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs-dir", type=Path, required=True, help="one run folder per style, outside the repo")
-    parser.add_argument("--styles", nargs="*", default=[], help="single-style networks to train, in order")
-    parser.add_argument("--multi", nargs="*", default=[], help="styles of one multi-style network (run name: multi)")
-    parser.add_argument("--steps", type=int, default=400, help="training steps per network (default 400)")
-    parser.add_argument("--base", default="none", help="network every run starts from (init_from=; "
-                        "{style} stands for the run's style, e.g. old/{style}.pt), or none")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--runs-dir", type=Path, required=True, help="one run folder per style, outside the repo"
+    )
+    parser.add_argument(
+        "--styles", nargs="*", default=[], help="single-style networks to train, in order"
+    )
+    parser.add_argument(
+        "--multi", nargs="*", default=[], help="styles of one multi-style network (run name: multi)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=400, help="training steps per network (default 400)"
+    )
+    parser.add_argument(
+        "--base",
+        default="none",
+        help="network every run starts from (init_from=; "
+        "{style} stands for the run's style, e.g. old/{style}.pt), or none",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads per run")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("extra", nargs="*", help="more train.py overrides (key=value), for every run")
+    parser.add_argument(
+        "extra", nargs="*", help="more train.py overrides (key=value), for every run"
+    )
     args = parser.parse_args(argv)
     args.runs_dir = args.runs_dir.expanduser().resolve()
     if not args.styles and not args.multi:
@@ -90,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.multi:
         names = ",".join(args.multi)
         # each member at its preset's painting size and style weight, as its single-style network
-        failed += ["multi"] if run(args, "multi", ["style=multi", f"style.names=[{names}]", "style.size=null"]) else []
+        failed += (
+            ["multi"]
+            if run(args, "multi", ["style=multi", f"style.names=[{names}]", "style.size=null"])
+            else []
+        )
     if failed:
         print(f"failed: {', '.join(failed)} (rerun the same command to resume)", file=sys.stderr)
     return 1 if failed else 0

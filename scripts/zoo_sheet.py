@@ -48,7 +48,9 @@ def style_row(args, style: str) -> list[tuple[str, Image.Image | None, int]]:
         panels.append((f"{photo_name}: fastnst", ours, ours.width))
         published = published_output(data, style, photo_name)
         if published.is_file():
-            panels.append((f"{photo_name}: Johnson 2016", fit(open_rgb(published), args.height), ours.width))
+            panels.append(
+                (f"{photo_name}: Johnson 2016", fit(open_rgb(published), args.height), ours.width)
+            )
         elif args.empty_panels:
             panels.append((f"{photo_name}: Johnson 2016 not published", None, ours.width))
     return panels
@@ -56,9 +58,14 @@ def style_row(args, style: str) -> list[tuple[str, Image.Image | None, int]]:
 
 def photo_row(args) -> list[tuple[str, Image.Image | None, int]]:
     """The photos themselves, above their stylizations (the painting column left empty)."""
-    photos = [fit(open_rgb(args.data / "content" / f"{name}.jpg"), args.height) for name in args.photos]
+    photos = [
+        fit(open_rgb(args.data / "content" / f"{name}.jpg"), args.height) for name in args.photos
+    ]
     first = fit(painting_image(args.data, args.styles[0]), args.height).width
-    return [("photo", None, first), *((name, photo, photo.width) for name, photo in zip(args.photos, photos))]
+    return [
+        ("photo", None, first),
+        *((name, photo, photo.width) for name, photo in zip(args.photos, photos)),
+    ]
 
 
 def painting_image(data: Path, style: str) -> Image.Image:
@@ -77,7 +84,9 @@ def compose(rows: list[list[tuple[str, Image.Image | None, int]]], height: int) 
         for label, img, w in row:
             draw.text((x + 3, y + 2), label, fill="black")
             if img is None:
-                draw.rectangle((x, y + label_h, x + w - 1, y + label_h + height - 1), fill=(235, 235, 235))
+                draw.rectangle(
+                    (x, y + label_h, x + w - 1, y + label_h + height - 1), fill=(235, 235, 235)
+                )
             else:
                 sheet.paste(img, (x, y + label_h))
             x += (img.width if img else w) + gap
@@ -90,13 +99,24 @@ def main(argv=None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path)
     parser.add_argument("--styles", nargs="+", default=list(JOHNSON_STYLES))
-    parser.add_argument("--photos", nargs="+", default=["chicago", "hoovertowernight", "stata"],
-                        help="names in $FASTNST_DATA/content (without .jpg)")
-    parser.add_argument("--network", action="append", default=[], metavar="STYLE=PATH",
-                        help="use this network (run dir, model.pt) for STYLE instead of the bundled one")
+    parser.add_argument(
+        "--photos",
+        nargs="+",
+        default=["chicago", "hoovertowernight", "stata"],
+        help="names in $FASTNST_DATA/content (without .jpg)",
+    )
+    parser.add_argument(
+        "--network",
+        action="append",
+        default=[],
+        metavar="STYLE=PATH",
+        help="use this network (run dir, model.pt) for STYLE instead of the bundled one",
+    )
     parser.add_argument("--stroke-scale", type=float, default=1.0)
     parser.add_argument("--height", type=int, default=170, help="panel height in px")
-    parser.add_argument("--empty-panels", action="store_true", help="a grey panel where Johnson published nothing")
+    parser.add_argument(
+        "--empty-panels", action="store_true", help="a grey panel where Johnson published nothing"
+    )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     check_output_path(args.output, args.overwrite, option="--overwrite")  # before minutes of work

@@ -26,10 +26,15 @@ def require_gradio() -> None:
         import gradio  # noqa: F401
     except ImportError as e:
         if os.environ.get("FASTNST_REQUIRE_APP"):
-            pytest.fail(f"FASTNST_REQUIRE_APP is set but gradio cannot be imported ({e}); "
-                        "pip install -e '.[app]'", pytrace=False)
-        pytest.skip("gradio is not installed (pip install -e '.[app]'; FASTNST_REQUIRE_APP=1 fails instead)",
-                    allow_module_level=True)
+            pytest.fail(
+                f"FASTNST_REQUIRE_APP is set but gradio cannot be imported ({e}); "
+                "pip install -e '.[app]'",
+                pytrace=False,
+            )
+        pytest.skip(
+            "gradio is not installed (pip install -e '.[app]'; FASTNST_REQUIRE_APP=1 fails instead)",
+            allow_module_level=True,
+        )
 
 
 def tiny_models(folder: Path, names=("tiny_a", "tiny_b")) -> Path:
@@ -61,14 +66,20 @@ def bad_uploads(folder: Path) -> dict[str, Path]:
     files["not_an_image"] = folder / "notes.png"
     files["not_an_image"].write_text("this is not a picture\n")
     photo = folder / "whole.jpg"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(photo)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(
+        photo
+    )
     files["truncated"] = folder / "truncated.jpg"
     files["truncated"].write_bytes(photo.read_bytes()[: photo.stat().st_size // 2])
     # a 30000 x 30000 px PNG header in a few bytes: decoding it would need 2.7 GB
     ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
     files["bomb"] = folder / "bomb.png"
-    files["bomb"].write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-                              + _png_chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + _png_chunk(b"IEND", b""))
+    files["bomb"].write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+        + _png_chunk(b"IEND", b"")
+    )
     files["panorama"] = folder / "panorama.png"
     Image.new("L", (20000, 50), 128).save(files["panorama"])
     return files
@@ -84,10 +95,18 @@ def start_app(*overrides: str, timeout: float = 300.0):
     """`python app.py port=<free> <overrides>` in a subprocess; returns (process, url) once the
     page answers. The caller stops it (stop_app)."""
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               GRADIO_ANALYTICS_ENABLED="False")
-    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), f"port={port}", *overrides],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        GRADIO_ANALYTICS_ENABLED="False",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "app.py"), f"port={port}", *overrides],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,9 +152,15 @@ def chromium(width: int = 1280, height: int = 900):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                f"--window-size={width},{height}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
     driver.implicitly_wait(0)
@@ -155,26 +180,35 @@ def wait_for(condition, timeout: float = 60.0, interval: float = 0.05, what: str
 def open_tab(driver, name: str) -> None:
     from selenium.webdriver.common.by import By
 
-    tab = wait_for(lambda: [t for t in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text == name],
-                   what=f"the {name} tab")[0]
+    tab = wait_for(
+        lambda: [
+            t for t in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text == name
+        ],
+        what=f"the {name} tab",
+    )[0]
     tab.click()
 
 
 def result_src(driver, elem_id: str = "photo-result") -> str | None:
     return driver.execute_script(
-        f"const i = document.querySelector('#{elem_id} img'); return i && i.complete && i.naturalWidth ? i.src : null")
+        f"const i = document.querySelector('#{elem_id} img'); return i && i.complete && i.naturalWidth ? i.src : null"
+    )
 
 
 def upload(driver, path: Path, elem_id: str = "photo-input") -> None:
     from selenium.webdriver.common.by import By
 
-    field = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, f"#{elem_id} input[type=file]"),
-                     what="the upload field")[0]
+    field = wait_for(
+        lambda: driver.find_elements(By.CSS_SELECTOR, f"#{elem_id} input[type=file]"),
+        what="the upload field",
+    )[0]
     field.send_keys(str(path))
 
 
 def status_text(driver, elem_id: str = "photo-status") -> str:
-    return driver.execute_script(f"const e = document.getElementById('{elem_id}'); return e ? e.innerText : ''").strip()
+    return driver.execute_script(
+        f"const e = document.getElementById('{elem_id}'); return e ? e.innerText : ''"
+    ).strip()
 
 
 def fetch_image(src: str) -> Image.Image:
@@ -189,10 +223,18 @@ def start_webcam(driver) -> None:
     from selenium.webdriver.common.by import By
 
     open_tab(driver, "Webcam")
-    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#webcam-input div[title='grant webcam access'] button"),
-             what="the webcam access button")[0].click()
-    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#webcam-input button[aria-label='capture photo']"),
-             what="the record button")[0].click()
+    wait_for(
+        lambda: driver.find_elements(
+            By.CSS_SELECTOR, "#webcam-input div[title='grant webcam access'] button"
+        ),
+        what="the webcam access button",
+    )[0].click()
+    wait_for(
+        lambda: driver.find_elements(
+            By.CSS_SELECTOR, "#webcam-input button[aria-label='capture photo']"
+        ),
+        what="the record button",
+    )[0].click()
     # count every new stylized frame the page shows, with its time (polled every animation frame)
     driver.execute_script("""
         window.__frames = []; let last = null;
@@ -210,5 +252,8 @@ def shown_frames(driver) -> list[float]:
 
 
 def webcam_input_size(driver) -> tuple[int, int]:
-    return tuple(driver.execute_script(
-        "const v = document.querySelector('#webcam-input video'); return [v.videoWidth, v.videoHeight]"))
+    return tuple(
+        driver.execute_script(
+            "const v = document.querySelector('#webcam-input video'); return [v.videoWidth, v.videoHeight]"
+        )
+    )

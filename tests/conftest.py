@@ -58,7 +58,9 @@ def synthetic_style(tmp_path) -> Path:
     h = w = 64
     yy, xx = np.mgrid[0:h, 0:w]
     stripes = ((xx + yy) // 4) % 2
-    arr = np.stack([stripes * 230, (1 - stripes) * 60 + 20, stripes * 40 + 100], -1).astype(np.uint8)
+    arr = np.stack([stripes * 230, (1 - stripes) * 60 + 20, stripes * 40 + 100], -1).astype(
+        np.uint8
+    )
     path = tmp_path / "style.png"
     Image.fromarray(arr, "RGB").save(path)
     return path
@@ -114,7 +116,9 @@ def run_entry(monkeypatch, capsys):
 @pytest.fixture
 def model_file(tmp_path):
     torch.manual_seed(0)
-    return save_exported(tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=1))
+    return save_exported(
+        tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=1)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +134,14 @@ def tiny_run(tmp_path_factory):
     run_dir = root / "runs" / "starry_night" / "folder" / "johnson_half" / "now"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FASTNST_DATA", str(root / "data"))
-        cfg = compose_config("train", *tiny(root / "photos", "callbacks.images.every_n_steps=0",
-                                            "trainer.val_check_interval=2", steps=2), f"run_dir={run_dir}")
+        cfg = compose_config(
+            "train",
+            *tiny(
+                root / "photos",
+                "callbacks.images.every_n_steps=0",
+                "trainer.val_check_interval=2",
+                steps=2,
+            ),
+            f"run_dir={run_dir}",
+        )
         return train(cfg)["run_dir"]

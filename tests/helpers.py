@@ -125,7 +125,9 @@ def wait_for(path: Path, proc, timeout=240, min_step=None):
             except Exception:
                 pass  # between rename steps
         if proc.poll() is not None:
-            raise AssertionError(f"training exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+            raise AssertionError(
+                f"training exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}"
+            )
         time.sleep(0.2)
     raise AssertionError(f"{path} did not appear in {timeout} s")
 
@@ -139,14 +141,20 @@ def write_clip(path, frames=10, size=(64, 48), rate=12, audio=False):
         sound = out.add_stream("aac", rate=16000) if audio else None
         for i in range(frames):
             yy, xx = np.mgrid[0:h, 0:w]
-            arr = np.stack([(xx * 4 + i * 10) % 256, (yy * 5) % 256, np.full_like(xx, 40 * (i % 6))], -1)
+            arr = np.stack(
+                [(xx * 4 + i * 10) % 256, (yy * 5) % 256, np.full_like(xx, 40 * (i % 6))], -1
+            )
             out.mux(video.encode(av.VideoFrame.from_ndarray(arr.astype(np.uint8), format="rgb24")))
         out.mux(video.encode(None))
         if sound is not None:
             samples = int(16000 * frames / rate)
-            tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)[None]
+            tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)[
+                None
+            ]
             for start in range(0, samples, 1024):
-                frame = av.AudioFrame.from_ndarray(tone[:, start : start + 1024], format="fltp", layout="mono")
+                frame = av.AudioFrame.from_ndarray(
+                    tone[:, start : start + 1024], format="fltp", layout="mono"
+                )
                 frame.sample_rate, frame.pts = 16000, start
                 out.mux(sound.encode(frame))
             out.mux(sound.encode(None))
@@ -166,7 +174,9 @@ def texture(h: int, w: int, seed: int = 0) -> torch.Tensor:
 def shifted_frames(n: int = 5, size: int = 64, step: int = 2, seed: int = 0) -> list[torch.Tensor]:
     """Frames of a camera moving `step` px right per frame over a larger textured image."""
     big = texture(size + 8, size + n * step + 8, seed)
-    return [big[..., 4:4 + size, 4 + i * step:4 + i * step + size].contiguous() for i in range(n)]
+    return [
+        big[..., 4 : 4 + size, 4 + i * step : 4 + i * step + size].contiguous() for i in range(n)
+    ]
 
 
 def run_stylize(*overrides) -> int:

@@ -63,9 +63,15 @@ def test_photo_request_returns_full_size_stylized_png(app, image_factory):
     out = Image.open(result.image)
     assert out.format == "PNG" and out.size == (96, 64)
     assert "96x64 px" in result.status
-    bare = Stylizer.load(app.catalog["tiny_a.pt"], device="cpu")(Image.open(photo).convert("RGB"), size=96)
-    assert ImageChops.difference(out.convert("RGB"), bare).getbbox() is None  # the Stylizer's result
-    assert ImageChops.difference(out.convert("RGB"), Image.open(photo).convert("RGB").resize((96, 64))).getbbox()
+    bare = Stylizer.load(app.catalog["tiny_a.pt"], device="cpu")(
+        Image.open(photo).convert("RGB"), size=96
+    )
+    assert (
+        ImageChops.difference(out.convert("RGB"), bare).getbbox() is None
+    )  # the Stylizer's result
+    assert ImageChops.difference(
+        out.convert("RGB"), Image.open(photo).convert("RGB").resize((96, 64))
+    ).getbbox()
 
 
 def test_photo_request_original_size_strength_and_keep_colours(app, image_factory):
@@ -74,13 +80,20 @@ def test_photo_request_original_size_strength_and_keep_colours(app, image_factor
     bare = Stylizer.load(app.catalog["tiny_b"], device="cpu")
     got = {}
     for strength, keep in ((0.6, True), (0.6, False), (0.0, True)):
-        out = Image.open(app.stylize_photo(str(photo), "tiny_b", strength, keep, "original").image).convert("RGB")
+        out = Image.open(
+            app.stylize_photo(str(photo), "tiny_b", strength, keep, "original").image
+        ).convert("RGB")
         expected = bare(image, size=None, strength=strength, preserve_color=keep)
         assert out.size == (70, 50)
         got[strength, keep] = np.asarray(out, dtype=np.float64)
-        assert np.abs(got[strength, keep] - np.asarray(expected, dtype=np.float64)).max() <= 1, (strength, keep)
+        assert np.abs(got[strength, keep] - np.asarray(expected, dtype=np.float64)).max() <= 1, (
+            strength,
+            keep,
+        )
     assert np.abs(got[0.6, True] - got[0.6, False]).mean() > 2  # keep_colours changed the result
-    assert np.array_equal(got[0.0, True], np.asarray(image, dtype=np.float64))  # strength 0: the photo
+    assert np.array_equal(
+        got[0.0, True], np.asarray(image, dtype=np.float64)
+    )  # strength 0: the photo
 
 
 def test_empty_inputs_are_a_message_not_an_error(app, image_factory):
@@ -89,32 +102,50 @@ def test_empty_inputs_are_a_message_not_an_error(app, image_factory):
     for style in (None, ""):
         result = app.stylize_photo(photo, style)
         assert result.image is None
-        assert result.status == "error: no style to apply (start the app with models=<folder of runs>)"
+        assert (
+            result.status == "error: no style to apply (start the app with models=<folder of runs>)"
+        )
     for painting, content in ((None, photo), (photo, None), (None, None)):
         assert list(app.run_gatys(painting, content)) == [(None, "Upload a painting and a photo.")]
     assert app.stylize_frame(None, "tiny_a.pt") is None
 
 
 @pytest.mark.parametrize("kind", ["not_an_image", "truncated", "bomb", "panorama"])
-def test_bad_upload_is_a_one_line_message_and_the_app_keeps_serving(app, tmp_path, image_factory, kind):
+def test_bad_upload_is_a_one_line_message_and_the_app_keeps_serving(
+    app, tmp_path, image_factory, kind
+):
     bad = bad_uploads(tmp_path / "bad")[kind]
     result = app.stylize_photo(str(bad), "tiny_a.pt", 1.0, False, "512")
     assert result.image is None
     assert result.status.startswith("error: ") and "\n" not in result.status
     assert bad.name in result.status and str(bad.parent) not in result.status  # no server paths
-    expected = {"not_an_image": "not an image", "truncated": "truncated", "bomb": "too large",
-                "panorama": "20000x50 px"}[kind]
+    expected = {
+        "not_an_image": "not an image",
+        "truncated": "truncated",
+        "bomb": "too large",
+        "panorama": "20000x50 px",
+    }[kind]
     assert expected in result.status
     good = app.stylize_photo(str(image_factory("ok.png")), "tiny_a.pt", 1.0, False, "64")
     assert good.image is not None
 
 
-def test_internal_failure_is_one_line_and_the_next_request_works(app, image_factory, monkeypatch, capsys):
+def test_internal_failure_is_one_line_and_the_next_request_works(
+    app, image_factory, monkeypatch, capsys
+):
     photo = str(image_factory("photo.png"))
     real = Stylizer.__call__
-    monkeypatch.setattr(Stylizer, "__call__", lambda self, *a, **k: (_ for _ in ()).throw(RuntimeError("boom\nline 2")))
+    monkeypatch.setattr(
+        Stylizer,
+        "__call__",
+        lambda self, *a, **k: (_ for _ in ()).throw(RuntimeError("boom\nline 2")),
+    )
     result = app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64")
-    assert result.image is None and result.status == "error: internal error (RuntimeError: boom line 2); the app keeps serving"
+    assert (
+        result.image is None
+        and result.status
+        == "error: internal error (RuntimeError: boom line 2); the app keeps serving"
+    )
     assert "Traceback" in capsys.readouterr().err  # the details go to the server's log
     monkeypatch.setattr(Stylizer, "__call__", real)
     assert app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64").image is not None
@@ -123,7 +154,11 @@ def test_internal_failure_is_one_line_and_the_next_request_works(app, image_fact
 def test_networks_load_once(app, image_factory, monkeypatch):
     loads = []
     real_load = Stylizer.load.__func__
-    monkeypatch.setattr(Stylizer, "load", classmethod(lambda cls, *a, **k: loads.append(a) or real_load(cls, *a, **k)))
+    monkeypatch.setattr(
+        Stylizer,
+        "load",
+        classmethod(lambda cls, *a, **k: loads.append(a) or real_load(cls, *a, **k)),
+    )
     photo = str(image_factory("photo.png"))
     for _ in range(3):
         assert app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64").image
@@ -153,7 +188,9 @@ def test_webcam_default_network_is_the_smallest_offered(models):
     from fastnst.artifacts import save_exported
     from fastnst.transformer import TransformerNet
 
-    save_exported(models / "tiny_b" / "model.pt", TransformerNet(channels=[16, 32, 32], num_residual=2))
+    save_exported(
+        models / "tiny_b" / "model.pt", TransformerNet(channels=[16, 32, 32], num_residual=2)
+    )
     app = WebApp(catalog=model_catalog(models))
     trained = [label for label in app.catalog if not label.endswith(BUNDLED_SUFFIX)]
     assert trained[0] == "tiny_b"  # listed before tiny_a, but larger
@@ -168,8 +205,16 @@ def test_webcam_default_network_is_the_configured_one(models):
 def test_gatys_yields_progress_intermediates_and_the_result(app, image_factory, synthetic_style):
     photo = image_factory("photo.png", size=(40, 32))
     fractions = []
-    updates = list(app.run_gatys(str(synthetic_style), str(photo), iterations=4, size=40, every=2,
-                                 progress=lambda f, d: fractions.append(f)))
+    updates = list(
+        app.run_gatys(
+            str(synthetic_style),
+            str(photo),
+            iterations=4,
+            size=40,
+            every=2,
+            progress=lambda f, d: fractions.append(f),
+        )
+    )
     assert [status for _, status in updates[:2]] == ["iteration 2/4", "iteration 4/4"]
     assert updates[-1][1].startswith("done: best loss")
     assert updates[-1][0].size == (40, 32)
@@ -179,12 +224,16 @@ def test_gatys_yields_progress_intermediates_and_the_result(app, image_factory, 
 def test_gatys_bad_painting_is_a_one_line_message(app, tmp_path, image_factory):
     bad = bad_uploads(tmp_path / "bad")["truncated"]
     updates = list(app.run_gatys(str(bad), str(image_factory("photo.png")), iterations=2, size=32))
-    assert updates == [(None, updates[0][1])] and updates[0][1].startswith("error: truncated.jpg: truncated")
+    assert updates == [(None, updates[0][1])] and updates[0][1].startswith(
+        "error: truncated.jpg: truncated"
+    )
 
 
 def test_gatys_cancel_stops_the_optimization(app, image_factory, synthetic_style):
     photo = image_factory("photo.png", size=(64, 48))
-    run = app.run_gatys(str(synthetic_style), str(photo), iterations=1000, size=64, session="s1", every=1)
+    run = app.run_gatys(
+        str(synthetic_style), str(photo), iterations=1000, size=64, session="s1", every=1
+    )
     assert next(run)[1] == "iteration 1/1000"
     app.cancel_gatys("s1")
     rest = list(run)
@@ -207,6 +256,7 @@ def test_gatys_stops_when_the_client_goes_away(app, image_factory, synthetic_sty
             if it == 4:
                 raise RuntimeError("still optimizing after the client went away")
             on_iteration(it, image)
+
         return real_optimize(painting, content, iterations, size, step)
 
     monkeypatch.setattr(app, "_optimize", held)
@@ -234,7 +284,9 @@ def test_four_simultaneous_uploads_all_come_back_correct(models, tmp_path, image
     from tests.app_helpers import free_port
     from tests.helpers import compose_config
 
-    cfg = compose_config("app", f"models={models}", "device=cpu", f"port={free_port()}", "host=127.0.0.1")
+    cfg = compose_config(
+        "app", f"models={models}", "device=cpu", f"port={free_port()}", "host=127.0.0.1"
+    )
     demo = web.launch(cfg, block=False)
     try:
         photos = [image_factory(f"p{i}.png", size=(48 + 8 * i, 40), seed=i) for i in range(4)]
@@ -244,8 +296,14 @@ def test_four_simultaneous_uploads_all_come_back_correct(models, tmp_path, image
         def upload(photo):
             client = Client(url, verbose=False)
             start.wait()  # the four requests leave together
-            return client.predict(handle_file(str(photo)), "tiny_a.pt", 1.0, False, "original",
-                                  api_name="/stylize_photo")
+            return client.predict(
+                handle_file(str(photo)),
+                "tiny_a.pt",
+                1.0,
+                False,
+                "original",
+                api_name="/stylize_photo",
+            )
 
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(upload, photos, timeout=600))
@@ -260,14 +318,23 @@ def test_four_simultaneous_uploads_all_come_back_correct(models, tmp_path, image
 
 
 def _app_cli(*args, timeout=120):
-    return subprocess.run([sys.executable, str(REPO / "app.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")})
+    return subprocess.run(
+        [sys.executable, str(REPO / "app.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")},
+    )
 
 
 def test_cli_help_names_the_program_and_its_options():
     result = _app_cli("--help")
     assert result.returncode == 0
-    assert result.stdout.startswith("app: ") and "port=N" in result.stdout and "[7860]" in result.stdout
+    assert (
+        result.stdout.startswith("app: ")
+        and "port=N" in result.stdout
+        and "[7860]" in result.stdout
+    )
 
 
 def test_cli_missing_models_folder_is_one_line_exit_2(tmp_path):
@@ -281,17 +348,25 @@ def test_cli_unknown_option_is_one_line_exit_2():
     assert result.returncode == 2 and "did you mean 'port'" in result.stderr
 
 
-
 def test_a_network_always_runs_on_its_own_thread(app, image_factory):
     # the same thread for every request: its malloc arena and OpenMP team are reused
     threads = []
     stylizer, _ = app.stylizer("tiny_a.pt")
     real_call = type(stylizer).__call__
-    stylizer.__class__ = type("Traced", (type(stylizer),), {
-        "__call__": lambda self, *a, **k: threads.append(threading.current_thread().name) or real_call(self, *a, **k)})
+    stylizer.__class__ = type(
+        "Traced",
+        (type(stylizer),),
+        {
+            "__call__": lambda self, *a, **k: (
+                threads.append(threading.current_thread().name) or real_call(self, *a, **k)
+            )
+        },
+    )
     photo = str(image_factory("photo.png"))
     with ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(lambda _: app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64"), range(6)))
+        results = list(
+            pool.map(lambda _: app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64"), range(6))
+        )
     assert all(r.image for r in results)
     assert len(threads) == 6 and len(set(threads)) == 1 and threads[0].startswith("fastnst-")
 
@@ -330,18 +405,26 @@ def test_a_multi_style_network_offers_its_styles_and_a_single_style_one_none(mul
 def test_photo_with_a_style_of_a_multi_style_network_is_that_style(multi_app, image_factory):
     photo = str(image_factory("photo.png"))
     wave = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", network_style="wave")
-    starry = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", network_style="starry_night")
+    starry = multi_app.stylize_photo(
+        photo, "multi.pt", 1.0, False, "64", network_style="starry_night"
+    )
     assert wave.image and starry.image and "multi_pt_wave" in wave.status
     assert np.abs(_pixels(wave.image) - _pixels(starry.image)).mean() > 2  # the styles differ
-    expected = Stylizer.load(multi_app.catalog["multi.pt"], device="cpu")(Image.open(photo), size=64, style="wave")
+    expected = Stylizer.load(multi_app.catalog["multi.pt"], device="cpu")(
+        Image.open(photo), size=64, style="wave"
+    )
     assert np.abs(_pixels(wave.image) - np.asarray(expected, dtype=np.float64)).max() <= 1
 
 
 def test_photo_blend_with_weight_one_on_a_style_is_that_style(multi_app, image_factory):
     photo = str(image_factory("photo.png"))
     wave = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", network_style="wave")
-    blend = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", mix="wave: 1, starry_night: 0")
-    half = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", mix="wave: 0.5, starry_night: 0.5")
+    blend = multi_app.stylize_photo(
+        photo, "multi.pt", 1.0, False, "64", mix="wave: 1, starry_night: 0"
+    )
+    half = multi_app.stylize_photo(
+        photo, "multi.pt", 1.0, False, "64", mix="wave: 0.5, starry_night: 0.5"
+    )
     assert np.abs(_pixels(blend.image) - _pixels(wave.image)).max() <= 1
     assert np.abs(_pixels(half.image) - _pixels(wave.image)).mean() > 1
 
@@ -349,19 +432,28 @@ def test_photo_blend_with_weight_one_on_a_style_is_that_style(multi_app, image_f
 def test_a_style_left_from_another_network_falls_back_to_the_first_style(multi_app, image_factory):
     photo = str(image_factory("photo.png"))
     stale = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", network_style="the_scream")
-    first = multi_app.stylize_photo(photo, "multi.pt", 1.0, False, "64", network_style="starry_night")
+    first = multi_app.stylize_photo(
+        photo, "multi.pt", 1.0, False, "64", network_style="starry_night"
+    )
     assert stale.image and np.abs(_pixels(stale.image) - _pixels(first.image)).max() <= 1
-    single = multi_app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "64", network_style="wave", mix="wave: 1")
+    single = multi_app.stylize_photo(
+        photo, "tiny_a.pt", 1.0, False, "64", network_style="wave", mix="wave: 1"
+    )
     assert single.image  # a single-style network ignores both
 
 
-@pytest.mark.parametrize("mix, message", [
-    ("wave 0.5", "write it as 'style: weight, style: weight'"),
-    ("wave: lots", "write it as 'style: weight, style: weight'"),
-    ("udnie: 1", "udnie"),
-])
+@pytest.mark.parametrize(
+    "mix, message",
+    [
+        ("wave 0.5", "write it as 'style: weight, style: weight'"),
+        ("wave: lots", "write it as 'style: weight, style: weight'"),
+        ("udnie: 1", "udnie"),
+    ],
+)
 def test_a_bad_blend_is_one_line_in_the_page(multi_app, image_factory, mix, message):
-    result = multi_app.stylize_photo(str(image_factory("photo.png")), "multi.pt", 1.0, False, "64", mix=mix)
+    result = multi_app.stylize_photo(
+        str(image_factory("photo.png")), "multi.pt", 1.0, False, "64", mix=mix
+    )
     assert result.image is None and result.status.startswith("error:") and message in result.status
     assert "\n" not in result.status
 
@@ -371,7 +463,9 @@ def test_webcam_frame_uses_the_chosen_style_of_a_multi_style_network(multi_app):
     frame = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     wave = multi_app.stylize_frame(frame, "multi.pt", "wave")
     starry = multi_app.stylize_frame(frame, "multi.pt", "starry_night")
-    assert wave.shape == (48, 64, 3) and np.abs(wave.astype(float) - starry.astype(float)).mean() > 2
+    assert (
+        wave.shape == (48, 64, 3) and np.abs(wave.astype(float) - starry.astype(float)).mean() > 2
+    )
 
 
 def test_parse_mix_reads_names_and_weights():

@@ -36,10 +36,15 @@ pytestmark = pytest.mark.browser
 
 if not browser_available():
     if os.environ.get("FASTNST_REQUIRE_BROWSER"):
-        pytest.fail("FASTNST_REQUIRE_BROWSER is set but chromium, chromedriver or selenium is missing "
-                    "(apt-get install chromium chromium-driver; pip install -e '.[dev,app]')", pytrace=False)
-    pytest.skip("no chromium/chromedriver/selenium (set FASTNST_REQUIRE_BROWSER=1 to fail instead)",
-                allow_module_level=True)
+        pytest.fail(
+            "FASTNST_REQUIRE_BROWSER is set but chromium, chromedriver or selenium is missing "
+            "(apt-get install chromium chromium-driver; pip install -e '.[dev,app]')",
+            pytrace=False,
+        )
+    pytest.skip(
+        "no chromium/chromedriver/selenium (set FASTNST_REQUIRE_BROWSER=1 to fail instead)",
+        allow_module_level=True,
+    )
 require_gradio()
 
 from fastnst.stylize import Stylizer  # noqa: E402
@@ -90,11 +95,15 @@ def stylize_in_page(page, photo: Path, expected_size: tuple[int, int]) -> Image.
     result = fetch_image(src).convert("RGB")
     assert result.size == expected_size
     original = Image.open(photo).convert("RGB").resize(expected_size)
-    assert np.abs(np.asarray(result, float) - np.asarray(original, float)).mean() > 5  # stylized, not the photo
+    assert (
+        np.abs(np.asarray(result, float) - np.asarray(original, float)).mean() > 5
+    )  # stylized, not the photo
     return result
 
 
-def test_browser_photo_is_stylized_and_a_broken_upload_shows_one_line(page, tmp_path, image_factory):
+def test_browser_photo_is_stylized_and_a_broken_upload_shows_one_line(
+    page, tmp_path, image_factory
+):
     photo = image_factory("street.png", size=(640, 480))
     stylize_in_page(page, photo, (512, 384))
     assert status_text(page).startswith("512x384 px")
@@ -102,9 +111,15 @@ def test_browser_photo_is_stylized_and_a_broken_upload_shows_one_line(page, tmp_
 
     broken = bad_uploads(tmp_path / "bad")["truncated"]
     upload(page, broken)
-    message = wait_for(lambda: (t := status_text(page)).startswith("error") and t, timeout=60,
-                       what="the error message")
-    assert message.startswith("error: truncated.jpg: truncated or corrupt image") and "\n" not in message
+    message = wait_for(
+        lambda: (t := status_text(page)).startswith("error") and t,
+        timeout=60,
+        what="the error message",
+    )
+    assert (
+        message.startswith("error: truncated.jpg: truncated or corrupt image")
+        and "\n" not in message
+    )
     assert "Traceback" not in page.page_source
     wait_for(lambda: result_src(page) is None, timeout=10, what="the old result to be cleared")
     screenshot(page, tmp_path, "app_broken_upload.png")

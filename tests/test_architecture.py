@@ -28,8 +28,14 @@ def imports_of(path: Path) -> set[str]:
     still a dependency)."""
     deps = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "fastnst":
-            for alias in node.names:  # `from fastnst import zoo` depends on fastnst.zoo, not on the package
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.split(".")[0] == "fastnst"
+        ):
+            for (
+                alias
+            ) in node.names:  # `from fastnst import zoo` depends on fastnst.zoo, not on the package
                 sub = f"{node.module}.{alias.name}"
                 deps.add(sub if sub in MODULES else node.module)
         elif isinstance(node, ast.Import):
@@ -50,7 +56,7 @@ def test_no_import_cycle():
         stack.append(name)
         for dep in sorted(GRAPH.get(name, ())):
             if state.get(dep) == 1:
-                found.append(stack[stack.index(dep):] + [dep])
+                found.append(stack[stack.index(dep) :] + [dep])
             elif dep not in state:
                 visit(dep)
         stack.pop()
@@ -77,7 +83,12 @@ def test_network_files_are_known_in_one_place():
     from fastnst import artifacts, stylize
 
     assert "fastnst.artifacts" in GRAPH["fastnst.stylize"]
-    assert not GRAPH["fastnst.artifacts"] & {"fastnst.stylize", "fastnst.export", "fastnst.train", "fastnst.module"}
+    assert not GRAPH["fastnst.artifacts"] & {
+        "fastnst.stylize",
+        "fastnst.export",
+        "fastnst.train",
+        "fastnst.module",
+    }
     assert "open_network(" in Path(stylize.__file__).read_text()
     for runner in ("TorchRunner", "OnnxRunner", "ScriptRunner"):
         assert hasattr(artifacts, runner)
@@ -85,7 +96,9 @@ def test_network_files_are_known_in_one_place():
             if name != "fastnst.artifacts":
                 assert f"class {runner}" not in path.read_text(), f"{name} defines {runner} again"
     export_source = (PACKAGE / "export.py").read_text()
-    assert "torch.load(" not in export_source and "def load_network" not in export_source  # export.py only writes
+    assert (
+        "torch.load(" not in export_source and "def load_network" not in export_source
+    )  # export.py only writes
 
 
 def _yaml_keys() -> set[str]:
@@ -105,7 +118,9 @@ def _yaml_keys() -> set[str]:
     return keys
 
 
-CONFIG_GET = re.compile(r"\b(cfg|config|trainer_cfg|\w+_cfg|hparams(?:\.\w+)?)\.get\(\s*[\"'](\w+)[\"']\s*,\s*([^)]+)\)")
+CONFIG_GET = re.compile(
+    r"\b(cfg|config|trainer_cfg|\w+_cfg|hparams(?:\.\w+)?)\.get\(\s*[\"'](\w+)[\"']\s*,\s*([^)]+)\)"
+)
 
 
 def test_no_config_default_written_twice():
@@ -128,11 +143,18 @@ def test_stylizer_defaults_match_the_stylize_config():
     from fastnst.stylize import Stylizer
 
     cfg = yaml.safe_load((REPO / "conf" / "inference" / "stylize.yaml").read_text())
-    params = {**inspect.signature(Stylizer.__init__).parameters, **inspect.signature(Stylizer.load).parameters}
+    params = {
+        **inspect.signature(Stylizer.__init__).parameters,
+        **inspect.signature(Stylizer.load).parameters,
+    }
     shared = [k for k in cfg if k in params and params[k].default is not inspect.Parameter.empty]
-    assert {"batch_size", "strength", "size", "tile", "device", "backend", "precision"} <= set(shared)
+    assert {"batch_size", "strength", "size", "tile", "device", "backend", "precision"} <= set(
+        shared
+    )
     for key in shared:
-        assert params[key].default == cfg[key], f"{key}: Stylizer says {params[key].default!r}, the YAML {cfg[key]!r}"
+        assert params[key].default == cfg[key], (
+            f"{key}: Stylizer says {params[key].default!r}, the YAML {cfg[key]!r}"
+        )
 
 
 def _layout_block() -> str:
@@ -153,7 +175,9 @@ def test_readme_layout_lists_every_module():
     assert not missing, f"docs/development.md Layout does not list: {missing}"
 
 
-FILE_REFERENCE = re.compile(r"(?<![\w./-])((?:scripts|tests|conf|docs|src)/[\w./-]*\w\.(?:py|yaml|md|sh))")
+FILE_REFERENCE = re.compile(
+    r"(?<![\w./-])((?:scripts|tests|conf|docs|src)/[\w./-]*\w\.(?:py|yaml|md|sh))"
+)
 
 
 @pytest.mark.parametrize("root", ["src", "scripts", "conf"])
@@ -176,9 +200,17 @@ def test_cpu_fast_paths_are_opt_in():
     assert "fastconv" not in transformer_source and "fused" not in transformer_source
     for name, deps in GRAPH.items():
         if name.startswith("fastnst.accel"):
-            assert not deps & {"fastnst.stylize", "fastnst.tiling", "fastnst.export", "fastnst.module",
-                               "fastnst.artifacts"}, f"{name} imports {deps}"
-    assert "accel" in (PACKAGE / "artifacts.py").read_text() and "accel" in (PACKAGE / "module.py").read_text()
+            assert not deps & {
+                "fastnst.stylize",
+                "fastnst.tiling",
+                "fastnst.export",
+                "fastnst.module",
+                "fastnst.artifacts",
+            }, f"{name} imports {deps}"
+    assert (
+        "accel" in (PACKAGE / "artifacts.py").read_text()
+        and "accel" in (PACKAGE / "module.py").read_text()
+    )
 
 
 def test_inference_and_gatys_do_not_load_lightning():
@@ -187,7 +219,11 @@ def test_inference_and_gatys_do_not_load_lightning():
     import subprocess
     import sys
 
-    code = ("import sys, fastnst.apps.gatys, fastnst.apps.stylize, fastnst.apps.export, fastnst.stylize; "
-            "print(sorted(m for m in ('pytorch_lightning', 'lightning_fabric') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, fastnst.apps.gatys, fastnst.apps.stylize, fastnst.apps.export, fastnst.stylize; "
+        "print(sorted(m for m in ('pytorch_lightning', 'lightning_fabric') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

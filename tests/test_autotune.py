@@ -23,7 +23,10 @@ from fastnst.transformer import TransformerNet
 from fastnst.zoo import bundled_styles
 
 AVX2 = ("AMD EPYC 7B13", frozenset({"avx2", "fma"}))
-AMX = ("Intel(R) Xeon(R) Platinum 8481C", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}))
+AMX = (
+    "Intel(R) Xeon(R) Platinum 8481C",
+    frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
+)
 SIDE = 128  # a tuned size class (the 128 px class, timed at 96x96)
 
 
@@ -42,7 +45,9 @@ def tuning(tmp_path, monkeypatch):
 @pytest.fixture
 def model_file(tmp_path) -> Path:
     torch.manual_seed(0)
-    return save_exported(tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=2))
+    return save_exported(
+        tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=2)
+    )
 
 
 class FakeClock:
@@ -79,8 +84,12 @@ def _choice(stylizer: Stylizer) -> autotune.Choice:
 
 # -- the rule ---------------------------------------------------------------------------------
 
-def _paths(costs: dict[str, float], clock: list, lossy: set = frozenset(), at_16: dict | None = None):
+
+def _paths(
+    costs: dict[str, float], clock: list, lossy: set = frozenset(), at_16: dict | None = None
+):
     """Fake paths: each call advances the clock by its cost (`at_16`: costs on 16x16 inputs)."""
+
     def make(name):
         def run(x):
             clock[0] += (at_16 or costs)[name] if x.shape[-1] == 16 else costs[name]
@@ -91,13 +100,30 @@ def _paths(costs: dict[str, float], clock: list, lossy: set = frozenset(), at_16
     return {name: make(name) for name in costs}
 
 
-@pytest.mark.parametrize(("costs", "lossy", "expected"), [
-    ({"accel": 10.0, "onednn": 6.0, "channels_last": 8.0}, set(), "onednn"),  # clearly faster: taken
-    ({"accel": 10.0, "onednn": 9.7}, set(), "accel"),  # 3% faster: noise, the default path stays
-    ({"accel": 10.0, "bf16": 2.0, "onednn": 8.0}, {"bf16"}, "onednn"),  # fastest but below 40 dB
-    ({"accel": 10.0, "onednn": 30.0}, set(), "accel"),
-])
-def test_measure_takes_the_fastest_path_that_is_clearly_faster_and_accurate(monkeypatch, costs, lossy, expected):
+@pytest.mark.parametrize(
+    ("costs", "lossy", "expected"),
+    [
+        (
+            {"accel": 10.0, "onednn": 6.0, "channels_last": 8.0},
+            set(),
+            "onednn",
+        ),  # clearly faster: taken
+        (
+            {"accel": 10.0, "onednn": 9.7},
+            set(),
+            "accel",
+        ),  # 3% faster: noise, the default path stays
+        (
+            {"accel": 10.0, "bf16": 2.0, "onednn": 8.0},
+            {"bf16"},
+            "onednn",
+        ),  # fastest but below 40 dB
+        ({"accel": 10.0, "onednn": 30.0}, set(), "accel"),
+    ],
+)
+def test_measure_takes_the_fastest_path_that_is_clearly_faster_and_accurate(
+    monkeypatch, costs, lossy, expected
+):
     clock = [0.0]
     monkeypatch.setattr(autotune, "_clock", lambda: clock[0])
     choice = autotune.measure(_paths(costs, clock, lossy), torch.rand(1, 3, 8, 8))
@@ -113,11 +139,17 @@ def test_a_path_faster_only_at_the_reduced_size_is_not_chosen(monkeypatch):
     monkeypatch.setattr(autotune, "_clock", lambda: clock[0])
     costs = {"accel": 10.0, "onednn": 6.0}
     confirm = torch.rand(1, 3, 16, 16)
-    kept = autotune.measure(_paths(costs, clock, at_16={"accel": 40.0, "onednn": 39.0}), torch.rand(1, 3, 8, 8),
-                            confirm=confirm)
+    kept = autotune.measure(
+        _paths(costs, clock, at_16={"accel": 40.0, "onednn": 39.0}),
+        torch.rand(1, 3, 8, 8),
+        confirm=confirm,
+    )
     assert kept.path == "accel" and "1.03x at 16x16" in kept.reason
-    taken = autotune.measure(_paths(costs, clock, at_16={"accel": 40.0, "onednn": 20.0}), torch.rand(1, 3, 8, 8),
-                             confirm=confirm)
+    taken = autotune.measure(
+        _paths(costs, clock, at_16={"accel": 40.0, "onednn": 20.0}),
+        torch.rand(1, 3, 8, 8),
+        confirm=confirm,
+    )
     assert taken.path == "onednn" and "2.00x at 16x16" in taken.reason
 
 
@@ -142,8 +174,13 @@ def test_cache_location(monkeypatch, tmp_path):
 
 # -- the runner: cached, reused, overridable ----------------------------------------------------
 
-def test_choice_is_measured_once_cached_reused_and_logged_once(tuning, model_file, monkeypatch, capsys):
-    FakeClock(monkeypatch, {"accel": 10.0, "onednn": 20.0, "channels_last": 5.0, "onnxruntime": 12.0})
+
+def test_choice_is_measured_once_cached_reused_and_logged_once(
+    tuning, model_file, monkeypatch, capsys
+):
+    FakeClock(
+        monkeypatch, {"accel": 10.0, "onednn": 20.0, "channels_last": 5.0, "onnxruntime": 12.0}
+    )
     x = torch.rand(1, 3, SIDE, SIDE)
     s = Stylizer.load(model_file, device="cpu")
     assert isinstance(s.runner, AutoRunner)
@@ -153,7 +190,7 @@ def test_choice_is_measured_once_cached_reused_and_logged_once(tuning, model_fil
         expected = load_exported(model_file)[0](x)
     assert torch.allclose(y, expected, atol=1e-4) and y.is_contiguous()
     saved = json.loads(tuning.read_text())["choices"]
-    (key, entry), = saved.items()
+    ((key, entry),) = saved.items()
     assert entry["path"] == "channels_last" and entry["timed_at"] == [96, 96]
     assert "AMD EPYC 7B13 [avx2]" in key and "c8-16-32 r2 instance" in key and "| 128 px |" in key
     s(x)
@@ -162,7 +199,9 @@ def test_choice_is_measured_once_cached_reused_and_logged_once(tuning, model_fil
     assert "channels_last (2.00x the default path" in log and "measured in" in log
 
     # a new process (a new runner) reads the cached choice back instead of measuring
-    monkeypatch.setattr(autotune, "measure", lambda *a, **k: pytest.fail("measured again despite the cache"))
+    monkeypatch.setattr(
+        autotune, "measure", lambda *a, **k: pytest.fail("measured again despite the cache")
+    )
     monkeypatch.setattr(autotune, "_logged", set())
     again = Stylizer.load(model_file, device="cpu")
     again(torch.rand(1, 3, SIDE + 20, SIDE - 10))  # the same size class
@@ -181,7 +220,9 @@ def test_explicit_backend_and_precision_override_the_choice(tuning, model_file, 
     x = torch.rand(1, 3, SIDE, SIDE)
     assert Stylizer.load(model_file, device="cpu").runner(x) is not None
     assert tuning.exists()
-    monkeypatch.setattr(autotune, "choose", lambda *a, **k: pytest.fail("an explicit backend measured"))
+    monkeypatch.setattr(
+        autotune, "choose", lambda *a, **k: pytest.fail("an explicit backend measured")
+    )
     plain = Stylizer.load(model_file, device="cpu", backend="torch")
     assert type(plain.runner) is TorchRunner and plain.backend == "torch"
     plain(x)
@@ -189,14 +230,18 @@ def test_explicit_backend_and_precision_override_the_choice(tuning, model_file, 
     assert isinstance(as_bf16.runner, Bf16Runner)
     assert as_bf16(x).dtype == torch.float32
     if onnxruntime_available():
-        assert Stylizer.load(model_file, device="cpu", backend="onnxruntime").backend == "onnxruntime"
+        assert (
+            Stylizer.load(model_file, device="cpu", backend="onnxruntime").backend == "onnxruntime"
+        )
     monkeypatch.setenv("FASTNST_AUTOTUNE", "0")  # autotuning off: the default path, untimed
     off = Stylizer.load(model_file, device="cpu")
     off(x)
     assert off.runner.path == "accel" and not off.runner.choices
 
 
-def test_precision_fp32_offers_no_bf16_and_a_small_input_is_not_tuned(tuning, model_file, monkeypatch):
+def test_precision_fp32_offers_no_bf16_and_a_small_input_is_not_tuned(
+    tuning, model_file, monkeypatch
+):
     monkeypatch.setattr(autotune, "cpu_info", lambda: AMX)
     fp32 = Stylizer.load(model_file, device="cpu", precision="fp32")
     paths, skipped = fp32.runner.candidates()
@@ -212,7 +257,10 @@ def test_bf16_only_where_the_cpu_has_it(tuning, model_file, monkeypatch, cpu):
     """bf16 made the fastest path by the fake clock: picked on a CPU with native bf16, never
     offered (so never picked) on one without."""
     monkeypatch.setattr(autotune, "cpu_info", lambda: cpu)
-    FakeClock(monkeypatch, {"accel": 10.0, "onednn": 12.0, "channels_last": 12.0, "bf16": 2.0, "onnxruntime": 12.0})
+    FakeClock(
+        monkeypatch,
+        {"accel": 10.0, "onednn": 12.0, "channels_last": 12.0, "bf16": 2.0, "onnxruntime": 12.0},
+    )
     s = Stylizer.load(model_file, device="cpu")
     s(torch.rand(1, 3, SIDE, SIDE))
     choice = _choice(s)
@@ -223,7 +271,9 @@ def test_bf16_only_where_the_cpu_has_it(tuning, model_file, monkeypatch, cpu):
         assert "amx_bf16" in choice.skipped["bf16"]
 
 
-def test_busy_cpu_runs_the_default_path_without_measuring_or_caching(tuning, model_file, monkeypatch, capsys):
+def test_busy_cpu_runs_the_default_path_without_measuring_or_caching(
+    tuning, model_file, monkeypatch, capsys
+):
     monkeypatch.setattr(autotune, "busy", lambda: "load 9.0 on 2 CPUs")
     monkeypatch.setattr(autotune, "measure", lambda *a, **k: pytest.fail("measured on a busy CPU"))
     s = Stylizer.load(model_file, device="cpu")
@@ -235,7 +285,9 @@ def test_busy_cpu_runs_the_default_path_without_measuring_or_caching(tuning, mod
 def test_unreadable_cache_is_measured_again(tuning, model_file, monkeypatch):
     tuning.parent.mkdir(parents=True)
     tuning.write_text("{not json")
-    FakeClock(monkeypatch, {"accel": 10.0, "onednn": 5.0, "channels_last": 12.0, "onnxruntime": 12.0})
+    FakeClock(
+        monkeypatch, {"accel": 10.0, "onednn": 5.0, "channels_last": 12.0, "onnxruntime": 12.0}
+    )
     s = Stylizer.load(model_file, device="cpu")
     s(torch.rand(1, 3, SIDE, SIDE))
     assert s.runner.path == "onednn"
@@ -260,6 +312,7 @@ def test_multistyle_network_runs_every_path_with_its_style(tuning, tmp_path, mon
 
 
 # -- bf16 -------------------------------------------------------------------------------------
+
 
 def _photo_like(h: int, w: int) -> torch.Tensor:
     return autotune.timing_image(h, w)

@@ -34,7 +34,9 @@ def make_bad(kind: str, folder: Path) -> Path:
         path.write_bytes(b"")
     elif kind == "truncated":
         buf = io.BytesIO()
-        Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)).save(buf, "PNG")
+        Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)).save(
+            buf, "PNG"
+        )
         path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     elif kind == "not_an_image":
         path.write_text("just some text, not pixels\n" * 20)
@@ -83,8 +85,18 @@ def make_good(kind: str, folder: Path) -> Path:
 
 
 BAD_IMAGES = ["empty", "truncated", "not_an_image", "missing", "folder", "bomb", "unreadable"]
-GOOD_IMAGES = ["grayscale", "cmyk", "16bit", "palette", "transparent", "exif_rotated", "animated",
-               "odd_extension", "tiny", "huge"]
+GOOD_IMAGES = [
+    "grayscale",
+    "cmyk",
+    "16bit",
+    "palette",
+    "transparent",
+    "exif_rotated",
+    "animated",
+    "odd_extension",
+    "tiny",
+    "huge",
+]
 
 
 @pytest.fixture
@@ -98,21 +110,40 @@ def bad_env(monkeypatch):
             import os
 
             real = os.access
-            monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if str(p) == str(path) else real(p, m, *a, **k))
+            monkeypatch.setattr(
+                os,
+                "access",
+                lambda p, m, *a, **k: False if str(p) == str(path) else real(p, m, *a, **k),
+            )
 
     return apply
 
 
 # -- per-CLI argument builders: (main, args for an input image) -------------------------------
 
+
 def gatys_content(img, tmp, style):
-    return cli.gatys_main, [f"content={img}", f"style.image={style}", f"output={tmp / 'out.png'}", "size=32",
-                            "iterations=2", "progress=false", "scales=[1]"]
+    return cli.gatys_main, [
+        f"content={img}",
+        f"style.image={style}",
+        f"output={tmp / 'out.png'}",
+        "size=32",
+        "iterations=2",
+        "progress=false",
+        "scales=[1]",
+    ]
 
 
 def gatys_style(img, tmp, style):
-    return cli.gatys_main, [f"content={style}", f"style.image={img}", f"output={tmp / 'out.png'}", "size=32",
-                            "iterations=2", "progress=false", "scales=[1]"]
+    return cli.gatys_main, [
+        f"content={style}",
+        f"style.image={img}",
+        f"output={tmp / 'out.png'}",
+        "size=32",
+        "iterations=2",
+        "progress=false",
+        "scales=[1]",
+    ]
 
 
 def stylize_input(img, tmp, model):
@@ -120,18 +151,29 @@ def stylize_input(img, tmp, model):
 
 
 def train_style(img, tmp, photos):
-    return cli.train_main, ["data=folder", f"data.root={photos}", f"style.image={img}", "debug=fdr",
-                            "trainer.accelerator=cpu", f"paths.output_root={tmp / 'runs'}"]
+    return cli.train_main, [
+        "data=folder",
+        f"data.root={photos}",
+        f"style.image={img}",
+        "debug=fdr",
+        "trainer.accelerator=cpu",
+        f"paths.output_root={tmp / 'runs'}",
+    ]
 
 
 @pytest.mark.parametrize("kind", BAD_IMAGES)
 @pytest.mark.parametrize("target", ["gatys_content", "gatys_style", "stylize_input", "train_style"])
-def test_bad_image_is_one_line_exit_2(kind, target, tmp_path, run_entry, bad_env, synthetic_style, model_file,
-                                      photo_folder):
+def test_bad_image_is_one_line_exit_2(
+    kind, target, tmp_path, run_entry, bad_env, synthetic_style, model_file, photo_folder
+):
     bad = make_bad(kind, tmp_path)
     bad_env(kind, bad)
-    extra = {"gatys_content": synthetic_style, "gatys_style": synthetic_style, "stylize_input": model_file,
-             "train_style": photo_folder(4)}[target]
+    extra = {
+        "gatys_content": synthetic_style,
+        "gatys_style": synthetic_style,
+        "stylize_input": model_file,
+        "train_style": photo_folder(4),
+    }[target]
     main, args = globals()[target](bad, tmp_path, extra)
     code, err = run_entry(main, *args)
     assert_user_error(code, err, bad.name)
@@ -154,8 +196,9 @@ def test_unusual_images_just_work(kind, target, tmp_path, run_entry, synthetic_s
 
 @pytest.mark.parametrize("kind", ["text", "truncated", "wrong_dict", "missing"])
 @pytest.mark.parametrize("target", ["stylize", "export", "train_ckpt"])
-def test_bad_model_or_checkpoint_file(kind, target, tmp_path, run_entry, model_file, image_factory, photo_folder,
-                                      synthetic_style):
+def test_bad_model_or_checkpoint_file(
+    kind, target, tmp_path, run_entry, model_file, image_factory, photo_folder, synthetic_style
+):
     bad = tmp_path / f"bad_{kind}.ckpt"
     if kind == "text":
         bad.write_text("hello")
@@ -165,32 +208,52 @@ def test_bad_model_or_checkpoint_file(kind, target, tmp_path, run_entry, model_f
         torch.save({"something": torch.zeros(3)}, bad)
     photo = image_factory("p.png")
     main, args = {
-        "stylize": (cli.stylize_main, [f"model={bad}", f"input={photo}", f"output={tmp_path / 'o.png'}"]),
-        "export": (cli.export_main, [f"model={bad}", "format=onnx", f"output={tmp_path / 'o.onnx'}"]),
-        "train_ckpt": (cli.train_main, ["data=folder", f"data.root={photo_folder(8)}", f"style.image={synthetic_style}",
-                                        "data.batch_size=2",
-                                        f"ckpt_path={bad}", "trainer.accelerator=cpu", "trainer.max_steps=1",
-                                        f"paths.output_root={tmp_path / 'runs'}"]),
+        "stylize": (
+            cli.stylize_main,
+            [f"model={bad}", f"input={photo}", f"output={tmp_path / 'o.png'}"],
+        ),
+        "export": (
+            cli.export_main,
+            [f"model={bad}", "format=onnx", f"output={tmp_path / 'o.onnx'}"],
+        ),
+        "train_ckpt": (
+            cli.train_main,
+            [
+                "data=folder",
+                f"data.root={photo_folder(8)}",
+                f"style.image={synthetic_style}",
+                "data.batch_size=2",
+                f"ckpt_path={bad}",
+                "trainer.accelerator=cpu",
+                "trainer.max_steps=1",
+                f"paths.output_root={tmp_path / 'runs'}",
+            ],
+        ),
     }[target]
     code, err = run_entry(main, *args)
     assert_user_error(code, err, bad.name)
 
 
-@pytest.mark.parametrize("main,args,key", [
-    (cli.gatys_main, ["sizee=64"], "sizee"),
-    (cli.gatys_main, ["style=starry_nite"], "starry_nite"),
-    (cli.train_main, ["trainer.max_step=5"], "trainer.max_step"),
-    (cli.train_main, ["model=johnson_hlaf"], "johnson_hlaf"),
-    (cli.stylize_main, ["modle=x.pt", "input=a.png"], "modle"),
-    (cli.export_main, ["fromat=onnx"], "fromat"),
-])
+@pytest.mark.parametrize(
+    "main,args,key",
+    [
+        (cli.gatys_main, ["sizee=64"], "sizee"),
+        (cli.gatys_main, ["style=starry_nite"], "starry_nite"),
+        (cli.train_main, ["trainer.max_step=5"], "trainer.max_step"),
+        (cli.train_main, ["model=johnson_hlaf"], "johnson_hlaf"),
+        (cli.stylize_main, ["modle=x.pt", "input=a.png"], "modle"),
+        (cli.export_main, ["fromat=onnx"], "fromat"),
+    ],
+)
 def test_config_override_typo(main, args, key, run_entry):
     code, err = run_entry(main, *args)
     assert_user_error(code, err, key)
     assert "did you mean" in err
 
 
-def test_outputs_are_never_overwritten_without_asking(tmp_path, run_entry, synthetic_style, model_file, image_factory):
+def test_outputs_are_never_overwritten_without_asking(
+    tmp_path, run_entry, synthetic_style, model_file, image_factory
+):
     photo = image_factory("p.png")
     out = tmp_path / "out.png"
     out.write_bytes(b"a finished result")
@@ -200,6 +263,7 @@ def test_outputs_are_never_overwritten_without_asking(tmp_path, run_entry, synth
 
 
 # -- extract_frames and evaluate -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["empty", "not_a_video", "missing"])
 def test_extract_frames_bad_video(kind, tmp_path, capsys):

@@ -20,9 +20,19 @@ SPECS = bench_recipe.variants("starry_night", str(REPO / "src" / "fastnst" / "zo
 
 
 def args_for(tmp_path, **kw):
-    return argparse.Namespace(**{"style": "starry_night", "steps": 40, "seed": 0, "runs_dir": tmp_path,
-                                 "extra": [], "threads": 1, "precision": "auto", "start_from": None,
-                                 **kw})
+    return argparse.Namespace(
+        **{
+            "style": "starry_night",
+            "steps": 40,
+            "seed": 0,
+            "runs_dir": tmp_path,
+            "extra": [],
+            "threads": 1,
+            "precision": "auto",
+            "start_from": None,
+            **kw,
+        }
+    )
 
 
 def composed(tmp_path, name):
@@ -46,7 +56,12 @@ def test_the_content_layer_variants_replace_relu2_2(tmp_path, style_env):
 def test_the_peer_row_has_pytorch_examples_settings(tmp_path, style_env):
     cfg = composed(tmp_path, "peer")
     assert dict(cfg.loss.content_layers) == {"block2_conv2": 1.0}
-    assert set(cfg.loss.style_layers) == {"block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"}
+    assert set(cfg.loss.style_layers) == {
+        "block1_conv2",
+        "block2_conv2",
+        "block3_conv3",
+        "block4_conv3",
+    }
     assert (cfg.loss.alpha, cfg.loss.beta) == (1e5, 1e10) and cfg.system.scheduler is None
     assert cfg.system.optimizer.lr == 1e-3 and cfg.data.batch_size == 4
 
@@ -68,14 +83,27 @@ def test_finished_variants_are_skipped_and_interrupted_ones_resumed(tmp_path, mo
 
 def test_side_by_side_has_a_row_per_photo_and_a_column_per_variant():
     photos = [torch.rand(1, 3, 24, 32), torch.rand(1, 3, 32, 20)]
-    sheet = bench_recipe.side_by_side(photos, torch.rand(1, 3, 20, 30), [("a", photos), ("b", photos)])
+    sheet = bench_recipe.side_by_side(
+        photos, torch.rand(1, 3, 20, 30), [("a", photos), ("b", photos)]
+    )
     assert sheet.shape[-2:] == (14 + 2 * 32, 4 * 32)  # cells as tall and wide as the largest photo
-    with_reference = bench_recipe.side_by_side(photos, torch.rand(1, 3, 20, 30), [("a", photos)], photos[0])
+    with_reference = bench_recipe.side_by_side(
+        photos, torch.rand(1, 3, 20, 30), [("a", photos)], photos[0]
+    )
     assert with_reference.shape[-2:] == (14 + 2 * 32, 4 * 32)
 
 
 def test_table_rows_and_missing_judge():
-    rows = [{"variant": "photo", "about": "x", "gram": 5117.2, "content": 0.0, "edge_ssim": 1.0, "swd": 0.49}]
+    rows = [
+        {
+            "variant": "photo",
+            "about": "x",
+            "gram": 5117.2,
+            "content": 0.0,
+            "edge_ssim": 1.0,
+            "swd": 0.49,
+        }
+    ]
     assert "| photo | 0.4900 | 5117 | 0 | 1.000 |" in bench_recipe.format_table(rows, True)
     assert "(no judge)" in bench_recipe.format_table(rows, False)
 
@@ -83,7 +111,13 @@ def test_table_rows_and_missing_judge():
 def test_variants_change_one_thing_of_the_recipe_before_the_presets(tmp_path, style_env):
     base, preset = composed(tmp_path, "base"), composed(tmp_path, "preset")
     assert (base.style.size, base.style.beta_scale) == (512, 1.0)  # the study's reference row
-    assert (preset.style.size, preset.style.beta_scale) == (256, 3.0)  # conf/style/starry_night.yaml
+    assert (preset.style.size, preset.style.beta_scale) == (
+        256,
+        3.0,
+    )  # conf/style/starry_night.yaml
     style256 = composed(tmp_path, "style256")
     assert (style256.style.size, style256.style.beta_scale) == (256, 1.0)
-    assert composed(tmp_path, "beta25").loss.beta == 25 and composed(tmp_path, "beta25").style.beta_scale == 1.0
+    assert (
+        composed(tmp_path, "beta25").loss.beta == 25
+        and composed(tmp_path, "beta25").style.beta_scale == 1.0
+    )

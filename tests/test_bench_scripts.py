@@ -20,9 +20,17 @@ import bench_inference  # noqa: E402
 @pytest.mark.parametrize("child", ["EAGER_CHILD", "MEMORY_CHILD"])
 def test_bench_inference_children_run(child, tmp_path):
     model = save_exported(tmp_path / "m.pt", TransformerNet(channels=(8, 16, 32), num_residual=1))
-    args = [str(model), "24", "32", "1"] if child == "EAGER_CHILD" else [str(model), "24", "32", "none", "auto"]
-    proc = subprocess.run([sys.executable, "-c", getattr(bench_inference, child), *args],
-                          capture_output=True, text=True, timeout=300)
+    args = (
+        [str(model), "24", "32", "1"]
+        if child == "EAGER_CHILD"
+        else [str(model), "24", "32", "none", "auto"]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", getattr(bench_inference, child), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.split()[-1]) > 0
 
@@ -44,11 +52,23 @@ def test_bench_multistyle_reads_the_curves_and_draws_them(tuned_best, tmp_path, 
     train = [(1, 500.0), (50, 400.0)]
     for style in bench_multistyle.STYLES:
         _write_scalars(tmp_path / f"single_{style}", {"val/loss": [(100, 200.0)]})
-    _write_scalars(tmp_path / "multi3", {f"val/{s}/loss": [(300, 210.0)] for s in bench_multistyle.STYLES})
-    _write_scalars(tmp_path / "scratch_udnie", {"val/loss": [(100, 300.0), (200, 100.0)], "train/loss": train})
-    _write_scalars(tmp_path / "finetune_udnie", {"val/udnie/loss": [(25, 150.0), (50, tuned_best)], "train/loss": train})
+    _write_scalars(
+        tmp_path / "multi3", {f"val/{s}/loss": [(300, 210.0)] for s in bench_multistyle.STYLES}
+    )
+    _write_scalars(
+        tmp_path / "scratch_udnie", {"val/loss": [(100, 300.0), (200, 100.0)], "train/loss": train}
+    )
+    _write_scalars(
+        tmp_path / "finetune_udnie",
+        {"val/udnie/loss": [(25, 150.0), (50, tuned_best)], "train/loss": train},
+    )
     plot = tmp_path / "curves.png"
-    assert bench_multistyle.main(["--runs", str(tmp_path), "--skip", "speed", "parity", "--plot", str(plot)]) == 0
+    assert (
+        bench_multistyle.main(
+            ["--runs", str(tmp_path), "--skip", "speed", "parity", "--plot", str(plot)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| starry_night | 200 (100 steps) | 210 (300 steps) | 1.050 |" in out
     assert "the from-scratch network's val loss after 200 steps = 100" in out

@@ -16,15 +16,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_bundle_script():
-    spec = importlib.util.spec_from_file_location("bundle_network", REPO / "scripts" / "bundle_network.py")
+    spec = importlib.util.spec_from_file_location(
+        "bundle_network", REPO / "scripts" / "bundle_network.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def judge_rows(style: str, ours: float, johnson: float) -> list[dict]:
-    return [{"style": style, "row": row, "style_swd": value, "judged_at": 512}
-            for row, value in (("photo", 0.6), ("bundled (today)", ours), ("Johnson 2016", johnson))]
+    return [
+        {"style": style, "row": row, "style_swd": value, "judged_at": 512}
+        for row, value in (("photo", 0.6), ("bundled (today)", ours), ("Johnson 2016", johnson))
+    ]
 
 
 def test_judge_numbers_are_stored_and_listed_weights_unchanged(tmp_path, monkeypatch, capsys):
@@ -34,18 +38,28 @@ def test_judge_numbers_are_stored_and_listed_weights_unchanged(tmp_path, monkeyp
     monkeypatch.setattr(zoo, "ZOO_DIR", zoo_dir)
     before = torch.load(zoo_dir / "wave.pt", weights_only=True)
     table = tmp_path / "table.json"
-    table.write_text(json.dumps({"rows": judge_rows("wave", 0.41, 0.35) + judge_rows("udnie", 0.5, 0.3)}))
+    table.write_text(
+        json.dumps({"rows": judge_rows("wave", 0.41, 0.35) + judge_rows("udnie", 0.5, 0.3)})
+    )
 
     script = load_bundle_script()
     assert script.main(["--judge", str(table), "--status", "palette only"]) == 0
 
     after = torch.load(zoo_dir / "wave.pt", weights_only=True)
     judge = after["meta"]["quality"]["judge"]
-    assert (judge["style_swd"], judge["johnson_style_swd"], judge["photo_style_swd"]) == (0.41, 0.35, 0.6)
+    assert (judge["style_swd"], judge["johnson_style_swd"], judge["photo_style_swd"]) == (
+        0.41,
+        0.35,
+        0.6,
+    )
     assert after["meta"]["status"] == "palette only"
-    assert after["meta"]["quality"]["edge_ssim"] == before["meta"]["quality"]["edge_ssim"]  # the rest kept
+    assert (
+        after["meta"]["quality"]["edge_ssim"] == before["meta"]["quality"]["edge_ssim"]
+    )  # the rest kept
     weights = before["state_dict"]
-    assert weights and all(torch.equal(weights[k], after["state_dict"][k]) for k in weights)  # untouched
+    assert weights and all(
+        torch.equal(weights[k], after["state_dict"][k]) for k in weights
+    )  # untouched
     assert after["config"] == before["config"]
     listing = zoo.listing()
     assert "style judge on chicago at 512 px: 0.410, Johnson 2016 0.350" in listing
@@ -65,10 +79,18 @@ def test_a_multi_style_network_gets_the_judge_of_each_of_its_styles(tmp_path, mo
 
     zoo_dir = tmp_path / "zoo"
     zoo_dir.mkdir()
-    save_exported(zoo_dir / "duo.pt", TransformerNet(channels=[4, 8, 8], num_residual=1, styles=["wave", "udnie"]))
+    save_exported(
+        zoo_dir / "duo.pt",
+        TransformerNet(channels=[4, 8, 8], num_residual=1, styles=["wave", "udnie"]),
+    )
     monkeypatch.setattr(zoo, "ZOO_DIR", zoo_dir)
-    rows = [{**r, "row": "duo" if r["row"] == "bundled (today)" else r["row"]}  # rows labelled by network name
-            for r in judge_rows("wave", 0.41, 0.35) + judge_rows("udnie", 0.29, 0.28)]
+    rows = [
+        {
+            **r,
+            "row": "duo" if r["row"] == "bundled (today)" else r["row"],
+        }  # rows labelled by network name
+        for r in judge_rows("wave", 0.41, 0.35) + judge_rows("udnie", 0.29, 0.28)
+    ]
     table = tmp_path / "table.json"
     table.write_text(json.dumps({"rows": rows}))
     assert load_bundle_script().main(["--judge", str(table)]) == 0

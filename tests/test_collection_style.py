@@ -18,8 +18,15 @@ LOSS = OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml")
 
 
 def style_cfg(**keys):
-    base = {"name": "custom", "image": None, "images": None, "weights": None, "images_dir": None,
-            "size": 32, "beta_scale": 1.0}
+    base = {
+        "name": "custom",
+        "image": None,
+        "images": None,
+        "weights": None,
+        "images_dir": None,
+        "size": 32,
+        "beta_scale": 1.0,
+    }
     return OmegaConf.create({**base, **keys})
 
 
@@ -54,17 +61,24 @@ def test_target_is_the_mean_of_per_image_targets_and_crops_are_seeded(frames):
     assert not torch.allclose(cropped["block1_conv1"], loss.style_targets["block1_conv1"])
     # one crop of a square image at its own size is the whole image
     square = [frames / "269.jpg"]
-    assert_targets_equal(mean_style_grams(loss, square, None, 40, crops=1), mean_style_grams(loss, square, None, 40))
+    assert_targets_equal(
+        mean_style_grams(loss, square, None, 40, crops=1), mean_style_grams(loss, square, None, 40)
+    )
     # weights still weigh images
     weighted = mean_style_grams(loss, paths[:2], [3.0, 1.0], 32)
     single = [loss.style_grams(load_image(p, 32)) for p in paths[:2]]
-    torch.testing.assert_close(weighted["block2_conv1"], 0.75 * single[0]["block2_conv1"] + 0.25 * single[1]["block2_conv1"])
+    torch.testing.assert_close(
+        weighted["block2_conv1"],
+        0.75 * single[0]["block2_conv1"] + 0.25 * single[1]["block2_conv1"],
+    )
 
 
 @pytest.mark.parametrize("crops", [-1, 1.5, "two"])
 def test_bad_crops_value_is_a_user_error(frames, crops):
     with pytest.raises(FastNSTError, match="style.crops"):
-        build_loss(LOSS, style_cfg(images_dir=str(frames), crops=crops), vgg_weights="/nonexistent/vgg.pth")
+        build_loss(
+            LOSS, style_cfg(images_dir=str(frames), crops=crops), vgg_weights="/nonexistent/vgg.pth"
+        )
 
 
 def test_collection_is_not_held_in_memory(frames, monkeypatch):
@@ -78,7 +92,9 @@ def test_collection_is_not_held_in_memory(frames, monkeypatch):
 
     def tracking(*args, **kwargs):
         image = real(*args, **kwargs)
-        assert sum(ref() is not None for ref in alive) <= 1, "earlier style images are still referenced"
+        assert sum(ref() is not None for ref in alive) <= 1, (
+            "earlier style images are still referenced"
+        )
         alive.append(weakref.ref(image))
         return image
 
@@ -98,9 +114,19 @@ def test_gatys_mode_with_style_anime(anime_env, image_factory, tmp_path):
     from fastnst.apps.gatys import run_gatys
 
     photo = image_factory("photo.png", size=(40, 32), seed=3)
-    cfg = compose_config("gatys", "style=anime", "style.size=32", "style.crops=1", f"content={photo}",
-                         f"output={tmp_path / 'out.png'}", "size=32", "iterations=2", "scales=[1]",
-                         "progress=false", "device=cpu")
+    cfg = compose_config(
+        "gatys",
+        "style=anime",
+        "style.size=32",
+        "style.crops=1",
+        f"content={photo}",
+        f"output={tmp_path / 'out.png'}",
+        "size=32",
+        "iterations=2",
+        "scales=[1]",
+        "progress=false",
+        "device=cpu",
+    )
     assert cfg.style.images_dir == str(anime_env / "anime-standin")
     result = run_gatys(cfg)
     assert (tmp_path / "out.png").exists() and result.best_iteration >= 1

@@ -15,7 +15,9 @@ from fastnst.artifacts import save_exported
 from fastnst.config import REPO_ROOT
 from fastnst.transformer import TransformerNet
 
-spec = importlib.util.spec_from_file_location("compare_runs", REPO_ROOT / "scripts" / "compare_runs.py")
+spec = importlib.util.spec_from_file_location(
+    "compare_runs", REPO_ROOT / "scripts" / "compare_runs.py"
+)
 compare = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(compare)
 
@@ -23,8 +25,16 @@ spec.loader.exec_module(compare)
 def fake_run(compose_train, root, style, data_root, norm, seed):
     """A run directory as train() leaves it (config.yaml + model.pt), without the training."""
     run_dir = root / style / "folder" / "johnson_tiny" / f"run{seed}"
-    cfg = compose_train(f"style={style}", "style.size=32", "data=folder", f"data.root={data_root}",
-                        "model.channels=[8,16,32]", "model.num_residual=1", f"model.norm={norm}", run_dir=run_dir)
+    cfg = compose_train(
+        f"style={style}",
+        "style.size=32",
+        "data=folder",
+        f"data.root={data_root}",
+        "model.channels=[8,16,32]",
+        "model.num_residual=1",
+        f"model.norm={norm}",
+        run_dir=run_dir,
+    )
     run_dir.mkdir(parents=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     torch.manual_seed(seed)
@@ -36,32 +46,64 @@ def fake_run(compose_train, root, style, data_root, norm, seed):
 @pytest.fixture
 def two_runs(compose_train, style_env, photo_folder, tmp_path):
     photos = photo_folder(4, size=(48, 40))
-    return [fake_run(compose_train, tmp_path / "runs", "starry_night", photos, "instance", 1),
-            fake_run(compose_train, tmp_path / "runs", "the_scream", photos, "batch", 2)], photos
+    return [
+        fake_run(compose_train, tmp_path / "runs", "starry_night", photos, "instance", 1),
+        fake_run(compose_train, tmp_path / "runs", "the_scream", photos, "batch", 2),
+    ], photos
 
 
 def test_grid_and_table(two_runs, tmp_path, monkeypatch, capsys):
     runs, photos = two_runs
     out = tmp_path / "report"
-    args = [*map(str, runs), "--out", str(out), "--photos", str(photos), "--num-photos", "3", "--size", "32",
-            "--cell", "40", "--gatys-iterations", "2", "--cache-dir", str(tmp_path / "cache"), "--backend", "torch",
-            "--device", "cpu"]
+    args = [
+        *map(str, runs),
+        "--out",
+        str(out),
+        "--photos",
+        str(photos),
+        "--num-photos",
+        "3",
+        "--size",
+        "32",
+        "--cell",
+        "40",
+        "--gatys-iterations",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--backend",
+        "torch",
+        "--device",
+        "cpu",
+    ]
     assert compare.main(args) == 0
 
     # 3 photo rows; columns: photo, two distinct styles, two runs
     grid = Image.open(out / "grid.png")
-    assert grid.size == compare.grid_size(3, 5, 40) == (5 * 40 + 6 * compare.PAD, compare.HEADER + 3 * 40 + 4 * compare.PAD)
+    assert (
+        grid.size
+        == compare.grid_size(3, 5, 40)
+        == (5 * 40 + 6 * compare.PAD, compare.HEADER + 3 * 40 + 4 * compare.PAD)
+    )
     header = np.asarray(grid.convert("L"))[: compare.HEADER]
     for c in range(5):  # every column has a label
         x = compare.PAD + c * (40 + compare.PAD)
-        assert (header[:, x:x + 40] < 128).any(), f"column {c} has no header text"
+        assert (header[:, x : x + 40] < 128).any(), f"column {c} has no header text"
     # the photo column shows the evaluation photos, center-cropped
-    first = np.asarray(grid)[compare.HEADER + compare.PAD:][:40, compare.PAD:compare.PAD + 40].astype(float)
-    photo = np.asarray(Image.open(photos / "000.png").convert("RGB").resize((48, 40)).crop((4, 0, 44, 40))).astype(float)
+    first = np.asarray(grid)[compare.HEADER + compare.PAD :][
+        :40, compare.PAD : compare.PAD + 40
+    ].astype(float)
+    photo = np.asarray(
+        Image.open(photos / "000.png").convert("RGB").resize((48, 40)).crop((4, 0, 44, 40))
+    ).astype(float)
     assert np.abs(first - photo).mean() < 25
 
     table = (out / "metrics.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| starry") or line.startswith("| the_scream")]
+    rows = [
+        line
+        for line in table.splitlines()
+        if line.startswith("| starry") or line.startswith("| the_scream")
+    ]
     assert len(rows) == 2
     assert "| starry_night | folder | johnson_tiny (IN) | 7 |" in rows[0]
     assert "| the_scream | folder | johnson_tiny (BN) | 7 |" in rows[1]
@@ -79,8 +121,18 @@ def test_grid_and_table(two_runs, tmp_path, monkeypatch, capsys):
     assert calls == []
     # other photos: the runs are evaluated again, so the table compares like with like
     with pytest.raises(TypeError):  # the stub returns None instead of an evaluation
-        compare.compare_runs(runs, out, photos=photos, num_photos=2, size=32, cell=40, gatys_iterations=2,
-                             backend="torch", device="cpu", overwrite=True)
+        compare.compare_runs(
+            runs,
+            out,
+            photos=photos,
+            num_photos=2,
+            size=32,
+            cell=40,
+            gatys_iterations=2,
+            backend="torch",
+            device="cpu",
+            overwrite=True,
+        )
     assert [c[0] for c in calls] == runs
 
 
@@ -90,22 +142,56 @@ def test_not_a_run_is_exit_2(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "config.yaml" in err
 
 
-def test_multi_style_run_has_one_column_and_one_row_per_style(compose_train, style_env, photo_folder, tmp_path):
+def test_multi_style_run_has_one_column_and_one_row_per_style(
+    compose_train, style_env, photo_folder, tmp_path
+):
     photos = photo_folder(2, size=(48, 40))
     run_dir = tmp_path / "runs" / "multi" / "folder" / "johnson_tiny" / "run"
-    cfg = compose_train("style=multi", "style.names=[starry_night,the_scream]", "style.size=32", "data=folder",
-                        f"data.root={photos}", "model.channels=[8,16,32]", "model.num_residual=1", run_dir=run_dir)
+    cfg = compose_train(
+        "style=multi",
+        "style.names=[starry_night,the_scream]",
+        "style.size=32",
+        "data=folder",
+        f"data.root={photos}",
+        "model.channels=[8,16,32]",
+        "model.num_residual=1",
+        run_dir=run_dir,
+    )
     from fastnst.multistyle import expand_multi_style
 
     expand_multi_style(cfg)
     run_dir.mkdir(parents=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     torch.manual_seed(0)
-    net = TransformerNet(channels=(8, 16, 32), num_residual=1, styles=["starry_night", "the_scream"])
+    net = TransformerNet(
+        channels=(8, 16, 32), num_residual=1, styles=["starry_night", "the_scream"]
+    )
     save_exported(run_dir / "model.pt", net, {"style": "multi", "global_step": 3})
     out = tmp_path / "report"
-    assert compare.main([str(run_dir), "--out", str(out), "--photos", str(photos), "--num-photos", "2", "--size", "32",
-                         "--cell", "40", "--gatys-iterations", "0", "--backend", "torch", "--device", "cpu"]) == 0
+    assert (
+        compare.main(
+            [
+                str(run_dir),
+                "--out",
+                str(out),
+                "--photos",
+                str(photos),
+                "--num-photos",
+                "2",
+                "--size",
+                "32",
+                "--cell",
+                "40",
+                "--gatys-iterations",
+                "0",
+                "--backend",
+                "torch",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     # columns: photo, the two styles, the network in each of its two styles
     assert Image.open(out / "grid.png").size == compare.grid_size(2, 5, 40)
     table = (out / "metrics.md").read_text()
@@ -120,11 +206,36 @@ def test_video_adds_the_warping_error_column(two_runs, tmp_path, capsys):
     from tests.helpers import shifted_frames
 
     runs, photos = two_runs
-    clip = write_video(shifted_frames(4, size=48, step=2), tmp_path / "clip.mp4") and tmp_path / "clip.mp4"
+    clip = (
+        write_video(shifted_frames(4, size=48, step=2), tmp_path / "clip.mp4")
+        and tmp_path / "clip.mp4"
+    )
     out = tmp_path / "report"
-    args = [*map(str, runs), "--out", str(out), "--photos", str(photos), "--num-photos", "1", "--size", "32",
-            "--cell", "40", "--gatys-iterations", "0", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
-            "--video", str(clip), "--video-frames", "3", "--video-size", "48"]
+    args = [
+        *map(str, runs),
+        "--out",
+        str(out),
+        "--photos",
+        str(photos),
+        "--num-photos",
+        "1",
+        "--size",
+        "32",
+        "--cell",
+        "40",
+        "--gatys-iterations",
+        "0",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--device",
+        "cpu",
+        "--video",
+        str(clip),
+        "--video-frames",
+        "3",
+        "--video-size",
+        "48",
+    ]
     assert compare.main(args) == 0
     table = (out / "metrics.md").read_text()
     assert "| warping error |" in table.splitlines()[0]

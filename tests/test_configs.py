@@ -15,7 +15,18 @@ def _options(group: str) -> list[str]:
 
 
 def test_every_group_has_options():
-    for group in ("style", "loss", "model", "data", "trainer", "logger", "callbacks", "paths", "debug", "experiment"):
+    for group in (
+        "style",
+        "loss",
+        "model",
+        "data",
+        "trainer",
+        "logger",
+        "callbacks",
+        "paths",
+        "debug",
+        "experiment",
+    ):
         assert _options(group), f"conf/{group}/ is empty"
 
 
@@ -60,7 +71,11 @@ def test_style_options_compose(compose_train, style):
     if style == "anime":
         assert cfg.style.images_dir.endswith("anime-standin")  # a collection style
     elif style == "multi":
-        assert list(cfg.style.names) == ["starry_night", "the_scream", "wave"]  # a multi-style network
+        assert list(cfg.style.names) == [
+            "starry_night",
+            "the_scream",
+            "wave",
+        ]  # a multi-style network
     elif style != "custom":
         assert str(cfg.style.image).endswith(".jpg")
     if style == "scream":
@@ -85,8 +100,12 @@ def test_trainer_options_compose(compose_train, trainer):
     if trainer in ("default", "cpu"):
         from fastnst.train import resolve_precision
 
-        cfg.trainer.precision = resolve_precision(cfg.trainer)[0]  # trainer=cpu's `auto`, as train() does
-        t = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False, accelerator="cpu")
+        cfg.trainer.precision = resolve_precision(cfg.trainer)[
+            0
+        ]  # trainer=cpu's `auto`, as train() does
+        t = hydra.utils.instantiate(
+            cfg.trainer, logger=False, enable_checkpointing=False, accelerator="cpu"
+        )
         assert t.max_steps == 40000
 
 
@@ -107,7 +126,9 @@ def test_default_recipe_is_johnsons(compose_train):
     cfg = compose_train()
     assert cfg.trainer.max_steps == 40000
     assert cfg.system.optimizer.lr == pytest.approx(1e-3)
-    assert cfg.data.name == "imagenet_mini" and cfg.data.batch_size == 4 and cfg.data.image_size == 256
+    assert (
+        cfg.data.name == "imagenet_mini" and cfg.data.batch_size == 4 and cfg.data.image_size == 256
+    )
 
 
 def test_logger_and_callbacks_instantiate(compose_train, tmp_path):
@@ -127,7 +148,9 @@ def test_help_names_the_program(entry):
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / f"{entry}.py"
-    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith(f"{entry}: ")
     assert f"usage: python {entry}.py" in result.stdout
@@ -139,7 +162,9 @@ def test_gatys_help_lists_only_the_groups_gatys_uses():
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "gatys.py"
-    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     groups = result.stdout.split("groups (group=option):")[1].split("\n\n")[0]
     listed = {line.split(":")[0].strip() for line in groups.splitlines() if ": " in line}

@@ -62,15 +62,30 @@ def _free_port() -> int:
 
 def test_ddp_ranks_split_each_global_batch_without_a_seed(photo_folder):
     folder = photo_folder(12, size=(20, 20))
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "WORLD_SIZE": "2",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("PL_GLOBAL_SEED", None)
-    procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(folder)], env={**env, "RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RANK_SCRIPT, str(folder)],
+            env={**env, "RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
-    ranks = sorted((json.loads(out.strip().splitlines()[-1]) for out, _ in outs), key=lambda r: r["rank"])
+    ranks = sorted(
+        (json.loads(out.strip().splitlines()[-1]) for out, _ in outs), key=lambda r: r["rank"]
+    )
     assert ranks[0]["seed"] == ranks[1]["seed"], "the ranks shuffle with different seeds"
     for epoch in range(2):
         a, b = ranks[0]["epochs"][epoch], ranks[1]["epochs"][epoch]
@@ -84,7 +99,9 @@ def test_the_drawn_data_seed_is_stored_in_the_checkpoint_and_reused(photo_folder
     folder = photo_folder(6, size=(20, 20))
 
     def datamodule():
-        dm = StyleDataModule(str(folder), "folder", image_size=16, batch_size=2, num_workers=0, val_fraction=0.0)
+        dm = StyleDataModule(
+            str(folder), "folder", image_size=16, batch_size=2, num_workers=0, val_fraction=0.0
+        )
         dm.setup("fit")
         return dm
 
@@ -98,17 +115,33 @@ def test_the_drawn_data_seed_is_stored_in_the_checkpoint_and_reused(photo_folder
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_without_a_seed_reaches_the_uninterrupted_weights(photo_folder, style_env, tmp_path):
+def test_resume_after_sigkill_without_a_seed_reaches_the_uninterrupted_weights(
+    photo_folder, style_env, tmp_path
+):
     """The uninterrupted run draws its own seed, so the killed run is a copy of it: it is frozen
     (SIGSTOP) at a random step, its run directory copied, and the copy resumed. The copy is exactly
     what a SIGKILL at that step leaves behind (writes are atomic)."""
-    args = [a for a in tiny(photo_folder(9), "trainer.val_check_interval=4", "callbacks.images.every_n_steps=0",
-                                 "callbacks.last_checkpoint.every_n_steps=1", "export=true", steps=10)
-            if not a.startswith("seed=")]
+    args = [
+        a
+        for a in tiny(
+            photo_folder(9),
+            "trainer.val_check_interval=4",
+            "callbacks.images.every_n_steps=0",
+            "callbacks.last_checkpoint.every_n_steps=1",
+            "export=true",
+            steps=10,
+        )
+        if not a.startswith("seed=")
+    ]
     env = {k: v for k, v in os.environ.items() if k != "PL_GLOBAL_SEED"}
     full, killed = tmp_path / "uninterrupted", tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={full}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *args, f"hydra.run.dir={full}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     wait_for(full / "checkpoints" / "last.ckpt", proc, min_step=4)
     proc.send_signal(signal.SIGSTOP)
     try:
@@ -121,11 +154,18 @@ def test_resume_after_sigkill_without_a_seed_reaches_the_uninterrupted_weights(p
     assert 4 <= ckpt["global_step"] < 10 and not (killed / "model.pt").exists()
     assert ckpt["StyleDataModule"]["data_seed"] is not None
     time.sleep(0.1)
-    resumed = subprocess.run([sys.executable, str(REPO / "train.py"), *args, f"resume={killed}"],
-                             capture_output=True, text=True, timeout=300, env=env)
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args, f"resume={killed}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     net_a, meta_a = load_exported(killed / "model.pt")
     net_b, _ = load_exported(full / "model.pt")
     assert meta_a["global_step"] == 10
     for (name, p), q in zip(net_a.state_dict().items(), net_b.state_dict().values()):
-        assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), f"{name} differs after resuming from step {ckpt['global_step']}"
+        assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), (
+            f"{name} differs after resuming from step {ckpt['global_step']}"
+        )

@@ -56,16 +56,26 @@ def fake_web(ds, monkeypatch):
 
 
 def test_every_preset_has_a_wikimedia_url(ds):
-    assert set(ds.PUBLIC_DOMAIN) == {"starry_night", "the_scream", "wave", "composition_vii", "udnie",
-                                     "shipwreck_of_the_minotaur"}
+    assert set(ds.PUBLIC_DOMAIN) == {
+        "starry_night",
+        "the_scream",
+        "wave",
+        "composition_vii",
+        "udnie",
+        "shipwreck_of_the_minotaur",
+    }
     for name, urls in ds.PUBLIC_DOMAIN.items():
-        assert urls and all(u.startswith("https://upload.wikimedia.org/wikipedia/commons/") for u in urls), name
+        assert urls and all(
+            u.startswith("https://upload.wikimedia.org/wikipedia/commons/") for u in urls
+        ), name
     assert not set(ds.PUBLIC_DOMAIN) & set(ds.NOT_PUBLIC_DOMAIN)
 
 
 def test_downloads_all_public_domain_by_default(ds, fake_web, tmp_path, capsys):
     assert ds.main(["--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.jpg" for n in ds.PUBLIC_DOMAIN)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{n}.jpg" for n in ds.PUBLIC_DOMAIN
+    )
     assert Image.open(tmp_path / "wave.jpg").size == (8, 8)
     assert "wave: saved" in capsys.readouterr().out
 
@@ -99,7 +109,12 @@ def test_offline_is_one_line_and_exit_code_2(ds, fake_web, tmp_path, capsys):
             answers[url] = urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
     assert ds.main(["udnie", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "udnie" in err and "offline" in err and str(tmp_path / "udnie.jpg") in err
+    assert (
+        "\n" not in err
+        and "udnie" in err
+        and "offline" in err
+        and str(tmp_path / "udnie.jpg") in err
+    )
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
@@ -127,9 +142,18 @@ def test_default_out_dir_follows_fastnst_data(ds, monkeypatch, tmp_path):
 
 
 def _run(*args, **env):
-    clean = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy", "https_proxy")}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          env={**clean, **env}, timeout=60)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in ("no_proxy", "http_proxy", "https_proxy")
+    }
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=60,
+    )
 
 
 def test_help_runs_as_a_script():

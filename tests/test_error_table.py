@@ -66,38 +66,90 @@ def inputs(tmp_path_factory):
 
 # entry point -> (kind, how to call it, arguments for {unwritable output, wrong-typed option}).
 # {photo}, {folder}, {video}, {run} and {out} (a path under the unwritable folder) are filled in.
-HYDRA = {"train": cli.train_main, "stylize": cli.stylize_main, "gatys": cli.gatys_main,
-         "export": cli.export_main, "evaluate": cli.evaluate_main, "app": cli.app_main}
+HYDRA = {
+    "train": cli.train_main,
+    "stylize": cli.stylize_main,
+    "gatys": cli.gatys_main,
+    "export": cli.export_main,
+    "evaluate": cli.evaluate_main,
+    "app": cli.app_main,
+}
 CASES = {
     "train": (["paths.output_root={out}"], ["trainer.max_steps=abc"]),
-    "stylize_image": (["style=the_scream", "input={photo}", "output={out}/x.png"],
-                      ["style=the_scream", "input={photo}", "strength=abc"]),
-    "stylize_into_folder": (["style=the_scream", "input={photo}", "output={out}/"],
-                            ["style=the_scream", "input={photo}", "size=big"]),
-    "stylize_folder": (["style=the_scream", "input={folder}", "output={out}"],
-                       ["style=the_scream", "input={folder}", "batch_size=abc"]),
-    "stylize_video": (["style=the_scream", "input={video}", "output={out}/x.mp4"],
-                      ["style=the_scream", "input={video}", "temporal_strength=abc"]),
-    "gatys": (["content={photo}", "output={out}/x.png"], ["content={photo}", "output=x.png", "iterations=abc"]),
+    "stylize_image": (
+        ["style=the_scream", "input={photo}", "output={out}/x.png"],
+        ["style=the_scream", "input={photo}", "strength=abc"],
+    ),
+    "stylize_into_folder": (
+        ["style=the_scream", "input={photo}", "output={out}/"],
+        ["style=the_scream", "input={photo}", "size=big"],
+    ),
+    "stylize_folder": (
+        ["style=the_scream", "input={folder}", "output={out}"],
+        ["style=the_scream", "input={folder}", "batch_size=abc"],
+    ),
+    "stylize_video": (
+        ["style=the_scream", "input={video}", "output={out}/x.mp4"],
+        ["style=the_scream", "input={video}", "temporal_strength=abc"],
+    ),
+    "gatys": (
+        ["content={photo}", "output={out}/x.png"],
+        ["content={photo}", "output=x.png", "iterations=abc"],
+    ),
     "export": (["model=the_scream", "output={out}/"], ["model=the_scream", "overwrite=maybe"]),
     "evaluate": (["run={run}", "cache_dir={out}"], ["run={run}", "num_photos=abc"]),
     "app": ([], ["port=abc"]),  # the unwritable case: GRADIO_TEMP_DIR (below)
-    "extract_frames": (["{video}", "--out", "{out}"], ["{video}", "--out", "frames", "--every", "abc"]),
-    "make_pan_clip": (["{photo}", "--out", "{out}/x.mp4"], ["{photo}", "--out", "x.mp4", "--frames", "abc"]),
-    "style_blend": (["--model", "the_scream", "--photo", "{photo}", "--out", "{out}/x.jpg"],
-                    ["--model", "the_scream", "--photo", "{photo}", "--out", "x.jpg", "--steps", "abc"]),
+    "extract_frames": (
+        ["{video}", "--out", "{out}"],
+        ["{video}", "--out", "frames", "--every", "abc"],
+    ),
+    "make_pan_clip": (
+        ["{photo}", "--out", "{out}/x.mp4"],
+        ["{photo}", "--out", "x.mp4", "--frames", "abc"],
+    ),
+    "style_blend": (
+        ["--model", "the_scream", "--photo", "{photo}", "--out", "{out}/x.jpg"],
+        ["--model", "the_scream", "--photo", "{photo}", "--out", "x.jpg", "--steps", "abc"],
+    ),
     "compare_runs": (["{run}", "--out", "{out}"], ["{run}", "--out", "report", "--size", "abc"]),
-    "video_metrics": (None, ["--input", "{video}", "--output", "{video}", "--frames", "abc"]),  # writes nothing
+    "video_metrics": (
+        None,
+        ["--input", "{video}", "--output", "{video}", "--frames", "abc"],
+    ),  # writes nothing
     "app_screenshot": (["--output", "{out}/x.png"], None),  # no typed option
     "download_styles": (["--out", "{out}"], None),  # fails before any download
     "bench_inference": (["--json", "{out}/x.json"], ["--repeats", "abc"]),
-    "bench_multistyle": (["--runs", "{run}", "--plot", "{out}/x.png"], ["--runs", "{run}", "--rounds", "abc"]),
-    "bench_temporal": (["--plain", "{run}", "--stable", "s={run}", "--clip", "c={video}", "--picture", "{out}/x.png"],
-                       ["--plain", "{run}", "--stable", "s={run}", "--clip", "c={video}", "--frames", "abc"]),
-    "gpu_run": (["--out", "{out}", "--work", "work"], ["--out", "out", "--work", "work", "--budget", "abc"]),
+    "bench_multistyle": (
+        ["--runs", "{run}", "--plot", "{out}/x.png"],
+        ["--runs", "{run}", "--rounds", "abc"],
+    ),
+    "bench_temporal": (
+        [
+            "--plain",
+            "{run}",
+            "--stable",
+            "s={run}",
+            "--clip",
+            "c={video}",
+            "--picture",
+            "{out}/x.png",
+        ],
+        ["--plain", "{run}", "--stable", "s={run}", "--clip", "c={video}", "--frames", "abc"],
+    ),
+    "gpu_run": (
+        ["--out", "{out}", "--work", "work"],
+        ["--out", "out", "--work", "work", "--budget", "abc"],
+    ),
 }
-SCRIPTS = {"extract_frames": lambda: _extract_frames_main, "video_metrics": lambda: _video_metrics_main,
-           **{name: (lambda name=name: _script(name)) for name in CASES if (REPO / "scripts" / f"{name}.py").is_file()}}
+SCRIPTS = {
+    "extract_frames": lambda: _extract_frames_main,
+    "video_metrics": lambda: _video_metrics_main,
+    **{
+        name: (lambda name=name: _script(name))
+        for name in CASES
+        if (REPO / "scripts" / f"{name}.py").is_file()
+    },
+}
 
 
 def _call(entry: str, args: list[str], monkeypatch) -> int:
@@ -124,7 +176,11 @@ def _call(entry: str, args: list[str], monkeypatch) -> int:
 def test_one_line_exit_2_nothing_written(entry, problem, inputs, tmp_path, monkeypatch, capsys):
     template = CASES[entry][0 if problem == "unwritable_output" else 1]
     if template is None:
-        pytest.skip(f"{entry} writes no output" if problem == "unwritable_output" else f"{entry} has no typed option")
+        pytest.skip(
+            f"{entry} writes no output"
+            if problem == "unwritable_output"
+            else f"{entry} has no typed option"
+        )
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)  # default outputs (x.png, frames/, report/) would land here
@@ -165,16 +221,21 @@ def restore_logging(state):
 
 # -- the two checks on their own ---------------------------------------------------------------
 
+
 def test_ensure_writable_tries_for_real_and_leaves_nothing(tmp_path):
     assert ensure_writable(tmp_path / "a" / "b" / "out.png") == tmp_path / "a" / "b" / "out.png"
     assert ensure_writable(tmp_path / "new_folder", folder=True)
     assert list(tmp_path.iterdir()) == []  # the probe is removed, nothing is created
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(FastNSTError, match=r"out\.png: output cannot be created \(.*file is a file\)"):
+    with pytest.raises(
+        FastNSTError, match=r"out\.png: output cannot be created \(.*file is a file\)"
+    ):
         ensure_writable(blocker / "out.png")
     with pytest.raises(FastNSTError, match="cannot be written .*/sys"):
-        ensure_writable(UNWRITABLE / "runs", "paths.output_root", folder=True)  # os.access says yes for root
+        ensure_writable(
+            UNWRITABLE / "runs", "paths.output_root", folder=True
+        )  # os.access says yes for root
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
@@ -185,28 +246,68 @@ def test_ensure_writable_refuses_a_read_only_folder(tmp_path):
         ensure_writable(locked / "out.png")
 
 
-@pytest.mark.parametrize("config, args, expected", [
-    ("train", ["trainer.max_steps=abc"], "trainer.max_steps expects an integer, got 'abc'"),
-    ("train", ["trainer.precision=fp32"], "trainer.precision expects one of"),  # Lightning's annotation
-    ("train", ["callbacks.divergence.check_every_n_steps=often"], "expects one of auto or an integer"),
-    ("train", ["system.optimizer.lr=fast"], "system.optimizer.lr expects a number"),
-    ("train", ["style=wave", "style.size=large"], "style.size expects an integer"),  # after a group choice
-    ("gatys", ["overwrite=yes"], "overwrite expects true or false, got 'yes'"),
-    ("gatys", ["lr=abc"], "lr expects a number, got 'abc'"),
-])
+@pytest.mark.parametrize(
+    "config, args, expected",
+    [
+        ("train", ["trainer.max_steps=abc"], "trainer.max_steps expects an integer, got 'abc'"),
+        (
+            "train",
+            ["trainer.precision=fp32"],
+            "trainer.precision expects one of",
+        ),  # Lightning's annotation
+        (
+            "train",
+            ["callbacks.divergence.check_every_n_steps=often"],
+            "expects one of auto or an integer",
+        ),
+        ("train", ["system.optimizer.lr=fast"], "system.optimizer.lr expects a number"),
+        (
+            "train",
+            ["style=wave", "style.size=large"],
+            "style.size expects an integer",
+        ),  # after a group choice
+        ("gatys", ["overwrite=yes"], "overwrite expects true or false, got 'yes'"),
+        ("gatys", ["lr=abc"], "lr expects a number, got 'abc'"),
+    ],
+)
 def test_wrong_types_are_named_with_the_type_expected(config, args, expected):
     from fastnst.config import CONFIG_DIR
 
     assert expected in option_type_error(CONFIG_DIR, config, args)
 
 
-@pytest.mark.parametrize("config, args", [
-    ("train", ["trainer.devices=auto", "trainer.precision=bf16-mixed", "trainer.val_check_interval=0.5",
-               "trainer.fast_dev_run=2", "trainer.limit_val_batches=3", "callbacks.divergence.check_every_n_steps=auto",
-               "system.optimizer.lr=2e-3", "seed=null", "style=scream", "data.batch_size=8"]),
-    ("train", ["experiment=cpu_quick", "trainer.max_steps=5", "+extra.key=abc", "resume=null"]),
-    ("gatys", ["size=null", "seed=null", "scales=[0.5,1]", "loss.beta=1e5", "iterations=1e2", "style.size=null"]),
-])
+@pytest.mark.parametrize(
+    "config, args",
+    [
+        (
+            "train",
+            [
+                "trainer.devices=auto",
+                "trainer.precision=bf16-mixed",
+                "trainer.val_check_interval=0.5",
+                "trainer.fast_dev_run=2",
+                "trainer.limit_val_batches=3",
+                "callbacks.divergence.check_every_n_steps=auto",
+                "system.optimizer.lr=2e-3",
+                "seed=null",
+                "style=scream",
+                "data.batch_size=8",
+            ],
+        ),
+        ("train", ["experiment=cpu_quick", "trainer.max_steps=5", "+extra.key=abc", "resume=null"]),
+        (
+            "gatys",
+            [
+                "size=null",
+                "seed=null",
+                "scales=[0.5,1]",
+                "loss.beta=1e5",
+                "iterations=1e2",
+                "style.size=null",
+            ],
+        ),
+    ],
+)
 def test_values_of_the_right_type_pass(config, args):
     from fastnst.config import CONFIG_DIR
 

@@ -30,11 +30,20 @@ def count_gatys_calls(monkeypatch) -> list:
     return calls
 
 
-def test_eval_json_tensorboard_and_cached_gatys_reference(tiny_run, photo_folder, tmp_path, monkeypatch):
+def test_eval_json_tensorboard_and_cached_gatys_reference(
+    tiny_run, photo_folder, tmp_path, monkeypatch
+):
     photos = photo_folder(3, size=(48, 40), name="eval_photos")
     calls = count_gatys_calls(monkeypatch)
-    options = dict(photos=photos, num_photos=2, size=32, gatys_iterations=3, cache_dir=tmp_path / "cache",
-                   backend="torch", device="cpu")
+    options = dict(
+        photos=photos,
+        num_photos=2,
+        size=32,
+        gatys_iterations=3,
+        cache_dir=tmp_path / "cache",
+        backend="torch",
+        device="cpu",
+    )
     result = evaluate_run(tiny_run, **options)
     assert len(calls) == 2  # the reference: once per photo
 
@@ -48,7 +57,11 @@ def test_eval_json_tensorboard_and_cached_gatys_reference(tiny_run, photo_folder
     assert -1 <= m["edge_ssim"] <= 1 and 0 < m["gatys/edge_ssim"] <= 1  # SSIM is in [-1, 1]
     # Gatys starts from the photo and keeps its edges better than a 2-step network
     assert m["gatys/edge_ssim"] > m["edge_ssim"]
-    assert (saved["style"], saved["data"], saved["model"]) == ("starry_night", "folder", "johnson_half (IN)")
+    assert (saved["style"], saved["data"], saved["model"]) == (
+        "starry_night",
+        "folder",
+        "johnson_half (IN)",
+    )
     assert saved["global_step"] == 2 and len(saved["per_photo"]) == 2
     assert saved["settings"]["photos"] == [str(photos / "000.png"), str(photos / "001.png")]
 
@@ -58,10 +71,14 @@ def test_eval_json_tensorboard_and_cached_gatys_reference(tiny_run, photo_folder
     assert "eval/total" in acc.Tags()["scalars"] and "eval/edge_ssim" in acc.Tags()["scalars"]
     assert acc.Scalars("eval/total")[-1].value == pytest.approx(m["total"], rel=1e-5)
     content = acc.PluginTagToContent("hparams")
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/experiment"]
+    ).experiment
     columns = {info.name.tag for info in experiment.metric_infos}
     assert {"eval/total", "eval/gatys/total", "eval/ms_per_image", "hp/val_loss"} <= columns
-    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]
+    ).session_start_info
     assert session.hparams["data"].string_value == "folder"
 
     # an existing eval.json is kept; re-evaluating reuses the cached reference
@@ -75,8 +92,17 @@ def test_eval_json_tensorboard_and_cached_gatys_reference(tiny_run, photo_folder
     paths = evaluate.evaluation_photo_paths(photos, 2)
     key = evaluate.gatys_cache_key(cfg, paths, 32, 3)
     assert key == evaluate.gatys_cache_key(cfg, paths, 32, 3)
-    assert len({key, evaluate.gatys_cache_key(cfg, paths, 32, 2), evaluate.gatys_cache_key(cfg, paths, 48, 3),
-                evaluate.gatys_cache_key(cfg, paths[:1], 32, 3)}) == 4
+    assert (
+        len(
+            {
+                key,
+                evaluate.gatys_cache_key(cfg, paths, 32, 2),
+                evaluate.gatys_cache_key(cfg, paths, 48, 3),
+                evaluate.gatys_cache_key(cfg, paths[:1], 32, 3),
+            }
+        )
+        == 4
+    )
     assert len(list((tmp_path / "cache").glob("*.json"))) == 1
     # ... by content, not by place or time: a copy of the photos elsewhere hits, an edited photo misses
     copies = [shutil.copy(p, tmp_path / f"copy_{p.name}") for p in paths]
@@ -88,22 +114,43 @@ def test_eval_json_tensorboard_and_cached_gatys_reference(tiny_run, photo_folder
 def test_run_labels_fall_back_to_channels_outside_the_run_layout(tmp_path):
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({"style": {"name": "wave"}, "data": {"name": "imagenet_mini"},
-                            "model": {"channels": [16, 32, 64], "num_residual": 5, "norm": "batch"}})
-    assert run_labels(tmp_path / "wave" / "imagenet_mini" / "johnson_half" / "d", cfg)["model"] == "johnson_half (BN)"
-    assert run_labels(tmp_path / "elsewhere", cfg) == {"style": "wave", "data": "imagenet_mini", "model": "c16-32-64 (BN)"}
+    cfg = OmegaConf.create(
+        {
+            "style": {"name": "wave"},
+            "data": {"name": "imagenet_mini"},
+            "model": {"channels": [16, 32, 64], "num_residual": 5, "norm": "batch"},
+        }
+    )
+    assert (
+        run_labels(tmp_path / "wave" / "imagenet_mini" / "johnson_half" / "d", cfg)["model"]
+        == "johnson_half (BN)"
+    )
+    assert run_labels(tmp_path / "elsewhere", cfg) == {
+        "style": "wave",
+        "data": "imagenet_mini",
+        "model": "c16-32-64 (BN)",
+    }
 
 
 def compose_evaluate(*overrides):
     return compose_config("evaluate", *overrides, config_dir=INFERENCE_CONFIG_DIR)
 
 
-def test_cli_config_evaluates_a_list_of_runs_without_reference(tiny_run, photo_folder, tmp_path, capsys):
+def test_cli_config_evaluates_a_list_of_runs_without_reference(
+    tiny_run, photo_folder, tmp_path, capsys
+):
     photos = photo_folder(2, size=(40, 40), name="eval_photos")
     run = tmp_path / "run_copy"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("eval.json", "events.*"))
-    cfg = compose_evaluate(f"run=[{run},{run}]", f"photos={photos}", "size=32", "gatys_iterations=0",
-                           "backend=torch", "device=cpu", f"cache_dir={tmp_path / 'cache'}")
+    cfg = compose_evaluate(
+        f"run=[{run},{run}]",
+        f"photos={photos}",
+        "size=32",
+        "gatys_iterations=0",
+        "backend=torch",
+        "device=cpu",
+        f"cache_dir={tmp_path / 'cache'}",
+    )
     results = evaluate_cli(cfg)
     assert len(results) == 2 and "gatys/total" not in results[0]["metrics"]
     out = capsys.readouterr().out
@@ -125,7 +172,10 @@ def test_more_num_photos_than_photos_says_how_many_are_used(photo_folder, capsys
     photos = photo_folder(4)
     paths = evaluate.evaluation_photo_paths(photos, 10)
     assert len(paths) == 4
-    assert "num_photos=10 but there are only 4 evaluation photos: using all 4" in capsys.readouterr().err
+    assert (
+        "num_photos=10 but there are only 4 evaluation photos: using all 4"
+        in capsys.readouterr().err
+    )
     evaluate.evaluation_photo_paths(photos, 4)
     assert capsys.readouterr().err == ""
 
@@ -140,10 +190,18 @@ def test_hparams_are_built_once_and_log_the_effective_beta(style_env):
     assert params["loss/beta"] == 3 and params["loss/effective_beta"] == 6
     assert params["style"] == "starry_night" and params["optimizer/lr"] == pytest.approx(1e-3)
     assert evaluate.hparams_of is metrics.hparams_of and evaluate.METRICS is metrics.METRICS
-    multi = compose_config("train", "style=multi", "style.names=[starry_night,wave]", "style.beta_scale=2",
-                           "loss.beta=3")
+    multi = compose_config(
+        "train",
+        "style=multi",
+        "style.names=[starry_night,wave]",
+        "style.beta_scale=2",
+        "loss.beta=3",
+    )
     expand_multi_style(multi)
     multi.style.members[1].beta_scale = 4.0
     params = metrics.hparams_of(multi, metrics.run_labels("/runs/x", multi))
     # loss.beta 3 x each member's beta_scale: starry_night's preset 3.0 x the list's 2; wave's set to 4
-    assert params["styles"] == "starry_night,wave" and params["loss/effective_beta"] == "starry_night=18,wave=12"
+    assert (
+        params["styles"] == "starry_night,wave"
+        and params["loss/effective_beta"] == "starry_night=18,wave=12"
+    )

@@ -77,7 +77,9 @@ b = torch.jit.load({str(exported["torchscript"])!r})(torch.from_numpy(x)).detach
 assert a.shape == b.shape == (1, 3, 33, 41)
 print(float(np.abs(a - b).max()))
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert float(proc.stdout.strip()) < 1e-4
 
@@ -118,8 +120,13 @@ def test_export_cli_writes_next_to_run_dir_and_reports_bad_model(tmp_path, net):
     run = tmp_path / "run"
     save_exported(run / "model.pt", net)
     shim = str(REPO_ROOT / "export.py")
-    proc = subprocess.run([sys.executable, shim, f"model={run}", "format=onnx"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, shim, f"model={run}", "format=onnx"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (run / "model.onnx").is_file()
     assert not (tmp_path / "outputs").exists()
@@ -132,7 +139,9 @@ def test_export_cli_bad_model_exits_2_naming_it(tmp_path, capsys):
 
     bad = tmp_path / "bad.ckpt"
     bad.write_text("not a checkpoint")
-    cfg = compose_config("export", f"model={bad}", "format=torchscript", config_dir=INFERENCE_CONFIG_DIR)
+    cfg = compose_config(
+        "export", f"model={bad}", "format=torchscript", config_dir=INFERENCE_CONFIG_DIR
+    )
     with pytest.raises(SystemExit) as exit_info:
         run_reporting_errors(export_cli, cfg)
     assert exit_info.value.code == 2

@@ -22,7 +22,13 @@ from fastnst.images import fit_size
 from fastnst.stylize import Stylizer
 
 # (width, height)
-SHAPES = {"1x1": (1, 1), "1x40": (1, 40), "40x1": (40, 1), "20000x16": (20000, 16), "16x20000": (16, 20000)}
+SHAPES = {
+    "1x1": (1, 1),
+    "1x40": (1, 40),
+    "40x1": (40, 1),
+    "20000x16": (20000, 16),
+    "16x20000": (16, 20000),
+}
 
 
 def shape_image(folder: Path, name: str) -> Path:
@@ -53,31 +59,67 @@ def _hw(name: str, size: int | None) -> tuple[int, int]:
     return w2, h2
 
 
-ENTRY_POINTS = ["gatys_content", "gatys_style", "stylize_image", "train_data", "evaluate", "exported_model"]
+ENTRY_POINTS = [
+    "gatys_content",
+    "gatys_style",
+    "stylize_image",
+    "train_data",
+    "evaluate",
+    "exported_model",
+]
 
 
 @pytest.mark.parametrize("size", [32, 1])
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_extreme_shape_gives_a_result_or_one_line(entry, shape, size, tmp_path, run_entry, model_file,  # noqa: F811
-                                                   synthetic_style, image_factory, request):
+def test_extreme_shape_gives_a_result_or_one_line(
+    entry,
+    shape,
+    size,
+    tmp_path,
+    run_entry,
+    model_file,  # noqa: F811
+    synthetic_style,
+    image_factory,
+    request,
+):
     img = shape_image(tmp_path / "in", shape)
     out = tmp_path / "out.png"
     if entry == "gatys_content":
-        code, err = run_entry(cli.gatys_main, f"content={img}", f"style.image={synthetic_style}", f"output={out}",
-                              f"size={size}", "iterations=1", "progress=false")
+        code, err = run_entry(
+            cli.gatys_main,
+            f"content={img}",
+            f"style.image={synthetic_style}",
+            f"output={out}",
+            f"size={size}",
+            "iterations=1",
+            "progress=false",
+        )
         assert_result_or_one_line(code, err, out, _hw(shape, size), [img.name, "size"])
         if size == 32:
             assert code == 0, err  # a usable size must give a result, whatever the photo's shape
     elif entry == "gatys_style":
         photo = image_factory("photo.png", size=(32, 24))
-        code, err = run_entry(cli.gatys_main, f"content={photo}", f"style.image={img}", f"style.size={size}",
-                              f"output={out}", "size=32", "iterations=1", "progress=false")
+        code, err = run_entry(
+            cli.gatys_main,
+            f"content={photo}",
+            f"style.image={img}",
+            f"style.size={size}",
+            f"output={out}",
+            "size=32",
+            "iterations=1",
+            "progress=false",
+        )
         assert code == 0, err
         assert Image.open(out).size == (32, 24)
     elif entry == "stylize_image":
-        code, err = run_entry(cli.stylize_main, f"model={model_file}", f"input={img}", f"output={out}",
-                              *([f"size={size}"] if size != 32 else []))
+        code, err = run_entry(
+            cli.stylize_main,
+            f"model={model_file}",
+            f"input={img}",
+            f"output={out}",
+            *([f"size={size}"] if size != 32 else []),
+        )
         assert code == 0, err
         assert Image.open(out).size == (SHAPES[shape] if size == 32 else _hw(shape, size))
     elif entry == "train_data":
@@ -85,9 +127,17 @@ def test_extreme_shape_gives_a_result_or_one_line(entry, shape, size, tmp_path, 
         shape_image(tmp_path / "in2", shape).rename(folder / "copy.png")
         image_size = 16 if size == 32 else size
         try:
-            dm = StyleDataModule(str(folder), "folder", image_size=image_size, batch_size=2, num_workers=0,
-                                 val_fraction=0.0)
-        except Exception as e:  # a size the transformer cannot train at: a user error naming the option
+            dm = StyleDataModule(
+                str(folder),
+                "folder",
+                image_size=image_size,
+                batch_size=2,
+                num_workers=0,
+                val_fraction=0.0,
+            )
+        except (
+            Exception
+        ) as e:  # a size the transformer cannot train at: a user error naming the option
             assert type(e).__name__ == "FastNSTError" and "image_size" in str(e), e
             return
         dm.setup("fit")
@@ -95,8 +145,16 @@ def test_extreme_shape_gives_a_result_or_one_line(entry, shape, size, tmp_path, 
         assert batch["image"].shape == (2, 3, image_size, image_size) and int(batch["skipped"]) == 0
     elif entry == "evaluate":
         run = request.getfixturevalue("tiny_run")
-        code, err = run_entry(cli.evaluate_main, f"run={run}", f"photos={img}", f"size={max(size, 16) if size == 32 else size}",
-                              "gatys_iterations=1", "overwrite=true", "tensorboard=false", f"cache_dir={tmp_path / 'cache'}")
+        code, err = run_entry(
+            cli.evaluate_main,
+            f"run={run}",
+            f"photos={img}",
+            f"size={max(size, 16) if size == 32 else size}",
+            "gatys_iterations=1",
+            "overwrite=true",
+            "tensorboard=false",
+            f"cache_dir={tmp_path / 'cache'}",
+        )
         assert_result_or_one_line(code, err, None, None, ["size"])
         if size == 32:
             assert code == 0, err
@@ -104,7 +162,9 @@ def test_extreme_shape_gives_a_result_or_one_line(entry, shape, size, tmp_path, 
         # export (with its parity check), then the exported file and the network agree on the shape
         net, meta = load_network(model_file)
         onnx_path = export_model(net, tmp_path / "m.onnx", "onnx", meta)
-        x = torch.from_numpy(np.asarray(Image.open(img), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        x = torch.from_numpy(np.asarray(Image.open(img), dtype=np.float32) / 255).permute(2, 0, 1)[
+            None
+        ]
         options = dict(device="cpu", size=None if size == 32 else size)
         a = Stylizer.load(onnx_path, backend="onnxruntime", **options)(x)
         b = Stylizer.load(model_file, backend="torch", **options)(x)
@@ -114,7 +174,9 @@ def test_extreme_shape_gives_a_result_or_one_line(entry, shape, size, tmp_path, 
 def test_stylize_folder_of_extreme_shapes(tmp_path, run_entry, model_file):  # noqa: F811
     folder = tmp_path / "in"
     paths = [shape_image(folder, name) for name in SHAPES]
-    code, err = run_entry(cli.stylize_main, f"model={model_file}", f"input={folder}", f"output={tmp_path / 'out'}")
+    code, err = run_entry(
+        cli.stylize_main, f"model={model_file}", f"input={folder}", f"output={tmp_path / 'out'}"
+    )
     assert code == 0, err
     for name, path in zip(SHAPES, paths):
         assert Image.open(tmp_path / "out" / path.name).size == SHAPES[name]
@@ -140,8 +202,13 @@ def test_stylize_video_of_extreme_shapes(shape, size, tmp_path, run_entry, model
 
     src = _video(tmp_path / "in.mp4", *shape)
     out = tmp_path / "out.mp4"
-    code, err = run_entry(cli.stylize_main, f"model={model_file}", f"input={src}", f"output={out}",
-                          *([f"size={size}"] if size else []))
+    code, err = run_entry(
+        cli.stylize_main,
+        f"model={model_file}",
+        f"input={src}",
+        f"output={out}",
+        *([f"size={size}"] if size else []),
+    )
     assert "Traceback" not in err
     if size is None:
         assert code == 0, err

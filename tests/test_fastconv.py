@@ -11,7 +11,9 @@ from fastnst.accel import fastconv
 from fastnst.accel.subpixel import SubPixelUpsampleConv
 from fastnst.transformer import TransformerNet, UpsampleConv
 
-needs_nnpack = pytest.mark.skipif(not fastconv.nnpack_ready(), reason="this torch build has no NNPACK")
+needs_nnpack = pytest.mark.skipif(
+    not fastconv.nnpack_ready(), reason="this torch build has no NNPACK"
+)
 
 
 @pytest.fixture
@@ -36,7 +38,9 @@ def _rel(a, b):
     "batch, cin, cout, kernel, padding, size",
     [(1, 64, 64, 3, 1, 96), (2, 32, 128, 3, 0, 66), (1, 16, 3, 9, 0, 72), (2, 3, 16, 9, 4, 64)],
 )
-def test_matches_conv2d_forward_and_gradients(nnpack_calls, batch, cin, cout, kernel, padding, size):
+def test_matches_conv2d_forward_and_gradients(
+    nnpack_calls, batch, cin, cout, kernel, padding, size
+):
     torch.manual_seed(0)
     x = torch.randn(batch, cin, size, size + 3, requires_grad=True)
     w = torch.randn(cout, cin, kernel, kernel, requires_grad=True)
@@ -47,7 +51,9 @@ def test_matches_conv2d_forward_and_gradients(nnpack_calls, batch, cin, cout, ke
     assert y.shape == reference.shape
     assert _rel(y, reference) < 1e-4
     g = torch.randn_like(y)
-    for fast, plain in zip(torch.autograd.grad(y, (x, w, b), g), torch.autograd.grad(reference, (x, w, b), g)):
+    for fast, plain in zip(
+        torch.autograd.grad(y, (x, w, b), g), torch.autograd.grad(reference, (x, w, b), g)
+    ):
         assert _rel(fast, plain) < 1e-4
 
 
@@ -66,14 +72,20 @@ def test_frozen_weights_get_no_gradient_and_input_grad_is_right(nnpack_calls):
 
 def test_small_maps_strided_and_thin_convs_use_plain_conv(nnpack_calls):
     cases = [
-        (torch.randn(1, 64, 32, 32), torch.randn(64, 64, 3, 3), 1),  # 32x32 map: direct conv is faster
+        (
+            torch.randn(1, 64, 32, 32),
+            torch.randn(64, 64, 3, 3),
+            1,
+        ),  # 32x32 map: direct conv is faster
         (torch.randn(1, 512, 21, 32), torch.randn(512, 512, 3, 3), 1),  # VGG block 4 at 256 px
         (torch.randn(1, 3, 128, 128), torch.randn(64, 3, 3, 3), 1),  # RGB input
         (torch.randn(1, 32, 128, 128), torch.randn(32, 32, 3, 3), 1),  # thin
         (torch.randn(1, 128, 72, 72).double(), torch.randn(128, 128, 3, 3).double(), 1),  # not fp32
     ]
     for x, w, padding in cases:
-        torch.testing.assert_close(fastconv.conv2d(x, w, None, padding=padding), F.conv2d(x, w, None, padding=padding))
+        torch.testing.assert_close(
+            fastconv.conv2d(x, w, None, padding=padding), F.conv2d(x, w, None, padding=padding)
+        )
     assert nnpack_calls == []
 
 
@@ -117,7 +129,9 @@ def test_subpixel_upsample_conv_equals_upsample_then_conv(size):
     assert _rel(y, reference) < 1e-5
     g = torch.randn_like(y)
     params = [x, layer.conv[1].weight]
-    for fast, plain in zip(torch.autograd.grad(y, params, g), torch.autograd.grad(reference, params, g)):
+    for fast, plain in zip(
+        torch.autograd.grad(y, params, g), torch.autograd.grad(reference, params, g)
+    ):
         assert _rel(fast, plain) < 1e-4
 
 
@@ -139,7 +153,9 @@ def test_accelerate_keeps_the_modules_parameters_and_state_dict():
     net = TransformerNet(channels=(8, 16, 32), num_residual=1, styles=["a", "b"])
     before = {k: v.clone() for k, v in net.state_dict().items()}
     params = list(net.parameters())
-    assert not any(isinstance(m, (fastconv.Conv2d, SubPixelUpsampleConv)) for m in net.modules())  # plain model
+    assert not any(
+        isinstance(m, (fastconv.Conv2d, SubPixelUpsampleConv)) for m in net.modules()
+    )  # plain model
     assert accel.accelerate(net) is net
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(type(m) is fastconv.Conv2d for m in convs)

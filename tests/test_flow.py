@@ -49,7 +49,9 @@ def test_warping_error_compares_at_the_output_size():
 
 def test_smoother_strength_zero_changes_nothing_and_one_freezes_a_still_scene():
     frames = [texture(64, 64)] * 3
-    outputs = [torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    outputs = [
+        torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(3)
+    ]
     off = TemporalSmoother(0.0)
     assert all(torch.equal(off(f, o), o) for f, o in zip(frames, outputs))
     frozen = TemporalSmoother(1.0)
@@ -85,7 +87,11 @@ def test_video_metrics_cli(tmp_path, capsys):
     # the identity "stylization" of a video of exact shifts: ~no warping error, no content loss
     assert main(["--input", str(clip), "--output", str(clip), "--json", "--loss-frames", "2"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["frames"] == 5 and result["warping_error"] < 1e-3 and result["content"] == pytest.approx(0, abs=1e-6)
+    assert (
+        result["frames"] == 5
+        and result["warping_error"] < 1e-3
+        and result["content"] == pytest.approx(0, abs=1e-6)
+    )
     assert "style" not in result
     assert main(["--input", str(clip), "--output", str(tmp_path / "missing.mp4")]) == 2
     assert "missing.mp4: video not found" in capsys.readouterr().err
@@ -97,7 +103,21 @@ def test_video_metrics_scores_style_from_a_painting(tmp_path, capsys, synthetic_
 
     clip = tmp_path / "clip.mp4"
     write_video(shifted_frames(3, size=64, step=2), clip, rate=30)
-    assert main(["--input", str(clip), "--output", str(clip), "--style", str(synthetic_style), "--loss-frames", "1"]) == 0
+    assert (
+        main(
+            [
+                "--input",
+                str(clip),
+                "--output",
+                str(clip),
+                "--style",
+                str(synthetic_style),
+                "--loss-frames",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "warping error:" in out and "style loss:" in out and "content loss:" in out
 

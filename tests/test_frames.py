@@ -20,7 +20,9 @@ def scene(kind: int) -> np.ndarray:
     x = np.linspace(0, 1, W)[None, :].repeat(H - 2 * BAR, 0)
     grey = {0: x, 1: 1 - x, 2: ((np.arange(W) // 8) % 2)[None, :].repeat(H - 2 * BAR, 0)}[kind]
     frame = np.zeros((H, W, 3), np.uint8)
-    frame[BAR:H - BAR] = (np.stack([grey, 0.6 * grey + 0.2, 1 - 0.5 * grey], -1) * 235 + 10).astype(np.uint8)
+    frame[BAR : H - BAR] = (
+        np.stack([grey, 0.6 * grey + 0.2, 1 - 0.5 * grey], -1) * 235 + 10
+    ).astype(np.uint8)
     return frame
 
 
@@ -35,7 +37,9 @@ def write_video(path, scenes=(0, 1, 2), seconds_each=1.0, fps=10):
         stream.options = {"crf": "12"}
         for kind in scenes:
             for _ in range(round(seconds_each * fps)):
-                for packet in stream.encode(av.VideoFrame.from_ndarray(scene(kind), format="rgb24")):
+                for packet in stream.encode(
+                    av.VideoFrame.from_ndarray(scene(kind), format="rgb24")
+                ):
                     container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -62,7 +66,13 @@ def test_every_n_seconds_drops_duplicates_crops_bars_and_continues_numbering(vid
     Image.new("RGB", (8, 8)).save(out / "268.jpg")  # an earlier frame of the set
     stats = extract_frames([video], out, every=0.5, progress=False)
     # samples at 0, 0.5, ..., 2.5 s: two per scene, the second of each is a duplicate
-    assert (stats.read, stats.sampled, stats.kept, stats.duplicates, stats.written) == (30, 6, 3, 3, 3)
+    assert (stats.read, stats.sampled, stats.kept, stats.duplicates, stats.written) == (
+        30,
+        6,
+        3,
+        3,
+        3,
+    )
     assert sorted(p.name for p in out.glob("*.jpg")) == ["268.jpg", "269.jpg", "270.jpg", "271.jpg"]
     for name in ("269.jpg", "270.jpg", "271.jpg"):
         assert Image.open(out / name).size == (W, H - 2 * BAR)
@@ -81,11 +91,16 @@ def test_rerun_adds_only_what_is_missing(video, tmp_path):
     (out / "2.jpg").unlink()
     third = extract_frames([video], out, every=0.5, progress=False)
     assert third.written == 1 and [p.name for p in third.files] == ["2.jpg"]
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.jpg") if p.name != "2.jpg"} == \
-        {k: v for k, v in stamps.items() if k != "2.jpg"}
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.jpg") if p.name != "2.jpg"} == {
+        k: v for k, v in stamps.items() if k != "2.jpg"
+    }
     # a denser sampling adds the new frames after the existing numbers
     denser = extract_frames([video], out, every=0.5, dup_threshold=-1, progress=False)
-    assert denser.written == 3 and sorted(p.name for p in denser.files) == ["4.jpg", "5.jpg", "6.jpg"]
+    assert denser.written == 3 and sorted(p.name for p in denser.files) == [
+        "4.jpg",
+        "5.jpg",
+        "6.jpg",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -107,7 +122,10 @@ def test_cli_scene_changes_on_a_folder_of_videos(video, tmp_path, capsys):
     assert main([str(video.parent), "--out", str(tmp_path / "out"), "--scenes", "--quiet"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["1.jpg", "2.jpg", "3.jpg"]
     summary = capsys.readouterr().out.strip()
-    assert summary == "read 30 frames from 1 video(s): sampled 3, kept 3, dropped 0 as near-duplicates; wrote 3 new file(s)"
+    assert (
+        summary
+        == "read 30 frames from 1 video(s): sampled 3, kept 3, dropped 0 as near-duplicates; wrote 3 new file(s)"
+    )
 
 
 def test_cli_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys):
@@ -125,18 +143,56 @@ def test_cli_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys):
 @pytest.mark.data
 def test_real_video(data_dir, tmp_path, capsys):
     out = tmp_path / "fox"
-    assert main([str(data_dir / "video" / "fox.mp4"), "--out", str(out), "--every", "2", "--max-side", "128", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                str(data_dir / "video" / "fox.mp4"),
+                "--out",
+                str(out),
+                "--every",
+                "2",
+                "--max-side",
+                "128",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     files = sorted(out.glob("*.jpg"))
     assert files and all(max(Image.open(p).size) <= 128 for p in files)
     assert "kept" in capsys.readouterr().out
-    assert main([str(data_dir / "video" / "fox.mp4"), "--out", str(out), "--every", "2", "--max-side", "128", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                str(data_dir / "video" / "fox.mp4"),
+                "--out",
+                str(out),
+                "--every",
+                "2",
+                "--max-side",
+                "128",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "wrote 0 new file(s)" in capsys.readouterr().out
 
 
 def test_scene_threshold_option(video, tmp_path):
     # the cuts of the test video change the grey thumbnail by about 0.21 and 0.23
-    assert extract_frames([video], tmp_path / "a", scenes=True, scene_threshold=0.22, progress=False).kept == 2
-    assert extract_frames([video], tmp_path / "b", scenes=True, scene_threshold=0.5, progress=False).kept == 1
+    assert (
+        extract_frames(
+            [video], tmp_path / "a", scenes=True, scene_threshold=0.22, progress=False
+        ).kept
+        == 2
+    )
+    assert (
+        extract_frames(
+            [video], tmp_path / "b", scenes=True, scene_threshold=0.5, progress=False
+        ).kept
+        == 1
+    )
 
 
 def test_progress_bar_ends_at_the_number_of_frames_read(video, tmp_path, monkeypatch):

@@ -113,15 +113,25 @@ def test_model_pt_on_a_full_disk_keeps_the_previous_file(tmp_path, full_disk):
     assert failed and load_exported(path)[1]["style"] == "old" and leftovers(tmp_path) == []
 
 
-def test_gatys_result_on_a_full_disk(tmp_path, run_entry, full_disk, image_factory, synthetic_style):  # noqa: F811
+def test_gatys_result_on_a_full_disk(
+    tmp_path, run_entry, full_disk, image_factory, synthetic_style
+):  # noqa: F811
     photo = image_factory("photo.png", size=(32, 24))
     out = tmp_path / "out" / "result.png"
     out.parent.mkdir()
     Image.new("RGB", (5, 5), "red").save(out)
     before = out.read_bytes()
     full_disk("*result.png*")
-    code, err = run_entry(cli.gatys_main, f"content={photo}", f"style.image={synthetic_style}", f"output={out}",
-                          "size=32", "iterations=1", "progress=false", "overwrite=true")
+    code, err = run_entry(
+        cli.gatys_main,
+        f"content={photo}",
+        f"style.image={synthetic_style}",
+        f"output={out}",
+        "size=32",
+        "iterations=1",
+        "progress=false",
+        "overwrite=true",
+    )
     one_line(code, err, out)
     assert out.read_bytes() == before and leftovers(out.parent) == []
 
@@ -130,18 +140,27 @@ def test_stylized_image_on_a_full_disk(tmp_path, run_entry, full_disk, image_fac
     photo = image_factory("photo.png", size=(32, 24))
     out = tmp_path / "out" / "styled.jpg"
     full_disk("*styled.jpg*")
-    code, err = run_entry(cli.stylize_main, f"model={model_file}", f"input={photo}", f"output={out}")
+    code, err = run_entry(
+        cli.stylize_main, f"model={model_file}", f"input={photo}", f"output={out}"
+    )
     one_line(code, err, out)
     assert not out.exists() and leftovers(out.parent) == []
 
 
-def test_stylize_folder_on_a_full_disk_reports_the_file_and_goes_on(tmp_path, run_entry, full_disk, image_factory,  # noqa: F811
-                                                                    model_file):  # noqa: F811
+def test_stylize_folder_on_a_full_disk_reports_the_file_and_goes_on(
+    tmp_path,
+    run_entry,
+    full_disk,
+    image_factory,  # noqa: F811
+    model_file,
+):  # noqa: F811
     for i in range(3):
         image_factory(f"in/{i}.png", size=(24, 16), seed=i)
     full_disk("*1.png*")
     out = tmp_path / "out"
-    code, err = run_entry(cli.stylize_main, f"model={model_file}", f"input={tmp_path / 'in'}", f"output={out}")
+    code, err = run_entry(
+        cli.stylize_main, f"model={model_file}", f"input={tmp_path / 'in'}", f"output={out}"
+    )
     assert code == 2 and "Traceback" not in err, err
     assert f"{out / '1.png'}: cannot write image ({NO_SPACE})" in err
     assert sorted(p.name for p in out.iterdir()) == ["0.png", "2.png"] and leftovers(out) == []
@@ -154,8 +173,13 @@ def test_training_on_a_full_disk(what, tmp_path, run_entry, full_disk, photo_fol
     """The first checkpoint fits, the second does not: last.ckpt stays the step-1 one. Or every
     checkpoint fits and model.pt does not."""
     run_dir = tmp_path / "run"
-    args = tiny(photo_folder(5), "callbacks.images.every_n_steps=0", "callbacks.last_checkpoint.every_n_steps=1",
-                "trainer.val_check_interval=2", steps=2)
+    args = tiny(
+        photo_folder(5),
+        "callbacks.images.every_n_steps=0",
+        "callbacks.last_checkpoint.every_n_steps=1",
+        "trainer.val_check_interval=2",
+        steps=2,
+    )
     if what == "checkpoint":
         full_disk(".last.ckpt*", skip=1)
         path = run_dir / "checkpoints" / "last.ckpt"
@@ -163,7 +187,9 @@ def test_training_on_a_full_disk(what, tmp_path, run_entry, full_disk, photo_fol
         full_disk(".model.pt*")
         path = run_dir / "model.pt"
     code, err = run_entry(cli.train_main, *args, f"hydra.run.dir={run_dir}")
-    err = "\n".join(line for line in err.splitlines() if "fastnst: error" in line or "Traceback" in line)
+    err = "\n".join(
+        line for line in err.splitlines() if "fastnst: error" in line or "Traceback" in line
+    )
     one_line(code, err, path)
     assert leftovers(run_dir / "checkpoints") == [] and not list(run_dir.glob(".model.pt*"))
     if what == "checkpoint":

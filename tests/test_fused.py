@@ -47,13 +47,18 @@ def fused_calls(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("channels, num_residual, shape", [
-    ((8, 16, 32), 2, (1, 3, 64, 96)),
-    ((8, 16, 32), 0, (1, 3, 48, 32)),  # no residual block: down3 feeds the upsampling directly
-    ((12, 24, 48), 3, (2, 3, 40, 56)),  # batch of 2
-    ((8, 16, 32), 1, (1, 3, 32, 36, "channels_last")),  # e.g. straight from an NHWC image array
-])
-def test_matches_the_layer_by_layer_forward(monkeypatch, fused_calls, channels, num_residual, shape):
+@pytest.mark.parametrize(
+    "channels, num_residual, shape",
+    [
+        ((8, 16, 32), 2, (1, 3, 64, 96)),
+        ((8, 16, 32), 0, (1, 3, 48, 32)),  # no residual block: down3 feeds the upsampling directly
+        ((12, 24, 48), 3, (2, 3, 40, 56)),  # batch of 2
+        ((8, 16, 32), 1, (1, 3, 32, 36, "channels_last")),  # e.g. straight from an NHWC image array
+    ],
+)
+def test_matches_the_layer_by_layer_forward(
+    monkeypatch, fused_calls, channels, num_residual, shape
+):
     net = _net(channels, num_residual)
     layout = torch.channels_last if shape[-1] == "channels_last" else torch.contiguous_format
     shape = shape[:4]
@@ -66,7 +71,9 @@ def test_matches_the_layer_by_layer_forward(monkeypatch, fused_calls, channels, 
     assert float((got - expected).abs().max()) < 1e-5
 
 
-@pytest.mark.parametrize("pad, mode", [(1, "reflect"), (1, "replicate"), (4, "reflect"), (3, "replicate")])
+@pytest.mark.parametrize(
+    "pad, mode", [(1, "reflect"), (1, "replicate"), (4, "reflect"), (3, "replicate")]
+)
 def test_border_fill_matches_f_pad(pad, mode):
     x = torch.randn(2, 3, 9, 12)
     buf = torch.full((2, 3, 9 + 2 * pad, 12 + 2 * pad), float("nan"))
@@ -105,12 +112,21 @@ def test_tiles_use_the_whole_image_statistics(monkeypatch, fused_calls):
     image = torch.rand(1, 3, 96, 128)
     with torch.no_grad():
         got = tiled_forward(net, image, tile=64, overlap=16, stats_side=64, forward=fused.forward)
-    assert fused_calls and set(fused_calls) == {(1, 3, 64, 64)}  # every tile; stats were recorded unfused
+    assert fused_calls and set(fused_calls) == {
+        (1, 3, 64, 64)
+    }  # every tile; stats were recorded unfused
     with monkeypatch.context() as m:
         m.setattr(fused, "can_fuse", lambda *args: False)
-        expected = tiled_forward(net, image, tile=64, overlap=16, stats_side=64, forward=fused.forward)
+        expected = tiled_forward(
+            net, image, tile=64, overlap=16, stats_side=64, forward=fused.forward
+        )
     assert float((got - expected).abs().max()) < 1e-5
-    assert float((expected - tiled_forward(net, image, tile=64, overlap=16, stats_side=64)).abs().max()) < 1e-6
+    assert (
+        float(
+            (expected - tiled_forward(net, image, tile=64, overlap=16, stats_side=64)).abs().max()
+        )
+        < 1e-6
+    )
     assert all(m.statistics is None for m in net.instance_norms())  # handed in for one call only
     # the statistics matter: without them each tile normalizes with its own
     with torch.no_grad():
@@ -118,7 +134,9 @@ def test_tiles_use_the_whole_image_statistics(monkeypatch, fused_calls):
     assert float((own_stats - got[..., :64, :64]).abs().max()) > 1e-3
 
 
-@pytest.mark.parametrize("case", ["grad", "batch_norm", "odd_size", "disabled", "hooked", "replaced"])
+@pytest.mark.parametrize(
+    "case", ["grad", "batch_norm", "odd_size", "disabled", "hooked", "replaced"]
+)
 def test_falls_back_where_fusing_would_be_wrong(fused_calls, case):
     net = _net(norm="batch" if case == "batch_norm" else "instance")
     x = torch.rand(1, 3, 34 if case == "odd_size" else 32, 32)
@@ -130,7 +148,9 @@ def test_falls_back_where_fusing_would_be_wrong(fused_calls, case):
             fused.forward(net, x)
     elif case == "hooked":  # e.g. tiling recording instance-norm statistics through forward hooks
         seen = []
-        handles = [m.register_forward_hook(lambda *args: seen.append(1)) for m in net.instance_norms()]
+        handles = [
+            m.register_forward_hook(lambda *args: seen.append(1)) for m in net.instance_norms()
+        ]
         with torch.no_grad():
             fused.forward(net, x)
         for handle in handles:
@@ -157,7 +177,9 @@ def test_fast_forward_is_the_fused_forward_and_the_model_alone_never_fuses(fused
     assert float((got - plain).abs().max()) < 1e-5
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only"
+)
 def test_keeping_freed_memory_stops_page_faults_in_repeated_forwards():
     # transparent huge pages off for the child (PR_SET_THP_DISABLE): with them (THP "always", or
     # glibc.malloc.hugetlb=1) a 32 MiB map faults in 2 MiB at a time and the count below drops ~10x
@@ -178,8 +200,12 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     results = {}
     for setting in ("1", "0"):
         env = {**os.environ, "FASTNST_KEEP_FREED_MEMORY": setting}
-        out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", child], capture_output=True, text=True, env=env, check=True
+        )
         applied, faults = out.stdout.split()
         results[setting] = (applied == "True", int(faults))
-    assert not results["0"][0] and results["0"][1] > 20_000  # 32 MiB maps, page-faulted in again each pass
+    assert (
+        not results["0"][0] and results["0"][1] > 20_000
+    )  # 32 MiB maps, page-faulted in again each pass
     assert results["1"][0] and results["1"][1] < results["0"][1] / 10

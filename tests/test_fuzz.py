@@ -36,7 +36,9 @@ CASES = int(os.environ.get("FASTNST_FUZZ_CASES", "240"))
 def _picture(w=48, h=32) -> Image.Image:
     yy, xx = np.mgrid[0:h, 0:w]
     noise = np.random.default_rng(0).integers(0, 40, (h, w, 1))
-    return Image.fromarray(np.stack([xx * 5, yy * 7, (xx + yy) * 3], -1).astype(np.uint8) + noise.astype(np.uint8))
+    return Image.fromarray(
+        np.stack([xx * 5, yy * 7, (xx + yy) * 3], -1).astype(np.uint8) + noise.astype(np.uint8)
+    )
 
 
 def _video_bytes(tmp: Path) -> bytes:
@@ -116,7 +118,9 @@ def intact(path: Path, video: bool = False) -> bool:
     if "_wrong_ext." not in path.name:
         return False
     source = path.name.split("_")[1]
-    return source == "mp4" if video else source in IMAGE_FORMATS and path.suffix[1:] in IMAGE_FORMATS
+    return (
+        source == "mp4" if video else source in IMAGE_FORMATS and path.suffix[1:] in IMAGE_FORMATS
+    )
 
 
 class Hang(Exception):
@@ -141,8 +145,10 @@ def time_limit(seconds: float, what: str):
 
 @pytest.fixture(scope="module")
 def stylizer(tmp_path_factory):
-    path = save_exported(tmp_path_factory.mktemp("fuzz_model") / "model.pt",
-                         TransformerNet(channels=(8, 16, 32), num_residual=1))
+    path = save_exported(
+        tmp_path_factory.mktemp("fuzz_model") / "model.pt",
+        TransformerNet(channels=(8, 16, 32), num_residual=1),
+    )
     return Stylizer.load(path, device="cpu")
 
 
@@ -180,7 +186,9 @@ def _check_folder(folder: Path, paths, stylizer, out: Path):
     assert len(failed) == len(failures), "a failure message does not name its file"
     assert not {p.name for p in images if intact(p)} & failed, "an intact image was refused"
     for p in images:
-        assert (p.name in failed) != (out / (p.stem + (p.suffix if p.suffix != ".gif" else ".png"))).exists()
+        assert (p.name in failed) != (
+            out / (p.stem + (p.suffix if p.suffix != ".gif" else ".png"))
+        ).exists()
 
 
 def run_fuzz(originals, stylizer, tmp_path, n: int, seed: int, max_videos: int | None = None):
@@ -188,7 +196,9 @@ def run_fuzz(originals, stylizer, tmp_path, n: int, seed: int, max_videos: int |
     bytes under another name (at most max_videos: each starts an encoder) through the video reader."""
     paths = fuzz_cases(originals, n, seed, tmp_path / "cases")
     videos = [p for p in paths if p.suffix == ".mp4" or "_mp4_" in p.name][:max_videos]
-    assert any(intact(p) for p in paths) and any(intact(p, video=True) for p in videos)  # successes required
+    assert any(intact(p) for p in paths) and any(
+        intact(p, video=True) for p in videos
+    )  # successes required
     start = time.monotonic()
     _check_image_loader(paths)
     (tmp_path / "videos").mkdir()
@@ -198,7 +208,9 @@ def run_fuzz(originals, stylizer, tmp_path, n: int, seed: int, max_videos: int |
 
 
 def test_fuzzed_files_give_a_result_or_an_error_naming_the_file(originals, stylizer, tmp_path):
-    n, videos, seconds = run_fuzz(originals, stylizer, tmp_path, CASES, seed=12, max_videos=CASES // 10)
+    n, videos, seconds = run_fuzz(
+        originals, stylizer, tmp_path, CASES, seed=12, max_videos=CASES // 10
+    )
     print(f"{n} fuzzed files ({videos} through the video reader) in {seconds:.1f} s")
 
 
@@ -210,11 +222,20 @@ def test_fuzzed_files_many_more(originals, stylizer, tmp_path, seed):
 
 def test_fuzzed_folder_through_the_cli(originals, tmp_path, run_entry, stylizer):  # noqa: F811
     paths = fuzz_cases(originals, 30, 7, tmp_path / "cases")
-    model = save_exported(tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=1))
-    code, err = run_entry(cli.stylize_main, f"model={model}", f"input={tmp_path / 'cases'}", f"output={tmp_path / 'out'}")
+    model = save_exported(
+        tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=1)
+    )
+    code, err = run_entry(
+        cli.stylize_main,
+        f"model={model}",
+        f"input={tmp_path / 'cases'}",
+        f"output={tmp_path / 'out'}",
+    )
     assert code in (0, 2) and "Traceback" not in err, err
     reported = [p for p in paths if p.suffix != ".mp4" and p.name in err]
-    written = {p.name for p in (tmp_path / "out").iterdir()} if (tmp_path / "out").exists() else set()
+    written = (
+        {p.name for p in (tmp_path / "out").iterdir()} if (tmp_path / "out").exists() else set()
+    )
     must_work = [p for p in paths if intact(p)]
     assert must_work and not set(must_work) & set(reported), err
     assert len(reported) + len(written) == len([p for p in paths if p.suffix != ".mp4"])

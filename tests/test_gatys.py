@@ -22,7 +22,13 @@ from fastnst.losses import PerceptualLoss
 
 SEED_LAYERS = dict(
     content_layers={"block5_conv2": 1.0},
-    style_layers={"block1_conv1": 1.0, "block2_conv1": 1.0, "block3_conv1": 1.0, "block4_conv1": 1.0, "block5_conv1": 1.0},
+    style_layers={
+        "block1_conv1": 1.0,
+        "block2_conv1": 1.0,
+        "block3_conv1": 1.0,
+        "block4_conv1": 1.0,
+        "block5_conv1": 1.0,
+    },
 )
 
 
@@ -54,8 +60,16 @@ def compose_gatys():
 def tiny_run(tmp_path, photo_path, style_path, *extra):
     """Overrides for a fast run: 64 px, style image at 64 px, no progress bar."""
     return [
-        f"content={photo_path}", f"output={tmp_path / 'out.png'}", "style=custom", f"style.image={style_path}",
-        "style.size=64", "size=64", "iterations=4", "progress=false", "device=cpu", *extra,
+        f"content={photo_path}",
+        f"output={tmp_path / 'out.png'}",
+        "style=custom",
+        f"style.image={style_path}",
+        "style.size=64",
+        "size=64",
+        "iterations=4",
+        "progress=false",
+        "device=cpu",
+        *extra,
     ]
 
 
@@ -86,7 +100,9 @@ def test_init_variants(photo):
     mixed = initial_image(photo, "content+noise", noise=0.3, generator=gen(1))
     torch.testing.assert_close(mixed, 0.7 * photo + 0.3 * noise)
     assert torch.equal(mixed, initial_image(photo, "content+noise", noise=0.3, generator=gen(1)))
-    assert not torch.equal(mixed, initial_image(photo, "content+noise", noise=0.3, generator=gen(2)))
+    assert not torch.equal(
+        mixed, initial_image(photo, "content+noise", noise=0.3, generator=gen(2))
+    )
 
     with pytest.raises(FastNSTError, match="init"):
         initial_image(photo, "photo")
@@ -100,7 +116,9 @@ def test_init_reaches_the_optimization(styled_loss, photo):
     a = stylize_gatys(photo, styled_loss, iterations=2, init="noise", seed=5)
     b = stylize_gatys(photo, styled_loss, iterations=2, init="noise", seed=5)
     assert a.history[0]["content"] > 0.0
-    assert [r["total"] for r in a.history] == pytest.approx([r["total"] for r in b.history], rel=1e-5)
+    assert [r["total"] for r in a.history] == pytest.approx(
+        [r["total"] for r in b.history], rel=1e-5
+    )
 
 
 def test_result_is_the_lowest_loss_image_not_the_last(styled_loss, photo):
@@ -116,9 +134,15 @@ def test_result_is_the_lowest_loss_image_not_the_last(styled_loss, photo):
 
 def test_multiscale_runs_coarse_to_fine(styled_loss, photo, synthetic_style):
     saved = []
-    result = stylize_gatys(photo, styled_loss, iterations=9, scales=[0.5, 1.0],
-                           style_images=[load_image(synthetic_style)], save_every=4,
-                           on_save=lambda it, img: saved.append((it, tuple(img.shape[-2:]))))
+    result = stylize_gatys(
+        photo,
+        styled_loss,
+        iterations=9,
+        scales=[0.5, 1.0],
+        style_images=[load_image(synthetic_style)],
+        save_every=4,
+        on_save=lambda it, img: saved.append((it, tuple(img.shape[-2:]))),
+    )
     assert result.sizes == [(24, 32), (48, 64)]
     assert result.iterations_per_scale == [6, 3]
     assert [(r["height"], r["width"]) for r in result.history] == [(24, 32)] * 6 + [(48, 64)] * 3
@@ -131,7 +155,11 @@ def test_scale_sizes_and_split():
     assert scale_sizes(300, 200, "auto") == [(300, 200)]
     assert scale_sizes(512, 341, "auto") == [(256, 170), (512, 341)]
     assert [max(s) for s in scale_sizes(768, 1024, "auto")] == [256, 512, 1024]
-    assert [max(s) for s in scale_sizes(100, 512, [0.25, 256])] == [128, 256, 512]  # output always last
+    assert [max(s) for s in scale_sizes(100, 512, [0.25, 256])] == [
+        128,
+        256,
+        512,
+    ]  # output always last
     assert scale_sizes(100, 512, None) == scale_sizes(100, 512, [1]) == [(100, 512)]
     with pytest.raises(FastNSTError, match="larger than the output"):
         scale_sizes(100, 512, [1024])
@@ -156,14 +184,30 @@ def test_device_option():
 # ----------------------------------------------------------------------------- run_gatys(cfg)
 
 
-def test_run_writes_best_image_log_and_intermediates(tmp_path, image_factory, synthetic_style, compose_gatys):
+def test_run_writes_best_image_log_and_intermediates(
+    tmp_path, image_factory, synthetic_style, compose_gatys
+):
     photo_path = image_factory("photo.png", size=(64, 48), seed=3)
-    cfg = compose_gatys(tiny_run(tmp_path, photo_path, synthetic_style, "optimizer=adam", "lr=2.0",
-                                 "iterations=4", "save_every=2", "scales=[1]"))
+    cfg = compose_gatys(
+        tiny_run(
+            tmp_path,
+            photo_path,
+            synthetic_style,
+            "optimizer=adam",
+            "lr=2.0",
+            "iterations=4",
+            "save_every=2",
+            "scales=[1]",
+        )
+    )
     result = run_gatys(cfg)
     out = tmp_path / "out.png"
     assert sorted(p.name for p in tmp_path.glob("out*")) == [
-        "out.png", "out.png.json", "out_iter0002.png", "out_iter0004.png"]
+        "out.png",
+        "out.png.json",
+        "out_iter0002.png",
+        "out_iter0004.png",
+    ]
     written = load_image(out)
     assert written.shape[-2:] == (48, 64)
     # the written image is the best one (8-bit rounding apart), and the best is not the last
@@ -185,18 +229,28 @@ def test_run_writes_best_image_log_and_intermediates(tmp_path, image_factory, sy
     assert run_gatys(cfg).history[-1]["iteration"] == 2
 
 
-def test_existing_intermediate_is_refused_before_work(tmp_path, image_factory, synthetic_style, compose_gatys):
+def test_existing_intermediate_is_refused_before_work(
+    tmp_path, image_factory, synthetic_style, compose_gatys
+):
     photo_path = image_factory("photo.png", size=(64, 48), seed=3)
     intermediate_path(tmp_path / "out.png", 2).write_bytes(b"keep me")
-    cfg = compose_gatys(tiny_run(tmp_path, photo_path, synthetic_style, "save_every=2", "vgg.weights=/nonexistent.pth"))
+    cfg = compose_gatys(
+        tiny_run(
+            tmp_path, photo_path, synthetic_style, "save_every=2", "vgg.weights=/nonexistent.pth"
+        )
+    )
     with pytest.raises(OutputExistsError, match="out_iter0002.png"):
         run_gatys(cfg)
     assert not (tmp_path / "out.png").exists()
 
 
-def test_vgg_weights_option_reaches_the_loss(tmp_path, image_factory, synthetic_style, compose_gatys):
+def test_vgg_weights_option_reaches_the_loss(
+    tmp_path, image_factory, synthetic_style, compose_gatys
+):
     photo_path = image_factory("photo.png", size=(64, 48), seed=3)
-    cfg = compose_gatys(tiny_run(tmp_path, photo_path, synthetic_style, "vgg.weights=/nonexistent/vgg.pth"))
+    cfg = compose_gatys(
+        tiny_run(tmp_path, photo_path, synthetic_style, "vgg.weights=/nonexistent/vgg.pth")
+    )
     with pytest.raises(FastNSTError, match="/nonexistent/vgg.pth"):
         run_gatys(cfg)
 
@@ -205,15 +259,27 @@ def _chroma(image: torch.Tensor) -> torch.Tensor:
     return rgb_to_ycbcr(image)[:, 1:]
 
 
-def test_preserve_color_keeps_the_photo_chroma(tmp_path, image_factory, synthetic_style, compose_gatys):
+def test_preserve_color_keeps_the_photo_chroma(
+    tmp_path, image_factory, synthetic_style, compose_gatys
+):
     photo_path = image_factory("photo.png", size=(64, 48), seed=3)
     photo = load_image(photo_path)
     errors = {}
     for preserve in (False, True):
         out = tmp_path / f"out_{preserve}.png"
-        cfg = compose_gatys(tiny_run(tmp_path, photo_path, synthetic_style, f"output={out}",
-                                     f"preserve_color={str(preserve).lower()}", "iterations=8", "scales=[1]",
-                                     "optimizer=adam", "lr=0.05"))
+        cfg = compose_gatys(
+            tiny_run(
+                tmp_path,
+                photo_path,
+                synthetic_style,
+                f"output={out}",
+                f"preserve_color={str(preserve).lower()}",
+                "iterations=8",
+                "scales=[1]",
+                "optimizer=adam",
+                "lr=0.05",
+            )
+        )
         run_gatys(cfg)
         errors[preserve] = (_chroma(load_image(out)) - _chroma(photo)).abs().mean().item()
     # (8-bit rounding and the clamp of out-of-gamut colours leave a small residue)
@@ -225,7 +291,15 @@ def test_multi_style_weights(tmp_path, image_factory, synthetic_style, compose_g
     """style.images + style.weights reach the loss: weights [1, 0] == the first image alone."""
     photo_path = image_factory("photo.png", size=(64, 48), seed=3)
     second = image_factory("second.png", size=(64, 64), seed=9)
-    common = ("iterations=4", "scales=[0.5,1]", "init=content+noise", "noise=0.2", "seed=3", "optimizer=adam", "lr=0.05")
+    common = (
+        "iterations=4",
+        "scales=[0.5,1]",
+        "init=content+noise",
+        "noise=0.2",
+        "seed=3",
+        "optimizer=adam",
+        "lr=0.05",
+    )
     images = {}
     for name, style_args in {
         "single": [f"style.image={synthetic_style}"],
@@ -233,7 +307,13 @@ def test_multi_style_weights(tmp_path, image_factory, synthetic_style, compose_g
         "mixed": [f"style.images=[{synthetic_style},{second}]", "style.weights=[0.7,0.3]"],
     }.items():
         out = tmp_path / f"{name}.png"
-        run_gatys(compose_gatys(tiny_run(tmp_path, photo_path, synthetic_style, f"output={out}", *common, *style_args)))
+        run_gatys(
+            compose_gatys(
+                tiny_run(
+                    tmp_path, photo_path, synthetic_style, f"output={out}", *common, *style_args
+                )
+            )
+        )
         images[name] = load_image(out)
     torch.testing.assert_close(images["one_zero"], images["single"], atol=2 / 255, rtol=0)
     assert (images["mixed"] - images["single"]).abs().mean() > 1 / 255
@@ -246,14 +326,27 @@ def test_multi_style_weights(tmp_path, image_factory, synthetic_style, compose_g
 
 def _cli(args, cwd):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "src"), OMP_NUM_THREADS="2")
-    return subprocess.run([sys.executable, str(REPO_ROOT / "gatys.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "gatys.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_end_to_end_with_relative_paths(tmp_path, image_factory, synthetic_style):
     image_factory("photo.png", size=(64, 48), seed=3)
-    args = ["content=photo.png", f"style.image={synthetic_style.name}", "style.size=64", "output=res/out.png",
-            "size=48", "iterations=3", "device=cpu"]
+    args = [
+        "content=photo.png",
+        f"style.image={synthetic_style.name}",
+        "style.size=64",
+        "output=res/out.png",
+        "size=48",
+        "iterations=3",
+        "device=cpu",
+    ]
     run = _cli(args, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert load_image(tmp_path / "res" / "out.png").shape[-2:] == (36, 48)
@@ -273,8 +366,19 @@ def test_cli_wave_preset_runs_offline_on_the_bundled_painting(tmp_path, image_fa
     monkeypatch.delenv("FASTNST_DATA", raising=False)
     image_factory("photo.png", size=(64, 48), seed=3)
     (tmp_path / "data").mkdir()
-    run = _cli(["content=photo.png", "style=wave", "paths.data_dir=data", "style.size=64", "output=out.png",
-                "size=48", "iterations=2", "device=cpu"], cwd=tmp_path)
+    run = _cli(
+        [
+            "content=photo.png",
+            "style=wave",
+            "paths.data_dir=data",
+            "style.size=64",
+            "output=out.png",
+            "size=48",
+            "iterations=2",
+            "device=cpu",
+        ],
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     log = json.loads((tmp_path / "out.png.json").read_text())
     assert log["style"][0].endswith("paintings/wave.jpg")
@@ -282,7 +386,9 @@ def test_cli_wave_preset_runs_offline_on_the_bundled_painting(tmp_path, image_fa
 
 def test_cli_missing_style_image(tmp_path, image_factory):
     image_factory("photo.png", size=(64, 48), seed=3)
-    run = _cli(["content=photo.png", "style.image=no_such_painting.jpg", "output=out.png"], cwd=tmp_path)
+    run = _cli(
+        ["content=photo.png", "style.image=no_such_painting.jpg", "output=out.png"], cwd=tmp_path
+    )
     assert run.returncode == 2
     assert "no_such_painting.jpg" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "out.png").exists()
@@ -299,5 +405,7 @@ def test_gatys_entry_makes_openmp_waits_passive_unless_the_user_chose(monkeypatc
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
     # and the entry point sets it before torch is imported (importing the CLI loads no torch)
     code = "import sys, fastnst.cli; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "False"

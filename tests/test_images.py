@@ -112,7 +112,9 @@ def test_16bit_grayscale_is_scaled_not_clipped(tmp_path):
 
 def test_animated_gif_gives_first_frame(tmp_path):
     frames = [Image.new("RGB", (8, 8), RED), Image.new("RGB", (8, 8), BLUE)]
-    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    frames[0].save(
+        tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50, loop=0
+    )
     with Image.open(tmp_path / "anim.gif") as raw:
         assert raw.n_frames == 2
     assert pixel(load_image(tmp_path / "anim.gif"), 4, 4) == RED
@@ -181,7 +183,11 @@ BAD_FILES = {
     "missing": ("nothere.png", lambda p, mp: p, "not found"),
     "folder": ("afolder.png", lambda p, mp: (p.mkdir(), p)[1], "folder"),
     "empty": ("empty.jpg", lambda p, mp: _write(p, b""), "empty"),
-    "text": ("notes.png", lambda p, mp: _write(p, b"hello, I am not a picture\n" * 20), "not an image"),
+    "text": (
+        "notes.png",
+        lambda p, mp: _write(p, b"hello, I am not a picture\n" * 20),
+        "not an image",
+    ),
     "random-bytes": ("noise.jpg", lambda p, mp: _write(p, os.urandom(2048)), "not an image"),
     "truncated-png": ("cut.png", lambda p, mp: _truncated(p, "PNG"), "truncated"),
     "truncated-jpeg": ("cut.jpg", lambda p, mp: _truncated(p, "JPEG"), "truncated"),
@@ -207,14 +213,20 @@ def test_unreadable_file_is_refused(image_factory, monkeypatch):
     # tests run as root, which chmod 000 does not stop: simulate what a normal user sees
     path = image_factory("secret.png")
     real_access = os.access
-    monkeypatch.setattr(images.os, "access", lambda p, mode: False if str(p) == str(path) else real_access(p, mode))
+    monkeypatch.setattr(
+        images.os, "access", lambda p, mode: False if str(p) == str(path) else real_access(p, mode)
+    )
     with pytest.raises(ImageError, match="secret.png: permission denied") as info:
         load_image(path)
     assert "\n" not in str(info.value)
 
 
 # write-only sysctl files: the kernel refuses to let even root read them (root ignores chmod 000)
-WRITE_ONLY = ("/proc/sys/vm/compact_memory", "/proc/sys/net/ipv4/route/flush", "/proc/sys/net/ipv6/route/flush")
+WRITE_ONLY = (
+    "/proc/sys/vm/compact_memory",
+    "/proc/sys/net/ipv4/route/flush",
+    "/proc/sys/net/ipv6/route/flush",
+)
 
 
 def test_unreadable_file_real_permissions(image_factory):

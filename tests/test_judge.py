@@ -27,7 +27,9 @@ FAST = dict(num_directions=32, seeds=(0, 1), levels=(1.0,))
 def _strokes(h: int = 96, w: int = 96, period: float = 24.0, seed: int = 0) -> torch.Tensor:
     """A 'painting': broad curved bands of two saturated colours, strokes of ~period/2 px."""
     g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     phase = float(torch.rand(1, generator=g)) * 6.28
     bands = torch.sin(2 * math.pi * (xx + 8 * torch.sin(yy / 15 + phase)) / period)
     mask = (bands > 0).float()
@@ -60,7 +62,9 @@ def test_sliced_wasserstein_of_a_shift_is_the_projected_shift_squared():
     a = torch.randn(400, 8, generator=g)
     shift = torch.randn(8, generator=g)
     d = random_directions(8, 16, seed=3)
-    torch.testing.assert_close(sliced_wasserstein(a, a + shift, d), (shift @ d) ** 2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        sliced_wasserstein(a, a + shift, d), (shift @ d) ** 2, rtol=1e-4, atol=1e-5
+    )
 
 
 def test_sliced_wasserstein_compares_sets_of_different_sizes_as_distributions():
@@ -88,7 +92,12 @@ def test_the_painting_itself_scores_zero_and_the_judge_is_deterministic():
     assert same["style_swd"] < 1e-4
     photo = _photo()
     assert judge(photo) == StyleJudge(painting, **FAST)(photo)  # same seeds, same numbers
-    assert set(judge(photo)) >= {"style_swd", "style_swd_std", "style_swd/block1_conv1", "style_swd/block4_conv1"}
+    assert set(judge(photo)) >= {
+        "style_swd",
+        "style_swd_std",
+        "style_swd/block1_conv1",
+        "style_swd/block4_conv1",
+    }
 
 
 def test_a_mirrored_or_shifted_painting_is_close_and_a_photo_far():
@@ -114,7 +123,10 @@ def test_tint_plus_grain_is_farther_than_strokes_at_the_painting_scale():
 
 def test_colour_transfer_matches_the_painting_statistics():
     # a painting of moderate colours: the mapped photo then needs no clipping to [0, 1]
-    painting, photo = 0.35 + 0.3 * torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)), _photo()
+    painting, photo = (
+        0.35 + 0.3 * torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
+        _photo(),
+    )
     moved = transfer_colour_statistics(photo, painting)
     p, m = painting[0].reshape(3, -1), moved[0].reshape(3, -1)
     torch.testing.assert_close(m.mean(1), p.mean(1), atol=1e-4, rtol=0)
@@ -143,14 +155,19 @@ JUDGE_SIZE = 256  # px, longer side: small, so the five styles take seconds
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("style", ["starry_night", "the_scream", "wave", "composition_vii", "udnie"])
+@pytest.mark.parametrize(
+    "style", ["starry_night", "the_scream", "wave", "composition_vii", "udnie"]
+)
 def test_johnson_2016_beats_tint_plus_grain_and_the_photo_is_farthest(data_dir, style):
     """On Chicago, Johnson et al. 2016's published output is closer to the painting than the
     photo in the painting's colours plus a fine diagonal grain, and than the photo."""
     published = load_image(published_output(data_dir, style))
     reference_side = max(published.shape[-2:])
     photo = load_image(data_dir / "content" / "chicago.jpg", JUDGE_SIZE)
-    painting = load_image(data_dir / "styles" / f"{style}.jpg", round(painting_size(style) * JUDGE_SIZE / reference_side))
+    painting = load_image(
+        data_dir / "styles" / f"{style}.jpg",
+        round(painting_size(style) * JUDGE_SIZE / reference_side),
+    )
     judge = StyleJudge(painting, num_directions=64, seeds=(0,))
     johnson = judge(resize_tensor(published, tuple(photo.shape[-2:])))["style_swd"]
     tinted = judge(tint_and_grain(photo, painting))["style_swd"]
@@ -166,7 +183,9 @@ def _judge_table():
 
     from fastnst.config import REPO_ROOT
 
-    spec = importlib.util.spec_from_file_location("judge_table", REPO_ROOT / "scripts" / "judge_table.py")
+    spec = importlib.util.spec_from_file_location(
+        "judge_table", REPO_ROOT / "scripts" / "judge_table.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -175,7 +194,9 @@ def _judge_table():
 def test_judge_table_refuses_a_bad_network_spec_in_one_line(tmp_path, capsys):
     table = _judge_table()
     assert table.main(["--network", "no-equals-sign", "--cache", str(tmp_path)]) == 2
-    assert table.main(["--network", f"new={tmp_path / 'missing.pt'}", "--cache", str(tmp_path)]) == 2
+    assert (
+        table.main(["--network", f"new={tmp_path / 'missing.pt'}", "--cache", str(tmp_path)]) == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "LABEL=PATH" in err[0] and "missing.pt" in err[1]
 
@@ -185,11 +206,28 @@ def test_judge_table_rows_picture_and_json(data_dir, tmp_path, capsys):
     """One style, small: every row is judged, the photo is farthest and Johnson beats both the
     bundled network and the Gram loss's favourite tint plus grain."""
     table = _judge_table()
-    table.GRAIN_PERIODS, table.GRAIN_AMPLITUDES = (4.0,), (0.0, 0.1)  # a smaller search for the adversary
-    args = ["--styles", "starry_night", "--size", "256", "--gatys-iterations", "0", "--cache", str(tmp_path / "cache"),
-            "--pictures", str(tmp_path), "--json", str(tmp_path / "t.json")]
+    table.GRAIN_PERIODS, table.GRAIN_AMPLITUDES = (
+        (4.0,),
+        (0.0, 0.1),
+    )  # a smaller search for the adversary
+    args = [
+        "--styles",
+        "starry_night",
+        "--size",
+        "256",
+        "--gatys-iterations",
+        "0",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--pictures",
+        str(tmp_path),
+        "--json",
+        str(tmp_path / "t.json"),
+    ]
     assert table.main(args) == 0
-    rows = {r["row"].split(" ")[0]: r for r in json.loads((tmp_path / "t.json").read_text())["rows"]}
+    rows = {
+        r["row"].split(" ")[0]: r for r in json.loads((tmp_path / "t.json").read_text())["rows"]
+    }
     assert set(rows) == {"photo", "tint", "bundled", "Johnson"}
     swd = {k: r["style_swd"] for k, r in rows.items()}
     assert swd["Johnson"] < swd["bundled"] < swd["photo"]
@@ -202,12 +240,23 @@ def test_judge_table_rows_picture_and_json(data_dir, tmp_path, capsys):
 # ----------------------------------------------------------------------------- evaluate.py
 
 
-def test_evaluate_reports_style_swd_and_keeps_a_gatys_cache_from_before_the_judge(tiny_run, photo_folder, tmp_path):
+def test_evaluate_reports_style_swd_and_keeps_a_gatys_cache_from_before_the_judge(
+    tiny_run, photo_folder, tmp_path
+):
     from fastnst.evaluate import evaluate_run, format_metrics
 
     photos = photo_folder(2, size=(40, 40), name="eval_photos")
-    options = dict(photos=photos, num_photos=1, size=32, gatys_iterations=2, cache_dir=tmp_path / "cache",
-                   backend="torch", device="cpu", tensorboard=False, overwrite=True)
+    options = dict(
+        photos=photos,
+        num_photos=1,
+        size=32,
+        gatys_iterations=2,
+        cache_dir=tmp_path / "cache",
+        backend="torch",
+        device="cpu",
+        tensorboard=False,
+        overwrite=True,
+    )
     result = evaluate_run(tiny_run, **options)
     assert result["metrics"]["style_swd"] > 0 and result["metrics"]["gatys/style_swd"] > 0
     assert "style_swd" in result["per_photo"][0]
@@ -218,4 +267,6 @@ def test_evaluate_reports_style_swd_and_keeps_a_gatys_cache_from_before_the_judg
     del saved["metrics"]["gatys/style_swd"]
     cache.write_text(json.dumps(saved))
     again = evaluate_run(tiny_run, **options)["metrics"]
-    assert "gatys/style_swd" not in again and again["gatys/total"] == result["metrics"]["gatys/total"]
+    assert (
+        "gatys/style_swd" not in again and again["gatys/total"] == result["metrics"]["gatys/total"]
+    )

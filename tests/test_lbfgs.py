@@ -22,8 +22,15 @@ def test_matches_torch_lbfgs_iterates():
     x_ours = torch.zeros(30, dtype=torch.float64, requires_grad=True)
     x_torch = x_ours.detach().clone().requires_grad_(True)
     ours = LBFGS(x_ours, lr=1.0, history_size=5)
-    reference = torch.optim.LBFGS([x_torch], lr=1.0, max_iter=25, max_eval=1000, history_size=5,
-                                  tolerance_grad=0.0, tolerance_change=0.0)
+    reference = torch.optim.LBFGS(
+        [x_torch],
+        lr=1.0,
+        max_iter=25,
+        max_eval=1000,
+        history_size=5,
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+    )
     evaluations = {"ours": 0, "torch": 0}
 
     def closure_ours():

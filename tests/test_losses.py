@@ -86,8 +86,13 @@ def test_all_terms_are_returned_and_zero_for_the_target_image(make_loss, photo):
     loss.set_style([photo])
     terms = loss(photo, loss.content_features(photo))
     assert set(terms) == {
-        "total", "content", "style", "tv",
-        "content/block2_conv1", "style/block1_conv1", "style/block1_conv2",
+        "total",
+        "content",
+        "style",
+        "tv",
+        "content/block2_conv1",
+        "style/block1_conv1",
+        "style/block1_conv2",
     }
     for name, value in terms.items():
         assert value.dim() == 0 and value.item() == pytest.approx(0.0, abs=1e-10), name
@@ -100,9 +105,13 @@ def test_total_is_the_weighted_sum_of_its_terms(make_loss, photo, painting):
     t = loss(image, loss.content_features(photo))
     assert t["content"] > 0 and t["style"] > 0 and t["tv"] > 0
     assert t["content"] == pytest.approx(t["content/block2_conv1"].item())
-    assert t["style"].item() == pytest.approx(0.5 * t["style/block1_conv1"].item() + 2.0 * t["style/block1_conv2"].item())
+    assert t["style"].item() == pytest.approx(
+        0.5 * t["style/block1_conv1"].item() + 2.0 * t["style/block1_conv2"].item()
+    )
     assert t["tv"].item() == pytest.approx(tv_loss(image).item())
-    assert t["total"].item() == pytest.approx(2.0 * t["content"].item() + 3.0 * t["style"].item() + 0.5 * t["tv"].item())
+    assert t["total"].item() == pytest.approx(
+        2.0 * t["content"].item() + 3.0 * t["style"].item() + 0.5 * t["tv"].item()
+    )
     # only the total carries gradients, and they reach the image, not the VGG
     assert t["total"].requires_grad and not t["style"].requires_grad
     t["total"].backward()
@@ -125,9 +134,13 @@ def test_weighted_style_targets_are_the_weighted_mean_of_grams(make_loss, photo,
     loss.set_style([photo, painting], weights=[3.0, 1.0])  # different sizes are fine
     ga, gb = loss.style_grams(photo), loss.style_grams(painting)
     for name in STYLE:
-        assert torch.allclose(loss.style_targets[name], 0.75 * ga[name] + 0.25 * gb[name], atol=1e-6)
+        assert torch.allclose(
+            loss.style_targets[name], 0.75 * ga[name] + 0.25 * gb[name], atol=1e-6
+        )
     loss.set_style([photo, painting])  # default: equal weights
-    assert torch.allclose(loss.style_targets["block1_conv1"], (ga["block1_conv1"] + gb["block1_conv1"]) / 2)
+    assert torch.allclose(
+        loss.style_targets["block1_conv1"], (ga["block1_conv1"] + gb["block1_conv1"]) / 2
+    )
 
 
 @pytest.mark.parametrize("weights", [[1.0], [1.0, -0.5], [0.0, 0.0]])
@@ -158,7 +171,9 @@ def test_set_style_targets_directly(make_loss, photo, painting):
 
 
 def test_targets_follow_to_but_stay_float32(make_loss, photo):
-    loss = make_loss(vgg=VGG19Features(["block1_conv1", "block1_conv2", "block2_conv1"]))  # not the shared one
+    loss = make_loss(
+        vgg=VGG19Features(["block1_conv1", "block1_conv2", "block2_conv1"])
+    )  # not the shared one
     loss.set_style([photo])
     before = loss.style_targets["block1_conv1"].clone()
     loss.half()  # e.g. Lightning's "16-true": Grams would underflow in fp16
@@ -176,8 +191,12 @@ def test_targets_are_not_in_the_state_dict(make_loss, photo):
 
 
 def test_layer_arguments(photo, shallow_vgg):
-    loss = PerceptualLoss(content_layers="block1_conv2", style_layers=["block1_conv1"], vgg=shallow_vgg)
-    assert loss.content_weights == {"block1_conv2": 1.0} and loss.style_weights == {"block1_conv1": 1.0}
+    loss = PerceptualLoss(
+        content_layers="block1_conv2", style_layers=["block1_conv1"], vgg=shallow_vgg
+    )
+    assert loss.content_weights == {"block1_conv2": 1.0} and loss.style_weights == {
+        "block1_conv1": 1.0
+    }
     with pytest.raises(ValueError, match="block3_conv1"):
         PerceptualLoss(content_layers=["block3_conv1"], style_layers=STYLE, vgg=shallow_vgg)
 
@@ -194,4 +213,7 @@ def test_batch_of_images_against_one_content_target(make_loss, photo):
     batch = torch.cat([photo, photo])
     t = loss(batch, loss.content_features(photo))
     assert t["total"].item() == pytest.approx(0.0, abs=1e-5)  # batched convs round differently
-    assert loss(torch.cat([photo, torch.rand_like(photo)]), loss.content_features(photo))["content"] > 1
+    assert (
+        loss(torch.cat([photo, torch.rand_like(photo)]), loss.content_features(photo))["content"]
+        > 1
+    )

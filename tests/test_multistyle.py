@@ -70,6 +70,7 @@ def eager(net, x, style=None):
 
 # -- the network ---------------------------------------------------------------------------
 
+
 def test_one_style_equals_the_single_style_network_eager_fused_and_tiled(net):
     x = torch.rand(2, 3, 64, 48, generator=torch.Generator().manual_seed(1))
     for i in range(len(STYLES)):
@@ -78,12 +79,17 @@ def test_one_style_equals_the_single_style_network_eager_fused_and_tiled(net):
         assert torch.allclose(eager(net, x, onehot), eager(single, x), atol=1e-6)
         with torch.no_grad():
             assert fused.can_fuse(net, x)
-            assert torch.allclose(fused.forward(net, x, onehot), single(x), atol=1e-5)  # fused CPU forward
+            assert torch.allclose(
+                fused.forward(net, x, onehot), single(x), atol=1e-5
+            )  # fused CPU forward
         big = torch.rand(1, 3, 96, 80, generator=torch.Generator().manual_seed(2))
         with torch.no_grad():
             for forward in (fused.forward, plain_forward):  # tiles fused and layer by layer
-                assert torch.allclose(tiled_forward(net, big, 48, style=onehot, forward=forward),
-                                      tiled_forward(single, big, 48, forward=forward), atol=1e-5)
+                assert torch.allclose(
+                    tiled_forward(net, big, 48, style=onehot, forward=forward),
+                    tiled_forward(single, big, 48, forward=forward),
+                    atol=1e-5,
+                )
 
 
 def test_fused_forward_matches_eager_for_blends_and_per_image_weights(net):
@@ -96,7 +102,9 @@ def test_fused_forward_matches_eager_for_blends_and_per_image_weights(net):
             got = fused.forward(net, x, w)
         assert torch.allclose(got, eager(net, x, w), atol=1e-5)
     with torch.no_grad():
-        assert torch.allclose(fused.forward(net, x, per_image)[1:], fused.forward(net, x[1:], per_image[1]), atol=1e-5)
+        assert torch.allclose(
+            fused.forward(net, x, per_image)[1:], fused.forward(net, x[1:], per_image[1]), atol=1e-5
+        )
 
 
 def test_single_style_network_is_unchanged():
@@ -115,11 +123,16 @@ def test_multi_style_needs_instance_norm_and_distinct_names():
 
 # -- style=/mix= ------------------------------------------------------------------------------
 
+
 def test_style_weights_normalise_and_name_errors_list_the_styles():
-    assert torch.allclose(style_weights(STYLES, mix={"starry_night": 7, "wave": 3}), torch.tensor([0.7, 0.0, 0.3]))
+    assert torch.allclose(
+        style_weights(STYLES, mix={"starry_night": 7, "wave": 3}), torch.tensor([0.7, 0.0, 0.3])
+    )
     assert torch.equal(style_weights(STYLES, style="wave"), torch.tensor([0.0, 0.0, 1.0]))
     assert style_weights(None) is None and style_weights(STYLES) is None
-    with pytest.raises(FastNSTError, match="no style 'udnie'; its styles: starry_night, the_scream, wave"):
+    with pytest.raises(
+        FastNSTError, match="no style 'udnie'; its styles: starry_night, the_scream, wave"
+    ):
         style_weights(STYLES, style="udnie")
     with pytest.raises(FastNSTError, match="single-style"):
         style_weights(None, style="wave")
@@ -141,10 +154,15 @@ def test_blend_with_weight_one_equals_the_style_and_blends_are_continuous(model_
     assert (a - b).abs().mean() > 0.02  # the styles differ
     # continuity: the output moves by less and less as the weight step shrinks, and the path
     # from one style to the other has no jump larger than a small share of the whole change
-    steps = [s(x, mix={"starry_night": 1 - t, "wave": t}) for t in torch.linspace(0, 1, 21).tolist()]
+    steps = [
+        s(x, mix={"starry_night": 1 - t, "wave": t}) for t in torch.linspace(0, 1, 21).tolist()
+    ]
     jumps = [float((p - q).abs().max()) for p, q in zip(steps, steps[1:])]
     assert max(jumps) < 0.5 * float((a - b).abs().max())
-    deltas = [float((s(x, mix={"starry_night": 1 - e, "wave": e}) - a).abs().max()) for e in (1e-1, 1e-2, 1e-3)]
+    deltas = [
+        float((s(x, mix={"starry_night": 1 - e, "wave": e}) - a).abs().max())
+        for e in (1e-1, 1e-2, 1e-3)
+    ]
     assert deltas[0] > deltas[1] > deltas[2] and deltas[2] < 1e-2
 
 
@@ -163,13 +181,18 @@ def test_stylizer_style_option_default_and_errors(model_file):
 def test_tiles_and_stylize_many_use_the_style(model_file):
     big = torch.rand(1, 3, 100, 76, generator=torch.Generator().manual_seed(4))
     big[..., :50, :] *= 0.3  # a dark top, a bright bottom: each tile's own statistics are far from
-    big[..., 50:, :] = 0.7 + 0.3 * big[..., 50:, :]  # the whole image's (measured 0.050 off vs 0.0066)
+    big[..., 50:, :] = (
+        0.7 + 0.3 * big[..., 50:, :]
+    )  # the whole image's (measured 0.050 off vs 0.0066)
     s = Stylizer.load(model_file, device="cpu", mix={"the_scream": 0.5, "wave": 0.5})
     whole, tiled = s(big), s(big, tile=64)
     assert (whole - tiled).abs().mean() < 0.02
     assert (tiled - s(big, tile=64, style="wave")).abs().mean() > 0.005
     frames = [torch.rand(3, 32, 32) for _ in range(3)]
-    assert all(torch.allclose(a, s(f), atol=1e-5) for a, f in zip(s.stylize_many(frames, batch_size=2), frames))
+    assert all(
+        torch.allclose(a, s(f), atol=1e-5)
+        for a, f in zip(s.stylize_many(frames, batch_size=2), frames)
+    )
 
 
 @pytest.mark.parametrize("fmt,ext", [("onnx", ".onnx"), ("torchscript", ".ts")])
@@ -192,9 +215,12 @@ def test_export_takes_style_weights_and_lists_the_styles(tmp_path, net, fmt, ext
 
 # -- the CLI --------------------------------------------------------------------------------
 
+
 def run_stylize(*overrides) -> int:
     try:
-        run_reporting_errors(stylize_cli, compose_config("stylize", *overrides, config_dir=INFERENCE_CONFIG_DIR))
+        run_reporting_errors(
+            stylize_cli, compose_config("stylize", *overrides, config_dir=INFERENCE_CONFIG_DIR)
+        )
     except SystemExit as e:
         return int(e.code)
     return 0
@@ -205,21 +231,45 @@ def test_cli_style_and_mix_pick_styles_inside_the_network(tmp_path, model_file, 
     s = Stylizer.load(model_file, device="cpu")
     from fastnst.images import load_image
 
-    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={tmp_path / 'w.png'}", "style=wave") == 0
-    assert (load_image(tmp_path / "w.png") - s(load_image(photo), style="wave")).abs().max() <= 1 / 255 + 1e-6
+    assert (
+        run_stylize(
+            f"model={model_file}", f"input={photo}", f"output={tmp_path / 'w.png'}", "style=wave"
+        )
+        == 0
+    )
+    assert (
+        load_image(tmp_path / "w.png") - s(load_image(photo), style="wave")
+    ).abs().max() <= 1 / 255 + 1e-6
     out = tmp_path / "mix.png"
-    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}", "mix={starry_night: 0.7, wave: 0.3}") == 0
+    assert (
+        run_stylize(
+            f"model={model_file}",
+            f"input={photo}",
+            f"output={out}",
+            "mix={starry_night: 0.7, wave: 0.3}",
+        )
+        == 0
+    )
     expected = s(load_image(photo), mix={"starry_night": 0.7, "wave": 0.3})
     assert (load_image(out) - expected).abs().max() <= 1 / 255 + 1e-6
     capsys.readouterr()
-    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={tmp_path / 'x.png'}", "style=udnie") == 2
+    assert (
+        run_stylize(
+            f"model={model_file}", f"input={photo}", f"output={tmp_path / 'x.png'}", "style=udnie"
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
-    assert "no style 'udnie'; its styles: starry_night, the_scream, wave" in err and len(err.splitlines()) == 1
+    assert (
+        "no style 'udnie'; its styles: starry_night, the_scream, wave" in err
+        and len(err.splitlines()) == 1
+    )
     assert run_stylize(f"input={photo}", "mix={wave: 1}") == 2
     assert "mix= blends the styles of a multi-style network" in capsys.readouterr().err
 
 
 # -- training -------------------------------------------------------------------------------
+
 
 def test_balanced_pairing():
     counts = [0, 0, 0]
@@ -243,7 +293,9 @@ def test_init_from_keeps_old_styles_and_finetune_trains_only_the_new_rows(tmp_pa
     after = bigger.state_dict()
     for key, old in before.items():
         if after[key].dim() == 2:  # conditional norm rows: the first three are the old styles
-            assert torch.equal(after[key][:3], old[:3]) and torch.equal(old[:3], net.state_dict()[key])
+            assert torch.equal(after[key][:3], old[:3]) and torch.equal(
+                old[:3], net.state_dict()[key]
+            )
             assert not torch.equal(after[key][3], old[3]), key
         else:
             assert torch.equal(after[key], old), key
@@ -251,17 +303,32 @@ def test_init_from_keeps_old_styles_and_finetune_trains_only_the_new_rows(tmp_pa
 
 def tiny_multi(folder, names, *extra, steps=4):
     return [
-        "data=folder", f"data.root={folder}", "data.image_size=32", "data.batch_size=3", "data.num_workers=0",
-        "data.val_size=2", "model=johnson_fast", "style=multi", f"style.names=[{','.join(map(str, names))}]",
-        "style.size=48", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
-        "trainer.log_every_n_steps=1", "callbacks.images.every_n_steps=2", "seed=0", *extra,
+        "data=folder",
+        f"data.root={folder}",
+        "data.image_size=32",
+        "data.batch_size=3",
+        "data.num_workers=0",
+        "data.val_size=2",
+        "model=johnson_fast",
+        "style=multi",
+        f"style.names=[{','.join(map(str, names))}]",
+        "style.size=48",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        f"trainer.max_steps={steps}",
+        f"trainer.val_check_interval={steps}",
+        "trainer.log_every_n_steps=1",
+        "callbacks.images.every_n_steps=2",
+        "seed=0",
+        *extra,
     ]
 
 
 @pytest.mark.slow  # two short trainings
 def test_train_multi_logs_per_style_exports_all_styles_and_finetunes_a_new_one(
-        compose_train, photo_folder, style_env, tmp_path):
+    compose_train, photo_folder, style_env, tmp_path
+):
     folder = photo_folder(6)
     painting = make_image(tmp_path / "my_painting.png", size=(64, 64), seed=9)
     result = train(compose_train(*tiny_multi(folder, ["starry_night", painting])))
@@ -271,7 +338,12 @@ def test_train_multi_logs_per_style_exports_all_styles_and_finetunes_a_new_one(
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0}).Reload()
     tags = set(acc.Tags()["scalars"])
     for name in net.styles:
-        assert {f"train/style/{name}", f"val/{name}/loss", f"val/{name}/content", f"val/{name}/style"} <= tags
+        assert {
+            f"train/style/{name}",
+            f"val/{name}/loss",
+            f"val/{name}/content",
+            f"val/{name}/style",
+        } <= tags
         assert f"val/{name}/stylized" in acc.Tags()["images"]
     assert "val/loss" in tags
     # the last checkpoint rebuilds the multi-style network too
@@ -280,8 +352,18 @@ def test_train_multi_logs_per_style_exports_all_styles_and_finetunes_a_new_one(
 
     # a new style: only its scales and shifts train; the network holds all three styles
     new = make_image(tmp_path / "new_style.png", size=(64, 64), seed=11)
-    result2 = train(compose_train(*tiny_multi(folder, ["starry_night", painting, new], f"init_from={run_dir}",
-                                               "finetune=style_params", steps=3), run_dir=tmp_path / "ft"))
+    result2 = train(
+        compose_train(
+            *tiny_multi(
+                folder,
+                ["starry_night", painting, new],
+                f"init_from={run_dir}",
+                "finetune=style_params",
+                steps=3,
+            ),
+            run_dir=tmp_path / "ft",
+        )
+    )
     tuned, _ = load_network(result2["run_dir"])
     assert tuned.styles == ["starry_night", "my_painting", "new_style"]
     old, new_state = net.state_dict(), tuned.state_dict()
@@ -291,29 +373,47 @@ def test_train_multi_logs_per_style_exports_all_styles_and_finetunes_a_new_one(
         else:
             assert torch.equal(new_state[key], value), key
     tags = set(EventAccumulator(str(result2["run_dir"])).Reload().Tags()["scalars"])
-    assert "train/style/new_style" in tags and "val/new_style/loss" in tags and "val/starry_night/loss" not in tags
+    assert (
+        "train/style/new_style" in tags
+        and "val/new_style/loss" in tags
+        and "val/starry_night/loss" not in tags
+    )
 
 
-def test_finetune_needs_init_from_and_a_new_style(compose_train, photo_folder, style_env, tmp_path, model_file):
+def test_finetune_needs_init_from_and_a_new_style(
+    compose_train, photo_folder, style_env, tmp_path, model_file
+):
     folder = photo_folder(4)
     with pytest.raises(FastNSTError, match="finetune=style_params needs init_from"):
         train(compose_train(*tiny_multi(folder, STYLES[:2], "finetune=style_params")))
     with pytest.raises(FastNSTError, match="already holds every style"):
-        train(compose_train(*tiny_multi(folder, ["starry_night", "the_scream"], f"init_from={model_file}",
-                                         "finetune=style_params", "model.channels=[8,16,32]",
-                                         "model.num_residual=2")))
+        train(
+            compose_train(
+                *tiny_multi(
+                    folder,
+                    ["starry_night", "the_scream"],
+                    f"init_from={model_file}",
+                    "finetune=style_params",
+                    "model.channels=[8,16,32]",
+                    "model.num_residual=2",
+                )
+            )
+        )
     with pytest.raises(FastNSTError, match="neither a style preset"):
         train(compose_train(*tiny_multi(folder, ["no_such_style"])))
 
 
 # -- scripts/style_blend.py -----------------------------------------------------------------
 
+
 def _style_blend():
     import importlib.util
 
     from fastnst.config import REPO_ROOT
 
-    spec = importlib.util.spec_from_file_location("style_blend", REPO_ROOT / "scripts" / "style_blend.py")
+    spec = importlib.util.spec_from_file_location(
+        "style_blend", REPO_ROOT / "scripts" / "style_blend.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -325,13 +425,33 @@ def test_style_blend_writes_a_strip_and_a_morph_video(tmp_path, model_file, caps
     blend = _style_blend()
     photo = make_image(tmp_path / "photo.png", size=(40, 32), seed=1)
     strip, video = tmp_path / "strip.png", tmp_path / "morph.mp4"
-    argv = ["--model", str(model_file), "--photo", str(photo), "--size", "40", "--out", str(strip),
-            "--steps", "5", "--video", str(video), "--seconds", "0.25", "--fps", "8"]
+    argv = [
+        "--model",
+        str(model_file),
+        "--photo",
+        str(photo),
+        "--size",
+        "40",
+        "--out",
+        str(strip),
+        "--steps",
+        "5",
+        "--video",
+        str(video),
+        "--seconds",
+        "0.25",
+        "--fps",
+        "8",
+    ]
     assert blend.main(argv) == 0
     assert Image.open(strip).size == (6 * 40 + 7 * blend.PAD, 32 + 2 * blend.PAD)
     from fastnst.video import video_info
 
-    assert video_info(video)["frames"] == 2 * 2 + 1  # 3 styles: two transitions of 2 frames + the last
+    assert (
+        video_info(video)["frames"] == 2 * 2 + 1
+    )  # 3 styles: two transitions of 2 frames + the last
     assert blend.main(argv) == 2 and "already exists" in capsys.readouterr().err
-    assert blend.main([*argv[:4], "--out", str(tmp_path / "x.png"), "--styles", "wave", "udnie"]) == 2
+    assert (
+        blend.main([*argv[:4], "--out", str(tmp_path / "x.png"), "--styles", "wave", "udnie"]) == 2
+    )
     assert "its styles: starry_night, the_scream, wave" in capsys.readouterr().err

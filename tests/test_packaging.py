@@ -21,8 +21,14 @@ except ModuleNotFoundError:  # Python 3.10
 
 PACKAGE_DIR = Path(fastnst.config.__file__).resolve().parent
 # the primary config of each fastnst-* command (fastnst.cli: config_path, config_name)
-PRIMARY = ["train.yaml", "gatys.yaml", "app.yaml",
-           "inference/stylize.yaml", "inference/export.yaml", "inference/evaluate.yaml"]
+PRIMARY = [
+    "train.yaml",
+    "gatys.yaml",
+    "app.yaml",
+    "inference/stylize.yaml",
+    "inference/export.yaml",
+    "inference/evaluate.yaml",
+]
 
 
 def _package_data_files() -> set[Path]:
@@ -30,8 +36,12 @@ def _package_data_files() -> set[Path]:
     (glob relative to the package folder, ** recursive)."""
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["fastnst"]
-    return {Path(p).resolve() for pattern in patterns
-            for p in glob.glob(os.path.join(PACKAGE_DIR, pattern), recursive=True) if os.path.isfile(p)}
+    return {
+        Path(p).resolve()
+        for pattern in patterns
+        for p in glob.glob(os.path.join(PACKAGE_DIR, pattern), recursive=True)
+        if os.path.isfile(p)
+    }
 
 
 def test_configs_live_in_the_package():
@@ -43,7 +53,9 @@ def test_configs_live_in_the_package():
 
 def test_package_data_covers_every_config_file():
     shipped = _package_data_files()
-    on_disk = [p for p in CONFIG_DIR.resolve().rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    on_disk = [
+        p for p in CONFIG_DIR.resolve().rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    ]
     assert len(on_disk) >= 40  # every group of conf/, not an empty folder
     missing = [str(p.relative_to(PACKAGE_DIR)) for p in on_disk if p.resolve() not in shipped]
     assert not missing, f"not in pyproject's [tool.setuptools.package-data]: {missing}"

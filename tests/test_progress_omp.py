@@ -53,8 +53,14 @@ def probe(args: list[str], cwd: Path, policy: str | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if policy:
         env["OMP_WAIT_POLICY"] = policy
-    result = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("policy ")]
     assert lines, result.stdout + result.stderr
     return lines[0]
@@ -72,7 +78,9 @@ def entry_point_args(name: str, tmp: Path) -> list[str]:
     }[name]
 
 
-@pytest.mark.parametrize("name", ["train.py", "evaluate.py", "export.py", "stylize.py", "gatys.py", "app.py"])
+@pytest.mark.parametrize(
+    "name", ["train.py", "evaluate.py", "export.py", "stylize.py", "gatys.py", "app.py"]
+)
 def test_entry_points_load_torch_with_passive_openmp_waits(name, tmp_path):
     line = probe([str(REPO / name), *entry_point_args(name, tmp_path)], cwd=tmp_path)
     assert line == "policy at torch import: PASSIVE"
@@ -89,28 +97,52 @@ def test_library_users_get_passive_waits_and_an_explicit_policy_wins(tmp_path):
     user.write_text("from fastnst import Stylizer  # noqa\nimport torch  # noqa\n")
     assert probe([str(user)], cwd=tmp_path) == "policy at torch import: PASSIVE"
     assert probe([str(user)], cwd=tmp_path, policy="ACTIVE") == "policy at torch import: ACTIVE"
-    assert probe([str(REPO / "train.py"), *entry_point_args("train.py", tmp_path)], cwd=tmp_path,
-                  policy="ACTIVE") == "policy at torch import: ACTIVE"
+    assert (
+        probe(
+            [str(REPO / "train.py"), *entry_point_args("train.py", tmp_path)],
+            cwd=tmp_path,
+            policy="ACTIVE",
+        )
+        == "policy at torch import: ACTIVE"
+    )
 
 
 def test_torch_imported_first_is_named_in_one_warning(tmp_path):
-    code = ("import warnings, torch\nwarnings.simplefilter('always')\nfrom fastnst import Stylizer\n"
-            "Stylizer.load('the_scream', device='cpu'); Stylizer.load('the_scream', device='cpu')\n")
+    code = (
+        "import warnings, torch\nwarnings.simplefilter('always')\nfrom fastnst import Stylizer\n"
+        "Stylizer.load('the_scream', device='cpu'); Stylizer.load('the_scream', device='cpu')\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("import fastnst before torch or set OMP_WAIT_POLICY=PASSIVE") == 1, result.stderr
+    assert result.stderr.count("import fastnst before torch or set OMP_WAIT_POLICY=PASSIVE") == 1, (
+        result.stderr
+    )
 
 
 # ---------------------------------------------------------------------------------- training
 
-NOISE = ("litlogger", "LeafSpec", "limit_val_batches", "val_check_interval=", "exists and is not empty")
+NOISE = (
+    "litlogger",
+    "LeafSpec",
+    "limit_val_batches",
+    "val_check_interval=",
+    "exists and is not empty",
+)
 
 
 def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "FASTNST_DATA": str(cwd)}
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -124,16 +156,28 @@ def short_then_resumed(tmp_path_factory):
         make_image(tmp / "photos" / f"{i}.png", size=(40, 36), seed=i)
     style = make_image(tmp / "style.png", size=(48, 48), seed=99)
     run_dir = tmp / "run"
-    args = [a for a in tiny(tmp / "photos", steps=3) if not a.startswith(("trainer.enable_progress_bar",
-                                                                        "trainer.log_every_n_steps"))]
-    first = _train(*args, f"style.image={style}", "trainer.log_every_n_steps=50", "trainer.val_check_interval=1000",
-                   "callbacks.images.every_n_steps=0", f"hydra.run.dir={run_dir}", cwd=tmp)
+    args = [
+        a
+        for a in tiny(tmp / "photos", steps=3)
+        if not a.startswith(("trainer.enable_progress_bar", "trainer.log_every_n_steps"))
+    ]
+    first = _train(
+        *args,
+        f"style.image={style}",
+        "trainer.log_every_n_steps=50",
+        "trainer.val_check_interval=1000",
+        "callbacks.images.every_n_steps=0",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp,
+    )
     resumed = _train(f"resume={run_dir}", "trainer.max_steps=5", cwd=tmp)
     return run_dir, first.stdout + first.stderr, resumed.stdout + resumed.stderr
 
 
 def _progress_lines(output: str) -> list[tuple[int, int]]:
-    return [(int(k), int(n)) for k, n in re.findall(r"step (\d+)/(\d+) \(\d+%\)  [\d.]+ img/s", output)]
+    return [
+        (int(k), int(n)) for k, n in re.findall(r"step (\d+)/(\d+) \(\d+%\)  [\d.]+ img/s", output)
+    ]
 
 
 def test_progress_line_counts_the_global_step_out_of_the_total_after_a_resume(short_then_resumed):
@@ -144,7 +188,9 @@ def test_progress_line_counts_the_global_step_out_of_the_total_after_a_resume(sh
     assert all(n == 5 and k > 3 for k, n in lines), lines
 
 
-def test_a_run_shorter_than_its_intervals_logs_train_scalars_and_writes_best_ckpt(short_then_resumed):
+def test_a_run_shorter_than_its_intervals_logs_train_scalars_and_writes_best_ckpt(
+    short_then_resumed,
+):
     run_dir, _, _ = short_then_resumed
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert scalars(run_dir, "train/loss")
@@ -171,17 +217,33 @@ def test_progress_switch_auto_follows_the_terminal():
 
 def test_a_piped_script_prints_no_bar_unless_asked(tmp_path):
     photo = make_image(tmp_path / "photo.png", size=(64, 48))
-    cmd = [sys.executable, str(REPO / "scripts" / "make_pan_clip.py"), str(photo), "--frames", "3", "--size", "32"]
-    piped = subprocess.run([*cmd, "--out", str(tmp_path / "a.mp4")], capture_output=True, text=True, timeout=600)
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "make_pan_clip.py"),
+        str(photo),
+        "--frames",
+        "3",
+        "--size",
+        "32",
+    ]
+    piped = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "a.mp4")], capture_output=True, text=True, timeout=600
+    )
     assert piped.returncode == 0, piped.stderr
     assert "frame" not in piped.stderr and "%|" not in piped.stderr, piped.stderr
-    asked = subprocess.run([*cmd, "--out", str(tmp_path / "b.mp4"), "--progress"], capture_output=True, text=True,
-                           timeout=600)
+    asked = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "b.mp4"), "--progress"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert asked.returncode == 0, asked.stderr
     assert "pan clip: 100%|" in asked.stderr and "3/3" in asked.stderr, asked.stderr
 
 
-@pytest.mark.parametrize("name", ["video_metrics.py", "style_blend.py", "make_pan_clip.py", "compare_runs.py"])
+@pytest.mark.parametrize(
+    "name", ["video_metrics.py", "style_blend.py", "make_pan_clip.py", "compare_runs.py"]
+)
 def test_script_help_documents_the_progress_switch(name, capsys):
     spec = importlib.util.spec_from_file_location(f"_help_{name[:-3]}", REPO / "scripts" / name)
     module = importlib.util.module_from_spec(spec)

@@ -42,14 +42,28 @@ def test_blocks_are_found():
     stop testing a block)."""
     blocks = quickstart_blocks((REPO / "README.md").read_text())
     text = "\n".join(script for script, _ in blocks)
-    for command in ("stylize.py style=", "gatys.py", "app.py", "train.py experiment=cpu_quick", "tensorboard"):
+    for command in (
+        "stylize.py style=",
+        "gatys.py",
+        "app.py",
+        "train.py experiment=cpu_quick",
+        "tensorboard",
+    ):
         assert command in text, f"no quickstart block runs {command}"
     assert sorted(port for _, port in blocks if port) == [6006, 7860]
 
 
 def copy_working_tree(dest: Path) -> None:
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src, dst = REPO / rel, dest / rel
         if not src.exists() and not src.is_symlink():
@@ -79,13 +93,23 @@ def run_server(script: str, port: int, cwd: Path, env: dict) -> None:
     assert port_is_free(port), f"port {port} is already taken: the quickstart's server cannot start"
     log = cwd / f"server_{port}.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(["bash", "-c", script], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + SERVER_START_S
         while not answers(port):
-            assert proc.poll() is None, f"the server exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"nothing answers on port {port}:\n{log.read_text()[-3000:]}"
+            assert proc.poll() is None, (
+                f"the server exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+            )
+            assert time.monotonic() < deadline, (
+                f"nothing answers on port {port}:\n{log.read_text()[-3000:]}"
+            )
             time.sleep(2)
     finally:
         if proc.poll() is None:
@@ -100,14 +124,26 @@ def run_server(script: str, port: int, cwd: Path, env: dict) -> None:
 @pytest.mark.quickstart
 @pytest.mark.data
 def test_readme_quickstart_runs_as_written(tmp_path, data_dir, request):
-    if "quickstart" not in (request.config.getoption("markexpr") or "").replace("not quickstart", ""):
+    if "quickstart" not in (request.config.getoption("markexpr") or "").replace(
+        "not quickstart", ""
+    ):
         pytest.skip("about 10 minutes: run it with `make test-quickstart` (-m quickstart)")
     clone = tmp_path / "fastnst"
     copy_working_tree(clone)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env.update(FASTNST_DATA=str(data_dir), PYTHONPATH=str(clone / "src"))
-    where = subprocess.run(["bash", "-c", "source .venv/bin/activate && python -c 'import fastnst; print(fastnst.__file__)'"],
-                           cwd=clone, env=env, capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [
+            "bash",
+            "-c",
+            "source .venv/bin/activate && python -c 'import fastnst; print(fastnst.__file__)'",
+        ],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(str(clone)), f"fastnst is imported from {where}, not from the copy"
 
     blocks = quickstart_blocks((clone / "README.md").read_text())
@@ -116,10 +152,23 @@ def test_readme_quickstart_runs_as_written(tmp_path, data_dir, request):
         if port:
             run_server(script, port, clone, env)
             continue
-        done = subprocess.run(["bash", "-c", script], cwd=clone, env=env, capture_output=True, text=True,
-                              timeout=BLOCK_TIMEOUT_S)
-        assert done.returncode == 0, f"{script}\nexit {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}"
+        done = subprocess.run(
+            ["bash", "-c", script],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT_S,
+        )
+        assert done.returncode == 0, (
+            f"{script}\nexit {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}"
+        )
 
-    for made in ("chicago_scream.jpg", "chicago_starry.png", "chicago_starry.png.json",
-                 "outputs/wave_quick/model.pt", "chicago_wave.jpg"):
+    for made in (
+        "chicago_scream.jpg",
+        "chicago_starry.png",
+        "chicago_starry.png.json",
+        "outputs/wave_quick/model.pt",
+        "chicago_wave.jpg",
+    ):
         assert (clone / made).is_file(), f"the quick start did not write {made}"

@@ -30,15 +30,28 @@ def kill_step(test: str) -> int:
 
 
 def launch(args, **kw):
-    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 @pytest.mark.slow
-def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(compose_train, photo_folder, style_env, tmp_path):
+def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(
+    compose_train, photo_folder, style_env, tmp_path
+):
     folder = photo_folder(9)
-    args = tiny(folder, "trainer.val_check_interval=4", "callbacks.images.every_n_steps=0",
-                "callbacks.last_checkpoint.every_n_steps=1", "export=true", steps=10)
+    args = tiny(
+        folder,
+        "trainer.val_check_interval=4",
+        "callbacks.images.every_n_steps=0",
+        "callbacks.last_checkpoint.every_n_steps=1",
+        "export=true",
+        steps=10,
+    )
     run_dir = tmp_path / "killed"
     proc = launch([*args, f"hydra.run.dir={run_dir}"])
     kill_after = kill_step("sigkill_then_resume")
@@ -48,8 +61,12 @@ def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(compose_t
     assert not (run_dir / "model.pt").exists(), "the run finished before it could be killed"
     killed_at = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
 
-    resumed = subprocess.run([sys.executable, str(REPO / "train.py"), *args, f"resume={run_dir}"],
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args, f"resume={run_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     reference = train(compose_train(*args, run_dir=tmp_path / "reference"))
     net_a, meta_a = load_exported(run_dir / "model.pt")
@@ -57,19 +74,32 @@ def test_sigkill_at_a_random_step_then_resume_reaches_the_same_weights(compose_t
     assert meta_a["global_step"] == 10
     for (name, p), q in zip(net_a.state_dict().items(), net_b.state_dict().values()):
         assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), (
-            f"{name} differs after a kill at step {killed_at} (drawn: {kill_after}) + resume")
+            f"{name} differs after a kill at step {killed_at} (drawn: {kill_after}) + resume"
+        )
     # the same TensorBoard run continues: steps after the kill are in the killed run's directory
     assert max(scalars(run_dir, "train/loss")) == 9
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_alone_reaches_the_same_weights_and_keeps_the_config(compose_train, photo_folder,
-                                                                                  style_env, tmp_path):
+def test_sigkill_then_resume_alone_reaches_the_same_weights_and_keeps_the_config(
+    compose_train, photo_folder, style_env, tmp_path
+):
     # far from the defaults: a resume that fell back on them could not load the checkpoint
-    args = ["debug=quick", "model=johnson_fast", "data=folder", f"data.root={photo_folder(9)}", "data.image_size=32",
-            "data.batch_size=2", "style.size=48", "trainer.max_steps=10", "trainer.val_check_interval=4",
-            "trainer.enable_progress_bar=false", "callbacks.images.every_n_steps=0",
-            "callbacks.last_checkpoint.every_n_steps=1", "seed=0"]
+    args = [
+        "debug=quick",
+        "model=johnson_fast",
+        "data=folder",
+        f"data.root={photo_folder(9)}",
+        "data.image_size=32",
+        "data.batch_size=2",
+        "style.size=48",
+        "trainer.max_steps=10",
+        "trainer.val_check_interval=4",
+        "trainer.enable_progress_bar=false",
+        "callbacks.images.every_n_steps=0",
+        "callbacks.last_checkpoint.every_n_steps=1",
+        "seed=0",
+    ]
     run_dir = tmp_path / "killed"
     proc = launch([*args, f"hydra.run.dir={run_dir}"])
     kill_after = kill_step("sigkill_then_resume_alone")
@@ -77,10 +107,17 @@ def test_sigkill_then_resume_alone_reaches_the_same_weights_and_keeps_the_config
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run_dir / "model.pt").exists(), "the run finished before it could be killed"
-    config = {p: p.read_bytes() for p in [run_dir / "config.yaml", *(run_dir / ".hydra").glob("*.yaml")]}
+    config = {
+        p: p.read_bytes() for p in [run_dir / "config.yaml", *(run_dir / ".hydra").glob("*.yaml")]
+    }
 
-    resumed = subprocess.run([sys.executable, str(REPO / "train.py"), f"resume={run_dir}"],
-                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), f"resume={run_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert {p: p.read_bytes() for p in config} == config
     reference = train(compose_train(*args, run_dir=tmp_path / "reference"))
@@ -88,15 +125,23 @@ def test_sigkill_then_resume_alone_reaches_the_same_weights_and_keeps_the_config
     net_b, _ = load_exported(reference["model_path"])
     assert meta_a["global_step"] == 10 and meta_a["model"]["channels"] == [12, 24, 48]
     for (name, p), q in zip(net_a.state_dict().items(), net_b.state_dict().values()):
-        assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), f"{name} differs after a kill after step {kill_after} + resume"
+        assert torch.allclose(p, q, atol=1e-4, rtol=1e-4), (
+            f"{name} differs after a kill after step {kill_after} + resume"
+        )
 
 
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint(photo_folder, style_env, tmp_path):
     folder = photo_folder(6)
     # no periodic checkpoints: only SIGTERM can write last.ckpt
-    args = tiny(folder, "trainer.val_check_interval=1000", "callbacks.last_checkpoint.every_n_steps=0",
-                "callbacks.last_checkpoint.every_minutes=null", "callbacks.images.every_n_steps=0", steps=100000)
+    args = tiny(
+        folder,
+        "trainer.val_check_interval=1000",
+        "callbacks.last_checkpoint.every_n_steps=0",
+        "callbacks.last_checkpoint.every_minutes=null",
+        "callbacks.images.every_n_steps=0",
+        steps=100000,
+    )
     run_dir = tmp_path / "run"
     proc = launch([*args, f"hydra.run.dir={run_dir}"])
     # wait until it trains, then send what a scheduler sends before killing a job
@@ -112,31 +157,52 @@ def test_sigterm_saves_a_checkpoint(photo_folder, style_env, tmp_path):
     assert "Traceback" not in proc.stderr.read()
 
 
-def test_truncated_last_checkpoint_falls_back_to_the_previous_one(compose_train, photo_folder, style_env, tmp_path, capsys):
+def test_truncated_last_checkpoint_falls_back_to_the_previous_one(
+    compose_train, photo_folder, style_env, tmp_path, capsys
+):
     folder = photo_folder(9)
-    args = tiny(folder, "trainer.val_check_interval=100", "callbacks.images.every_n_steps=0",
-                "callbacks.last_checkpoint.every_n_steps=2", steps=4)
+    args = tiny(
+        folder,
+        "trainer.val_check_interval=100",
+        "callbacks.images.every_n_steps=0",
+        "callbacks.last_checkpoint.every_n_steps=2",
+        steps=4,
+    )
     run_dir = tmp_path / "run"
     train(compose_train(*args, run_dir=run_dir))
-    last, previous = run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "previous.ckpt"
+    last, previous = (
+        run_dir / "checkpoints" / "last.ckpt",
+        run_dir / "checkpoints" / "previous.ckpt",
+    )
     assert torch.load(previous, weights_only=False)["global_step"] == 2
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2])  # damaged on purpose
-    result = train(compose_train(*args, "trainer.max_steps=6", f"resume={run_dir}", run_dir=run_dir))
+    result = train(
+        compose_train(*args, "trainer.max_steps=6", f"resume={run_dir}", run_dir=run_dir)
+    )
     assert result["global_step"] == 6
     assert "truncated or corrupt" in capsys.readouterr().err
 
 
-def test_truncated_checkpoint_given_explicitly_is_a_clear_error(compose_train, tmp_path, photo_folder, style_env):
+def test_truncated_checkpoint_given_explicitly_is_a_clear_error(
+    compose_train, tmp_path, photo_folder, style_env
+):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(FastNSTError, match="bad.ckpt: checkpoint is truncated or corrupt"):
         train(compose_train(*tiny(photo_folder(4), f"ckpt_path={bad}"), run_dir=tmp_path / "run"))
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_a_good_checkpoint(compose_train, photo_folder, style_env, tmp_path):
-    args = tiny(photo_folder(9), "trainer.val_check_interval=100", "callbacks.images.every_n_steps=0",
-                "callbacks.last_checkpoint.every_n_steps=2", steps=10)
+def test_nan_loss_stops_with_the_step_and_keeps_a_good_checkpoint(
+    compose_train, photo_folder, style_env, tmp_path
+):
+    args = tiny(
+        photo_folder(9),
+        "trainer.val_check_interval=100",
+        "callbacks.images.every_n_steps=0",
+        "callbacks.last_checkpoint.every_n_steps=2",
+        steps=10,
+    )
     run_dir = tmp_path / "run"
     with pytest.raises(FastNSTError, match="non-finite loss at step 5") as err:
         train(compose_train(*args, run_dir=run_dir), callbacks=[PoisonBatch(5)])
@@ -147,9 +213,17 @@ def test_nan_loss_stops_with_the_step_and_keeps_a_good_checkpoint(compose_train,
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
 
 
-def test_nan_loss_with_rollback_continues_at_a_lower_learning_rate(compose_train, photo_folder, style_env, tmp_path):
-    args = tiny(photo_folder(9), "trainer.val_check_interval=100", "callbacks.images.every_n_steps=0",
-                "callbacks.last_checkpoint.every_n_steps=2", "callbacks.divergence.rollback=true", steps=10)
+def test_nan_loss_with_rollback_continues_at_a_lower_learning_rate(
+    compose_train, photo_folder, style_env, tmp_path
+):
+    args = tiny(
+        photo_folder(9),
+        "trainer.val_check_interval=100",
+        "callbacks.images.every_n_steps=0",
+        "callbacks.last_checkpoint.every_n_steps=2",
+        "callbacks.divergence.rollback=true",
+        steps=10,
+    )
     result = train(compose_train(*args, run_dir=tmp_path / "run"), callbacks=[PoisonBatch(5)])
     assert result["global_step"] == 10
     lr = scalars(result["run_dir"], "train/lr")
@@ -158,23 +232,37 @@ def test_nan_loss_with_rollback_continues_at_a_lower_learning_rate(compose_train
     assert parameters_finite(net)
 
 
-def test_rollback_count_is_kept_in_checkpoints_and_caps_a_resumed_run(compose_train, photo_folder, style_env,
-                                                                       tmp_path):
+def test_rollback_count_is_kept_in_checkpoints_and_caps_a_resumed_run(
+    compose_train, photo_folder, style_env, tmp_path
+):
     # the DivergenceGuard callback's state (its rollbacks) travels in last.ckpt: a resumed run
     # does not get max_rollbacks anew
     folder = photo_folder(9)
-    base = ("trainer.val_check_interval=100", "callbacks.images.every_n_steps=0",
-            "callbacks.last_checkpoint.every_n_steps=2", "callbacks.divergence.rollback=true",
-            "callbacks.divergence.max_rollbacks=1")
+    base = (
+        "trainer.val_check_interval=100",
+        "callbacks.images.every_n_steps=0",
+        "callbacks.last_checkpoint.every_n_steps=2",
+        "callbacks.divergence.rollback=true",
+        "callbacks.divergence.max_rollbacks=1",
+    )
     run_dir = tmp_path / "run"
-    result = train(compose_train(*tiny(folder, *base, steps=6), run_dir=run_dir), callbacks=[PoisonBatch(3)])
+    result = train(
+        compose_train(*tiny(folder, *base, steps=6), run_dir=run_dir), callbacks=[PoisonBatch(3)]
+    )
     assert result["global_step"] == 6
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     guard_states = [v for k, v in ckpt["callbacks"].items() if k.startswith("DivergenceGuard")]
     assert guard_states == [{"rollbacks": 1}]
     with pytest.raises(FastNSTError, match="non-finite loss at step 7"):
-        train(compose_train(*tiny(folder, *base, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", steps=10),
-                            run_dir=tmp_path / "resumed"), callbacks=[PoisonBatch(7)])
+        train(
+            compose_train(
+                *tiny(
+                    folder, *base, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", steps=10
+                ),
+                run_dir=tmp_path / "resumed",
+            ),
+            callbacks=[PoisonBatch(7)],
+        )
 
 
 def test_divergence_guard_skips_the_update_of_a_non_finite_loss():
@@ -201,7 +289,9 @@ def test_divergence_guard_skips_the_update_of_a_non_finite_loss():
     assert restored.rollbacks == 2
 
 
-def test_unwritable_run_directory_fails_before_training(compose_train, photo_folder, style_env, tmp_path):
+def test_unwritable_run_directory_fails_before_training(
+    compose_train, photo_folder, style_env, tmp_path
+):
     if os.geteuid() == 0:
         blocker = tmp_path / "file"
         blocker.write_text("x")

@@ -30,15 +30,26 @@ QUIET = ("trainer.val_check_interval=1000", "callbacks.images.every_n_steps=0")
 # ---- mixed precision ---------------------------------------------------------------------------
 
 
-def test_bf16_mixed_and_channels_last_on_cpu_train_with_finite_loss(compose_train, photo_folder, style_env):
-    cfg = compose_train(*tiny(photo_folder(6), *QUIET, "trainer.precision=bf16-mixed",
-                              "system.channels_last=true", steps=2))
+def test_bf16_mixed_and_channels_last_on_cpu_train_with_finite_loss(
+    compose_train, photo_folder, style_env
+):
+    cfg = compose_train(
+        *tiny(
+            photo_folder(6),
+            *QUIET,
+            "trainer.precision=bf16-mixed",
+            "system.channels_last=true",
+            steps=2,
+        )
+    )
     result = train(cfg)
     losses = scalars(result["run_dir"], "train/loss")
     assert len(losses) == 2 and all(math.isfinite(v) and v > 0 for v in losses.values())
 
 
-def test_fp16_mixed_with_grad_scaling_trains_with_finite_loss(compose_train, photo_folder, style_env):
+def test_fp16_mixed_with_grad_scaling_trains_with_finite_loss(
+    compose_train, photo_folder, style_env
+):
     """Lightning turns 16-mixed into bf16 on CPU, so its fp16 plugin is given explicitly: the
     same autocast + GradScaler path as trainer.precision=16-mixed on CUDA."""
     from pytorch_lightning.plugins.precision import MixedPrecision
@@ -56,13 +67,23 @@ def test_fp16_mixed_with_grad_scaling_trains_with_finite_loss(compose_train, pho
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             losses.append(float(outputs["loss"]))
 
-    trainer = pl.Trainer(accelerator="cpu", max_steps=2, plugins=[plugin], logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[Record()], limit_val_batches=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        plugins=[plugin],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Record()],
+        limit_val_batches=0,
+    )
     trainer.fit(system, datamodule=datamodule)
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
     assert scaler.get_scale() > 0
-    assert any(not torch.equal(a, b) for a, b in zip(before, system.net.parameters())), "no update applied"
+    assert any(not torch.equal(a, b) for a, b in zip(before, system.net.parameters())), (
+        "no update applied"
+    )
 
 
 # ---- decoded cache -----------------------------------------------------------------------------
@@ -71,7 +92,9 @@ def test_fp16_mixed_with_grad_scaling_trains_with_finite_loss(compose_train, pho
 def _dm(folder, cache_dir=None, **kw):
     args = dict(image_size=32, batch_size=2, num_workers=0, val_fraction=0.2, val_size=None)
     args.update(kw)
-    dm = StyleDataModule(str(folder), "flat", cache=cache_dir is not None, cache_dir=cache_dir, **args)
+    dm = StyleDataModule(
+        str(folder), "flat", cache=cache_dir is not None, cache_dir=cache_dir, **args
+    )
     dm.setup("fit")
     return dm
 
@@ -133,8 +156,16 @@ def test_lr_scaling_rules():
 
 
 def test_scaled_lr_is_what_the_optimizer_uses(compose_train, photo_folder, style_env):
-    cfg = compose_train(*tiny(photo_folder(10), *QUIET, "data.batch_size=8", "data.val_fraction=0.1",
-                              "system.optimizer.scale_lr_with_batch=true", steps=1))
+    cfg = compose_train(
+        *tiny(
+            photo_folder(10),
+            *QUIET,
+            "data.batch_size=8",
+            "data.val_fraction=0.1",
+            "system.optimizer.scale_lr_with_batch=true",
+            steps=1,
+        )
+    )
     result = train(cfg)
     assert scalars(result["run_dir"], "train/lr")[0] == pytest.approx(1e-3 * math.sqrt(8 / 4))
 
@@ -143,9 +174,14 @@ def test_channels_last_and_divergence_interval_resolve_per_device():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_channels_last("auto", cuda) and not resolve_channels_last("auto", cpu)
     # bf16 on CPU: oneDNN's bf16 kernels want NHWC; fp32 on CPU stays NCHW
-    assert resolve_channels_last("auto", cpu, "bf16-mixed") and not resolve_channels_last("auto", cpu, "32-true")
+    assert resolve_channels_last("auto", cpu, "bf16-mixed") and not resolve_channels_last(
+        "auto", cpu, "32-true"
+    )
     assert resolve_channels_last(True, cpu) and not resolve_channels_last(False, cpu, "bf16-mixed")
-    assert resolve_check_interval("auto", cpu, 50) == 1 and resolve_check_interval("auto", cuda, 50) == 50
+    assert (
+        resolve_check_interval("auto", cpu, 50) == 1
+        and resolve_check_interval("auto", cuda, 50) == 50
+    )
     assert resolve_check_interval(7, cuda, 50) == 7 and resolve_check_interval(None, cpu, 50) == 0
 
 
@@ -153,7 +189,9 @@ def test_divergence_interval_reports_the_first_bad_step(compose_train, photo_fol
     from fastnst.errors import FastNSTError
     from tests.helpers import PoisonBatch
 
-    cfg = compose_train(*tiny(photo_folder(9), *QUIET, "callbacks.divergence.check_every_n_steps=3", steps=5))
+    cfg = compose_train(
+        *tiny(photo_folder(9), *QUIET, "callbacks.divergence.check_every_n_steps=3", steps=5)
+    )
     with pytest.raises(FastNSTError, match="non-finite loss at step 1"):
         train(cfg, callbacks=[PoisonBatch(1)])  # found at the step-3 check, reported as step 1
 
@@ -166,9 +204,13 @@ def test_compile_option_composes_and_trains(compose_train, photo_folder, style_e
     assert cfg.system.compile is True
     system = build_system(cfg)
     system.compile_networks(cfg.system.compile)
-    assert "_orig_mod" not in str(list(system.state_dict())), "compile must not change checkpoint keys"
+    assert "_orig_mod" not in str(list(system.state_dict())), (
+        "compile must not change checkpoint keys"
+    )
     if os.environ.get("FASTNST_TEST_COMPILE") != "1":
-        cfg = compose_train(*tiny(photo_folder(6), *QUIET, "system.compile={backend: eager}", steps=2))
+        cfg = compose_train(
+            *tiny(photo_folder(6), *QUIET, "system.compile={backend: eager}", steps=2)
+        )
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
@@ -182,16 +224,34 @@ def test_compile_option_composes_and_trains(compose_train, photo_folder, style_e
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one_process_with_the_doubled_batch(compose_train, photo_folder, style_env, tmp_path):
+def test_ddp_two_processes_match_one_process_with_the_doubled_batch(
+    compose_train, photo_folder, style_env, tmp_path
+):
     folder = photo_folder(9)  # 8 train / 1 val
     common = tiny(folder, *QUIET, "data.augment=false", steps=3)
-    single = train(compose_train(*[a for a in common if not a.startswith("data.batch_size")], "data.batch_size=4",
-                                 run_dir=tmp_path / "single"))
+    single = train(
+        compose_train(
+            *[a for a in common if not a.startswith("data.batch_size")],
+            "data.batch_size=4",
+            run_dir=tmp_path / "single",
+        )
+    )
     run_dir = tmp_path / "ddp"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *common, "trainer=ddp", "trainer.accelerator=cpu",
-         "trainer.devices=2", "trainer.precision=32-true", "data.batch_size=2", f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            *common,
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.precision=32-true",
+            "data.batch_size=2",
+            f"hydra.run.dir={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     # one run directory for both ranks, written by rank zero
@@ -215,15 +275,22 @@ def test_submitit_slurm_launcher_config_composes():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[slurm]'")
     from tests.helpers import compose_config
 
-    cfg = compose_config("train", "hydra/launcher=submitit_slurm", "style=candy", return_hydra_config=True)
+    cfg = compose_config(
+        "train", "hydra/launcher=submitit_slurm", "style=candy", return_hydra_config=True
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 
-    assert set(SlurmQueueConf.__dataclass_fields__) <= set(launcher), "a SlurmLauncher argument is missing"
+    assert set(SlurmQueueConf.__dataclass_fields__) <= set(launcher), (
+        "a SlurmLauncher argument is missing"
+    )
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
-    slurm = SlurmLauncher(**{k: v for k, v in launcher.items() if k not in ("_target_", "submitit_folder", "name")},
-                          submitit_folder="/tmp/x", name="train")
+    slurm = SlurmLauncher(
+        **{k: v for k, v in launcher.items() if k not in ("_target_", "submitit_folder", "name")},
+        submitit_folder="/tmp/x",
+        name="train",
+    )
     assert slurm.params["timeout_min"] == launcher.timeout_min
     assert launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1

@@ -73,7 +73,9 @@ def test_the_photos_fine_detail_comes_back():
     out = Stylizer(RecordingRunner(lambda x: x), stroke_scale=2.0)(grey)
     blurred_only = torch.nn.functional.interpolate(
         torch.nn.functional.interpolate(grey, scale_factor=0.5, mode="bilinear", antialias=True),
-        size=(64, 64), mode="bilinear")
+        size=(64, 64),
+        mode="bilinear",
+    )
     assert (blurred_only - grey).abs().mean() > 0.02  # painting small alone loses the detail
     assert torch.allclose(out, grey.clamp(0, 1), atol=2e-3)
 
@@ -83,7 +85,9 @@ def test_restored_detail_is_luminance_only():
     # everything one grey, every output pixel stays grey (R = G = B)
     photo = texture(64, 64, seed=5)
     out = Stylizer(RecordingRunner(lambda x: torch.full_like(x, 0.5)), stroke_scale=2.0)(photo)
-    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-6) and torch.allclose(out[:, 1], out[:, 2], atol=1e-6)
+    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-6) and torch.allclose(
+        out[:, 1], out[:, 2], atol=1e-6
+    )
     assert out.std() > 0.003  # ... but with the photo's detail in it (0 without it)
 
 
@@ -99,13 +103,23 @@ def test_stylize_cli_takes_stroke_scale(tmp_path, model_file, image_factory):
     photo = image_factory("photo.png", size=(96, 64))
     out1, out2 = tmp_path / "s1.png", tmp_path / "s2.png"
     assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out1}") == 0
-    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out2}", "stroke_scale=2") == 0
+    assert (
+        run_stylize(f"model={model_file}", f"input={photo}", f"output={out2}", "stroke_scale=2")
+        == 0
+    )
     expected = Stylizer.load(model_file, stroke_scale=2.0)(Image.open(photo))
     got = np.asarray(Image.open(out2), dtype=np.int16)
     assert np.abs(got - np.asarray(expected, dtype=np.int16)).max() <= 1
     assert np.abs(got - np.asarray(Image.open(out1), dtype=np.int16)).mean() > 1
-    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={tmp_path / 's3.png'}",
-                       "stroke_scale=0") == 2
+    assert (
+        run_stylize(
+            f"model={model_file}",
+            f"input={photo}",
+            f"output={tmp_path / 's3.png'}",
+            "stroke_scale=0",
+        )
+        == 2
+    )
     assert not (tmp_path / "s3.png").exists()
 
 
@@ -136,11 +150,15 @@ def test_a_networks_own_stroke_scale_is_its_stroke_scale_one():
     assert torch.equal(out, Stylizer(plain, stroke_scale=2.0)(photo))
     # the user's stroke_scale multiplies it: 0.5 brings back the plain forward
     back = RecordingRunner(stripes)
-    assert torch.equal(Stylizer(back, meta={"stroke_scale": 2.0})(photo, stroke_scale=0.5), stripes(photo))
+    assert torch.equal(
+        Stylizer(back, meta={"stroke_scale": 2.0})(photo, stroke_scale=0.5), stripes(photo)
+    )
     assert back.sizes == [(96, 192)]
 
 
-@pytest.mark.parametrize("meta", [{}, {"stroke_scale": None}, {"stroke_scale": "big"}, {"stroke_scale": 100}])
+@pytest.mark.parametrize(
+    "meta", [{}, {"stroke_scale": None}, {"stroke_scale": "big"}, {"stroke_scale": 100}]
+)
 def test_a_network_without_a_usable_own_scale_paints_at_one(meta):
     runner = RecordingRunner(stripes)
     assert Stylizer(runner, meta=meta).native_stroke_scale == 1.0
@@ -159,7 +177,10 @@ def test_the_cli_paints_at_the_files_own_scale(tmp_path, image_factory):
     photo = image_factory("photo.png", size=(96, 64))
     out_own, out_asked = tmp_path / "own.png", tmp_path / "asked.png"
     assert run_stylize(f"model={own}", f"input={photo}", f"output={out_own}") == 0
-    assert run_stylize(f"model={plain}", f"input={photo}", f"output={out_asked}", "stroke_scale=2") == 0
+    assert (
+        run_stylize(f"model={plain}", f"input={photo}", f"output={out_asked}", "stroke_scale=2")
+        == 0
+    )
     a, b = (np.asarray(Image.open(p), dtype=np.int16) for p in (out_own, out_asked))
     assert np.abs(a - b).max() <= 1
 
@@ -174,7 +195,9 @@ def test_presets_give_the_network_and_the_rulers_their_painted_scale(tmp_path, m
     styles.mkdir()
     painting = tmp_path / "small.jpg"
     Image.new("RGB", (32, 32)).save(painting)
-    (styles / "small_motifs.yaml").write_text(f"name: small_motifs\nimage: {painting}\nsize: 128\nstroke_scale: 2.0\n")
+    (styles / "small_motifs.yaml").write_text(
+        f"name: small_motifs\nimage: {painting}\nsize: 128\nstroke_scale: 2.0\n"
+    )
     (styles / "plain.yaml").write_text(f"name: plain\nimage: {painting}\nsize: 256\n")
     monkeypatch.setattr(fastnst.config, "CONFIG_DIR", tmp_path)
     small = OmegaConf.load(styles / "small_motifs.yaml")
@@ -184,6 +207,8 @@ def test_presets_give_the_network_and_the_rulers_their_painted_scale(tmp_path, m
     multi = OmegaConf.create({"names": ["small_motifs", "plain"], "size": None, "beta_scale": 1.0})
     assert preset_stroke_scale(multi) == 1.0
     members = expand_names(multi)
-    assert [m["size"] for m in members] == [256, 256] and all("stroke_scale" not in m for m in members)
+    assert [m["size"] for m in members] == [256, 256] and all(
+        "stroke_scale" not in m for m in members
+    )
     # a list size still wins
     assert [m["size"] for m in expand_names(OmegaConf.create({**multi, "size": 64}))] == [64, 64]

@@ -14,12 +14,26 @@ from fastnst.errors import FastNSTError
 from fastnst.images import load_image
 from fastnst.style import build_loss, style_image_paths, style_summary
 
-PUBLIC_DOMAIN = ("starry_night", "the_scream", "wave", "composition_vii", "udnie", "shipwreck_of_the_minotaur")
+PUBLIC_DOMAIN = (
+    "starry_night",
+    "the_scream",
+    "wave",
+    "composition_vii",
+    "udnie",
+    "shipwreck_of_the_minotaur",
+)
 
 
 def style_cfg(**keys):
-    base = {"name": "custom", "image": None, "images": None, "weights": None, "images_dir": None,
-            "size": None, "beta_scale": 1.0}
+    base = {
+        "name": "custom",
+        "image": None,
+        "images": None,
+        "weights": None,
+        "images_dir": None,
+        "size": None,
+        "beta_scale": 1.0,
+    }
     return OmegaConf.create({**base, **keys})
 
 
@@ -38,22 +52,29 @@ def test_precedence_images_then_images_dir_then_image(three_images, tmp_path):
     (folder / "x.png").write_bytes(c.read_bytes())
     full = style_cfg(images=[str(a), str(b)], images_dir=str(folder), image=str(c))
     assert style_image_paths(full) == ([a, b], None)
-    assert style_image_paths(style_cfg(images_dir=str(folder), image=str(a))) == ([folder / "x.png"], None)
+    assert style_image_paths(style_cfg(images_dir=str(folder), image=str(a))) == (
+        [folder / "x.png"],
+        None,
+    )
     assert style_image_paths(style_cfg(image=str(a))) == ([a], None)
 
 
 def test_weights_are_returned_as_floats(three_images):
-    paths, weights = style_image_paths(style_cfg(images=[str(p) for p in three_images[:2]], weights=[3, 1]))
+    paths, weights = style_image_paths(
+        style_cfg(images=[str(p) for p in three_images[:2]], weights=[3, 1])
+    )
     assert weights == [3.0, 1.0] and all(isinstance(w, float) for w in weights)
 
 
 @pytest.mark.parametrize(
     "weights, message",
-    [([1.0], "style.weights has 1 entries for 2 style images"),
-     ([1.0, 2.0, 3.0], "has 3 entries for 2"),
-     ([1.0, -1.0], "non-negative"),
-     ([0, 0], "positive sum"),
-     (["a", "b"], "list of numbers")],
+    [
+        ([1.0], "style.weights has 1 entries for 2 style images"),
+        ([1.0, 2.0, 3.0], "has 3 entries for 2"),
+        ([1.0, -1.0], "non-negative"),
+        ([0, 0], "positive sum"),
+        (["a", "b"], "list of numbers"),
+    ],
 )
 def test_bad_weights(three_images, weights, message):
     cfg = style_cfg(images=[str(p) for p in three_images[:2]], weights=weights)
@@ -80,8 +101,12 @@ def test_missing_style_file_message(tmp_path):
 
 
 def preset(name: str, data_dir: Path):
-    return OmegaConf.create({"paths": {"data_dir": str(data_dir)},
-                             "style": OmegaConf.load(CONFIG_DIR / "style" / f"{name}.yaml")}).style
+    return OmegaConf.create(
+        {
+            "paths": {"data_dir": str(data_dir)},
+            "style": OmegaConf.load(CONFIG_DIR / "style" / f"{name}.yaml"),
+        }
+    ).style
 
 
 @pytest.mark.parametrize("name", ["la_muse", "candy", "mosaic", "feathers", "rain_princess"])
@@ -126,8 +151,13 @@ def test_scream_loss_builds_offline_from_the_bundled_painting(tmp_path, monkeypa
 
 @pytest.mark.parametrize(
     "keys, message",
-    [({}, "no style image"),
-     ({"images_dir": "/nonexistent/folder"}, "/nonexistent/folder: style.images_dir is not a folder")],
+    [
+        ({}, "no style image"),
+        (
+            {"images_dir": "/nonexistent/folder"},
+            "/nonexistent/folder: style.images_dir is not a folder",
+        ),
+    ],
 )
 def test_no_usable_style(keys, message):
     with pytest.raises(FastNSTError, match=message):
@@ -143,8 +173,12 @@ def test_empty_style_folder(tmp_path):
 @pytest.mark.data
 def test_shared_data_has_the_preset_paintings(data_dir):
     for name in PUBLIC_DOMAIN:
-        cfg = OmegaConf.create({"paths": {"data_dir": str(data_dir)},
-                                "style": OmegaConf.load(CONFIG_DIR / "style" / f"{name}.yaml")})
+        cfg = OmegaConf.create(
+            {
+                "paths": {"data_dir": str(data_dir)},
+                "style": OmegaConf.load(CONFIG_DIR / "style" / f"{name}.yaml"),
+            }
+        )
         paths, _ = style_image_paths(cfg.style)
         assert paths == [data_dir / "styles" / f"{name}.jpg"]
 
@@ -152,12 +186,16 @@ def test_shared_data_has_the_preset_paintings(data_dir):
 # ---------------------------------------------------------------- the loss
 
 
-LOSS = OmegaConf.create({
-    "_target_": "fastnst.losses.PerceptualLoss",
-    "content_layers": {"block1_conv2": 1.0},
-    "style_layers": {"block1_conv1": 1.0},
-    "alpha": 1.0, "beta": 2.0, "tv_weight": 0.0,
-})
+LOSS = OmegaConf.create(
+    {
+        "_target_": "fastnst.losses.PerceptualLoss",
+        "content_layers": {"block1_conv2": 1.0},
+        "style_layers": {"block1_conv1": 1.0},
+        "alpha": 1.0,
+        "beta": 2.0,
+        "tv_weight": 0.0,
+    }
+)
 
 
 @pytest.mark.parametrize("beta_scale, beta", [(1.0, 2.0), (3.0, 6.0), (0.0, 0.0), (None, 2.0)])
@@ -208,15 +246,36 @@ def test_wheel_ships_the_bundled_paintings(tmp_path):
 
     from fastnst.config import REPO_ROOT
 
-    skip = {".git", ".venv", ".gpu_bundle", "outputs", "data", "build"}  # at the top only: not conf/data
+    skip = {
+        ".git",
+        ".venv",
+        ".gpu_bundle",
+        "outputs",
+        "data",
+        "build",
+    }  # at the top only: not conf/data
 
     def ignore(folder, names):
         return [n for n in names if n in skip] if Path(folder) == REPO_ROOT else []
 
     src = tmp_path / "src_copy"  # a copy: the build leaves build/ and *.egg-info behind
     shutil.copytree(REPO_ROOT, src, ignore=ignore, symlinks=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "dist"), str(src)], check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        check=True,
+        timeout=600,
+    )
     (wheel,) = (tmp_path / "dist").glob("fastnst-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in PUBLIC_DOMAIN:

@@ -60,6 +60,7 @@ def run_stylize(*overrides) -> int:
 
 # -- API ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_tensor_round_trip_matches_network(model_file, tiny_net, backend):
     s = Stylizer.load(model_file, backend=backend)
@@ -142,8 +143,12 @@ def test_tiled_matches_untiled_without_seams(model_file, image_factory):
     from fastnst.tiling import _starts
 
     overlap = 32
-    cols = [x0 for x0 in _starts(300, 128, overlap)[1:]] + [x0 + 128 for x0 in _starts(300, 128, overlap)[:-1]]
-    rows = [y0 for y0 in _starts(200, 128, overlap)[1:]] + [y0 + 128 for y0 in _starts(200, 128, overlap)[:-1]]
+    cols = [x0 for x0 in _starts(300, 128, overlap)[1:]] + [
+        x0 + 128 for x0 in _starts(300, 128, overlap)[:-1]
+    ]
+    rows = [y0 for y0 in _starts(200, 128, overlap)[1:]] + [
+        y0 + 128 for y0 in _starts(200, 128, overlap)[:-1]
+    ]
     seam = torch.zeros_like(err, dtype=torch.bool)
     for c in cols:
         seam[:, max(0, c - 3) : c + 3] = True
@@ -162,8 +167,11 @@ def test_tiled_matches_untiled_when_sides_are_not_multiples_of_4(model_file):
     from fastnst.tiling import _spans
 
     s = Stylizer.load(model_file, backend="torch")
-    base = torch.nn.functional.interpolate(torch.rand(1, 3, 20, 32, generator=torch.Generator().manual_seed(0)),
-                                           size=(153, 253), mode="bilinear")
+    base = torch.nn.functional.interpolate(
+        torch.rand(1, 3, 20, 32, generator=torch.Generator().manual_seed(0)),
+        size=(153, 253),
+        mode="bilinear",
+    )
     for h in range(150, 154):
         for w in range(250, 254):
             x = base[..., :h, :w].contiguous()
@@ -172,7 +180,9 @@ def test_tiled_matches_untiled_when_sides_are_not_multiples_of_4(model_file):
             for axis, length in ((0, h), (1, w)):
                 spans = _spans(length, 128, 32)
                 for edge in [start for start, _ in spans[1:]] + [end for _, end in spans[:-1]]:
-                    near_seam.narrow(axis, max(0, edge - 16), min(32, length - max(0, edge - 16))).fill_(True)
+                    near_seam.narrow(
+                        axis, max(0, edge - 16), min(32, length - max(0, edge - 16))
+                    ).fill_(True)
             assert float(diff[~near_seam].mean()) < 1.0, (h, w)
             assert float(diff.mean()) < 1.0, (h, w)
 
@@ -185,8 +195,12 @@ def test_tile_spans_are_aligned_cover_the_image_and_overlap():
             for length in range(1, 3 * tile):
                 spans = _spans(length, tile, overlap)
                 assert spans[0][0] == 0 and spans[-1][1] == length
-                assert all(start % ALIGN == 0 and end - start <= tile + ALIGN - 1 for start, end in spans)
-                assert all(a_end - b_start >= overlap for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+                assert all(
+                    start % ALIGN == 0 and end - start <= tile + ALIGN - 1 for start, end in spans
+                )
+                assert all(
+                    a_end - b_start >= overlap for (_, a_end), (b_start, _) in zip(spans, spans[1:])
+                )
 
 
 def test_tile_uses_downscaled_statistics_for_huge_images(tiny_net):
@@ -230,16 +244,21 @@ def test_stylize_many_batches_and_keeps_order(model_file):
 
 # -- loading -----------------------------------------------------------------------------------
 
+
 def test_load_checkpoint_and_run_dir(tmp_path, tiny_net):
     state = {"net." + k: v for k, v in tiny_net.state_dict().items()}
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
-    torch.save({"state_dict": state, "fastnst_model_config": dict(tiny_net.config), "epoch": 3}, ckpt)
+    torch.save(
+        {"state_dict": state, "fastnst_model_config": dict(tiny_net.config), "epoch": 3}, ckpt
+    )
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         ref = tiny_net(x)
     assert torch.allclose(Stylizer.load(ckpt)(x), ref, atol=1e-4)
-    assert torch.allclose(Stylizer.load(tmp_path / "run")(x), ref, atol=1e-4)  # falls back to last.ckpt
+    assert torch.allclose(
+        Stylizer.load(tmp_path / "run")(x), ref, atol=1e-4
+    )  # falls back to last.ckpt
     other = TransformerNet(**TINY)
     save_exported(tmp_path / "run" / "model.pt", other)  # model.pt wins over checkpoints
     with torch.no_grad():
@@ -266,7 +285,10 @@ def test_cli_wrong_model_exits_2(tmp_path, image_factory, capsys):
 
 # -- CLI -----------------------------------------------------------------------------------------
 
-def test_cli_image_refuses_existing_output_unless_overwrite(tmp_path, model_file, image_factory, capsys):
+
+def test_cli_image_refuses_existing_output_unless_overwrite(
+    tmp_path, model_file, image_factory, capsys
+):
     # as gatys.py and export.py: exit 2 before any work (a folder job keeps existing outputs instead)
     photo = image_factory("p.png", size=(40, 30))
     out = tmp_path / "out" / "p.jpg"
@@ -277,28 +299,49 @@ def test_cli_image_refuses_existing_output_unless_overwrite(tmp_path, model_file
     assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}") == 2
     assert out.read_bytes() == b"keep me"
     assert "already exists; pass overwrite=true" in capsys.readouterr().err
-    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}", "overwrite=true") == 0
+    assert (
+        run_stylize(f"model={model_file}", f"input={photo}", f"output={out}", "overwrite=true") == 0
+    )
     assert Image.open(out).size == (40, 30)
 
 
-def test_cli_passes_strength_and_preserve_color_to_the_stylizer(tmp_path, model_file, image_factory):
+def test_cli_passes_strength_and_preserve_color_to_the_stylizer(
+    tmp_path, model_file, image_factory
+):
     photo = image_factory("p.png", size=(40, 30))
     bare = Stylizer.load(model_file, device="cpu")
     got = {}
     for strength, keep in ((0.6, "true"), (0.6, "false")):
         out = tmp_path / f"{strength}_{keep}.png"
-        assert run_stylize(f"model={model_file}", f"input={photo}", f"output={out}", f"strength={strength}",
-                           f"preserve_color={keep}", "device=cpu") == 0
+        assert (
+            run_stylize(
+                f"model={model_file}",
+                f"input={photo}",
+                f"output={out}",
+                f"strength={strength}",
+                f"preserve_color={keep}",
+                "device=cpu",
+            )
+            == 0
+        )
         got[keep] = np.asarray(Image.open(out).convert("RGB"), dtype=np.float64)
-        expected = bare(Image.open(photo).convert("RGB"), strength=strength, preserve_color=keep == "true")
-        assert np.abs(got[keep] - np.asarray(expected, dtype=np.float64)).max() <= 1, (strength, keep)
+        expected = bare(
+            Image.open(photo).convert("RGB"), strength=strength, preserve_color=keep == "true"
+        )
+        assert np.abs(got[keep] - np.asarray(expected, dtype=np.float64)).max() <= 1, (
+            strength,
+            keep,
+        )
     assert np.abs(got["true"] - got["false"]).mean() > 2  # preserve_color changed the result
 
 
 def test_cli_never_overwrites_input(tmp_path, model_file, image_factory):
     photo = image_factory("p.png")
     before = photo.read_bytes()
-    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={photo}", "overwrite=true") == 2
+    assert (
+        run_stylize(f"model={model_file}", f"input={photo}", f"output={photo}", "overwrite=true")
+        == 2
+    )
     assert photo.read_bytes() == before
     folder = photo.parent
     assert run_stylize(f"model={model_file}", f"input={folder}", f"output={folder / 'sub'}") == 2
@@ -315,9 +358,19 @@ def test_cli_folder_mirrors_tree_and_reports_corrupt_file(tmp_path, model_file, 
     (dst / "nested").mkdir(parents=True)
     (dst / "nested" / "b.jpg").write_bytes(b"existing")
     proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "stylize.py"), f"model={model_file}", f"input={src}", f"output={dst}",
-         "batch_size=2", "backend=torch"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(REPO_ROOT / "stylize.py"),
+            f"model={model_file}",
+            f"input={src}",
+            f"output={dst}",
+            "batch_size=2",
+            "backend=torch",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert "broken.jpg" in proc.stderr and "1 of 3 image(s) failed" in proc.stderr

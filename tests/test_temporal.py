@@ -12,14 +12,18 @@ from fastnst.transformer import TransformerNet
 def test_identity_network_has_zero_loss_without_noise():
     photos = torch.rand(2, 3, 32, 32)
     limits = TransformRange(shift=3, rotation=2, scale=0.05, noise=0)
-    loss = temporal_loss(torch.nn.Identity(), photos, photos, limits, torch.Generator().manual_seed(0))
+    loss = temporal_loss(
+        torch.nn.Identity(), photos, photos, limits, torch.Generator().manual_seed(0)
+    )
     assert loss.item() == pytest.approx(0.0, abs=1e-10)
 
 
 def test_noise_alone_costs_its_variance_for_the_identity():
     photos = torch.full((4, 3, 48, 48), 0.5)
     limits = TransformRange(shift=0, rotation=0, scale=0, noise=0.05)
-    loss = temporal_loss(torch.nn.Identity(), photos, photos, limits, torch.Generator().manual_seed(0))
+    loss = temporal_loss(
+        torch.nn.Identity(), photos, photos, limits, torch.Generator().manual_seed(0)
+    )
     assert loss.item() == pytest.approx(0.05**2, rel=0.1)
 
 

@@ -18,11 +18,19 @@ from tests.helpers import scalars, tiny
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_forty_steps_lower_the_loss_and_log_everything(compose_train, photo_folder, style_env, tmp_path):
+def test_forty_steps_lower_the_loss_and_log_everything(
+    compose_train, photo_folder, style_env, tmp_path
+):
     folder = photo_folder(8)
     cfg = compose_train(
-        *tiny(folder, "trainer.val_check_interval=20", "callbacks.images.every_n_steps=20", "data.val_fraction=0.25",
-              "style.stroke_scale=2.0", steps=40)
+        *tiny(
+            folder,
+            "trainer.val_check_interval=20",
+            "callbacks.images.every_n_steps=20",
+            "data.val_fraction=0.25",
+            "style.stroke_scale=2.0",
+            steps=40,
+        )
     )
     result = train(cfg)
     run_dir = result["run_dir"]
@@ -36,9 +44,21 @@ def test_forty_steps_lower_the_loss_and_log_everything(compose_train, photo_fold
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0}).Reload()
     tags = acc.Tags()
-    for tag in ("train/loss", "train/content", "train/style", "train/tv", "train/lr", "train/images_per_s",
-                "train/style/block1_conv1", "train/style/block5_conv1", "train/content/block5_conv2",
-                "val/loss", "val/content", "val/style", "hp/val_loss"):
+    for tag in (
+        "train/loss",
+        "train/content",
+        "train/style",
+        "train/tv",
+        "train/lr",
+        "train/images_per_s",
+        "train/style/block1_conv1",
+        "train/style/block5_conv1",
+        "train/content/block5_conv2",
+        "val/loss",
+        "val/content",
+        "val/style",
+        "hp/val_loss",
+    ):
         assert tag in tags["scalars"], f"{tag} not logged"
     assert "val/stylized" in tags["images"] and "style" in tags["images"]
     grid = acc.Images("val/stylized")[-1]
@@ -53,16 +73,24 @@ def test_forty_steps_lower_the_loss_and_log_everything(compose_train, photo_fold
     assert plugin, "no TensorBoard hparams written"
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    session = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/session_start_info"]).session_start_info
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        plugin["_hparams_/session_start_info"]
+    ).session_start_info
     assert session.hparams["style"].string_value == "starry_night"
-    assert session.hparams["loss/effective_beta"].number_value == pytest.approx(cfg.loss.beta * cfg.style.beta_scale)
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/experiment"]).experiment
+    assert session.hparams["loss/effective_beta"].number_value == pytest.approx(
+        cfg.loss.beta * cfg.style.beta_scale
+    )
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        plugin["_hparams_/experiment"]
+    ).experiment
     assert {"hp/val_loss", "eval/total"} <= {info.name.tag for info in experiment.metric_infos}
 
     # checkpoints: last and best, without the frozen VGG
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert (run_dir / "checkpoints" / "best.ckpt").exists()
-    assert all(k.startswith("net.") for k in ckpt["state_dict"]), "VGG weights leaked into the checkpoint"
+    assert all(k.startswith("net.") for k in ckpt["state_dict"]), (
+        "VGG weights leaked into the checkpoint"
+    )
     assert ckpt["global_step"] == 40
 
     # exported model: reloads and reproduces the checkpoint's network exactly
@@ -75,21 +103,36 @@ def test_forty_steps_lower_the_loss_and_log_everything(compose_train, photo_fold
     ref.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items()})
     x = torch.rand(1, 3, 37, 29)
     assert torch.equal(net(x), ref.eval()(x))
-    assert result["model_path"].stat().st_size < ckpt["state_dict"]["net.down1.1.weight"].numel() * 4 * 1000
+    assert (
+        result["model_path"].stat().st_size
+        < ckpt["state_dict"]["net.down1.1.weight"].numel() * 4 * 1000
+    )
 
 
-@pytest.mark.parametrize("loss", [(), ("loss=stable", "loss.temporal_weight=1e4")], ids=["plain", "stable"])
-def test_resume_continues_step_and_reproduces_losses(compose_train, photo_folder, style_env, tmp_path, loss):
+@pytest.mark.parametrize(
+    "loss", [(), ("loss=stable", "loss.temporal_weight=1e4")], ids=["plain", "stable"]
+)
+def test_resume_continues_step_and_reproduces_losses(
+    compose_train, photo_folder, style_env, tmp_path, loss
+):
     # "stable": the stability term's random transforms continue where they were, too
-    folder = photo_folder(9)  # 8 train / 1 val: 4 batches per epoch; checkpoint at step 2 is mid-epoch
-    base = ("trainer.val_check_interval=2", "callbacks.images.every_n_steps=0",
-            "callbacks.last_checkpoint.every_n_steps=2", *loss)
+    folder = photo_folder(
+        9
+    )  # 8 train / 1 val: 4 batches per epoch; checkpoint at step 2 is mid-epoch
+    base = (
+        "trainer.val_check_interval=2",
+        "callbacks.images.every_n_steps=0",
+        "callbacks.last_checkpoint.every_n_steps=2",
+        *loss,
+    )
     full = train(compose_train(*tiny(folder, *base, steps=6), run_dir=tmp_path / "full"))
     part = train(compose_train(*tiny(folder, *base, steps=2), run_dir=tmp_path / "part"))
     ckpt = part["run_dir"] / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=False)["global_step"] == 2
     resumed = train(
-        compose_train(*tiny(folder, *base, f"ckpt_path={ckpt}", steps=6), run_dir=tmp_path / "resumed")
+        compose_train(
+            *tiny(folder, *base, f"ckpt_path={ckpt}", steps=6), run_dir=tmp_path / "resumed"
+        )
     )
     assert resumed["global_step"] == 6
     a, b = scalars(full["run_dir"], "train/loss"), scalars(resumed["run_dir"], "train/loss")
@@ -112,8 +155,15 @@ def test_corrupt_files_are_skipped_and_counted(compose_train, photo_folder, styl
     folder = photo_folder(6)
     (folder / "broken.jpg").write_bytes(b"this is not a jpeg")
     (folder / "zero.png").write_bytes(b"")
-    cfg = compose_train(*tiny(folder, "data.val_fraction=0.01", "callbacks.images.every_n_steps=0",
-                              "trainer.val_check_interval=3", steps=6))
+    cfg = compose_train(
+        *tiny(
+            folder,
+            "data.val_fraction=0.01",
+            "callbacks.images.every_n_steps=0",
+            "trainer.val_check_interval=3",
+            steps=6,
+        )
+    )
     with pytest.warns(UserWarning, match="broken.jpg"):
         result = train(cfg)
     skipped = scalars(result["run_dir"], "data/skipped_files")
@@ -123,8 +173,14 @@ def test_corrupt_files_are_skipped_and_counted(compose_train, photo_folder, styl
 
 def run_cli(*args, cwd=REPO, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=1200)
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
 
 
 def test_cli_fast_dev_run_smoke(photo_folder, style_env, tmp_path):
@@ -146,7 +202,9 @@ def test_cli_empty_folder_fails_with_clear_message(tmp_path, style_env):
 
 def test_cli_missing_style_image_fails_with_clear_message(photo_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("FASTNST_DATA", str(tmp_path / "no_data"))
-    proc = run_cli(*tiny(photo_folder(4)), "style=la_muse", f"paths.output_root={tmp_path / 'out'}")  # not bundled
+    proc = run_cli(
+        *tiny(photo_folder(4)), "style=la_muse", f"paths.output_root={tmp_path / 'out'}"
+    )  # not bundled
     assert proc.returncode == 2
     assert "la_muse.jpg" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -154,12 +212,29 @@ def test_cli_missing_style_image_fails_with_clear_message(photo_folder, tmp_path
 @pytest.mark.data
 def test_imagenet_mini_and_anime_runs_share_one_tensorboard_root(data_dir, tmp_path):
     out = tmp_path / "outputs"
-    common = ["data.image_size=64", "data.batch_size=2", "data.num_workers=0", "data.val_size=2",
-              "model=johnson_half", "style.size=128", "trainer.accelerator=cpu", "trainer.max_steps=20",
-              "trainer.val_check_interval=10", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=5",
-              "callbacks.images.every_n_steps=10", f"paths.output_root={out}", "seed=0"]
-    proc = run_cli("-m", "data=imagenet_mini,anime_standin", "style=starry_night", *common,
-                   env_extra={"FASTNST_DATA": str(data_dir)})
+    common = [
+        "data.image_size=64",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.val_size=2",
+        "model=johnson_half",
+        "style.size=128",
+        "trainer.accelerator=cpu",
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=10",
+        "trainer.enable_progress_bar=false",
+        "trainer.log_every_n_steps=5",
+        "callbacks.images.every_n_steps=10",
+        f"paths.output_root={out}",
+        "seed=0",
+    ]
+    proc = run_cli(
+        "-m",
+        "data=imagenet_mini,anime_standin",
+        "style=starry_night",
+        *common,
+        env_extra={"FASTNST_DATA": str(data_dir)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
@@ -174,12 +249,25 @@ def test_imagenet_mini_and_anime_runs_share_one_tensorboard_root(data_dir, tmp_p
         assert max(steps) == 19  # TensorBoard steps are 0-based: 20 steps logged every 5
 
 
-def test_evaluate_option_evaluates_the_exported_model(compose_train, photo_folder, style_env, monkeypatch):
+def test_evaluate_option_evaluates_the_exported_model(
+    compose_train, photo_folder, style_env, monkeypatch
+):
     import fastnst.evaluate
 
     calls = []
-    monkeypatch.setattr(fastnst.evaluate, "evaluate_run", lambda run_dir, **kw: calls.append((run_dir, kw)))
-    result = train(compose_train(*tiny(photo_folder(4), "evaluate=true", "callbacks.images.every_n_steps=0",
-                                       "trainer.val_check_interval=2", steps=2)))
+    monkeypatch.setattr(
+        fastnst.evaluate, "evaluate_run", lambda run_dir, **kw: calls.append((run_dir, kw))
+    )
+    result = train(
+        compose_train(
+            *tiny(
+                photo_folder(4),
+                "evaluate=true",
+                "callbacks.images.every_n_steps=0",
+                "trainer.val_check_interval=2",
+                steps=2,
+            )
+        )
+    )
     assert calls == [(result["run_dir"], {"overwrite": True})]
     assert result["model_path"].exists()

@@ -30,7 +30,9 @@ def cpu_flags(monkeypatch):
 
 
 @pytest.mark.parametrize("flag", ["amx_bf16", "avx512_bf16"])
-def test_trainer_cpu_chooses_bf16_mixed_where_the_cpu_has_native_bf16(compose_train, cpu_flags, flag):
+def test_trainer_cpu_chooses_bf16_mixed_where_the_cpu_has_native_bf16(
+    compose_train, cpu_flags, flag
+):
     cpu_flags("avx2", "avx512f", flag)
     precision, why = resolve_precision(compose_train("trainer=cpu").trainer)
     assert precision == "bf16-mixed"
@@ -44,14 +46,19 @@ def test_trainer_cpu_keeps_fp32_on_an_avx2_only_cpu(compose_train, cpu_flags):
     assert "no native bf16" in why
 
 
-@pytest.mark.parametrize(("flags", "asked"), [(("avx2", "amx_bf16"), "32-true"), (("avx2",), "bf16-mixed")])
+@pytest.mark.parametrize(
+    ("flags", "asked"), [(("avx2", "amx_bf16"), "32-true"), (("avx2",), "bf16-mixed")]
+)
 def test_trainer_precision_overrides_the_automatic_choice(compose_train, cpu_flags, flags, asked):
     cpu_flags(*flags)
-    assert resolve_precision(compose_train("trainer=cpu", f"trainer.precision={asked}").trainer) == (asked, None)
+    assert resolve_precision(
+        compose_train("trainer=cpu", f"trainer.precision={asked}").trainer
+    ) == (asked, None)
 
 
-def test_a_cpu_run_trains_in_the_chosen_precision_and_logs_why(compose_train, photo_folder, style_env, cpu_flags,
-                                                               caplog):
+def test_a_cpu_run_trains_in_the_chosen_precision_and_logs_why(
+    compose_train, photo_folder, style_env, cpu_flags, caplog
+):
     cpu_flags("avx2", "avx512_bf16")
     seen = []
 
@@ -78,8 +85,13 @@ def shallow_vgg() -> VGG19Features:
 @pytest.fixture
 def loss_and_images(shallow_vgg, image_factory, synthetic_style):
     def make(**kwargs):
-        loss = PerceptualLoss({"block2_conv1": 1.0}, {"block1_conv1": 0.5, "block1_conv2": 2.0}, beta=3.0,
-                              vgg=shallow_vgg, **kwargs)
+        loss = PerceptualLoss(
+            {"block2_conv1": 1.0},
+            {"block1_conv1": 0.5, "block1_conv2": 2.0},
+            beta=3.0,
+            vgg=shallow_vgg,
+            **kwargs,
+        )
         loss.set_style([load_image(synthetic_style, size=32)])
         return loss
 
@@ -102,7 +114,10 @@ def test_loss_terms_stay_float32_under_bf16_autocast(loss_and_images):
 def test_feature_scale_scales_content_by_its_square_and_style_by_its_fourth_power(loss_and_images):
     make, photo, output = loss_and_images
     plain, scaled = make(), make(feature_scale=0.1)
-    a, b = plain(output, plain.content_features(photo)), scaled(output, scaled.content_features(photo))
+    a, b = (
+        plain(output, plain.content_features(photo)),
+        scaled(output, scaled.content_features(photo)),
+    )
     assert torch.allclose(b["content"], a["content"] * 1e-2, rtol=1e-5)
     assert torch.allclose(b["style"], a["style"] * 1e-4, rtol=1e-5)
     assert torch.allclose(b["total"], b["content"] + 3.0 * b["style"], rtol=1e-5)

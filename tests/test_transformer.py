@@ -31,9 +31,17 @@ def _multiply_adds(net: TransformerNet, x: torch.Tensor) -> int:
     total = []
 
     def count(conv, inputs, out):
-        total.append(out.numel() * conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1])
+        total.append(
+            out.numel()
+            * conv.in_channels
+            // conv.groups
+            * conv.kernel_size[0]
+            * conv.kernel_size[1]
+        )
 
-    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [
+        m.register_forward_hook(count) for m in net.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
     with torch.no_grad():
         net(x)
     for hook in hooks:

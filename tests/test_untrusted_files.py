@@ -53,9 +53,15 @@ def evil_ckpt(tmp_path, marker) -> Path:
     torch.manual_seed(0)
     net = TransformerNet(**TINY)
     path = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-                "fastnst_model_config": dict(net.config), "optimizer_states": [{}],
-                "hyper_parameters": {"x": Evil(marker)}}, path)
+    torch.save(
+        {
+            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+            "fastnst_model_config": dict(net.config),
+            "optimizer_states": [{}],
+            "hyper_parameters": {"x": Evil(marker)},
+        },
+        path,
+    )
     return path
 
 
@@ -81,10 +87,14 @@ def test_python_loaders_refuse_files_that_would_run_code(request, fixture, marke
     assert not marker.exists()
 
 
-def test_stylize_and_export_clis_refuse_a_file_that_would_run_code(evil_pt, evil_ckpt, marker, image_factory, capsys):
+def test_stylize_and_export_clis_refuse_a_file_that_would_run_code(
+    evil_pt, evil_ckpt, marker, image_factory, capsys
+):
     photo = image_factory("photo.png", size=(32, 32))
     for path in (evil_pt, evil_ckpt):
-        cfg = compose_config("stylize", f"model={path}", f"input={photo}", config_dir=INFERENCE_CONFIG_DIR)
+        cfg = compose_config(
+            "stylize", f"model={path}", f"input={photo}", config_dir=INFERENCE_CONFIG_DIR
+        )
         assert exit_code(stylize_cli, cfg) == 2
         one_error_line(capsys.readouterr().err, path.name)
         cfg = compose_config("export", f"model={path}", config_dir=INFERENCE_CONFIG_DIR)
@@ -99,15 +109,25 @@ def test_evaluate_refuses_a_run_whose_model_would_run_code(evil_pt, marker, tmp_
     run = tmp_path / "run"
     run.mkdir()
     (run / "model.pt").write_bytes(evil_pt.read_bytes())
-    OmegaConf.save(compose_config("train", f"style.image={tmp_path / 'style.png'}", "run_dir=x"), run / "config.yaml",
-                   resolve=True)
+    OmegaConf.save(
+        compose_config("train", f"style.image={tmp_path / 'style.png'}", "run_dir=x"),
+        run / "config.yaml",
+        resolve=True,
+    )
     from tests.helpers import make_image
 
     make_image(tmp_path / "style.png")
     photos = tmp_path / "photos"
     make_image(photos / "a.png")
-    cfg = compose_config("evaluate", f"run={run}", f"photos={photos}", "num_photos=1", "gatys_iterations=0", "tensorboard=false",
-                         config_dir=INFERENCE_CONFIG_DIR)
+    cfg = compose_config(
+        "evaluate",
+        f"run={run}",
+        f"photos={photos}",
+        "num_photos=1",
+        "gatys_iterations=0",
+        "tensorboard=false",
+        config_dir=INFERENCE_CONFIG_DIR,
+    )
     assert exit_code(evaluate_cli, cfg) == 2
     one_error_line(capsys.readouterr().err, "model.pt")
     assert not marker.exists()
@@ -123,8 +143,12 @@ def test_training_checkpoint_check_refuses_a_file_that_would_run_code(evil_ckpt,
 
 def test_stylize_command_line_refuses_evil_file_in_one_line_exit_2(evil_pt, marker, image_factory):
     photo = image_factory("photo.png", size=(32, 32))
-    result = subprocess.run([sys.executable, str(REPO / "stylize.py"), f"model={evil_pt}", f"input={photo}"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stylize.py"), f"model={evil_pt}", f"input={photo}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr
     one_error_line(result.stderr, "evil.pt")
     assert not marker.exists()
@@ -150,8 +174,14 @@ def test_trust_model_file_loads_an_older_file_and_says_so(tmp_path, image_factor
     with torch.no_grad():
         assert torch.allclose(s(x), net(x), atol=1e-5)
     photo = image_factory("photo.png", size=(32, 32))
-    cfg = compose_config("stylize", f"model={path}", f"input={photo}", f"output={tmp_path / 'o.png'}",
-                         "trust_model_file=true", config_dir=INFERENCE_CONFIG_DIR)
+    cfg = compose_config(
+        "stylize",
+        f"model={path}",
+        f"input={photo}",
+        f"output={tmp_path / 'o.png'}",
+        "trust_model_file=true",
+        config_dir=INFERENCE_CONFIG_DIR,
+    )
     assert exit_code(stylize_cli, cfg) == 0 and (tmp_path / "o.png").is_file()
     warning = [line for line in capsys.readouterr().err.splitlines() if "trust_model_file" in line]
     assert len(warning) == 1 and "old.pt" in warning[0]
@@ -163,7 +193,9 @@ def test_files_training_writes_load_with_weights_only(compose_train, photo_folde
     from fastnst.train import train
     from tests.helpers import tiny
 
-    cfg = compose_train(*tiny(photo_folder(4), "system.scheduler={name:cosine,warmup_steps:1}", steps=2))
+    cfg = compose_train(
+        *tiny(photo_folder(4), "system.scheduler={name:cosine,warmup_steps:1}", steps=2)
+    )
     run_dir = train(cfg)["run_dir"]
     for path in (run_dir / "model.pt", run_dir / "checkpoints" / "last.ckpt"):
         torch.load(path, weights_only=True)
@@ -173,7 +205,9 @@ def test_files_training_writes_load_with_weights_only(compose_train, photo_folde
 CONFIG_WITH_FOREIGN_TARGETS = {
     "model": {"model": {"_target_": "os.system"}},
     "loss": {"loss": {"_target_": "builtins.exec", "_args_": ["open('MARKER', 'w')"]}},
-    "nested": {"loss": {"_target_": "fastnst.losses.PerceptualLoss", "extra": {"_target_": "os.system"}}},
+    "nested": {
+        "loss": {"_target_": "fastnst.losses.PerceptualLoss", "extra": {"_target_": "os.system"}}
+    },
     "disguised": {"loss": {"_target_": "fastnst.evaluate.os.system"}},
 }
 

@@ -31,6 +31,7 @@ _run = run_main  # (exit code, stdout, stderr)
 
 # -- bundled styles by name --------------------------------------------------------------------
 
+
 def test_stylize_suggests_the_bundled_style_a_typo_meant(run_entry, image_factory):
     code, err = run_entry(cli.stylize_main, "style=the_screem", f"input={image_factory('p.png')}")
     assert_user_error(code, err, "did you mean 'the_scream'?")
@@ -40,11 +41,15 @@ def test_stylize_suggests_the_bundled_style_a_typo_meant(run_entry, image_factor
 def test_stylizer_load_of_a_misspelt_style_is_an_unknown_style():
     from fastnst.stylize import Stylizer
 
-    with pytest.raises(FastNSTError, match=r"unknown style 'the_screem' \(did you mean 'the_scream'\?\)"):
+    with pytest.raises(
+        FastNSTError, match=r"unknown style 'the_screem' \(did you mean 'the_scream'\?\)"
+    ):
         Stylizer.load("the_screem")
 
 
-def test_export_takes_a_bundled_name_writes_here_and_warns_nothing(run_entry, tmp_path, monkeypatch, recwarn):
+def test_export_takes_a_bundled_name_writes_here_and_warns_nothing(
+    run_entry, tmp_path, monkeypatch, recwarn
+):
     monkeypatch.chdir(tmp_path)
     code, err = run_entry(cli.export_main, "model=the_scream", "format=torchscript")
     assert code == 0, err
@@ -55,18 +60,26 @@ def test_export_takes_a_bundled_name_writes_here_and_warns_nothing(run_entry, tm
 
 # -- outputs that exist --------------------------------------------------------------------------
 
-def test_stylize_refuses_an_existing_single_output_like_gatys(run_entry, model_file, image_factory, tmp_path):
+
+def test_stylize_refuses_an_existing_single_output_like_gatys(
+    run_entry, model_file, image_factory, tmp_path
+):
     out = tmp_path / "out.png"
     out.write_bytes(b"a finished result")
-    code, err = run_entry(cli.stylize_main, f"model={model_file}", f"input={image_factory('p.png')}", f"output={out}")
+    code, err = run_entry(
+        cli.stylize_main, f"model={model_file}", f"input={image_factory('p.png')}", f"output={out}"
+    )
     assert_user_error(code, err, "pass overwrite=true")
     assert out.read_bytes() == b"a finished result"
 
 
-@pytest.mark.parametrize("script, args", [
-    ("make_pan_clip", ["{photo}", "--out", "{out}"]),
-    ("style_blend", ["--model", "the_scream", "--photo", "{photo}", "--out", "{out}"]),
-])
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("make_pan_clip", ["{photo}", "--out", "{out}"]),
+        ("style_blend", ["--model", "the_scream", "--photo", "{photo}", "--out", "{out}"]),
+    ],
+)
 def test_scripts_name_their_real_overwrite_flag(script, args, image_factory, tmp_path, capsys):
     out = tmp_path / ("out.mp4" if script == "make_pan_clip" else "out.jpg")
     out.write_bytes(b"kept")
@@ -78,6 +91,7 @@ def test_scripts_name_their_real_overwrite_flag(script, args, image_factory, tmp
 
 
 # -- the Python API says what it does ----------------------------------------------------------------
+
 
 def test_a_stylizer_with_size_resizes_tensors_too():
     from fastnst.stylize import Stylizer
@@ -97,14 +111,24 @@ def test_the_gatys_api_example_reproduces_gatys_py(run_entry, image_factory, tmp
     from fastnst.losses import PerceptualLoss
 
     photo, out = image_factory("photo.png", size=(48, 40)), tmp_path / "cli.png"
-    code, err = run_entry(cli.gatys_main, f"content={photo}", f"output={out}", "size=48", "style.size=48",
-                          "iterations=3", "init=content+noise", "progress=false")
+    code, err = run_entry(
+        cli.gatys_main,
+        f"content={photo}",
+        f"output={out}",
+        "size=48",
+        "style.size=48",
+        "iterations=3",
+        "init=content+noise",
+        "progress=false",
+    )
     assert code == 0, err
 
     painting = load_image(bundled_painting("starry_night"), 48)  # conf/style: style.size
     loss = PerceptualLoss.preset("seed")  # gatys.py's default loss=seed
     loss.set_style([painting])
-    result = stylize_gatys(load_image(photo, 48), loss, iterations=3, init="content+noise", style_images=[painting])
+    result = stylize_gatys(
+        load_image(photo, 48), loss, iterations=3, init="content+noise", style_images=[painting]
+    )
     api = save_image(result.image, tmp_path / "api.png")
     cli_pixels, api_pixels = (np.asarray(Image.open(p), dtype=np.int16) for p in (out, api))
     assert np.abs(cli_pixels - api_pixels).max() <= 1
@@ -127,6 +151,7 @@ def test_a_bare_perceptual_loss_is_not_the_preset():
 
 # -- names and messages ------------------------------------------------------------------------------
 
+
 def test_scream_and_the_scream_train_into_one_group():
     assert compose_config("train", "style=scream").style.name == "the_scream"
     assert compose_config("gatys", "style=scream").style.name == "the_scream"
@@ -135,13 +160,16 @@ def test_scream_and_the_scream_train_into_one_group():
 def test_video_metrics_errors_have_the_fastnst_prefix(tmp_path, capsys):
     from fastnst.video_metrics import main
 
-    code = main(["--input", str(tmp_path / "missing.mp4"), "--output", str(tmp_path / "missing.mp4")])
+    code = main(
+        ["--input", str(tmp_path / "missing.mp4"), "--output", str(tmp_path / "missing.mp4")]
+    )
     err = capsys.readouterr().err
     assert_user_error(code, err, "missing.mp4")
     assert err.startswith("fastnst: error: ")
 
 
 # -- what a failure leaves behind ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("out_exists", [False, True])
 def test_a_failed_extract_frames_leaves_no_manifest(out_exists, tmp_path, monkeypatch):
@@ -169,8 +197,12 @@ def test_a_failed_train_names_no_run_directory(synthetic_style, tmp_path, monkey
     empty = tmp_path / "no_photos"
     empty.mkdir()
     runs = tmp_path / "runs"
-    code, out, err = _run(cli.train_main, tiny(empty, f"style.image={synthetic_style}", f"paths.output_root={runs}"),
-                          monkeypatch, capsys)
+    code, out, err = _run(
+        cli.train_main,
+        tiny(empty, f"style.image={synthetic_style}", f"paths.output_root={runs}"),
+        monkeypatch,
+        capsys,
+    )
     assert code == 2, err
     assert "run directory" not in out + err
     assert not runs.exists() or not any(runs.iterdir())
@@ -178,8 +210,14 @@ def test_a_failed_train_names_no_run_directory(synthetic_style, tmp_path, monkey
 
 # -- --help --------------------------------------------------------------------------------------------
 
-HELP = {"train": cli.train_main, "stylize": cli.stylize_main, "gatys": cli.gatys_main,
-        "export": cli.export_main, "evaluate": cli.evaluate_main, "app": cli.app_main}
+HELP = {
+    "train": cli.train_main,
+    "stylize": cli.stylize_main,
+    "gatys": cli.gatys_main,
+    "export": cli.export_main,
+    "evaluate": cli.evaluate_main,
+    "app": cli.app_main,
+}
 
 
 @pytest.mark.parametrize("entry", HELP)
@@ -187,7 +225,9 @@ def test_help_is_a_short_usage_not_a_config_dump(entry, monkeypatch, capsys):
     code, out, err = _run(HELP[entry], ["--help"], monkeypatch, capsys)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith(f"{entry}: ") and lines[1].startswith(f"usage: python {entry}.py"), lines[:2]
+    assert lines[0].startswith(f"{entry}: ") and lines[1].startswith(f"usage: python {entry}.py"), (
+        lines[:2]
+    )
     assert "main options" in out and f"python {entry}.py --cfg job" in out
     assert len(lines) <= 40 and "== Config ==" not in out and "hydra:" not in out
     if entry == "gatys":

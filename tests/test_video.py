@@ -21,7 +21,9 @@ av = pytest.importorskip("av")
 @pytest.fixture
 def model_file(tmp_path):
     torch.manual_seed(0)
-    return save_exported(tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=2))
+    return save_exported(
+        tmp_path / "model.pt", TransformerNet(channels=(8, 16, 32), num_residual=2)
+    )
 
 
 def count_frames(path) -> int:
@@ -59,10 +61,17 @@ def test_cli_video_and_no_overwrite(tmp_path, model_file, capsys):
     assert count_frames(dst) == 6 and video_info(dst)["rate"] == Fraction(8)
     dst.write_bytes(b"keep")
     capsys.readouterr()
-    assert run_stylize(f"model={model_file}", f"input={src}", f"output={dst}") == 2  # as for images and gatys.py
-    assert dst.read_bytes() == b"keep" and "already exists; pass overwrite=true" in capsys.readouterr().err
+    assert (
+        run_stylize(f"model={model_file}", f"input={src}", f"output={dst}") == 2
+    )  # as for images and gatys.py
+    assert (
+        dst.read_bytes() == b"keep"
+        and "already exists; pass overwrite=true" in capsys.readouterr().err
+    )
     before = src.read_bytes()
-    assert run_stylize(f"model={model_file}", f"input={src}", f"output={src}", "overwrite=true") == 2
+    assert (
+        run_stylize(f"model={model_file}", f"input={src}", f"output={src}", "overwrite=true") == 2
+    )
     assert src.read_bytes() == before
 
 

@@ -28,7 +28,9 @@ def model_file(tmp_path) -> Path:
 @pytest.mark.parametrize("ext", [".tif", ".gif"])
 def test_single_tif_or_gif_input_is_written_as_png_by_default(ext, tmp_path, model_file):
     src = make_image(tmp_path / f"photo{ext}", size=(32, 24))
-    cfg = compose_config("stylize", f"model={model_file}", f"input={src}", config_dir=INFERENCE_CONFIG_DIR)
+    cfg = compose_config(
+        "stylize", f"model={model_file}", f"input={src}", config_dir=INFERENCE_CONFIG_DIR
+    )
     assert exit_code(stylize_cli, cfg) == 0
     assert (tmp_path / "photo_stylized.png").is_file()
 
@@ -43,8 +45,13 @@ def test_stylize_many_accepts_3d_frames_like_call(model_file):
 
 def test_stylize_output_folder_gets_the_default_name_inside(tmp_path, model_file):
     src = make_image(tmp_path / "photo.tif", size=(32, 24))
-    cfg = compose_config("stylize", f"model={model_file}", f"input={src}", f"output={tmp_path}/new/",
-                         config_dir=INFERENCE_CONFIG_DIR)
+    cfg = compose_config(
+        "stylize",
+        f"model={model_file}",
+        f"input={src}",
+        f"output={tmp_path}/new/",
+        config_dir=INFERENCE_CONFIG_DIR,
+    )
     assert exit_code(stylize_cli, cfg) == 0
     assert (tmp_path / "new" / "photo_stylized.png").is_file()
 
@@ -65,8 +72,14 @@ def test_export_output_folder_gets_the_default_name_inside(given, tmp_path, mode
     from fastnst.apps.export import export_cli
 
     (tmp_path / "existing").mkdir()
-    cfg = compose_config("export", f"model={model_file}", f"output={tmp_path}/{given}", "format=torchscript",
-                         "check=false", config_dir=INFERENCE_CONFIG_DIR)
+    cfg = compose_config(
+        "export",
+        f"model={model_file}",
+        f"output={tmp_path}/{given}",
+        "format=torchscript",
+        "check=false",
+        config_dir=INFERENCE_CONFIG_DIR,
+    )
     assert exit_code(export_cli, cfg) == 0
     folder = tmp_path / given.rstrip("/")
     assert folder.is_dir() and (folder / "model.ts").is_file()
@@ -79,14 +92,24 @@ def test_gatys_loss_logs_of_two_formats_do_not_collide(tmp_path):
     assert log_path(tmp_path / "o.jpg").name == "o.jpg.json"
 
 
-@pytest.mark.parametrize("overrides", [["scales=[2]"], ["scales=[0.1,1]", "size=40"], ["size=12"], ["size=0"],
-                                       ["size=-5"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [["scales=[2]"], ["scales=[0.1,1]", "size=40"], ["size=12"], ["size=0"], ["size=-5"]],
+)
 def test_gatys_too_small_sizes_and_scales_are_one_line_errors(overrides, tmp_path, capsys):
     from fastnst.apps.gatys import run_gatys
 
     src = make_image(tmp_path / "photo.png", size=(64, 48))
-    cfg = compose_config("gatys", f"content={src}", f"output={tmp_path / 'o.png'}", f"style.image={src}",
-                         "iterations=1", "device=cpu", "progress=false", *overrides)
+    cfg = compose_config(
+        "gatys",
+        f"content={src}",
+        f"output={tmp_path / 'o.png'}",
+        f"style.image={src}",
+        "iterations=1",
+        "device=cpu",
+        "progress=false",
+        *overrides,
+    )
     assert exit_code(run_gatys, cfg) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and ("px" in err[0])
@@ -100,7 +123,10 @@ def test_missing_style_hint_names_what_download_styles_accepts(tmp_path, monkeyp
     monkeypatch.setenv("FASTNST_DATA", str(tmp_path))
     # a packaging without the bundled paintings (fastnst/paintings/): the user file is then needed
     monkeypatch.setattr("fastnst.bundled.bundled_painting", lambda name: None)
-    for preset, hint in (("scream", "download_styles.py the_scream"), ("starry_night", "download_styles.py starry_night")):
+    for preset, hint in (
+        ("scream", "download_styles.py the_scream"),
+        ("starry_night", "download_styles.py starry_night"),
+    ):
         cfg = compose_config("gatys", f"style={preset}")
         with pytest.raises(FastNSTError, match=hint):
             style_image_paths(cfg.style)
@@ -119,5 +145,3 @@ def test_webm_output_says_in_one_line_that_aac_audio_is_dropped(tmp_path, model_
     assert not video_info(tmp_path / "out.webm")["audio"]
     notes = [line for line in capsys.readouterr().err.splitlines() if "audio" in line]
     assert len(notes) == 1 and "not kept" in notes[0] and ".webm" in notes[0]
-
-

@@ -18,7 +18,14 @@ from fastnst.stylize import Stylizer
 from fastnst.transformer import TransformerNet
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = ("starry_night", "the_scream", "wave", "udnie", "composition_vii", "shipwreck_of_the_minotaur")
+SHIPPED = (
+    "starry_night",
+    "the_scream",
+    "wave",
+    "udnie",
+    "composition_vii",
+    "shipwreck_of_the_minotaur",
+)
 MULTI = "six_styles"  # one conditional-instance-norm network holding the six
 
 
@@ -33,7 +40,9 @@ def test_the_bundled_network_ships_in_fp16_with_its_recipe_and_quality(style):
     path = zoo.bundled_network(style)
     assert path.stat().st_size < 4 * 2**20
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    assert {v.dtype for k, v in payload["state_dict"].items() if v.is_floating_point()} == {torch.float16}
+    assert {v.dtype for k, v in payload["state_dict"].items() if v.is_floating_point()} == {
+        torch.float16
+    }
     meta = payload["meta"]
     assert "experiment=zoo" in meta["recipe"]["command"] and meta["recipe"]["steps"] > 0
     quality = meta["quality"]
@@ -42,7 +51,9 @@ def test_the_bundled_network_ships_in_fp16_with_its_recipe_and_quality(style):
     # on the loss (measured 0.22 to 2.56) and keeps the photo's edges (edge SSIM 0.22 to 0.43: they
     # paint over fine detail, as Johnson's networks do)
     if style != MULTI:  # a multi-style network's ratio is the mean of its styles' ratios
-        assert quality["total_vs_gatys"] == pytest.approx(quality["total"] / quality["gatys/total"], rel=1e-6)
+        assert quality["total_vs_gatys"] == pytest.approx(
+            quality["total"] / quality["gatys/total"], rel=1e-6
+        )
     assert quality["total_vs_gatys"] < 3
     assert 0.15 < quality["edge_ssim"] <= 1 and 0.25 < quality["gatys/edge_ssim"] <= 1
 
@@ -55,12 +66,16 @@ def test_stylizer_loads_a_bundled_style_by_name_and_alias(image_factory):
     torch.testing.assert_close(Stylizer.load("scream")(photo), out)
 
 
-def test_a_local_file_named_like_a_style_wins_over_the_bundled_network(tmp_path, monkeypatch, image_factory):
+def test_a_local_file_named_like_a_style_wins_over_the_bundled_network(
+    tmp_path, monkeypatch, image_factory
+):
     net = TransformerNet(channels=[4, 8, 8], num_residual=1)
     save_exported(tmp_path / "wave", net)  # a model file with no extension, named like the style
     monkeypatch.chdir(tmp_path)
     photo = load_image(image_factory("p.png"))
-    torch.testing.assert_close(Stylizer.load("wave")(photo), Stylizer.load(tmp_path / "wave")(photo))
+    torch.testing.assert_close(
+        Stylizer.load("wave")(photo), Stylizer.load(tmp_path / "wave")(photo)
+    )
 
 
 def test_an_unknown_bundled_style_names_the_bundled_ones():
@@ -70,21 +85,33 @@ def test_an_unknown_bundled_style_names_the_bundled_ones():
 
 def test_stylize_cli_uses_the_bundled_network_offline_without_model(tmp_path, image_factory):
     src = image_factory("photo.png", size=(80, 60))
-    proc = subprocess.run([sys.executable, str(REPO / "stylize.py"), "style=wave", f"input={src}", "output=out.png"],
-                          cwd=tmp_path, env=_offline_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stylize.py"), "style=wave", f"input={src}", "output=out.png"],
+        cwd=tmp_path,
+        env=_offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     out = load_image(tmp_path / "out.png")
     assert out.shape == load_image(src).shape
 
 
 def test_styles_list_prints_every_bundled_network_with_recipe_and_quality(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "stylize.py"), "styles=list"], cwd=tmp_path,
-                          env=_offline_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stylize.py"), "styles=list"],
+        cwd=tmp_path,
+        env=_offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     for style in SHIPPED:
         assert style in proc.stdout
     assert proc.stdout.count("recipe:") == len(zoo.bundled_styles())
-    block = proc.stdout[proc.stdout.index(MULTI):].splitlines()
+    block = proc.stdout[proc.stdout.index(MULTI) :].splitlines()
     inside = next(line for line in block if line.strip().startswith("styles:"))
     assert set(inside.split("styles:")[1].split("(")[0].strip().split(", ")) == set(SHIPPED)
     assert "total/Gatys-100" in proc.stdout and "scream = the_scream" in proc.stdout
@@ -94,11 +121,26 @@ def test_the_six_style_network_paints_each_style_and_blends_them(tmp_path, image
     """model=six_styles style=<one> and mix= on the bundled multi-style network, offline."""
     src = image_factory("photo.png", size=(80, 60))
     outputs = {}
-    for name, options in [("udnie", ["style=udnie"]), ("wave", ["style=wave"]),
-                          ("blend", ["mix={udnie: 0.5, wave: 0.5}"])]:
-        proc = subprocess.run([sys.executable, str(REPO / "stylize.py"), f"model={MULTI}", *options,
-                               f"input={src}", f"output={name}.png"], cwd=tmp_path, env=_offline_env(),
-                              capture_output=True, text=True, timeout=300)
+    for name, options in [
+        ("udnie", ["style=udnie"]),
+        ("wave", ["style=wave"]),
+        ("blend", ["mix={udnie: 0.5, wave: 0.5}"]),
+    ]:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "stylize.py"),
+                f"model={MULTI}",
+                *options,
+                f"input={src}",
+                f"output={name}.png",
+            ],
+            cwd=tmp_path,
+            env=_offline_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         outputs[name] = load_image(tmp_path / f"{name}.png")
     assert (outputs["udnie"] - outputs["wave"]).abs().mean() > 0.03  # two different styles
@@ -110,7 +152,15 @@ def test_the_six_style_network_paints_each_style_and_blends_them(tmp_path, image
 
 def test_stylize_cli_without_model_or_style_is_one_line(tmp_path, image_factory):
     src = image_factory("photo.png")
-    proc = subprocess.run([sys.executable, str(REPO / "stylize.py"), f"input={src}"], cwd=tmp_path,
-                          env=_offline_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stylize.py"), f"input={src}"],
+        cwd=tmp_path,
+        env=_offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "model=" in proc.stderr and "style=" in proc.stderr
+    assert (
+        proc.stderr.strip().count("\n") == 0 and "model=" in proc.stderr and "style=" in proc.stderr
+    )

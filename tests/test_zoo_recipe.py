@@ -23,12 +23,15 @@ import zoo_sheet  # noqa: E402
 # -- 1. the presets: painting size (the strokes' pixel size) and style weight per painting ------
 
 
-@pytest.mark.parametrize("overrides, size", [
-    (["experiment=zoo", "style=the_scream"], 192),
-    (["style=the_scream"], 192),  # the same painting size for any crop size
-    (["experiment=zoo", "style=udnie"], 128),
-    (["experiment=zoo", "style=the_scream", "style.size=300"], 300),  # the user's size wins
-])
+@pytest.mark.parametrize(
+    "overrides, size",
+    [
+        (["experiment=zoo", "style=the_scream"], 192),
+        (["style=the_scream"], 192),  # the same painting size for any crop size
+        (["experiment=zoo", "style=udnie"], 128),
+        (["experiment=zoo", "style=the_scream", "style.size=300"], 300),  # the user's size wins
+    ],
+)
 def test_train_takes_the_presets_painting_size(overrides, size):
     assert compose_config("train", *overrides).style.size == size
 
@@ -40,8 +43,10 @@ def test_gatys_paints_at_512_with_the_plain_style_weight():
     assert train.style.beta_scale == 8.0
 
 
-@pytest.mark.parametrize("style", ["starry_night", "the_scream", "wave", "udnie", "composition_vii",
-                                   "shipwreck_of_the_minotaur"])
+@pytest.mark.parametrize(
+    "style",
+    ["starry_night", "the_scream", "wave", "udnie", "composition_vii", "shipwreck_of_the_minotaur"],
+)
 def test_every_zoo_preset_has_its_own_recipe(style):
     cfg = compose_config("train", "experiment=zoo", f"style={style}")
     assert 128 <= cfg.style.size <= 512 and cfg.style.beta_scale > 1
@@ -56,11 +61,15 @@ def test_multi_style_members_keep_their_presets_beta_scale():
     members = {m.name: m for m in cfg.style.members}
     assert members["the_scream"].beta_scale == 8.0 and members["udnie"].beta_scale == 6.0
     assert members["the_scream"].size == 200 and members["udnie"].size == 200
-    own = compose_config("train", "style=multi", "style.names=[the_scream,udnie]", "style.size=null")
+    own = compose_config(
+        "train", "style=multi", "style.names=[the_scream,udnie]", "style.size=null"
+    )
     expand_multi_style(own)  # size=null: each member at its preset's painting size
     # size=null: each member's painting at the size its preset paints it (size x stroke_scale)
     assert [m.size for m in own.style.members] == [288, 256]
-    doubled = compose_config("train", "style=multi", "style.names=[the_scream,udnie]", "style.beta_scale=2")
+    doubled = compose_config(
+        "train", "style=multi", "style.names=[the_scream,udnie]", "style.beta_scale=2"
+    )
     expand_multi_style(doubled)
     assert [m.beta_scale for m in doubled.style.members] == [16.0, 12.0]
 
@@ -69,13 +78,24 @@ def test_multi_style_members_keep_their_presets_beta_scale():
 
 
 def zoo_args(tmp_path, **kw):
-    return argparse.Namespace(**{"runs_dir": tmp_path, "steps": 40, "base": "none", "threads": 1, "seed": 0,
-                                 "extra": [], **kw})
+    return argparse.Namespace(
+        **{
+            "runs_dir": tmp_path,
+            "steps": 40,
+            "base": "none",
+            "threads": 1,
+            "seed": 0,
+            "extra": [],
+            **kw,
+        }
+    )
 
 
 def test_train_command(tmp_path):
     run_dir = tmp_path / "wave"
-    command = train_zoo.train_command(zoo_args(tmp_path, base="old/{style}.pt"), run_dir, ["style=wave"])
+    command = train_zoo.train_command(
+        zoo_args(tmp_path, base="old/{style}.pt"), run_dir, ["style=wave"]
+    )
     assert "experiment=zoo" in command and "style=wave" in command
     assert "init_from=old/wave.pt" in command and "trainer.max_steps=40" in command
     assert f"hydra.run.dir={run_dir}" in command
@@ -99,6 +119,7 @@ def test_train_command_overrides_compose():
 @pytest.fixture
 def calls(monkeypatch):
     """subprocess.call recorded; returns the codes queued in calls.codes (0 when empty)."""
+
     class Calls(list):
         codes: list[int]
 
@@ -139,7 +160,10 @@ def test_wall_time_adds_up_over_resumed_pieces(tmp_path, calls, monkeypatch):
 
 
 def test_multi_runs_in_one_folder(tmp_path, calls):
-    assert train_zoo.main(["--runs-dir", str(tmp_path), "--multi", "wave", "udnie", "--threads", "1"]) == 0
+    assert (
+        train_zoo.main(["--runs-dir", str(tmp_path), "--multi", "wave", "udnie", "--threads", "1"])
+        == 0
+    )
     assert "style=multi" in calls[0] and "style.names=[wave,udnie]" in calls[0]
     assert (tmp_path / "multi" / "wall_s.txt").is_file()
 
@@ -184,7 +208,9 @@ def sheet_data(tmp_path, monkeypatch):
     for i, rel in enumerate(["content/p.jpg", "content/q.jpg", "styles/wave.jpg"]):
         make_image(data / rel, size=(48, 36), seed=i)
     make_image(data / "reference" / "johnson2016" / "p_wave.jpg", size=(64, 48), seed=5)
-    make_image(data / "reference" / "johnson2016" / "chicago_wave.jpg", size=(64, 48), seed=6)  # run width
+    make_image(
+        data / "reference" / "johnson2016" / "chicago_wave.jpg", size=(64, 48), seed=6
+    )  # run width
     monkeypatch.setenv("FASTNST_DATA", str(data))
     return data, tiny_net(tmp_path / "wave_net.pt")
 
@@ -192,7 +218,17 @@ def sheet_data(tmp_path, monkeypatch):
 def test_zoo_sheet_rows_and_no_silent_overwrite(tmp_path, sheet_data, capsys):
     _, network = sheet_data
     out = tmp_path / "sheet.jpg"
-    args = [str(out), "--styles", "wave", "--photos", "p", "--network", f"wave={network}", "--height", "40"]
+    args = [
+        str(out),
+        "--styles",
+        "wave",
+        "--photos",
+        "p",
+        "--network",
+        f"wave={network}",
+        "--height",
+        "40",
+    ]
     assert zoo_sheet.main(args) == 0
     with Image.open(out) as sheet:
         assert sheet.height == 2 * (40 + 16 + 4)
@@ -217,8 +253,24 @@ def test_zoo_sheet_empty_panels(tmp_path, sheet_data):
     widths = {}
     for extra in ([], ["--empty-panels"]):
         out = tmp_path / f"sheet{len(extra)}.png"
-        assert zoo_sheet.main([str(out), "--styles", "wave", "--photos", "p", "q", "--network", f"wave={network}",
-                               "--height", "40", *extra]) == 0
+        assert (
+            zoo_sheet.main(
+                [
+                    str(out),
+                    "--styles",
+                    "wave",
+                    "--photos",
+                    "p",
+                    "q",
+                    "--network",
+                    f"wave={network}",
+                    "--height",
+                    "40",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         with Image.open(out) as sheet:
             widths[bool(extra)] = sheet.width
     # q has no published output: the empty panel is as wide as our output of q (36 px tall photo
@@ -230,15 +282,17 @@ def test_zoo_sheet_empty_panels(tmp_path, sheet_data):
 
 
 def run_config(**style):
-    return OmegaConf.create({
-        "model": {"channels": [16, 32, 64]},
-        "data": {"name": "imagenet_mini", "image_size": 128, "batch_size": 4},
-        "system": {"optimizer": {"lr": 0.002}},
-        "style": {"name": "wave", "size": 192, "beta_scale": 3.0, **style},
-        "loss": {"beta": 5.0},
-        "init_from": "/runs/old/base.pt",
-        "seed": 0,
-    })
+    return OmegaConf.create(
+        {
+            "model": {"channels": [16, 32, 64]},
+            "data": {"name": "imagenet_mini", "image_size": 128, "batch_size": 4},
+            "system": {"optimizer": {"lr": 0.002}},
+            "style": {"name": "wave", "size": 192, "beta_scale": 3.0, **style},
+            "loss": {"beta": 5.0},
+            "init_from": "/runs/old/base.pt",
+            "seed": 0,
+        }
+    )
 
 
 def test_recipe_of_single_style():
@@ -246,7 +300,9 @@ def test_recipe_of_single_style():
     assert "style weight 15" in recipe["summary"] and "fine-tuned from base.pt" in recipe["summary"]
     assert "128 px crops x 4" in recipe["summary"] and "painting at 192 px" in recipe["summary"]
     assert recipe["command"].startswith("python train.py experiment=zoo style=wave")
-    assert "trainer.max_steps=400" in recipe["command"] and "init_from=<base.pt>" in recipe["command"]
+    assert (
+        "trainer.max_steps=400" in recipe["command"] and "init_from=<base.pt>" in recipe["command"]
+    )
     cfg = run_config()
     cfg.init_from = None
     recipe = bundle_network.recipe_of(cfg, 400, None)
@@ -259,5 +315,8 @@ def test_recipe_of_single_style():
 def test_recipe_of_multi_style():
     cfg = run_config(name="multi", names=["a", "b"], beta_scale=1.0)
     recipe = bundle_network.recipe_of(cfg, 100, None)
-    assert "style=multi style.names=[a,b]" in recipe["command"] and "style.size=192" in recipe["command"]
+    assert (
+        "style=multi style.names=[a,b]" in recipe["command"]
+        and "style.size=192" in recipe["command"]
+    )
     assert "each style's preset style weight" in recipe["summary"]

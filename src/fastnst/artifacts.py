@@ -59,7 +59,9 @@ def jit_deprecation_silenced():
     torch.jit.save/load are deprecated (in favour of torch.export) is noise to them. Only that
     warning is ignored, only inside the block."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.(save|load)` is deprecated", category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.(save|load)` is deprecated", category=FutureWarning
+        )
         yield
 
 
@@ -83,14 +85,18 @@ def load_exported(path: str | os.PathLike, map_location="cpu") -> tuple[Transfor
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise FastNSTError(f"{path}: cannot read model file, truncated or not a torch file ({type(e).__name__})") from None
+        raise FastNSTError(
+            f"{path}: cannot read model file, truncated or not a torch file ({type(e).__name__})"
+        ) from None
     return exported_network(payload, path)
 
 
 def exported_network(payload, path: str | os.PathLike) -> tuple[TransformerNet, dict]:
     """(net in eval mode, meta) from the loaded contents of an exported file."""
     if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
-        raise FastNSTError(f"{path}: not an exported fastnst transformer (no '{EXPORT_FORMAT}' format tag)")
+        raise FastNSTError(
+            f"{path}: not an exported fastnst transformer (no '{EXPORT_FORMAT}' format tag)"
+        )
     if int(payload.get("version", -1)) > EXPORT_VERSION:
         raise FastNSTError(
             f"{path}: exported with format version {payload['version']}, this fastnst reads up to {EXPORT_VERSION}"
@@ -99,7 +105,9 @@ def exported_network(payload, path: str | os.PathLike) -> tuple[TransformerNet, 
         net = TransformerNet(**payload["config"])
         net.load_state_dict(payload["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
-        raise FastNSTError(f"{path}: exported weights do not fit its model config ({str(e).splitlines()[0]})") from None
+        raise FastNSTError(
+            f"{path}: exported weights do not fit its model config ({str(e).splitlines()[0]})"
+        ) from None
     return net.eval(), payload.get("meta", {})
 
 
@@ -159,34 +167,54 @@ def _parse_onnx(path: str, mtime_ns: int, size: int):
         return None
 
 
-def load_network(path: str | os.PathLike, trust_model_file: bool = False) -> tuple[TransformerNet, dict]:
+def load_network(
+    path: str | os.PathLike, trust_model_file: bool = False
+) -> tuple[TransformerNet, dict]:
     """(TransformerNet in eval mode, meta) from an exported .pt, a Lightning .ckpt or a run
     directory (model.pt preferred, else checkpoints/last.ckpt). Files are read with
     weights_only=True; see `load_torch_file` for `trust_model_file`."""
     path = Path(path)
     kind = model_kind(path)
     if kind == "run_dir":
-        for candidate in (path / "model.pt", path / "checkpoints" / "last.ckpt", path / "checkpoints" / "best.ckpt"):
+        for candidate in (
+            path / "model.pt",
+            path / "checkpoints" / "last.ckpt",
+            path / "checkpoints" / "best.ckpt",
+        ):
             if candidate.is_file():
                 return load_network(candidate, trust_model_file)
         raise FastNSTError(f"{path}: run directory without model.pt or checkpoints/last.ckpt")
     if kind != "torch":
-        raise FastNSTError(f"{path}: is a {kind} file; this needs a fastnst .pt, .ckpt or run directory")
+        raise FastNSTError(
+            f"{path}: is a {kind} file; this needs a fastnst .pt, .ckpt or run directory"
+        )
     payload = load_torch_file(path, trust_model_file)
     if isinstance(payload, dict) and payload.get("format") == EXPORT_FORMAT:
         return exported_network(payload, path)
     if isinstance(payload, dict) and "fastnst_model_config" in payload and "state_dict" in payload:
-        state = {k[len("net.") :]: v for k, v in payload["state_dict"].items() if k.startswith("net.")}
+        state = {
+            k[len("net.") :]: v for k, v in payload["state_dict"].items() if k.startswith("net.")
+        }
         if not state:
-            raise FastNSTError(f"{path}: checkpoint has no 'net.' weights (not a fastnst transformer checkpoint)")
+            raise FastNSTError(
+                f"{path}: checkpoint has no 'net.' weights (not a fastnst transformer checkpoint)"
+            )
         try:
             net = TransformerNet(**dict(payload["fastnst_model_config"]))
             net.load_state_dict(state)
         except (RuntimeError, TypeError) as e:
-            raise FastNSTError(f"{path}: checkpoint weights do not fit its model config ({str(e).splitlines()[0]})") from None
-        meta = {"source": str(path), "epoch": payload.get("epoch"), "global_step": payload.get("global_step")}
+            raise FastNSTError(
+                f"{path}: checkpoint weights do not fit its model config ({str(e).splitlines()[0]})"
+            ) from None
+        meta = {
+            "source": str(path),
+            "epoch": payload.get("epoch"),
+            "global_step": payload.get("global_step"),
+        }
         return net.eval(), meta
-    raise FastNSTError(f"{path}: a torch file but neither an exported fastnst model nor a fastnst checkpoint")
+    raise FastNSTError(
+        f"{path}: a torch file but neither an exported fastnst model nor a fastnst checkpoint"
+    )
 
 
 def load_torch_file(path: str | os.PathLike, trust_model_file: bool = False):
@@ -199,14 +227,19 @@ def load_torch_file(path: str | os.PathLike, trust_model_file: bool = False):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as first:
         if "weights_only" not in str(first) and "Unsupported global" not in str(first):
-            raise FastNSTError(f"{path}: cannot read model file, truncated or corrupt ({type(first).__name__})") from None
+            raise FastNSTError(
+                f"{path}: cannot read model file, truncated or corrupt ({type(first).__name__})"
+            ) from None
     if not trust_model_file:
         raise FastNSTError(
             f"{path}: refused: the file holds Python objects besides tensors and plain values, and "
             "loading those can run code; if you trust where it came from, pass trust_model_file=true"
         )
-    print(f"fastnst: warning: {path}: loaded with trust_model_file=true (full unpickling, which can run code "
-          "from the file)", file=sys.stderr)
+    print(
+        f"fastnst: warning: {path}: loaded with trust_model_file=true (full unpickling, which can run code "
+        "from the file)",
+        file=sys.stderr,
+    )
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
@@ -217,8 +250,16 @@ def check_is_training_checkpoint(path: Path) -> None:
     """A Lightning checkpoint of this system (not an exported model.pt or another project's file)."""
 
     ckpt = load_torch_file(path)  # weights_only=True: a foreign file cannot run code here
-    if not isinstance(ckpt, dict) or "fastnst_model_config" not in ckpt or "optimizer_states" not in ckpt:
-        hint = " (an exported model.pt: use it with stylize.py)" if isinstance(ckpt, dict) and "format" in ckpt else ""
+    if (
+        not isinstance(ckpt, dict)
+        or "fastnst_model_config" not in ckpt
+        or "optimizer_states" not in ckpt
+    ):
+        hint = (
+            " (an exported model.pt: use it with stylize.py)"
+            if isinstance(ckpt, dict) and "format" in ckpt
+            else ""
+        )
         raise FastNSTError(f"{path}: not a fastnst training checkpoint{hint}")
 
 
@@ -238,7 +279,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     except RuntimeError:
         raise FastNSTError(f"device must be auto, cpu or cuda[:N], got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FastNSTError("device=cuda requested but CUDA is not available (use device=cpu or auto)")
+        raise FastNSTError(
+            "device=cuda requested but CUDA is not available (use device=cpu or auto)"
+        )
     return dev
 
 
@@ -247,10 +290,14 @@ class TorchRunner:
 
     name = "torch"
 
-    def __init__(self, net: torch.nn.Module, device: torch.device, dtype: torch.dtype, compile: bool = False):
+    def __init__(
+        self, net: torch.nn.Module, device: torch.device, dtype: torch.dtype, compile: bool = False
+    ):
         self.device, self.dtype = device, dtype
         # channels_last lets cuDNN use tensor-core NHWC kernels; on CPU it measured no faster.
-        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.memory_format = (
+            torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        )
         self.net = net.eval().to(device=device, dtype=dtype, memory_format=self.memory_format)
         self.forward = torch.compile(self.net, dynamic=True) if compile else self.net
         if not compile and device.type == "cpu" and dtype == torch.float32:
@@ -301,7 +348,11 @@ class AutoRunner(TorchRunner):
         """(path -> factory of a callable (x, style) -> fp32 output, path -> why not offered here)."""
         from fastnst.accel import autotune
 
-        paths = {"accel": lambda: self._accel, "onednn": lambda: self._onednn, "channels_last": self._channels_last}
+        paths = {
+            "accel": lambda: self._accel,
+            "onednn": lambda: self._onednn,
+            "channels_last": self._channels_last,
+        }
         skipped = {}
         if self.offer_bf16 and self.net.config["norm"] != "instance":
             skipped["bf16"] = "needs instance norm"
@@ -319,7 +370,10 @@ class AutoRunner(TorchRunner):
         return TorchRunner.__call__(self, x, style)
 
     def _onednn(self, x, style=None):
-        with torch.no_grad(), accel.fastconv.disabled():  # plain eager: no NNPACK, sub-pixel or fusion
+        with (
+            torch.no_grad(),
+            accel.fastconv.disabled(),
+        ):  # plain eager: no NNPACK, sub-pixel or fusion
             return self.net(self.prepare(x), style)
 
     def _channels_last(self):
@@ -352,10 +406,19 @@ class AutoRunner(TorchRunner):
             if cls and choice is None:
                 paths, skipped = self.candidates()
                 # factories of paths built during the measurement are kept for the calls after it
-                paths = {name: functools.partial(self._keep, name, make) for name, make in paths.items()}
-                one = style[0] if style is not None and style.dim() == 2 else style  # the timing image is one
-                choice = autotune.choose(autotune.network_name(self.net.config), *x.shape[-2:], paths,
-                                         run=lambda fn, t: fn(t, one), skipped=skipped)
+                paths = {
+                    name: functools.partial(self._keep, name, make) for name, make in paths.items()
+                }
+                one = (
+                    style[0] if style is not None and style.dim() == 2 else style
+                )  # the timing image is one
+                choice = autotune.choose(
+                    autotune.network_name(self.net.config),
+                    *x.shape[-2:],
+                    paths,
+                    run=lambda fn, t: fn(t, one),
+                    skipped=skipped,
+                )
                 self.choices[cls[0]] = choice
         self.path = choice.path if choice else autotune.BASELINE
         fn = self._paths.get(self.path) or self._keep(self.path, self.candidates()[0][self.path])
@@ -402,7 +465,11 @@ class ScriptRunner:
     name = "torchscript"
 
     def __init__(self, module, device: torch.device, dtype: torch.dtype):
-        self.module, self.device, self.dtype = module.to(device=device, dtype=dtype).eval(), device, dtype
+        self.module, self.device, self.dtype = (
+            module.to(device=device, dtype=dtype).eval(),
+            device,
+            dtype,
+        )
 
     def __call__(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():  # not inference_mode: callers may modify results in place
@@ -414,12 +481,16 @@ class ScriptRunner:
 
 def _need_onnxruntime(path: Path) -> None:
     if not onnxruntime_available():
-        raise FastNSTError(f"{path}: backend onnxruntime needs `pip install fastnst[onnx]` (onnxruntime is not installed)")
+        raise FastNSTError(
+            f"{path}: backend onnxruntime needs `pip install fastnst[onnx]` (onnxruntime is not installed)"
+        )
 
 
 def _need_cpu_fp32(path: Path, device: torch.device, dtype: torch.dtype, backend: str) -> None:
     if device.type != "cpu" or dtype != torch.float32:
-        raise FastNSTError(f"{path}: backend {backend} runs on CPU in fp32 here (use backend=torch for {device}/{dtype})")
+        raise FastNSTError(
+            f"{path}: backend {backend} runs on CPU in fp32 here (use backend=torch for {device}/{dtype})"
+        )
 
 
 def _onnx_meta(path: Path) -> dict:
@@ -476,10 +547,14 @@ class RowSplitConv(nn.Module):
         w = conv.weight.detach()
         cout, cin, kh, kw = w.shape
         self.groups = cout
-        self.register_buffer("rows", w.permute(0, 2, 1, 3).reshape(cout * kh, cin, 1, kw).contiguous())
+        self.register_buffer(
+            "rows", w.permute(0, 2, 1, 3).reshape(cout * kh, cin, 1, kw).contiguous()
+        )
         # shift[c, ky, ky', 0] = (ky == ky'): output row y sums row-conv ky at input row y + ky
         self.register_buffer("shift", torch.eye(kh).reshape(1, kh, kh, 1).repeat(cout, 1, 1, 1))
-        self.register_buffer("bias", conv.bias.detach().clone() if conv.bias is not None else torch.zeros(cout))
+        self.register_buffer(
+            "bias", conv.bias.detach().clone() if conv.bias is not None else torch.zeros(cout)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.conv2d(x, self.rows), self.shift, self.bias, groups=self.groups)
@@ -489,7 +564,12 @@ def inference_copy(net: TransformerNet) -> TransformerNet:
     """A copy of `net` computing the same function, arranged to run faster in onnxruntime."""
     fast = copy.deepcopy(net).eval().float().cpu()
     conv = fast.out[1]
-    if isinstance(conv, nn.Conv2d) and conv.out_channels < 8 and conv.stride == (1, 1) and conv.padding == (0, 0):
+    if (
+        isinstance(conv, nn.Conv2d)
+        and conv.out_channels < 8
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+    ):
         fast.out[1] = RowSplitConv(conv)
     return fast
 
@@ -523,7 +603,9 @@ def onnx_bytes(net: TransformerNet, meta: dict | None = None, opset: int = ONNX_
     model = onnx.load_from_string(buf.getvalue())
     entry = model.metadata_props.add()
     entry.key, entry.value = META_KEY, meta_json(net, meta or {})
-    model.doc_string = "fastnst transformer: input float32 (B,3,H,W) RGB in [0,1] -> output same shape in [0,1]"
+    model.doc_string = (
+        "fastnst transformer: input float32 (B,3,H,W) RGB in [0,1] -> output same shape in [0,1]"
+    )
     if net.styles:
         model.doc_string += f"; input {STYLE_INPUT_NAME} float32 ({len(net.styles)},) weights of {', '.join(net.styles)}"
     return model.SerializeToString()
@@ -549,8 +631,14 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
-def open_network(model: str | os.PathLike, device: str = "auto", backend: str = "auto", precision: str = "auto",
-                 compile: bool = False, trust_model_file: bool = False) -> OpenedNetwork:
+def open_network(
+    model: str | os.PathLike,
+    device: str = "auto",
+    backend: str = "auto",
+    precision: str = "auto",
+    compile: bool = False,
+    trust_model_file: bool = False,
+) -> OpenedNetwork:
     """Open a model argument for inference: an exported .pt, a Lightning .ckpt, a run directory,
     an .onnx or a TorchScript file (recognised by content), or the name of a bundled style
     (`fastnst.zoo`), and pick its runner: backend "auto" = for fastnst networks on CPU the path
@@ -576,23 +664,33 @@ def open_network(model: str | os.PathLike, device: str = "auto", backend: str = 
         return OpenedNetwork(OnnxRunner(str(path)), None, str(path), meta, meta.get("styles"))
     if kind == "torchscript":
         if backend not in ("auto", "torch", "torchscript"):
-            raise FastNSTError(f"{path}: a TorchScript file runs only with backend=torchscript (or torch)")
+            raise FastNSTError(
+                f"{path}: a TorchScript file runs only with backend=torchscript (or torch)"
+            )
         extra = {f"{META_KEY}.json": ""}
         try:
             with jit_deprecation_silenced():
                 module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except Exception as e:
-            raise FastNSTError(f"{path}: cannot load TorchScript model ({type(e).__name__})") from None
-        return OpenedNetwork(ScriptRunner(module, dev, dtype), None, str(path), {}, _script_styles(extra))
+            raise FastNSTError(
+                f"{path}: cannot load TorchScript model ({type(e).__name__})"
+            ) from None
+        return OpenedNetwork(
+            ScriptRunner(module, dev, dtype), None, str(path), {}, _script_styles(extra)
+        )
     net, meta = load_network(path, trust_model_file=trust_model_file)
     styles = list(net.styles) if net.styles else None
     if backend == "torchscript":
-        raise FastNSTError(f"{path}: backend=torchscript needs a TorchScript file (export.py format=torchscript)")
+        raise FastNSTError(
+            f"{path}: backend=torchscript needs a TorchScript file (export.py format=torchscript)"
+        )
     if backend == "onnxruntime":
         _need_onnxruntime(path)
         _need_cpu_fp32(path, dev, dtype, "onnxruntime")
         # the torch net stays on CPU for tiled runs (instance-norm statistics are handed in)
-        return OpenedNetwork(OnnxRunner(onnx_bytes(net, meta)), accel.accelerate(net), str(path), meta, styles)
+        return OpenedNetwork(
+            OnnxRunner(onnx_bytes(net, meta)), accel.accelerate(net), str(path), meta, styles
+        )
     runner = _torch_runner(net, meta, dev, dtype, backend, precision, compile)
     return OpenedNetwork(runner, runner.net, str(path), meta, styles)
 

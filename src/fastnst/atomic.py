@@ -33,7 +33,9 @@ def atomic_path(path: str | os.PathLike, replace: bool = True, tag: str = "tmp")
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, replace: bool = True, fsync: bool = False) -> Iterator[BinaryIO]:
+def atomic_write(
+    path: str | os.PathLike, replace: bool = True, fsync: bool = False
+) -> Iterator[BinaryIO]:
     """`atomic_path` as an open binary file. The new file's mode follows the umask (0666 minus
     it), like any file the user creates; `fsync` flushes it to disk before the rename (for
     checkpoints, which must survive a power cut)."""

@@ -10,7 +10,14 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-PAINTINGS = ("starry_night", "the_scream", "wave", "composition_vii", "udnie", "shipwreck_of_the_minotaur")
+PAINTINGS = (
+    "starry_night",
+    "the_scream",
+    "wave",
+    "composition_vii",
+    "udnie",
+    "shipwreck_of_the_minotaur",
+)
 
 
 def bundled_painting(name: str) -> Path | None:

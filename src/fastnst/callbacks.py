@@ -34,7 +34,9 @@ class LastCheckpoint(pl.Callback):
     with non-finite weights is never written over a good one.
     """
 
-    def __init__(self, dirpath: str, every_n_steps: int | None = 500, every_minutes: float | None = 10.0):
+    def __init__(
+        self, dirpath: str, every_n_steps: int | None = 500, every_minutes: float | None = 10.0
+    ):
         self.path = Path(dirpath) / LAST
         self.previous = Path(dirpath) / PREVIOUS
         self.every_n_steps = every_n_steps or None
@@ -43,12 +45,18 @@ class LastCheckpoint(pl.Callback):
         self._last_step = -1
 
     def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, reason: str) -> bool:
-        if trainer.fast_dev_run:  # a wiring check (debug=fdr) writes no outputs, like Lightning's own
+        if (
+            trainer.fast_dev_run
+        ):  # a wiring check (debug=fdr) writes no outputs, like Lightning's own
             return False
         if trainer.global_step == self._last_step:
             return False
         if not parameters_finite(pl_module):
-            log.warning("not writing %s at step %d: the weights are not finite", self.path, trainer.global_step)
+            log.warning(
+                "not writing %s at step %d: the weights are not finite",
+                self.path,
+                trainer.global_step,
+            )
             return False
         if trainer.is_global_zero and self.path.exists():
             self._keep_previous()
@@ -105,8 +113,10 @@ class WarpingErrorOnClip(pl.Callback):
             if not self.clip.is_file():  # before training starts, not at the first validation
                 raise FastNSTError(f"{self.clip}: callbacks.warping_error.clip: video not found")
             if self.frames < 2 or self.size < 16:
-                raise FastNSTError(f"callbacks.warping_error: frames must be >= 2 and size >= 16 px, "
-                                   f"got frames={self.frames}, size={self.size}")
+                raise FastNSTError(
+                    f"callbacks.warping_error: frames must be >= 2 and size >= 16 px, "
+                    f"got frames={self.frames}, size={self.size}"
+                )
             self._inputs = self._decode()
 
     def _decode(self) -> list[torch.Tensor]:
@@ -116,11 +126,15 @@ class WarpingErrorOnClip(pl.Callback):
         from fastnst.images import fit_size, resize_tensor
         from fastnst.video import read_frames
 
-        frames = [resize_tensor(f, fit_size(f.shape[-2], f.shape[-1], self.size))
-                  for f in read_frames(self.clip, self.frames)]
+        frames = [
+            resize_tensor(f, fit_size(f.shape[-2], f.shape[-1], self.size))
+            for f in read_frames(self.clip, self.frames)
+        ]
         if len(frames) < 2:
-            raise FastNSTError(f"{self.clip}: callbacks.warping_error.clip: the warping error needs at least "
-                               f"two frames, the video has {len(frames)}")
+            raise FastNSTError(
+                f"{self.clip}: callbacks.warping_error.clip: the warping error needs at least "
+                f"two frames, the video has {len(frames)}"
+            )
         return frames
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -144,7 +158,9 @@ class WarpingErrorOnClip(pl.Callback):
         pl_module.log("val/warping_error", value, rank_zero_only=True)
 
 
-def resolve_check_interval(value: str | int | None, device: torch.device, log_every_n_steps: int) -> int:
+def resolve_check_interval(
+    value: str | int | None, device: torch.device, log_every_n_steps: int
+) -> int:
     """divergence.check_every_n_steps: a number (0 = never) or auto = every step on CPU (the
     check costs nothing there) and every log_every_n_steps on CUDA, where reading the flag is a
     host-device sync that would stall the GPU every step."""
@@ -166,10 +182,19 @@ class DivergenceGuard(pl.Callback):
     at the checks; the step found is the first bad one. 0 or null = never checked.
     """
 
-    def __init__(self, check_every_n_steps: Literal["auto"] | int | None = "auto", rollback: bool = False,
-                 lr_factor: float = 0.5, max_rollbacks: int = 3):
+    def __init__(
+        self,
+        check_every_n_steps: Literal["auto"] | int | None = "auto",
+        rollback: bool = False,
+        lr_factor: float = 0.5,
+        max_rollbacks: int = 3,
+    ):
         self.check_every_n_steps = check_every_n_steps
-        self.rollback, self.lr_factor, self.max_rollbacks = bool(rollback), float(lr_factor), int(max_rollbacks)
+        self.rollback, self.lr_factor, self.max_rollbacks = (
+            bool(rollback),
+            float(lr_factor),
+            int(max_rollbacks),
+        )
         self.rollbacks = 0
         self.diverged_at: int | None = None
         self._every = 1
@@ -178,8 +203,9 @@ class DivergenceGuard(pl.Callback):
         self._first_bad_step: torch.Tensor | None = None
 
     def setup(self, trainer, pl_module, stage):
-        self._every = resolve_check_interval(self.check_every_n_steps, trainer.strategy.root_device,
-                                             trainer.log_every_n_steps)
+        self._every = resolve_check_interval(
+            self.check_every_n_steps, trainer.strategy.root_device, trainer.log_every_n_steps
+        )
 
     def on_before_backward(self, trainer, pl_module, loss):
         """The loss of this step: checked (every step) or recorded on the device (no sync)."""
@@ -217,11 +243,16 @@ class DivergenceGuard(pl.Callback):
             pl_module.load_state_dict(ckpt["state_dict"])
             optimizer = getattr(optimizer, "optimizer", optimizer)  # Lightning's wrapper
             optimizer.load_state_dict(ckpt["optimizer_states"][0])
-            factor = self.lr_factor ** self.rollbacks
+            factor = self.lr_factor**self.rollbacks
             for group in optimizer.param_groups:
                 group["lr"] = group["lr"] * factor
-            log.warning("non-finite loss at step %d: rolled back to %s (step %d), learning rate x%g",
-                        step, last, ckpt["global_step"], factor)
+            log.warning(
+                "non-finite loss at step %d: rolled back to %s (step %d), learning rate x%g",
+                step,
+                last,
+                ckpt["global_step"],
+                factor,
+            )
             return
         self.diverged_at = step
         trainer.should_stop = True
@@ -281,7 +312,9 @@ class LogImagesAndHparams(pl.Callback):
         tb.log_hyperparams(hparams_of(cfg, run_labels(cfg.run_dir, cfg)), metrics=hparam_columns())
         paths, _ = style_image_paths(OmegaConf.create(cfg.style))
         for i, path in enumerate(paths[:4]):
-            tb.experiment.add_image("style" if i == 0 else f"style_{i}", load_image(path, 256)[0], trainer.global_step)
+            tb.experiment.add_image(
+                "style" if i == 0 else f"style_{i}", load_image(path, 256)[0], trainer.global_step
+            )
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
@@ -315,5 +348,11 @@ class LogImagesAndHparams(pl.Callback):
         photos = self._photos.to(pl_module.device)
         for name, stylized in pl_module.stylize_each_style(photos):
             # top row: photos; bottom row: their stylized versions
-            grid = make_grid(torch.cat([photos.float(), stylized.float()]).cpu(), nrow=photos.shape[0], padding=2)
-            tb.experiment.add_image("val/stylized" if name is None else f"val/{name}/stylized", grid, trainer.global_step)
+            grid = make_grid(
+                torch.cat([photos.float(), stylized.float()]).cpu(), nrow=photos.shape[0], padding=2
+            )
+            tb.experiment.add_image(
+                "val/stylized" if name is None else f"val/{name}/stylized",
+                grid,
+                trainer.global_step,
+            )

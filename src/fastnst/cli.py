@@ -58,30 +58,49 @@ def check_overrides(config_dir, config_name: str, args: list[str]) -> DictConfig
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose(config_name, overrides=args)
     except MissingConfigException as e:
-        group = next((o.split("=", 1) for o in args if "=" in o and f"'{o.split('=', 1)[0]}/" in str(e)), None)
+        group = next(
+            (o.split("=", 1) for o in args if "=" in o and f"'{o.split('=', 1)[0]}/" in str(e)),
+            None,
+        )
         if group:
             options = sorted(p.stem for p in (Path(config_dir) / group[0]).glob("*.yaml"))
             hint = difflib.get_close_matches(group[1], options, n=1)
-            _fail(f"unknown {group[0]} '{group[1]}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
-                  + f"; choose from: {', '.join(options)}")
+            _fail(
+                f"unknown {group[0]} '{group[1]}'"
+                + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                + f"; choose from: {', '.join(options)}"
+            )
         _fail(str(e).splitlines()[0])
     except (ConfigCompositionException, OverrideParseException) as e:
         key = next((o.split("=", 1)[0] for o in args if f"'{o.split('=', 1)[0]}'" in str(e)), None)
         if key and "not in struct" in str(e.__cause__ or e):
             parent, _, leaf = key.rpartition(".")
             try:
-                known = list(OmegaConf.select(cfg_base(config_dir, config_name), parent) or {}) if parent else None
+                known = (
+                    list(OmegaConf.select(cfg_base(config_dir, config_name), parent) or {})
+                    if parent
+                    else None
+                )
             except Exception:
                 known = None
             known = known if known is not None else list(cfg_base(config_dir, config_name))
             hint = difflib.get_close_matches(leaf, [str(k) for k in known], n=1)
-            _fail(f"unknown option '{key}'" + (f" (did you mean '{(parent + '.') if parent else ''}{hint[0]}'?)" if hint else "")
-                  + f"; to add a new key use +{key}=...")
+            _fail(
+                f"unknown option '{key}'"
+                + (
+                    f" (did you mean '{(parent + '.') if parent else ''}{hint[0]}'?)"
+                    if hint
+                    else ""
+                )
+                + f"; to add a new key use +{key}=..."
+            )
         _fail(" ".join(str(e).split()))
     finally:
         GlobalHydra.instance().clear()
     try:
-        type_error = option_type_error(config_dir, config_name, args)  # strength=abc, trainer.max_steps=abc
+        type_error = option_type_error(
+            config_dir, config_name, args
+        )  # strength=abc, trainer.max_steps=abc
     except Exception:  # the check must never block a command Hydra accepted
         type_error = None
     if type_error:
@@ -146,7 +165,10 @@ def _resumed(cfg: DictConfig) -> DictConfig:
         _fail(str(e))
     if rank_zero_only.rank == 0:  # logged: on the console and in the run's train.log
         logging.getLogger("fastnst.train").info(
-            "resuming %s with its saved config%s", resumed.run_dir, f"; changed {', '.join(changes)}" if changes else "")
+            "resuming %s with its saved config%s",
+            resumed.run_dir,
+            f"; changed {', '.join(changes)}" if changes else "",
+        )
     return resumed
 
 
@@ -177,16 +199,18 @@ RENAMED_TRAIN_OPTIONS = {
 }
 
 
-def renamed_overrides(args: list[str], renamed: dict[str, str] = RENAMED_TRAIN_OPTIONS) -> list[str]:
+def renamed_overrides(
+    args: list[str], renamed: dict[str, str] = RENAMED_TRAIN_OPTIONS
+) -> list[str]:
     """`args` with each override of an old option name (or of a key below it) under its new name."""
     out = []
     for arg in args:
         key, sep, value = arg.partition("=")
         bare = key.lstrip("+~")
-        prefix = key[:len(key) - len(bare)]
+        prefix = key[: len(key) - len(bare)]
         old = next((o for o in renamed if bare == o or bare.startswith(o + ".")), None)
         if old is not None:
-            new = renamed[old] + bare[len(old):]
+            new = renamed[old] + bare[len(old) :]
             print(f"fastnst: note: {bare} is now {new}", file=sys.stderr)
             arg = prefix + new + sep + value
         out.append(arg)

@@ -12,7 +12,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # the configs ship inside the package (a wheel has no repo root); the repo's conf/ links here
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 # src/fastnst in a source checkout (python train.py, an editable install), not site-packages
-IN_CHECKOUT = Path(__file__).resolve().parent.parent.name == "src" and (REPO_ROOT / "pyproject.toml").is_file()
+IN_CHECKOUT = (
+    Path(__file__).resolve().parent.parent.name == "src"
+    and (REPO_ROOT / "pyproject.toml").is_file()
+)
 
 
 def default_root() -> Path:
@@ -25,7 +28,9 @@ if not OmegaConf.has_resolver("fastnst_root"):
     OmegaConf.register_new_resolver("fastnst_root", lambda: str(default_root()))
 if not OmegaConf.has_resolver("first_set"):
     # ${first_set:${a},${b}}: the first argument that is not null (e.g. resume dir, else a new one)
-    OmegaConf.register_new_resolver("first_set", lambda *args: next((a for a in args if a is not None), None))
+    OmegaConf.register_new_resolver(
+        "first_set", lambda *args: next((a for a in args if a is not None), None)
+    )
 if not OmegaConf.has_resolver("fastnst_painting"):
     # ${fastnst_painting:${paths.data_dir},wave}: the user's <data_dir>/styles/wave.jpg, else the
     # public-domain copy bundled in the package (fastnst/paintings/)
@@ -69,7 +74,6 @@ def resolve_user_path(path) -> Path:
     return Path(str(path)).expanduser().resolve()
 
 
-
 def is_own_class(target) -> bool:
     """Whether a `_target_` string names a class defined in fastnst. The resolved object is
     checked, not the string: "fastnst.evaluate.os.system" starts with "fastnst." too."""
@@ -98,8 +102,10 @@ def check_own_targets(cfg, sections, source) -> None:
     def walk(node, key):
         if isinstance(node, DictConfig):
             if "_target_" in node and not is_own_class(node.get("_target_")):
-                raise FastNSTError(f"{source}: {key}._target_ is {node.get('_target_')!r}; only fastnst's own "
-                                   "classes are built from a run's config")
+                raise FastNSTError(
+                    f"{source}: {key}._target_ is {node.get('_target_')!r}; only fastnst's own "
+                    "classes are built from a run's config"
+                )
             for k in node.keys():
                 walk(node.get(k), f"{key}.{k}")
         elif isinstance(node, ListConfig):

@@ -132,7 +132,9 @@ class DecodedCache:
 
     def _key(self) -> str:
         h = hashlib.sha1()
-        h.update(json.dumps([self.VERSION, self.image_size, TRAIN_RESIZE_MARGIN, self.record]).encode())
+        h.update(
+            json.dumps([self.VERSION, self.image_size, TRAIN_RESIZE_MARGIN, self.record]).encode()
+        )
         for p in self.paths:
             try:
                 st = os.stat(p)
@@ -154,7 +156,9 @@ class DecodedCache:
         m, n = self.record, len(self.paths)
         ok = np.ones(n, dtype=bool)
         errors: list[str] = []
-        with atomic_path(self.array_path) as tmp:  # a killed build leaves no half-filled array behind
+        with atomic_path(
+            self.array_path
+        ) as tmp:  # a killed build leaves no half-filled array behind
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, m, m, 3))
 
             def fill(i: int) -> str | None:
@@ -169,10 +173,18 @@ class DecodedCache:
                 for message in pool.map(fill, range(n)):
                     if message is not None:
                         errors.append(message)
-                        warnings.warn(f"skipping unreadable training image: {message}", stacklevel=2)
+                        warnings.warn(
+                            f"skipping unreadable training image: {message}", stacklevel=2
+                        )
             array.flush()
-        meta = {"version": self.VERSION, "image_size": self.image_size, "record": m,
-                "paths": self.paths, "ok": ok.tolist(), "errors": errors}
+        meta = {
+            "version": self.VERSION,
+            "image_size": self.image_size,
+            "record": m,
+            "paths": self.paths,
+            "ok": ok.tolist(),
+            "errors": errors,
+        }
         write_json(self.meta_path, meta)  # last: its presence marks a complete cache
         return errors
 
@@ -190,8 +202,14 @@ class ImageFiles(Dataset):
     train=False: resize to S and center crop.
     """
 
-    def __init__(self, paths: Sequence[Path], image_size: int, train: bool, seed: int = 0,
-                 cache: DecodedCache | None = None):
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        image_size: int,
+        train: bool,
+        seed: int = 0,
+        cache: DecodedCache | None = None,
+    ):
         self.paths = [str(p) for p in paths]
         self.image_size = image_size
         self.train = train
@@ -272,7 +290,9 @@ class EpochSampler(Sampler[int]):
         return self.n // self.world
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+        generator = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        )
         order = torch.randperm(self.n, generator=generator).tolist()
         start, self.skip_batches = self.skip_batches * self.batch_size * self.world, 0
         # equal length on every rank (DDP ranks must run the same number of steps)
@@ -326,8 +346,10 @@ class StyleDataModule(pl.LightningDataModule):
         if not 0 <= val_fraction < 1:
             raise FastNSTError(f"data.val_fraction={val_fraction}: expected a fraction in [0, 1)")
         if image_size < MIN_IMAGE_SIZE:
-            raise FastNSTError(f"data.image_size={image_size}: must be at least {MIN_IMAGE_SIZE} "
-                               "(the network's padding and the VGG's poolings need that many pixels)")
+            raise FastNSTError(
+                f"data.image_size={image_size}: must be at least {MIN_IMAGE_SIZE} "
+                "(the network's padding and the VGG's poolings need that many pixels)"
+            )
         if batch_size < 1:
             raise FastNSTError(f"data.batch_size={batch_size}: must be at least 1")
         self.root = root
@@ -346,7 +368,9 @@ class StyleDataModule(pl.LightningDataModule):
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.cache = bool(cache)
         if self.cache and not cache_dir:
-            raise FastNSTError("data.cache=true needs data.cache_dir (a folder for the decoded images)")
+            raise FastNSTError(
+                "data.cache=true needs data.cache_dir (a folder for the decoded images)"
+            )
         self.cache_dir = cache_dir
         # Plain modules with no parameters; randomness comes from the global torch RNG, so the
         # crops are reproducible under seed_everything.
@@ -423,9 +447,14 @@ class StyleDataModule(pl.LightningDataModule):
             cache = self.decoded_cache(train)
             errors = cache.build()  # reuses an existing cache (no decoding)
             if errors:
-                warnings.warn(f"{len(errors)} unreadable training image(s) left out of the decoded cache "
-                              f"{cache.array_path} (listed in {cache.meta_path.name})", stacklevel=2)
-        self.train_set = ImageFiles(train, self.image_size, train=True, seed=self.data_seed(), cache=cache)
+                warnings.warn(
+                    f"{len(errors)} unreadable training image(s) left out of the decoded cache "
+                    f"{cache.array_path} (listed in {cache.meta_path.name})",
+                    stacklevel=2,
+                )
+        self.train_set = ImageFiles(
+            train, self.image_size, train=True, seed=self.data_seed(), cache=cache
+        )
         self.val_set = ImageFiles(spread_subset(val, self.val_size), self.image_size, train=False)
 
     @staticmethod
@@ -454,7 +483,9 @@ class StyleDataModule(pl.LightningDataModule):
         if train:
             dataset.seed = self._shared_seed(dataset.seed)
             rank, world = self._rank_and_world()
-            sampler = EpochSampler(len(dataset), dataset.seed, self.batch_size, rank=rank, world=world)
+            sampler = EpochSampler(
+                len(dataset), dataset.seed, self.batch_size, rank=rank, world=world
+            )
             sampler.skip_batches = self._batches_done_this_epoch()
         return DataLoader(
             dataset,

@@ -34,17 +34,22 @@ def os_error_reason(e: OSError) -> str:
 def output_exists(path, what: str = "", option: str = "overwrite=true") -> OutputExistsError:
     """The one message for an output that is already there (`what`: e.g. "loss log"; `option`:
     how this program spells overwriting, e.g. "--overwrite" in a script)."""
-    return OutputExistsError(f"{path}: {what + ' ' if what else ''}already exists; pass {option} to replace it")
+    return OutputExistsError(
+        f"{path}: {what + ' ' if what else ''}already exists; pass {option} to replace it"
+    )
 
 
-def refuse_to_overwrite(path: str | os.PathLike, overwrite: bool, what: str = "",
-                        option: str = "overwrite=true") -> None:
+def refuse_to_overwrite(
+    path: str | os.PathLike, overwrite: bool, what: str = "", option: str = "overwrite=true"
+) -> None:
     """Raise output_exists unless `overwrite` or `path` is free: called before any work starts."""
     if not overwrite and os.path.exists(path):
         raise output_exists(path, what, option)
 
 
-def refuse_input_as_output(output: str | os.PathLike, source: str | os.PathLike, what: str = "input") -> None:
+def refuse_input_as_output(
+    output: str | os.PathLike, source: str | os.PathLike, what: str = "input"
+) -> None:
     """Never write over an input, whatever `overwrite` says (`what`: "content image", ...)."""
     if os.path.realpath(output) == os.path.realpath(source):
         raise FastNSTError(f"{output}: output is the {what}; refusing to overwrite an input")
@@ -86,7 +91,9 @@ def check_in_range(name: str, value, low: float = 0.0, high: float = 1.0) -> flo
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise FastNSTError(f"{name} must be a number between {low:g} and {high:g}, got {value!r}") from None
+        raise FastNSTError(
+            f"{name} must be a number between {low:g} and {high:g}, got {value!r}"
+        ) from None
     if not low <= value <= high:
         raise FastNSTError(f"{name} must be between {low:g} and {high:g}, got {value}")
     return value
@@ -95,6 +102,7 @@ def check_in_range(name: str, value, low: float = 0.0, high: float = 1.0) -> flo
 def one_line_errors(main=None, *, interrupted: str = ""):
     """Decorator for a script's `main(argv) -> int`: a user error becomes one line on stderr and
     exit code 2, Ctrl-C exit code 130 (`interrupted`: a hint printed with it)."""
+
     def decorate(fn):
         @functools.wraps(fn)
         def wrapped(*args, **kwargs):
@@ -104,7 +112,12 @@ def one_line_errors(main=None, *, interrupted: str = ""):
                 print_error(e)
                 return EXIT_USER_ERROR
             except KeyboardInterrupt:
-                print(f"fastnst: interrupted{f' ({interrupted})' if interrupted else ''}", file=sys.stderr)
+                print(
+                    f"fastnst: interrupted{f' ({interrupted})' if interrupted else ''}",
+                    file=sys.stderr,
+                )
                 return EXIT_INTERRUPTED
+
         return wrapped
+
     return decorate(main) if main is not None else decorate

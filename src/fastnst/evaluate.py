@@ -116,8 +116,11 @@ def evaluation_photo_paths(photos=None, num_photos: int | None = 8) -> list[Path
     if num_photos is not None and int(num_photos) < 1:
         raise FastNSTError(f"num_photos must be at least 1 (or null for all), got {num_photos}")
     if num_photos is not None and int(num_photos) > len(paths):
-        print(f"fastnst: note: num_photos={num_photos} but there are only {len(paths)} evaluation photos: "
-              f"using all {len(paths)}", file=sys.stderr)
+        print(
+            f"fastnst: note: num_photos={num_photos} but there are only {len(paths)} evaluation photos: "
+            f"using all {len(paths)}",
+            file=sys.stderr,
+        )
     return spread_subset(paths, None if num_photos is None else int(num_photos))
 
 
@@ -142,7 +145,9 @@ def edge_ssim(output: torch.Tensor, photo: torch.Tensor) -> float:
     import kornia
 
     if output.shape[-2:] != photo.shape[-2:]:
-        output = torch.nn.functional.interpolate(output, size=photo.shape[-2:], mode="bilinear", align_corners=False)
+        output = torch.nn.functional.interpolate(
+            output, size=photo.shape[-2:], mode="bilinear", align_corners=False
+        )
     return float(kornia.metrics.ssim(edge_map(output), edge_map(photo), window_size=11).mean())
 
 
@@ -183,12 +188,22 @@ def gatys_cache_key(cfg: DictConfig, photo_paths: list[Path], size: int, iterati
         "size": int(size),
         "iterations": int(iterations),
     }
-    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[
+        :20
+    ]
 
 
-def gatys_reference(loss: PerceptualLoss, cfg: DictConfig, photo_paths: list[Path], photos: list[torch.Tensor],
-                    size: int, iterations: int, cache_dir: str | os.PathLike | None = None,
-                    progress: bool = False, judge: StyleJudge | None = None) -> dict[str, float]:
+def gatys_reference(
+    loss: PerceptualLoss,
+    cfg: DictConfig,
+    photo_paths: list[Path],
+    photos: list[torch.Tensor],
+    size: int,
+    iterations: int,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    judge: StyleJudge | None = None,
+) -> dict[str, float]:
     """Mean content/style/total loss, edge SSIM and (with a `judge`) style_swd of Gatys (L-BFGS
     from the photo, single scale, `iterations` loss evaluations) on the photos; cached per cache
     key (an entry written before the judge existed is kept: it lacks gatys/style_swd)."""
@@ -201,26 +216,55 @@ def gatys_reference(loss: PerceptualLoss, cfg: DictConfig, photo_paths: list[Pat
             pass  # a damaged cache entry is recomputed
     rows = []
     for photo in bar(photos, progress=progress, desc="gatys reference", unit="photo"):
-        result = stylize_gatys(photo, loss, iterations=iterations, optimizer="lbfgs", init="content", scales=None,
-                               seed=0, progress=False)
-        rows.append({**loss_terms(loss, result.image, photo), "edge_ssim": edge_ssim(result.image, photo),
-                     **({"style_swd": judge(result.image)["style_swd"]} if judge else {})})
-    metrics = {f"gatys/{k}": _mean(rows, k) for k in ("content", "style", "style_swd", "total", "edge_ssim")
-               if k in rows[0]}
+        result = stylize_gatys(
+            photo,
+            loss,
+            iterations=iterations,
+            optimizer="lbfgs",
+            init="content",
+            scales=None,
+            seed=0,
+            progress=False,
+        )
+        rows.append(
+            {
+                **loss_terms(loss, result.image, photo),
+                "edge_ssim": edge_ssim(result.image, photo),
+                **({"style_swd": judge(result.image)["style_swd"]} if judge else {}),
+            }
+        )
+    metrics = {
+        f"gatys/{k}": _mean(rows, k)
+        for k in ("content", "style", "style_swd", "total", "edge_ssim")
+        if k in rows[0]
+    }
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        write_json(cache, {"metrics": metrics, "style": str(cfg.style.get("name")), "iterations": iterations,
-                           "size": size, "photos": [str(p) for p in photo_paths]}, indent=1)
+        write_json(
+            cache,
+            {
+                "metrics": metrics,
+                "style": str(cfg.style.get("name")),
+                "iterations": iterations,
+                "size": size,
+                "photos": [str(p) for p in photo_paths],
+            },
+            indent=1,
+        )
     except OSError as e:
-        print(f"fastnst: warning: cannot write the Gatys cache {cache} ({e.strerror or e})", file=sys.stderr)
+        print(
+            f"fastnst: warning: cannot write the Gatys cache {cache} ({e.strerror or e})",
+            file=sys.stderr,
+        )
     return metrics
 
 
 # ----------------------------------------------------------------------------- TensorBoard
 
 
-def log_to_tensorboard(run_dir: Path, cfg: DictConfig, labels: dict[str, str], metrics: dict[str, float],
-                       step: int = 0) -> None:
+def log_to_tensorboard(
+    run_dir: Path, cfg: DictConfig, labels: dict[str, str], metrics: dict[str, float], step: int = 0
+) -> None:
     """hparams (settings + eval metrics) and the metrics as scalars, into the run's own events,
     so TensorBoard's hparams view lists each run's settings with its evaluation."""
     from torch.utils.tensorboard import SummaryWriter
@@ -228,7 +272,9 @@ def log_to_tensorboard(run_dir: Path, cfg: DictConfig, labels: dict[str, str], m
 
     tagged = {f"eval/{k}": v for k, v in metrics.items()}
     # the same columns training declared (the validation metrics it logs stay columns of the view)
-    experiment, session_start, session_end = hparams(hparams_of(cfg, labels), hparam_columns(metrics))
+    experiment, session_start, session_end = hparams(
+        hparams_of(cfg, labels), hparam_columns(metrics)
+    )
     with SummaryWriter(log_dir=str(run_dir)) as writer:
         for summary in (experiment, session_start, session_end):
             writer.file_writer.add_summary(summary)
@@ -256,10 +302,20 @@ def read_eval(run_dir: str | os.PathLike) -> dict | None:
         return None
 
 
-def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None = 8, size: int = 256,
-                 gatys_iterations: int = 50, cache_dir: str | os.PathLike | None = None, backend: str = "auto",
-                 device: str = "auto", tensorboard: bool = True, overwrite: bool = False,
-                 progress: bool | str | None = False, trust_model_file: bool = False) -> dict:
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    photos=None,
+    num_photos: int | None = 8,
+    size: int = 256,
+    gatys_iterations: int = 50,
+    cache_dir: str | os.PathLike | None = None,
+    backend: str = "auto",
+    device: str = "auto",
+    tensorboard: bool = True,
+    overwrite: bool = False,
+    progress: bool | str | None = False,
+    trust_model_file: bool = False,
+) -> dict:
     """Evaluate one run (see the module docstring); returns what it writes to <run>/eval.json.
 
     An existing eval.json is returned as is unless `overwrite`. photos: a folder, an image or a
@@ -276,17 +332,33 @@ def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None
     if size < 16:
         raise FastNSTError(f"size must be at least 16 px, got {size}")
     if gatys_iterations < 0:
-        raise FastNSTError(f"gatys_iterations must be >= 0 (0 = no Gatys reference), got {gatys_iterations}")
-    ensure_writable(run_dir, "run directory", folder=True)  # eval.json and TensorBoard events go there
+        raise FastNSTError(
+            f"gatys_iterations must be >= 0 (0 = no Gatys reference), got {gatys_iterations}"
+        )
+    ensure_writable(
+        run_dir, "run directory", folder=True
+    )  # eval.json and TensorBoard events go there
     dev = resolve_device(device)
     # the run's network first: a run without one is named in the error, whatever the photos
-    stylizer = Stylizer.load(run_dir, device=str(dev), backend=backend, trust_model_file=trust_model_file)
+    stylizer = Stylizer.load(
+        run_dir, device=str(dev), backend=backend, trust_model_file=trust_model_file
+    )
     photo_paths = evaluation_photo_paths(photos, num_photos)
     images = [load_photo(p, size).to(dev) for p in photo_paths]
     stylizer(images[0])  # warm-up: first-call allocations and lazy initialisation are not speed
     if not stylizer.styles:
-        metrics, rows = _evaluate_style(stylizer, None, cfg, photo_paths, images, size, gatys_iterations, cache_dir,
-                                        progress, dev)
+        metrics, rows = _evaluate_style(
+            stylizer,
+            None,
+            cfg,
+            photo_paths,
+            images,
+            size,
+            gatys_iterations,
+            cache_dir,
+            progress,
+            dev,
+        )
         per_style = None
     else:  # a multi-style network: each style against its own targets; metrics = the mean over styles
         from fastnst.multistyle import members_of
@@ -296,10 +368,22 @@ def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None
             style_cfg = cfg.copy()
             style_cfg.style = OmegaConf.create(member)
             per_style[member["name"]], style_rows = _evaluate_style(
-                stylizer, member["name"], style_cfg, photo_paths, images, size, gatys_iterations, cache_dir,
-                progress, dev)
+                stylizer,
+                member["name"],
+                style_cfg,
+                photo_paths,
+                images,
+                size,
+                gatys_iterations,
+                cache_dir,
+                progress,
+                dev,
+            )
             rows += [{"style": member["name"], **row} for row in style_rows]
-        metrics = {k: sum(m[k] for m in per_style.values()) / len(per_style) for k in next(iter(per_style.values()))}
+        metrics = {
+            k: sum(m[k] for m in per_style.values()) / len(per_style)
+            for k in next(iter(per_style.values()))
+        }
 
     labels = run_labels(run_dir, cfg)
     step = int(stylizer.meta.get("global_step") or 0)
@@ -308,8 +392,13 @@ def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None
         "run_dir": str(run_dir),
         **labels,
         "global_step": step,
-        "settings": {"photos": [str(p) for p in photo_paths], "size": size, "gatys_iterations": gatys_iterations,
-                     "backend": stylizer.backend, "device": str(dev)},
+        "settings": {
+            "photos": [str(p) for p in photo_paths],
+            "size": size,
+            "gatys_iterations": gatys_iterations,
+            "backend": stylizer.backend,
+            "device": str(dev),
+        },
         "metrics": metrics,
         **({"per_style": per_style} if per_style else {}),
         "per_photo": rows,
@@ -320,27 +409,52 @@ def evaluate_run(run_dir: str | os.PathLike, photos=None, num_photos: int | None
     return result
 
 
-def _evaluate_style(stylizer, style, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress, dev):
+def _evaluate_style(
+    stylizer, style, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress, dev
+):
     """(metrics, per-photo rows) of one style (`style`: a multi-style network's style name)."""
     # the painting at the scale the network paints (a preset with stroke_scale 2 learns its
     # motifs at half size): the Gram loss and Gatys see the same strokes as the output
-    painted = OmegaConf.create({**OmegaConf.to_container(cfg.style, resolve=True),
-                                "size": painted_size(cfg.style), "stroke_scale": 1.0})
-    loss = build_loss(cfg.loss, painted, vgg_weights=str(cfg.vgg.weights), device=dev, style_size=size)
+    painted = OmegaConf.create(
+        {
+            **OmegaConf.to_container(cfg.style, resolve=True),
+            "size": painted_size(cfg.style),
+            "stroke_scale": 1.0,
+        }
+    )
+    loss = build_loss(
+        cfg.loss, painted, vgg_weights=str(cfg.vgg.weights), device=dev, style_size=size
+    )
     judge = style_judge(cfg.style, str(cfg.vgg.weights), dev)
     rows = []
-    for path, photo in bar(list(zip(photo_paths, images)), progress=progress, unit="photo",
-                           desc="evaluate" if style is None else f"evaluate {style}"):
+    for path, photo in bar(
+        list(zip(photo_paths, images)),
+        progress=progress,
+        unit="photo",
+        desc="evaluate" if style is None else f"evaluate {style}",
+    ):
         output, ms = _timed_call(stylizer, photo, style, dev)
         output = output.to(dev).float()
-        rows.append({"photo": str(path), **loss_terms(loss, output, photo), "style_swd": judge(output)["style_swd"],
-                     "edge_ssim": edge_ssim(output, photo), "ms": ms})
+        rows.append(
+            {
+                "photo": str(path),
+                **loss_terms(loss, output, photo),
+                "style_swd": judge(output)["style_swd"],
+                "edge_ssim": edge_ssim(output, photo),
+                "ms": ms,
+            }
+        )
     metrics = {k: _mean(rows, k) for k in ("content", "style", "style_swd", "total", "edge_ssim")}
     metrics["ms_per_image"] = _median_ms(stylizer, images, style, dev, [row["ms"] for row in rows])
     if gatys_iterations:
-        metrics.update(gatys_reference(loss, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress,
-                                       judge))
-        metrics["total_vs_gatys"] = metrics["total"] / metrics["gatys/total"] if metrics["gatys/total"] else math.nan
+        metrics.update(
+            gatys_reference(
+                loss, cfg, photo_paths, images, size, gatys_iterations, cache_dir, progress, judge
+            )
+        )
+        metrics["total_vs_gatys"] = (
+            metrics["total"] / metrics["gatys/total"] if metrics["gatys/total"] else math.nan
+        )
     return {k: metrics[k] for k in METRICS if k in metrics}, rows
 
 
@@ -355,11 +469,15 @@ def style_judge(style: DictConfig, vgg_weights: str = "embedded", device="cpu") 
     paintings = []
     for path in spread_subset(paths, JUDGE_MAX_PAINTINGS):
         image = open_rgb(path)
-        paintings.append(fit_image(image, painting_size(style.get("name"), max(image.size))).to(device))
+        paintings.append(
+            fit_image(image, painting_size(style.get("name"), max(image.size))).to(device)
+        )
     return StyleJudge(paintings, vgg=VGG19Features(JUDGE_LAYERS, weights=vgg_weights).to(device))
 
 
-def _timed_call(stylizer, photo: torch.Tensor, style: str | None, dev: torch.device) -> tuple[torch.Tensor, float]:
+def _timed_call(
+    stylizer, photo: torch.Tensor, style: str | None, dev: torch.device
+) -> tuple[torch.Tensor, float]:
     start = time.perf_counter()
     output = stylizer(photo) if style is None else stylizer(photo, style=style)
     if dev.type == "cuda":
@@ -372,7 +490,9 @@ def _timed_call(stylizer, photo: torch.Tensor, style: str | None, dev: torch.dev
 MIN_TIMED_CALLS = 5
 
 
-def _median_ms(stylizer, images: list[torch.Tensor], style: str | None, dev: torch.device, times: list[float]) -> float:
+def _median_ms(
+    stylizer, images: list[torch.Tensor], style: str | None, dev: torch.device, times: list[float]
+) -> float:
     """The median time of the warm calls made while scoring, topped up to MIN_TIMED_CALLS."""
     times = list(times)
     while len(times) < MIN_TIMED_CALLS:
@@ -391,5 +511,16 @@ def format_metrics(result: dict) -> str:
     return text + f"  edge SSIM {m['edge_ssim']:.3f}  {m['ms_per_image']:.1f} ms/image"
 
 
-__all__ = ["evaluate_run", "evaluation_photo_paths", "gatys_reference", "edge_ssim", "run_labels", "style_judge",
-           "load_run_config", "read_eval", "format_metrics", "METRICS", "EVAL_FILE"]
+__all__ = [
+    "evaluate_run",
+    "evaluation_photo_paths",
+    "gatys_reference",
+    "edge_ssim",
+    "run_labels",
+    "style_judge",
+    "load_run_config",
+    "read_eval",
+    "format_metrics",
+    "METRICS",
+    "EVAL_FILE",
+]

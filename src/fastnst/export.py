@@ -42,8 +42,14 @@ def torchscript_module(net: TransformerNet) -> torch.jit.ScriptModule:
         return torch.jit.trace(net, example_inputs(net), check_trace=False)
 
 
-def export_model(net: TransformerNet, path: str | os.PathLike, fmt: str, meta: dict | None = None,
-                 overwrite: bool = False, check: bool = True) -> Path:
+def export_model(
+    net: TransformerNet,
+    path: str | os.PathLike,
+    fmt: str,
+    meta: dict | None = None,
+    overwrite: bool = False,
+    check: bool = True,
+) -> Path:
     """Write `net` as ONNX or TorchScript to `path` (atomically); optionally verify parity."""
     if fmt not in FORMATS:
         raise FastNSTError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -56,7 +62,9 @@ def export_model(net: TransformerNet, path: str | os.PathLike, fmt: str, meta: d
         else:
             module = torchscript_module(net)
             with jit_deprecation_silenced():
-                torch.jit.save(module, str(tmp), _extra_files={f"{META_KEY}.json": meta_json(net, meta or {})})
+                torch.jit.save(
+                    module, str(tmp), _extra_files={f"{META_KEY}.json": meta_json(net, meta or {})}
+                )
         if check:
             check_parity(net, tmp, fmt)
     return path
@@ -76,7 +84,9 @@ def check_parity(net: TransformerNet, path: Path, fmt: str, sizes=((67, 45), (96
                 expected = net(x) if mix is None else net(x, mix)
                 worst = max(worst, float((run(x, mix) - expected).abs().max()))
     if worst > PARITY_TOLERANCE:
-        raise FastNSTError(f"{path}: exported model differs from PyTorch by {worst:.2e} (> {PARITY_TOLERANCE})")
+        raise FastNSTError(
+            f"{path}: exported model differs from PyTorch by {worst:.2e} (> {PARITY_TOLERANCE})"
+        )
     return worst
 
 
@@ -86,5 +96,3 @@ def _runner(path: Path, fmt: str):
     with jit_deprecation_silenced():
         module = torch.jit.load(str(path), map_location="cpu")
     return ScriptRunner(module, torch.device("cpu"), torch.float32)
-
-

@@ -31,14 +31,19 @@ class FlowEstimator:
     def __init__(self, preset: str = "medium"):
         import cv2
 
-        presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-                   "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+        presets = {
+            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        }
         self.dis = cv2.DISOpticalFlow_create(presets[preset])
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return self.dis.calc(a, b, None)
 
-    def backward_with_mask(self, prev: np.ndarray, cur: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def backward_with_mask(
+        self, prev: np.ndarray, cur: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Flow from `cur` back to `prev` ((1, 2, H, W): where each pixel of cur was in prev)
         and its reliability mask ((1, 1, H, W) of 0/1: forward-backward consistent, inside)."""
         back = torch.from_numpy(self(cur, prev)).permute(2, 0, 1).unsqueeze(0)
@@ -49,8 +54,11 @@ class FlowEstimator:
 def _grid(flow: torch.Tensor) -> torch.Tensor:
     """Sampling grid for grid_sample (align_corners=True) at pixel + flow."""
     _, _, h, w = flow.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=flow.dtype),
-                            torch.arange(w, device=flow.device, dtype=flow.dtype), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=flow.device, dtype=flow.dtype),
+        torch.arange(w, device=flow.device, dtype=flow.dtype),
+        indexing="ij",
+    )
     x = (xs + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
     y = (ys + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
     return torch.stack([x, y], dim=-1)
@@ -59,7 +67,9 @@ def _grid(flow: torch.Tensor) -> torch.Tensor:
 def warp_by_flow(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """out[y, x] = image[(y, x) + flow[y, x]], bilinear (border values outside)."""
     flow = flow.to(device=image.device, dtype=torch.float32)
-    return F.grid_sample(image.float(), _grid(flow), mode="bilinear", padding_mode="border", align_corners=True)
+    return F.grid_sample(
+        image.float(), _grid(flow), mode="bilinear", padding_mode="border", align_corners=True
+    )
 
 
 def consistency_mask(back: torch.Tensor, fwd: torch.Tensor) -> torch.Tensor:
@@ -67,15 +77,19 @@ def consistency_mask(back: torch.Tensor, fwd: torch.Tensor) -> torch.Tensor:
     frame; 0 at occlusions, disocclusions and unreliable matches."""
     fwd_at = warp_by_flow(fwd, back)  # the forward flow where each pixel came from
     err = (back + fwd_at).pow(2).sum(1, keepdim=True)
-    bound = RELATIVE * (back.pow(2).sum(1, keepdim=True) + fwd_at.pow(2).sum(1, keepdim=True)) + ABSOLUTE
+    bound = (
+        RELATIVE * (back.pow(2).sum(1, keepdim=True) + fwd_at.pow(2).sum(1, keepdim=True))
+        + ABSOLUTE
+    )
     _, _, h, w = back.shape
     grid = _grid(back.float())
     inside = (grid.abs() <= 1).all(-1).unsqueeze(1)
     return ((err <= bound) & inside).float()
 
 
-def warping_error_pair(prev_out: torch.Tensor, cur_out: torch.Tensor, back: torch.Tensor,
-                       mask: torch.Tensor) -> tuple[float, float]:
+def warping_error_pair(
+    prev_out: torch.Tensor, cur_out: torch.Tensor, back: torch.Tensor, mask: torch.Tensor
+) -> tuple[float, float]:
     """(sum over reliable pixels of the squared RGB difference between cur_out and prev_out
     warped by the input flow, number of reliable pixels)."""
     warped = warp_by_flow(prev_out, back)
@@ -88,7 +102,9 @@ def _gray_at(frame: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """An input frame's luminance at the output's (H, W) (the stylizer may have resized it)."""
     frame = frame.reshape(-1, *frame.shape[-3:])[:1].float()
     if tuple(frame.shape[-2:]) != tuple(size):
-        frame = F.interpolate(frame.cpu(), size=size, mode="bilinear", align_corners=False, antialias=True)
+        frame = F.interpolate(
+            frame.cpu(), size=size, mode="bilinear", align_corners=False, antialias=True
+        )
     return to_gray(frame)
 
 

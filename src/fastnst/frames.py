@@ -46,8 +46,10 @@ class ExtractStats:
     files: list[Path] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"read {self.read} frames from {self.videos} video(s): sampled {self.sampled}, kept {self.kept}, "
-                f"dropped {self.duplicates} as near-duplicates; wrote {self.written} new file(s)")
+        return (
+            f"read {self.read} frames from {self.videos} video(s): sampled {self.sampled}, kept {self.kept}, "
+            f"dropped {self.duplicates} as near-duplicates; wrote {self.written} new file(s)"
+        )
 
 
 # ----------------------------------------------------------------------------- image helpers
@@ -56,7 +58,9 @@ class ExtractStats:
 def dhash(image: Image.Image, hash_size: int = 8) -> int:
     """Difference hash: hash_size**2 bits, one per horizontal brightness step of a tiny grey
     thumbnail. Near-identical images differ in a few bits (Hamming distance)."""
-    grey = np.asarray(image.convert("L").resize((hash_size + 1, hash_size), Image.BILINEAR), dtype=np.int16)
+    grey = np.asarray(
+        image.convert("L").resize((hash_size + 1, hash_size), Image.BILINEAR), dtype=np.int16
+    )
     bits = (grey[:, 1:] > grey[:, :-1]).flatten()
     return int("".join("1" if b else "0" for b in bits), 2)
 
@@ -87,7 +91,9 @@ def shrink(image: Image.Image, max_side: int | None) -> Image.Image:
     if not max_side or max(image.size) <= max_side:
         return image
     scale = max_side / max(image.size)
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    return image.resize(
+        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS
+    )
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -97,9 +103,15 @@ def find_videos(source: str | os.PathLike) -> list[Path]:
     """A video file, or the video files directly in a folder (sorted). Raises FastNSTError."""
     source = Path(source).expanduser()
     if source.is_dir():
-        videos = sorted(p for p in source.iterdir() if p.is_file() and is_video_file(p) and not p.name.startswith("."))
+        videos = sorted(
+            p
+            for p in source.iterdir()
+            if p.is_file() and is_video_file(p) and not p.name.startswith(".")
+        )
         if not videos:
-            raise FastNSTError(f"{source}: no video files in this folder ({', '.join(VIDEO_EXTENSIONS)})")
+            raise FastNSTError(
+                f"{source}: no video files in this folder ({', '.join(VIDEO_EXTENSIONS)})"
+            )
         return videos
     if not source.exists():
         raise FastNSTError(f"{source}: no such video file or folder")
@@ -119,8 +131,9 @@ def _open(path: Path):
     return container
 
 
-def sampled_frames(path: Path, every: float | None, scenes: bool, scene_threshold: float,
-                   stats: ExtractStats) -> Iterator[tuple[float, Image.Image]]:
+def sampled_frames(
+    path: Path, every: float | None, scenes: bool, scene_threshold: float, stats: ExtractStats
+) -> Iterator[tuple[float, Image.Image]]:
     """(timestamp in s, RGB frame) of the frames the sampling rule picks, in decode order.
 
     every: one frame every `every` seconds (the first at 0). scenes: the first frame and each
@@ -135,7 +148,11 @@ def sampled_frames(path: Path, every: float | None, scenes: bool, scene_threshol
         try:
             for frame in container.decode(stream):
                 stats.read += 1
-                t = float(frame.time) if frame.time is not None else stats.read / float(stream.average_rate or 25)
+                t = (
+                    float(frame.time)
+                    if frame.time is not None
+                    else stats.read / float(stream.average_rate or 25)
+                )
                 if scenes:
                     thumb = frame.reformat(width=64, height=36, format="gray").to_ndarray()
                     cut = previous is None or change_score(thumb, previous) > scene_threshold
@@ -165,7 +182,9 @@ def _load_manifest(out: Path) -> dict:
         assert isinstance(manifest.get("videos"), dict)
         return manifest
     except (ValueError, AssertionError, OSError):
-        raise FastNSTError(f"{path}: damaged manifest (delete it to start the numbering afresh)") from None
+        raise FastNSTError(
+            f"{path}: damaged manifest (delete it to start the numbering afresh)"
+        ) from None
 
 
 def _save_manifest(out: Path, manifest: dict) -> None:
@@ -175,17 +194,28 @@ def _save_manifest(out: Path, manifest: dict) -> None:
 def _highest_number(out: Path, manifest: dict) -> int:
     numbers = [int(m.group(1)) for p in out.iterdir() if (m := NUMBERED.match(p.name))]
     for frames in manifest["videos"].values():
-        numbers += [int(NUMBERED.match(name).group(1)) for name in frames.values() if NUMBERED.match(name)]
+        numbers += [
+            int(NUMBERED.match(name).group(1)) for name in frames.values() if NUMBERED.match(name)
+        ]
     return max(numbers, default=0)
 
 
 # ----------------------------------------------------------------------------- main loop
 
 
-def extract_frames(sources: Sequence[str | os.PathLike], out: str | os.PathLike, every: float = 2.0,
-                   scenes: bool = False, scene_threshold: float = 0.15, dup_threshold: int = 6,
-                   max_side: int | None = None, crop_bars: bool = True, bar_threshold: float = 24.0,
-                   start: int = 1, progress: bool = True) -> ExtractStats:
+def extract_frames(
+    sources: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    every: float = 2.0,
+    scenes: bool = False,
+    scene_threshold: float = 0.15,
+    dup_threshold: int = 6,
+    max_side: int | None = None,
+    crop_bars: bool = True,
+    bar_threshold: float = 24.0,
+    start: int = 1,
+    progress: bool = True,
+) -> ExtractStats:
     """Extract frames from the videos of `sources` into the folder `out`; returns the counts.
 
     every: seconds between sampled frames (ignored with scenes=True). scene_threshold: mean grey

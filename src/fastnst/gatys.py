@@ -57,7 +57,9 @@ class GatysResult:
 MIN_SIDE = 16
 
 
-def scale_sizes(height: int, width: int, scales: Sequence[float | int] | str | None) -> list[tuple[int, int]]:
+def scale_sizes(
+    height: int, width: int, scales: Sequence[float | int] | str | None
+) -> list[tuple[int, int]]:
     """Resolutions to optimize at, coarse to fine, ending at (height, width).
 
     scales: "auto" (coarse-to-fine above AUTO_MULTISCALE_ABOVE px, else single-scale), None or
@@ -69,7 +71,9 @@ def scale_sizes(height: int, width: int, scales: Sequence[float | int] | str | N
         scales = [1.0]
     elif isinstance(scales, str):
         if scales != "auto":
-            raise FastNSTError(f"scales must be 'auto' or a list like [0.25,0.5,1] or [128,256,512], got {scales!r}")
+            raise FastNSTError(
+                f"scales must be 'auto' or a list like [0.25,0.5,1] or [128,256,512], got {scales!r}"
+            )
         scales = []
         side = longest
         while side > AUTO_MULTISCALE_ABOVE and side // 2 >= AUTO_MIN_SIDE:
@@ -81,22 +85,31 @@ def scale_sizes(height: int, width: int, scales: Sequence[float | int] | str | N
         try:
             s = float(s)
         except (TypeError, ValueError):
-            raise FastNSTError(f"scales: {s!r} is neither a fraction (<= 1) nor a size in px (> 1)") from None
+            raise FastNSTError(
+                f"scales: {s!r} is neither a fraction (<= 1) nor a size in px (> 1)"
+            ) from None
         if not s > 0 or not math.isfinite(s):
             raise FastNSTError(f"scales: {s!r} must be positive")
         side = round(s * longest) if s <= 1 else round(s)
         if side > longest:
-            raise FastNSTError(f"scales: {s:g} px is larger than the output ({longest} px); raise size instead")
+            raise FastNSTError(
+                f"scales: {s:g} px is larger than the output ({longest} px); raise size instead"
+            )
         sides.add(side)
     sides.add(longest)
-    sizes = [(max(1, round(height * side / longest)), max(1, round(width * side / longest))) for side in sorted(sides)]
+    sizes = [
+        (max(1, round(height * side / longest)), max(1, round(width * side / longest)))
+        for side in sorted(sides)
+    ]
     # a thin image (a panorama strip) is fine: the VGG extends its short side for the poolings;
     # a size or scale below that minimum is a request for a tiny picture, refused
     for h, w in sizes:
         if max(h, w) < MIN_SIDE:
             what = "the output" if (h, w) == sizes[-1] else f"scale {w}x{h}"
-            raise FastNSTError(f"{what} is {w}x{h} px; VGG's five poolings need at least {MIN_SIDE} px "
-                               f"(raise size, or drop the small scales)")
+            raise FastNSTError(
+                f"{what} is {w}x{h} px; VGG's five poolings need at least {MIN_SIDE} px "
+                f"(raise size, or drop the small scales)"
+            )
     return sizes
 
 
@@ -108,7 +121,9 @@ def split_iterations(total: int, n_scales: int) -> list[int]:
     full-size scale only refines detail.
     """
     if total < n_scales:
-        raise FastNSTError(f"iterations={total} is fewer than the {n_scales} scales; raise iterations or use scales=[1]")
+        raise FastNSTError(
+            f"iterations={total} is fewer than the {n_scales} scales; raise iterations or use scales=[1]"
+        )
     shares = [2.0 ** (n_scales - 1 - i) for i in range(n_scales)]
     counts = [max(1, math.floor(total * s / sum(shares))) for s in shares]
     counts[-1] += total - sum(counts)  # rounding leftovers go to the finest scale
@@ -118,8 +133,12 @@ def split_iterations(total: int, n_scales: int) -> list[int]:
 # ----------------------------------------------------------------------------- init
 
 
-def initial_image(content: torch.Tensor, init: str = "content", noise: float = 0.5,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def initial_image(
+    content: torch.Tensor,
+    init: str = "content",
+    noise: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """The image the optimization starts from, in [0, 1].
 
     content: the photo itself. noise: uniform white noise, independent of the photo.
@@ -131,7 +150,9 @@ def initial_image(content: torch.Tensor, init: str = "content", noise: float = 0
         return content.detach().clone()
     amount = 1.0 if init == "noise" else float(noise)
     if not 0.0 <= amount <= 1.0:
-        raise FastNSTError(f"noise must be in [0, 1] (the fraction of white noise mixed into the photo), got {noise}")
+        raise FastNSTError(
+            f"noise must be in [0, 1] (the fraction of white noise mixed into the photo), got {noise}"
+        )
     white = torch.rand(content.shape, generator=generator, dtype=content.dtype).to(content.device)
     return (1.0 - amount) * content.detach() + amount * white
 
@@ -139,11 +160,17 @@ def initial_image(content: torch.Tensor, init: str = "content", noise: float = 0
 # ----------------------------------------------------------------------------- optimization
 
 
-def _style_targets_for_scale(loss: PerceptualLoss, style_images, style_weights, factor: float) -> None:
+def _style_targets_for_scale(
+    loss: PerceptualLoss, style_images, style_weights, factor: float
+) -> None:
     """Style Grams from the style images shrunk by `factor`, so brush strokes keep their size
     relative to the image at every scale."""
-    images = [resize_tensor(img, (max(1, round(img.shape[-2] * factor)), max(1, round(img.shape[-1] * factor))))
-              for img in style_images]
+    images = [
+        resize_tensor(
+            img, (max(1, round(img.shape[-2] * factor)), max(1, round(img.shape[-1] * factor)))
+        )
+        for img in style_images
+    ]
     loss.set_style(images, style_weights)
 
 
@@ -223,14 +250,24 @@ def stylize_gatys(
         if len(sizes) > 1 and style_images:
             _style_targets_for_scale(loss, style_images, style_weights, size[0] / content.shape[-2])
         content_feats = loss.content_features(target)
-        x0 = initial_image(target, init, noise, generator) if image is None else resize_tensor(image, size)
+        x0 = (
+            initial_image(target, init, noise, generator)
+            if image is None
+            else resize_tensor(image, size)
+        )
         # contiguous: images from PIL are channels-last views, which L-BFGS cannot .view()
         x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
         opt = _make_optimizer(optimizer, x, lr)
         scale_best = {"loss": math.inf, "image": x0.detach().clone()}
 
-        def closure(x=x, content_feats=content_feats, scale_idx=scale_idx, final=final,
-                    size=size, scale_best=scale_best):
+        def closure(
+            x=x,
+            content_feats=content_feats,
+            scale_idx=scale_idx,
+            final=final,
+            size=size,
+            scale_best=scale_best,
+        ):
             x.grad = None
             current = x.clamp(0, 1)
             terms = loss(current, content_feats)
@@ -281,9 +318,9 @@ def stylize_gatys(
 
 
 def _postfix(terms: Mapping[str, torch.Tensor], size: tuple[int, int]) -> str:
-    return f"{size[1]}x{size[0]} " + " ".join(f"{k}={float(terms[k].detach()):.4g}" for k in LOSS_TERMS)
-
-
+    return f"{size[1]}x{size[0]} " + " ".join(
+        f"{k}={float(terms[k].detach()):.4g}" for k in LOSS_TERMS
+    )
 
 
 __all__ = ["GatysResult", "stylize_gatys", "initial_image", "scale_sizes", "split_iterations"]

@@ -46,8 +46,18 @@ MAX_SAMPLES = 16384
 # The painting's longer side (px) at which its motifs have the size a good network paints them:
 # the style image sizes of Johnson et al. 2016's released models (their outputs show the motifs
 # at this scale). Other styles: DEFAULT_PAINTING_SIZE.
-PAINTING_SIZES = {"starry_night": 512, "the_scream": 384, "scream": 384, "wave": 512, "udnie": 256,
-                  "composition_vii": 512, "candy": 384, "mosaic": 512, "la_muse": 512, "feathers": 180}
+PAINTING_SIZES = {
+    "starry_night": 512,
+    "the_scream": 384,
+    "scream": 384,
+    "wave": 512,
+    "udnie": 256,
+    "composition_vii": 512,
+    "candy": 384,
+    "mosaic": 512,
+    "la_muse": 512,
+    "feathers": 180,
+}
 DEFAULT_PAINTING_SIZE = 512
 # the styles with published Johnson et al. 2016 outputs (<data>/reference/johnson2016/), and the
 # files' names where they differ from our presets'
@@ -57,7 +67,12 @@ PUBLISHED_NAMES = {"the_scream": "scream"}
 
 def published_output(data_dir, style: str, photo: str = "chicago") -> Path:
     """Where Johnson et al. 2016's published output of `style` on `photo` lies (it may not exist)."""
-    return Path(data_dir) / "reference" / "johnson2016" / f"{photo}_{PUBLISHED_NAMES.get(style, style)}.jpg"
+    return (
+        Path(data_dir)
+        / "reference"
+        / "johnson2016"
+        / f"{photo}_{PUBLISHED_NAMES.get(style, style)}.jpg"
+    )
 
 
 def painting_size(style: str | None, own_side: int | None = None) -> int:
@@ -128,21 +143,34 @@ class StyleJudge:
     distribution as the painting's, about 1 = off by the painting's whole spread).
     """
 
-    def __init__(self, painting: torch.Tensor | Sequence[torch.Tensor], layers: Sequence[str] = JUDGE_LAYERS,
-                 num_directions: int = NUM_DIRECTIONS, seeds: Sequence[int] = SEEDS,
-                 levels: Sequence[float] = LEVELS, max_samples: int = MAX_SAMPLES,
-                 vgg: VGG19Features | None = None, vgg_weights: str = "embedded"):
+    def __init__(
+        self,
+        painting: torch.Tensor | Sequence[torch.Tensor],
+        layers: Sequence[str] = JUDGE_LAYERS,
+        num_directions: int = NUM_DIRECTIONS,
+        seeds: Sequence[int] = SEEDS,
+        levels: Sequence[float] = LEVELS,
+        max_samples: int = MAX_SAMPLES,
+        vgg: VGG19Features | None = None,
+        vgg_weights: str = "embedded",
+    ):
         paintings = [painting] if isinstance(painting, torch.Tensor) else list(painting)
         if not paintings or any(p.dim() != 4 or p.shape[:2] != (1, 3) for p in paintings):
             raise ValueError("painting must be a (1, 3, H, W) image or a list of them")
-        self.layers, self.seeds, self.levels = tuple(layers), tuple(int(s) for s in seeds), tuple(levels)
+        self.layers, self.seeds, self.levels = (
+            tuple(layers),
+            tuple(int(s) for s in seeds),
+            tuple(levels),
+        )
         self.num_directions, self.max_samples = int(num_directions), int(max_samples)
         self.vgg = vgg if vgg is not None else VGG19Features(self.layers, weights=vgg_weights)
         self.device = self.vgg.scale.device
         self._directions = {}
         # the painting's samples and projections, once: {(level, layer, seed): (sorted proj, spread)}
         self._painting = {}
-        share = max(1, self.max_samples // len(paintings))  # several paintings: one pooled distribution
+        share = max(
+            1, self.max_samples // len(paintings)
+        )  # several paintings: one pooled distribution
         for level in self.levels:
             feats = [self._features(_downscale(p, level)) for p in paintings]
             for layer in self.layers:
@@ -156,13 +184,16 @@ class StyleJudge:
         key = (layer, seed)
         if key not in self._directions:
             # the layer's index joins the seed: each layer its own directions
-            self._directions[key] = random_directions(channels, self.num_directions,
-                                                      seed * 1000 + self.layers.index(layer)).to(self.device)
+            self._directions[key] = random_directions(
+                channels, self.num_directions, seed * 1000 + self.layers.index(layer)
+            ).to(self.device)
         return self._directions[key]
 
     @torch.no_grad()
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {k: v.float() for k, v in self.vgg(image.to(self.device).float().clamp(0, 1)).items()}
+        return {
+            k: v.float() for k, v in self.vgg(image.to(self.device).float().clamp(0, 1)).items()
+        }
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor) -> dict[str, float]:
@@ -189,8 +220,6 @@ class StyleJudge:
         return result
 
 
-
-
 # ----------------------------------------------------------------------------- the adversary
 
 
@@ -210,17 +239,30 @@ def transfer_colour_statistics(photo: torch.Tensor, painting: torch.Tensor) -> t
     return out.reshape(photo.shape).float().clamp(0, 1)
 
 
-def tint_and_grain(photo: torch.Tensor, painting: torch.Tensor, period: float = 4.0,
-                   amplitude: float = 0.08) -> torch.Tensor:
+def tint_and_grain(
+    photo: torch.Tensor, painting: torch.Tensor, period: float = 4.0, amplitude: float = 0.08
+) -> torch.Tensor:
     """What the Gram loss mistakes for a painting: the photo in the painting's colour statistics
     plus a fine, uniform diagonal grain (a sine of `period` px along x + y, +-amplitude)."""
     h, w = photo.shape[-2:]
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                            indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     grain = amplitude * torch.sin(2 * math.pi * (xx + yy) / period)
     return (transfer_colour_statistics(photo, painting) + grain.to(photo.device)).clamp(0, 1)
 
 
-__all__ = ["StyleJudge", "sliced_wasserstein", "random_directions", "feature_samples", "painting_size",
-           "tint_and_grain", "transfer_colour_statistics", "PAINTING_SIZES", "JUDGE_LAYERS", "JOHNSON_STYLES",
-           "PUBLISHED_NAMES", "published_output"]
+__all__ = [
+    "StyleJudge",
+    "sliced_wasserstein",
+    "random_directions",
+    "feature_samples",
+    "painting_size",
+    "tint_and_grain",
+    "transfer_colour_statistics",
+    "PAINTING_SIZES",
+    "JUDGE_LAYERS",
+    "JOHNSON_STYLES",
+    "PUBLISHED_NAMES",
+    "published_output",
+]

@@ -69,7 +69,9 @@ class LBFGS:
         """-H grad, with H the L-BFGS inverse-Hessian estimate (Nocedal & Wright, alg. 7.4)."""
         q = grad.neg()
         alphas = []
-        for s, y, rho in zip(reversed(self._steps), reversed(self._grad_changes), reversed(self._rhos)):
+        for s, y, rho in zip(
+            reversed(self._steps), reversed(self._grad_changes), reversed(self._rhos)
+        ):
             alpha = float(s.dot(q)) * rho
             q.add_(y, alpha=-alpha)
             alphas.append(alpha)

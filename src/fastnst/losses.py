@@ -163,7 +163,9 @@ class PerceptualLoss(nn.Module):
         return {name: gram_matrix(feats[name]).mean(0, keepdim=True) for name in self.style_weights}
 
     @torch.no_grad()
-    def set_style(self, images: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> None:
+    def set_style(
+        self, images: Sequence[torch.Tensor], weights: Sequence[float] | None = None
+    ) -> None:
         """Target Grams = weighted mean of each style image's Grams (weights normalized)."""
         images = list(images)
         if not images:
@@ -187,22 +189,30 @@ class PerceptualLoss(nn.Module):
         if missing:
             raise ValueError(f"style targets lack the style layers {missing}")
         device = self._device()
-        self._targets = {name: grams[name].detach().float().to(device) for name in self.style_weights}
+        self._targets = {
+            name: grams[name].detach().float().to(device) for name in self.style_weights
+        }
 
     @torch.no_grad()
     def content_features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.vgg(image)
         return {name: feats[name].detach() for name in self.content_weights}
 
-    def forward(self, image: torch.Tensor, content_features: Mapping[str, torch.Tensor],
-                targets: Mapping[str, torch.Tensor] | None = None,
-                style_scales: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        image: torch.Tensor,
+        content_features: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor] | None = None,
+        style_scales: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """`targets`: Grams {layer: (B, C, C)} used instead of the set ones, one per image (a
         multi-style network's batch pairs each photo with a style), `style_scales` (B,) each
         image's style weight factor (its style's beta_scale); then the result also holds
         "style_per_image" (B,), each image's weighted style term (detached, for logging)."""
         if targets is None and self._targets is None:
-            raise RuntimeError("PerceptualLoss.set_style() must be called before computing the loss")
+            raise RuntimeError(
+                "PerceptualLoss.set_style() must be called before computing the loss"
+            )
         per_image = targets is not None
         targets = self._targets if targets is None else targets
         feats = self.vgg(image)
@@ -229,8 +239,8 @@ class PerceptualLoss(nn.Module):
             style = style + w * term
         tv = tv_loss(image.float()) if self.tv_weight else image.new_zeros((), dtype=torch.float32)
         if self.feature_scale != 1.0:  # MSE of features x s, of Grams x s^2
-            content, style = content * self.feature_scale ** 2, style * self.feature_scale ** 4
-            items = items * self.feature_scale ** 4
+            content, style = content * self.feature_scale**2, style * self.feature_scale**4
+            items = items * self.feature_scale**4
         total = self.alpha * content + self.beta * style + self.tv_weight * tv
         terms.update(total=total, content=content.detach(), style=style.detach(), tv=tv.detach())
         if per_image:

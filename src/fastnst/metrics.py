@@ -16,8 +16,20 @@ from pathlib import Path
 # the validation losses training logs as hparams columns (hp/val_<name>, from val/<name>)
 VAL_METRICS = ("loss", "content", "style")
 # the evaluation metrics, in table order; JSON and TensorBoard use them with an "eval/" prefix
-METRICS = ("content", "style", "style_swd", "total", "gatys/content", "gatys/style", "gatys/style_swd",
-           "gatys/total", "total_vs_gatys", "edge_ssim", "gatys/edge_ssim", "ms_per_image")
+METRICS = (
+    "content",
+    "style",
+    "style_swd",
+    "total",
+    "gatys/content",
+    "gatys/style",
+    "gatys/style_swd",
+    "gatys/total",
+    "total_vs_gatys",
+    "edge_ssim",
+    "gatys/edge_ssim",
+    "ms_per_image",
+)
 NORM_NAMES = {"instance": "IN", "batch": "BN", "none": "no norm"}
 
 
@@ -48,7 +60,9 @@ def effective_beta(cfg) -> float | str:
     A multi-style run: each style's (its preset's beta_scale x the list's), as "name=beta,..."
     when they differ."""
     beta = float(cfg.loss.beta)
-    members = cfg.style.get("members") if cfg.style.get("names") is not None else None  # multi-style keys only
+    members = (
+        cfg.style.get("members") if cfg.style.get("names") is not None else None
+    )  # multi-style keys only
     if not members:
         scale = cfg.style.get("beta_scale")  # not every style preset sets it
         return beta * (1.0 if scale is None else float(scale))
@@ -74,7 +88,8 @@ def hparams_of(cfg, labels: Mapping[str, str]) -> dict:
         "loss/beta": loss.beta,
         "loss/effective_beta": effective_beta(cfg),
         "loss/tv_weight": loss.tv_weight,
-        "loss/temporal_weight": loss.get("temporal_weight") or 0.0,  # optional in a custom loss preset
+        "loss/temporal_weight": loss.get("temporal_weight")
+        or 0.0,  # optional in a custom loss preset
         "loss/content_layers": ",".join(loss.content_layers),
         "loss/style_layers": ",".join(loss.style_layers),
         "optimizer/lr": cfg.system.optimizer.lr,
@@ -83,7 +98,19 @@ def hparams_of(cfg, labels: Mapping[str, str]) -> dict:
         "max_steps": cfg.trainer.max_steps,
         "vgg_weights": cfg.vgg.weights,
     }
-    return {k: (v if isinstance(v, bool | int | float | str) else str(v)) for k, v in params.items() if v is not None}
+    return {
+        k: (v if isinstance(v, bool | int | float | str) else str(v))
+        for k, v in params.items()
+        if v is not None
+    }
 
 
-__all__ = ["METRICS", "VAL_METRICS", "NORM_NAMES", "hparam_columns", "hparams_of", "run_labels", "effective_beta"]
+__all__ = [
+    "METRICS",
+    "VAL_METRICS",
+    "NORM_NAMES",
+    "hparam_columns",
+    "hparams_of",
+    "run_labels",
+    "effective_beta",
+]

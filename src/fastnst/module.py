@@ -30,7 +30,9 @@ def _plain(cfg) -> Any:
 LR_SCALING_RULES = ("sqrt", "linear")
 
 
-def scaled_lr(base_lr: float, batch_size: int, base_batch_size: int = 4, rule: str | bool = "sqrt") -> float:
+def scaled_lr(
+    base_lr: float, batch_size: int, base_batch_size: int = 4, rule: str | bool = "sqrt"
+) -> float:
     """Learning rate for a global batch of `batch_size` when `base_lr` was tuned for
     `base_batch_size`: sqrt (the usual rule for Adam: the gradient noise scales with
     1/sqrt(batch)) or linear (Goyal et al., for SGD). rule=True means sqrt, False/None no scaling."""
@@ -39,12 +41,16 @@ def scaled_lr(base_lr: float, batch_size: int, base_batch_size: int = 4, rule: s
     if not rule:
         return float(base_lr)
     if rule not in LR_SCALING_RULES:
-        raise FastNSTError(f"system.optimizer.scale_lr_with_batch={rule!r}: use false, true, sqrt or linear")
+        raise FastNSTError(
+            f"system.optimizer.scale_lr_with_batch={rule!r}: use false, true, sqrt or linear"
+        )
     ratio = batch_size / base_batch_size
     return float(base_lr) * (math.sqrt(ratio) if rule == "sqrt" else ratio)
 
 
-def resolve_channels_last(value: str | bool, device: torch.device, precision: str | None = None) -> bool:
+def resolve_channels_last(
+    value: str | bool, device: torch.device, precision: str | None = None
+) -> bool:
     """system.channels_last: true/false, or auto = on for CUDA and for CPU training in bf16
     (oneDNN's AMX / AVX512-BF16 kernels work on NHWC maps: without it every convolution reorders
     its input, and the bf16 step was 1.3x slower); off for fp32 on CPU, where it measured no
@@ -134,11 +140,17 @@ class StyleTransferModule(pl.LightningModule):
         self.members = multistyle.members_of(style) if multistyle.is_multi(style) else None
         self.style_names = [m["name"] for m in self.members] if self.members else None
         if list(net.styles or []) != list(self.style_names or []):
-            raise FastNSTError(f"the network's styles ({net.styles}) are not the style config's ({self.style_names}): "
-                               "build it with styles=<style.names>")
-        self.net = accel.accelerate(net)  # on CPU: NNPACK convs and sub-pixel upsampling (fastnst.accel)
+            raise FastNSTError(
+                f"the network's styles ({net.styles}) are not the style config's ({self.style_names}): "
+                "build it with styles=<style.names>"
+            )
+        self.net = accel.accelerate(
+            net
+        )  # on CPU: NNPACK convs and sub-pixel upsampling (fastnst.accel)
         self.optimizer_factory = optimizer
-        self.active_styles = list(range(len(self.style_names or [])))  # the styles photos are paired with
+        self.active_styles = list(
+            range(len(self.style_names or []))
+        )  # the styles photos are paired with
         self._setup_init(init_from, finetune)
         # Not a registered submodule: keeps the frozen VGG out of state_dict, checkpoints and
         # the optimizer. _apply below moves it with the module.
@@ -155,7 +167,9 @@ class StyleTransferModule(pl.LightningModule):
         # temporal_weight > 0: penalise stylize(T(x)) != T(stylize(x)) (fastnst.temporal)
         self.temporal_weight = self.hparams.temporal_weight
         if self.temporal_weight < 0:
-            raise FastNSTError(f"loss.temporal_weight must be >= 0 (0 = off), got {self.temporal_weight}")
+            raise FastNSTError(
+                f"loss.temporal_weight must be >= 0 (0 = off), got {self.temporal_weight}"
+            )
         try:
             self.temporal_limits = TransformRange.from_config(self.hparams.temporal_transform)
         except ValueError as e:
@@ -180,14 +194,18 @@ class StyleTransferModule(pl.LightningModule):
             multistyle.require_new_styles(new, init_from, self.style_names)
             self.active_styles = [self.style_names.index(name) for name in new]
             multistyle.freeze_for_style_params(self.net, self.active_styles)
-            log.info("finetune=style_params: training the scales and shifts of %s only", ", ".join(new))
+            log.info(
+                "finetune=style_params: training the scales and shifts of %s only", ", ".join(new)
+            )
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
         self._perceptual._apply(fn, recurse)
         if self._style_grams is not None:
             self._style_grams = {k: _keep_float32(fn(v), v) for k, v in self._style_grams.items()}
-            self._style_scales = self._style_scales.to(next(iter(self._style_grams.values())).device)
+            self._style_scales = self._style_scales.to(
+                next(iter(self._style_grams.values())).device
+            )
         return self
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
@@ -202,9 +220,13 @@ class StyleTransferModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device
         precision = getattr(self.trainer, "precision", None)
-        self.use_channels_last = resolve_channels_last(self.hparams.channels_last, device, precision)
+        self.use_channels_last = resolve_channels_last(
+            self.hparams.channels_last, device, precision
+        )
         if self.use_channels_last and self.hparams.channels_last == "auto" and device.type == "cpu":
-            log.info("channels_last memory format (system.channels_last=auto): bf16 on CPU runs oneDNN's NHWC kernels")
+            log.info(
+                "channels_last memory format (system.channels_last=auto): bf16 on CPU runs oneDNN's NHWC kernels"
+            )
         if self.use_channels_last:
             # in place (the same Parameter objects): optimizer references stay valid
             self.net.to(memory_format=torch.channels_last)
@@ -222,11 +244,16 @@ class StyleTransferModule(pl.LightningModule):
         self._compiled = True
 
     def _to_memory_format(self, photos: torch.Tensor) -> torch.Tensor:
-        return photos.contiguous(memory_format=torch.channels_last) if self.use_channels_last else photos
+        return (
+            photos.contiguous(memory_format=torch.channels_last)
+            if self.use_channels_last
+            else photos
+        )
 
     # -- training -------------------------------------------------------------------------
-    def _losses(self, photos: torch.Tensor, styles: list[int] | None = None,
-                temporal: bool = False) -> dict[str, torch.Tensor]:
+    def _losses(
+        self, photos: torch.Tensor, styles: list[int] | None = None, temporal: bool = False
+    ) -> dict[str, torch.Tensor]:
         """The loss terms; for a multi-style network each photo trains style `styles[i]`;
         `temporal` adds the stability term when loss.temporal_weight > 0."""
         content = self._perceptual.content_features(photos)
@@ -239,10 +266,14 @@ class StyleTransferModule(pl.LightningModule):
             targets = {k: v[index] for k, v in self._style_grams.items()}
             weights = self._one_hot(styles, photos)
             stylized = self.net(photos, weights)
-            terms = self._perceptual(stylized, content, targets=targets, style_scales=self._style_scales[index])
+            terms = self._perceptual(
+                stylized, content, targets=targets, style_scales=self._style_scales[index]
+            )
         if temporal and self.temporal_weight:
             net = self.net if weights is None else (lambda x: self.net(x, weights))
-            term = temporal_loss(net, photos, stylized, self.temporal_limits, self._temporal_generator)
+            term = temporal_loss(
+                net, photos, stylized, self.temporal_limits, self._temporal_generator
+            )
             terms["total"] = terms["total"] + self.temporal_weight * term
             terms["temporal"] = term.detach()
         return terms
@@ -256,25 +287,44 @@ class StyleTransferModule(pl.LightningModule):
             self.log("data/skipped_files", self.skipped_files.float(), on_step=True, on_epoch=False)
         if photos.shape[0] == 0:
             return None  # every file of this batch was unreadable
-        styles = (multistyle.batch_styles(self.global_step, photos.shape[0], self.active_styles)
-                  if self.style_names else None)
+        styles = (
+            multistyle.batch_styles(self.global_step, photos.shape[0], self.active_styles)
+            if self.style_names
+            else None
+        )
         # a non-finite total skips its update (fastnst.callbacks.DivergenceGuard)
         terms = self._losses(self._to_memory_format(photos), styles, temporal=True)
         per_image = terms.pop("style_per_image", None)
         if per_image is not None:
             for i in sorted(set(styles)):
                 mine = [j for j, s in enumerate(styles) if s == i]
-                self.log(f"train/style/{self.style_names[i]}", per_image[mine].mean(), on_step=True, on_epoch=False,
-                         batch_size=len(mine))
+                self.log(
+                    f"train/style/{self.style_names[i]}",
+                    per_image[mine].mean(),
+                    on_step=True,
+                    on_epoch=False,
+                    batch_size=len(mine),
+                )
         for name, value in terms.items():
             # the global-batch mean under DDP for the headline loss (one small all-reduce)
-            self.log(f"train/{'loss' if name == 'total' else name}", value, on_step=True, on_epoch=False,
-                     prog_bar=name == "total", batch_size=photos.shape[0], sync_dist=name == "total")
+            self.log(
+                f"train/{'loss' if name == 'total' else name}",
+                value,
+                on_step=True,
+                on_epoch=False,
+                prog_bar=name == "total",
+                batch_size=photos.shape[0],
+                sync_dist=name == "total",
+            )
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         now = time.perf_counter()
         if self._last_batch_time is not None:
-            self.log("train/images_per_s", photos.shape[0] / max(now - self._last_batch_time, 1e-9),
-                     on_step=True, on_epoch=False)
+            self.log(
+                "train/images_per_s",
+                photos.shape[0] / max(now - self._last_batch_time, 1e-9),
+                on_step=True,
+                on_epoch=False,
+            )
         self._last_batch_time = now
         return terms["total"]
 
@@ -286,8 +336,14 @@ class StyleTransferModule(pl.LightningModule):
         if not self.style_names:
             terms = self._losses(photos)
             for name in ("total", "content", "style", "tv"):
-                self.log(f"val/{'loss' if name == 'total' else name}", terms[name], on_step=False, on_epoch=True,
-                         batch_size=photos.shape[0], sync_dist=True)
+                self.log(
+                    f"val/{'loss' if name == 'total' else name}",
+                    terms[name],
+                    on_step=False,
+                    on_epoch=True,
+                    batch_size=photos.shape[0],
+                    sync_dist=True,
+                )
             return
         # every photo in each trained style; val/loss etc. = the mean over those styles
         sums: dict[str, torch.Tensor] = {}
@@ -295,11 +351,24 @@ class StyleTransferModule(pl.LightningModule):
             terms = self._losses(photos, [i] * photos.shape[0])
             for name in ("total", "content", "style", "tv"):
                 key = "loss" if name == "total" else name
-                self.log(f"val/{self.style_names[i]}/{key}", terms[name], on_step=False, on_epoch=True,
-                         batch_size=photos.shape[0], sync_dist=True)
+                self.log(
+                    f"val/{self.style_names[i]}/{key}",
+                    terms[name],
+                    on_step=False,
+                    on_epoch=True,
+                    batch_size=photos.shape[0],
+                    sync_dist=True,
+                )
                 sums[key] = sums.get(key, 0) + terms[name] / len(self.active_styles)
         for key, value in sums.items():
-            self.log(f"val/{key}", value, on_step=False, on_epoch=True, batch_size=photos.shape[0], sync_dist=True)
+            self.log(
+                f"val/{key}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                batch_size=photos.shape[0],
+                sync_dist=True,
+            )
 
     def on_fit_start(self):
         self._last_batch_time = None
@@ -324,14 +393,27 @@ class StyleTransferModule(pl.LightningModule):
         if rule:
             if "lr" not in settings:
                 raise FastNSTError("system.optimizer.scale_lr_with_batch needs system.optimizer.lr")
-            kwargs["lr"] = scaled_lr(float(settings["lr"]), self.global_batch_size(), base_batch, rule)
-            log.info("learning rate %.3g for a global batch of %d (%s scaling from batch %d)",
-                     kwargs["lr"], self.global_batch_size(), "sqrt" if rule is True else rule, base_batch)
-        opt = self.optimizer_factory([p for p in self.net.parameters() if p.requires_grad], **kwargs)
+            kwargs["lr"] = scaled_lr(
+                float(settings["lr"]), self.global_batch_size(), base_batch, rule
+            )
+            log.info(
+                "learning rate %.3g for a global batch of %d (%s scaling from batch %d)",
+                kwargs["lr"],
+                self.global_batch_size(),
+                "sqrt" if rule is True else rule,
+                base_batch,
+            )
+        opt = self.optimizer_factory(
+            [p for p in self.net.parameters() if p.requires_grad], **kwargs
+        )
         sched = self.hparams.scheduler
         if not sched:
             return opt
-        total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else 40000
+        total = (
+            self.trainer.max_steps
+            if self.trainer.max_steps and self.trainer.max_steps > 0
+            else 40000
+        )
         # its keys are optional (conf/train.yaml leaves system.scheduler null): defaults here
         warmup = int(sched.get("warmup_steps", 0))
         name = sched.get("name", "cosine")
@@ -344,7 +426,9 @@ class StyleTransferModule(pl.LightningModule):
                 progress = min(1.0, (step - warmup) / max(1, total - warmup))
                 return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
             if name == "step":
-                return float(sched.get("gamma", 0.1)) ** ((step - warmup) // int(sched.get("step_size", 10000)))
+                return float(sched.get("gamma", 0.1)) ** (
+                    (step - warmup) // int(sched.get("step_size", 10000))
+                )
             raise ValueError(f"unknown scheduler {name!r} (cosine or step)")
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, factor)

@@ -14,7 +14,16 @@ from omegaconf import DictConfig, OmegaConf
 from fastnst.errors import FastNSTError
 
 # what one style of the list keeps from its preset (conf/style/<name>.yaml)
-_MEMBER_KEYS = ("image", "images", "weights", "images_dir", "crops", "beta_scale", "size", "stroke_scale")
+_MEMBER_KEYS = (
+    "image",
+    "images",
+    "weights",
+    "images_dir",
+    "crops",
+    "beta_scale",
+    "size",
+    "stroke_scale",
+)
 FINETUNE_MODES = (None, "all", "style_params")
 
 
@@ -46,26 +55,42 @@ def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -
 
     names = style.get("names")
     if isinstance(names, str) or not names:
-        raise FastNSTError(f"style.names must be a non-empty list of style presets or image paths, got {names!r}")
+        raise FastNSTError(
+            f"style.names must be a non-empty list of style presets or image paths, got {names!r}"
+        )
     members: list[dict] = []
     for entry in names:
         entry = str(entry)
         preset = CONFIG_DIR / "style" / f"{entry}.yaml"
         if entry not in ("multi", "custom") and preset.is_file() and os.sep not in entry:
-            node = OmegaConf.merge({"paths": OmegaConf.create(dict(paths or {}))}, {"style": OmegaConf.load(preset)})
+            node = OmegaConf.merge(
+                {"paths": OmegaConf.create(dict(paths or {}))}, {"style": OmegaConf.load(preset)}
+            )
             if not paths:  # the default data folder, as conf/paths/default.yaml
                 from fastnst.config import default_root
-                node.paths = {"data_dir": os.environ.get("FASTNST_DATA", str(default_root() / "data"))}
+
+                node.paths = {
+                    "data_dir": os.environ.get("FASTNST_DATA", str(default_root() / "data"))
+                }
             spec = OmegaConf.to_container(node.style, resolve=True)
-            member = {"name": str(spec.get("name", entry)), **{k: spec.get(k) for k in _MEMBER_KEYS if k in spec}}
+            member = {
+                "name": str(spec.get("name", entry)),
+                **{k: spec.get(k) for k in _MEMBER_KEYS if k in spec},
+            }
         else:
             path = Path(entry).expanduser()
             if not path.suffix:
                 from fastnst.config import CONFIG_DIR as conf
 
-                presets = sorted(p.stem for p in (conf / "style").glob("*.yaml") if p.stem not in ("multi", "custom"))
-                raise FastNSTError(f"style.names: {entry!r} is neither a style preset ({', '.join(presets)}) "
-                                   "nor an image path")
+                presets = sorted(
+                    p.stem
+                    for p in (conf / "style").glob("*.yaml")
+                    if p.stem not in ("multi", "custom")
+                )
+                raise FastNSTError(
+                    f"style.names: {entry!r} is neither a style preset ({', '.join(presets)}) "
+                    "nor an image path"
+                )
             member = {"name": path.stem, "image": str(path.resolve())}
         # the list's size for every member, or (size=null) each preset's own painting size at the
         # scale its strokes are painted (size x stroke_scale): one network paints every style at
@@ -73,12 +98,16 @@ def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -
         own = painted_size(member)
         member.pop("stroke_scale", None)
         member["size"] = style.get("size") or own
-        member["beta_scale"] = float(member.get("beta_scale") or 1.0) * float(style.get("beta_scale") or 1.0)
+        member["beta_scale"] = float(member.get("beta_scale") or 1.0) * float(
+            style.get("beta_scale") or 1.0
+        )
         members.append(member)
     seen = [m["name"] for m in members]
     dupes = sorted({n for n in seen if seen.count(n) > 1})
     if dupes:
-        raise FastNSTError(f"style.names: the style name(s) {', '.join(dupes)} appear more than once")
+        raise FastNSTError(
+            f"style.names: the style name(s) {', '.join(dupes)} appear more than once"
+        )
     return members
 
 
@@ -94,15 +123,19 @@ def check_finetune_mode(finetune, init_from, multi: bool) -> None:
     if finetune not in FINETUNE_MODES:
         raise FastNSTError(f"finetune={finetune}: use null (the whole network) or style_params")
     if finetune == "style_params" and (not init_from or not multi):
-        raise FastNSTError("finetune=style_params needs init_from=<run> and style=multi style.names=[...] "
-                           "(the network's styles plus the new ones)")
+        raise FastNSTError(
+            "finetune=style_params needs init_from=<run> and style=multi style.names=[...] "
+            "(the network's styles plus the new ones)"
+        )
 
 
 def require_new_styles(new: Sequence[str], init_from, names: Sequence[str]) -> None:
     """finetune=style_params trains only new styles: refuse a style list the network already holds."""
     if not new:
-        raise FastNSTError(f"finetune=style_params: init_from={init_from} already holds every style of "
-                           f"style.names ({', '.join(names)}); add the new style to style.names")
+        raise FastNSTError(
+            f"finetune=style_params: init_from={init_from} already holds every style of "
+            f"style.names ({', '.join(names)}); add the new style to style.names"
+        )
 
 
 def check_init_options(cfg: DictConfig) -> None:
@@ -132,8 +165,12 @@ def batch_styles(step: int, batch: int, active: Sequence[int]) -> list[int]:
     return [active[(step * batch + i) % n] for i in range(batch)]
 
 
-def style_weights(styles: Sequence[str] | None, style: str | None = None, mix: Mapping | None = None,
-                  source: str = "the network") -> torch.Tensor | None:
+def style_weights(
+    styles: Sequence[str] | None,
+    style: str | None = None,
+    mix: Mapping | None = None,
+    source: str = "the network",
+) -> torch.Tensor | None:
     """Style weights (N,) of a multi-style network for `style=<name>` or `mix={name: weight}`
     (weights normalised to sum 1); None for a single-style network without either."""
     if style is not None and mix is not None:
@@ -141,14 +178,18 @@ def style_weights(styles: Sequence[str] | None, style: str | None = None, mix: M
     if not styles:
         if style is not None or mix is not None:
             option = "style=" if style is not None else "mix="
-            raise FastNSTError(f"{source}: a single-style network; {option} picks a style of a multi-style network")
+            raise FastNSTError(
+                f"{source}: a single-style network; {option} picks a style of a multi-style network"
+            )
         return None
     if style is None and mix is None:
         return None
     if style is not None:
         mix = {str(style): 1.0}
     if not isinstance(mix, Mapping) or not mix:
-        raise FastNSTError(f"mix must be a mapping of style names to weights, e.g. mix={{{styles[0]}: 0.7, ...}}, got {mix!r}")
+        raise FastNSTError(
+            f"mix must be a mapping of style names to weights, e.g. mix={{{styles[0]}: 0.7, ...}}, got {mix!r}"
+        )
     w = torch.zeros(len(styles))
     for name, value in mix.items():
         if str(name) not in styles:
@@ -156,7 +197,9 @@ def style_weights(styles: Sequence[str] | None, style: str | None = None, mix: M
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise FastNSTError(f"mix: the weight of {name} must be a number, got {value!r}") from None
+            raise FastNSTError(
+                f"mix: the weight of {name} must be a number, got {value!r}"
+            ) from None
         if not value >= 0:
             raise FastNSTError(f"mix: weights must be >= 0, got {name}: {value}")
         w[styles.index(str(name))] += value
@@ -175,11 +218,16 @@ def init_network(net, source: str | os.PathLike) -> list[str]:
     old, _ = load_network(source)
     old_styles = old.styles or []
     new_styles = net.styles or []
-    if [c for c in old.config["channels"]] != list(net.config["channels"]) or \
-            old.config["num_residual"] != net.config["num_residual"] or old.config["norm"] != net.config["norm"]:
-        raise FastNSTError(f"init_from={source}: its network ({old.config['channels']}, {old.config['num_residual']} "
-                           f"residual blocks) differs from model= ({net.config['channels']}, "
-                           f"{net.config['num_residual']}); pass the model= it was trained with")
+    if (
+        [c for c in old.config["channels"]] != list(net.config["channels"])
+        or old.config["num_residual"] != net.config["num_residual"]
+        or old.config["norm"] != net.config["norm"]
+    ):
+        raise FastNSTError(
+            f"init_from={source}: its network ({old.config['channels']}, {old.config['num_residual']} "
+            f"residual blocks) differs from model= ({net.config['channels']}, "
+            f"{net.config['num_residual']}); pass the model= it was trained with"
+        )
     old_state = old.state_dict()
     state = net.state_dict()
     for key, value in state.items():
@@ -200,7 +248,9 @@ def _is_style_param(net, key: str) -> bool:
     module_name, _, param = key.rpartition(".")
     from fastnst.transformer import ConditionalInstanceNorm2d
 
-    return param in ("weight", "bias") and isinstance(net.get_submodule(module_name), ConditionalInstanceNorm2d)
+    return param in ("weight", "bias") and isinstance(
+        net.get_submodule(module_name), ConditionalInstanceNorm2d
+    )
 
 
 def freeze_for_style_params(net, trainable: Sequence[int]) -> None:
@@ -216,5 +266,15 @@ def freeze_for_style_params(net, trainable: Sequence[int]) -> None:
             p.register_hook(lambda g, m=mask: g * m.to(g))
 
 
-__all__ = ["expand_names", "preset_stroke_scale", "painted_size", "expand_multi_style", "batch_styles", "style_weights", "init_network",
-           "freeze_for_style_params", "is_multi", "members_of"]
+__all__ = [
+    "expand_names",
+    "preset_stroke_scale",
+    "painted_size",
+    "expand_multi_style",
+    "batch_styles",
+    "style_weights",
+    "init_network",
+    "freeze_for_style_params",
+    "is_multi",
+    "members_of",
+]

@@ -43,12 +43,15 @@ def ensure_writable(path: str | os.PathLike, what: str = "output", folder: bool 
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".fastnst-write-test-", dir=existing))
     except OSError as e:
-        raise FastNSTError(f"{path}: {what} cannot be written ({existing}: {os_error_reason(e)})") from None
+        raise FastNSTError(
+            f"{path}: {what} cannot be written ({existing}: {os_error_reason(e)})"
+        ) from None
     return path
 
 
-def check_new_output(path: str | os.PathLike, overwrite: bool, option: str = "overwrite=true",
-                     what: str = "output") -> Path:
+def check_new_output(
+    path: str | os.PathLike, overwrite: bool, option: str = "overwrite=true", what: str = "output"
+) -> Path:
     """A single output file before any work: not there yet unless `overwrite` (the message names
     `option`, how this program spells it: "--overwrite" in a script), and writable."""
     if not overwrite and Path(path).exists():
@@ -79,8 +82,14 @@ def option_type_error(config_dir, config_name: str, args: list[str]) -> str | No
 
     overrides = OverridesParser.create().parse_overrides(args)
     groups = [o for o in overrides if _is_group(config_dir, o)]
-    values = [o for o in overrides if o.type == OverrideType.CHANGE and not o.is_sweep_override()
-              and o not in groups and not o.key_or_group.startswith("hydra.")]
+    values = [
+        o
+        for o in overrides
+        if o.type == OverrideType.CHANGE
+        and not o.is_sweep_override()
+        and o not in groups
+        and not o.key_or_group.startswith("hydra.")
+    ]
     if not values:
         return None
     defaults = _compose(config_dir, config_name, [o.input_line for o in groups])
@@ -88,7 +97,9 @@ def option_type_error(config_dir, config_name: str, args: list[str]) -> str | No
         if defaults.get(key) is None:
             defaults[key] = kind()  # typed like a default of that kind (0), for the check only
     for override in values:
-        message = _type_error(defaults, override.key_or_group, override.value(), override.input_line)
+        message = _type_error(
+            defaults, override.key_or_group, override.value(), override.input_line
+        )
         if message:
             return message
     return None
@@ -176,7 +187,9 @@ def _accepts(value, expected) -> bool | None:
     if expected is typing.Any:
         return None
     if expected is _Integer:
-        return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
     if expected is bool:
         return isinstance(value, bool)
     if expected is int:
@@ -189,7 +202,11 @@ def _accepts(value, expected) -> bool | None:
         return isinstance(value, list)
     if expected is dict or origin in (dict, collections.abc.Mapping):
         return isinstance(value, dict)
-    if isinstance(expected, type) and not issubclass(expected, enum.Enum) and not isinstance(value, dict):
+    if (
+        isinstance(expected, type)
+        and not issubclass(expected, enum.Enum)
+        and not isinstance(value, dict)
+    ):
         # a command-line value is null, a bool, a number, a string or a list: never a Tensor,
         # a timedelta or an Accelerator (a dict may be built into one by its _target_)
         return isinstance(value, expected)
@@ -200,15 +217,25 @@ def _describe(expected) -> str:
     origin = typing.get_origin(expected)
     if origin in (typing.Union, types.UnionType):
         members = typing.get_args(expected)
-        literals = [v for m in members if typing.get_origin(m) is typing.Literal for v in typing.get_args(m)]
+        literals = [
+            v for m in members if typing.get_origin(m) is typing.Literal for v in typing.get_args(m)
+        ]
         parts = [_describe(m) for m in members if typing.get_origin(m) is not typing.Literal]
         if literals:  # Lightning's precision: three Literals and None -> one list
             parts.insert(0, _describe(typing.Literal[tuple(dict.fromkeys(literals))]))
         return " or ".join(dict.fromkeys(parts))
     if origin is typing.Literal:
         return "one of " + ", ".join(dict.fromkeys(str(v) for v in typing.get_args(expected)))
-    names = {type(None): "null", _Integer: "an integer", int: "an integer", float: "a number",
-             bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}
+    names = {
+        type(None): "null",
+        _Integer: "an integer",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }
     if expected in names:
         return names[expected]
     if origin in (list, tuple):
@@ -219,6 +246,7 @@ def _describe(expected) -> str:
 
 
 # -- scripts ---------------------------------------------------------------------------------
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose usage errors (a missing argument, `--frames abc`) are one line,

@@ -40,5 +40,9 @@ def add_progress_argument(parser) -> None:
     """--progress / --no-progress for an argparse script (default: a bar on a terminal only)."""
     import argparse
 
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar on stderr (default: only when stderr is a terminal)")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: only when stderr is a terminal)",
+    )

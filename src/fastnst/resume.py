@@ -20,13 +20,32 @@ from fastnst.errors import FastNSTError
 
 # keys (or their parents) an override may change when resuming
 SAFE_ON_RESUME = (
-    "trainer.max_steps", "trainer.max_epochs", "trainer.max_time", "trainer.val_check_interval",
-    "trainer.limit_val_batches", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
-    "trainer.enable_model_summary", "trainer.accelerator", "trainer.precision", "trainer.benchmark",
-    "callbacks.last_checkpoint.every_n_steps", "callbacks.last_checkpoint.every_minutes",
-    "data.num_workers", "data.pin_memory", "data.persistent_workers", "data.cache", "data.cache_dir",
-    "callbacks.images", "callbacks.divergence", "system.compile",
-    "system.channels_last", "compile", "export", "evaluate", "traceback",
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "trainer.max_time",
+    "trainer.val_check_interval",
+    "trainer.limit_val_batches",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.accelerator",
+    "trainer.precision",
+    "trainer.benchmark",
+    "callbacks.last_checkpoint.every_n_steps",
+    "callbacks.last_checkpoint.every_minutes",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
+    "data.cache",
+    "data.cache_dir",
+    "callbacks.images",
+    "callbacks.divergence",
+    "system.compile",
+    "system.channels_last",
+    "compile",
+    "export",
+    "evaluate",
+    "traceback",
 )
 # keys that say where the run is, not what it is: never compared
 _IGNORED = ("resume", "run_dir", "ckpt_path")
@@ -68,9 +87,13 @@ def saved_config(run_dir: Path) -> DictConfig:
             cfg = OmegaConf.load(path)
             break
     else:
-        raise FastNSTError(f"{run_dir}: resume: not a run directory (no config.yaml or .hydra/config.yaml)")
+        raise FastNSTError(
+            f"{run_dir}: resume: not a run directory (no config.yaml or .hydra/config.yaml)"
+        )
     saved_dir = OmegaConf.to_container(cfg, resolve=False).get("run_dir")
-    if saved_dir and "${" in str(saved_dir):  # .hydra/config.yaml: not resolved, nothing to relocate
+    if saved_dir and "${" in str(
+        saved_dir
+    ):  # .hydra/config.yaml: not resolved, nothing to relocate
         saved_dir = None
     cfg.run_dir = str(run_dir)
     cfg.resume = str(run_dir)
@@ -89,13 +112,20 @@ def requested_changes(overrides: list[str]) -> dict[str, Any]:
     overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     if not overrides:
         return {}
-    named = [o.key_or_group.split("@")[0].replace("/", ".")
-             for o in OverridesParser.create().parse_overrides(overrides)]
+    named = [
+        o.key_or_group.split("@")[0].replace("/", ".")
+        for o in OverridesParser.create().parse_overrides(overrides)
+    ]
     base, asked = _leaves(_compose([])), _leaves(_compose(overrides))
-    changes = {k: v for k, v in asked.items()
-               if base.get(k, _DELETED) != v or any(k == n or k.startswith(n + ".") for n in named)}
+    changes = {
+        k: v
+        for k, v in asked.items()
+        if base.get(k, _DELETED) != v or any(k == n or k.startswith(n + ".") for n in named)
+    }
     changes.update({k: _DELETED for k in base.keys() - asked.keys()})
-    return {k: v for k, v in changes.items() if k.split(".")[0] not in _IGNORED and not _is_derived(k)}
+    return {
+        k: v for k, v in changes.items() if k.split(".")[0] not in _IGNORED and not _is_derived(k)
+    }
 
 
 def _compose(overrides: list[str]) -> DictConfig:
@@ -155,7 +185,7 @@ def _relocated(node, old: str, new: str):
     if isinstance(node, list):
         return [_relocated(v, old, new) for v in node]
     if isinstance(node, str) and (node == old or node.startswith(old + "/")):
-        return new + node[len(old):]
+        return new + node[len(old) :]
     return node
 
 

@@ -94,14 +94,29 @@ class Stylizer:
             the scales and shifts of the styles interpolated.
     """
 
-    def __init__(self, runner, net: torch.nn.Module | None = None, *, source: str | None = None, meta: dict | None = None,
-                 size: int | None = None, preserve_color: bool = False, strength: float = 1.0,
-                 tile: int | None = None, tile_overlap: int | None = None, batch_size: int = 4,
-                 styles: list[str] | None = None, style: str | None = None, mix: dict | None = None,
-                 stroke_scale: float = 1.0):
+    def __init__(
+        self,
+        runner,
+        net: torch.nn.Module | None = None,
+        *,
+        source: str | None = None,
+        meta: dict | None = None,
+        size: int | None = None,
+        preserve_color: bool = False,
+        strength: float = 1.0,
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        batch_size: int = 4,
+        styles: list[str] | None = None,
+        style: str | None = None,
+        mix: dict | None = None,
+        stroke_scale: float = 1.0,
+    ):
         self.runner, self.net, self.source, self.meta = runner, net, source, dict(meta or {})
         # the style names of a multi-style network, None for a single-style one
-        self.styles = list(styles) if styles else (list(net.styles) if getattr(net, "styles", None) else None)
+        self.styles = (
+            list(styles) if styles else (list(net.styles) if getattr(net, "styles", None) else None)
+        )
         self.style, self.mix = style, None if mix is None else dict(mix)
         self.style_weights(style, mix)  # an unknown style name fails now
         self.size = _check_positive("size", size)
@@ -112,7 +127,9 @@ class Stylizer:
         self.stroke_scale = check_in_range("stroke_scale", stroke_scale, *STROKE_SCALE_RANGE)
         self.batch_size = _check_positive("batch_size", batch_size)
         if self.tile and self.net is None:
-            raise FastNSTError(f"{source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file")
+            raise FastNSTError(
+                f"{source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file"
+            )
 
     @property
     def native_stroke_scale(self) -> float:
@@ -124,7 +141,9 @@ class Stylizer:
     def backend(self) -> str:
         return self.runner.name
 
-    def style_weights(self, style: str | None = None, mix: dict | None = None) -> torch.Tensor | None:
+    def style_weights(
+        self, style: str | None = None, mix: dict | None = None
+    ) -> torch.Tensor | None:
         """The style weights (N,) the network runs with (a multi-style network's first style
         without style/mix); None for a single-style network."""
         from fastnst.multistyle import style_weights
@@ -136,8 +155,16 @@ class Stylizer:
         return weights
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "auto", backend: str = "auto", precision: str = "auto",
-             compile: bool = False, trust_model_file: bool = False, **options) -> Stylizer:
+    def load(
+        cls,
+        path: str | os.PathLike,
+        device: str = "auto",
+        backend: str = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+        trust_model_file: bool = False,
+        **options,
+    ) -> Stylizer:
         """Load an exported .pt, a Lightning .ckpt, a run directory, an .onnx or a TorchScript file
         (recognised by content) and pick the backend: "auto" = for fastnst networks on CPU the path
         measured fastest on this machine (`fastnst.accel.autotune`), torch elsewhere; the file's
@@ -147,10 +174,19 @@ class Stylizer:
         anything but tensors and plain values; trust_model_file=True loads such (older or foreign)
         files by full unpickling, which can run code from the file. A style name that is not a
         file (`"the_scream"`) loads the bundled network of that style (`fastnst.zoo`)."""
-        opened = open_network(path, device, backend, precision, compile=compile, trust_model_file=trust_model_file)
+        opened = open_network(
+            path, device, backend, precision, compile=compile, trust_model_file=trust_model_file
+        )
         if getattr(getattr(opened.runner, "device", None), "type", "cpu") == "cpu":
             warn_if_spinning()
-        return cls(opened.runner, opened.net, source=opened.source, meta=opened.meta, styles=opened.styles, **options)
+        return cls(
+            opened.runner,
+            opened.net,
+            source=opened.source,
+            meta=opened.meta,
+            styles=opened.styles,
+            **options,
+        )
 
     # -- tensors ---------------------------------------------------------------------------
 
@@ -160,20 +196,31 @@ class Stylizer:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         opts = {k: getattr(self, k) for k in _PER_CALL_OPTIONS}
         if "style" in overrides or "mix" in overrides:  # a per-call style replaces the default one
-            opts["weights"] = self.style_weights(overrides.pop("style", None), overrides.pop("mix", None))
+            opts["weights"] = self.style_weights(
+                overrides.pop("style", None), overrides.pop("mix", None)
+            )
         else:
             opts["weights"] = self.style_weights(self.style, self.mix)
         opts.update(overrides)
         opts["strength"] = check_in_range("strength", opts["strength"])
         opts["size"] = _check_positive("size", opts["size"])
         opts["tile"] = _check_positive("tile", opts["tile"], minimum=16)
-        opts["stroke_scale"] = check_in_range("stroke_scale", opts["stroke_scale"], *STROKE_SCALE_RANGE)
+        opts["stroke_scale"] = check_in_range(
+            "stroke_scale", opts["stroke_scale"], *STROKE_SCALE_RANGE
+        )
         if opts["tile"] and self.net is None:
-            raise FastNSTError(f"{self.source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file")
+            raise FastNSTError(
+                f"{self.source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file"
+            )
         return opts
 
-    def _forward(self, photo: torch.Tensor, tile: int | None, tile_overlap: int | None,
-                 weights: torch.Tensor | None = None) -> torch.Tensor:
+    def _forward(
+        self,
+        photo: torch.Tensor,
+        tile: int | None,
+        tile_overlap: int | None,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         h, w = photo.shape[-2:]
         if min(h, w) < MIN_SIDE:
             # the network's reflection padding needs a few pixels per stage: run tiny images
@@ -186,7 +233,9 @@ class Stylizer:
             x = runner.prepare(photo) if runner else photo.float().cpu()
             with torch.no_grad():  # not inference_mode: callers may modify results in place
                 style = None if weights is None else weights.to(x.device)
-                return tiled_forward(self.net, x, tile, tile_overlap, style=style, forward=accel.fused.forward).float()
+                return tiled_forward(
+                    self.net, x, tile, tile_overlap, style=style, forward=accel.fused.forward
+                ).float()
         return self.runner(photo) if weights is None else self.runner(photo, weights)
 
     def _paint(self, photo: torch.Tensor, opts: dict) -> torch.Tensor:
@@ -210,7 +259,9 @@ class Stylizer:
         """(B, 3, H, W) float in [0, 1] -> stylized (B, 3, H', W') float32 on the input's device."""
         opts = self._options(overrides)
         if photo.dim() != 4 or photo.shape[1] != 3:
-            raise FastNSTError(f"expected an image tensor of shape (B, 3, H, W), got {tuple(photo.shape)}")
+            raise FastNSTError(
+                f"expected an image tensor of shape (B, 3, H, W), got {tuple(photo.shape)}"
+            )
         if not photo.is_floating_point():
             raise FastNSTError(f"expected a float image tensor in [0, 1], got {photo.dtype}")
         out_device = photo.device
@@ -233,14 +284,18 @@ class Stylizer:
         if isinstance(image, (str, os.PathLike)):
             image = open_rgb(image)
         if isinstance(image, Image.Image):
-            return tensor_to_pil(self.stylize_tensor(pil_to_tensor(image.convert("RGB")), **overrides))
+            return tensor_to_pil(
+                self.stylize_tensor(pil_to_tensor(image.convert("RGB")), **overrides)
+            )
         if isinstance(image, torch.Tensor):
             if image.dim() == 3:
                 return self.stylize_tensor(image.unsqueeze(0), **overrides)[0]
             return self.stylize_tensor(image, **overrides)
         raise TypeError(f"expected a PIL image, a path or a tensor, got {type(image).__name__}")
 
-    def stylize_many(self, images: Iterable[torch.Tensor], batch_size: int | None = None, **overrides) -> Iterator[torch.Tensor]:
+    def stylize_many(
+        self, images: Iterable[torch.Tensor], batch_size: int | None = None, **overrides
+    ) -> Iterator[torch.Tensor]:
         """Stylize a stream of (1, 3, H, W) or (3, H, W) tensors, `batch_size` per forward pass
         (consecutive images of equal size share a batch); yields results in order, each of the
         rank of its input."""
@@ -249,7 +304,9 @@ class Stylizer:
         ranks: list[int] = []
 
         def flush():
-            for result, rank in zip(self.stylize_tensor(torch.cat(pending), **overrides).split(1), ranks):
+            for result, rank in zip(
+                self.stylize_tensor(torch.cat(pending), **overrides).split(1), ranks
+            ):
                 yield result[0] if rank == 3 else result
 
         for image in images:
@@ -263,8 +320,6 @@ class Stylizer:
             ranks.append(rank)
         if pending:
             yield from flush()
-
-
 
 
 __all__ = ["Stylizer", "MIN_SIDE"]

@@ -31,15 +31,22 @@ class TransformRange:
         cfg = dict(cfg or {})
         unknown = set(cfg) - {"shift", "rotation", "scale", "noise"}
         if unknown:
-            raise ValueError(f"loss.temporal_transform: unknown key(s) {sorted(unknown)} (shift, rotation, scale, noise)")
+            raise ValueError(
+                f"loss.temporal_transform: unknown key(s) {sorted(unknown)} (shift, rotation, scale, noise)"
+            )
         values = {k: float(v) for k, v in cfg.items()}
         if any(v < 0 for v in values.values()):
             raise ValueError(f"loss.temporal_transform: values must be >= 0, got {values}")
         return cls(**values)
 
 
-def random_affine(batch: int, height: int, width: int, limits: TransformRange,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def random_affine(
+    batch: int,
+    height: int,
+    width: int,
+    limits: TransformRange,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """(B, 2, 3) random similarity transforms about the image centre, drawn uniformly within
     `limits` on the CPU generator (so the training data order and init stay untouched)."""
 
@@ -56,12 +63,23 @@ def random_affine(batch: int, height: int, width: int, limits: TransformRange,
 def warp(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Apply (B, 2, 3) affine matrices (pixel coordinates) to (B, C, H, W) images, bilinear,
     zeros outside."""
-    return kornia.geometry.transform.warp_affine(images, matrix.to(images), images.shape[-2:],
-                                                 mode="bilinear", padding_mode="zeros", align_corners=True)
+    return kornia.geometry.transform.warp_affine(
+        images,
+        matrix.to(images),
+        images.shape[-2:],
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=True,
+    )
 
 
-def temporal_loss(net, photos: torch.Tensor, stylized: torch.Tensor, limits: TransformRange,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def temporal_loss(
+    net,
+    photos: torch.Tensor,
+    stylized: torch.Tensor,
+    limits: TransformRange,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Mean squared difference between net(T(photos) + noise) and T(stylized), where
     stylized = net(photos), over the pixels T fills from inside the image."""
     b, _, h, w = photos.shape
@@ -75,4 +93,3 @@ def temporal_loss(net, photos: torch.Tensor, stylized: torch.Tensor, limits: Tra
     target = warp(stylized.float(), matrix)
     diff = (net(moved).float() - target).pow(2) * valid
     return diff.sum() / (valid.sum() * photos.shape[1]).clamp_min(1)
-

@@ -25,8 +25,9 @@ def _instance_norms(net: nn.Module) -> list[nn.InstanceNorm2d]:
 
 
 @torch.no_grad()
-def record_instance_norm_stats(net: nn.Module, image: torch.Tensor, side: int = STATS_SIDE,
-                               style: torch.Tensor | None = None):
+def record_instance_norm_stats(
+    net: nn.Module, image: torch.Tensor, side: int = STATS_SIDE, style: torch.Tensor | None = None
+):
     """Per-InstanceNorm (mean, var) of shape (B, C, 1, 1), measured on `image` downscaled so its
     longer side is at most `side`. `style`: a multi-style network's style weights."""
     h, w = image.shape[-2:]
@@ -36,7 +37,9 @@ def record_instance_norm_stats(net: nn.Module, image: torch.Tensor, side: int = 
 
     def hook(module, inputs, output):
         x = inputs[0].float()
-        stats.append((x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), unbiased=False, keepdim=True)))
+        stats.append(
+            (x.mean(dim=(2, 3), keepdim=True), x.var(dim=(2, 3), unbiased=False, keepdim=True))
+        )
 
     handles = [m.register_forward_hook(hook) for m in _instance_norms(net)]
     try:
@@ -60,7 +63,9 @@ def _spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     last = max(0, length - tile) // ALIGN * ALIGN
     if last == 0:
         return [(0, length)]
-    step = tile - overlap - ALIGN  # rounding a start down to ALIGN may cost up to ALIGN - 1 px of overlap
+    step = (
+        tile - overlap - ALIGN
+    )  # rounding a start down to ALIGN may cost up to ALIGN - 1 px of overlap
     n = 1 + -(-last // step)  # ceil
     starts = [i * last // (n - 1) // ALIGN * ALIGN for i in range(n)]
     return [(start, start + tile) for start in starts[:-1]] + [(last, length)]
@@ -87,15 +92,23 @@ def _window(start: int, tile: int, total: int, overlap: int) -> torch.Tensor:
     return w
 
 
-def plain_forward(net: nn.Module, x: torch.Tensor, style: torch.Tensor | None = None, stats=None) -> torch.Tensor:
+def plain_forward(
+    net: nn.Module, x: torch.Tensor, style: torch.Tensor | None = None, stats=None
+) -> torch.Tensor:
     """`net(x, style, stats=stats)`: the TransformerNet layer by layer."""
     return net(x, style, stats=stats)
 
 
 @torch.no_grad()
-def tiled_forward(net: nn.Module, image: torch.Tensor, tile: int, overlap: int | None = None,
-                  stats_side: int = STATS_SIDE, style: torch.Tensor | None = None,
-                  forward: Callable = plain_forward) -> torch.Tensor:
+def tiled_forward(
+    net: nn.Module,
+    image: torch.Tensor,
+    tile: int,
+    overlap: int | None = None,
+    stats_side: int = STATS_SIDE,
+    style: torch.Tensor | None = None,
+    forward: Callable = plain_forward,
+) -> torch.Tensor:
     """`net(image)` (`net(image, style)` with a multi-style network's style weights) computed in
     tiles of `tile` px (overlap defaults to tile // 4). `forward(net, x, style, stats)` runs the
     net on the whole image or on each tile with the whole image's instance-norm statistics:
@@ -117,4 +130,3 @@ def tiled_forward(net: nn.Module, image: torch.Tensor, tile: int, overlap: int |
             out[:, :, y0:y1, x0:x1] += piece * mask
             weight[:, :, y0:y1, x0:x1] += mask
     return out.div_(weight)
-

@@ -41,7 +41,11 @@ def _instantiate_group(group: DictConfig | None) -> list:
         return []
     if "_target_" in group:
         return [hydra.utils.instantiate(group)]
-    return [hydra.utils.instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+    return [
+        hydra.utils.instantiate(c)
+        for c in group.values()
+        if isinstance(c, DictConfig) and "_target_" in c
+    ]
 
 
 # system.optimizer keys that are not the optimizer's: how its lr follows the global batch
@@ -113,7 +117,9 @@ def check_writable(run_dir: Path) -> None:
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as e:
-        raise FastNSTError(f"{run_dir}: run directory is not writable ({e.strerror or e})") from None
+        raise FastNSTError(
+            f"{run_dir}: run directory is not writable ({e.strerror or e})"
+        ) from None
 
 
 def checkpoint_is_intact(path: Path) -> bool:
@@ -154,8 +160,13 @@ def latest_good_checkpoint(run_dir: Path) -> Path:
             if checkpoint_is_intact(path):
                 return path
             log.warning("%s is truncated or corrupt; trying the previous checkpoint", path)
-            print(f"fastnst: warning: {path} is truncated or corrupt, using the previous checkpoint", file=sys.stderr)
-    raise FastNSTError(f"{run_dir}: no intact checkpoint to resume from (looked for {LAST} and {PREVIOUS} in {folder})")
+            print(
+                f"fastnst: warning: {path} is truncated or corrupt, using the previous checkpoint",
+                file=sys.stderr,
+            )
+    raise FastNSTError(
+        f"{run_dir}: no intact checkpoint to resume from (looked for {LAST} and {PREVIOUS} in {folder})"
+    )
 
 
 @contextlib.contextmanager
@@ -175,7 +186,9 @@ def run_lock(run_dir: Path):
                 continue
             except PermissionError:
                 pass
-            raise FastNSTError(f"{run_dir}: run directory is in use by another training process (pid {pid})") from None
+            raise FastNSTError(
+                f"{run_dir}: run directory is in use by another training process (pid {pid})"
+            ) from None
     else:
         raise FastNSTError(f"{run_dir}: cannot lock the run directory")
     try:
@@ -205,16 +218,22 @@ def _progress_bar(cfg: DictConfig, callbacks: list) -> list:
     if not _progress_enabled(cfg) or any(isinstance(c, ProgressBar) for c in callbacks):
         return []
     every = max(1, int(trainer_cfg.log_every_n_steps or 1))
-    return [StepProgressBar(show_progress(cfg.get("progress")), refresh_every=every if _uses_cuda(trainer_cfg) else 1,
-                            line_every=every)]
+    return [
+        StepProgressBar(
+            show_progress(cfg.get("progress")),
+            refresh_every=every if _uses_cuda(trainer_cfg) else 1,
+            line_every=every,
+        )
+    ]
 
 
 def _progress_enabled(cfg: DictConfig) -> bool:
     from fastnst.progress import show_progress
 
     progress = cfg.get("progress")  # None (a run saved before the switch existed) = auto
-    return bool(cfg.trainer.enable_progress_bar) and (progress is None or str(progress).lower() == "auto"
-                                                      or show_progress(progress))
+    return bool(cfg.trainer.enable_progress_bar) and (
+        progress is None or str(progress).lower() == "auto" or show_progress(progress)
+    )
 
 
 def _check_multirun_ddp(trainer: pl.Trainer) -> None:
@@ -229,11 +248,16 @@ def _check_multirun_ddp(trainer: pl.Trainer) -> None:
 
     # the Trainer uses pytorch_lightning's own launcher class (not a subclass of Fabric's)
     launcher = getattr(trainer.strategy, "launcher", None)
-    if not (HydraConfig.initialized() and isinstance(launcher, (_SubprocessScriptLauncher, FabricLauncher))
-            and trainer.world_size > 1):
+    if not (
+        HydraConfig.initialized()
+        and isinstance(launcher, (_SubprocessScriptLauncher, FabricLauncher))
+        and trainer.world_size > 1
+    ):
         return
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode == RunMode.MULTIRUN and "BasicLauncher" in str(hydra_cfg.launcher.get("_target_", "")):
+    if hydra_cfg.mode == RunMode.MULTIRUN and "BasicLauncher" in str(
+        hydra_cfg.launcher.get("_target_", "")
+    ):
         raise FastNSTError(
             "trainer=ddp with several devices cannot run inside a local multirun (-m): run one "
             "configuration per command, or send the sweep to a cluster with hydra/launcher=submitit_slurm"
@@ -286,19 +310,28 @@ def remove_untrained_run_dir(run_dir: Path, cfg: DictConfig) -> None:
     if rank_zero_only.rank != 0 or not run_dir.is_dir():
         return
     entries = list(run_dir.iterdir())
-    if any(e.name not in _RUN_DIR_SCAFFOLD and not e.name.startswith("events.out.tfevents.") for e in entries):
+    if any(
+        e.name not in _RUN_DIR_SCAFFOLD and not e.name.startswith("events.out.tfevents.")
+        for e in entries
+    ):
         return
     if any(run_dir.glob("checkpoints/**/*.ckpt")):
         return
     shutil.rmtree(run_dir, ignore_errors=True)
-    root = Path(str(OmegaConf.select(cfg, "paths.output_root", default="") or "/")).expanduser().resolve()
+    root = (
+        Path(str(OmegaConf.select(cfg, "paths.output_root", default="") or "/"))
+        .expanduser()
+        .resolve()
+    )
     parent = run_dir.parent
     while parent != root and root in parent.parents and not any(parent.iterdir()):
         parent.rmdir()
         parent = parent.parent
 
 
-def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: list | None, state: dict) -> dict:
+def _train(
+    cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: list | None, state: dict
+) -> dict:
     style_image_paths(cfg.style)  # a missing style image fails now, not after the data is scanned
     quiet_lightning()
     if cfg.seed is not None:
@@ -314,17 +347,24 @@ def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: lis
     callbacks += _progress_bar(cfg, callbacks)
     callbacks.append(_AnnounceRunDir(run_dir, at_start=bool(cfg.resume)))
     loggers = _instantiate_group(cfg.get("logger"))
-    trainer = state["trainer"] = _make_trainer(_short_run_intervals(cfg.trainer, _progress_enabled(cfg)),
-                                               callbacks, loggers, run_dir)
+    trainer = state["trainer"] = _make_trainer(
+        _short_run_intervals(cfg.trainer, _progress_enabled(cfg)), callbacks, loggers, run_dir
+    )
     _check_multirun_ddp(trainer)
     system = build_system(cfg)
     config_file = run_dir / "config.yaml"
     # a resumed run keeps the config it was started with (the resume's changes are in train.log)
-    if trainer.is_global_zero and not trainer.fast_dev_run and not (cfg.resume and config_file.exists()):
+    if (
+        trainer.is_global_zero
+        and not trainer.fast_dev_run
+        and not (cfg.resume and config_file.exists())
+    ):
         OmegaConf.save(cfg, config_file, resolve=True)
     # Our EpochSampler skips the batches a mid-epoch checkpoint already consumed, so Lightning's
     # "dataloader is not resumable" warning does not apply.
-    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+    warnings.filterwarnings(
+        "ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*"
+    )
     with run_lock(run_dir) if trainer.is_global_zero else contextlib.nullcontext():
         try:
             trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -334,8 +374,14 @@ def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: lis
                 raise KeyboardInterrupt from None
             raise
 
-    diverged_at = next((c.diverged_at for c in trainer.callbacks if isinstance(c, DivergenceGuard)
-                        and c.diverged_at is not None), None)
+    diverged_at = next(
+        (
+            c.diverged_at
+            for c in trainer.callbacks
+            if isinstance(c, DivergenceGuard) and c.diverged_at is not None
+        ),
+        None,
+    )
     if diverged_at is not None:
         last = run_dir / "checkpoints" / "last.ckpt"
         raise FastNSTError(
@@ -367,7 +413,12 @@ def _train(cfg: DictConfig, run_dir: Path, ckpt_path: str | None, callbacks: lis
             evaluate_run(run_dir, overwrite=True)
     if trainer.is_global_zero and not trainer.fast_dev_run:
         print(f"fastnst: run directory {run_dir}" + (f"; model {model_path}" if model_path else ""))
-    return {"run_dir": run_dir, "model_path": model_path, "metrics": metrics, "global_step": trainer.global_step}
+    return {
+        "run_dir": run_dir,
+        "model_path": model_path,
+        "metrics": metrics,
+        "global_step": trainer.global_step,
+    }
 
 
 class _AnnounceRunDir(pl.Callback):
@@ -418,19 +469,28 @@ def resolve_precision(trainer_cfg: DictConfig) -> tuple[str, str | None]:
     if value is None or str(value) != "auto":  # None: Lightning's own default
         return (None if value is None else str(value)), None
     if _uses_cuda(trainer_cfg):
-        return "32-true", "precision 32-true (trainer.precision=auto on CUDA: fp32; trainer=gpu uses bf16-mixed)"
+        return (
+            "32-true",
+            "precision 32-true (trainer.precision=auto on CUDA: fp32; trainer=gpu uses bf16-mixed)",
+        )
     from fastnst.accel.autotune import BF16_FLAGS, cpu_info
 
     name, flags = cpu_info()
     found = [f for f in BF16_FLAGS if f in flags]
     if found:
-        return "bf16-mixed", (f"precision bf16-mixed (trainer.precision=auto): {name} computes bf16 natively "
-                              f"({'/'.join(found)}); Grams and losses stay fp32")
-    return "32-true", (f"precision 32-true (trainer.precision=auto): {name} has no native bf16 "
-                       f"({'/'.join(BF16_FLAGS)}), so bf16 convolutions would be emulated and slower than fp32")
+        return "bf16-mixed", (
+            f"precision bf16-mixed (trainer.precision=auto): {name} computes bf16 natively "
+            f"({'/'.join(found)}); Grams and losses stay fp32"
+        )
+    return "32-true", (
+        f"precision 32-true (trainer.precision=auto): {name} has no native bf16 "
+        f"({'/'.join(BF16_FLAGS)}), so bf16 convolutions would be emulated and slower than fp32"
+    )
 
 
-def _make_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list, run_dir: Path) -> pl.Trainer:
+def _make_trainer(
+    trainer_cfg: DictConfig, callbacks: list, loggers: list, run_dir: Path
+) -> pl.Trainer:
     """The Trainer; a setting this machine cannot run (trainer=gpu without a GPU, too many
     devices) is one line."""
     from hydra.errors import InstantiationException
@@ -443,7 +503,10 @@ def _make_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list, run_d
         trainer_cfg.precision = precision
     try:
         return hydra.utils.instantiate(
-            trainer_cfg, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
+            trainer_cfg,
+            callbacks=callbacks,
+            logger=loggers or False,
+            plugins=[AtomicCheckpointIO()],
             default_root_dir=str(run_dir),
         )
     except InstantiationException as e:
@@ -452,4 +515,12 @@ def _make_trainer(trainer_cfg: DictConfig, callbacks: list, loggers: list, run_d
         raise
 
 
-__all__ = ["train", "build_system", "resolve_precision", "build_optimizer", "check_writable", "check_can_create", "absolute_user_paths"]
+__all__ = [
+    "train",
+    "build_system",
+    "resolve_precision",
+    "build_optimizer",
+    "check_writable",
+    "check_can_create",
+    "absolute_user_paths",
+]

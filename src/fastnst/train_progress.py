@@ -18,8 +18,13 @@ log = logging.getLogger("fastnst.train")
 # Lightning's lines that say nothing about this run: an advert, a note that the default is in use,
 # a deprecation inside Lightning itself, and a warning that a resumed run's checkpoint folder
 # (ours, on purpose) is not empty
-_NOISE_INFO = re.compile(r"💡 Tip: |`Trainer\((limit_val_batches|val_check_interval)=1(\.0)?\)` was configured so ")
-_NOISE_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"Checkpoint directory .* exists and is not empty")
+_NOISE_INFO = re.compile(
+    r"💡 Tip: |`Trainer\((limit_val_batches|val_check_interval)=1(\.0)?\)` was configured so "
+)
+_NOISE_WARNINGS = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Checkpoint directory .* exists and is not empty",
+)
 
 
 class _DropNoise(logging.Filter):
@@ -33,8 +38,11 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
     from lightning_utilities.core import rank_zero
 
-    loggers = {rank_zero.log, logging.getLogger("pytorch_lightning.utilities.rank_zero"),
-               logging.getLogger("lightning_fabric.utilities.rank_zero")}
+    loggers = {
+        rank_zero.log,
+        logging.getLogger("pytorch_lightning.utilities.rank_zero"),
+        logging.getLogger("lightning_fabric.utilities.rank_zero"),
+    }
     for logger in loggers:
         if not any(isinstance(f, _DropNoise) for f in logger.filters):
             logger.addFilter(_DropNoise())
@@ -44,7 +52,13 @@ def _batch_size(batch) -> int:
     """Images in one (per-device) batch: the first dimension of its first tensor."""
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0]) if batch.dim() else 1
-    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (list, tuple)) else ()
+    items = (
+        batch.values()
+        if isinstance(batch, dict)
+        else batch
+        if isinstance(batch, (list, tuple))
+        else ()
+    )
     for item in items:
         n = _batch_size(item)
         if n:
@@ -67,7 +81,11 @@ class StepProgressBar(ProgressBar):
 
     def __init__(self, bar: bool, refresh_every: int = 1, line_every: int = 50):
         super().__init__()
-        self.draw_bar, self.refresh_every, self.line_every = bool(bar), max(1, int(refresh_every)), max(1, int(line_every))
+        self.draw_bar, self.refresh_every, self.line_every = (
+            bool(bar),
+            max(1, int(refresh_every)),
+            max(1, int(line_every)),
+        )
         self._enabled = True
         self._bar = None
         self._redirect = None
@@ -101,8 +119,16 @@ class StepProgressBar(ProgressBar):
             from tqdm.contrib.logging import logging_redirect_tqdm
 
             total = self._total(trainer)
-            self._bar = tqdm(total=total or None, initial=trainer.global_step, desc="train", unit="step",
-                             dynamic_ncols=True, file=sys.stderr, leave=True, smoothing=0.1)
+            self._bar = tqdm(
+                total=total or None,
+                initial=trainer.global_step,
+                desc="train",
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                leave=True,
+                smoothing=0.1,
+            )
             # console log lines (checkpoints, ...) print above the bar instead of through it
             self._redirect = logging_redirect_tqdm()
             self._redirect.__enter__()
@@ -113,7 +139,9 @@ class StepProgressBar(ProgressBar):
         return (step - start_step) / elapsed if elapsed > 0 and step > start_step else 0.0
 
     def _loss(self, trainer) -> str:
-        value = trainer.progress_bar_metrics.get("train/loss", trainer.callback_metrics.get("train/loss"))
+        value = trainer.progress_bar_metrics.get(
+            "train/loss", trainer.callback_metrics.get("train/loss")
+        )
         return "" if value is None else f"{float(value):.3g}"
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -158,4 +186,3 @@ class StepProgressBar(ProgressBar):
         if self._redirect is not None:
             self._redirect.__exit__(None, None, None)
             self._redirect = None
-

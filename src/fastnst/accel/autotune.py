@@ -133,7 +133,9 @@ def timing_image(height: int, width: int) -> torch.Tensor:
     """A fixed smooth image with some fine grain, closer to a photo than uniform noise."""
     g = torch.Generator().manual_seed(0)
     coarse = torch.rand(1, 3, max(1, height // 32), max(1, width // 32), generator=g)
-    smooth = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
+    smooth = torch.nn.functional.interpolate(
+        coarse, size=(height, width), mode="bicubic", align_corners=False
+    )
     return (0.9 * smooth + 0.1 * torch.rand(1, 3, height, width, generator=g)).clamp_(0, 1)
 
 
@@ -162,7 +164,9 @@ class Choice:
         return f"{self.path} ({self.reason}; {self.ms[self.path]:.0f} ms at {h}x{w}; others: {'; '.join(others) or 'none'})"
 
 
-def _best_times(fns: dict, x: torch.Tensor, rounds: int, first: dict | None = None) -> dict[str, float]:
+def _best_times(
+    fns: dict, x: torch.Tensor, rounds: int, first: dict | None = None
+) -> dict[str, float]:
     """The shortest of `rounds` interleaved calls of each function (plus `first`'s times), in ms:
     other work on the machine only ever adds time, so the minimum is the steadiest estimate."""
     times = {name: [first[name]] if first else [] for name in fns}
@@ -174,8 +178,13 @@ def _best_times(fns: dict, x: torch.Tensor, rounds: int, first: dict | None = No
     return {name: 1000 * min(ts) for name, ts in times.items()}
 
 
-def measure(paths: dict[str, Callable[[], Callable]], x: torch.Tensor, skipped: dict[str, str] | None = None,
-            rounds: int = ROUNDS, confirm: torch.Tensor | None = None) -> Choice:
+def measure(
+    paths: dict[str, Callable[[], Callable]],
+    x: torch.Tensor,
+    skipped: dict[str, str] | None = None,
+    rounds: int = ROUNDS,
+    confirm: torch.Tensor | None = None,
+) -> Choice:
     """Build and time each path (`paths`: name -> factory of a callable x -> output) on `x` and
     choose (see the module docstring). `paths` must hold BASELINE; `skipped`: paths not offered
     on this machine, name -> why. `confirm`: a larger input on which a path that beat the default
@@ -190,7 +199,9 @@ def measure(paths: dict[str, Callable[[], Callable]], x: torch.Tensor, skipped: 
         except Exception as e:  # a path that cannot run here (export failure, missing kernel)
             if name == BASELINE:
                 raise
-            skipped[name] = f"failed ({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})"
+            skipped[name] = (
+                f"failed ({type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''})"
+            )
             fns.pop(name, None)
     warm, outputs = {}, {}
     for name, fn in fns.items():
@@ -223,11 +234,21 @@ def measure(paths: dict[str, Callable[[], Callable]], x: torch.Tensor, skipped: 
         gain_again = again[BASELINE] / again[best]
         size = "x".join(str(d) for d in confirm.shape[-2:])
         if gain_again < MIN_GAIN:
-            path, reason = BASELINE, f"the default path kept: {best} {gain:.2f}x faster, but {gain_again:.2f}x at {size}"
+            path, reason = (
+                BASELINE,
+                f"the default path kept: {best} {gain:.2f}x faster, but {gain_again:.2f}x at {size}",
+            )
         else:
             reason = f"{gain:.2f}x the default path, {gain_again:.2f}x at {size}, PSNR {quality[best]:.1f} dB"
-    return Choice(path, reason, ms, {k: round(v, 2) for k, v in quality.items()}, skipped, tuple(x.shape[-2:]),
-                  _clock() - start)
+    return Choice(
+        path,
+        reason,
+        ms,
+        {k: round(v, 2) for k, v in quality.items()},
+        skipped,
+        tuple(x.shape[-2:]),
+        _clock() - start,
+    )
 
 
 def _read(path: Path) -> dict:
@@ -235,7 +256,11 @@ def _read(path: Path) -> dict:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("choices"), dict):
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != CACHE_VERSION
+        or not isinstance(data.get("choices"), dict)
+    ):
         return {}
     return data["choices"]
 
@@ -251,7 +276,10 @@ def _write(path: Path, key: str, choice: Choice) -> None:
         choices[key] = entry
         write_json(path, {"version": CACHE_VERSION, "choices": choices}, indent=1, default=float)
     except OSError as e:  # a read-only home still runs, it only measures again next time
-        print(f"fastnst: autotune: cannot write {path} ({e.strerror or e}); the choice is not kept", file=sys.stderr)
+        print(
+            f"fastnst: autotune: cannot write {path} ({e.strerror or e}); the choice is not kept",
+            file=sys.stderr,
+        )
 
 
 def _from_entry(entry: dict, offered) -> Choice | None:
@@ -262,9 +290,14 @@ def _from_entry(entry: dict, offered) -> Choice | None:
     return choice if choice.path in offered else None
 
 
-def choose(network: str, height: int, width: int, paths: dict[str, Callable[[], Callable]],
-           run: Callable[[Callable, torch.Tensor], torch.Tensor] | None = None,
-           skipped: dict[str, str] | None = None) -> Choice | None:
+def choose(
+    network: str,
+    height: int,
+    width: int,
+    paths: dict[str, Callable[[], Callable]],
+    run: Callable[[Callable, torch.Tensor], torch.Tensor] | None = None,
+    skipped: dict[str, str] | None = None,
+) -> Choice | None:
     """The path to run `network` (a shape description) on (height, width) inputs with: the cached
     choice for this CPU, network, size class and offered paths, else measured now and cached.
     None where there is nothing to choose (autotuning off, or an input too small to tune).
@@ -294,8 +327,10 @@ def choose(network: str, height: int, width: int, paths: dict[str, Callable[[], 
         how = f"cached in {file}"
     if key not in _logged:
         _logged.add(key)
-        print(f"fastnst: CPU path for {network} at ~{cls_side} px on {describe_cpu()}: {choice.summary()}; {how}",
-              file=sys.stderr)
+        print(
+            f"fastnst: CPU path for {network} at ~{cls_side} px on {describe_cpu()}: {choice.summary()}; {how}",
+            file=sys.stderr,
+        )
     return choice
 
 

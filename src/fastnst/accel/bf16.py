@@ -35,7 +35,9 @@ _weights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def applies(net, x: torch.Tensor) -> bool:
     """Whether `forward` computes (up to bf16 rounding) net(x): instance norm, CPU, no gradient."""
-    return net.config["norm"] == "instance" and x.device.type == "cpu" and not torch.is_grad_enabled()
+    return (
+        net.config["norm"] == "instance" and x.device.type == "cpu" and not torch.is_grad_enabled()
+    )
 
 
 def _cached(module: nn.Module, conv: nn.Conv2d, make):
@@ -53,7 +55,9 @@ def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, weight, bias, stride=conv.stride, padding=conv.padding)
 
 
-def _norm(y: torch.Tensor, norm, style, relu: bool, skip: torch.Tensor | None = None) -> torch.Tensor:
+def _norm(
+    y: torch.Tensor, norm, style, relu: bool, skip: torch.Tensor | None = None
+) -> torch.Tensor:
     """[relu](norm(y) [+ skip]) for a bf16 (or fp32) map y, its statistics and affine map in fp32,
     written as a bf16 channels_last map."""
     b, n = y.shape[0], y.shape[-2] * y.shape[-1]
@@ -72,13 +76,17 @@ def _norm(y: torch.Tensor, norm, style, relu: bool, skip: torch.Tensor | None = 
     if bias is not None:
         shift = shift + bias.float()
     out = torch.empty_like(y, dtype=BF16, memory_format=CL)
-    torch.addcmul(shift[..., None, None], y, scale[..., None, None], out=out)  # fp32 math, one bf16 rounding
+    torch.addcmul(
+        shift[..., None, None], y, scale[..., None, None], out=out
+    )  # fp32 math, one bf16 rounding
     if skip is not None:
         out.add_(skip)
     return out.relu_() if relu else out
 
 
-def _layer(layer: nn.Sequential, x: torch.Tensor, style, skip: torch.Tensor | None = None) -> torch.Tensor:
+def _layer(
+    layer: nn.Sequential, x: torch.Tensor, style, skip: torch.Tensor | None = None
+) -> torch.Tensor:
     """A ConvLayer (reflection pad, conv, instance norm [, ReLU]) in bf16."""
     pad, conv, norm = layer[0], layer[1], layer[2]
     y = _conv(conv, F.pad(x, pad.padding, mode="reflect"))
@@ -89,7 +97,9 @@ def _first_layer(layer: nn.Sequential, x: torch.Tensor, style) -> torch.Tensor:
     """The first ConvLayer in fp32 from the fp32 image (NNPACK's FFT where faster): rounding the
     image itself to bf16 cost ~10 dB PSNR on a photo (starry_night, 512 px: 41 instead of 51)."""
     pad, conv, norm = layer[0], layer[1], layer[2]
-    y = fastconv.conv_forward(conv, F.pad(x.to(torch.float32).contiguous(), pad.padding, mode="reflect"))
+    y = fastconv.conv_forward(
+        conv, F.pad(x.to(torch.float32).contiguous(), pad.padding, mode="reflect")
+    )
     return _norm(y, norm, style, relu=len(layer) > 3)
 
 

@@ -76,13 +76,17 @@ def _nnpack_faster(x: torch.Tensor, weight: torch.Tensor, padding: int) -> bool:
     return kh == 3 and out_hw * max(cin, cout) > 2**19 and min(cin, cout) >= 16
 
 
-def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
+def _nnpack(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int
+) -> torch.Tensor:
     # one image per call: NNPACK's inference algorithm (Winograd/FFT) is the fast one at batch 1
     pad = [padding, padding]
     weight = weight.contiguous()  # the backward pass hands in a flipped, transposed view
     if x.shape[0] == 1:
         return torch._nnpack_spatial_convolution(x, weight, bias, pad, [1, 1])
-    return torch.cat([torch._nnpack_spatial_convolution(xi, weight, bias, pad, [1, 1]) for xi in x.split(1)])
+    return torch.cat(
+        [torch._nnpack_spatial_convolution(xi, weight, bias, pad, [1, 1]) for xi in x.split(1)]
+    )
 
 
 class _NNPACKConv(torch.autograd.Function):
@@ -103,17 +107,32 @@ class _NNPACKConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # the input gradient of a stride-1 conv is a "full" conv with the flipped, transposed
             # kernel: the same fast path serves the backward pass (VGG losses, Gatys)
-            grad_x = conv2d(grad_out.contiguous(), weight.transpose(0, 1).flip(2, 3), None, padding=k - 1 - padding)
+            grad_x = conv2d(
+                grad_out.contiguous(),
+                weight.transpose(0, 1).flip(2, 3),
+                None,
+                padding=k - 1 - padding,
+            )
         if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
             _, grad_w, grad_b = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, [weight.shape[0]] if ctx.has_bias else None,
-                [1, 1], [padding, padding], [1, 1], False, [0, 0], 1,
+                grad_out,
+                x,
+                weight,
+                [weight.shape[0]] if ctx.has_bias else None,
+                [1, 1],
+                [padding, padding],
+                [1, 1],
+                False,
+                [0, 0],
+                1,
                 [False, ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]],
             )
         return grad_x, grad_w, grad_b, None
 
 
-def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, padding: int = 0) -> torch.Tensor:
+def conv2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, padding: int = 0
+) -> torch.Tensor:
     """`F.conv2d(x, weight, bias, stride=1, padding=padding)`, through NNPACK where faster."""
     if (
         fast_path_allowed(x)

@@ -30,24 +30,32 @@ from fastnst.transformer import ConditionalInstanceNorm2d, one_hot
 _CANCELLATION_LIMIT = 1000.0
 
 
-def _padded_empty(like: torch.Tensor, channels: int, height: int, width: int, pad: int) -> torch.Tensor:
+def _padded_empty(
+    like: torch.Tensor, channels: int, height: int, width: int, pad: int
+) -> torch.Tensor:
     return like.new_empty(like.shape[0], channels, height + 2 * pad, width + 2 * pad)
 
 
 def _interior(buf: torch.Tensor, pad: int) -> torch.Tensor:
-    return buf[..., pad:buf.shape[-2] - pad, pad:buf.shape[-1] - pad]
+    return buf[..., pad : buf.shape[-2] - pad, pad : buf.shape[-1] - pad]
 
 
 def _fill_border(buf: torch.Tensor, pad: int, mode: str) -> torch.Tensor:
     """Fill the `pad`-wide frame of `buf` from its interior, as F.pad(mode=reflect|replicate)."""
     h, w = buf.shape[-2] - 2 * pad, buf.shape[-1] - 2 * pad
     rows = slice(pad, pad + h)
-    for i in range(pad):  # columns first (interior rows), then full-width rows: corners come out right
-        src_left, src_right = (2 * pad - i, pad + w - 1 - (pad - i)) if mode == "reflect" else (pad, pad + w - 1)
+    for i in range(
+        pad
+    ):  # columns first (interior rows), then full-width rows: corners come out right
+        src_left, src_right = (
+            (2 * pad - i, pad + w - 1 - (pad - i)) if mode == "reflect" else (pad, pad + w - 1)
+        )
         buf[..., rows, i] = buf[..., rows, src_left]
         buf[..., rows, pad + w + (pad - 1 - i)] = buf[..., rows, src_right]
     for i in range(pad):
-        src_top, src_bottom = (2 * pad - i, pad + h - 1 - (pad - i)) if mode == "reflect" else (pad, pad + h - 1)
+        src_top, src_bottom = (
+            (2 * pad - i, pad + h - 1 - (pad - i)) if mode == "reflect" else (pad, pad + h - 1)
+        )
         buf[..., i, :] = buf[..., src_top, :]
         buf[..., pad + h + (pad - 1 - i), :] = buf[..., src_bottom, :]
     return buf
@@ -84,8 +92,15 @@ def _norm_coefficients(x: torch.Tensor, norm: torch.nn.InstanceNorm2d, stats=Non
     return scale, shift
 
 
-def _norm_into(x: torch.Tensor, norm, dest: torch.Tensor, relu: bool, skip: torch.Tensor | None = None,
-               stats=None, style=None) -> None:
+def _norm_into(
+    x: torch.Tensor,
+    norm,
+    dest: torch.Tensor,
+    relu: bool,
+    skip: torch.Tensor | None = None,
+    stats=None,
+    style=None,
+) -> None:
     """dest = [relu](norm(x) [+ skip]) in one elementwise pass (plus the ReLU's), x (B, C, H, W)."""
     scale, shift = _norm_coefficients(x, norm, stats, style)
     scale, shift = scale[..., None, None], shift[..., None, None]
@@ -103,8 +118,12 @@ def _shuffle_norm_into(y: torch.Tensor, norm, dest: torch.Tensor, stats=None, st
     c = c4 // 4
     scale, shift = _norm_coefficients(y, norm, stats, style)
     phases = y.view(b, c, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)  # (B, C, h, i, w, j)
-    torch.addcmul(shift[..., None, None, None, None], phases, scale[..., None, None, None, None],
-                  out=dest.view(b, c, h, 2, w, 2))
+    torch.addcmul(
+        shift[..., None, None, None, None],
+        phases,
+        scale[..., None, None, None, None],
+        out=dest.view(b, c, h, 2, w, 2),
+    )
     dest.clamp_min_(0)
 
 
@@ -122,8 +141,15 @@ class _Norms:
         return {"stats": self.stats.get(norm), "style": self.style}
 
 
-def _conv_to_padded(layer, x: torch.Tensor, pad: int, mode: str, norms: _Norms, relu: bool = True,
-                    skip: torch.Tensor | None = None) -> torch.Tensor:
+def _conv_to_padded(
+    layer,
+    x: torch.Tensor,
+    pad: int,
+    mode: str,
+    norms: _Norms,
+    relu: bool = True,
+    skip: torch.Tensor | None = None,
+) -> torch.Tensor:
     """ConvLayer (conv + instance norm [+ ReLU]) on padded x, written into a buffer padded by `pad`."""
     y = fastconv.conv_forward(layer[1], x)  # NNPACK where faster, on the padded input
     buf = _padded_empty(y, y.shape[1], y.shape[-2], y.shape[-1], pad)
@@ -131,7 +157,9 @@ def _conv_to_padded(layer, x: torch.Tensor, pad: int, mode: str, norms: _Norms, 
     return _fill_border(buf, pad, mode)
 
 
-def _upsample_to_padded(up, x_padded: torch.Tensor, pad: int, mode: str, norms: _Norms) -> torch.Tensor:
+def _upsample_to_padded(
+    up, x_padded: torch.Tensor, pad: int, mode: str, norms: _Norms
+) -> torch.Tensor:
     """UpsampleConv (2x) on a replicate-padded input, via its cached sub-pixel kernels."""
     kernels, bias = subpixel_kernels(up)
     y = fastconv.conv2d(x_padded, kernels, bias)
@@ -163,7 +191,8 @@ def _hooked(net) -> bool:
     if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
         return True
     return any(
-        m._forward_hooks or m._forward_pre_hooks
+        m._forward_hooks
+        or m._forward_pre_hooks
         or getattr(m.forward, "__func__", None) is not type(m).forward  # replaced on the instance
         for m in net.modules()
     )
@@ -177,7 +206,9 @@ def forward(net, x: torch.Tensor, style: torch.Tensor | None = None, stats=None)
 
 
 @torch.no_grad()
-def fused_forward(net, x: torch.Tensor, style: torch.Tensor | None = None, stats=None) -> torch.Tensor:
+def fused_forward(
+    net, x: torch.Tensor, style: torch.Tensor | None = None, stats=None
+) -> torch.Tensor:
     """TransformerNet.forward for `can_fuse` inputs."""
     if net.styles and style is None:
         style = one_hot(0, len(net.styles), x)
@@ -193,8 +224,15 @@ def fused_forward(net, x: torch.Tensor, style: torch.Tensor | None = None, stats
         a = _conv_to_padded(first, h, 1, "reflect", norms)
         last = i == len(blocks) - 1
         # the last block feeds the sub-pixel upsampling, which wants replicate padding
-        h = _conv_to_padded(second, a, 1, "replicate" if last else "reflect", norms, relu=False,
-                            skip=_interior(h, 1))
+        h = _conv_to_padded(
+            second,
+            a,
+            1,
+            "replicate" if last else "reflect",
+            norms,
+            relu=False,
+            skip=_interior(h, 1),
+        )
     h = _upsample_to_padded(net.up1, h, 1, "replicate", norms)
     h = _upsample_to_padded(net.up2, h, 4, "reflect", norms)
     return torch.sigmoid_(fastconv.conv_forward(net.out[1], h))

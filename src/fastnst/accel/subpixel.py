@@ -26,7 +26,10 @@ from fastnst.transformer import UpsampleConv
 # Which original 3x3 taps (columns) land on which low-resolution tap (rows) for output phase 0
 # (rows i-1, i, i of the upsampled map) and phase 1 (rows i, i, i+1).
 _PHASE_TAPS = torch.tensor(
-    [[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]
+    [
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
+        [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+    ]
 )
 
 # UpsampleConv -> (weight versions, (kernels, bias)): the inference kernels, recomputed when the

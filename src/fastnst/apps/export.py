@@ -17,7 +17,11 @@ from fastnst.preflight import ensure_writable
 
 def export_cli(cfg: DictConfig) -> Path:
     """`python export.py model=... format=onnx|torchscript output=...`"""
-    model = str(required(cfg, "model", "(an exported .pt, a .ckpt, a run directory or a bundled style name)"))
+    model = str(
+        required(
+            cfg, "model", "(an exported .pt, a .ckpt, a run directory or a bundled style name)"
+        )
+    )
     source = zoo.resolve_model(model)  # a file or run dir, else a bundled style (`the_scream`)
     fmt = str(cfg.format).lower()
     if fmt not in FORMATS:
@@ -28,7 +32,9 @@ def export_cli(cfg: DictConfig) -> Path:
         base = resolve_user_path(source.stem)  # a bundled network: into the current folder
     else:
         base = source.with_suffix("")
-    output = base.with_suffix(FORMATS[fmt])  # default: next to the model (<run_dir>/model.onnx, <name>.onnx)
+    output = base.with_suffix(
+        FORMATS[fmt]
+    )  # default: next to the model (<run_dir>/model.onnx, <name>.onnx)
     if is_set(cfg, "output"):
         given = str(cfg.output)
         output = resolve_user_path(given)
@@ -38,7 +44,15 @@ def export_cli(cfg: DictConfig) -> Path:
     refuse_to_overwrite(output, bool(cfg.overwrite))
     ensure_writable(output)  # before the network loads
     net, meta = load_network(source, trust_model_file=bool(cfg.trust_model_file))
-    path = export_model(net, output, fmt, meta=meta, overwrite=bool(cfg.overwrite), check=bool(cfg.check))
-    styles = f"; input {STYLE_INPUT_NAME} float32 ({len(net.styles)},): {', '.join(net.styles)}" if net.styles else ""
-    print(f"wrote {path} ({fmt}; input float32 (B,3,H,W) RGB in [0,1] -> same shape in [0,1]{styles})")
+    path = export_model(
+        net, output, fmt, meta=meta, overwrite=bool(cfg.overwrite), check=bool(cfg.check)
+    )
+    styles = (
+        f"; input {STYLE_INPUT_NAME} float32 ({len(net.styles)},): {', '.join(net.styles)}"
+        if net.styles
+        else ""
+    )
+    print(
+        f"wrote {path} ({fmt}; input float32 (B,3,H,W) RGB in [0,1] -> same shape in [0,1]{styles})"
+    )
     return path

@@ -51,7 +51,9 @@ def run_gatys(cfg: DictConfig) -> GatysResult:
     content_path = resolve_user_path(required(cfg, "content", f"e.g. `python gatys.py {example}`"))
     output = resolve_user_path(required(cfg, "output", f"e.g. `python gatys.py {example}`"))
     if str(cfg.output).endswith(("/", os.sep)):
-        raise FastNSTError(f"{output}: is a folder, expected an output file name (e.g. {output / 'out.png'})")
+        raise FastNSTError(
+            f"{output}: is a folder, expected an output file name (e.g. {output / 'out.png'})"
+        )
     overwrite = bool(cfg.overwrite)
     iterations, save_every = int(cfg.iterations), int(cfg.save_every or 0)
 
@@ -74,13 +76,21 @@ def run_gatys(cfg: DictConfig) -> GatysResult:
     photo = open_rgb(content_path)
     size = cfg.size
     if size is not None and int(size) < MIN_SIDE:
-        raise FastNSTError(f"size must be at least {MIN_SIDE} px (or null for the photo's size), got {size}")
+        raise FastNSTError(
+            f"size must be at least {MIN_SIDE} px (or null for the photo's size), got {size}"
+        )
     h, w = fit_size(photo.height, photo.width, int(size) if size is not None else None)
     content = fit_image(photo, max(h, w)).to(device)  # the photo is decoded once
     sizes = scale_sizes(h, w, _scales_option(cfg.scales))
 
     with user_errors_unwrapped():  # e.g. a missing vgg.weights file, raised inside instantiate
-        loss = build_loss(cfg.loss, cfg.style, vgg_weights=str(cfg.vgg.weights), device=device, style_size=max(h, w))
+        loss = build_loss(
+            cfg.loss,
+            cfg.style,
+            vgg_weights=str(cfg.vgg.weights),
+            device=device,
+            style_size=max(h, w),
+        )
     style_images = None
     if len(sizes) > 1:
         style_size = cfg.style.get("size") or max(h, w)
@@ -97,24 +107,58 @@ def run_gatys(cfg: DictConfig) -> GatysResult:
         save_image(finish(image).cpu(), intermediate_path(output, it), overwrite=overwrite)
 
     result = stylize_gatys(
-        content, loss, iterations=iterations, optimizer=str(cfg.optimizer), lr=float(cfg.lr),
-        init=str(cfg.init), noise=float(cfg.noise), seed=cfg.seed,
-        scales=[max(s) for s in sizes], style_images=style_images, style_weights=style_weights,
-        save_every=save_every, on_save=on_save, progress=bool(cfg.progress),
+        content,
+        loss,
+        iterations=iterations,
+        optimizer=str(cfg.optimizer),
+        lr=float(cfg.lr),
+        init=str(cfg.init),
+        noise=float(cfg.noise),
+        seed=cfg.seed,
+        scales=[max(s) for s in sizes],
+        style_images=style_images,
+        style_weights=style_weights,
+        save_every=save_every,
+        on_save=on_save,
+        progress=bool(cfg.progress),
     )
     save_image(finish(result.image).cpu(), output, overwrite=overwrite)
-    _write_log(log_path(output), cfg, result, content_path, style_paths, style_weights, device, overwrite)
-    print(f"wrote {output} (best loss {result.best_loss:.6g} at iteration {result.best_iteration}, "
-          f"{result.wall_time_s:.1f}s; loss log {log_path(output).name})")
+    _write_log(
+        log_path(output), cfg, result, content_path, style_paths, style_weights, device, overwrite
+    )
+    print(
+        f"wrote {output} (best loss {result.best_loss:.6g} at iteration {result.best_iteration}, "
+        f"{result.wall_time_s:.1f}s; loss log {log_path(output).name})"
+    )
     return result
 
 
-def _write_log(path: Path, cfg: DictConfig, result: GatysResult, content_path: Path, style_paths,
-               style_weights, device, overwrite: bool) -> None:
+def _write_log(
+    path: Path,
+    cfg: DictConfig,
+    result: GatysResult,
+    content_path: Path,
+    style_paths,
+    style_weights,
+    device,
+    overwrite: bool,
+) -> None:
     settings = {
         k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-        for k in ("size", "iterations", "optimizer", "lr", "init", "noise", "seed", "scales",
-                  "save_every", "preserve_color", "vgg", "loss")
+        for k in (
+            "size",
+            "iterations",
+            "optimizer",
+            "lr",
+            "init",
+            "noise",
+            "seed",
+            "scales",
+            "save_every",
+            "preserve_color",
+            "vgg",
+            "loss",
+        )
         if k in cfg
     }
     log = {

@@ -43,7 +43,9 @@ def stylize_image_file(stylizer: Stylizer, src: Path, dst: Path, overwrite: bool
     return save_image(stylizer(src), dst, overwrite=overwrite)
 
 
-def stylize_folder(stylizer: Stylizer, src: Path, dst: Path, overwrite: bool = False, progress: bool = True) -> tuple[int, list[str]]:
+def stylize_folder(
+    stylizer: Stylizer, src: Path, dst: Path, overwrite: bool = False, progress: bool = True
+) -> tuple[int, list[str]]:
     """Every image under `src` (recursively) -> the same relative path under `dst`.
     Unreadable files are reported and skipped; returns (written, failure messages)."""
     from tqdm import tqdm
@@ -98,10 +100,14 @@ def stylize_folder(stylizer: Stylizer, src: Path, dst: Path, overwrite: bool = F
 def _model_argument(cfg: DictConfig):
     """model=<run dir | file> or, without it, style=<bundled style> (fastnst.zoo)."""
     if is_set(cfg, "model"):
-        return zoo.resolve_model(cfg.model)  # style= then picks a style inside a multi-style network
+        return zoo.resolve_model(
+            cfg.model
+        )  # style= then picks a style inside a multi-style network
     if not is_set(cfg, "style"):
-        raise FastNSTError("model=<run dir | model file> or style=<bundled style> is required "
-                           f"(bundled: {', '.join(zoo.bundled_styles()) or 'none'}; styles=list describes them)")
+        raise FastNSTError(
+            "model=<run dir | model file> or style=<bundled style> is required "
+            f"(bundled: {', '.join(zoo.bundled_styles()) or 'none'}; styles=list describes them)"
+        )
     return zoo.bundled_network(str(cfg.style))
 
 
@@ -109,14 +115,20 @@ def _style_options(cfg: DictConfig) -> dict:
     """style=/mix= for a multi-style network given with model= (style= alone names a bundled network)."""
     mix = cfg.mix
     if mix is not None and not OmegaConf.is_dict(mix):
-        raise FastNSTError(f"mix must be a mapping of style names to weights, e.g. 'mix={{starry_night: 0.7, wave: 0.3}}', "
-                           f"got mix={mix}")
+        raise FastNSTError(
+            f"mix must be a mapping of style names to weights, e.g. 'mix={{starry_night: 0.7, wave: 0.3}}', "
+            f"got mix={mix}"
+        )
     has_model = is_set(cfg, "model")
     if mix is not None and not has_model:
-        raise FastNSTError("mix= blends the styles of a multi-style network: pass model=<run dir | file> too")
+        raise FastNSTError(
+            "mix= blends the styles of a multi-style network: pass model=<run dir | file> too"
+        )
     style = cfg.style if has_model else None
-    return {"style": None if style is None else str(style),
-            "mix": None if mix is None else OmegaConf.to_container(mix, resolve=True)}
+    return {
+        "style": None if style is None else str(style),
+        "mix": None if mix is None else OmegaConf.to_container(mix, resolve=True),
+    }
 
 
 def stylize_cli(cfg: DictConfig) -> None:
@@ -135,24 +147,43 @@ def stylize_cli(cfg: DictConfig) -> None:
     if not src.exists():
         raise FastNSTError(f"{src}: input not found")
     if temporal[0] and not is_video_file(src):
-        raise FastNSTError(f"{src}: temporal={temporal[0]} smooths videos (.mp4, .webm, ...), not images or folders")
+        raise FastNSTError(
+            f"{src}: temporal={temporal[0]} smooths videos (.mp4, .webm, ...), not images or folders"
+        )
     dst = resolve_user_path(cfg.output) if is_set(cfg, "output") else _default_output(src)
     overwrite = bool(cfg.overwrite)
     dst = _check_output(src, dst, str(cfg.output or "").endswith(("/", os.sep)), overwrite)
     stylizer = Stylizer.load(
-        model, device=str(cfg.device), backend=str(cfg.backend), precision=str(cfg.precision),
-        compile=bool(cfg.compile), trust_model_file=bool(cfg.trust_model_file), size=cfg.size,
-        preserve_color=bool(cfg.preserve_color), strength=float(cfg.strength), tile=cfg.tile,
-        stroke_scale=cfg.stroke_scale, batch_size=int(cfg.batch_size), **style_options,
+        model,
+        device=str(cfg.device),
+        backend=str(cfg.backend),
+        precision=str(cfg.precision),
+        compile=bool(cfg.compile),
+        trust_model_file=bool(cfg.trust_model_file),
+        size=cfg.size,
+        preserve_color=bool(cfg.preserve_color),
+        strength=float(cfg.strength),
+        tile=cfg.tile,
+        stroke_scale=cfg.stroke_scale,
+        batch_size=int(cfg.batch_size),
+        **style_options,
     )
     if src.is_dir():
         written, failures = stylize_folder(stylizer, src, dst, overwrite=overwrite)
         print(f"wrote {written} image(s) to {dst}")
         if failures:
-            raise FastNSTError(f"{len(failures)} of {written + len(failures)} image(s) failed (first: {failures[0]})")
+            raise FastNSTError(
+                f"{len(failures)} of {written + len(failures)} image(s) failed (first: {failures[0]})"
+            )
     elif is_video_file(src):
-        frames = stylize_video(stylizer, src, dst, overwrite=overwrite, temporal=temporal[0],
-                               temporal_strength=temporal[1])
+        frames = stylize_video(
+            stylizer,
+            src,
+            dst,
+            overwrite=overwrite,
+            temporal=temporal[0],
+            temporal_strength=temporal[1],
+        )
         print(f"wrote {dst} ({frames} frames)")
     else:
         dst.parent.mkdir(parents=True, exist_ok=True)

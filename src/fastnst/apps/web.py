@@ -61,11 +61,16 @@ def find_models(folder: Path) -> dict[str, Path]:
     if folder.is_file():
         return {folder.stem: folder}
     if not folder.is_dir():
-        raise FastNSTError(f"models={folder}: not found (a folder of runs / model files, or one model file)")
+        raise FastNSTError(
+            f"models={folder}: not found (a folder of runs / model files, or one model file)"
+        )
     found: dict[str, Path] = {}
-    runs = {p.parent.parent if p.parent.name == "checkpoints" else p.parent
-            for marker in RUN_MARKERS for p in folder.rglob(Path(marker).name)
-            if p.as_posix().endswith(marker)}
+    runs = {
+        p.parent.parent if p.parent.name == "checkpoints" else p.parent
+        for marker in RUN_MARKERS
+        for p in folder.rglob(Path(marker).name)
+        if p.as_posix().endswith(marker)
+    }
     for run in sorted(runs):
         found[run.relative_to(folder).as_posix() or run.name] = run
     for path in sorted(folder.rglob("*")):
@@ -84,7 +89,7 @@ def model_catalog(models: str | os.PathLike | None) -> dict[str, Path]:
 
 
 def parse_mix(text: str) -> dict[str, float]:
-    """"starry_night: 0.7, wave: 0.3" -> {"starry_night": 0.7, "wave": 0.3}; one line when malformed
+    """ "starry_night: 0.7, wave: 0.3" -> {"starry_night": 0.7, "wave": 0.3}; one line when malformed
     (the Stylizer then checks the names and normalises the weights)."""
     mix = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -94,7 +99,9 @@ def parse_mix(text: str) -> dict[str, float]:
                 raise ValueError
             mix[name.strip()] = float(weight)
         except ValueError:
-            raise FastNSTError(f"blend {text!r}: write it as 'style: weight, style: weight'") from None
+            raise FastNSTError(
+                f"blend {text!r}: write it as 'style: weight, style: weight'"
+            ) from None
     return mix
 
 
@@ -195,11 +202,15 @@ class WebApp:
         from fastnst.stylize import Stylizer
 
         if label not in self.catalog:
-            raise FastNSTError(f"unknown style {label!r}; choose one of: {', '.join(self.catalog) or 'none offered'}")
+            raise FastNSTError(
+                f"unknown style {label!r}; choose one of: {', '.join(self.catalog) or 'none offered'}"
+            )
         with self._load_lock:
             if label not in self._stylizers:
                 self._stylizers[label] = Stylizer.load(self.catalog[label], device=self.device)
-                self._runners[label] = ThreadPoolExecutor(1, thread_name_prefix=f"fastnst-{_slug(label)}")
+                self._runners[label] = ThreadPoolExecutor(
+                    1, thread_name_prefix=f"fastnst-{_slug(label)}"
+                )
             return self._stylizers[label], self._runners[label]
 
     def network_styles(self, label: str | None) -> list[str]:
@@ -226,9 +237,17 @@ class WebApp:
 
     # -- Photo tab ---------------------------------------------------------------------------
 
-    def stylize_photo(self, photo, style: str | None, strength: float = 1.0, keep_colours: bool = False,
-                      output_size: str | int | None = "512", network_style: str | None = None,
-                      mix: str | None = None, stroke_scale: float = 1.0) -> PhotoResult:
+    def stylize_photo(
+        self,
+        photo,
+        style: str | None,
+        strength: float = 1.0,
+        keep_colours: bool = False,
+        output_size: str | int | None = "512",
+        network_style: str | None = None,
+        mix: str | None = None,
+        stroke_scale: float = 1.0,
+    ) -> PhotoResult:
         """One upload -> the full-size stylized PNG (its path) and a one-line status.
         network_style / mix: a multi-style network's style, or a blend "name: weight, ...";
         stroke_scale: how large the network paints, relative to the scale it was made for (Stylizer)."""
@@ -236,35 +255,56 @@ class WebApp:
         if path is None:
             return PhotoResult(None, "Upload or paste a photo.")
         if not style:
-            return PhotoResult(None, "error: no style to apply (start the app with models=<folder of runs>)")
+            return PhotoResult(
+                None, "error: no style to apply (start the app with models=<folder of runs>)"
+            )
 
         def work() -> PhotoResult:
             image = read_photo(path, self.max_side, self.max_megapixels)
             size = None if str(output_size) in ("original", "None", "") else int(output_size)
             options = self._style_options(style, network_style, mix)
             start = time.perf_counter()
-            result = self.run_network(style, lambda stylizer: stylizer(
-                image, size=size, strength=float(strength), preserve_color=bool(keep_colours),
-                stroke_scale=float(stroke_scale), **options))
+            result = self.run_network(
+                style,
+                lambda stylizer: stylizer(
+                    image,
+                    size=size,
+                    strength=float(strength),
+                    preserve_color=bool(keep_colours),
+                    stroke_scale=float(stroke_scale),
+                    **options,
+                ),
+            )
             elapsed = time.perf_counter() - start
             name = _slug(style) + (f"_{_slug(options['style'])}" if "style" in options else "")
             name += "_blend" if "mix" in options else ""
             out = self.output_dir / uuid.uuid4().hex[:12] / f"{Path(path).stem}_{name}.png"
             save_image(result, out, png_compress_level=1)  # served once: speed over size
-            return PhotoResult(str(out), f"{result.width}x{result.height} px, {name}, {elapsed:.2f} s")
+            return PhotoResult(
+                str(out), f"{result.width}x{result.height} px, {name}, {elapsed:.2f} s"
+            )
 
         return _guarded(work, lambda message: PhotoResult(None, message))
 
     # -- Webcam tab --------------------------------------------------------------------------
 
-    def stylize_frame(self, frame: np.ndarray | None, style: str | None,
-                      network_style: str | None = None) -> np.ndarray | None:
+    def stylize_frame(
+        self, frame: np.ndarray | None, style: str | None, network_style: str | None = None
+    ) -> np.ndarray | None:
         """One camera frame (H, W, 3 uint8) -> stylized at `webcam_size` px (longer side)."""
         if frame is None or not style:
             return None
         options = self._style_options(style, network_style, None)
-        x = torch.from_numpy(np.array(frame[..., :3])).permute(2, 0, 1).unsqueeze(0).float().div_(255)
-        y = self.run_network(style, lambda stylizer: stylizer.stylize_tensor(x, size=self.webcam_size, **options))
+        x = (
+            torch.from_numpy(np.array(frame[..., :3]))
+            .permute(2, 0, 1)
+            .unsqueeze(0)
+            .float()
+            .div_(255)
+        )
+        y = self.run_network(
+            style, lambda stylizer: stylizer.stylize_tensor(x, size=self.webcam_size, **options)
+        )
         return y[0].mul(255).round_().byte().permute(1, 2, 0).numpy()
 
     # -- Gatys tab ---------------------------------------------------------------------------
@@ -272,16 +312,25 @@ class WebApp:
     def gatys_loss(self):
         """The perceptual loss (its VGG19) loaded once; the painting's targets are set per run."""
         if self._gatys_loss is None:
-
             from fastnst.artifacts import resolve_device
             from fastnst.style import instantiate_loss
 
-            loss = instantiate_loss(OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml"), vgg_weights="embedded")
+            loss = instantiate_loss(
+                OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml"), vgg_weights="embedded"
+            )
             self._gatys_loss = loss.to(resolve_device(self.device))
         return self._gatys_loss
 
-    def run_gatys(self, painting, photo, iterations: int = 100, size: int = 256, session: str = "",
-                  every: int = 10, progress: Callable[[float, str], None] | None = None) -> Iterator[tuple]:
+    def run_gatys(
+        self,
+        painting,
+        photo,
+        iterations: int = 100,
+        size: int = 256,
+        session: str = "",
+        every: int = 10,
+        progress: Callable[[float, str], None] | None = None,
+    ) -> Iterator[tuple]:
         """Yields (image or None, status) as the optimization goes: an intermediate every
         `every` iterations, then the best image. `cancel_gatys(session)` stops it."""
         painting_path, photo_path = upload_path(painting), upload_path(photo)
@@ -292,8 +341,16 @@ class WebApp:
         self._gatys_stops[session] = stop
         updates: queue.Queue = queue.Queue()
         try:
-            yield from self._gatys_updates(painting_path, photo_path, int(iterations), int(size), int(every),
-                                           stop, updates, progress)
+            yield from self._gatys_updates(
+                painting_path,
+                photo_path,
+                int(iterations),
+                int(size),
+                int(every),
+                stop,
+                updates,
+                progress,
+            )
         finally:
             stop.set()  # a client that went away (or a cancel) ends the optimization too
             if self._gatys_stops.get(session) is stop:
@@ -305,12 +362,16 @@ class WebApp:
             stop.set()
         return "Cancelled."
 
-    def _gatys_updates(self, painting_path, photo_path, iterations, size, every, stop, updates, progress):
+    def _gatys_updates(
+        self, painting_path, photo_path, iterations, size, every, stop, updates, progress
+    ):
         try:
             painting = read_photo(painting_path, self.max_side, self.max_megapixels)
             photo = read_photo(photo_path, self.max_side, self.max_megapixels)
             if not 1 <= iterations <= self.gatys_max_iterations:
-                raise FastNSTError(f"iterations must be between 1 and {self.gatys_max_iterations}, got {iterations}")
+                raise FastNSTError(
+                    f"iterations must be between 1 and {self.gatys_max_iterations}, got {iterations}"
+                )
         except Exception as e:  # noqa: BLE001
             yield None, _message(e)
             return
@@ -321,7 +382,13 @@ class WebApp:
         def on_iteration(it: int, image: torch.Tensor) -> None:
             if stop.is_set():
                 raise Cancelled
-            updates.put(("image" if it % every == 0 else "step", it, image.cpu() if it % every == 0 else None))
+            updates.put(
+                (
+                    "image" if it % every == 0 else "step",
+                    it,
+                    image.cpu() if it % every == 0 else None,
+                )
+            )
 
         def work() -> None:
             try:
@@ -341,9 +408,13 @@ class WebApp:
             if kind == "image":
                 yield tensor_to_pil(payload), f"iteration {it}/{iterations}"
             elif kind == "done":
-                yield tensor_to_pil(payload.image.cpu()), (
-                    f"done: best loss {payload.best_loss:.4g} at iteration {payload.best_iteration}, "
-                    f"{payload.wall_time_s:.1f} s")
+                yield (
+                    tensor_to_pil(payload.image.cpu()),
+                    (
+                        f"done: best loss {payload.best_loss:.4g} at iteration {payload.best_iteration}, "
+                        f"{payload.wall_time_s:.1f} s"
+                    ),
+                )
                 return
             elif kind == "cancelled":
                 yield None, "Cancelled."
@@ -352,7 +423,9 @@ class WebApp:
                 yield None, _message(payload)
                 return
 
-    def _optimize(self, painting: Image.Image, photo: Image.Image, iterations: int, size: int, on_iteration):
+    def _optimize(
+        self, painting: Image.Image, photo: Image.Image, iterations: int, size: int, on_iteration
+    ):
         from fastnst.gatys import scale_sizes, stylize_gatys
         from fastnst.images import resize_tensor
 
@@ -365,8 +438,16 @@ class WebApp:
         style = resize_tensor(style, (ph, pw)).to(device)
         loss.set_style_targets(loss.style_grams(style))
         sizes = scale_sizes(h, w, "auto")
-        return stylize_gatys(content, loss, iterations=iterations, scales=[max(s) for s in sizes],
-                             style_images=[style], save_every=1, on_save=on_iteration, seed=0)
+        return stylize_gatys(
+            content,
+            loss,
+            iterations=iterations,
+            scales=[max(s) for s in sizes],
+            style_images=[style],
+            save_every=1,
+            on_save=on_iteration,
+            seed=0,
+        )
 
 
 def _model_bytes(path: Path) -> int:
@@ -416,8 +497,10 @@ def network_style_choices(app: WebApp, label: str | None):
         styles = app.network_styles(label)
     except Exception:  # noqa: BLE001 - reported by the stylize request itself
         styles = []
-    return (gr.update(choices=styles, value=styles[0] if styles else None, visible=bool(styles)),
-            gr.update(visible=len(styles) > 1))
+    return (
+        gr.update(choices=styles, value=styles[0] if styles else None, visible=bool(styles)),
+        gr.update(visible=len(styles) > 1),
+    )
 
 
 def photo_input(**kwargs):
@@ -426,7 +509,9 @@ def photo_input(**kwargs):
     instead of our one-line message."""
     import gradio as gr
 
-    component = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], **kwargs)
+    component = gr.Image(
+        type="filepath", image_mode=None, sources=["upload", "clipboard"], **kwargs
+    )
 
     def preprocess(payload):
         if payload is None:
@@ -454,7 +539,9 @@ def live_frame(**kwargs):
             return None
         buffer = io.BytesIO()
         Image.fromarray(value).save(buffer, format="JPEG", quality=85)
-        return ImageData(url="data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode())
+        return ImageData(
+            url="data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+        )
 
     component.postprocess = postprocess
     return component
@@ -465,61 +552,143 @@ def build_ui(app: WebApp):
 
     choices = app.choices()
     with gr.Blocks(title="fastnst") as demo:
-        gr.Markdown("# fastnst: neural style transfer\nStylize a photo with a trained network, "
-                    "the webcam live, or any painting with Gatys optimization.")
+        gr.Markdown(
+            "# fastnst: neural style transfer\nStylize a photo with a trained network, "
+            "the webcam live, or any painting with Gatys optimization."
+        )
         with gr.Tab("Photo", id="photo"):
             with gr.Row():
                 with gr.Column():
                     photo = photo_input(label="Photo", elem_id="photo-input")
-                    style = gr.Dropdown(choices, value=choices[0] if choices else None, label="Style",
-                                        elem_id="photo-style")
-                    network_style = gr.Dropdown([], label="Style in this network", visible=False,
-                                                elem_id="photo-network-style")
-                    mix = gr.Textbox("", label="Blend (e.g. starry_night: 0.7, wave: 0.3); empty = the style above",
-                                     visible=False, elem_id="photo-mix")
+                    style = gr.Dropdown(
+                        choices,
+                        value=choices[0] if choices else None,
+                        label="Style",
+                        elem_id="photo-style",
+                    )
+                    network_style = gr.Dropdown(
+                        [],
+                        label="Style in this network",
+                        visible=False,
+                        elem_id="photo-network-style",
+                    )
+                    mix = gr.Textbox(
+                        "",
+                        label="Blend (e.g. starry_night: 0.7, wave: 0.3); empty = the style above",
+                        visible=False,
+                        elem_id="photo-mix",
+                    )
                     strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
                     keep_colours = gr.Checkbox(False, label="Keep the photo's colours")
-                    stroke_scale = gr.Slider(0.5, 4, value=1.0, step=0.25, elem_id="photo-stroke-scale",
-                                             label="Stroke scale (2 = strokes twice as large)")
-                    output_size = gr.Dropdown(list(OUTPUT_SIZES), value="512",
-                                              label="Output size (longer side, px)")
+                    stroke_scale = gr.Slider(
+                        0.5,
+                        4,
+                        value=1.0,
+                        step=0.25,
+                        elem_id="photo-stroke-scale",
+                        label="Stroke scale (2 = strokes twice as large)",
+                    )
+                    output_size = gr.Dropdown(
+                        list(OUTPUT_SIZES), value="512", label="Output size (longer side, px)"
+                    )
                     run = gr.Button("Stylize", variant="primary", elem_id="photo-run")
                 with gr.Column():
-                    result = gr.Image(label="Stylized (download: full size PNG)", type="filepath",
-                                      format="png", interactive=False, elem_id="photo-result",
-                                      buttons=["download", "fullscreen"])
+                    result = gr.Image(
+                        label="Stylized (download: full size PNG)",
+                        type="filepath",
+                        format="png",
+                        interactive=False,
+                        elem_id="photo-result",
+                        buttons=["download", "fullscreen"],
+                    )
                     status = gr.Markdown("", elem_id="photo-status")
 
-            def on_photo(photo_value, style_value, strength_value, keep, size_value, network_style_value=None,
-                         mix_value="", stroke_value=1.0):  # defaults: older API clients may leave them out
-                r = app.stylize_photo(photo_value, style_value, strength_value, keep, size_value,
-                                      network_style_value, mix_value, stroke_value)
+            def on_photo(
+                photo_value,
+                style_value,
+                strength_value,
+                keep,
+                size_value,
+                network_style_value=None,
+                mix_value="",
+                stroke_value=1.0,
+            ):  # defaults: older API clients may leave them out
+                r = app.stylize_photo(
+                    photo_value,
+                    style_value,
+                    strength_value,
+                    keep,
+                    size_value,
+                    network_style_value,
+                    mix_value,
+                    stroke_value,
+                )
                 return r.image, r.status
 
-            style.change(lambda label: network_style_choices(app, label), [style], [network_style, mix],
-                         show_progress="hidden", api_name="photo_network_styles")
-            demo.load(lambda label: network_style_choices(app, label), [style], [network_style, mix],
-                      show_progress="hidden")
-            gr.on([photo.upload, run.click, style.change, network_style.change], on_photo,
-                  [photo, style, strength, keep_colours, output_size, network_style, mix, stroke_scale],
-                  [result, status],
-                  concurrency_limit=4, show_progress="minimal", api_name="stylize_photo", queue=False)
+            style.change(
+                lambda label: network_style_choices(app, label),
+                [style],
+                [network_style, mix],
+                show_progress="hidden",
+                api_name="photo_network_styles",
+            )
+            demo.load(
+                lambda label: network_style_choices(app, label),
+                [style],
+                [network_style, mix],
+                show_progress="hidden",
+            )
+            gr.on(
+                [photo.upload, run.click, style.change, network_style.change],
+                on_photo,
+                [
+                    photo,
+                    style,
+                    strength,
+                    keep_colours,
+                    output_size,
+                    network_style,
+                    mix,
+                    stroke_scale,
+                ],
+                [result, status],
+                concurrency_limit=4,
+                show_progress="minimal",
+                api_name="stylize_photo",
+                queue=False,
+            )
         with gr.Tab("Webcam", id="webcam"):
             webcam_default = app.default_webcam_model()
             with gr.Row():
-                camera = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy",
-                                  elem_id="webcam-input",
-                                  webcam_options=gr.WebcamOptions(
-                                      mirror=False, constraints={"video": {"width": 320, "height": 240}}))
+                camera = gr.Image(
+                    label="Camera",
+                    sources=["webcam"],
+                    streaming=True,
+                    type="numpy",
+                    elem_id="webcam-input",
+                    webcam_options=gr.WebcamOptions(
+                        mirror=False, constraints={"video": {"width": 320, "height": 240}}
+                    ),
+                )
                 live = live_frame(label="Stylized live", elem_id="webcam-output")
-            webcam_style = gr.Dropdown(choices, value=webcam_default, label="Network (a fast one)",
-                                       elem_id="webcam-style")
-            webcam_network_style = gr.Dropdown([], label="Style in this network", visible=False,
-                                               elem_id="webcam-network-style")
-            webcam_style.change(lambda label: network_style_choices(app, label)[0], [webcam_style],
-                                [webcam_network_style], show_progress="hidden")
-            demo.load(lambda label: network_style_choices(app, label)[0], [webcam_style], [webcam_network_style],
-                      show_progress="hidden")
+            webcam_style = gr.Dropdown(
+                choices, value=webcam_default, label="Network (a fast one)", elem_id="webcam-style"
+            )
+            webcam_network_style = gr.Dropdown(
+                [], label="Style in this network", visible=False, elem_id="webcam-network-style"
+            )
+            webcam_style.change(
+                lambda label: network_style_choices(app, label)[0],
+                [webcam_style],
+                [webcam_network_style],
+                show_progress="hidden",
+            )
+            demo.load(
+                lambda label: network_style_choices(app, label)[0],
+                [webcam_style],
+                [webcam_network_style],
+                show_progress="hidden",
+            )
 
             def on_frame(frame, style_value, network_style_value=None):
                 try:
@@ -529,34 +698,66 @@ def build_ui(app: WebApp):
                         traceback.print_exc(file=sys.stderr)
                     return None
 
-            camera.stream(on_frame, [camera, webcam_style, webcam_network_style], [live], stream_every=0.02,
-                          concurrency_limit=1, show_progress="hidden", api_name="stylize_frame")
+            camera.stream(
+                on_frame,
+                [camera, webcam_style, webcam_network_style],
+                [live],
+                stream_every=0.02,
+                concurrency_limit=1,
+                show_progress="hidden",
+                api_name="stylize_frame",
+            )
         with gr.Tab("Gatys", id="gatys"):
             with gr.Row():
                 with gr.Column():
                     painting = photo_input(label="Painting", elem_id="gatys-painting")
                     gatys_photo = photo_input(label="Photo", elem_id="gatys-photo")
-                    iterations = gr.Slider(10, app.gatys_max_iterations, value=100, step=10, label="Iterations")
-                    gatys_size = gr.Slider(128, 768, value=256, step=64, label="Output size (longer side, px)")
+                    iterations = gr.Slider(
+                        10, app.gatys_max_iterations, value=100, step=10, label="Iterations"
+                    )
+                    gatys_size = gr.Slider(
+                        128, 768, value=256, step=64, label="Output size (longer side, px)"
+                    )
                     with gr.Row():
                         start = gr.Button("Run", variant="primary", elem_id="gatys-run")
                         cancel = gr.Button("Cancel", variant="stop", elem_id="gatys-cancel")
                 with gr.Column():
-                    gatys_result = gr.Image(label="Result (intermediate images as they come)", format="png",
-                                            interactive=False, elem_id="gatys-result")
+                    gatys_result = gr.Image(
+                        label="Result (intermediate images as they come)",
+                        format="png",
+                        interactive=False,
+                        elem_id="gatys-result",
+                    )
                     gatys_status = gr.Markdown("", elem_id="gatys-status")
 
-            def on_gatys(painting_value, photo_value, iterations_value, size_value, request: gr.Request,
-                         progress=gr.Progress()):  # noqa: B008 - Gradio's own injection idiom
+            def on_gatys(
+                painting_value,
+                photo_value,
+                iterations_value,
+                size_value,
+                request: gr.Request,
+                progress=gr.Progress(),
+            ):  # noqa: B008 - Gradio's own injection idiom
                 session = getattr(request, "session_hash", "") or ""
-                yield from app.run_gatys(painting_value, photo_value, iterations_value, size_value,
-                                         session=session, progress=lambda f, d: progress(f, desc=d))
+                yield from app.run_gatys(
+                    painting_value,
+                    photo_value,
+                    iterations_value,
+                    size_value,
+                    session=session,
+                    progress=lambda f, d: progress(f, desc=d),
+                )
 
             def on_cancel(request: gr.Request):
                 return app.cancel_gatys(getattr(request, "session_hash", "") or "")
 
-            job = start.click(on_gatys, [painting, gatys_photo, iterations, gatys_size],
-                              [gatys_result, gatys_status], concurrency_limit=1, api_name="gatys")
+            job = start.click(
+                on_gatys,
+                [painting, gatys_photo, iterations, gatys_size],
+                [gatys_result, gatys_status],
+                concurrency_limit=1,
+                api_name="gatys",
+            )
             cancel.click(on_cancel, None, [gatys_status], cancels=[job], api_name="cancel_gatys")
     return demo
 
@@ -572,21 +773,31 @@ def launch(cfg: DictConfig, block: bool = True):
         webcam_size=int(cfg.webcam_size),
     )
     if app.webcam_model and app.webcam_model not in app.catalog:
-        raise FastNSTError(f"webcam_model={app.webcam_model!r} is not offered; choose one of: "
-                           f"{', '.join(app.catalog) or 'none (pass models=<folder>)'}")
+        raise FastNSTError(
+            f"webcam_model={app.webcam_model!r} is not offered; choose one of: "
+            f"{', '.join(app.catalog) or 'none (pass models=<folder>)'}"
+        )
     if not app.catalog:
-        print("fastnst: note: no networks to offer (no bundled styles, no models=...); "
-              "only the Gatys tab works", file=sys.stderr)
+        print(
+            "fastnst: note: no networks to offer (no bundled styles, no models=...); "
+            "only the Gatys tab works",
+            file=sys.stderr,
+        )
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     _patient_localhost_check()
     demo = build_ui(app)
     demo.queue(default_concurrency_limit=2)
-    demo.launch(server_name=str(cfg.host), server_port=int(cfg.port),
-                prevent_thread_lock=not block, show_error=False, quiet=False,
-                max_file_size=f"{int(cfg.max_upload_mb)}mb",
-                allowed_paths=[str(app.output_dir)])
+    demo.launch(
+        server_name=str(cfg.host),
+        server_port=int(cfg.port),
+        prevent_thread_lock=not block,
+        show_error=False,
+        quiet=False,
+        max_file_size=f"{int(cfg.max_upload_mb)}mb",
+        allowed_paths=[str(app.output_dir)],
+    )
     return demo
 
 
@@ -600,7 +811,15 @@ def _patient_localhost_check() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.head(url, timeout=20, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                if httpx.head(url, timeout=20, verify=False).status_code in (
+                    200,
+                    401,
+                    301,
+                    302,
+                    303,
+                    307,
+                    308,
+                ):
                     return True
             except httpx.HTTPError:
                 pass
@@ -615,7 +834,9 @@ def app_cli(cfg: DictConfig) -> None:
     try:
         import gradio  # noqa: F401
     except ImportError:
-        raise FastNSTError("the web app needs Gradio: pip install 'fastnst[app]' (or make install)") from None
+        raise FastNSTError(
+            "the web app needs Gradio: pip install 'fastnst[app]' (or make install)"
+        ) from None
     launch(cfg, block=True)
 
 
@@ -627,6 +848,8 @@ def _check_temp_folders() -> None:
     try:
         ensure_writable(tempfile.gettempdir(), "temporary folder (TMPDIR)", folder=True)
     except FileNotFoundError:  # tempfile found no writable candidate at all
-        raise FastNSTError("no writable temporary folder: set TMPDIR to a folder you can write") from None
+        raise FastNSTError(
+            "no writable temporary folder: set TMPDIR to a folder you can write"
+        ) from None
     if os.environ.get("GRADIO_TEMP_DIR"):
         ensure_writable(os.environ["GRADIO_TEMP_DIR"], "GRADIO_TEMP_DIR", folder=True)

@@ -41,7 +41,9 @@ def bundled_network(name: str) -> Path:
         known = ", ".join(styles) or "none"
         hint = close_style_name(str(name))
         if hint:
-            raise FastNSTError(f"unknown style {name!r} (did you mean {hint!r}?); bundled networks: {known}")
+            raise FastNSTError(
+                f"unknown style {name!r} (did you mean {hint!r}?); bundled networks: {known}"
+            )
         raise FastNSTError(
             f"no bundled network for style {name!r} (bundled: {known}); train one with "
             f"`python train.py experiment=zoo style={name}` and pass model=<run dir>"
@@ -62,7 +64,9 @@ def resolve_model(model) -> Path:
     path = Path(str(model)).expanduser()
     if path.exists():
         return path.resolve()
-    if is_bundled(str(model)) or (path.name == str(model) and not path.suffix and close_style_name(str(model))):
+    if is_bundled(str(model)) or (
+        path.name == str(model) and not path.suffix and close_style_name(str(model))
+    ):
         return bundled_network(str(model))
     return path.resolve()
 
@@ -82,17 +86,27 @@ def network_styles(path: Path) -> list[str]:
 def _quality_line(quality: dict) -> str:
     parts = []
     if "total_vs_gatys" in quality:
-        parts.append(f"total/Gatys-{quality.get('gatys_iterations', '?')} {quality['total_vs_gatys']:.2f}")
+        parts.append(
+            f"total/Gatys-{quality.get('gatys_iterations', '?')} {quality['total_vs_gatys']:.2f}"
+        )
     if "edge_ssim" in quality:
         parts.append(f"edge SSIM {quality['edge_ssim']:.2f}")
     judge = quality.get("judge")
-    if judge and "style_swd" in judge:  # the stroke-aware measure (fastnst.judge); the Gram loss's ratio is blind to strokes
-        parts.append(f"style judge on {judge['judged'].split(' (')[0]}: {judge['style_swd']:.3f}, Johnson 2016 "
-                     f"{judge['johnson_style_swd']:.3f} (lower = closer to the painting)")
+    if (
+        judge and "style_swd" in judge
+    ):  # the stroke-aware measure (fastnst.judge); the Gram loss's ratio is blind to strokes
+        parts.append(
+            f"style judge on {judge['judged'].split(' (')[0]}: {judge['style_swd']:.3f}, Johnson 2016 "
+            f"{judge['johnson_style_swd']:.3f} (lower = closer to the painting)"
+        )
     elif judge:  # a multi-style network: {style: judge numbers}
         first = next(iter(judge.values()))
-        parts.append(f"style judge on {first['judged'].split(' (')[0]}, ours / Johnson 2016 (lower = closer): "
-                     + ", ".join(f"{s} {q['style_swd']:.3f} / {q['johnson_style_swd']:.3f}" for s, q in judge.items()))
+        parts.append(
+            f"style judge on {first['judged'].split(' (')[0]}, ours / Johnson 2016 (lower = closer): "
+            + ", ".join(
+                f"{s} {q['style_swd']:.3f} / {q['johnson_style_swd']:.3f}" for s, q in judge.items()
+            )
+        )
     ref = quality.get("reference")
     if ref:
         parts.append(f"content vs Johnson 2016 on chicago {ref['content_ratio']:.2f}x")
@@ -109,10 +123,14 @@ def listing() -> str:
         meta = network_meta(path)
         recipe = meta.get("recipe", {})
         status = meta.get("status", "")
-        lines.append(f"{name}{f'  [{status}]' if status else ''}  ({path.stat().st_size / 2**20:.1f} MB)")
+        lines.append(
+            f"{name}{f'  [{status}]' if status else ''}  ({path.stat().st_size / 2**20:.1f} MB)"
+        )
         inside = network_styles(path)
         if inside:
-            lines.append(f"  styles:  {', '.join(inside)} (model={name} style=<one> or mix='{{<a>: 0.5, <b>: 0.5}}')")
+            lines.append(
+                f"  styles:  {', '.join(inside)} (model={name} style=<one> or mix='{{<a>: 0.5, <b>: 0.5}}')"
+            )
         lines.append(f"  recipe:  {recipe.get('summary', 'unknown')}")
         lines.append(f"  quality: {_quality_line(meta.get('quality', {}))}")
     aliases = ", ".join(f"{a} = {n}" for a, n in ALIASES.items() if n in styles)
@@ -121,4 +139,12 @@ def listing() -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ZOO_DIR", "bundled_styles", "bundled_network", "is_bundled", "resolve_model", "network_meta", "listing"]
+__all__ = [
+    "ZOO_DIR",
+    "bundled_styles",
+    "bundled_network",
+    "is_bundled",
+    "resolve_model",
+    "network_meta",
+    "listing",
+]
