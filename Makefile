@@ -27,8 +27,9 @@ test-quickstart: ## run the README quick start as written, in a copy of the repo
 docs: ## build the documentation site into site/ (mkdocs --strict: broken links fail)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
-lint: ## ruff check
+lint: ## ruff check + ruff format --check (what CI runs)
 	$(BIN)/ruff check src tests scripts *.py
+	$(BIN)/ruff format --check src tests scripts *.py
 
 format: ## ruff format + autofix
 	$(BIN)/ruff format src tests scripts *.py

@@ -736,8 +736,8 @@ def build_ui(app: WebApp):
                 iterations_value,
                 size_value,
                 request: gr.Request,
-                progress=gr.Progress(),
-            ):  # noqa: B008 - Gradio's own injection idiom
+                progress=gr.Progress(),  # noqa: B008 - Gradio's own injection idiom
+            ):
                 session = getattr(request, "session_hash", "") or ""
                 yield from app.run_gatys(
                     painting_value,
