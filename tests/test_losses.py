@@ -217,3 +217,13 @@ def test_batch_of_images_against_one_content_target(make_loss, photo):
         loss(torch.cat([photo, torch.rand_like(photo)]), loss.content_features(photo))["content"]
         > 1
     )
+
+
+def test_pooling_reaches_the_vgg_it_builds_and_presets_keep_max_pooling():
+    avg = PerceptualLoss(
+        content_layers=["block2_conv1"], style_layers={"block1_conv1": 1.0}, pooling="avg"
+    )
+    assert avg.vgg.pooling == "avg"
+    assert PerceptualLoss(["block2_conv1"], {"block1_conv1": 1.0}).vgg.pooling == "max"
+    assert PerceptualLoss.preset("johnson").vgg.pooling == "max"
+    assert PerceptualLoss.preset("johnson", pooling="avg").vgg.pooling == "avg"

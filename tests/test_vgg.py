@@ -319,3 +319,28 @@ def test_env_var_naming_no_file_is_one_clear_error(tmp_path, monkeypatch, fresh_
     monkeypatch.setenv(fresh_weight_caches.WEIGHTS_FILE_ENV, str(tmp_path / "missing.bin"))
     with pytest.raises(FastNSTError, match="missing.bin: FASTNST_VGG_WEIGHTS names no file"):
         fresh_weight_caches._embedded_raw()
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def test_max_pooling_is_the_default_and_avg_replaces_the_pools_only(smooth_image):
+    layers = ["block1_conv2", "block2_conv1", "block3_conv1"]
+    default, avg = VGG19Features(layers), VGG19Features(layers, pooling="avg")
+    assert default.pooling == "max" and avg.pooling == "avg"
+    fd, fa = default(smooth_image), avg(smooth_image)
+    # before the first pool both are the same network
+    torch.testing.assert_close(fd["block1_conv2"], fa["block1_conv2"])
+    # after it: block2_conv1 of the avg network is conv(avg_pool(block1_conv2))
+    h = avg.convs["block2_conv1"](F.avg_pool2d(fa["block1_conv2"], 2, 2)).relu()
+    torch.testing.assert_close(fa["block2_conv1"], h)
+    assert not torch.allclose(fd["block2_conv1"], fa["block2_conv1"])
+    # max-pooling takes the largest of each 2x2 window, the average never exceeds it
+    assert (
+        F.avg_pool2d(fd["block1_conv2"], 2, 2) <= F.max_pool2d(fd["block1_conv2"], 2, 2) + 1e-6
+    ).all()
+
+
+def test_unknown_pooling_is_one_clear_error():
+    with pytest.raises(FastNSTError, match="must be max or avg.*'mean'"):
+        VGG19Features(["block2_conv1"], pooling="mean")

@@ -79,6 +79,8 @@ class PerceptualLoss(nn.Module):
             normalized [0, 1] input apply to the embedded Caffe VGG (0-255 input) with
             1 / (255 * 0.226) = 0.01735 (conf/loss/pytorch_examples.yaml).
         vgg: a VGG19Features; built from `vgg_weights` when None.
+        pooling: the loss network's pools when it is built here: "max" (VGG19's own) or "avg"
+            (Gatys et al.'s choice; conf/loss `pooling:`, docs/quality.md).
 
     Call `set_style(images, weights)` once, then `forward(image, content_features)` returns a dict
     with "total", "content", "style", "tv", "content/<layer>" and "style/<layer>" (unweighted
@@ -101,6 +103,7 @@ class PerceptualLoss(nn.Module):
         vgg: VGG19Features | None = None,
         vgg_weights: str = "embedded",
         feature_scale: float = 1.0,
+        pooling: str = "max",
     ):
         super().__init__()
         self.content_weights = _as_weights(content_layers)
@@ -110,7 +113,9 @@ class PerceptualLoss(nn.Module):
             raise ValueError(f"loss.feature_scale must be > 0, got {feature_scale}")
         self.feature_scale = float(feature_scale)
         layers = list(dict.fromkeys([*self.content_weights, *self.style_weights]))
-        self.vgg = vgg if vgg is not None else VGG19Features(layers, weights=vgg_weights)
+        self.vgg = (
+            vgg if vgg is not None else VGG19Features(layers, weights=vgg_weights, pooling=pooling)
+        )
         missing = [n for n in layers if n not in self.vgg.layers]
         if missing:
             raise ValueError(f"the VGG extractor does not return {missing}")

@@ -1,7 +1,7 @@
 """Frozen VGG19 feature extractor with the seed's (Keras) layer names.
 
 `blockB_convI` is the output of that conv *after* its ReLU (in Keras the activation belongs to
-the conv layer); `blockB_pool` is the max-pool closing block B. This module is the only place
+the conv layer); `blockB_pool` is the pool closing block B (max, or average with pooling="avg"). This module is the only place
 that knows how each weight source wants its input normalized.
 """
 
@@ -29,6 +29,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # indices of the convs in torchvision's vgg19().features
 _TORCHVISION_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
+# the 2x2 pools between blocks: VGG19's own max-pools, or average pools (Gatys et al. 2016)
+POOLING_CHOICES = ("max", "avg")
 
 
 def _layer_plan() -> list[tuple[str, int, int]]:
@@ -194,10 +196,17 @@ class VGG19Features(nn.Module):
         normalization: "auto" (caffe for embedded, imagenet for torchvision; for a path, imagenet
             if the file has torchvision's layout, else caffe), "caffe" (BGR 0-255 minus mean) or
             "imagenet" (RGB mean/std).
+        pooling: "max" (VGG19's own max-pools) or "avg" (2x2 average pools in their place, as
+            Gatys et al. 2016 did: smoother gradients, no stride-2 checkerboard in what a network
+            trained on this loss paints).
     """
 
     def __init__(
-        self, layers, weights: str | os.PathLike = "embedded", normalization: str = "auto"
+        self,
+        layers,
+        weights: str | os.PathLike = "embedded",
+        normalization: str = "auto",
+        pooling: str = "max",
     ):
         super().__init__()
         layers = (
@@ -214,6 +223,9 @@ class VGG19Features(nn.Module):
             raise FastNSTError(
                 f"vgg normalization must be auto, caffe or imagenet, got {normalization!r}"
             )
+        if pooling not in POOLING_CHOICES:
+            raise FastNSTError(f"vgg pooling (loss.pooling) must be max or avg, got {pooling!r}")
+        self.pooling = pooling
         self.layers = layers
         deepest = max(LAYER_NAMES.index(n) for n in layers)
         plan = _layer_plan()[: deepest + 1]
@@ -289,14 +301,17 @@ class VGG19Features(nn.Module):
         # inputs follow the weights' dtype (a half VGG fed float photos, or the reverse)
         h = self.normalize(self._pad_to_min_side(x.to(self.scale.dtype)))
         wanted, out = set(self.layers), {}
+        pool = F.avg_pool2d if self.pooling == "avg" else F.max_pool2d
         for name, is_conv in self._plan:
             # in-place ReLU is safe: a conv's backward needs its input, not its output
-            h = F.relu_(self.convs[name](h)) if is_conv else F.max_pool2d(h, 2, 2)
+            h = F.relu_(self.convs[name](h)) if is_conv else pool(h, 2, 2)
             if name in wanted:
                 out[name] = h
         return out
 
 
-def build_vgg(layers, weights: str = "embedded", normalization: str = "auto") -> VGG19Features:
+def build_vgg(
+    layers, weights: str = "embedded", normalization: str = "auto", pooling: str = "max"
+) -> VGG19Features:
     """Convenience for configs: `vgg: {weights: embedded}`."""
-    return VGG19Features(layers, weights=weights, normalization=normalization)
+    return VGG19Features(layers, weights=weights, normalization=normalization, pooling=pooling)
