@@ -182,3 +182,31 @@ def test_make_help_gatys_example_passes_the_required_output():
     assert required == ["content", "output"]
     for key in required:
         assert f"{key}=" in example, example
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_data_dir_without_fastnst_data_is_data_under_the_default_root(monkeypatch, value):
+    from fastnst.config import data_dir, default_root
+
+    if value is None:
+        monkeypatch.delenv("FASTNST_DATA", raising=False)
+    else:
+        monkeypatch.setenv("FASTNST_DATA", value)
+    assert data_dir() == default_root() / "data"
+
+
+def test_data_dir_is_fastnst_data_and_the_configs_follow_it(monkeypatch, tmp_path, compose_train):
+    from fastnst.config import data_dir
+
+    monkeypatch.setenv("FASTNST_DATA", str(tmp_path))
+    assert data_dir() == tmp_path
+    cfg = compose_train()
+    assert cfg.paths.data_dir == str(tmp_path)
+    assert cfg.data.root == str(tmp_path / "imagenet-mini")
+
+
+def test_an_empty_fastnst_data_is_unset_in_the_configs(monkeypatch, compose_train):
+    from fastnst.config import default_root
+
+    monkeypatch.setenv("FASTNST_DATA", "")
+    assert compose_train().paths.data_dir == str(default_root() / "data")

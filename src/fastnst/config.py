@@ -1,7 +1,9 @@
-"""Hydra/OmegaConf glue shared by the entry points: resolvers and the config directory."""
+"""Hydra/OmegaConf glue shared by the entry points: resolvers, the config directory and the
+data folder (`data_dir()`)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -24,8 +26,22 @@ def default_root() -> Path:
     return REPO_ROOT if IN_CHECKOUT else Path.cwd()
 
 
+DATA_ENV = "FASTNST_DATA"
+
+
+def data_dir() -> Path:
+    """The data folder (styles/, content/, imagenet-mini/, reference/ ...): $FASTNST_DATA when it
+    is set and not empty, else data/ under default_root() (the repo in a source checkout, the
+    current folder for an installed wheel). The configs' paths.data_dir is this function too
+    (${fastnst_data_dir:}); a relative FASTNST_DATA is taken from the current folder."""
+    env = os.environ.get(DATA_ENV, "").strip()
+    return Path(env).expanduser().absolute() if env else default_root() / "data"
+
+
 if not OmegaConf.has_resolver("fastnst_root"):
     OmegaConf.register_new_resolver("fastnst_root", lambda: str(default_root()))
+if not OmegaConf.has_resolver("fastnst_data_dir"):
+    OmegaConf.register_new_resolver("fastnst_data_dir", lambda: str(data_dir()))
 if not OmegaConf.has_resolver("first_set"):
     # ${first_set:${a},${b}}: the first argument that is not null (e.g. resume dir, else a new one)
     OmegaConf.register_new_resolver(
@@ -70,8 +86,14 @@ def required(cfg, key: str, hint: str) -> str:
 
 
 def resolve_user_path(path) -> Path:
-    """User paths are relative to the launch directory (Hydra 1.3 keeps the cwd; we never chdir)."""
-    return Path(str(path)).expanduser().resolve()
+    """User paths are relative to the launch directory (Hydra 1.3 keeps the cwd; we never chdir).
+
+    The folders are resolved, the last component is not: an output that is a symbolic link stays
+    the link (the atomic writer then replaces the link itself, never the file it points to)."""
+    path = Path(str(path)).expanduser()
+    if path.name in ("", ".", ".."):
+        return path.resolve()
+    return path.parent.resolve() / path.name
 
 
 def is_own_class(target) -> bool:
