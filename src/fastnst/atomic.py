@@ -1,6 +1,10 @@
 """Writes that never leave a half-written file behind: the data goes to a hidden temp file
 beside the target (a rename is atomic only within one file system), which replaces the target
-once complete; on any failure the temp file is removed and the previous file stays intact."""
+once complete; on any failure the temp file is removed and the previous file stays intact.
+
+An output path that is a symbolic link is never written through: the rename replaces the link
+itself (with `replace=False`, a link - even a dangling one - counts as an existing file), so
+the file it points to stays untouched and a dangling link never creates a file at its target."""
 
 from __future__ import annotations
 
@@ -14,6 +18,10 @@ from typing import Any, BinaryIO
 
 from fastnst.errors import FastNSTError, os_error_reason, output_exists
 
+# temp files being written right now (removed by the SIGTERM handler of `terminate_cleanly`)
+_PENDING: set[Path] = set()
+EXIT_TERMINATED = 128 + 15  # the shell's code for a process ended by SIGTERM
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, replace: bool = True, tag: str = "tmp") -> Iterator[Path]:
@@ -25,11 +33,42 @@ def atomic_path(path: str | os.PathLike, replace: bool = True, tag: str = "tmp")
     writer."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.{tag}{path.suffix}")
+    _PENDING.add(tmp)
     try:
         yield tmp
         _publish(tmp, path, replace)
     finally:
         tmp.unlink(missing_ok=True)
+        _PENDING.discard(tmp)
+
+
+@contextlib.contextmanager
+def terminate_cleanly(what: str = "") -> Iterator[None]:
+    """Inside the block SIGTERM (`kill`, a job scheduler's stop) removes the temp files being
+    written and ends the process with exit code 143 and one line, instead of dying with hidden
+    `.tmp` files left beside the outputs. Outputs already written stay (`what`: a hint printed
+    with the line, e.g. "rerun to finish: existing outputs are kept"). A no-op outside the
+    main thread, where Python cannot install signal handlers."""
+    import signal
+    import sys
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum, frame):
+        for tmp in list(_PENDING):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        print(f"fastnst: terminated{f' ({what})' if what else ''}", file=sys.stderr)
+        raise SystemExit(EXIT_TERMINATED)  # finally blocks (temp files, open videos) still run
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -56,7 +95,7 @@ def _publish(tmp: Path, path: Path, replace: bool) -> None:
     except FileExistsError:
         raise output_exists(path) from None
     except OSError:  # file systems without hard links: a plain (atomic) rename
-        if path.exists():
+        if os.path.lexists(path):
             raise output_exists(path) from None
         os.replace(tmp, path)
 

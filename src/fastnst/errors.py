@@ -43,7 +43,7 @@ def refuse_to_overwrite(
     path: str | os.PathLike, overwrite: bool, what: str = "", option: str = "overwrite=true"
 ) -> None:
     """Raise output_exists unless `overwrite` or `path` is free: called before any work starts."""
-    if not overwrite and os.path.exists(path):
+    if not overwrite and os.path.lexists(path):  # a dangling link is there too
         raise output_exists(path, what, option)
 
 

@@ -54,7 +54,7 @@ def check_new_output(
 ) -> Path:
     """A single output file before any work: not there yet unless `overwrite` (the message names
     `option`, how this program spells it: "--overwrite" in a script), and writable."""
-    if not overwrite and Path(path).exists():
+    if not overwrite and os.path.lexists(path):  # a dangling link is there too
         raise output_exists(path, option=option)
     return ensure_writable(path, what)
 
