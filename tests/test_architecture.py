@@ -78,27 +78,34 @@ def test_entry_point_glue_is_imported_only_from_above():
 
 
 def test_network_files_are_known_in_one_place():
-    """Stylizer.load hands a model argument to artifacts.open_network, which returns the runner:
-    two modules from the model path to a runner. artifacts depends only downward."""
-    from fastnst import artifacts, stylize
+    """Stylizer.load hands a model argument to runners.open_network, which asks formats what the
+    file holds and returns the runner. formats and runners depend only downward; export.py only
+    writes; artifacts is a re-export shim for older imports."""
+    from fastnst import artifacts, runners, stylize
 
-    assert "fastnst.artifacts" in GRAPH["fastnst.stylize"]
-    assert not GRAPH["fastnst.artifacts"] & {
-        "fastnst.stylize",
-        "fastnst.export",
-        "fastnst.train",
-        "fastnst.module",
-    }
+    assert "fastnst.runners" in GRAPH["fastnst.stylize"]
+    for name in ("fastnst.formats", "fastnst.runners"):
+        assert not GRAPH[name] & {
+            "fastnst.stylize",
+            "fastnst.train",
+            "fastnst.module",
+            "fastnst.artifacts",
+        }
+    assert "fastnst.runners" not in GRAPH["fastnst.export"]
     assert "open_network(" in Path(stylize.__file__).read_text()
     for runner in ("TorchRunner", "OnnxRunner", "ScriptRunner"):
-        assert hasattr(artifacts, runner)
+        assert getattr(artifacts, runner) is getattr(runners, runner)
         for name, path in MODULES.items():  # defined once
-            if name != "fastnst.artifacts":
+            if name != "fastnst.runners":
                 assert f"class {runner}" not in path.read_text(), f"{name} defines {runner} again"
     export_source = (PACKAGE / "export.py").read_text()
     assert (
         "torch.load(" not in export_source and "def load_network" not in export_source
     )  # export.py only writes
+    for name, path in MODULES.items():  # only formats reads network files
+        if name not in ("fastnst.formats", "fastnst.zoo", "fastnst.export"):
+            source = path.read_text()
+            assert "torch.jit.load(" not in source, f"{name} calls torch.jit.load"
 
 
 def _yaml_keys() -> set[str]:
@@ -206,9 +213,11 @@ def test_cpu_fast_paths_are_opt_in():
                 "fastnst.export",
                 "fastnst.module",
                 "fastnst.artifacts",
+                "fastnst.runners",
+                "fastnst.formats",
             }, f"{name} imports {deps}"
     assert (
-        "accel" in (PACKAGE / "artifacts.py").read_text()
+        "accel" in (PACKAGE / "runners.py").read_text()
         and "accel" in (PACKAGE / "module.py").read_text()
     )
 

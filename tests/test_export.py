@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from fastnst import Stylizer
-from fastnst.artifacts import model_kind, save_exported
 from fastnst.config import REPO_ROOT
 from fastnst.errors import FastNSTError, OutputExistsError
 from fastnst.export import export_model
+from fastnst.formats import model_kind, save_exported
 from fastnst.transformer import TransformerNet
 
 SIZES = [(67, 45), (96, 128)]  # one odd size: F.interpolate(size=skip.shape) must stay dynamic
@@ -86,7 +86,8 @@ print(float(np.abs(a - b).max()))
 
 @pytest.mark.parametrize("kind", ["onnx", "torchscript"])
 def test_stylizer_loads_exports(net, exported, kind):
-    s = Stylizer.load(exported[kind])
+    trusted = {"trust_model_file": True} if kind == "torchscript" else {}  # TorchScript is code
+    s = Stylizer.load(exported[kind], **trusted)
     assert s.backend == ("onnxruntime" if kind == "onnx" else "torchscript")
     x = torch.rand(1, 3, 45, 67)
     assert float((s(x) - reference(net, x)).abs().max()) < 1e-4
@@ -101,7 +102,9 @@ def test_kind_is_judged_by_content_not_extension(exported, tmp_path):
     assert model_kind(renamed["torchscript"]) == "torchscript"
     assert model_kind(renamed["pt"]) == "torch"
     assert model_kind(tmp_path) == "run_dir"
-    assert Stylizer.load(renamed["torchscript"]).backend == "torchscript"
+    with pytest.raises(FastNSTError, match="b.onnx: refused: a TorchScript file holds code"):
+        Stylizer.load(renamed["torchscript"])
+    assert Stylizer.load(renamed["torchscript"], trust_model_file=True).backend == "torchscript"
 
 
 def test_backend_mismatch_is_a_clear_error(exported):

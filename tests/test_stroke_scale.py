@@ -156,14 +156,22 @@ def test_a_networks_own_stroke_scale_is_its_stroke_scale_one():
     assert back.sizes == [(96, 192)]
 
 
-@pytest.mark.parametrize(
-    "meta", [{}, {"stroke_scale": None}, {"stroke_scale": "big"}, {"stroke_scale": 100}]
-)
-def test_a_network_without_a_usable_own_scale_paints_at_one(meta):
+@pytest.mark.parametrize("meta", [{}, {"stroke_scale": None}])
+def test_a_network_without_its_own_scale_paints_at_one(meta):
     runner = RecordingRunner(stripes)
     assert Stylizer(runner, meta=meta).native_stroke_scale == 1.0
     Stylizer(runner, meta=meta)(torch.rand(1, 3, 32, 48))
     assert runner.sizes == [(32, 48)]
+
+
+@pytest.mark.parametrize("value", ["big", "2", 100, -1, 0, float("nan"), float("inf"), True, [2]])
+def test_a_network_with_an_unusable_own_scale_is_refused(value):
+    """A file's own stroke scale that is not a number in range is an error naming the file, not
+    a silent 1.0."""
+    with pytest.raises(FastNSTError, match=r"^net.pt: meta stroke_scale must be"):
+        Stylizer(RecordingRunner(stripes), source="net.pt", meta={"stroke_scale": value})(
+            torch.rand(1, 3, 32, 48)
+        )
 
 
 def test_the_cli_paints_at_the_files_own_scale(tmp_path, image_factory):

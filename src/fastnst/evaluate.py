@@ -33,7 +33,6 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.artifacts import resolve_device
 from fastnst.atomic import write_json
 from fastnst.config import check_own_targets, default_root, resolve_user_path
 from fastnst.data import spread_subset
@@ -53,6 +52,7 @@ from fastnst.metrics import METRICS, hparam_columns, hparams_of, run_labels
 from fastnst.multistyle import painted_size
 from fastnst.preflight import ensure_writable
 from fastnst.progress import bar
+from fastnst.runners import resolve_device
 from fastnst.style import build_loss, style_image_paths
 from fastnst.stylize import Stylizer
 from fastnst.vgg import VGG19Features

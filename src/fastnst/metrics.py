@@ -33,6 +33,12 @@ METRICS = (
 NORM_NAMES = {"instance": "IN", "batch": "BN", "none": "no norm"}
 
 
+def psnr(a, b) -> float:
+    """Peak signal-to-noise ratio in dB of two image tensors in [0, 1] (inf when equal)."""
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return math.inf if mse == 0 else -10 * math.log10(mse)
+
+
 def hparam_columns(eval_metrics: Mapping[str, float] | None = None) -> dict[str, float]:
     """The metric columns of the hparams view: hp/val_* and eval/* (NaN until known)."""
     columns = {f"hp/val_{k}": math.nan for k in VAL_METRICS}

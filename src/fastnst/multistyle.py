@@ -143,7 +143,7 @@ def check_init_options(cfg: DictConfig) -> None:
     finetune, init_from = cfg.get("finetune"), cfg.get("init_from")
     check_finetune_mode(finetune, init_from, is_multi(cfg.get("style")))
     if init_from:
-        from fastnst.artifacts import load_network
+        from fastnst.formats import load_network
 
         old, _ = load_network(init_from)  # a missing or foreign file fails here, in one line
         if finetune == "style_params":
@@ -213,7 +213,7 @@ def init_network(net, source: str | os.PathLike) -> list[str]:
     place. Conditional-norm rows are copied by style name; a style `source` lacks starts from
     the mean of its rows (a single-style source: its instance-norm scale and shift). Returns the
     names of `net`'s styles that `source` lacks."""
-    from fastnst.artifacts import load_network
+    from fastnst.formats import load_network
 
     old, _ = load_network(source)
     old_styles = old.styles or []

@@ -25,10 +25,16 @@ from PIL import Image
 
 from fastnst import accel
 from fastnst.accel.cpu_tuning import warn_if_spinning
-from fastnst.artifacts import TorchRunner, open_network
 from fastnst.color import transfer_luminance
 from fastnst.errors import FastNSTError, check_in_range
 from fastnst.images import fit_size, open_rgb, pil_to_tensor, resize_tensor, tensor_to_pil
+from fastnst.runners import TorchRunner, open_network
+from fastnst.stroke import (
+    check_stroke_scale,
+    combined_stroke_scale,
+    network_stroke_scale,
+    paint_at_scale,
+)
 from fastnst.tiling import tiled_forward
 
 
@@ -44,29 +50,11 @@ def _check_positive(name: str, value, minimum: int = 1):
     return int(value)
 
 
-def _luminance(rgb: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) -> the Rec. 601 luma of each pixel, repeated over the 3 channels."""
-    weights = rgb.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    return (rgb * weights).sum(1, keepdim=True).expand_as(rgb)
-
-
 # options that a call can override (Stylizer attributes of the same name are the defaults)
 _PER_CALL_OPTIONS = ("size", "preserve_color", "strength", "tile", "tile_overlap", "stroke_scale")
 
 # smallest side the network runs at (its 9x9 reflection padding and two stride-2 stages need it)
 MIN_SIDE = 16
-# the stroke scales a user may ask for, and a network file may carry
-STROKE_SCALE_RANGE = (0.25, 8.0)
-
-
-def network_stroke_scale(meta: dict) -> float:
-    """A network file's own stroke scale (meta["stroke_scale"]); 1.0 when absent or unusable."""
-    try:
-        value = float(meta.get("stroke_scale") or 1.0)
-    except (TypeError, ValueError):
-        return 1.0
-    low, high = STROKE_SCALE_RANGE
-    return value if low <= value <= high else 1.0
 
 
 class Stylizer:
@@ -124,7 +112,9 @@ class Stylizer:
         self.strength = check_in_range("strength", strength)
         self.tile = _check_positive("tile", tile, minimum=16)
         self.tile_overlap = tile_overlap
-        self.stroke_scale = check_in_range("stroke_scale", stroke_scale, *STROKE_SCALE_RANGE)
+        self.stroke_scale = check_stroke_scale(stroke_scale, source="stroke_scale")
+        # the file's own scale, and its product with the user's, checked now (one line each)
+        combined_stroke_scale(self.stroke_scale, self.native_stroke_scale)
         self.batch_size = _check_positive("batch_size", batch_size)
         if self.tile and self.net is None:
             raise FastNSTError(
@@ -135,7 +125,7 @@ class Stylizer:
     def native_stroke_scale(self) -> float:
         """The scale the network paints at for stroke_scale=1: its file's `stroke_scale` (its
         style preset's), 1.0 for networks that carry none."""
-        return network_stroke_scale(self.meta)
+        return network_stroke_scale(self.meta, source=str(self.source))
 
     @property
     def backend(self) -> str:
@@ -205,9 +195,7 @@ class Stylizer:
         opts["strength"] = check_in_range("strength", opts["strength"])
         opts["size"] = _check_positive("size", opts["size"])
         opts["tile"] = _check_positive("tile", opts["tile"], minimum=16)
-        opts["stroke_scale"] = check_in_range(
-            "stroke_scale", opts["stroke_scale"], *STROKE_SCALE_RANGE
-        )
+        opts["stroke_scale"] = check_stroke_scale(opts["stroke_scale"], source="stroke_scale")
         if opts["tile"] and self.net is None:
             raise FastNSTError(
                 f"{self.source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file"
@@ -240,20 +228,13 @@ class Stylizer:
 
     def _paint(self, photo: torch.Tensor, opts: dict) -> torch.Tensor:
         """The network's output at the photo's size, painted at opts["stroke_scale"] times the
-        network's own scale."""
-        scale = opts["stroke_scale"] * self.native_stroke_scale
-        if scale == 1.0:
-            return self._forward(photo, opts["tile"], opts["tile_overlap"], opts["weights"])
-        h, w = photo.shape[-2:]
-        small = resize_tensor(photo, (max(1, round(h / scale)), max(1, round(w / scale))))
-        painted = self._forward(small, opts["tile"], opts["tile_overlap"], opts["weights"]).float()
-        painted = resize_tensor(painted.to(photo.device), (h, w))
-        if scale > 1.0:
-            # the band of the photo's detail that painting small lost, added back as luminance
-            # only: edges and texture stay sharp without the photo's colours creeping back
-            detail = photo - resize_tensor(small, (h, w))
-            painted = painted + _luminance(detail)
-        return painted
+        network's own scale (fastnst.stroke.paint_at_scale)."""
+        scale = combined_stroke_scale(opts["stroke_scale"], self.native_stroke_scale)
+        return paint_at_scale(
+            photo,
+            scale,
+            lambda x: self._forward(x, opts["tile"], opts["tile_overlap"], opts["weights"]),
+        )
 
     def stylize_tensor(self, photo: torch.Tensor, **overrides) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> stylized (B, 3, H', W') float32 on the input's device."""

@@ -18,10 +18,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.accel.cpu_tuning import keep_freed_memory
-from fastnst.artifacts import check_is_training_checkpoint, save_exported
 from fastnst.callbacks import LAST, PREVIOUS, DivergenceGuard, LogImagesAndHparams
 from fastnst.checkpointing import AtomicCheckpointIO
 from fastnst.errors import FastNSTError
+from fastnst.formats import check_is_training_checkpoint, save_exported
 from fastnst.multistyle import (
     check_init_options,
     expand_multi_style,

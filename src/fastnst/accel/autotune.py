@@ -3,7 +3,7 @@
 Which path is fastest depends on the processor: NNPACK's Winograd convolutions and the fused
 forward (the default path, `accel`) win on AVX2 CPUs, while on CPUs with AVX-512 and AMX oneDNN's
 own kernels, channels_last maps or bf16 convolutions can run faster. So the first time a network
-of a given shape meets an input of a given size class on a CPU, the runner (artifacts.AutoRunner)
+of a given shape meets an input of a given size class on a CPU, the runner (runners.AutoRunner)
 hands `choose` its candidate paths. On a smooth synthetic image at a reduced size of the class
 each runs once to set up (kernels, buffers) and once to warm up; those over 1.5x the default
 path stop there, the rest run 2 more interleaved rounds (the best of 3 times counts: other work
@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from fastnst.accel.cpu_tuning import cpu_info
+from fastnst.metrics import psnr
 
 ENV_ENABLE = "FASTNST_AUTOTUNE"
 ENV_CACHE_DIR = "FASTNST_CACHE_DIR"
@@ -137,11 +138,6 @@ def timing_image(height: int, width: int) -> torch.Tensor:
         coarse, size=(height, width), mode="bicubic", align_corners=False
     )
     return (0.9 * smooth + 0.1 * torch.rand(1, 3, height, width, generator=g)).clamp_(0, 1)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(torch.mean((a.float() - b.float()) ** 2))
-    return math.inf if mse == 0 else -10 * math.log10(mse)
 
 
 @dataclass

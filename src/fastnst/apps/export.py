@@ -8,10 +8,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from fastnst import zoo
-from fastnst.artifacts import STYLE_INPUT_NAME, load_network
 from fastnst.config import is_set, required, resolve_user_path
 from fastnst.errors import FastNSTError, refuse_input_as_output, refuse_to_overwrite
 from fastnst.export import FORMATS, export_model
+from fastnst.formats import STYLE_INPUT_NAME, load_network
 from fastnst.preflight import ensure_writable
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.artifacts import resolve_device
 from fastnst.atomic import write_json
 from fastnst.config import required, resolve_user_path
 from fastnst.errors import (
@@ -22,6 +21,7 @@ from fastnst.errors import (
 from fastnst.gatys import INITS, MIN_SIDE, OPTIMIZERS, GatysResult, scale_sizes, stylize_gatys
 from fastnst.images import check_output_path, fit_image, fit_size, load_image, open_rgb, save_image
 from fastnst.preflight import ensure_writable
+from fastnst.runners import resolve_device
 
 
 def intermediate_path(output: Path, iteration: int) -> Path:

@@ -34,7 +34,7 @@ from fastnst.errors import FastNSTError, ImageError
 from fastnst.images import fit_size, open_rgb, pil_to_tensor, save_image, tensor_to_pil
 
 MODEL_SUFFIXES = (".pt", ".ckpt", ".onnx", ".ts")
-# a run directory: what fastnst.artifacts.load_network accepts as one
+# a run directory: what fastnst.formats.load_network accepts as one
 RUN_MARKERS = ("model.pt", "checkpoints/last.ckpt", "checkpoints/best.ckpt")
 BUNDLED_SUFFIX = " (bundled)"
 OUTPUT_SIZES = ("256", "512", "768", "1024", "1536", "2048", "original")
@@ -312,7 +312,7 @@ class WebApp:
     def gatys_loss(self):
         """The perceptual loss (its VGG19) loaded once; the painting's targets are set per run."""
         if self._gatys_loss is None:
-            from fastnst.artifacts import resolve_device
+            from fastnst.runners import resolve_device
             from fastnst.style import instantiate_loss
 
             loss = instantiate_loss(
