@@ -11,7 +11,9 @@ import torch
 
 from fastnst.images import load_image, resize_tensor
 from fastnst.judge import (
+    SceneJudge,
     StyleJudge,
+    hatch_measure,
     painting_size,
     published_output,
     random_directions,
@@ -175,7 +177,7 @@ def test_johnson_2016_beats_tint_plus_grain_and_the_photo_is_farthest(data_dir, 
     assert johnson < judge(photo)["style_swd"]
 
 
-# ----------------------------------------------------------------------------- scripts/judge_table.py
+# ----------------------------------------------------------------------------- scripts/zoo/judge_table.py
 
 
 def _judge_table():
@@ -184,7 +186,7 @@ def _judge_table():
     from fastnst.config import REPO_ROOT
 
     spec = importlib.util.spec_from_file_location(
-        "judge_table", REPO_ROOT / "scripts" / "judge_table.py"
+        "judge_table", REPO_ROOT / "scripts" / "zoo" / "judge_table.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -270,3 +272,145 @@ def test_evaluate_reports_style_swd_and_keeps_a_gatys_cache_from_before_the_judg
     assert (
         "gatys/style_swd" not in again and again["gatys/total"] == result["metrics"]["gatys/total"]
     )
+
+
+# ----------------------------------------------------------------------------- hatching and scene
+
+
+def _grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
+
+
+def _smooth(h: int = 192, w: int = 192) -> torch.Tensor:
+    """Smooth colour gradients, nothing in the 2-6 px band."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    return torch.stack([0.3 + 0.4 * yy, 0.5 + 0.2 * xx, 0.7 - 0.3 * yy]).unsqueeze(0)
+
+
+def _diagonal_hatch(h: int = 192, w: int = 192, period: float = 3.0, amplitude: float = 0.1):
+    """A smooth base with a regular diagonal grating of `period` px on the luminance."""
+    yy, xx = _grid(h, w)
+    grating = amplitude * torch.sin(2 * math.pi * (xx + yy) / (period * math.sqrt(2)))
+    return (_smooth(h, w) + grating).clamp(0, 1)
+
+
+def _random_strokes(h: int = 192, w: int = 192, seed: int = 0) -> torch.Tensor:
+    """Short strokes 2-4 px wide, every orientation and length, at random places: no period."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = _grid(h, w)
+    canvas = torch.zeros(h, w)
+    for _ in range(1500):
+        cy, cx = float(torch.rand(1, generator=g)) * h, float(torch.rand(1, generator=g)) * w
+        angle = float(torch.rand(1, generator=g)) * math.pi
+        length = 4 + float(torch.rand(1, generator=g)) * 14
+        width = 1 + float(torch.rand(1, generator=g)) * 1.0
+        along = (xx - cx) * math.cos(angle) + (yy - cy) * math.sin(angle)
+        across = -(xx - cx) * math.sin(angle) + (yy - cy) * math.cos(angle)
+        inside = (along.abs() < length / 2) & (across.abs() < width)
+        canvas[inside] = float(torch.rand(1, generator=g)) * 2 - 1
+    return canvas
+
+
+def _band_rms_matched(base: torch.Tensor, texture: torch.Tensor, target: float) -> torch.Tensor:
+    """base + k * texture (on every channel) with k chosen so its 2-6 px band RMS is `target`."""
+    k = 0.05
+    for _ in range(3):  # the band is linear in k (no clipping at these amplitudes): one step fits
+        image = base + k * texture
+        k *= target / hatch_measure(image)["band_rms"]
+    return base + k * texture
+
+
+def test_a_regular_diagonal_hatch_scores_above_random_strokes_of_the_same_band_energy():
+    hatch = _diagonal_hatch()
+    base = _smooth()
+    target = hatch_measure(hatch)["band_rms"]
+    strokes = _band_rms_matched(base, _random_strokes(), target)
+    assert strokes.min() >= 0 and strokes.max() <= 1  # no clipping: the same band energy
+    h, s = hatch_measure(hatch), hatch_measure(strokes)
+    assert s["band_rms"] == pytest.approx(h["band_rms"], rel=0.05)
+    assert h["hatch"] > 0.5 > 0.15 > s["hatch"]
+    assert h["hatch_rms"] > 3 * s["hatch_rms"]
+
+
+def test_a_plain_photo_has_no_hatch_and_its_grating_is_found_at_any_diagonal_period():
+    assert hatch_measure(_smooth())["hatch_rms"] < 0.5
+    for period in (2.5, 3.0, 4.0, 5.5):
+        assert hatch_measure(_diagonal_hatch(period=period))["hatch"] > 0.5
+    # a grating coarser than the band (12 px) is a pattern, not a hatch
+    coarse, fine = hatch_measure(_diagonal_hatch(period=12.0)), hatch_measure(_diagonal_hatch())
+    assert coarse["hatch"] < 0.1 and coarse["hatch_rms"] < 0.05 * fine["hatch_rms"]
+
+
+def test_colour_fringes_show_as_the_chroma_share_of_the_band():
+    yy, xx = _grid(192, 192)
+    wave = 0.1 * torch.sin(2 * math.pi * (xx + yy) / (3 * math.sqrt(2)))
+    base = _smooth()
+    luminance = (base + wave).clamp(0, 1)
+    # magenta/cyan fringes: red and blue against green, the luminance nearly unchanged
+    fringed = (base + torch.stack([wave, -wave, wave]).unsqueeze(0)).clamp(0, 1)
+    lum, col = hatch_measure(luminance), hatch_measure(fringed)
+    assert col["hatch"] > 0.5 and lum["hatch"] > 0.5
+    assert lum["fringe"] < 0.1 < 0.6 < col["fringe"]
+
+
+def test_hatch_measure_refuses_a_picture_smaller_than_its_tiles():
+    with pytest.raises(ValueError, match="at least 64 px"):
+        hatch_measure(torch.rand(1, 3, 40, 200))
+
+
+def _scene_photo(h: int = 192, w: int = 192) -> torch.Tensor:
+    """A 'photo' with a layout: a bright disc, a dark bar, a gradient sky."""
+    yy, xx = _grid(h, w)
+    img = resize_tensor(_photo(), (h, w)).clone()
+    disc = ((yy - 70) ** 2 + (xx - 120) ** 2) < 35**2
+    img[:, :, disc] = torch.tensor([0.95, 0.8, 0.3]).view(1, 3, 1)
+    img[:, :, 120:150, 20:170] = torch.tensor([0.1, 0.1, 0.15]).view(1, 3, 1, 1)
+    return img
+
+
+def _block_shuffle(image: torch.Tensor, block: int = 16, seed: int = 0) -> torch.Tensor:
+    b, c, h, w = image.shape
+    tiles = image.unfold(2, block, block).unfold(3, block, block)  # b c nh nw bh bw
+    nh, nw = tiles.shape[2:4]
+    flat = tiles.reshape(b, c, nh * nw, block, block)
+    order = torch.randperm(nh * nw, generator=torch.Generator().manual_seed(seed))
+    flat = flat[:, :, order].reshape(b, c, nh, nw, block, block)
+    return flat.permute(0, 1, 2, 4, 3, 5).reshape(b, c, nh * block, nw * block)
+
+
+@pytest.fixture(scope="module")
+def scene_judge() -> SceneJudge:
+    return SceneJudge(side=192)
+
+
+def test_a_blurred_photo_keeps_more_scene_than_a_shuffled_one(scene_judge):
+    import kornia
+
+    photo = _scene_photo()
+    blurred = kornia.filters.gaussian_blur2d(photo, (9, 9), (2.5, 2.5))
+    shuffled = _block_shuffle(photo)
+    own, kept, lost = (scene_judge(x, photo) for x in (photo, blurred, shuffled))
+    assert own["scene_distance"] == pytest.approx(0.0, abs=1e-5)
+    assert own["scene_ssim"] == pytest.approx(1.0, abs=1e-4)
+    assert kept["scene_distance"] < lost["scene_distance"]
+    assert kept["scene_ssim"] > lost["scene_ssim"]
+
+
+def test_scene_judge_takes_an_output_of_another_size(scene_judge):
+    photo = _scene_photo()
+    bigger = resize_tensor(photo, (288, 288))
+    assert scene_judge(bigger, photo)["scene_distance"] < 0.2
+    assert scene_judge(bigger, photo)["scene_ssim"] > 0.8
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("style", ["starry_night", "composition_vii"])
+def test_johnson_2016_has_less_hatch_than_a_photo_with_a_grain(data_dir, style):
+    """Johnson et al. 2016's brush strokes are not a hatch; the Gram loss's favourite grain is."""
+    published = load_image(published_output(data_dir, style))
+    photo = load_image(data_dir / "content" / "chicago.jpg", max(published.shape[-2:]))
+    painting = load_image(data_dir / "styles" / f"{style}.jpg", 256)
+    grain = tint_and_grain(photo, painting, period=3.0)
+    assert hatch_measure(published)["hatch"] < 0.2 < hatch_measure(grain)["hatch"]
