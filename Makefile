@@ -48,10 +48,10 @@ app: ## the local web app, e.g. make app ARGS="models=outputs/ port=7860"
 	$(BIN)/python app.py $(ARGS)
 
 bench: ## run the benchmarks (slow)
-	$(BIN)/python scripts/bench_convs.py
-	$(BIN)/python scripts/bench_gatys.py
-	$(BIN)/python scripts/bench_train.py
-	$(BIN)/python scripts/bench_inference.py
+	$(BIN)/python scripts/bench/bench_convs.py
+	$(BIN)/python scripts/bench/bench_gatys.py
+	$(BIN)/python scripts/bench/bench_train.py
+	$(BIN)/python scripts/bench/bench_inference.py
 
 clean: ## remove caches (keeps .venv and outputs)
 	rm -rf .pytest_cache .ruff_cache src/*.egg-info build dist

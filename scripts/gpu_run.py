@@ -163,7 +163,7 @@ def checks(args, clock: Clock, log: Log, py: str) -> list[str]:
             infer.append("--compile")
     code, out, secs = log.run(
         "(a) inference check",
-        [py, "scripts/bench_inference.py", *infer],
+        [py, "scripts/bench/bench_inference.py", *infer],
         timeout=min(600 if dry else 0.16 * args.budget, clock.left()),
     )
     sections.append(
@@ -236,7 +236,7 @@ def checks(args, clock: Clock, log: Log, py: str) -> list[str]:
         )
         code, out, secs = log.run(
             title,
-            [py, "scripts/bench_train.py", *opts, *extra, *overrides],
+            [py, "scripts/bench/bench_train.py", *opts, *extra, *overrides],
             timeout=min(cap, clock.left()),
         )
         sections.append(

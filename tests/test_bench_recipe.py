@@ -1,4 +1,4 @@
-"""scripts/bench_recipe.py: every variant is a valid override set of experiment=zoo, finished
+"""scripts/bench/bench_recipe.py: every variant is a valid override set of experiment=zoo, finished
 variants are skipped and interrupted ones resumed, the side-by-side picture and the table."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 from tests.helpers import REPO, compose_config
 
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path[:0] = [str(REPO / "scripts" / "bench"), str(REPO / "scripts" / "zoo")]
 
 import bench_recipe  # noqa: E402
 

@@ -12,7 +12,7 @@ from fastnst.artifacts import save_exported
 from fastnst.transformer import TransformerNet
 from tests.helpers import REPO
 
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts" / "bench"))
 
 import bench_inference  # noqa: E402
 

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def load_bundle_script():
     spec = importlib.util.spec_from_file_location(
-        "bundle_network", REPO / "scripts" / "bundle_network.py"
+        "bundle_network", REPO / "scripts" / "zoo" / "bundle_network.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

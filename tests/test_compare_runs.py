@@ -1,4 +1,4 @@
-"""scripts/compare_runs.py: one grid image and one metrics table for several runs."""
+"""scripts/figures/compare_runs.py: one grid image and one metrics table for several runs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fastnst.config import REPO_ROOT
 from fastnst.transformer import TransformerNet
 
 spec = importlib.util.spec_from_file_location(
-    "compare_runs", REPO_ROOT / "scripts" / "compare_runs.py"
+    "compare_runs", REPO_ROOT / "scripts" / "figures" / "compare_runs.py"
 )
 compare = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(compare)

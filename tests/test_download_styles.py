@@ -1,4 +1,4 @@
-"""scripts/download_styles.py, without the network: urlopen is replaced or pointed at a dead proxy."""
+"""scripts/data/download_styles.py, without the network: urlopen is replaced or pointed at a dead proxy."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "download_styles.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "data" / "download_styles.py"
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_default_out_dir_follows_fastnst_data(ds, monkeypatch, tmp_path):
     monkeypatch.setenv("FASTNST_DATA", str(tmp_path))
     assert ds.default_out_dir() == tmp_path / "styles"
     monkeypatch.delenv("FASTNST_DATA")
-    assert ds.default_out_dir() == SCRIPT.parents[1] / "data" / "styles"
+    assert ds.default_out_dir() == SCRIPT.parents[2] / "data" / "styles"
 
 
 def _run(*args, **env):

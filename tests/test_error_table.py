@@ -29,7 +29,9 @@ pytestmark = pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs /sys (L
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"script_{name}", next((REPO / "scripts").rglob(f"{name}.py"))
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main
@@ -147,7 +149,7 @@ SCRIPTS = {
     **{
         name: (lambda name=name: _script(name))
         for name in CASES
-        if (REPO / "scripts" / f"{name}.py").is_file()
+        if any((REPO / "scripts").rglob(f"{name}.py"))
     },
 }
 

@@ -1,4 +1,4 @@
-"""scripts/extract_frames.py (fastnst.frames): sampling, near-duplicate removal, letterbox crop,
+"""scripts/data/extract_frames.py (fastnst.frames): sampling, near-duplicate removal, letterbox crop,
 numbering and resumability, on a tiny generated video."""
 
 from __future__ import annotations

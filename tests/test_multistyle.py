@@ -403,7 +403,7 @@ def test_finetune_needs_init_from_and_a_new_style(
         train(compose_train(*tiny_multi(folder, ["no_such_style"])))
 
 
-# -- scripts/style_blend.py -----------------------------------------------------------------
+# -- scripts/figures/style_blend.py -----------------------------------------------------------------
 
 
 def _style_blend():
@@ -412,7 +412,7 @@ def _style_blend():
     from fastnst.config import REPO_ROOT
 
     spec = importlib.util.spec_from_file_location(
-        "style_blend", REPO_ROOT / "scripts" / "style_blend.py"
+        "style_blend", REPO_ROOT / "scripts" / "figures" / "style_blend.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

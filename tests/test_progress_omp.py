@@ -46,7 +46,11 @@ print("policy without torch:", os.environ.get("OMP_WAIT_POLICY"), flush=True)
 
 # scripts that run no torch in their own process
 NO_TORCH_SCRIPTS = {"download_styles.py", "bench_load.py"}
-SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("*.py") if p.name not in NO_TORCH_SCRIPTS)
+SCRIPTS = sorted(
+    p.relative_to(REPO / "scripts").as_posix()
+    for p in (REPO / "scripts").rglob("*.py")
+    if p.name not in NO_TORCH_SCRIPTS
+)
 
 
 def probe(args: list[str], cwd: Path, policy: str | None = None) -> str:
@@ -219,7 +223,7 @@ def test_a_piped_script_prints_no_bar_unless_asked(tmp_path):
     photo = make_image(tmp_path / "photo.png", size=(64, 48))
     cmd = [
         sys.executable,
-        str(REPO / "scripts" / "make_pan_clip.py"),
+        str(REPO / "scripts" / "data" / "make_pan_clip.py"),
         str(photo),
         "--frames",
         "3",
@@ -242,10 +246,18 @@ def test_a_piped_script_prints_no_bar_unless_asked(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["video_metrics.py", "style_blend.py", "make_pan_clip.py", "compare_runs.py"]
+    "name",
+    [
+        "data/video_metrics.py",
+        "figures/style_blend.py",
+        "data/make_pan_clip.py",
+        "figures/compare_runs.py",
+    ],
 )
 def test_script_help_documents_the_progress_switch(name, capsys):
-    spec = importlib.util.spec_from_file_location(f"_help_{name[:-3]}", REPO / "scripts" / name)
+    spec = importlib.util.spec_from_file_location(
+        f"_help_{Path(name).stem}", REPO / "scripts" / name
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     with pytest.raises(SystemExit):

@@ -1,6 +1,6 @@
 """The zoo recipe: the style presets' painting size and style weight,
-scripts/train_zoo.py (commands, skip/resume, wall time), the zoo listing of multi-style networks,
-scripts/zoo_sheet.py and scripts/bundle_network.py's recipe summary."""
+scripts/zoo/train_zoo.py (commands, skip/resume, wall time), the zoo listing of multi-style networks,
+scripts/zoo/zoo_sheet.py and scripts/zoo/bundle_network.py's recipe summary."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.helpers import REPO, compose_config, make_image
 
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts" / "zoo"))
 
 import bundle_network  # noqa: E402
 import train_zoo  # noqa: E402
@@ -74,7 +74,7 @@ def test_multi_style_members_keep_their_presets_beta_scale():
     assert [m.beta_scale for m in doubled.style.members] == [16.0, 12.0]
 
 
-# -- 2. scripts/train_zoo.py -----------------------------------------------------------------
+# -- 2. scripts/zoo/train_zoo.py -----------------------------------------------------------------
 
 
 def zoo_args(tmp_path, **kw):
@@ -199,7 +199,7 @@ def test_listing_names_a_multi_style_networks_styles(tmp_path, monkeypatch):
     assert "styles:" not in blocks[1]
 
 
-# -- 4. scripts/zoo_sheet.py ----------------------------------------------------------------
+# -- 4. scripts/zoo/zoo_sheet.py ----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -278,7 +278,7 @@ def test_zoo_sheet_empty_panels(tmp_path, sheet_data):
     assert widths[True] - widths[False] == round(48 * 40 / 36) + 4
 
 
-# -- 5. scripts/bundle_network.py recipe_of -----------------------------------------------------
+# -- 5. scripts/zoo/bundle_network.py recipe_of -----------------------------------------------------
 
 
 def run_config(**style):

@@ -1,6 +1,6 @@
 """Build an image data set from videos: sample frames (every N seconds or at scene changes),
 crop letterbox bars, drop near-duplicates by perceptual hash, and write numbered JPEGs into one
-flat folder (the seed's layout: 268.jpg, 269.jpg ...). `scripts/extract_frames.py` is the CLI.
+flat folder (the seed's layout: 268.jpg, 269.jpg ...). `scripts/data/extract_frames.py` is the CLI.
 
 Resumable: `<out>/.extract_frames.json` maps (video, timestamp) -> file name. A rerun decodes
 again (the choices are deterministic), writes only frames whose file is missing, and numbers

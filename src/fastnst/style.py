@@ -64,7 +64,7 @@ def style_image_paths(style: DictConfig) -> tuple[list[Path], list[float] | None
             # the download script takes the file's name (the_scream, not the alias scream) and
             # fetches only public-domain paintings: offer it just for those
             download = (
-                f", run `python scripts/download_styles.py {p.stem}` (public domain)"
+                f", run `python scripts/data/download_styles.py {p.stem}` (public domain)"
                 if p.stem in downloadable_styles()
                 else ""
             )
@@ -76,12 +76,12 @@ def style_image_paths(style: DictConfig) -> tuple[list[Path], list[float] | None
 
 
 def downloadable_styles() -> set[str]:
-    """The names scripts/download_styles.py accepts (its public-domain paintings)."""
+    """The names scripts/data/download_styles.py accepts (its public-domain paintings)."""
     import importlib.util
 
     from fastnst.config import REPO_ROOT
 
-    script = REPO_ROOT / "scripts" / "download_styles.py"
+    script = REPO_ROOT / "scripts" / "data" / "download_styles.py"
     try:
         spec = importlib.util.spec_from_file_location("_fastnst_download_styles", script)
         module = importlib.util.module_from_spec(spec)

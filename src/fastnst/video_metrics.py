@@ -1,4 +1,4 @@
-"""Temporal stability of a stylized video: `python scripts/video_metrics.py --input clip.mp4
+"""Temporal stability of a stylized video: `python scripts/data/video_metrics.py --input clip.mp4
 --output stylized.mp4 [--style the_scream | --run <run dir>] [--frames N] [--json]`.
 
 Prints the temporal warping error (Lai et al. 2018; fastnst.flow.warping_error: lower = less

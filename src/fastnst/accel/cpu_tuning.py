@@ -2,7 +2,7 @@
 
 glibc serves every allocation above 128 KiB-32 MiB with a fresh mmap and hands it back on free, so
 each feature map of a forward pass is page-faulted in again, zero-filled page by page: about a third
-of an eager 512 px forward of the Johnson network on 2 cores (scripts/bench_inference.py). Raising
+of an eager 512 px forward of the Johnson network on 2 cores (scripts/bench/bench_inference.py). Raising
 the mmap and trim thresholds keeps freed blocks in the heap for the next forward pass to reuse, at
 the price of the process holding on to its peak memory. Stylizer.load applies it for CPU inference
 unless FASTNST_KEEP_FREED_MEMORY=0, and training on CPU.
@@ -58,7 +58,7 @@ def passive_openmp_waits() -> bool:
     take turns layer by layer, and OpenMP's spin-waiting threads steal the 2 cores from NNPACK's:
     passive waits made a Gatys iteration ~10% faster here. On a loaded machine spinning threads
     also burn the time slices the busy thread needs: training, video and evaluation ran 5-40x
-    slower with other jobs on the cores (scripts/bench_load.py).
+    slower with other jobs on the cores (scripts/bench/bench_load.py).
 
     A value the user set wins. torch's GNU OpenMP reads OMP_WAIT_POLICY once, when torch is
     imported, so this only takes effect before that: `import fastnst` calls it (every entry

@@ -3,7 +3,7 @@
 PyTorch ships NNPACK but only uses it for batches of 16 or more; on AVX2 CPUs without AVX-512
 its Winograd F(6x6, 3x3) beats oneDNN's direct convolution 1.4-2.8x on large feature maps
 (see `_nnpack_faster` for where), and its FFT path runs the transformer's 9x9 convs up to 10x
-faster forward+backward (oneDNN is slow with 3 output channels). `scripts/bench_convs.py`
+faster forward+backward (oneDNN is slow with 3 output channels). `scripts/bench/bench_convs.py`
 prints the measured table. Results match `F.conv2d` to ~1e-5 relative (Winograd rounding).
 
 `conv2d` is a drop-in for `F.conv2d` that picks NNPACK where it measured faster and falls back
@@ -72,7 +72,7 @@ def _nnpack_faster(x: torch.Tensor, weight: torch.Tensor, padding: int) -> bool:
     out_hw = (x.shape[-2] + 2 * padding - kh + 1) * (x.shape[-1] + 2 * padding - kw + 1)
     # Winograd pays off once the map is large against the kernel transform NNPACK redoes on
     # every call (~C^2): from 42x64 at 256-512 channels, 64x128 at 128, 128x128 at 64 (forward
-    # plus input gradient, scripts/bench_convs.py). The RGB ends of the VGG stay with oneDNN.
+    # plus input gradient, scripts/bench/bench_convs.py). The RGB ends of the VGG stay with oneDNN.
     return kh == 3 and out_hw * max(cin, cout) > 2**19 and min(cin, cout) >= 16
 
 

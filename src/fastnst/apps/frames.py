@@ -1,4 +1,4 @@
-"""`python scripts/extract_frames.py VIDEOS --out DIR`: a frame data set from videos
+"""`python scripts/data/extract_frames.py VIDEOS --out DIR`: a frame data set from videos
 (`fastnst.frames.extract_frames`; its signature holds the defaults, shown here in --help)."""
 
 from __future__ import annotations

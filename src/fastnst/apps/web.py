@@ -198,7 +198,7 @@ class WebApp:
         at a time (a call sets its style weights and statistics on the network's norms), and always
         on the same thread, so glibc's per-thread malloc arena and OpenMP's per-thread team are
         reused. A fresh server thread per request made a 512 px forward ~25% slower here
-        (scripts/bench_app.py)."""
+        (scripts/bench/bench_app.py)."""
         from fastnst.stylize import Stylizer
 
         if label not in self.catalog:

@@ -2,7 +2,7 @@
 
 Each file is an exported transformer (`fastnst.formats.save_exported`, fp16 weights) whose
 meta says how it was trained (`recipe`) and how good it is (`quality`), as written by
-`scripts/bundle_network.py`. `Stylizer.load("the_scream")` and `stylize.py style=the_scream`
+`scripts/zoo/bundle_network.py`. `Stylizer.load("the_scream")` and `stylize.py style=the_scream`
 use them when no `model=` is given; `stylize.py styles=list` prints this listing.
 """
 

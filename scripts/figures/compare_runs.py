@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare trained runs side by side: one PNG grid and one Markdown table of their evaluation.
 
-    python scripts/compare_runs.py outputs/starry_night/imagenet_mini/johnson_half/<date> \\
+    python scripts/figures/compare_runs.py outputs/starry_night/imagenet_mini/johnson_half/<date> \\
         outputs/starry_night/anime_standin/johnson_half/<date> --out report/
 
 Writes <out>/grid.png (rows: evaluation photos; columns: the photo, the style image(s), then

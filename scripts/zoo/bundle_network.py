@@ -1,9 +1,9 @@
 """Measure a trained run and ship it as a bundled network (src/fastnst/zoo/<style>.pt).
 
-    python scripts/bundle_network.py <run dir> [--style NAME] [--status "CPU, 1 h"] [--overwrite]
-    python scripts/bundle_network.py --table          # the table of every bundled network (docs/inference.md)
-    python scripts/bundle_network.py --judge table.json [--status "..."]   # store the style judge's
-        numbers (scripts/judge_table.py --json table.json) in the bundled files, weights unchanged
+    python scripts/zoo/bundle_network.py <run dir> [--style NAME] [--status "CPU, 1 h"] [--overwrite]
+    python scripts/zoo/bundle_network.py --table          # the table of every bundled network (docs/inference.md)
+    python scripts/zoo/bundle_network.py --judge table.json [--status "..."]   # store the style judge's
+        numbers (scripts/zoo/judge_table.py --json table.json) in the bundled files, weights unchanged
 
 Quality, stored in the file's meta and printed as a table row of docs/inference.md:
 - evaluate.py's metrics on 8 ImageNet-mini val photos at 256 px against Gatys with 100 L-BFGS
@@ -220,7 +220,7 @@ def bundle(
     stroke_scale = preset_stroke_scale(cfg.style)  # the file keeps the scale its preset paints at
     if (
         not net.styles
-    ):  # a multi-style network: scripts/judge_table.py and zoo_sheet.py judge each style
+    ):  # a multi-style network: scripts/zoo/judge_table.py and zoo_sheet.py judge each style
         stylizer = Stylizer.load(run_dir, backend="torch")
         stylizer.meta["stroke_scale"] = stroke_scale
         reference, panels = reference_comparison(stylizer, style, cfg.style)
@@ -245,7 +245,7 @@ def bundle(
 
 
 def judge_quality(rows: list[dict], style: str, label: str = "bundled (today)") -> dict | None:
-    """The style judge's numbers for `style` from scripts/judge_table.py's JSON rows: this
+    """The style judge's numbers for `style` from scripts/zoo/judge_table.py's JSON rows: this
     network's style_swd on Chicago and the published Johnson 2016 output's, judged alike."""
     by_row = {r["row"]: r for r in rows if r["style"] == style}
     if label not in by_row or "Johnson 2016" not in by_row:
@@ -255,7 +255,7 @@ def judge_quality(rows: list[dict], style: str, label: str = "bundled (today)") 
         "style_swd": round(ours["style_swd"], 4),
         "johnson_style_swd": round(johnson["style_swd"], 4),
         "photo_style_swd": round(by_row["photo"]["style_swd"], 4) if "photo" in by_row else None,
-        "judged": f"chicago at {ours['judged_at']} px (scripts/judge_table.py)",
+        "judged": f"chicago at {ours['judged_at']} px (scripts/zoo/judge_table.py)",
     }
 
 
@@ -322,7 +322,7 @@ def main(argv=None) -> int:
         "--judge",
         type=Path,
         metavar="TABLE_JSON",
-        help="store scripts/judge_table.py's numbers (its --json file) in every bundled file it covers",
+        help="store scripts/zoo/judge_table.py's numbers (its --json file) in every bundled file it covers",
     )
     args = parser.parse_args(argv)
     if args.judge:

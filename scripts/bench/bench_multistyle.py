@@ -1,6 +1,6 @@
 """The measurements of multi-style networks (docs/benchmarks.md "Multi-style networks"), as markdown tables.
 
-    python scripts/bench_multistyle.py --runs outputs/bench [--rounds 15]
+    python scripts/bench/bench_multistyle.py --runs outputs/bench [--rounds 15]
 
 Reads the trained runs under --runs (made with conf/experiment/multistyle_bench.yaml, commands
 in docs/benchmarks.md): single_<style> (one single-style network per style, S steps each), multi3 (the

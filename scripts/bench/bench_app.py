@@ -1,6 +1,6 @@
 """The web app's speed, measured in a real headless chromium (docs/benchmarks.md "Web app").
 
-    python scripts/bench_app.py [--webcam-model johnson_fast] [--photo-model johnson] [--seconds 10]
+    python scripts/bench/bench_app.py [--webcam-model johnson_fast] [--photo-model johnson] [--seconds 10]
 
 Starts `python app.py` with random-init networks of the given presets (conf/model/*.yaml: a
 trained network of the same architecture runs at the same speed), then in the browser:
@@ -21,7 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # what the app's entry point sets (fastnst.cli)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 
 from app_helpers import (  # noqa: E402

@@ -1,6 +1,6 @@
 """The docs' picture of the web app (docs/webapp.md, README): a bundled network on a photo, in headless chromium.
 
-    python scripts/app_screenshot.py [--style the_scream] [--photo chicago.jpg] [--output docs/images/app.png]
+    python scripts/figures/app_screenshot.py [--style the_scream] [--photo chicago.jpg] [--output docs/images/app.png]
 
 Starts `python app.py`, picks the bundled style, uploads the photo, waits for the result and saves
 a screenshot of the page. Needs chromium + chromium-driver (apt) and selenium + gradio.
@@ -13,8 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO / "tests"), str(REPO / "scripts")]
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO / "src"), str(REPO / "tests"), str(REPO / "scripts" / "bench")]
 
 from bench_app import default_photo, select_style  # noqa: E402
 

@@ -1,7 +1,7 @@
 """A contact sheet of bundled networks at several stroke scales on one photo.
 
-python scripts/stroke_scale_sheet.py docs/images/stroke_scale.jpg
-python scripts/stroke_scale_sheet.py out.jpg --photo my.jpg --styles wave --scales 1 2 4
+python scripts/figures/stroke_scale_sheet.py docs/images/stroke_scale.jpg
+python scripts/figures/stroke_scale_sheet.py out.jpg --photo my.jpg --styles wave --scales 1 2 4
 """
 
 from __future__ import annotations

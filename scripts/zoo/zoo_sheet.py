@@ -1,8 +1,8 @@
 """The README's side-by-side: for each style, the painting, then per photo our network's output
 and Johnson et al. 2016's published one where it exists, all at the same size.
 
-    python scripts/zoo_sheet.py docs/images/zoo_sheet.jpg
-    python scripts/zoo_sheet.py out.jpg --styles wave udnie --network wave=runs/wave --photos chicago stata
+    python scripts/zoo/zoo_sheet.py docs/images/zoo_sheet.jpg
+    python scripts/zoo/zoo_sheet.py out.jpg --styles wave udnie --network wave=runs/wave --photos chicago stata
 
 Our network runs on each photo at the published Chicago output's resolution for that style (510
 or 1022 px wide, so its strokes are at the pixel scale Johnson's show), then every panel is shown

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Download the public-domain style paintings of the presets from Wikimedia Commons.
 
-    python scripts/download_styles.py                  # all public-domain presets
-    python scripts/download_styles.py wave udnie --out my/styles
+    python scripts/data/download_styles.py                  # all public-domain presets
+    python scripts/data/download_styles.py wave udnie --out my/styles
 
 Files go to <data>/styles/<name>.jpg, where <data> is $FASTNST_DATA if set, else the repo's
 data/ folder (the same place the style configs look). Existing files are kept. The modern
@@ -66,7 +66,7 @@ TIMEOUT_S = 60
 
 def default_out_dir() -> Path:
     data = os.environ.get("FASTNST_DATA")
-    return (Path(data) if data else Path(__file__).resolve().parents[1] / "data") / "styles"
+    return (Path(data) if data else Path(__file__).resolve().parents[2] / "data") / "styles"
 
 
 class DownloadError(Exception):

@@ -2,7 +2,7 @@
 """Make a test video from one real photo: a slow simulated camera pan and zoom, with slight
 sensor noise (the second clip of docs/benchmarks.md "Stable video", built offline from a photo we have).
 
-    python scripts/make_pan_clip.py data/content/hoovertowernight.jpg --out pan.mp4 --frames 90 --size 512
+    python scripts/data/make_pan_clip.py data/content/hoovertowernight.jpg --out pan.mp4 --frames 90 --size 512
 
 The window (the photo's shorter side x `--zoom-start`, square) slides linearly from the left to
 the right of the photo while zooming to `--zoom-end`, sampled bilinearly at sub-pixel positions;

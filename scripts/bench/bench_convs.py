@@ -2,7 +2,7 @@
 (NNPACK Winograd/FFT where its rule says so), forward and input-gradient, on the shapes of the
 VGG19 loss (Gatys at 256 px) and the Johnson transformer (inference at 512 px).
 
-    .venv/bin/python scripts/bench_convs.py [--repeats 5]
+    .venv/bin/python scripts/bench/bench_convs.py [--repeats 5]
 
 The rule in `fastconv._nnpack_faster` was set from this table on a 2-core AMD EPYC (AVX2).
 """

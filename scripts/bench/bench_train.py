@@ -2,9 +2,9 @@
 """Training throughput: fastnst's full training step (Lightning + data pipeline + logging) vs a
 plain eager fp32 PyTorch step of the same network and loss, measured in the same process.
 
-    python scripts/bench_train.py                        # CPU, johnson, 256 px, batch 4
-    python scripts/bench_train.py --batch 4 16 --device cuda --data imagenet_mini
-    python scripts/bench_train.py --device cpu --batch 4 --size 256 --json   # one JSON line
+    python scripts/bench/bench_train.py                        # CPU, johnson, 256 px, batch 4
+    python scripts/bench/bench_train.py --batch 4 16 --device cuda --data imagenet_mini
+    python scripts/bench/bench_train.py --device cpu --batch 4 --size 256 --json   # one JSON line
 
 Prints median seconds per step, images/s, peak memory, and the projected wall time of Johnson
 et al.'s recipe (40k steps x batch 4 = 160k images of 256 px). The fastnst run uses the fast
@@ -13,10 +13,10 @@ no per-step syncs); everywhere the decoded data cache (data.cache=true); `--comp
 torch.compile. The eager baseline is measured before and after the fastnst run (the machine
 may be shared: the median of both halves is used).
 
-    python scripts/bench_train.py --device cuda --batch 16 --compare-precision 2500
+    python scripts/bench/bench_train.py --device cuda --batch 16 --compare-precision 2500
         # also trains bf16 and fp32 for 2500 steps each and prints both validation losses
 
-    python scripts/bench_train.py --bf16 --model johnson_half --size 128 --batch 4 --data imagenet_mini
+    python scripts/bench/bench_train.py --bf16 --model johnson_half --size 128 --batch 4 --data imagenet_mini
         # the CPU, its bf16 flags and what trainer=cpu chooses; the fastnst step in fp32 and under
         # bf16-mixed (interleaved halves); then both trained for --compare-precision steps (default
         # 400) and their validation losses. Briefly: --steps 4 --compare-precision 20
@@ -41,7 +41,7 @@ passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy o
 
 import torch  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
 JOHNSON_IMAGES = 160_000

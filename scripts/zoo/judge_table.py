@@ -2,7 +2,7 @@
 fastnst.judge), beside the seed's Gram loss and content loss, for the styles with a published
 Johnson et al. 2016 output.
 
-    python scripts/judge_table.py [--styles starry_night,wave] [--network new=runs/wave/...]
+    python scripts/zoo/judge_table.py [--styles starry_night,wave] [--network new=runs/wave/...]
         [--pictures docs/images] [--json table.json] [--cache ~/.cache/fastnst/judge]
 
 Rows per style: the photo; a tint plus grain (the photo in the painting's colour statistics plus
@@ -12,7 +12,7 @@ there is one); each --network; Johnson et al. 2016's published output; Gatys (fa
 optimization under conf/loss/seed.yaml, cached in --cache).
 
 Scales. Networks run on Chicago at the published output's size (510 or 1022 px, as
-scripts/bundle_network.py shows them), so their strokes are at the published output's pixel
+scripts/zoo/bundle_network.py shows them), so their strokes are at the published output's pixel
 scale; every row is then judged at --size px (longer side), against the painting at
 painting_size(style) x size / published size (fastnst.judge.PAINTING_SIZES: the style image
 sizes of Johnson's released models). Gatys optimizes at --gatys-size px with the painting's Grams

@@ -3,7 +3,7 @@
 and per-frame time of a network trained without and with loss.temporal_weight, and of the plain
 network with temporal=flow smoothing, on real clips at 512 px.
 
-    python scripts/bench_temporal.py --plain <run dir> --stable <run dir> \\
+    python scripts/bench/bench_temporal.py --plain <run dir> --stable <run dir> \\
         --clip fox=$FASTNST_DATA/video/fox.mp4 --clip hoover_pan=pan.mp4 --frames 60 --size 512 \\
         [--strength 0.5] [--picture docs/images/stable_video.jpg]
 

@@ -1,7 +1,7 @@
 """Speed with other jobs on the machine: each command quiet, then with --load busy-loop processes
 beside it, then (rows named by --spin) loaded again with OpenMP's spin-waits back on, back to back.
 
-    FASTNST_DATA=<data> python scripts/bench_load.py [--load 3] [--nice 0] \
+    FASTNST_DATA=<data> python scripts/bench/bench_load.py [--load 3] [--nice 0] \
         [--rows stylizer blend evaluate train] [--spin stylizer evaluate] [--run <run dir>]
 
 Rows: one 256 px `Stylizer` call (median of 10 warm calls, in a process that starts with
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fastnst.accel.cpu_tuning import cpu_info  # torch-free: this process only starts others
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 ROWS = (
     "stylizer",
@@ -114,7 +114,7 @@ def measure(row: str, work: Path, env_extra: dict, state: dict) -> tuple[float, 
         seconds, _ = run(
             [
                 PY,
-                "scripts/style_blend.py",
+                "scripts/figures/style_blend.py",
                 "--model",
                 str(state["multi"]),
                 "--photo",

@@ -6,7 +6,7 @@
 (2) Time to quality at 512 px: how long coarse-to-fine (`scales: auto`) takes to reach the total
     loss that a single-scale 300-iteration run ends at, both with fastnst's loss (conf/loss/seed).
 
-Usage: FASTNST_DATA=path/to/data .venv/bin/python scripts/bench_gatys.py [--parts 1 2]
+Usage: FASTNST_DATA=path/to/data .venv/bin/python scripts/bench/bench_gatys.py [--parts 1 2]
        [--sizes 256 512] [--iterations 100] [--content chicago.jpg] [--style starry_night]
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import fastnst  # noqa: F401  (sets passive OpenMP waits before torch loads)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_measured(cmd: list[str], cwd: Path | None = None) -> tuple[float, float]:
