@@ -105,8 +105,8 @@ def test_grid_and_table(two_runs, tmp_path, monkeypatch, capsys):
         if line.startswith("| starry") or line.startswith("| the_scream")
     ]
     assert len(rows) == 2
-    assert "| starry_night | folder | johnson_tiny (IN) | 7 |" in rows[0]
-    assert "| the_scream | folder | johnson_tiny (BN) | 7 |" in rows[1]
+    assert "| starry_night | folder | c8-16-32 r1 (IN) | 7 |" in rows[0]
+    assert "| the_scream | folder | c8-16-32 r1 (BN) | 7 |" in rows[1]
     assert "3 photos at 32 px" in table and table in capsys.readouterr().out
     evaluations = json.loads((out / "metrics.json").read_text())
     assert [e["run_dir"] for e in evaluations] == [str(r) for r in runs]
@@ -195,8 +195,8 @@ def test_multi_style_run_has_one_column_and_one_row_per_style(
     # columns: photo, the two styles, the network in each of its two styles
     assert Image.open(out / "grid.png").size == compare.grid_size(2, 5, 40)
     table = (out / "metrics.md").read_text()
-    assert "| starry_night (multi) | folder | johnson_tiny (IN) | 3 |" in table
-    assert "| the_scream (multi) | folder | johnson_tiny (IN) | 3 |" in table
+    assert "| starry_night (multi) | folder | c8-16-32 r1 (IN) | 3 |" in table
+    assert "| the_scream (multi) | folder | c8-16-32 r1 (IN) | 3 |" in table
     ev = json.loads((run_dir / "eval.json").read_text())
     assert set(ev["per_style"]) == {"starry_night", "the_scream"}
 

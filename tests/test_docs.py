@@ -69,3 +69,46 @@ def test_no_paths_outside_the_repo():
 
 def test_readme_is_short():
     assert len((REPO / "README.md").read_text().splitlines()) <= 250
+
+
+def test_sample_unknown_style_errors_are_the_programs():
+    """The sample one-line errors about a misspelt bundled style print what the program prints
+    (e.g. every bundled network, not the three there were when the page was written)."""
+    from fastnst import zoo
+    from fastnst.errors import FastNSTError
+
+    found = 0
+    for page in [REPO / "README.md", *PAGES]:
+        text = page.read_text()
+        pattern = r"\$ python stylize\.py style=(\S+) .*\n(fastnst: error: unknown style .*)"
+        for name, line in re.findall(pattern, text):
+            with pytest.raises(FastNSTError) as error:
+                zoo.bundled_network(name)
+            assert line == f"fastnst: error: {error.value}", page.name
+            found += 1
+    assert found, "no sample error found: update this test"
+
+
+def test_six_styles_step_counts_in_the_docs_are_its_files():
+    import torch
+
+    from fastnst.zoo import bundled_styles
+
+    meta = torch.load(bundled_styles()["six_styles"], weights_only=True, map_location="cpu")["meta"]
+    steps = int(meta["recipe"]["steps"])
+    said = []
+    for page in (DOCS / "inference.md", DOCS / "quality.md"):
+        text = page.read_text()
+        said += re.findall(r"six_styles`? (?:is |\()(\d+)[ -]steps?", text)
+        said += re.findall(r"^\| six_styles \| (\d+) \|", text, re.M)
+        said += re.findall(r"--multi .*\n.*--steps (\d+)", text)
+    assert len(said) >= 3 and set(said) == {str(steps)}, said
+
+
+def test_webcam_model_examples_name_networks_not_architectures():
+    from fastnst.config import CONFIG_DIR
+
+    architectures = {p.stem for p in (CONFIG_DIR / "model").glob("*.yaml")}
+    for page in [REPO / "README.md", *PAGES]:
+        for value in re.findall(r"webcam_model=([^\s`\"]+)", page.read_text()):
+            assert value.strip("'").split(" ")[0] not in architectures, (page.name, value)

@@ -111,7 +111,7 @@ def test_eval_json_tensorboard_and_cached_gatys_reference(
     assert evaluate.gatys_cache_key(cfg, [Path(c) for c in copies], 32, 3) != key
 
 
-def test_run_labels_fall_back_to_channels_outside_the_run_layout(tmp_path):
+def test_run_labels_name_the_model_by_its_architecture_wherever_the_run_is(tmp_path):
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create(
@@ -121,15 +121,13 @@ def test_run_labels_fall_back_to_channels_outside_the_run_layout(tmp_path):
             "model": {"channels": [16, 32, 64], "num_residual": 5, "norm": "batch"},
         }
     )
-    assert (
-        run_labels(tmp_path / "wave" / "imagenet_mini" / "johnson_half" / "d", cfg)["model"]
-        == "johnson_half (BN)"
-    )
-    assert run_labels(tmp_path / "elsewhere", cfg) == {
-        "style": "wave",
-        "data": "imagenet_mini",
-        "model": "c16-32-64 (BN)",
-    }
+    # the same name in the <style>/<data>/<model>/<date> layout and in a hydra.run.dir= folder
+    expected = {"style": "wave", "data": "imagenet_mini", "model": "johnson_half (BN)"}
+    assert run_labels(tmp_path / "wave" / "imagenet_mini" / "johnson_half" / "d", cfg) == expected
+    assert run_labels(tmp_path / "elsewhere", cfg) == expected
+    # no preset with this architecture: its channels and residual blocks
+    cfg.model.num_residual = 2
+    assert run_labels(tmp_path / "elsewhere", cfg)["model"] == "c16-32-64 r2 (BN)"
 
 
 def compose_evaluate(*overrides):
@@ -154,8 +152,8 @@ def test_cli_config_evaluates_a_list_of_runs_without_reference(
     results = evaluate_cli(cfg)
     assert len(results) == 2 and "gatys/total" not in results[0]["metrics"]
     out = capsys.readouterr().out
-    # outside the <style>/<data>/<model>/<date> layout the model is named by its channels
-    assert "starry_night / folder / c16-32-64 (IN)" in out and "existing eval.json" in out
+    # outside the <style>/<data>/<model>/<date> layout too the model is named by its preset
+    assert "starry_night / folder / johnson_half (IN)" in out and "existing eval.json" in out
 
 
 def test_cli_bad_run_dir_is_one_line_and_exit_2(tmp_path, capsys):

@@ -145,3 +145,49 @@ def test_webm_output_says_in_one_line_that_aac_audio_is_dropped(tmp_path, model_
     assert not video_info(tmp_path / "out.webm")["audio"]
     notes = [line for line in capsys.readouterr().err.splitlines() if "audio" in line]
     assert len(notes) == 1 and "not kept" in notes[0] and ".webm" in notes[0]
+
+
+def test_stylize_help_lists_every_option_with_its_current_value():
+    """--help is generated from conf/inference/stylize.yaml (fastnst.options_help): every key,
+    stroke_scale and batch_size included, with the value an override gives it."""
+    import subprocess
+    import sys
+
+    from fastnst.config import REPO_ROOT
+    from fastnst.options_help import documented_keys
+
+    keys = documented_keys((INFERENCE_CONFIG_DIR / "stylize.yaml").read_text())
+    assert {"stroke_scale", "batch_size", "input", "model", "traceback"} <= set(keys)
+    assert all(keys.values()), [k for k, v in keys.items() if not v]  # each has its comment
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "stylize.py"), "--help", "batch_size=2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert set(keys) <= listed, set(keys) - listed
+    assert "  batch_size [2] " in result.stdout and "  stroke_scale [1.0] " in result.stdout
+    assert "$$" not in result.stdout  # the template escape does not leak
+
+
+def test_files_the_readme_and_a_sweep_write_in_the_repo_are_ignored_by_git():
+    import re
+    import shutil
+    import subprocess
+
+    from fastnst.config import REPO_ROOT
+
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    readme = (REPO_ROOT / "README.md").read_text()
+    written = re.findall(r"\boutput=(\S+)", readme)
+    assert written, "the README writes no output= file any more: update this test"
+    # gatys.py writes its loss log beside the picture; -m writes outputs/multirun.yaml
+    paths = [*written, *(f"{w}.json" for w in written), "outputs/multirun.yaml"]
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", *paths], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    ignored = set(result.stdout.split())
+    assert ignored == set(paths), set(paths) - ignored

@@ -278,14 +278,28 @@ class LogImagesAndHparams(pl.Callback):
     columns) and the style image(s). After each validation: hp/val_loss, hp/val_content,
     hp/val_style (the validation losses, as the hparams view's columns).
 
-    `run_config`: the run's train config; fastnst.train sets it (without one no hparams and no
-    style image are written)."""
+    The probe set (fastnst.probes: the same photos for every run, whatever its data): after each
+    validation and at the end, the network's output on each probe photo under `probe/<name>`
+    (`probe/<style>/<name>` for a multi-style network), so two runs line up in the Images tab;
+    the photos themselves once, as `probe/photos`. `probe_size`: their width in px (0 = off).
 
-    def __init__(self, every_n_steps: int = 500, num_images: int = 4):
+    `run_config`: the run's train config; fastnst.train sets it (without one no hparams and no
+    style image are written; the probe photos then come from fastnst.config.data_dir())."""
+
+    def __init__(self, every_n_steps: int = 500, num_images: int = 4, probe_size: int = 256):
         self.every_n_steps = int(every_n_steps or 0)
         self.num_images = int(num_images)
+        self.probe_size = int(probe_size or 0)
+        if self.probe_size and self.probe_size < 16:
+            from fastnst.errors import FastNSTError
+
+            raise FastNSTError(
+                f"callbacks.images.probe_size={probe_size}: use 0 (off) or at least 16 px"
+            )
         self.run_config = None
         self._photos: torch.Tensor | None = None
+        self._probes: tuple[list[str], torch.Tensor] | None = None
+        self._probe_step = -1
 
     @staticmethod
     def _tensorboard(trainer):
@@ -300,7 +314,10 @@ class LogImagesAndHparams(pl.Callback):
 
     def on_fit_start(self, trainer, pl_module):
         tb = self._tensorboard(trainer)
-        if tb is None or self.run_config is None:
+        if tb is None:
+            return
+        self._load_probes(tb, trainer.global_step)
+        if self.run_config is None:
             return
         from omegaconf import OmegaConf
 
@@ -324,9 +341,14 @@ class LogImagesAndHparams(pl.Callback):
         # the grid of the final network (the periodic ones are logged before a step)
         if self.every_n_steps:
             self.log_image_grid(trainer, pl_module)
+        if self._probe_step != trainer.global_step:  # no validation at the last step
+            self.log_probes(trainer, pl_module)
 
     def on_validation_epoch_end(self, trainer, pl_module):
         from fastnst.metrics import VAL_METRICS
+
+        if not trainer.sanity_checking:
+            self.log_probes(trainer, pl_module)
 
         metrics = trainer.callback_metrics
         for name in VAL_METRICS:
@@ -356,3 +378,43 @@ class LogImagesAndHparams(pl.Callback):
                 grid,
                 trainer.global_step,
             )
+
+    def _load_probes(self, tb, step: int) -> None:
+        """Read the probe set once (a missing photo is named once in the log) and log the photos
+        as `probe/photos`."""
+        if not self.probe_size or self._probes is not None:
+            return
+        from torchvision.utils import make_grid
+
+        from fastnst.config import data_dir
+        from fastnst.probes import missing_note, probe_photos, probe_tag
+
+        cfg = self.run_config
+        paths = cfg.get("paths") if cfg is not None else None
+        root = paths.get("data_dir") if paths is not None else None
+        root = root if root is not None else data_dir()
+        names, photos, missing = probe_photos(root, self.probe_size)
+        if missing:
+            log.warning(missing_note(missing, root))
+        self._probes = names, photos
+        tb.experiment.add_image(
+            probe_tag("photos"), make_grid(photos, nrow=len(names), padding=2), step
+        )
+
+    @torch.no_grad()
+    def log_probes(self, trainer, pl_module) -> None:
+        """The network's output on each probe photo, one image per tag (probe/<name>)."""
+        if not self.probe_size or trainer.fast_dev_run:
+            return
+        tb = self._tensorboard(trainer)
+        if tb is None:
+            return
+        self._load_probes(tb, trainer.global_step)
+        from fastnst.probes import probe_tag
+
+        names, photos = self._probes
+        for style, stylized in pl_module.stylize_each_style(photos.to(pl_module.device)):
+            stylized = stylized.float().clamp(0, 1).cpu()
+            for name, image in zip(names, stylized, strict=True):
+                tb.experiment.add_image(probe_tag(name, style), image, trainer.global_step)
+        self._probe_step = trainer.global_step

@@ -51,6 +51,15 @@ if not OmegaConf.has_resolver("fastnst_painting"):
     # ${fastnst_painting:${paths.data_dir},wave}: the user's <data_dir>/styles/wave.jpg, else the
     # public-domain copy bundled in the package (fastnst/paintings/)
     OmegaConf.register_new_resolver("fastnst_painting", painting_path)
+if not OmegaConf.has_resolver("fastnst_options"):
+    # ${fastnst_options:inference/stylize} in a --help template: every key of that config with its
+    # value and comment (fastnst.options_help), so the help cannot drift from the config
+    def _options_help(name, _root_):
+        from fastnst.options_help import help_resolver
+
+        return help_resolver(name, _root_)
+
+    OmegaConf.register_new_resolver("fastnst_options", _options_help)
 
 
 def group_options(*groups: str) -> str:

@@ -8,10 +8,10 @@ the first hparams summary of a run). Light: no torch, no VGG, no Lightning.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 # the validation losses training logs as hparams columns (hp/val_<name>, from val/<name>)
 VAL_METRICS = ("loss", "content", "style")
@@ -47,18 +47,42 @@ def hparam_columns(eval_metrics: Mapping[str, float] | None = None) -> dict[str,
     return columns
 
 
+@functools.cache
+def model_presets() -> dict[tuple[tuple[int, ...], int], str]:
+    """{(channels, num_residual): name} of the model presets shipped in conf/model/."""
+    from omegaconf import OmegaConf
+
+    from fastnst.config import CONFIG_DIR
+
+    presets = {}
+    for path in sorted((CONFIG_DIR / "model").glob("*.yaml")):
+        m = OmegaConf.load(path)
+        presets.setdefault((tuple(int(c) for c in m.channels), int(m.num_residual)), path.stem)
+    return presets
+
+
+def model_name(model) -> str:
+    """The one name of a network's architecture, used by the hparams view, evaluate.py and
+    compare_runs.py alike: the conf/model preset with the same channels and residual blocks
+    (johnson_half), else its channels and blocks (c8-16-32 r1); then the normalization
+    ("johnson_half (IN)"). `model`: the run's model config or a network file's model config
+    (channels, num_residual, norm). From the architecture alone, so the same network has the
+    same name whatever its run directory is called."""
+    channels = tuple(int(c) for c in model["channels"])
+    blocks = int(model.get("num_residual", 5))
+    name = model_presets().get((channels, blocks))
+    if name is None:
+        name = "c" + "-".join(map(str, channels)) + f" r{blocks}"
+    norm = str(model.get("norm", "instance"))
+    return f"{name} ({NORM_NAMES.get(norm, norm)})"
+
+
 def run_labels(run_dir: str | os.PathLike, cfg) -> dict[str, str]:
-    """{"style", "data", "model"} of a run. The model preset's name is not in config.yaml, but
-    the run directory is <style>/<data>/<model>/<date>; the normalization is added (IN vs BN)."""
+    """{"style", "data", "model"} of a run, from its train config (the model: `model_name`).
+    `run_dir` is not read: a run named by hydra.run.dir= gets the same labels."""
     style = str(cfg.style.name or "custom")
     data = str(cfg.data.name or "images")
-    parts = Path(run_dir).resolve().parts
-    if len(parts) >= 4 and parts[-4] == style and parts[-3] == data:
-        model = parts[-2]
-    else:
-        model = "c" + "-".join(str(c) for c in cfg.model.channels)
-    norm = str(cfg.model.norm)
-    return {"style": style, "data": data, "model": f"{model} ({NORM_NAMES.get(norm, norm)})"}
+    return {"style": style, "data": data, "model": model_name(cfg.model)}
 
 
 def effective_beta(cfg) -> float | str:
@@ -118,5 +142,7 @@ __all__ = [
     "hparam_columns",
     "hparams_of",
     "run_labels",
+    "model_name",
+    "model_presets",
     "effective_beta",
 ]
