@@ -15,7 +15,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.accel.cpu_tuning import passive_openmp_waits
-from fastnst.config import CONFIG_DIR
+from fastnst.config import CONFIG_DIR, compose
 from fastnst.errors import (
     EXIT_INTERRUPTED,
     EXIT_USER_ERROR,
@@ -42,21 +42,18 @@ def run_reporting_errors(fn, cfg: DictConfig):
 
 def check_overrides(config_dir, config_name: str, args: list[str]) -> DictConfig | None:
     """Compose the config once before Hydra does, so that a typo in an override is one line
-    naming the key (with a suggestion) and exit code 2, instead of Hydra's multi-line report."""
-    if not args or any(a.startswith("-") for a in args):
+    naming the key (with a suggestion) and exit code 2, instead of Hydra's multi-line report;
+    then the values' types and the `+key=` additions are checked."""
+    if any(a.startswith("-") for a in args):
         return  # --help, --cfg, -m sweeps...: Hydra's own handling
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import (
         ConfigCompositionException,
         MissingConfigException,
         OverrideParseException,
     )
 
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = compose(config_name, overrides=args)
+        cfg = compose(config_name, args, config_dir)
     except MissingConfigException as e:
         group = next(
             (o.split("=", 1) for o in args if "=" in o and f"'{o.split('=', 1)[0]}/" in str(e)),
@@ -74,47 +71,98 @@ def check_overrides(config_dir, config_name: str, args: list[str]) -> DictConfig
     except (ConfigCompositionException, OverrideParseException) as e:
         key = next((o.split("=", 1)[0] for o in args if f"'{o.split('=', 1)[0]}'" in str(e)), None)
         if key and "not in struct" in str(e.__cause__ or e):
-            parent, _, leaf = key.rpartition(".")
-            try:
-                known = (
-                    list(OmegaConf.select(cfg_base(config_dir, config_name), parent) or {})
-                    if parent
-                    else None
-                )
-            except Exception:
-                known = None
-            known = known if known is not None else list(cfg_base(config_dir, config_name))
-            hint = difflib.get_close_matches(leaf, [str(k) for k in known], n=1)
-            _fail(
-                f"unknown option '{key}'"
-                + (
-                    f" (did you mean '{(parent + '.') if parent else ''}{hint[0]}'?)"
-                    if hint
-                    else ""
-                )
-                + f"; to add a new key use +{key}=..."
-            )
+            _fail(f"unknown option '{key}'" + _did_you_mean(config_dir, config_name, key))
         _fail(" ".join(str(e).split()))
-    finally:
-        GlobalHydra.instance().clear()
-    try:
-        type_error = option_type_error(
-            config_dir, config_name, args
-        )  # strength=abc, trainer.max_steps=abc
-    except Exception:  # the check must never block a command Hydra accepted
-        type_error = None
-    if type_error:
-        _fail(type_error)
+    message = added_key_error(config_dir, config_name, args)
+    if message is None:
+        try:
+            message = option_type_error(config_dir, config_name, args)  # trainer.max_steps=abc
+        except Exception:  # the check must never block a command Hydra accepted
+            message = None
+    if message:
+        _fail(message)
     return cfg
 
 
-def cfg_base(config_dir, config_name: str):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+def _did_you_mean(config_dir, config_name: str, key: str) -> str:
+    """` (did you mean 'trainer.max_steps'?)` for an option `key` that is not in the config."""
+    parent, _, leaf = key.lstrip("+~").rpartition(".")
+    try:
+        base = compose(config_name, [], config_dir)
+        section = OmegaConf.select(base, parent) if parent else base
+    except Exception:
+        return ""
+    known = [str(k) for k in section] if isinstance(section, DictConfig) else []
+    hint = difflib.get_close_matches(leaf, known, n=1)
+    return f" (did you mean '{(parent + '.') if parent else ''}{hint[0]}'?)" if hint else ""
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        return compose(config_name)
+
+def added_key_error(config_dir, config_name: str, args: list[str]) -> str | None:
+    """`+key=value` (or `++key=value`) adds a key the config does not have. That is refused (one line) unless the
+    program can read it: a keyword argument of the class or function its section builds
+    (`+trainer.max_time=...` reaches pytorch_lightning.Trainer), a key inside a free-form mapping
+    (a null or {} default, e.g. system.compile's torch.compile kwargs), or hydra's own settings.
+    Elsewhere the value would be ignored without a word (`+strenght=0.1`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    overrides = OverridesParser.create().parse_overrides(args)
+    added = [
+        o
+        for o in overrides
+        if o.type in (OverrideType.ADD, OverrideType.FORCE_ADD)
+        and o.package is None
+        and not o.key_or_group.startswith("hydra.")
+        and o.key_or_group != "hydra"
+        and not (Path(config_dir) / o.key_or_group).is_dir()  # +experiment=..., a group
+    ]
+    if not added:
+        return None
+    base = compose(config_name, [o.input_line for o in overrides if o not in added], config_dir)
+    for override in added:
+        key = override.key_or_group
+        parent, _, leaf = key.rpartition(".")
+        section = OmegaConf.select(base, parent, default=None) if parent else base
+        if isinstance(section, DictConfig) and (leaf in section or _reads_any_key(section, leaf)):
+            continue  # a key the config has (++key=...), or one its section's class takes
+        if section is None and parent and _has_null_parent(base, parent):
+            continue  # +system.scheduler.name=cosine: a null (free-form) section
+        program = "app.py" if config_name == "app" else f"{config_name}.py"
+        return (
+            f"unknown key '{key}': {override.input_line} adds an option {program} never reads"
+            + _did_you_mean(config_dir, config_name, key)
+        )
+    return None
+
+
+def _has_null_parent(cfg: DictConfig, key: str) -> bool:
+    """Whether the deepest existing node on `key`'s path is null (a free-form option)."""
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        path = ".".join(parts[:i])
+        if OmegaConf.select(cfg, path, default="<absent>") != "<absent>":
+            return OmegaConf.select(cfg, path) is None
+    return False
+
+
+def _reads_any_key(section: DictConfig, leaf: str) -> bool:
+    """Whether a key `leaf` added to `section` reaches code: the section has no keys of its own
+    (free-form), or it names a `_target_` whose signature takes `leaf` (or **kwargs)."""
+    import inspect
+
+    if len(section) == 0:
+        return True
+    target = section.get("_target_") if "_target_" in section else None
+    if not isinstance(target, str) or "${" in target:
+        return False
+    try:
+        from hydra._internal.utils import _locate
+
+        obj = _locate(target)
+        params = inspect.signature(obj).parameters
+    except Exception:  # an unimportable target: Hydra will say so when it builds it
+        return True
+    return leaf in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _fail(message: object):
@@ -175,17 +223,18 @@ def _resumed(cfg: DictConfig) -> DictConfig:
 def _train_checks(args: list[str], cfg: DictConfig | None) -> None:
     """Before Hydra creates the run directory: the output root must be creatable, and a
     resumed run must exist (Hydra would create it) and take the overrides given with it."""
+    from fastnst.preflight import check_train_setup, ensure_writable
     from fastnst.resume import resume_config
-    from fastnst.train import check_can_create
 
     if cfg is None:
         return  # --help, -m ...: Hydra's own handling
     try:
         if cfg.get("resume"):
-            resume_config(cfg.resume, [a for a in args if not a.startswith("resume=")])
+            cfg, _ = resume_config(cfg.resume, [a for a in args if not a.startswith("resume=")])
             sys.argv.append("hydra.output_subdir=null")  # keep the run's own .hydra/ as it was
         else:
-            check_can_create(cfg.paths.output_root, "paths.output_root")
+            ensure_writable(Path(str(cfg.paths.output_root)), "paths.output_root", folder=True)
+        check_train_setup(cfg)  # the precision, the photo folder: before Lightning starts
     except FastNSTError as e:
         _fail(str(e))
 

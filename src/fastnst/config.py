@@ -62,13 +62,74 @@ if not OmegaConf.has_resolver("fastnst_options"):
     OmegaConf.register_new_resolver("fastnst_options", _options_help)
 
 
+def compose(
+    config_name: str | None = "train",
+    overrides=(),
+    config_dir: str | os.PathLike = CONFIG_DIR,
+    return_hydra_config: bool = False,
+):
+    """The config `python <entry>.py <overrides>` sees (Hydra's composition: defaults lists,
+    groups, overrides), not resolved. `config_dir`: CONFIG_DIR, or CONFIG_DIR / "inference" for
+    stylize / export / evaluate. The one place fastnst composes configs: it leaves Hydra's global
+    state alone, so it works inside a running @hydra.main job as well as from a test or a script.
+    Raises Hydra's own errors (a typo, an unknown group option); the entry points turn them into
+    one line (fastnst.cli.check_overrides)."""
+    from hydra import version
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.utils import setup_globals
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    version.setbase("1.3")
+    if not OmegaConf.has_resolver("now"):
+        setup_globals()  # ${now:...}, ${hydra:...}
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir)))
+    cfg = loader.load_configuration(
+        config_name=config_name,
+        overrides=list(overrides),
+        run_mode=RunMode.RUN,
+        from_shell=False,
+    )
+    if not return_hydra_config and "hydra" in cfg:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return cfg
+
+
+def preset_names(group: str, skip=()) -> list[str]:
+    """The options of config group `group` (conf/<group>/*.yaml), sorted."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if p.stem not in skip)
+
+
+def load_preset(group: str, name: str, paths=None, resolve: bool = True):
+    """One option of a config group alone (conf/<group>/<name>.yaml, e.g. load_preset("loss",
+    "stable")) as the entry points would compose it: its defaults list merged, `${paths.*}`
+    resolved against conf/paths/default.yaml updated with `paths` (e.g. a run's cfg.paths).
+    A plain-container DictConfig when `resolve`. An unknown name is one line (FastNSTError)
+    listing the options."""
+    from fastnst.errors import FastNSTError
+
+    if name not in preset_names(group) or os.sep in name:
+        raise FastNSTError(
+            f"unknown {group} preset {name!r}; choose from: {', '.join(preset_names(group))}"
+        )
+    cfg = compose(None, [f"+{group}={name}", "+paths=default"])
+    node = OmegaConf.select(cfg, group.replace("/", "."))
+    if paths:
+        cfg.paths = OmegaConf.merge(cfg.paths, OmegaConf.create(dict(paths)))
+    if not resolve:
+        return node
+    return OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+
+
 def group_options(*groups: str) -> str:
     """`  group: option, option` lines for the config groups an entry point uses (its --help);
     `style-multi` lists the group style without its option multi (gatys.py has no use for it)."""
     lines = []
     for spec in groups:
         group, *skip = spec.split("-")
-        options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if p.stem not in skip)
+        options = preset_names(group, skip)
         lines.append(f"  {group}: {', '.join(options)}")
     return "\n".join(lines)
 

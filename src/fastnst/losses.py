@@ -56,17 +56,6 @@ def _keep_float32(moved: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
 TRAINING_ONLY_LOSS_KEYS = ("temporal_weight", "temporal_transform")
 
 
-def _preset_settings(folder, name: str) -> dict:
-    """A conf/loss preset as a plain dict, its `defaults:` list (other presets, then _self_)
-    merged in order as Hydra would."""
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.load(folder / f"{name}.yaml")
-    bases = [d for d in cfg.pop("defaults", []) if d != "_self_"]
-    merged = OmegaConf.merge(*(_preset_settings(folder, b) for b in bases), cfg) if bases else cfg
-    return OmegaConf.to_container(merged, resolve=True)
-
-
 class PerceptualLoss(nn.Module):
     """alpha * content + beta * style + tv_weight * tv, on one VGG19 pass.
 
@@ -136,14 +125,11 @@ class PerceptualLoss(nn.Module):
         `johnson`, ...), with `overrides` (e.g. beta=10.0, vgg_weights=...). A bare
         `PerceptualLoss()` has plain defaults (all five relu*_1 layers weighted 1, beta 1), not
         a preset's tuned weights: use this to reproduce what the commands do."""
-        from fastnst.config import CONFIG_DIR
-        from fastnst.errors import FastNSTError
+        from omegaconf import OmegaConf
 
-        folder = CONFIG_DIR / "loss"
-        if not (folder / f"{name}.yaml").is_file():
-            known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
-            raise FastNSTError(f"unknown loss preset {name!r}; choose from: {known}")
-        settings = _preset_settings(folder, name)
+        from fastnst.config import load_preset
+
+        settings = OmegaConf.to_container(load_preset("loss", name))  # unknown name: one line
         for key in ("_target_", *TRAINING_ONLY_LOSS_KEYS):
             settings.pop(key, None)
         return cls(**{**settings, **overrides})

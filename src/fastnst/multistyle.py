@@ -51,7 +51,7 @@ def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -
     """One plain style config per entry of `style.names`: a preset (conf/style/<name>.yaml,
     resolved against `paths`) or an image path (named after the file). Each gets the list's
     `size`; `beta_scale` multiplies the preset's."""
-    from fastnst.config import CONFIG_DIR
+    from fastnst.config import load_preset, preset_names
 
     names = style.get("names")
     if isinstance(names, str) or not names:
@@ -61,18 +61,9 @@ def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -
     members: list[dict] = []
     for entry in names:
         entry = str(entry)
-        preset = CONFIG_DIR / "style" / f"{entry}.yaml"
-        if entry not in ("multi", "custom") and preset.is_file() and os.sep not in entry:
-            node = OmegaConf.merge(
-                {"paths": OmegaConf.create(dict(paths or {}))}, {"style": OmegaConf.load(preset)}
-            )
-            if not paths:  # the default data folder, as conf/paths/default.yaml
-                from fastnst.config import default_root
-
-                node.paths = {
-                    "data_dir": os.environ.get("FASTNST_DATA", str(default_root() / "data"))
-                }
-            spec = OmegaConf.to_container(node.style, resolve=True)
+        presets = preset_names("style", skip=("multi", "custom"))
+        if entry in presets:
+            spec = OmegaConf.to_container(load_preset("style", entry, paths=paths))
             member = {
                 "name": str(spec.get("name", entry)),
                 **{k: spec.get(k) for k in _MEMBER_KEYS if k in spec},
@@ -80,13 +71,6 @@ def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -
         else:
             path = Path(entry).expanduser()
             if not path.suffix:
-                from fastnst.config import CONFIG_DIR as conf
-
-                presets = sorted(
-                    p.stem
-                    for p in (conf / "style").glob("*.yaml")
-                    if p.stem not in ("multi", "custom")
-                )
                 raise FastNSTError(
                     f"style.names: {entry!r} is neither a style preset ({', '.join(presets)}) "
                     "nor an image path"

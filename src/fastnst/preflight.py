@@ -3,6 +3,7 @@
 
 - `ensure_writable`: an output file or folder can be created where it was asked for;
 - `option_type_error`: a command-line override has the type its option expects;
+- `check_train_setup`: train.py's precision and photo folder, before Lightning starts;
 - `ArgumentParser`: argparse for the scripts, with its errors in the same one-line form.
 """
 
@@ -64,9 +65,81 @@ def check_new_output(
 # A null default carries no type: the numeric options among those, per config (the rest are
 # paths, names and mappings, which take any string)
 NULL_DEFAULT_TYPES = {"train": {"seed": int}, "stylize": {"size": int, "tile": int}}
-# values fastnst resolves before the `_target_` sees them (train.py: precision auto = bf16-mixed
-# on a CPU with native bf16, else 32-true)
-RESOLVED_BY_FASTNST = {"trainer.precision": ("auto",)}
+# trainer.precision values train.py runs: auto (bf16-mixed on a CPU with native bf16, else
+# 32-true; fastnst.train.resolve_precision), fp32, bf16 or fp16 autocast (fp16: CUDA only). The
+# "-true" half precisions cast the network's inputs and style targets wrongly: refused.
+TRAIN_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+CUDA_ONLY_PRECISIONS = ("16-mixed",)
+# Lightning's short spellings of the same
+PRECISION_ALIASES = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
+
+
+def precision_error(value, accelerator: str | None = None) -> str | None:
+    """The one-line message for a trainer.precision train.py cannot run with `accelerator`
+    (cpu, gpu, auto...; None: not known yet), else None."""
+    name = PRECISION_ALIASES.get(str(value), str(value))
+    if value is None or (name in TRAIN_PRECISIONS and name not in CUDA_ONLY_PRECISIONS):
+        return None
+    choices = ", ".join(
+        f"{p} (CUDA only)" if p in CUDA_ONLY_PRECISIONS else p for p in TRAIN_PRECISIONS
+    )
+    if name not in TRAIN_PRECISIONS:
+        return f"trainer.precision expects one of {choices}, got {str(value)!r}"
+    if accelerator is None or _uses_cuda(accelerator):
+        return None
+    on_cpu = ", ".join(p for p in TRAIN_PRECISIONS if p not in CUDA_ONLY_PRECISIONS)
+    return (
+        f"trainer.precision={value} needs CUDA (trainer.accelerator={accelerator}); "
+        f"on CPU choose from: {on_cpu}"
+    )
+
+
+def _uses_cuda(accelerator: str) -> bool:
+    if str(accelerator) in ("gpu", "cuda"):
+        return True
+    if str(accelerator) != "auto":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_train_setup(cfg) -> None:
+    """What train.py checks before Lightning or the data module starts (a new run's composed
+    config, or a resumed run's saved one): the precision, and the photo folder."""
+    trainer = cfg.get("trainer")
+    if trainer is not None:
+        message = precision_error(trainer.get("precision"), trainer.get("accelerator"))
+        if message:
+            raise FastNSTError(message)
+    check_data_folder(cfg)
+
+
+def check_data_folder(cfg) -> None:
+    """data.root is a folder; when it is not, the message says where it came from (paths.data_dir:
+    $FASTNST_DATA, else data/ under the repo) and how to point it elsewhere."""
+    from omegaconf import OmegaConf
+
+    from fastnst.config import resolve_user_path
+
+    data = cfg.get("data")
+    if data is None or "root" not in data or OmegaConf.is_missing(data, "root"):
+        return  # data=folder without data.root: train's required-option check names it
+    if data.get("root") is None:
+        return
+    root = resolve_user_path(data.root)
+    if root.is_dir():
+        return
+    problem = "data folder not found" if not root.exists() else "not a folder"
+    data_dir = OmegaConf.select(cfg, "paths.data_dir", default=None)
+    data_dir = resolve_user_path(data_dir) if data_dir else None
+    if data_dir is not None and root.is_relative_to(data_dir):
+        raise FastNSTError(
+            f"{root}: {problem} (data={data.get('name', 'data')} reads it under "
+            f"paths.data_dir={data_dir}); set FASTNST_DATA to the data folder that holds "
+            f"{root.relative_to(data_dir)}, or pass paths.data_dir=... or data.root=..."
+        )
+    raise FastNSTError(f"{root}: {problem} (data.root)")
 
 
 def option_type_error(config_dir, config_name: str, args: list[str]) -> str | None:
@@ -111,16 +184,11 @@ def _is_group(config_dir, override) -> bool:
 
 
 def _compose(config_dir, config_name: str, overrides: list[str]) -> dict:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            return OmegaConf.to_container(compose(config_name, overrides=overrides), resolve=False)
-    finally:
-        GlobalHydra.instance().clear()
+    from fastnst.config import compose
+
+    return OmegaConf.to_container(compose(config_name, overrides, config_dir), resolve=False)
 
 
 def _type_error(defaults: dict, key: str, value, input_line: str) -> str | None:
@@ -132,8 +200,8 @@ def _type_error(defaults: dict, key: str, value, input_line: str) -> str | None:
         section = section.get(part) if isinstance(section, dict) else None
     if not isinstance(section, dict) or leaf not in section:
         return None
-    if value in RESOLVED_BY_FASTNST.get(key, ()):
-        return None
+    if key in CHECKED_BY_FASTNST:
+        return CHECKED_BY_FASTNST[key](value)
     expected = _annotation(section.get("_target_"), leaf)
     if expected is not None and _accepts(section[leaf], expected) is False:
         expected = None  # the default itself is not of the target's type: fastnst translates it
@@ -144,6 +212,10 @@ def _type_error(defaults: dict, key: str, value, input_line: str) -> str | None:
     if expected is None or _accepts(value, expected) is not False:
         return None
     return f"{key} expects {_describe(expected)}, got {input_line.split('=', 1)[1]!r}"
+
+
+# options whose values fastnst checks itself (not from an annotation or a default's type)
+CHECKED_BY_FASTNST = {"trainer.precision": precision_error}
 
 
 def _annotation(target, name: str):
@@ -266,4 +338,11 @@ class ArgumentParser(argparse.ArgumentParser):
             sys.exit(EXIT_USER_ERROR)
 
 
-__all__ = ["ensure_writable", "check_new_output", "option_type_error", "ArgumentParser"]
+__all__ = [
+    "ensure_writable",
+    "check_new_output",
+    "option_type_error",
+    "check_train_setup",
+    "precision_error",
+    "ArgumentParser",
+]

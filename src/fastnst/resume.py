@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.config import CONFIG_DIR
+from fastnst.config import compose
 from fastnst.errors import FastNSTError
 
 # keys (or their parents) an override may change when resuming
@@ -129,16 +129,7 @@ def requested_changes(overrides: list[str]) -> dict[str, Any]:
 
 
 def _compose(overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():  # inside @hydra.main
-        return compose("train", overrides=overrides)
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose("train", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
+    return compose("train", overrides)
 
 
 def _leaves(cfg: DictConfig) -> dict[str, Any]:

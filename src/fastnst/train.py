@@ -29,6 +29,7 @@ from fastnst.multistyle import (
     members_of,
     preset_stroke_scale,
 )
+from fastnst.preflight import check_train_setup
 from fastnst.style import instantiate_loss, style_image_paths
 from fastnst.train_progress import quiet_lightning
 
@@ -280,6 +281,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
     try:
         ckpt_path = resolve_checkpoint(cfg, run_dir)
         check_required_options(cfg)
+        check_train_setup(cfg)  # the precision, the photo folder (train.py checked them already)
         absolute_user_paths(cfg)
         expand_multi_style(cfg)
         check_init_options(cfg)
