@@ -251,6 +251,43 @@ def test_config_override_typo(main, args, key, run_entry):
     assert "did you mean" in err
 
 
+@pytest.mark.parametrize(
+    "main",
+    [cli.train_main, cli.stylize_main, cli.gatys_main, cli.evaluate_main, cli.export_main],
+    ids=["train", "stylize", "gatys", "evaluate", "export"],
+)
+@pytest.mark.parametrize("plus", ["+", "++"])
+def test_an_added_key_the_program_never_reads_is_refused(main, plus, run_entry):
+    code, err = run_entry(main, f"{plus}strenght=0.1")
+    assert_user_error(code, err, "unknown key 'strenght'")
+
+
+def test_the_typo_hint_for_strength_and_its_plus_form_are_both_one_line(run_entry):
+    code, err = run_entry(cli.stylize_main, "strenght=0.5")
+    assert_user_error(code, err, "did you mean 'strength'?")
+    code, err = run_entry(cli.stylize_main, "+strenght=0.1")
+    assert_user_error(code, err, "unknown key 'strenght'")
+    assert "did you mean 'strength'?" in err
+
+
+@pytest.mark.parametrize(
+    "args, readable",
+    [
+        (["+trainer.max_time=00:00:01:00"], True),  # a pytorch_lightning.Trainer argument
+        (["+trainer.max_stepz=3"], False),
+        (["+system.optimizer.weight_decay=0.01"], True),  # torch.optim.Adam's
+        (["+extra.key=abc"], False),
+        (["+experiment=cpu_quick"], True),  # a group, not a key
+        (["++trainer.max_steps=3"], True),  # a key the config has
+    ],
+)
+def test_an_added_key_passes_only_where_a_class_takes_it(args, readable):
+    from fastnst.cli import added_key_error
+    from fastnst.config import CONFIG_DIR
+
+    assert (added_key_error(CONFIG_DIR, "train", args) is None) == readable
+
+
 def test_outputs_are_never_overwritten_without_asking(
     tmp_path, run_entry, synthetic_style, model_file, image_factory
 ):

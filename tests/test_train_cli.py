@@ -314,6 +314,60 @@ def test_output_root_that_cannot_hold_runs_is_one_line(
     assert blocker.read_text() == "not a folder"
 
 
+@pytest.mark.parametrize(
+    "overrides, value",
+    [
+        (["trainer.precision=bogus"], "'bogus'"),
+        (["trainer.precision=AUTO"], "'AUTO'"),
+        (["trainer=cpu", "trainer.precision=bf16-true"], "'bf16-true'"),
+        (["trainer=cpu", "trainer.precision=16-mixed"], "16-mixed"),
+    ],
+)
+def test_a_precision_train_cannot_run_is_one_line_naming_the_choices(
+    overrides, value, run_entry, photo_folder, synthetic_style, tmp_path
+):
+    runs = tmp_path / "runs"
+    args = tiny(
+        photo_folder(4), f"style.image={synthetic_style}", f"paths.output_root={runs}", steps=1
+    )
+    code, err = run_entry(cli.train_main, *args, *overrides)
+    assert_user_error(code, err, value)
+    assert "auto, 32-true, bf16-mixed" in err and "GPU available" not in err
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_resumed_run_with_a_bad_saved_precision_is_one_line(short_run, run_entry):
+    config = short_run / "config.yaml"
+    config.write_text(config.read_text().replace("precision: 32-true", "precision: bf16-true"))
+    code, err = run_entry(cli.train_main, f"resume={short_run}")
+    assert_user_error(code, err, "'bf16-true'")
+
+
+@pytest.mark.parametrize("data", ["an_empty_folder", "unset"])
+def test_a_missing_data_folder_names_fastnst_data_before_lightning_starts(
+    data, run_entry, synthetic_style, tmp_path, monkeypatch
+):
+    from fastnst.config import default_root
+
+    if data == "unset":
+        monkeypatch.delenv("FASTNST_DATA", raising=False)
+        if (default_root() / "data" / "imagenet-mini").is_dir():
+            pytest.skip("the default data folder holds imagenet-mini")
+    else:
+        monkeypatch.setenv("FASTNST_DATA", str(tmp_path / "data"))
+        (tmp_path / "data").mkdir()
+    runs = tmp_path / "runs"
+    code, err = run_entry(
+        cli.train_main,
+        f"style.image={synthetic_style}",
+        f"paths.output_root={runs}",
+        "trainer.accelerator=cpu",
+    )
+    assert_user_error(code, err, "imagenet-mini: data folder not found")
+    assert "FASTNST_DATA" in err and "paths.data_dir" in err and "GPU available" not in err
+    assert not runs.exists()
+
+
 def test_a_run_that_fails_before_its_first_step_leaves_no_run_directory(
     run_entry, synthetic_style, tmp_path
 ):
