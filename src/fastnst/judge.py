@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from fastnst.styles import judge_size
 from fastnst.vgg import VGG19Features
 
 # relu1_1 .. relu5_1, Gatys's style layers: colour and edges up to whole motifs. Measured on
@@ -43,42 +43,12 @@ SEEDS = (0, 1, 2)
 LEVELS = (1.0, 0.5)
 # feature vectors drawn per layer and image (seeded): the distribution, not every pixel, is needed
 MAX_SAMPLES = 16384
-# The painting's longer side (px) at which its motifs have the size a good network paints them:
-# the style image sizes of Johnson et al. 2016's released models (their outputs show the motifs
-# at this scale). Other styles: DEFAULT_PAINTING_SIZE.
-PAINTING_SIZES = {
-    "starry_night": 512,
-    "the_scream": 384,
-    "scream": 384,
-    "wave": 512,
-    "udnie": 256,
-    "composition_vii": 512,
-    "candy": 384,
-    "mosaic": 512,
-    "la_muse": 512,
-    "feathers": 180,
-}
-DEFAULT_PAINTING_SIZE = 512
-# the styles with published Johnson et al. 2016 outputs (<data>/reference/johnson2016/), and the
-# files' names where they differ from our presets'
-JOHNSON_STYLES = ("starry_night", "the_scream", "wave", "composition_vii", "udnie")
-PUBLISHED_NAMES = {"the_scream": "scream"}
-
-
-def published_output(data_dir, style: str, photo: str = "chicago") -> Path:
-    """Where Johnson et al. 2016's published output of `style` on `photo` lies (it may not exist)."""
-    return (
-        Path(data_dir)
-        / "reference"
-        / "johnson2016"
-        / f"{photo}_{PUBLISHED_NAMES.get(style, style)}.jpg"
-    )
 
 
 def painting_size(style: str | None, own_side: int | None = None) -> int:
     """The painting's longer side (px) the judge compares against, for a style name; never more
     than the painting's own longer side `own_side` (a small copy is not enlarged into blur)."""
-    side = PAINTING_SIZES.get(str(style), DEFAULT_PAINTING_SIZE)
+    side = judge_size(style)  # the style registry's (fastnst.styles), by name or alias
     return min(side, int(own_side)) if own_side else side
 
 
@@ -260,11 +230,7 @@ __all__ = [
     "painting_size",
     "tint_and_grain",
     "transfer_colour_statistics",
-    "PAINTING_SIZES",
     "JUDGE_LAYERS",
-    "JOHNSON_STYLES",
-    "PUBLISHED_NAMES",
-    "published_output",
 ]
 
 
@@ -295,7 +261,7 @@ HATCH_PEAK_FACTOR = 4.0  # a frequency bin is a peak when its power exceeds this
 HATCH_FLOOR = 1.0  # levels (0-255) RMS added to the band's energy when taking shares
 HATCH_BACKGROUND = 9  # the background: median over this x this neighbouring frequency bins
 SCENE_LAYER = "block4_conv2"
-SCENE_SIDE = 384
+SCENE_SIDE = 256
 SCENE_COARSE_SIDE = 128
 
 
@@ -391,12 +357,20 @@ class SceneJudge:
     def __init__(self, vgg: VGG19Features | None = None, side: int = SCENE_SIDE):
         self.vgg = vgg if vgg is not None else VGG19Features([SCENE_LAYER])
         self.side = side
+        self._photo: tuple[torch.Tensor, torch.Tensor] | None = None  # the last photo's features
+
+    def _photo_features(self, p: torch.Tensor) -> torch.Tensor:
+        if self._photo is None or not (
+            self._photo[0].shape == p.shape and torch.equal(self._photo[0], p)
+        ):
+            self._photo = (p, self.vgg(p.clamp(0, 1))[SCENE_LAYER])
+        return self._photo[1]
 
     @torch.no_grad()
     def __call__(self, output: torch.Tensor, photo: torch.Tensor) -> dict[str, float]:
         p = _resize_longer(photo, self.side)
         o = F.interpolate(output.float(), size=p.shape[-2:], mode="bilinear", antialias=True)
-        fo, fp = self.vgg(o.clamp(0, 1))[SCENE_LAYER], self.vgg(p.clamp(0, 1))[SCENE_LAYER]
+        fo, fp = self.vgg(o.clamp(0, 1))[SCENE_LAYER], self._photo_features(p)
         distance = (fo - fp).norm() / fp.norm().clamp_min(1e-8)
         return {"scene_distance": float(distance), "scene_ssim": coarse_edge_ssim(output, photo)}
 
