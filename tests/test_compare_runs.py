@@ -244,3 +244,67 @@ def test_video_adds_the_warping_error_column(two_runs, tmp_path, capsys):
     assert all(e["metrics"]["warping_error"] > 0 for e in evaluations)
     assert compare.main([*args[:-6], "--video", str(tmp_path / "none.mp4"), "--overwrite"]) == 2
     assert "none.mp4: --video not found" in capsys.readouterr().err
+
+
+def test_tensorboard_option_writes_the_comparison_as_a_tensorboard_run(two_runs, tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fastnst import probes
+
+    runs, photos = two_runs
+    board = tmp_path / "board"
+    args = [
+        *map(str, runs),
+        "--out",
+        str(tmp_path / "report"),
+        "--photos",
+        str(photos),
+        "--num-photos",
+        "2",
+        "--size",
+        "32",
+        "--cell",
+        "40",
+        "--gatys-iterations",
+        "0",
+        "--backend",
+        "torch",
+        "--device",
+        "cpu",
+        "--tensorboard",
+        str(board),
+        "--probe-size",
+        "32",
+    ]
+    assert compare.main(args) == 0
+    out, err = capsys.readouterr()
+    assert f"tensorboard --logdir {board}" in out
+    # the data folder of this test holds no probe photo: stand-ins, said once
+    assert err.count("probe photos: 7 of 7 not found") == 1
+
+    acc = EventAccumulator(str(board), size_guidance={"images": 0, "tensors": 0}).Reload()
+    names = [name for name, _ in probes.PROBES]
+    assert set(acc.Tags()["images"]) == {f"compare/{n}" for n in names} | {"compare/grid"}
+    # each probe: the photo, then both runs, side by side (24 x 32 px cells, labels above)
+    strip = acc.Images("compare/chicago")[0]
+    assert strip.width == 3 * 32 + 4 * compare.PAD and strip.height > 24
+    assert "compare/metrics/text_summary" in acc.Tags()["tensors"]  # the table, as text
+    table = acc.Tensors("compare/metrics/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "| starry_night | folder | c8-16-32 r1 (IN) | 7 |" in table
+
+    # one run per compared run: its evaluation as eval/ scalars (and hparams)
+    folders = sorted(p.name for p in (board / "runs").iterdir())
+    assert folders == [
+        "0_starry_night_folder_c8-16-32_r1__IN",
+        "1_the_scream_folder_c8-16-32_r1__BN",
+    ]
+    for folder in folders:
+        run = EventAccumulator(str(board / "runs" / folder), size_guidance={"scalars": 0}).Reload()
+        assert [e.step for e in run.Scalars("eval/total")] == [7]
+
+    # not written over unasked; --overwrite replaces it (one events file, not two)
+    assert compare.main(args) == 2
+    assert "--tensorboard already holds a TensorBoard run" in capsys.readouterr().err
+    assert compare.main([*args, "--overwrite"]) == 0
+    assert len(list(board.glob("events.out.tfevents.*"))) == 1
+    assert len(list((board / "runs" / folders[0]).glob("events.out.tfevents.*"))) == 1

@@ -8,6 +8,12 @@ Writes <out>/grid.png (rows: evaluation photos; columns: the photo, the style im
 each run's output, headed by style, dataset and model) and <out>/metrics.md (+ metrics.json).
 Runs without an eval.json, or evaluated on other photos/size/budget, are evaluated first
 (fastnst.evaluate.evaluate_run), so the table compares like with like. Exit code 2 on a bad run.
+
+--tensorboard DIR also writes the comparison as a TensorBoard run (`tensorboard --logdir DIR`,
+or a folder above it): images `compare/<probe>` (each probe photo of fastnst.probes, the photos
+every training run logs under probe/<probe>, then each run's output on it, labelled),
+`compare/grid` (grid.png) and the table as text `compare/metrics`; and under DIR/runs/<run> each
+run's settings and evaluation as hparams and eval/<metric> scalars (the HParams tab's table).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from fastnst.config import resolve_user_path
+from fastnst.config import data_dir, resolve_user_path
 from fastnst.errors import FastNSTError, one_line_errors
 from fastnst.evaluate import (
     evaluate_run,
@@ -31,6 +37,7 @@ from fastnst.evaluate import (
 )
 from fastnst.images import load_image, save_image, tensor_to_pil
 from fastnst.preflight import ArgumentParser, ensure_writable
+from fastnst.probes import PROBE_SIZE, missing_note, probe_photos
 from fastnst.progress import add_progress_argument, bar
 from fastnst.style import style_image_paths
 from fastnst.stylize import Stylizer
@@ -181,12 +188,26 @@ def compare_runs(
     video_frames: int = 30,
     video_size: int = 256,
     progress: bool | str | None = False,
+    tensorboard=None,
+    probe_size: int = PROBE_SIZE,
 ) -> dict:
-    """Evaluate what needs it, then write <out>/grid.png, metrics.md and metrics.json.
+    """Evaluate what needs it, then write <out>/grid.png, metrics.md and metrics.json (and with
+    `tensorboard`, a folder, the TensorBoard run described in the module's doc).
     progress: bars on stderr (true, false, or None/"auto": only on a terminal)."""
     if not run_dirs:
         raise FastNSTError("give at least one run directory")
     ensure_writable(resolve_user_path(out), "--out", folder=True)
+    if tensorboard is not None:
+        if probe_size < 16:
+            raise FastNSTError(f"--probe-size {probe_size}: use at least 16 px")
+        tensorboard = resolve_user_path(tensorboard)
+        ensure_writable(tensorboard, "--tensorboard", folder=True)
+        old = tensorboard_files(tensorboard)
+        if old and not overwrite:
+            raise FastNSTError(
+                f"{tensorboard}: --tensorboard already holds a TensorBoard run; pass --overwrite "
+                "to replace it"
+            )
     run_dirs = [resolve_user_path(r) for r in run_dirs]
     configs = [load_run_config(r) for r in run_dirs]  # a bad run fails before any work
     out = resolve_user_path(out)
@@ -221,6 +242,12 @@ def compare_runs(
         evaluations.append(ev)
 
     images = [load_photo(p, size) for p in photo_paths]
+    if tensorboard is not None:
+        probe_names, probes, missing = probe_photos(size=probe_size)
+        if missing:
+            print(f"fastnst: {missing_note(missing, data_dir())}", file=sys.stderr)
+        # (header lines, one output per probe photo) of each run (each style of a multi-style run)
+        probe_columns: list[tuple[list[str], list[Image.Image]]] = []
     columns: list[tuple[list[str], list[Image.Image]]] = [
         (["photo"], [tensor_to_pil(x) for x in images])
     ]
@@ -250,6 +277,18 @@ def compare_runs(
                 labels["model"],
             ]
             columns.append((header, outputs))
+            if tensorboard is not None:
+                probe_columns.append(
+                    (
+                        header,
+                        [
+                            tensor_to_pil(
+                                (stylizer(x) if name is None else stylizer(x, style=name)).cpu()
+                            )
+                            for x in probes.split(1)
+                        ],
+                    )
+                )
         if video is not None and not stylizer.styles:
             ev = evaluations[run_dirs.index(run)]
             ev["metrics"] = {
@@ -266,6 +305,20 @@ def compare_runs(
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
         tmp.replace(path)
+    if tensorboard is not None:
+        for path in old:
+            path.unlink()
+        photos = [tensor_to_pil(x) for x in probes.split(1)]
+        write_tensorboard(
+            tensorboard,
+            {
+                name: probe_strip(photos[i], [(h, outs[i]) for h, outs in probe_columns])
+                for i, name in enumerate(probe_names)
+            },
+            grid,
+            table,
+            [(run, cfg, ev) for run, cfg, ev in zip(run_dirs, configs, evaluations, strict=True)],
+        )
     return {
         "grid": targets[0],
         "table": targets[1],
@@ -273,7 +326,70 @@ def compare_runs(
         "evaluations": evaluations,
         "columns": len(columns),
         "rows": len(images),
+        "tensorboard": tensorboard,
     }
+
+
+# ----------------------------------------------------------------------------- TensorBoard
+
+
+def tensorboard_files(folder: Path) -> list[Path]:
+    """The event files a previous --tensorboard left in `folder` (and its runs/ subfolders)."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        [*folder.glob("events.out.tfevents.*"), *folder.glob("runs/*/events.out.tfevents.*")]
+    )
+
+
+def probe_strip(photo: Image.Image, runs: list[tuple[list[str], Image.Image]]) -> Image.Image:
+    """One probe photo, then each run's output on it, side by side, each headed by its label
+    (style / data / model)."""
+    width, height = photo.size
+    top = 2 * LINE + PAD
+    cells = [(["photo", ""], photo), *runs]
+    strip = Image.new(
+        "RGB", (len(cells) * width + (len(cells) + 1) * PAD, top + height + PAD), "white"
+    )
+    draw = ImageDraw.Draw(strip)
+    font = ImageFont.load_default()
+    for i, (lines, image) in enumerate(cells):
+        x = PAD + i * (width + PAD)
+        text = [" / ".join(lines[:2]), " / ".join(lines[2:])] if len(lines) > 2 else lines
+        for j, line in enumerate(text[:2]):
+            draw.text((x + 2, PAD + j * LINE), _clip(line, width, font), fill="black", font=font)
+        strip.paste(image.resize((width, height), Image.LANCZOS), (x, top))
+    return strip
+
+
+def run_folder_name(index: int, ev: dict) -> str:
+    """runs/<this>: the run's position and labels, as a folder name."""
+    label = "_".join(str(ev.get(k, "")) for k in ("style", "data", "model"))
+    return f"{index}_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip("_")
+
+
+def write_tensorboard(folder: Path, strips: dict, grid: Image.Image, table: str, runs) -> None:
+    """The comparison as a TensorBoard run in `folder` (images and the table) and one run per
+    compared run under folder/runs/ (its hparams and eval/ scalars)."""
+    import numpy as np
+    from torch.utils.tensorboard import SummaryWriter
+
+    from fastnst.evaluate import log_to_tensorboard
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with SummaryWriter(log_dir=str(folder)) as writer:
+        for name, strip in strips.items():
+            writer.add_image(f"compare/{name}", np.asarray(strip), 0, dataformats="HWC")
+        writer.add_image("compare/grid", np.asarray(grid.convert("RGB")), 0, dataformats="HWC")
+        writer.add_text("compare/metrics", table, 0)
+    for i, (run, cfg, ev) in enumerate(runs):
+        log_to_tensorboard(
+            folder / "runs" / run_folder_name(i, ev),
+            cfg,
+            run_labels(run, cfg),
+            ev["metrics"],
+            int(ev.get("global_step") or 0),
+        )
 
 
 @one_line_errors
@@ -321,6 +437,19 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--video-size", type=int, default=256, help="--video's longer side in px (default 256)"
     )
+    parser.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="also write the comparison as a TensorBoard run in DIR (probe photos x runs, the "
+        "grid, the table; each run's hparams and eval/ scalars under DIR/runs/)",
+    )
+    parser.add_argument(
+        "--probe-size",
+        type=int,
+        default=PROBE_SIZE,
+        help=f"width in px of the probe photos in --tensorboard (default {PROBE_SIZE})",
+    )
     add_progress_argument(parser)
     args = parser.parse_args(argv)
     result = compare_runs(
@@ -340,9 +469,13 @@ def main(argv=None) -> int:
         video_frames=args.video_frames,
         video_size=args.video_size,
         progress=args.progress,
+        tensorboard=args.tensorboard,
+        probe_size=args.probe_size,
     )
     print(Path(result["table"]).read_text())
     print(f"wrote {result['grid']}, {result['table']} and {result['json']}")
+    if result["tensorboard"] is not None:
+        print(f"wrote a TensorBoard run: tensorboard --logdir {result['tensorboard']}")
     return 0
 
 
