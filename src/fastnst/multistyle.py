@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -172,24 +173,61 @@ def style_weights(
         mix = {str(style): 1.0}
     if not isinstance(mix, Mapping) or not mix:
         raise FastNSTError(
-            f"mix must be a mapping of style names to weights, e.g. mix={{{styles[0]}: 0.7, ...}}, got {mix!r}"
+            f"mix must be a mapping of style names to weights, e.g. mix={{{styles[0]}: 0.7, ...}}, got {mix!r:.80}"
         )
-    w = torch.zeros(len(styles))
+    weights = [0.0] * len(styles)
     for name, value in mix.items():
         if str(name) not in styles:
-            raise FastNSTError(f"{source}: no style {name!r}; its styles: {', '.join(styles)}")
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
             raise FastNSTError(
-                f"mix: the weight of {name} must be a number, got {value!r}"
-            ) from None
-        if not value >= 0:
-            raise FastNSTError(f"mix: weights must be >= 0, got {name}: {value}")
-        w[styles.index(str(name))] += value
-    if float(w.sum()) <= 0:
-        raise FastNSTError(f"mix: the weights must have a positive sum, got {dict(mix)}")
-    return w / w.sum()
+                f"{source}: no style {str(name)!r:.60}{did_you_mean(str(name), styles)}; "
+                f"its styles: {', '.join(styles)}"
+            )
+        weights[styles.index(str(name))] += check_mix_weight(name, value)
+    total = sum(weights)  # at most len(styles) * MAX_MIX_WEIGHT: finite
+    if not total > 0:
+        raise FastNSTError(
+            f"mix: the weights must have a positive sum, got {_short(dict(mix))} (all zero)"
+        )
+    # normalised in double precision: tiny weights (1e-300) neither vanish nor divide to nan
+    return torch.tensor([w / total for w in weights], dtype=torch.float32)
+
+
+# largest weight of one style in mix= (weights are normalised: 70/30 and 0.7/0.3 blend alike)
+MAX_MIX_WEIGHT = 1e6
+
+
+def check_mix_weight(name, value) -> float:
+    """One weight of mix=: a finite number in [0, MAX_MIX_WEIGHT], or a one-line FastNSTError.
+    Infinities, nan and overflowing pairs (1e308 + 1e308) would normalise to nan: an all-black
+    image; booleans and strings are refused as in any other numeric option."""
+    shown = f"{str(name):.60}"
+    if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
+        raise FastNSTError(f"mix: the weight of {shown} must be a number, got {_short(value)}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise FastNSTError(
+            f"mix: the weight of {shown} must be a number, got {_short(value)}"
+        ) from None
+    if not math.isfinite(number) or not 0 <= number <= MAX_MIX_WEIGHT:
+        raise FastNSTError(
+            f"mix: the weight of {shown} must be a number between 0 and {MAX_MIX_WEIGHT:g}, "
+            f"got {_short(value)}"
+        )
+    return number
+
+
+def did_you_mean(name: str, choices: Sequence[str]) -> str:
+    """ " (did you mean 'wave'?)" for a near miss of one of `choices`, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _short(value, limit: int = 80) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def init_network(net, source: str | os.PathLike) -> list[str]:
@@ -257,6 +295,9 @@ __all__ = [
     "expand_multi_style",
     "batch_styles",
     "style_weights",
+    "check_mix_weight",
+    "did_you_mean",
+    "MAX_MIX_WEIGHT",
     "init_network",
     "freeze_for_style_params",
     "is_multi",

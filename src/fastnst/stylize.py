@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -28,6 +29,15 @@ from fastnst.accel.cpu_tuning import warn_if_spinning
 from fastnst.color import transfer_luminance
 from fastnst.errors import FastNSTError, check_in_range
 from fastnst.images import fit_size, open_rgb, pil_to_tensor, resize_tensor, tensor_to_pil
+from fastnst.memory import (
+    MemoryLimitError,
+    check_max_memory_gb,
+    estimate_bytes,
+    gb,
+    largest_fitting_size,
+    limit_bytes,
+    network_size,
+)
 from fastnst.runners import TorchRunner, open_network
 from fastnst.stroke import (
     check_stroke_scale,
@@ -35,7 +45,7 @@ from fastnst.stroke import (
     network_stroke_scale,
     paint_at_scale,
 )
-from fastnst.tiling import tiled_forward
+from fastnst.tiling import tiled_enlarged_forward, tiled_forward
 
 
 def _check_positive(name: str, value, minimum: int = 1):
@@ -51,7 +61,38 @@ def _check_positive(name: str, value, minimum: int = 1):
 
 
 # options that a call can override (Stylizer attributes of the same name are the defaults)
-_PER_CALL_OPTIONS = ("size", "preserve_color", "strength", "tile", "tile_overlap", "stroke_scale")
+_PER_CALL_OPTIONS = (
+    "size",
+    "preserve_color",
+    "strength",
+    "tile",
+    "tile_overlap",
+    "stroke_scale",
+    "max_memory_gb",
+)
+# a tile size that bounds the network's memory and still runs fast (the hint of a refusal)
+SUGGESTED_TILE = 512
+
+
+def network_name(source) -> str:
+    """How messages name a network: a bundled one by its style name (`six_styles`), never its
+    install path; any other by the path it was opened from."""
+    from fastnst import zoo
+
+    path = Path(str(source))
+    return path.stem if path.suffix == ".pt" and path.parent == zoo.ZOO_DIR else str(source)
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    """An allocation failure: MemoryError, torch's OutOfMemoryError (CUDA), the CPU allocator's
+    RuntimeError ("can't allocate memory") or onnxruntime's ("Failed to allocate memory")."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in text or "allocate memory" in text
+    )
+
 
 # smallest side the network runs at (its 9x9 reflection padding and two stride-2 stages need it)
 MIN_SIDE = 16
@@ -69,6 +110,11 @@ class Stylizer:
         tile: tile size in px for huge images (None = whole image at once); needs a fastnst
             network (.pt/.ckpt/run dir), since tiles reuse instance-norm statistics.
         tile_overlap: px shared by neighbouring tiles (default tile // 4).
+            With tile, a stroke scale below 1 enlarges the photo tile by tile
+            (`fastnst.tiling.tiled_enlarged_forward`): memory stays bounded by the tile.
+        max_memory_gb: the memory a call may take (default: what the system reports available);
+            a call whose estimate (`fastnst.memory`) does not fit is refused before it starts,
+            naming the largest size= that fits.
         stroke_scale: how large the network paints, relative to the scale it was made for
             (default 1.0). 2.0 runs the network on the photo at half size, brings the painting
             back to full size and adds back the photo's fine luminance detail that the half size
@@ -99,33 +145,40 @@ class Stylizer:
         style: str | None = None,
         mix: dict | None = None,
         stroke_scale: float = 1.0,
+        max_memory_gb: float | None = None,
     ):
         self.runner, self.net, self.source, self.meta = runner, net, source, dict(meta or {})
+        self.name = network_name(source)
         # the style names of a multi-style network, None for a single-style one
         self.styles = (
             list(styles) if styles else (list(net.styles) if getattr(net, "styles", None) else None)
         )
         self.style, self.mix = style, None if mix is None else dict(mix)
         self.style_weights(style, mix)  # an unknown style name fails now
-        self.size = _check_positive("size", size)
-        self.preserve_color = bool(preserve_color)
-        self.strength = check_in_range("strength", strength)
-        self.tile = _check_positive("tile", tile, minimum=16)
-        self.tile_overlap = tile_overlap
-        self.stroke_scale = check_stroke_scale(stroke_scale, source="stroke_scale")
-        # the file's own scale, and its product with the user's, checked now (one line each)
-        combined_stroke_scale(self.stroke_scale, self.native_stroke_scale)
+        # the file's own scale, checked once (a one-line error naming the network)
+        self._native_stroke_scale = network_stroke_scale(self.meta, source=self.name)
+        defaults = self._check_options(
+            {
+                "size": size,
+                "preserve_color": preserve_color,
+                "strength": strength,
+                "tile": tile,
+                "tile_overlap": tile_overlap,
+                "stroke_scale": stroke_scale,
+                "max_memory_gb": max_memory_gb,
+            }
+        )
+        # the combined scale (the user's times the network's own, bounded) of the defaults
+        self.combined_stroke_scale = defaults.pop("scale")
+        for key, value in defaults.items():
+            setattr(self, key, value)
         self.batch_size = _check_positive("batch_size", batch_size)
-        if self.tile and self.net is None:
-            raise FastNSTError(
-                f"{source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file"
-            )
 
     @property
     def native_stroke_scale(self) -> float:
         """The scale the network paints at for stroke_scale=1: its file's `stroke_scale` (its
         style preset's), 1.0 for networks that carry none."""
-        return network_stroke_scale(self.meta, source=str(self.source))
+        return self._native_stroke_scale
 
     @property
     def backend(self) -> str:
@@ -138,7 +191,7 @@ class Stylizer:
         without style/mix); None for a single-style network."""
         from fastnst.multistyle import style_weights
 
-        weights = style_weights(self.styles, style, mix, source=str(self.source))
+        weights = style_weights(self.styles, style, mix, source=self.name)
         if weights is None and self.styles:
             weights = torch.zeros(len(self.styles))
             weights[0] = 1.0
@@ -163,7 +216,11 @@ class Stylizer:
         .pt/.ckpt files are read with torch.load(weights_only=True) and refused when they hold
         anything but tensors and plain values; trust_model_file=True loads such (older or foreign)
         files by full unpickling, which can run code from the file. A style name that is not a
-        file (`"the_scream"`) loads the bundled network of that style (`fastnst.zoo`)."""
+        file (`"the_scream"`) loads the bundled network of that style (`fastnst.zoo`).
+
+        compile=True: on a GPU torch.compile; on a CPU with native bf16 (AVX512-BF16 or AMX)
+        the compiled bf16 path (`fastnst.accel.compiled`), compiled on the first image unless
+        this machine compiled it before (then it starts in about a second)."""
         opened = open_network(
             path, device, backend, precision, compile=compile, trust_model_file=trust_model_file
         )
@@ -180,27 +237,96 @@ class Stylizer:
 
     # -- tensors ---------------------------------------------------------------------------
 
+    def _check_options(self, values: dict) -> dict:
+        """The one check of the per-call options, for the constructor's defaults and a call's
+        overrides alike: each value given, checked (a one-line FastNSTError naming the option),
+        plus "scale", the combined stroke scale, when stroke_scale is among them."""
+        checks = {
+            "size": lambda v: _check_positive("size", v),
+            "preserve_color": bool,
+            "strength": lambda v: check_in_range("strength", v),
+            "tile": lambda v: _check_positive("tile", v, minimum=16),
+            "tile_overlap": lambda v: _check_positive("tile_overlap", v, minimum=0),
+            "stroke_scale": lambda v: check_stroke_scale(v, source="stroke_scale"),
+            "max_memory_gb": check_max_memory_gb,
+        }
+        checked = {key: checks[key](value) for key, value in values.items()}
+        if "stroke_scale" in checked:
+            checked["scale"] = combined_stroke_scale(
+                checked["stroke_scale"], self._native_stroke_scale
+            )
+        if checked.get("tile") and self.net is None:
+            raise FastNSTError(
+                f"{self.name}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file"
+            )
+        return checked
+
     def _options(self, overrides: dict) -> dict:
+        """The options of one call: the defaults, with the overrides (only those) checked."""
+        overrides = dict(overrides)
         unknown = set(overrides) - {*_PER_CALL_OPTIONS, "style", "mix"}
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         opts = {k: getattr(self, k) for k in _PER_CALL_OPTIONS}
+        opts["scale"] = self.combined_stroke_scale
         if "style" in overrides or "mix" in overrides:  # a per-call style replaces the default one
             opts["weights"] = self.style_weights(
                 overrides.pop("style", None), overrides.pop("mix", None)
             )
         else:
             opts["weights"] = self.style_weights(self.style, self.mix)
-        opts.update(overrides)
-        opts["strength"] = check_in_range("strength", opts["strength"])
-        opts["size"] = _check_positive("size", opts["size"])
-        opts["tile"] = _check_positive("tile", opts["tile"], minimum=16)
-        opts["stroke_scale"] = check_stroke_scale(opts["stroke_scale"], source="stroke_scale")
-        if opts["tile"] and self.net is None:
-            raise FastNSTError(
-                f"{self.source}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file"
-            )
+        opts.update(self._check_options(overrides))
         return opts
+
+    # -- memory ----------------------------------------------------------------------------
+
+    def _tiles(self, height: int, width: int, opts: dict) -> bool:
+        """Whether a photo of (height, width) (after size=) runs in tiles."""
+        big = network_size(height, width, opts["scale"])
+        return bool(opts["tile"]) and self.net is not None and max(big) > opts["tile"]
+
+    def memory_estimate(self, height: int, width: int, batch: int = 1, **overrides) -> int:
+        """Bytes a call on `batch` photos of (height, width) would take at its peak, beyond what
+        is already held (fastnst.memory.estimate_bytes): the size after size=, the combined
+        stroke scale, tiling and the network's width."""
+        opts = self._options(overrides)
+        height, width = fit_size(height, width, opts["size"])
+        return self._estimate(height, width, batch, opts)
+
+    def _estimate(self, height: int, width: int, batch: int, opts: dict, tile=None) -> int:
+        channels = self.net.config["channels"][0] if self.net is not None else None
+        tiled = tile or (opts["tile"] if self._tiles(height, width, opts) else None)
+        return estimate_bytes(
+            height, width, scale=opts["scale"], tile=tiled, batch=batch, first_channels=channels
+        )
+
+    def check_memory(self, height: int, width: int, batch: int = 1, **overrides) -> None:
+        """Refuse (MemoryLimitError, one line) a call on `batch` photos of (height, width) whose
+        estimate exceeds max_memory_gb (default: the memory available), naming the largest
+        size= that fits and whether tile= would; before anything large is allocated."""
+        self._check_memory(height, width, batch, self._options(overrides))
+
+    def _check_memory(self, height: int, width: int, batch: int, opts: dict) -> None:
+        h, w = fit_size(height, width, opts["size"])
+        limit, named = limit_bytes(opts["max_memory_gb"], getattr(self.runner, "device", None))
+        need = self._estimate(h, w, batch, opts)
+        if limit is None or need <= limit:
+            return
+        best = largest_fitting_size(
+            lambda side: self._estimate(*fit_size(h, w, side), batch, opts) <= limit, max(h, w)
+        )
+        big_h, big_w = network_size(h, w, opts["scale"])
+        runs_on = f", the network runs on {big_w}x{big_h}" if (big_h, big_w) != (h, w) else ""
+        hints = [f"size={best} is the largest that fits" if best else "not even size=16 fits"]
+        tiled = self._estimate(h, w, batch, opts, tile=SUGGESTED_TILE)
+        if not opts["tile"] and self.net is not None and tiled <= limit:
+            hints.append(f"or tile={SUGGESTED_TILE} at this size")
+        over = f"the {gb(limit)} available" if named == "available" else named
+        photos = f"{batch} photos of " if batch > 1 else ""
+        raise MemoryLimitError(
+            f"{photos}{w}x{h} px at stroke scale {opts['scale']:g}{runs_on}: needs about "
+            f"{gb(need)} of memory, more than {over}; {', '.join(hints)}"
+        )
 
     def _forward(
         self,
@@ -227,9 +353,25 @@ class Stylizer:
         return self.runner(photo) if weights is None else self.runner(photo, weights)
 
     def _paint(self, photo: torch.Tensor, opts: dict) -> torch.Tensor:
-        """The network's output at the photo's size, painted at opts["stroke_scale"] times the
-        network's own scale (fastnst.stroke.paint_at_scale)."""
-        scale = combined_stroke_scale(opts["stroke_scale"], self.native_stroke_scale)
+        """The network's output at the photo's size, painted at the combined stroke scale
+        opts["scale"] (fastnst.stroke.paint_at_scale). Below 1 with tile=, the photo is
+        enlarged tile by tile (fastnst.tiling.tiled_enlarged_forward), never whole."""
+        scale = opts["scale"]
+        h, w = photo.shape[-2:]
+        if scale < 1.0 and min(h, w) >= MIN_SIDE and self._tiles(h, w, opts):
+            runner = self.runner if isinstance(self.runner, TorchRunner) else None
+            device = runner.device if runner else torch.device("cpu")
+            weights = opts["weights"]
+            return tiled_enlarged_forward(
+                self.net,
+                photo.to(device),
+                network_size(h, w, scale),
+                opts["tile"],
+                opts["tile_overlap"],
+                style=None if weights is None else weights.to(device),
+                forward=accel.fused.forward,
+                prepare=runner.prepare if runner else None,
+            )
         return paint_at_scale(
             photo,
             scale,
@@ -245,6 +387,20 @@ class Stylizer:
             )
         if not photo.is_floating_point():
             raise FastNSTError(f"expected a float image tensor in [0, 1], got {photo.dtype}")
+        self._check_memory(*photo.shape[-2:], photo.shape[0], opts)
+        try:
+            return self._stylize(photo, opts)
+        except Exception as e:
+            if not _is_out_of_memory(e):
+                raise
+            h, w = fit_size(*photo.shape[-2:], opts["size"])
+            raise MemoryLimitError(
+                f"out of memory stylizing {w}x{h} px at stroke scale {opts['scale']:g} "
+                f"(estimate {gb(self._estimate(h, w, photo.shape[0], opts))}); try a smaller "
+                f"size=, tile={SUGGESTED_TILE} or a lower max_memory_gb="
+            ) from None
+
+    def _stylize(self, photo: torch.Tensor, opts: dict) -> torch.Tensor:
         out_device = photo.device
         photo = photo.float()
         if opts["size"]:
@@ -263,7 +419,11 @@ class Stylizer:
         shape (B, 3, H, W) or (3, H, W) (-> tensor of the same rank). With size= (here or at
         construction) tensors are resized too: the result has the resized height and width."""
         if isinstance(image, (str, os.PathLike)):
-            image = open_rgb(image)
+            path, image = image, open_rgb(image)
+            try:
+                return self(image, **overrides)
+            except MemoryLimitError as e:  # name the file
+                raise MemoryLimitError(f"{path}: {e}") from None
         if isinstance(image, Image.Image):
             return tensor_to_pil(
                 self.stylize_tensor(pil_to_tensor(image.convert("RGB")), **overrides)
@@ -274,6 +434,13 @@ class Stylizer:
             return self.stylize_tensor(image, **overrides)
         raise TypeError(f"expected a PIL image, a path or a tensor, got {type(image).__name__}")
 
+    def expect_many(self) -> None:
+        """Many images follow (a folder, a video, a server): on CPU the runner may now compile
+        the compiled bf16 path where it is not cached yet (`runners.AutoRunner.allow_compile`)."""
+        allow = getattr(self.runner, "allow_compile", None)
+        if allow is not None:
+            allow()
+
     def stylize_many(
         self, images: Iterable[torch.Tensor], batch_size: int | None = None, **overrides
     ) -> Iterator[torch.Tensor]:
@@ -281,8 +448,19 @@ class Stylizer:
         (consecutive images of equal size share a batch); yields results in order, each of the
         rank of its input."""
         batch_size = _check_positive("batch_size", batch_size) or self.batch_size
+        self.expect_many()
         pending: list[torch.Tensor] = []
         ranks: list[int] = []
+        opts = self._options(overrides)
+        limit, _ = limit_bytes(opts["max_memory_gb"], getattr(self.runner, "device", None))
+
+        def fits(image: torch.Tensor, batch: int) -> bool:
+            """Whether a batch of `batch` images of its size fits the memory limit (a batch that
+            does not is cut short; an image that does not fit alone is refused in one line)."""
+            if limit is None:
+                return True
+            h, w = fit_size(*image.shape[-2:], opts["size"])
+            return self._estimate(h, w, batch, opts) <= limit
 
         def flush():
             for result, rank in zip(
@@ -294,7 +472,11 @@ class Stylizer:
             rank = image.dim()
             if rank == 3:  # a (3, H, W) frame, as __call__ takes it
                 image = image.unsqueeze(0)
-            if pending and (len(pending) >= batch_size or image.shape != pending[0].shape):
+            if pending and (
+                len(pending) >= batch_size
+                or image.shape != pending[0].shape
+                or not fits(image, len(pending) + 1)
+            ):
                 yield from flush()
                 pending, ranks = [], []
             pending.append(image)

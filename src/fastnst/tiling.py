@@ -10,6 +10,7 @@ forward). The second by overlapping tiles and blending them with feathered (line
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -130,3 +131,147 @@ def tiled_forward(
             out[:, :, y0:y1, x0:x1] += piece * mask
             weight[:, :, y0:y1, x0:x1] += mask
     return out.div_(weight)
+
+
+# -- painting at a stroke scale below 1, tile by tile ------------------------------------------
+#
+# At stroke scale s < 1 the network runs on the photo enlarged by 1/s and its painting is brought
+# back to the photo's size: resize(net(resize(photo, (H/s, W/s))), (H, W)). Built whole, the
+# enlarged photo and painting need (1/s)^2 times the photo's memory (16x at s = 0.25) before the
+# network's own activations. Both resizes are separable linear maps (bicubic with antialiasing,
+# PIL's kernel, as `fastnst.images.resize_tensor`), so each tile of the enlarged photo is made
+# from a band of the photo, and each tile's painting, weighted by its share of the feathered
+# blend, is reduced straight into the photo-sized result: nothing larger than a tile is ever
+# held at the enlarged size.
+
+
+def _cubic_aa(x: torch.Tensor, a: float = -0.5) -> torch.Tensor:
+    x = x.abs()
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def resize_taps(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 1-D resize `in_size` -> `out_size` of `resize_tensor` (bicubic with antialiasing) as
+    (first input index (out,), weights (out, taps)): output i = sum_j weights[i, j] *
+    input[first[i] + j]. Weights past the input's end are 0."""
+    scale = in_size / out_size
+    support = 2.0 * scale if scale >= 1.0 else 2.0
+    inverse = 1.0 / scale if scale >= 1.0 else 1.0
+    center = scale * (torch.arange(out_size, dtype=torch.float64) + 0.5)
+    first = (center - support + 0.5).trunc().clamp(min=0).long()
+    end = (center + support + 0.5).trunc().clamp(max=in_size).long()
+    taps = int(math.ceil(2 * support)) + 2
+    index = first[:, None] + torch.arange(taps)[None, :]
+    weights = _cubic_aa((index - center[:, None] + 0.5) * inverse)
+    weights = torch.where(index < end[:, None], weights, torch.zeros_like(weights))
+    weights = weights / weights.sum(1, keepdim=True)
+    return first, weights
+
+
+def _resize_block(
+    taps: tuple[torch.Tensor, torch.Tensor], out_lo: int, out_hi: int, in_lo: int, in_hi: int
+) -> torch.Tensor:
+    """Rows out_lo..out_hi, columns in_lo..in_hi of a resize's (out, in) matrix, dense float32
+    (taps outside the columns are dropped: callers pick columns that hold them all, or the
+    rows' share of a tile)."""
+    first, weights = taps
+    first, weights = first[out_lo:out_hi], weights[out_lo:out_hi]
+    index = first[:, None] + torch.arange(weights.shape[1])[None, :] - in_lo
+    keep = (index >= 0) & (index < in_hi - in_lo) & (weights != 0)
+    block = torch.zeros(out_hi - out_lo, in_hi - in_lo, dtype=torch.float64)
+    rows = torch.arange(out_hi - out_lo)[:, None].expand_as(index)
+    block.index_put_((rows[keep], index[keep]), weights[keep], accumulate=True)
+    return block.float()
+
+
+def _input_band(taps, out_lo: int, out_hi: int, in_size: int) -> tuple[int, int]:
+    """The input indices rows out_lo..out_hi of a resize read."""
+    first, weights = taps
+    used = weights[out_lo:out_hi] != 0
+    last = first[out_lo:out_hi] + used.shape[1] - 1 - used.flip(1).int().argmax(1)
+    return int(first[out_lo:out_hi].min()), min(in_size, int(last.max()) + 1)
+
+
+def _rows_reading(taps, in_lo: int, in_hi: int) -> tuple[int, int]:
+    """The output rows of a resize that read any input index in in_lo..in_hi."""
+    first, weights = taps
+    used = weights != 0
+    last = first + used.shape[1] - 1 - used.flip(1).int().argmax(1)
+    hit = ((first < in_hi) & (last >= in_lo)).nonzero()
+    return int(hit.min()), int(hit.max()) + 1
+
+
+def _normalised_windows(length: int, tile: int, overlap: int):
+    """[(start, end, weights)] of the tiles along one axis, the weights divided by their sum
+    over all tiles (so the blend of a pixel's tiles sums to exactly 1)."""
+    spans = _spans(length, tile, overlap)
+    windows = [_window(start, end - start, length, overlap) for start, end in spans]
+    total = torch.zeros(length)
+    for (start, end), w in zip(spans, windows):
+        total[start:end] += w
+    return [(start, end, w / total[start:end]) for (start, end), w in zip(spans, windows)]
+
+
+@torch.no_grad()
+def tiled_enlarged_forward(
+    net: nn.Module,
+    photo: torch.Tensor,
+    size: tuple[int, int],
+    tile: int,
+    overlap: int | None = None,
+    stats_side: int = STATS_SIDE,
+    style: torch.Tensor | None = None,
+    forward: Callable = plain_forward,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """resize(tiled_forward(net, resize(photo, size), tile, ...), photo's size) for a `size`
+    larger than the photo (a stroke scale below 1), in memory bounded by the tile: each tile of
+    the enlarged photo is resized from its band of the photo, and its painting reduced straight
+    into the (B, 3, H, W) float32 result. `prepare`: the runner's move of a tile to its device
+    and dtype. Equals the whole-image computation to float rounding, but for the instance-norm
+    statistics, measured on the photo resized once to `stats_side` (not twice)."""
+    b, _, h, w = photo.shape
+    big_h, big_w = size
+    prepare = prepare or (lambda x: x)
+    photo = photo.float()
+    if big_h <= tile and big_w <= tile:
+        painted = forward(net, prepare(resize_tensor(photo, size)), style, None).float()
+        return resize_tensor(painted.to(photo.device), (h, w))
+    overlap = max(8, tile // 4) if overlap is None else overlap
+    overlap = min(overlap, tile // 2)
+    small = resize_tensor(photo, fit_size(big_h, big_w, min(stats_side, max(big_h, big_w))))
+    stats = record_instance_norm_stats(net, prepare(small), stats_side, style)
+    del small
+    up_y, up_x = resize_taps(h, big_h), resize_taps(w, big_w)
+    down_y, down_x = resize_taps(big_h, h), resize_taps(big_w, w)
+    columns = []
+    for x0, x1, wx in _normalised_windows(big_w, tile, overlap):
+        ix0, ix1 = _input_band(up_x, x0, x1, w)
+        px0, px1 = _rows_reading(down_x, x0, x1)
+        columns.append(
+            (
+                wx.to(photo.device),
+                ix0,
+                ix1,
+                _resize_block(up_x, x0, x1, ix0, ix1).to(photo.device),
+                px0,
+                px1,
+                _resize_block(down_x, px0, px1, x0, x1).to(photo.device),
+            )
+        )
+    out = torch.zeros(b, 3, h, w, dtype=torch.float32, device=photo.device)
+    for y0, y1, wy in _normalised_windows(big_h, tile, overlap):
+        iy0, iy1 = _input_band(up_y, y0, y1, h)
+        py0, py1 = _rows_reading(down_y, y0, y1)
+        enlarge_y = _resize_block(up_y, y0, y1, iy0, iy1).to(photo.device)
+        reduce_y = _resize_block(down_y, py0, py1, y0, y1).to(photo.device)
+        wy = wy.to(photo.device)
+        strip = torch.matmul(enlarge_y, photo[:, :, iy0:iy1])  # (B, C, tile rows, W)
+        for wx, ix0, ix1, enlarge_x, px0, px1, reduce_x in columns:
+            crop = torch.matmul(strip[..., ix0:ix1], enlarge_x.T).clamp_(0, 1)
+            piece = forward(net, prepare(crop), style, stats).float().to(photo.device)
+            piece = piece * (wy[:, None] * wx[None, :])
+            out[:, :, py0:py1, px0:px1] += torch.matmul(torch.matmul(reduce_y, piece), reduce_x.T)
+    return out.clamp_(0, 1)

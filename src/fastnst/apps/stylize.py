@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst import zoo
+from fastnst.atomic import terminate_cleanly
 from fastnst.config import is_set, required, resolve_user_path
 from fastnst.errors import FastNSTError, refuse_input_as_output, refuse_to_overwrite
 from fastnst.images import SAVE_FORMATS, check_output_path, find_images, save_image
@@ -47,11 +48,14 @@ def stylize_folder(
     stylizer: Stylizer, src: Path, dst: Path, overwrite: bool = False, progress: bool = True
 ) -> tuple[int, list[str]]:
     """Every image under `src` (recursively) -> the same relative path under `dst`.
-    Unreadable files are reported and skipped; returns (written, failure messages)."""
+    Unreadable files are reported and skipped; so are outputs that appeared while the job ran
+    (another job writing into the same folder): kept, never replaced without `overwrite`.
+    Returns (written, failure messages)."""
     from tqdm import tqdm
 
-    from fastnst.errors import ImageError
+    from fastnst.errors import ImageError, OutputExistsError
     from fastnst.images import load_image
+    from fastnst.memory import MemoryLimitError
 
     src, dst = src.resolve(), dst.resolve()
     if dst == src or src in dst.parents:
@@ -62,22 +66,28 @@ def stylize_folder(
     jobs, skipped = [], 0
     for path in images:
         out = dst / _image_output_name(path.relative_to(src))
-        if out.exists() and not overwrite:
+        if os.path.lexists(out) and not overwrite:
             skipped += 1
             continue
         jobs.append((path, out))
     if skipped:
         _note(f"{skipped} existing output(s) in {dst} kept (overwrite=true replaces them)")
     failures: list[str] = []
+    appeared: list[Path] = []  # outputs another job wrote meanwhile
     loaded: deque[Path] = deque()  # outputs of images read but not yet stylized, in order
 
     def readable():
         for path, out in jobs:
+            if os.path.lexists(out) and not overwrite:  # written by another job meanwhile
+                appeared.append(out)
+                bar.update(1)
+                continue
             try:
                 image = load_image(path)
-            except ImageError as e:
-                failures.append(str(e))
-                _note(f"error: {e}")
+                stylizer.check_memory(*image.shape[-2:])  # too large alone: reported, skipped
+            except (ImageError, MemoryLimitError) as e:
+                failures.append(str(e) if isinstance(e, ImageError) else f"{path}: {e}")
+                _note(f"error: {failures[-1]}")
                 bar.update(1)
                 continue
             loaded.append(out)
@@ -87,13 +97,21 @@ def stylize_folder(
     with tqdm(total=len(jobs), unit="img", disable=not progress, desc="stylize") as bar:
         # stylize_many reads ahead up to a batch; each result belongs to the oldest read image
         for result in stylizer.stylize_many(readable()):
+            out = loaded.popleft()
             try:
-                save_image(result, loaded.popleft(), overwrite=overwrite)
+                save_image(result, out, overwrite=overwrite)
                 written += 1
+            except OutputExistsError:  # appeared since it was checked: the other job's stays
+                appeared.append(out)
             except ImageError as e:  # e.g. a full disk: report it, go on with the other images
                 failures.append(str(e))
                 _note(f"error: {e}")
             bar.update(1)
+    if appeared:
+        _note(
+            f"{len(appeared)} output(s) appeared in {dst} while this job ran (another job?) and "
+            f"were kept, not replaced (first: {appeared[0].name})"
+        )
     return written, failures
 
 
@@ -168,26 +186,29 @@ def stylize_cli(cfg: DictConfig) -> None:
         batch_size=int(cfg.batch_size),
         **style_options,
     )
-    if src.is_dir():
-        written, failures = stylize_folder(stylizer, src, dst, overwrite=overwrite)
-        print(f"wrote {written} image(s) to {dst}")
-        if failures:
-            raise FastNSTError(
-                f"{len(failures)} of {written + len(failures)} image(s) failed (first: {failures[0]})"
+    # SIGTERM: no hidden temp file left behind; a folder job's finished outputs stay
+    with terminate_cleanly("outputs already written are kept; run again to finish"):
+        if src.is_dir():
+            written, failures = stylize_folder(stylizer, src, dst, overwrite=overwrite)
+            print(f"wrote {written} image(s) to {dst}")
+            if failures:
+                raise FastNSTError(
+                    f"{len(failures)} of {written + len(failures)} image(s) failed "
+                    f"(first: {failures[0]})"
+                )
+        elif is_video_file(src):
+            frames = stylize_video(
+                stylizer,
+                src,
+                dst,
+                overwrite=overwrite,
+                temporal=temporal[0],
+                temporal_strength=temporal[1],
             )
-    elif is_video_file(src):
-        frames = stylize_video(
-            stylizer,
-            src,
-            dst,
-            overwrite=overwrite,
-            temporal=temporal[0],
-            temporal_strength=temporal[1],
-        )
-        print(f"wrote {dst} ({frames} frames)")
-    else:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        print(f"wrote {stylize_image_file(stylizer, src, dst, overwrite=overwrite)}")
+            print(f"wrote {dst} ({frames} frames)")
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            print(f"wrote {stylize_image_file(stylizer, src, dst, overwrite=overwrite)}")
 
 
 def _check_output(src: Path, dst: Path, into_folder: bool, overwrite: bool) -> Path:
