@@ -123,7 +123,10 @@ def test_init_reaches_the_optimization(styled_loss, photo):
 
 def test_result_is_the_lowest_loss_image_not_the_last(styled_loss, photo):
     # Adam with a huge step throws the pixels to 0/1: later iterations are worse than the first
-    result = stylize_gatys(photo, styled_loss, iterations=3, optimizer="adam", lr=2.0)
+    # (fp32: the loss recomputed below in fp32 is then the very loss the run saw)
+    result = stylize_gatys(
+        photo, styled_loss, iterations=3, optimizer="adam", lr=2.0, precision="32-true"
+    )
     totals = [row["total"] for row in result.history]
     assert result.best_iteration != len(totals)
     assert result.best_loss == min(totals) == totals[result.best_iteration - 1]
@@ -409,3 +412,109 @@ def test_gatys_entry_makes_openmp_waits_passive_unless_the_user_chose(monkeypatc
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- inputs checked first
+
+
+def _refused_before_work(run_entry, tmp_path, photo_path, style_path, *extra):
+    """gatys.py with `extra`: (exit code, stderr). vgg.weights names no file, so an error
+    raised after the VGG is built (or after optimizing) would name it instead."""
+    from fastnst import cli
+
+    return run_entry(
+        cli.gatys_main,
+        *tiny_run(tmp_path, photo_path, style_path, "vgg.weights=/nonexistent/vgg.pth", *extra),
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("lr=nan", "lr"),
+        ("lr=inf", "lr"),
+        ("lr=-0.5", "lr"),
+        ("lr=0", "lr"),
+        ("style.size=0", "style.size"),
+        ("style.size=-64", "style.size"),
+        ("style.size=100000", "style.size"),
+        ("style.size=true", "style.size"),
+        ("size=100000", "size"),
+        ("iterations=0", "iterations"),
+        ("precision=bogus", "precision"),
+        ("precision=AUTO", "did you mean auto"),
+        ("precision=bf16", "precision"),
+    ],
+)
+def test_bad_values_are_one_line_before_any_work(
+    tmp_path, image_factory, synthetic_style, run_entry, override, named
+):
+    photo_path = image_factory("photo.png", size=(64, 48), seed=3)
+    code, err = _refused_before_work(run_entry, tmp_path, photo_path, synthetic_style, override)
+    assert code == 2, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert named in err and "/nonexistent/vgg.pth" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png", "style.png"]
+
+
+def test_a_folder_at_the_loss_log_path_is_refused_before_work(
+    tmp_path, image_factory, synthetic_style, run_entry
+):
+    photo_path = image_factory("photo.png", size=(64, 48), seed=3)
+    (tmp_path / "out.png.json").mkdir()
+    code, err = _refused_before_work(
+        run_entry, tmp_path, photo_path, synthetic_style, "overwrite=true"
+    )
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "out.png.json" in err and "folder" in err and "/nonexistent/vgg.pth" not in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_loss_log_name_too_long_for_the_file_system_is_refused_before_work(
+    tmp_path, image_factory, synthetic_style, run_entry
+):
+    photo_path = image_factory("photo.png", size=(64, 48), seed=3)
+    # the image name fits (250 bytes); the log's temp file (.<name>.json.<8 hex>.tmp.json) does not
+    output = tmp_path / ("o" * 246 + ".png")
+    code, err = _refused_before_work(
+        run_entry, tmp_path, photo_path, synthetic_style, f"output={output}"
+    )
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "loss log cannot be written" in err and "/nonexistent/vgg.pth" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png", "style.png"]
+
+
+def test_a_symlinked_loss_log_is_replaced_never_written_through(
+    tmp_path, image_factory, synthetic_style, compose_gatys
+):
+    photo_path = image_factory("photo.png", size=(64, 48), seed=3)
+    victim = tmp_path / "victim.json"
+    victim.write_text("keep me")
+    (tmp_path / "out.png.json").symlink_to(victim)
+    cfg = compose_gatys(tiny_run(tmp_path, photo_path, synthetic_style, "iterations=1"))
+    with pytest.raises(OutputExistsError, match="out.png.json"):  # a link is an existing file
+        run_gatys(cfg)
+    cfg.overwrite = True
+    run_gatys(cfg)
+    log = tmp_path / "out.png.json"
+    assert not log.is_symlink() and json.loads(log.read_text())["best_iteration"] == 1
+    assert victim.read_text() == "keep me"
+
+
+def test_lr_and_style_size_reach_the_run(tmp_path, image_factory, synthetic_style, compose_gatys):
+    photo_path = image_factory("photo.png", size=(64, 48), seed=3)
+    cfg = compose_gatys(
+        tiny_run(
+            tmp_path,
+            photo_path,
+            synthetic_style,
+            "optimizer=adam",
+            "lr=0.05",
+            "style.size=null",
+            "iterations=1",
+            "precision=32-true",
+        )
+    )
+    run_gatys(cfg)
+    log = json.loads((tmp_path / "out.png.json").read_text())
+    assert log["settings"]["lr"] == 0.05 and log["precision"] == "32-true"

@@ -7,6 +7,7 @@ presets, intermediates, the JSON loss log) is `fastnst.apps.gatys.run_gatys`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from fastnst.errors import FastNSTError
 from fastnst.images import resize_tensor
 from fastnst.lbfgs import LBFGS
 from fastnst.losses import PerceptualLoss
+from fastnst.precision import BF16, FP32, check_choice, cpu_auto_precision
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "content+noise")
@@ -28,6 +30,8 @@ AUTO_MIN_SIDE = 128
 # L-BFGS keeps this many (s, y) pairs of image-sized vectors: more costs memory, fewer converge slower
 LBFGS_HISTORY = 50
 LOSS_TERMS = ("total", "content", "style", "tv")
+# what stays fp32 when the VGG runs in bf16 (the reason line of precision=auto says it)
+BF16_KEEPS = "Grams, losses and the L-BFGS state stay fp32"
 
 
 @dataclass
@@ -48,6 +52,77 @@ class GatysResult:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     iterations_per_scale: list[int] = field(default_factory=list)
     wall_time_s: float = 0.0
+    precision: str = FP32
+
+
+# ----------------------------------------------------------------------------- precision
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> tuple[str, str | None]:
+    """(32-true | bf16-mixed, the one-line reason, or None when `precision` was not auto).
+
+    auto follows training's rule on CPU (fastnst.precision: bf16-mixed where the CPU computes
+    bf16 natively, AMX or AVX512-BF16) and takes bf16-mixed on GPUs that support it (Ampere and
+    later). bf16-mixed runs the VGG's convolutions forward and backward under bf16 autocast
+    (the first one, which sees the pixels, in fp32); the image, the style targets, the Grams,
+    the loss terms, the gradient L-BFGS sees and its history stay fp32.
+    """
+    precision = check_choice(precision, "precision")
+    device = torch.device(device)
+    if precision != "auto":
+        if precision == BF16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise FastNSTError(
+                f"precision={BF16}: {torch.cuda.get_device_name(device)} has no bf16; use precision=32-true"
+            )
+        return precision, None
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        if torch.cuda.is_bf16_supported():
+            return BF16, f"precision {BF16} (precision=auto): {name} computes bf16; {BF16_KEEPS}"
+        return FP32, f"precision {FP32} (precision=auto): {name} has no bf16"
+    if device.type == "cpu":
+        return cpu_auto_precision("precision", BF16_KEEPS)
+    return FP32, f"precision {FP32} (precision=auto on {device.type})"
+
+
+@contextlib.contextmanager
+def _bf16_vgg(loss: PerceptualLoss, device: torch.device):
+    """The VGG set up for bf16-mixed while the block runs, as it was afterwards.
+
+    Its first convolution stays fp32 (autocast off): it sees the pixels themselves, whose L-BFGS
+    steps are finer than bf16 resolves (bf16 keeps 8 bits: steps of 0.5 on the 0-255 input), and
+    costs little (3 input channels). On CPU the weights go channels_last: oneDNN's bf16 kernels
+    work on NHWC maps, without it every convolution reorders its input."""
+    conv = next(iter(loss.vgg.convs.values()))  # built in forward order: block1_conv1
+    own = conv.__dict__.get("forward")  # an instance's own forward (a compiled one), if any
+    plain = conv.forward
+
+    def fp32_forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, enabled=False):
+            return plain(x.float())
+
+    conv.forward = fp32_forward
+    if device.type == "cpu":
+        loss.vgg.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        if own is None:
+            del conv.forward  # the class's forward again
+        else:
+            conv.forward = own
+        if device.type == "cpu":
+            loss.vgg.to(memory_format=torch.contiguous_format)
+
+
+def _memory_format(image: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return image.contiguous(memory_format=torch.channels_last) if channels_last else image
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision != BF16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -198,6 +273,7 @@ def stylize_gatys(
     save_every: int = 0,
     on_save: Callable[[int, torch.Tensor], None] | None = None,
     progress: bool = False,
+    precision: str = "auto",
 ) -> GatysResult:
     """Optimize an image to match `content` (1, 3, H, W) in [0, 1] under `loss` (style set).
 
@@ -215,6 +291,11 @@ def stylize_gatys(
         None, the loss's current targets are used at every scale.
     save_every / on_save: on_save(iteration, image) every `save_every` iterations (any scale).
     progress: show a tqdm bar with the current loss terms.
+    precision: auto, 32-true or bf16-mixed (`resolve_precision`): bf16-mixed runs the VGG
+        forward and backward under bf16 autocast (channels_last on CPU; its first convolution
+        in fp32), the photo's content features too (so the content term is 0 at the photo);
+        the style targets (the loss's, set in fp32), the Grams, the loss terms and the L-BFGS
+        state stay fp32.
     Returns a GatysResult whose image is the lowest-loss image of the final scale.
     """
     if content.dim() != 4 or content.shape[:2] != (1, 3):
@@ -229,6 +310,7 @@ def stylize_gatys(
     if save_every < 0:
         raise FastNSTError(f"save_every must be >= 0 (0 = no intermediates), got {save_every}")
     device = content.device
+    precision, _ = resolve_precision(precision, device)
     content = content.contiguous()
     sizes = scale_sizes(content.shape[-2], content.shape[-1], scales)
     counts = split_iterations(iterations, len(sizes))
@@ -244,65 +326,75 @@ def stylize_gatys(
         bar = tqdm(total=iterations, unit="it", dynamic_ncols=True, leave=True)
 
     image = None
-    for scale_idx, (size, count) in enumerate(zip(sizes, counts)):
-        final = scale_idx == len(sizes) - 1
-        target = resize_tensor(content, size)
-        if len(sizes) > 1 and style_images:
-            _style_targets_for_scale(loss, style_images, style_weights, size[0] / content.shape[-2])
-        content_feats = loss.content_features(target)
-        x0 = (
-            initial_image(target, init, noise, generator)
-            if image is None
-            else resize_tensor(image, size)
-        )
-        # contiguous: images from PIL are channels-last views, which L-BFGS cannot .view()
-        x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-        opt = _make_optimizer(optimizer, x, lr)
-        scale_best = {"loss": math.inf, "image": x0.detach().clone()}
+    channels_last = precision == BF16 and device.type == "cpu"
+    with contextlib.ExitStack() as stack:
+        if precision == BF16:
+            stack.enter_context(_bf16_vgg(loss, device))
+        for scale_idx, (size, count) in enumerate(zip(sizes, counts)):
+            final = scale_idx == len(sizes) - 1
+            target = resize_tensor(content, size)
+            if len(sizes) > 1 and style_images:
+                _style_targets_for_scale(
+                    loss, style_images, style_weights, size[0] / content.shape[-2]
+                )
+            # the photo's features in the precision the image's are taken in: the content term
+            # is exactly 0 at the photo (bf16 features of both, compared in fp32)
+            with _autocast(precision, device):
+                content_feats = loss.content_features(_memory_format(target, channels_last))
+            x0 = (
+                initial_image(target, init, noise, generator)
+                if image is None
+                else resize_tensor(image, size)
+            )
+            # contiguous: images from PIL are channels-last views, which L-BFGS cannot .view()
+            x = x0.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+            opt = _make_optimizer(optimizer, x, lr)
+            scale_best = {"loss": math.inf, "image": x0.detach().clone()}
 
-        def closure(
-            x=x,
-            content_feats=content_feats,
-            scale_idx=scale_idx,
-            final=final,
-            size=size,
-            scale_best=scale_best,
-        ):
-            x.grad = None
-            current = x.clamp(0, 1)
-            terms = loss(current, content_feats)
-            total = terms["total"]
-            total.backward()
-            it = len(history) + 1
-            value = float(total.detach())
-            row = {"iteration": it, "scale": scale_idx, "height": size[0], "width": size[1]}
-            # every term, per layer too ("style/block5_conv1", unweighted): where the loss sits
-            row.update({k: float(v.detach()) for k, v in terms.items()})
-            row["time_s"] = round(time.perf_counter() - start, 4)
-            history.append(row)
-            if value < scale_best["loss"]:
-                scale_best.update(loss=value, image=current.detach().clone())
-                if final:
-                    best.update(loss=value, iteration=it, image=scale_best["image"])
-            if save_every and on_save is not None and it % save_every == 0:
-                on_save(it, current.detach())
-            if bar is not None:
-                bar.set_postfix_str(_postfix(terms, size), refresh=False)
-                bar.update(1)
-            return total
+            def closure(
+                x=x,
+                content_feats=content_feats,
+                scale_idx=scale_idx,
+                final=final,
+                size=size,
+                scale_best=scale_best,
+            ):
+                x.grad = None
+                current = x.clamp(0, 1)
+                with _autocast(precision, device):  # bf16: the VGG; Grams and losses stay fp32
+                    terms = loss(_memory_format(current, channels_last), content_feats)
+                total = terms["total"]
+                total.backward()
+                it = len(history) + 1
+                value = float(total.detach())
+                row = {"iteration": it, "scale": scale_idx, "height": size[0], "width": size[1]}
+                # every term, per layer too ("style/block5_conv1", unweighted): where the loss sits
+                row.update({k: float(v.detach()) for k, v in terms.items()})
+                row["time_s"] = round(time.perf_counter() - start, 4)
+                history.append(row)
+                if value < scale_best["loss"]:
+                    scale_best.update(loss=value, image=current.detach().clone())
+                    if final:
+                        best.update(loss=value, iteration=it, image=scale_best["image"])
+                if save_every and on_save is not None and it % save_every == 0:
+                    on_save(it, current.detach())
+                if bar is not None:
+                    bar.set_postfix_str(_postfix(terms, size), refresh=False)
+                    bar.update(1)
+                return total
 
-        if optimizer == "lbfgs":
-            for _ in range(count):
-                opt.step(closure)
-        else:
-            for _ in range(count):
-                closure()
-                opt.step()
-                with torch.no_grad():
-                    x.clamp_(0, 1)
-        # the next scale starts from this scale's best image, not a possible last-step blow-up
-        image = scale_best["image"]
-        del opt, x
+            if optimizer == "lbfgs":
+                for _ in range(count):
+                    opt.step(closure)
+            else:
+                for _ in range(count):
+                    closure()
+                    opt.step()
+                    with torch.no_grad():
+                        x.clamp_(0, 1)
+            # the next scale starts from this scale's best image, not a possible last-step blow-up
+            image = scale_best["image"]
+            del opt, x
 
     if bar is not None:
         bar.close()
@@ -314,6 +406,7 @@ def stylize_gatys(
         sizes=sizes,
         iterations_per_scale=counts,
         wall_time_s=time.perf_counter() - start,
+        precision=precision,
     )
 
 

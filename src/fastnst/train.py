@@ -475,19 +475,9 @@ def resolve_precision(trainer_cfg: DictConfig) -> tuple[str, str | None]:
             "32-true",
             "precision 32-true (trainer.precision=auto on CUDA: fp32; trainer=gpu uses bf16-mixed)",
         )
-    from fastnst.accel.autotune import BF16_FLAGS, cpu_info
+    from fastnst.precision import cpu_auto_precision  # the one rule, shared with gatys.py
 
-    name, flags = cpu_info()
-    found = [f for f in BF16_FLAGS if f in flags]
-    if found:
-        return "bf16-mixed", (
-            f"precision bf16-mixed (trainer.precision=auto): {name} computes bf16 natively "
-            f"({'/'.join(found)}); Grams and losses stay fp32"
-        )
-    return "32-true", (
-        f"precision 32-true (trainer.precision=auto): {name} has no native bf16 "
-        f"({'/'.join(BF16_FLAGS)}), so bf16 convolutions would be emulated and slower than fp32"
-    )
+    return cpu_auto_precision("trainer.precision", "Grams and losses stay fp32")
 
 
 def _make_trainer(
