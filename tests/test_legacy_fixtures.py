@@ -89,3 +89,50 @@ def test_a_legacy_model_file_stylizes(tmp_path):
 
     with Image.open(out) as image:
         assert max(image.size) == 64
+
+
+def _targets(node, found=None) -> list[str]:
+    found = [] if found is None else found
+    if isinstance(node, dict):
+        if isinstance(node.get("_target_"), str):
+            found.append(node["_target_"])
+        for value in node.values():
+            _targets(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _targets(value, found)
+    return found
+
+
+def test_every_class_the_legacy_config_names_is_found_today():
+    """A class a run's config builds that moves needs a line in MOVED_TARGETS."""
+    from hydra._internal.utils import _locate
+
+    from fastnst.config import upgrade_saved_targets
+
+    cfg = OmegaConf.load(FIXTURE / "config.yaml")
+    upgrade_saved_targets(cfg)
+    targets = _targets(OmegaConf.to_container(cfg))
+    assert "fastnst.module.StyleTransferModule" in targets
+    for target in targets:
+        assert callable(_locate(target)), target
+
+
+def test_a_moved_target_is_rewritten_when_a_saved_config_is_read(tmp_path, monkeypatch):
+    from fastnst import config
+    from fastnst.resume import saved_config
+
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(
+        text.replace("fastnst.transformer.TransformerNet", "fastnst.old_place.TransformerNet")
+    )
+    monkeypatch.setitem(
+        config.MOVED_TARGETS,
+        "fastnst.old_place.TransformerNet",
+        "fastnst.transformer.TransformerNet",
+    )
+    cfg = saved_config(run)
+    assert cfg.model._target_ == "fastnst.transformer.TransformerNet"
+    assert cfg.run_dir == str(run.resolve())

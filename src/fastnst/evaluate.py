@@ -34,7 +34,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst.atomic import write_json
-from fastnst.config import check_own_targets, default_root, resolve_user_path
+from fastnst.config import (
+    check_own_targets,
+    default_root,
+    resolve_user_path,
+    upgrade_saved_targets,
+)
 from fastnst.data import spread_subset
 from fastnst.errors import FastNSTError
 from fastnst.gatys import stylize_gatys
@@ -89,6 +94,7 @@ def load_run_config(run_dir: str | os.PathLike) -> DictConfig:
         cfg = OmegaConf.load(path)
     except Exception as e:
         raise FastNSTError(f"{path}: cannot read the run's config ({type(e).__name__})") from None
+    upgrade_saved_targets(cfg)  # a class that moved since the run was saved
     # the sections the evaluation builds objects from: the network and the loss
     check_own_targets(cfg, ("model", "loss", "style"), path)
     return cfg

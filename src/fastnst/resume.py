@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.config import compose
+from fastnst.config import compose, upgrade_saved_targets
 from fastnst.errors import FastNSTError
 
 # keys (or their parents) an override may change when resuming
@@ -95,6 +95,7 @@ def saved_config(run_dir: Path) -> DictConfig:
         saved_dir
     ):  # .hydra/config.yaml: not resolved, nothing to relocate
         saved_dir = None
+    upgrade_saved_targets(cfg)  # a class that moved since the run was saved
     cfg.run_dir = str(run_dir)
     cfg.resume = str(run_dir)
     container = OmegaConf.to_container(cfg, resolve=True)
