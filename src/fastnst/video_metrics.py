@@ -10,14 +10,13 @@ only the content loss is given. Exit code 2 on a bad input, with a one-line mess
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from fastnst.config import CONFIG_DIR, resolve_user_path
+from fastnst.config import load_preset, preset_names, resolve_user_path
 from fastnst.errors import EXIT_USER_ERROR, FastNSTError, print_error
 from fastnst.flow import warping_error
 from fastnst.preflight import ArgumentParser
@@ -32,32 +31,20 @@ def _loss_configs(run: str | None, style: str | None, loss: str):
     if run:
         cfg = load_run_config(resolve_user_path(run))
         return cfg.loss, cfg.style
-    loss_path = CONFIG_DIR / "loss" / f"{loss}.yaml"
-    if not loss_path.is_file():
-        raise FastNSTError(f"--loss {loss}: no such loss preset (conf/loss/*.yaml)")
-    loss_cfg = OmegaConf.load(loss_path)
-    loss_cfg.pop("defaults", None)
+    try:
+        loss_cfg = load_preset("loss", loss)  # its defaults merged (loss=stable: johnson's terms)
+    except FastNSTError as e:
+        raise FastNSTError(f"--loss {loss}: {e}") from None
     if style is None:
         return loss_cfg, None
-    preset = CONFIG_DIR / "style" / f"{style}.yaml"
-    if preset.is_file():
-        style_cfg = OmegaConf.load(preset)
-        style_cfg.pop("defaults", None)
-        data = OmegaConf.create({"paths": {"data_dir": str(_data_dir())}})
-        style_cfg = OmegaConf.merge(data, {"style": style_cfg}).style
-        return loss_cfg, OmegaConf.create(OmegaConf.to_container(style_cfg, resolve=True))
+    if style in preset_names("style", skip=("multi", "custom")):
+        return loss_cfg, load_preset("style", style)
     path = resolve_user_path(style)
     if not path.is_file():
         raise FastNSTError(
             f"--style {style}: neither a style preset (conf/style) nor an image file"
         )
     return loss_cfg, OmegaConf.create({"name": path.stem, "image": str(path), "size": 512})
-
-
-def _data_dir() -> Path:
-    from fastnst.evaluate import default_data_dir
-
-    return default_data_dir()
 
 
 def _frame_losses(loss_cfg, style_cfg, pairs) -> dict[str, float]:
