@@ -30,17 +30,10 @@ import tarfile
 import time
 from pathlib import Path
 
-import fastnst  # noqa: F401  (sets passive OpenMP waits before torch loads)
+from fastnst.styles import public_domain_styles
 
 REPO = Path(__file__).resolve().parents[1]
-STYLES = (
-    "starry_night",
-    "the_scream",
-    "wave",
-    "composition_vii",
-    "udnie",
-    "shipwreck_of_the_minotaur",
-)
+STYLES = tuple(public_domain_styles())  # the styles with a bundled painting (fastnst.styles)
 MAX_FILE = 16 * 2**20
 MAX_FILES = 8
 JOHNSON_IMAGES = 160_000  # 40k steps x 4 images

@@ -15,12 +15,12 @@ from fastnst.judge import (
     StyleJudge,
     hatch_measure,
     painting_size,
-    published_output,
     random_directions,
     sliced_wasserstein,
     tint_and_grain,
     transfer_colour_statistics,
 )
+from fastnst.styles import johnson_styles, published_output
 
 # small judges: a few directions and one pyramid level keep each test at a second or two
 FAST = dict(num_directions=32, seeds=(0, 1), levels=(1.0,))
@@ -157,9 +157,7 @@ JUDGE_SIZE = 256  # px, longer side: small, so the five styles take seconds
 
 
 @pytest.mark.data
-@pytest.mark.parametrize(
-    "style", ["starry_night", "the_scream", "wave", "composition_vii", "udnie"]
-)
+@pytest.mark.parametrize("style", johnson_styles())
 def test_johnson_2016_beats_tint_plus_grain_and_the_photo_is_farthest(data_dir, style):
     """On Chicago, Johnson et al. 2016's published output is closer to the painting than the
     photo in the painting's colours plus a fine diagonal grain, and than the photo."""

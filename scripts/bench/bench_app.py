@@ -49,9 +49,11 @@ def preset_network(name: str, folder: Path) -> Path:
 
 
 def default_photo(folder: Path) -> Path:
-    data = os.environ.get("FASTNST_DATA")
-    if data and (Path(data) / "content" / "chicago.jpg").is_file():
-        return Path(data) / "content" / "chicago.jpg"
+    from fastnst.config import data_dir
+
+    photo = data_dir() / "content" / "chicago.jpg"
+    if photo.is_file():
+        return photo
     import numpy as np
     from PIL import Image
 

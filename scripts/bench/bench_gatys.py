@@ -244,7 +244,9 @@ def main() -> None:
     parser.add_argument("--content", default="chicago.jpg")
     parser.add_argument("--style", default="starry_night")
     args = parser.parse_args()
-    data = Path(os.environ.get("FASTNST_DATA", REPO / "data"))
+    from fastnst.config import data_dir
+
+    data = data_dir()
     if not (data / "content" / args.content).is_file():
         raise SystemExit(
             f"{data / 'content' / args.content}: not found; set FASTNST_DATA to the data folder"

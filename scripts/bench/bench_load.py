@@ -188,8 +188,9 @@ def main(argv=None) -> int:
         help="rows also measured loaded with spin-waits (GOMP_SPINCOUNT=300000: the old default)",
     )
     args = parser.parse_args(argv)
-    data = Path(os.environ.get("FASTNST_DATA", REPO / "data"))
-    photo = data / "content" / "chicago.jpg"
+    from fastnst.config import data_dir
+
+    photo = data_dir() / "content" / "chicago.jpg"
     if not photo.is_file():
         raise SystemExit(f"{photo}: not found; set FASTNST_DATA to the data folder")
     rows = [r for r in ROWS if r in args.rows]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -262,14 +261,15 @@ def val_loss(run_dir: Path) -> float | None:
 
 def report(args, names: list[str], specs: dict) -> None:
     from fastnst.atomic import atomic_torch_save
+    from fastnst.bundled import painting_path
+    from fastnst.config import data_dir
     from fastnst.images import save_image
+    from fastnst.styles import published_output
     from fastnst.stylize import Stylizer
 
-    data_dir = Path(os.environ.get("FASTNST_DATA", REPO / "data"))
-    painting = data_dir / "styles" / f"{args.style}.jpg"
-    if not painting.is_file():
-        painting = REPO / "src" / "fastnst" / "paintings" / f"{args.style}.jpg"
-    photos = photo_paths(data_dir, args.photos)
+    data = data_dir()
+    painting = Path(painting_path(data, args.style))
+    photos = photo_paths(data, args.photos)
     images = [load_fit(p, args.size) for p in photos]
     loss, judge = rulers(args.style, painting)
     rows, columns, reference = [], [], None
@@ -312,8 +312,10 @@ def report(args, names: list[str], specs: dict) -> None:
 
     study = args.runs_dir / args.style
     add("photo", "the photo itself", lambda: images, cache=study / "recipe_photo_eval.pt")
-    johnson = data_dir / "reference" / "johnson2016" / f"{photos[0].stem}_{args.style}.jpg"
-    if johnson.is_file():  # first photo only: the published outputs are of chicago
+    johnson = published_output(data, args.style, photos[0].stem)
+    if (
+        johnson is not None and johnson.is_file()
+    ):  # first photo only: the published outputs are of chicago
         out = load_fit(johnson, args.size)
         out = torch.nn.functional.interpolate(
             out, size=images[0].shape[-2:], mode="bilinear", align_corners=False

@@ -54,11 +54,11 @@ def sync(device):
 
 
 def style_cfg():
-    from fastnst.bundled import bundled_painting, painting_path
+    from fastnst.bundled import painting_path
+    from fastnst.config import data_dir
 
-    data = os.environ.get("FASTNST_DATA")  # the user's painting, else the bundled one
-    image = Path(painting_path(data, "starry_night")) if data else bundled_painting("starry_night")
-    if image is None or not image.exists():
+    image = Path(painting_path(data_dir(), "starry_night"))  # the user's, else the bundled one
+    if not image.exists():
         image = Path(tempfile.mkdtemp()) / "style.png"
         from PIL import Image
 

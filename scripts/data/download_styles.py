@@ -22,51 +22,18 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-_COMMONS = "https://upload.wikimedia.org/wikipedia/commons"
+from fastnst.config import data_dir
+from fastnst.styles import STYLES, public_domain_styles
 
-_UDNIE = (
-    "Francis_Picabia%2C_1913%2C_Udnie_%28Young_American_Girl%2C_The_Dance%29%2C_oil_on_canvas%2C_"
-    "290_x_300_cm%2C_Mus%C3%A9e_National_d%E2%80%99Art_Moderne%2C_Centre_Georges_Pompidou%2C_Paris..jpg"
-)
-
-# name -> URLs tried in order (a 1280 px rendering, then the original file)
-PUBLIC_DOMAIN = {
-    # Vincent van Gogh, The Starry Night (1889)
-    "starry_night": [
-        f"{_COMMONS}/thumb/e/ea/Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg/"
-        "1280px-Van_Gogh_-_Starry_Night_-_Google_Art_Project.jpg",
-    ],
-    # Edvard Munch, The Scream (1893)
-    "the_scream": [
-        f"{_COMMONS}/thumb/f/f4/The_Scream.jpg/1280px-The_Scream.jpg",
-        f"{_COMMONS}/f/f4/The_Scream.jpg",
-    ],
-    # Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831)
-    "wave": [
-        f"{_COMMONS}/thumb/0/0a/The_Great_Wave_off_Kanagawa.jpg/1280px-The_Great_Wave_off_Kanagawa.jpg",
-        f"{_COMMONS}/0/0a/The_Great_Wave_off_Kanagawa.jpg",
-    ],
-    # Wassily Kandinsky, Composition VII (1913)
-    "composition_vii": [
-        f"{_COMMONS}/thumb/b/b4/Vassily_Kandinsky%2C_1913_-_Composition_7.jpg/"
-        "1280px-Vassily_Kandinsky%2C_1913_-_Composition_7.jpg",
-        f"{_COMMONS}/b/b4/Vassily_Kandinsky%2C_1913_-_Composition_7.jpg",
-    ],
-    # Francis Picabia, Udnie (1913)
-    "udnie": [f"{_COMMONS}/thumb/8/82/{_UDNIE}/1280px-{_UDNIE}", f"{_COMMONS}/8/82/{_UDNIE}"],
-    # J. M. W. Turner, The Shipwreck of the Minotaur (c. 1810)
-    "shipwreck_of_the_minotaur": [
-        f"{_COMMONS}/2/2e/Shipwreck_turner.jpg",
-    ],
-}
-NOT_PUBLIC_DOMAIN = ("la_muse", "candy", "mosaic", "feathers", "rain_princess")
+# name -> URLs tried in order (the style registry's sources: a 1280 px rendering, then the original)
+PUBLIC_DOMAIN = {name: list(STYLES[name].sources) for name in public_domain_styles()}
+NOT_PUBLIC_DOMAIN = tuple(name for name, style in STYLES.items() if not style.public_domain)
 USER_AGENT = "fastnst-download-styles/0.1 (Python urllib)"
 TIMEOUT_S = 60
 
 
 def default_out_dir() -> Path:
-    data = os.environ.get("FASTNST_DATA")
-    return (Path(data) if data else Path(__file__).resolve().parents[2] / "data") / "styles"
+    return data_dir() / "styles"
 
 
 class DownloadError(Exception):

@@ -7,12 +7,12 @@ python scripts/figures/stroke_scale_sheet.py out.jpg --photo my.jpg --styles wav
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from fastnst.config import data_dir
 from fastnst.errors import one_line_errors
 from fastnst.images import check_output_path, open_rgb, save_image
 from fastnst.stylize import Stylizer
@@ -20,7 +20,7 @@ from fastnst.stylize import Stylizer
 
 @one_line_errors
 def main(argv=None) -> int:
-    data = Path(os.environ.get("FASTNST_DATA", "data"))
+    data = data_dir()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path)
     parser.add_argument("--photo", type=Path, default=data / "content" / "chicago.jpg")

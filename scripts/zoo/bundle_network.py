@@ -18,7 +18,6 @@ The weights are stored in fp16 (half the size; the loader casts them back to fp3
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -34,14 +33,14 @@ import fastnst.config  # noqa: E402, F401  (registers the config resolvers)
 from fastnst.accel.cpu_tuning import cpu_info  # noqa: E402
 from fastnst.artifacts import load_network, save_exported  # noqa: E402
 from fastnst.atomic import atomic_torch_save  # noqa: E402
-from fastnst.config import CONFIG_DIR, REPO_ROOT  # noqa: E402
+from fastnst.config import CONFIG_DIR, REPO_ROOT, data_dir  # noqa: E402
 from fastnst.errors import one_line_errors, output_exists  # noqa: E402
 from fastnst.evaluate import evaluate_run, load_run_config  # noqa: E402
 from fastnst.images import load_image, resize_tensor, tensor_to_pil  # noqa: E402
-from fastnst.judge import published_output  # noqa: E402
 from fastnst.multistyle import preset_stroke_scale  # noqa: E402
 from fastnst.preflight import ArgumentParser  # noqa: E402
 from fastnst.style import build_loss, style_image_paths  # noqa: E402
+from fastnst.styles import published_output  # noqa: E402
 from fastnst.stylize import Stylizer  # noqa: E402
 from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta, network_styles  # noqa: E402
 
@@ -49,10 +48,6 @@ GATYS_ITERATIONS = 100
 PICTURE_HEIGHT = 256
 # the parts of a run's config that make its recipe (paths and machine settings left out)
 RECIPE_KEYS = ("model", "loss", "style", "system", "seed")
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("FASTNST_DATA") or REPO_ROOT / "data")
 
 
 def seed_loss(style_cfg):
@@ -81,15 +76,16 @@ def reference_comparison(
     (ours painted as `stylize.py` paints it: at the network's own stroke scale)."""
     chicago = data_dir() / "content" / "chicago.jpg"
     published = published_output(data_dir(), style_name)
+    published = published if published is not None and published.is_file() else None
     photo = load_image(chicago, 256)
     with torch.no_grad():
         ours = stylizer.stylize_tensor(photo).clamp(0, 1)
         # the picture shows ours at the published output's resolution (strokes at the same scale)
-        shown_size = max(load_image(published).shape[-2:]) if published.is_file() else 512
+        shown_size = max(load_image(published).shape[-2:]) if published else 512
         ours_shown = stylizer.stylize_tensor(load_image(chicago, shown_size)).clamp(0, 1)
     paths, _ = style_image_paths(style_cfg)
     panels = [photo, load_image(paths[0], 256), ours_shown]
-    if not published.is_file():
+    if published is None:
         return None, panels
     loss = seed_loss(style_cfg)
     theirs = resize_tensor(load_image(published), tuple(photo.shape[-2:]))

@@ -14,8 +14,8 @@ optimization under conf/loss/seed.yaml, cached in --cache).
 Scales. Networks run on Chicago at the published output's size (510 or 1022 px, as
 scripts/zoo/bundle_network.py shows them), so their strokes are at the published output's pixel
 scale; every row is then judged at --size px (longer side), against the painting at
-painting_size(style) x size / published size (fastnst.judge.PAINTING_SIZES: the style image
-sizes of Johnson's released models). Gatys optimizes at --gatys-size px with the painting's Grams
+painting_size(style) x size / published size (the style registry's judge_size, fastnst.styles:
+the style image sizes of Johnson's released models). Gatys optimizes at --gatys-size px with the painting's Grams
 at the same relative scale, and is enlarged to --size to be judged.
 The Gram (style) and content columns are the seed's loss as evaluate.py and bundle_network.py
 take it: Chicago at 256 px, the painting's Grams at 512 px. style_swd is the mean over
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -42,22 +41,18 @@ from PIL import Image, ImageDraw  # noqa: E402
 import fastnst.config  # noqa: E402, F401  (registers the config resolvers)
 from fastnst.accel.autotune import cpu_info  # noqa: E402
 from fastnst.atomic import write_json  # noqa: E402
-from fastnst.config import CONFIG_DIR, REPO_ROOT  # noqa: E402
+from fastnst.bundled import painting_path  # noqa: E402
+from fastnst.config import CONFIG_DIR, data_dir  # noqa: E402
 from fastnst.errors import FastNSTError, one_line_errors, refuse_to_overwrite  # noqa: E402
 from fastnst.gatys import stylize_gatys  # noqa: E402
 from fastnst.images import load_image, resize_tensor, save_image, tensor_to_pil  # noqa: E402
-from fastnst.judge import (  # noqa: E402
-    JOHNSON_STYLES,
-    StyleJudge,
-    painting_size,
-    published_output,
-    tint_and_grain,
-)
+from fastnst.judge import StyleJudge, painting_size, tint_and_grain  # noqa: E402
 from fastnst.style import build_loss  # noqa: E402
+from fastnst.styles import johnson_styles, published_output  # noqa: E402
 from fastnst.stylize import Stylizer  # noqa: E402
 from fastnst.zoo import bundled_styles  # noqa: E402
 
-STYLES = JOHNSON_STYLES
+STYLES = johnson_styles()
 GRAM_PHOTO_SIZE = 256
 GRAM_PAINTING_SIZE = 512
 PICTURE_HEIGHT = 256
@@ -66,21 +61,17 @@ GRAIN_PERIODS = (4.0, 6.0, 8.0)
 GRAIN_AMPLITUDES = (0.0, 0.05, 0.1, 0.2, 0.3)
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("FASTNST_DATA") or REPO_ROOT / "data")
-
-
 def chicago_published(style: str) -> Path:
     path = published_output(data_dir(), style)
-    if not path.is_file():
+    if path is None or not path.is_file():
         raise FastNSTError(
-            f"{path}: no published Johnson et al. 2016 output for {style} (set FASTNST_DATA)"
+            f"{path or style}: no published Johnson et al. 2016 output for {style} (set FASTNST_DATA)"
         )
     return path
 
 
 def painting_file(style: str) -> Path:
-    path = data_dir() / "styles" / f"{style}.jpg"
+    path = Path(painting_path(data_dir(), style))
     if not path.is_file():
         raise FastNSTError(f"{path}: painting not found (set FASTNST_DATA to the data folder)")
     return path

@@ -11,23 +11,24 @@ at --height px. A photo without a published output for a style gets an empty pan
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from fastnst.bundled import painting_path
+from fastnst.config import data_dir
 from fastnst.errors import one_line_errors
 from fastnst.images import check_output_path, open_rgb, save_image
-from fastnst.judge import JOHNSON_STYLES, published_output
 from fastnst.preflight import ArgumentParser
+from fastnst.styles import johnson_styles, published_output
 from fastnst.stylize import Stylizer
 
 
 def run_width(data: Path, style: str) -> int:
     """The width Johnson's Chicago output for `style` was published at (510 or 1022 px)."""
     published = published_output(data, style)
-    return open_rgb(published).width if published.is_file() else 1024
+    return open_rgb(published).width if published and published.is_file() else 1024
 
 
 def fit(image: Image.Image, height: int) -> Image.Image:
@@ -47,7 +48,7 @@ def style_row(args, style: str) -> list[tuple[str, Image.Image | None, int]]:
         ours = fit(stylizer(photo, stroke_scale=args.stroke_scale), args.height)
         panels.append((f"{photo_name}: fastnst", ours, ours.width))
         published = published_output(data, style, photo_name)
-        if published.is_file():
+        if published and published.is_file():
             panels.append(
                 (f"{photo_name}: Johnson 2016", fit(open_rgb(published), args.height), ours.width)
             )
@@ -69,8 +70,6 @@ def photo_row(args) -> list[tuple[str, Image.Image | None, int]]:
 
 
 def painting_image(data: Path, style: str) -> Image.Image:
-    from fastnst.bundled import painting_path
-
     return open_rgb(painting_path(str(data), style))
 
 
@@ -95,10 +94,10 @@ def compose(rows: list[list[tuple[str, Image.Image | None, int]]], height: int) 
 
 @one_line_errors
 def main(argv=None) -> int:
-    data = Path(os.environ.get("FASTNST_DATA", "data"))
+    data = data_dir()
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path)
-    parser.add_argument("--styles", nargs="+", default=list(JOHNSON_STYLES))
+    parser.add_argument("--styles", nargs="+", default=johnson_styles())
     parser.add_argument(
         "--photos",
         nargs="+",

@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from fastnst.atomic import write_json
 from fastnst.config import (
     check_own_targets,
+    data_dir,
     default_root,
     resolve_user_path,
     upgrade_saved_targets,
@@ -70,7 +71,7 @@ EVAL_VERSION = 1
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("FASTNST_DATA") or default_root() / "data")
+    return data_dir()  # fastnst.config: FASTNST_DATA when set and not empty, else data/
 
 
 def default_photos() -> Path:

@@ -76,19 +76,10 @@ def style_image_paths(style: DictConfig) -> tuple[list[Path], list[float] | None
 
 
 def downloadable_styles() -> set[str]:
-    """The names scripts/data/download_styles.py accepts (its public-domain paintings)."""
-    import importlib.util
+    """The names scripts/data/download_styles.py accepts (the registry's public-domain paintings)."""
+    from fastnst.styles import public_domain_styles
 
-    from fastnst.config import REPO_ROOT
-
-    script = REPO_ROOT / "scripts" / "data" / "download_styles.py"
-    try:
-        spec = importlib.util.spec_from_file_location("_fastnst_download_styles", script)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return set(module.PUBLIC_DOMAIN)
-    except Exception:  # an installed package without the scripts folder
-        return set()
+    return set(public_domain_styles())
 
 
 def instantiate_loss(loss_cfg: DictConfig, **kwargs) -> PerceptualLoss:

@@ -11,22 +11,16 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-import torch
-
 from fastnst.errors import FastNSTError
+from fastnst.formats import load_exported
+from fastnst.styles import aliases, canonical_name
 
 ZOO_DIR = Path(__file__).resolve().parent
-# style presets that are other names of a bundled style (conf/style/scream.yaml -> the_scream)
-ALIASES = {"scream": "the_scream"}
 
 
 def bundled_styles() -> dict[str, Path]:
     """{style name: network file} of every bundled network, sorted by name."""
     return {p.stem: p for p in sorted(ZOO_DIR.glob("*.pt"))}
-
-
-def canonical_name(name: str) -> str:
-    return ALIASES.get(name, name)
 
 
 def is_bundled(name: str) -> bool:
@@ -53,7 +47,7 @@ def bundled_network(name: str) -> Path:
 
 def close_style_name(name: str) -> str | None:
     """The bundled style (or alias) a misspelt name most likely meant, else None."""
-    hints = difflib.get_close_matches(name, [*bundled_styles(), *ALIASES], n=1)
+    hints = difflib.get_close_matches(name, [*bundled_styles(), *aliases()], n=1)
     return hints[0] if hints else None
 
 
@@ -72,15 +66,13 @@ def resolve_model(model) -> Path:
 
 
 def network_meta(path: Path) -> dict:
-    """The meta dict of a bundled file (recipe, quality), read safely (weights_only)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return dict(payload.get("meta", {}))
+    """The meta dict of a bundled file (recipe, quality), read by fastnst.formats (safely)."""
+    return load_exported(path)[1]
 
 
 def network_styles(path: Path) -> list[str]:
     """The styles inside a bundled multi-style network ([] for a single-style one)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return list(payload.get("config", {}).get("styles") or [])
+    return list(load_exported(path)[0].styles or [])
 
 
 def _quality_line(quality: dict) -> str:
@@ -120,22 +112,22 @@ def listing() -> str:
         return "no bundled networks"
     lines = []
     for name, path in styles.items():
-        meta = network_meta(path)
+        net, meta = load_exported(path)
         recipe = meta.get("recipe", {})
         status = meta.get("status", "")
         lines.append(
             f"{name}{f'  [{status}]' if status else ''}  ({path.stat().st_size / 2**20:.1f} MB)"
         )
-        inside = network_styles(path)
+        inside = list(net.styles or [])
         if inside:
             lines.append(
                 f"  styles:  {', '.join(inside)} (model={name} style=<one> or mix='{{<a>: 0.5, <b>: 0.5}}')"
             )
         lines.append(f"  recipe:  {recipe.get('summary', 'unknown')}")
         lines.append(f"  quality: {_quality_line(meta.get('quality', {}))}")
-    aliases = ", ".join(f"{a} = {n}" for a, n in ALIASES.items() if n in styles)
-    if aliases:
-        lines.append(f"aliases: {aliases}")
+    other_names = ", ".join(f"{a} = {n}" for a, n in aliases().items() if n in styles)
+    if other_names:
+        lines.append(f"aliases: {other_names}")
     return "\n".join(lines)
 
 
