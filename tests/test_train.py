@@ -247,6 +247,12 @@ def test_imagenet_mini_and_anime_runs_share_one_tensorboard_root(data_dir, tmp_p
     for name in names:
         steps = [e.step for e in mux.Scalars(name, "train/loss")]
         assert max(steps) == 19  # TensorBoard steps are 0-based: 20 steps logged every 5
+    # both runs show the same probe photos under the same tags (fastnst.probes), side by side
+    probe_tags = [
+        {t for t in mux.GetAccumulator(n).Tags()["images"] if t.startswith("probe/")} for n in names
+    ]
+    assert probe_tags[0] == probe_tags[1] and {"probe/chicago", "probe/anime_283"} <= probe_tags[0]
+    assert [e.step for e in mux.Images(names[0], "probe/chicago")] == [10, 20]
 
 
 def test_evaluate_option_evaluates_the_exported_model(
