@@ -182,6 +182,7 @@ def stylize_cli(cfg: DictConfig) -> None:
         preserve_color=bool(cfg.preserve_color),
         strength=float(cfg.strength),
         tile=cfg.tile,
+        max_memory_gb=cfg.max_memory_gb,
         stroke_scale=cfg.stroke_scale,
         batch_size=int(cfg.batch_size),
         **style_options,
