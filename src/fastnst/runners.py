@@ -10,7 +10,6 @@ network itself.
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 from dataclasses import dataclass, field
@@ -101,14 +100,26 @@ class Bf16Runner(TorchRunner):
 
 class AutoRunner(TorchRunner):
     """backend=auto on CPU: each input runs on the path `accel.autotune` measured fastest on this
-    CPU for the network's shape and the input's size class (cached per machine): the default path
-    (`accel`: NNPACK + fused fp32, also for small inputs or FASTNST_AUTOTUNE=0), plain oneDNN
-    fp32, channels_last fp32, bf16 (`offer_bf16` and a CPU with native bf16) or onnxruntime."""
+    CPU for the network's shape and the input's size class (cached per machine), from the
+    registry `accel.paths`: the default path (`accel`: NNPACK + fused fp32, also for small inputs
+    or FASTNST_AUTOTUNE=0), plain oneDNN fp32, channels_last fp32, bf16 and the compiled bf16
+    path (`offer_bf16` and a CPU with native bf16) or onnxruntime.
 
-    def __init__(self, net: TransformerNet, meta: dict | None = None, offer_bf16: bool = True):
+    The compiled path is offered once its code is cached on this machine, or where compiling
+    pays: `compile=True` (then it is also taken unmeasured on a busy CPU) or `allow_compile()`
+    (folders, videos and the web app call it: many images follow)."""
+
+    def __init__(
+        self,
+        net: TransformerNet,
+        meta: dict | None = None,
+        offer_bf16: bool = True,
+        compile: bool = False,
+    ):
         super().__init__(net, torch.device("cpu"), torch.float32)
         self.meta, self.offer_bf16 = dict(meta or {}), offer_bf16
-        self.path = accel.autotune.BASELINE  # the path the last call took
+        self.compile_asked = self.compile_pays = bool(compile)
+        self.path = accel.paths.DEFAULT  # the path the last call took
         self.choices: dict[int, accel.autotune.Choice] = {}  # size class -> choice
         self._paths: dict[str, object] = {}
 
@@ -118,55 +129,21 @@ class AutoRunner(TorchRunner):
 
     def candidates(self) -> tuple[dict, dict]:
         """(path -> factory of a callable (x, style) -> fp32 output, path -> why not offered here)."""
-        from fastnst.accel import autotune
+        return accel.paths.offered(self)
 
-        paths = {
-            "accel": lambda: self._accel,
-            "onednn": lambda: self._onednn,
-            "channels_last": self._channels_last,
-        }
-        skipped = {}
-        if self.offer_bf16 and self.net.config["norm"] != "instance":
-            skipped["bf16"] = "needs instance norm"
-        elif self.offer_bf16 and autotune.native_bf16():
-            paths["bf16"] = lambda: self._bf16
-        elif self.offer_bf16:
-            skipped["bf16"] = "no amx_bf16/avx512_bf16 (emulated bf16)"
-        if onnxruntime_available():
-            paths["onnxruntime"] = self._onnxruntime
-        else:
-            skipped["onnxruntime"] = "not installed"
-        return paths, skipped
-
-    def _accel(self, x, style=None):
-        return TorchRunner.__call__(self, x, style)
-
-    def _onednn(self, x, style=None):
-        with (
-            torch.no_grad(),
-            accel.fastconv.disabled(),
-        ):  # plain eager: no NNPACK, sub-pixel or fusion
-            return self.net(self.prepare(x), style)
-
-    def _channels_last(self):
-        net = copy.deepcopy(self.net).to(memory_format=torch.channels_last)
-
-        def run(x, style=None):
-            with torch.no_grad(), accel.fastconv.disabled():
-                y = net(x.to(torch.float32, memory_format=torch.channels_last), style)
-            return y.contiguous()
-
-        return run
-
-    def _bf16(self, x, style=None):
-        return accel.bf16.forward(self.net, self.prepare(x), style)
-
-    def _onnxruntime(self):
+    def onnx_runner(self):
         runner = OnnxRunner(onnx_bytes(self.net, self.meta))
         return lambda x, style=None: runner(x, style)
 
+    def allow_compile(self) -> None:
+        """Many images follow (a folder, a video, the web app): compiling the compiled path now
+        pays, so the next choice per size class considers it."""
+        if not self.compile_pays:
+            self.compile_pays = True
+            self.choices.clear()
+
     def __call__(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-        from fastnst.accel import autotune
+        from fastnst.accel import autotune, compiled
         from fastnst.transformer import one_hot
 
         if self.net.styles and style is None:
@@ -177,6 +154,8 @@ class AutoRunner(TorchRunner):
             choice = self.choices.get(cls[0]) if cls else None
             if cls and choice is None:
                 paths, skipped = self.candidates()
+                if skipped.get("compiled") == accel.paths.NOT_COMPILED:
+                    compiled.hint_once()
                 # factories of paths built during the measurement are kept for the calls after it
                 paths = {
                     name: functools.partial(self._keep, name, make) for name, make in paths.items()
@@ -190,10 +169,16 @@ class AutoRunner(TorchRunner):
                     paths,
                     run=lambda fn, t: fn(t, one),
                     skipped=skipped,
+                    prefer="compiled" if self.compile_asked else None,
                 )
                 self.choices[cls[0]] = choice
-        self.path = choice.path if choice else autotune.BASELINE
-        fn = self._paths.get(self.path) or self._keep(self.path, self.candidates()[0][self.path])
+        elif self.compile_asked and autotune.size_class(*x.shape[-2:]):  # autotuning off
+            offered = self.candidates()[0]
+            choice = autotune.Choice("compiled", "compile=true") if "compiled" in offered else None
+        self.path = choice.path if choice else accel.paths.DEFAULT
+        fn = self._paths.get(self.path) or self._keep(
+            self.path, lambda: accel.paths.build(self.path, self)
+        )
         return fn(x, style)
 
     def _keep(self, name, make):
@@ -350,9 +335,11 @@ def open_network(
 def _torch_runner(net, meta, dev, dtype, backend, precision, compile) -> TorchRunner:
     """backend=auto on CPU: the path measured fastest here (AutoRunner; precision=fp32 keeps it to
     fp32 paths); precision=bf16 on CPU: bf16 convs, fp32 norms and output; else TorchRunner."""
+    if dev.type == "cpu" and backend == "auto" and precision in ("auto", "fp32"):
+        # compile=true on CPU: the compiled bf16 path (accel.compiled) where the CPU has native
+        # bf16, compiled now unless cached; elsewhere the autotuner's fp32 paths
+        return AutoRunner(net, meta, offer_bf16=precision == "auto", compile=compile)
     plain_cpu = dev.type == "cpu" and not compile
-    if plain_cpu and backend == "auto" and precision in ("auto", "fp32"):
-        return AutoRunner(net, meta, offer_bf16=precision == "auto")
     if plain_cpu and dtype == torch.bfloat16 and net.config["norm"] == "instance":
         return Bf16Runner(net)
     return TorchRunner(net, dev, dtype, compile=compile)

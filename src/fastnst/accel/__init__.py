@@ -7,7 +7,10 @@ exported or compiled (`fastconv.fast_path_allowed`); elsewhere the plain layers 
     subpixel     the transformer's 2x upsample-then-conv computed at the low resolution
     fused        the transformer's fused inference forward (instance norm into the next conv)
     bf16         bf16 inference forward (bf16 convs, fp32 instance-norm statistics and output)
+    compiled     the network in bf16 + channels_last under torch.compile, its code cached on disk
+    paths        the registry of CPU inference paths (name, description, factory, where offered)
     autotune     which CPU path is fastest on this machine, measured once and cached
+    cpu          what this CPU is: model name, flags, native bf16 / AMX
     cpu_tuning   process settings: glibc malloc keeping freed memory, passive OpenMP waits
 
 Opting in:
@@ -29,7 +32,17 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("fastconv", "subpixel", "fused", "bf16", "autotune", "cpu_tuning")
+_SUBMODULES = (
+    "fastconv",
+    "subpixel",
+    "fused",
+    "bf16",
+    "compiled",
+    "paths",
+    "autotune",
+    "cpu",
+    "cpu_tuning",
+)
 
 
 def accelerate(module):

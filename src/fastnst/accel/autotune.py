@@ -11,24 +11,33 @@ only ever adds time). The fastest whose output stays within PSNR >= 40 dB of the
 path wins if it beats the default path by more than 5%, and again, interleaved with it, at the
 class's own size (at most 768 px square): noise or the reduced size never moves a machine off
 the default path. On a busy CPU (load average over 1.5 per CPU) nothing is measured: the default
-path runs, and the next quieter run measures.
+path runs (or the path the caller prefers: `compile=true` asked for the compiled one), and the
+next quieter run measures.
 
 The choice is cached in a small JSON file (`cache_file()`: $FASTNST_CACHE_DIR, else
-$XDG_CACHE_HOME/fastnst, else ~/.cache/fastnst; autotune.json, written atomically) keyed by the
-CPU model, the flags that matter, thread count and torch version, the network's shape, the size
-class and the paths offered, and logged once per process as one line on stderr: the path, why,
-its ms and what the measurement cost. FASTNST_AUTOTUNE=0 keeps the default path without
-measuring; FASTNST_AUTOTUNE=measure measures again (busy or not) and replaces the cached choice.
+$XDG_CACHE_HOME/fastnst, else ~/.cache/fastnst; autotune.json) keyed by the CPU model, the flags
+that matter, thread count and torch version, the network's shape, the size class and the paths
+offered. A measurement prints one short line on stderr (the path, why, what measuring cost); a
+cached choice is silent. FASTNST_AUTOTUNE=0 keeps the default path without measuring;
+FASTNST_AUTOTUNE=measure measures again (busy or not) and replaces the cached choice.
 
-This module loads no ONNX or runner code: the candidates are callables the runner builds.
+The cache is untrusted input: only a regular file is read (never a FIFO or a device, opened
+non-blocking), at most MAX_CACHE_BYTES, and an entry of the wrong shape is dropped and measured
+again; a writer holds a lock file while it re-reads the cache and replaces it atomically, so
+processes tuning at once keep each other's choices.
+
+The paths themselves live in `paths.py` (a registry: name, description, factory, where offered);
+this module times the callables it is handed and loads no ONNX or runner code.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import errno
 import json
 import math
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +46,8 @@ from pathlib import Path
 
 import torch
 
-from fastnst.accel.cpu_tuning import cpu_info
+from fastnst.accel import cpu
+from fastnst.accel.cpu import BF16_FLAGS, FLAGS, cpu_info  # noqa: F401 (re-exported)
 from fastnst.metrics import psnr
 
 ENV_ENABLE = "FASTNST_AUTOTUNE"
@@ -51,31 +61,30 @@ PRUNE_RATIO = 1.5  # slower than this x the default path at warm-up: not timed f
 ROUNDS = 2  # timed rounds after the warm-up call (the median of 3 times counts)
 CONFIRM_MAX_SIDE = 768  # a winner is confirmed at the class size, at most this square
 BUSY_LOAD = 1.5  # load average per CPU above which other work skews the timings
-# the CPU flags that decide which kernels oneDNN / NNPACK have
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 # images with a geometric-mean side below this run the default path untimed (too small to matter)
 MIN_TUNED_SIDE = 96
+# the cache is untrusted input: at most this many bytes are read, nested at most this deep
+MAX_CACHE_BYTES = 4 << 20
+MAX_CACHE_DEPTH = 8
+LOCK_WAIT_S = 5.0  # a writer waits this long for another one's lock, then writes anyway
 
-_logged: set[str] = set()
+_measured: set[str] = set()  # keys measured in this process
 _clock = time.perf_counter  # tests substitute a fake clock
 
 
-@functools.cache
 def cpu_flags() -> list[str]:
-    """The flags in `FLAGS` this CPU has."""
-    flags = cpu_info()[1]
-    return [f for f in FLAGS if f in flags]
+    """The flags in `cpu.FLAGS` this CPU has."""
+    return cpu.current().relevant_flags
 
 
 def native_bf16() -> bool:
     """Whether the CPU computes bf16 natively (AMX or AVX512-BF16); elsewhere bf16 is emulated."""
-    return bool(set(BF16_FLAGS) & cpu_info()[1])
+    return cpu.current().native_bf16
 
 
 def describe_cpu() -> str:
     """'<model name> (avx2, avx512f, ...)', for logs and benchmark tables."""
-    return f"{cpu_info()[0]} ({', '.join(cpu_flags()) or 'none of ' + '/'.join(FLAGS)})"
+    return cpu.current().describe()
 
 
 def enabled() -> bool:
@@ -126,8 +135,9 @@ def network_name(config: dict) -> str:
 
 
 def cache_key(network: str, cls: int, offered) -> str:
-    cpu = f"{cpu_info()[0]} [{','.join(cpu_flags())}] {torch.get_num_threads()} threads, torch {torch.__version__}"
-    return f"{cpu} | {network} | {cls} px | {','.join(sorted(offered))}"
+    facts = cpu.current()
+    machine = f"{facts.model} [{','.join(facts.relevant_flags)}] {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return f"{machine} | {network} | {cls} px | {','.join(sorted(offered))}"
 
 
 def timing_image(height: int, width: int) -> torch.Tensor:
@@ -248,17 +258,86 @@ def measure(
 
 
 def _read(path: Path) -> dict:
+    """The cached choices in `path`, {} when there are none usable. The file is untrusted input:
+    only a regular file is read (a FIFO, a device or a directory in its place is ignored, never
+    waited on), at most MAX_CACHE_BYTES of it, and content of the wrong shape counts as empty;
+    single entries are checked when used (`_from_entry`)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError:
         return {}
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CACHE_BYTES:
+            return {}
+        chunks, left = [], MAX_CACHE_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:  # grew past the cap while being read
+            return {}
+        data = json.loads(b"".join(chunks))
+    except (OSError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        return {}
+    finally:
+        os.close(fd)
     if (
         not isinstance(data, dict)
         or data.get("version") != CACHE_VERSION
         or not isinstance(data.get("choices"), dict)
     ):
         return {}
-    return data["choices"]
+    return {k: v for k, v in data["choices"].items() if _depth(v) <= MAX_CACHE_DEPTH}
+
+
+def _depth(value, limit: int = MAX_CACHE_DEPTH) -> int:
+    """How deeply `value` nests (dicts and lists), counting no further than limit + 1."""
+    if limit < 0 or not isinstance(value, (dict, list)):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(v, limit - 1) for v in items), default=0)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Hold `path`.lock (an advisory flock) while re-reading and replacing the cache, so that
+    two processes tuning at once merge their choices instead of one losing the other's. The
+    lock file is never followed through a link nor waited on longer than LOCK_WAIT_S; without
+    it (no flock, a read-only folder, a stale holder) the write still happens: the re-read just
+    before the atomic replace loses at most a choice written in between."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    fd = None
+    try:
+        fd = os.open(
+            path.with_name(path.name + ".lock"),
+            os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0),
+            0o644,
+        )
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        deadline = _clock() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if _clock() > deadline:
+                    break
+                time.sleep(0.02)
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def _write(path: Path, key: str, choice: Choice) -> None:
@@ -268,9 +347,13 @@ def _write(path: Path, key: str, choice: Choice) -> None:
     entry.pop("cached")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        choices = _read(path)  # re-read: another process may have added its own choices
-        choices[key] = entry
-        write_json(path, {"version": CACHE_VERSION, "choices": choices}, indent=1, default=float)
+        with _locked(path):
+            choices = _read(path)  # re-read: another process may have added its own choices
+            choices = {k: v for k, v in choices.items() if _valid(v)}  # bad entries dropped
+            choices[key] = entry
+            write_json(
+                path, {"version": CACHE_VERSION, "choices": choices}, indent=1, default=float
+            )
     except OSError as e:  # a read-only home still runs, it only measures again next time
         print(
             f"fastnst: autotune: cannot write {path} ({e.strerror or e}); the choice is not kept",
@@ -278,11 +361,45 @@ def _write(path: Path, key: str, choice: Choice) -> None:
         )
 
 
-def _from_entry(entry: dict, offered) -> Choice | None:
-    try:
-        choice = Choice(**{**entry, "timed_at": tuple(entry["timed_at"]), "cached": True})
-    except (TypeError, KeyError):
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _decibels(value) -> bool:  # inf: a path identical to the default one
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _valid(entry) -> bool:
+    """Whether a cached entry has Choice's fields with the right types (anything else in the file
+    is dropped and measured again)."""
+    if not isinstance(entry, dict) or set(entry) - {f for f in Choice.__dataclass_fields__}:
+        return False
+    if not isinstance(entry.get("path"), str) or not isinstance(entry.get("reason"), str):
+        return False
+    for name, check in (
+        ("ms", _number),
+        ("psnr", _decibels),
+        ("skipped", lambda v: isinstance(v, str)),
+    ):
+        value = entry.get(name, {})
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and check(v) for k, v in value.items()
+        ):
+            return False
+    timed_at = entry.get("timed_at", [0, 0])
+    if not (
+        isinstance(timed_at, list)
+        and len(timed_at) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in timed_at)
+    ):
+        return False
+    return _number(entry.get("seconds", 0.0))
+
+
+def _from_entry(entry, offered) -> Choice | None:
+    if not _valid(entry):
         return None
+    choice = Choice(**{**entry, "timed_at": tuple(entry.get("timed_at", (0, 0))), "cached": True})
     return choice if choice.path in offered else None
 
 
@@ -293,38 +410,38 @@ def choose(
     paths: dict[str, Callable[[], Callable]],
     run: Callable[[Callable, torch.Tensor], torch.Tensor] | None = None,
     skipped: dict[str, str] | None = None,
+    prefer: str | None = None,
 ) -> Choice | None:
     """The path to run `network` (a shape description) on (height, width) inputs with: the cached
     choice for this CPU, network, size class and offered paths, else measured now and cached.
     None where there is nothing to choose (autotuning off, or an input too small to tune).
-    `run(fn, x)`: how a path's callable is applied to the timing image (default fn(x))."""
+    `run(fn, x)`: how a path's callable is applied to the timing image (default fn(x)).
+    `prefer`: the path to take unmeasured on a busy CPU (default: the default path)."""
     if not enabled():
         return None
     cls = size_class(height, width)
     if cls is None:
         return None
     cls_side, (th, tw) = cls
-    key = cache_key(network, cls_side, list(paths) + list(skipped or {}))
+    key = cache_key(network, cls_side, paths)
     file = cache_file()
-    remeasure = forced() and key not in _logged  # FASTNST_AUTOTUNE=measure: once per process
+    remeasure = forced() and key not in _measured  # FASTNST_AUTOTUNE=measure: once per process
     entry = None if remeasure else _read(file).get(key)
-    choice = _from_entry(entry, paths) if entry else None
+    choice = _from_entry(entry, paths) if entry is not None else None
     load = None if choice or forced() else busy()
     if load:  # not measured, not cached: the next run on a quieter CPU measures
-        choice = Choice(BASELINE, f"the default path: CPU busy ({load}), measured another time")
-        how = "not measured"
-    elif choice is None:
+        path = prefer if prefer in paths else BASELINE
+        return Choice(path, f"not measured: CPU busy ({load})")
+    if choice is None:
         wrapped = {name: _bind(make, run) for name, make in paths.items()}
         side = min(cls_side, CONFIRM_MAX_SIDE)
         choice = measure(wrapped, timing_image(th, tw), skipped, confirm=timing_image(side, side))
         _write(file, key, choice)
-        how = f"measured in {choice.seconds:.1f} s, cached in {file}"
-    else:
-        how = f"cached in {file}"
-    if key not in _logged:
-        _logged.add(key)
+        _measured.add(key)
+        # the one line, only when it measured (a cached choice is silent)
         print(
-            f"fastnst: CPU path for {network} at ~{cls_side} px on {describe_cpu()}: {choice.summary()}; {how}",
+            f"fastnst: CPU path for {network} at ~{cls_side} px: {choice.path} ({choice.reason}); "
+            f"measured in {choice.seconds:.0f} s, cached",
             file=sys.stderr,
         )
     return choice

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
 import os
-import platform
 import sys
+
+from fastnst.accel.cpu import cpu_info  # noqa: F401 (the CPU's facts live in accel.cpu)
 
 # glibc's mallopt parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -91,24 +91,3 @@ def warn_if_spinning() -> None:
         RuntimeWarning,
         stacklevel=3,
     )
-
-
-@functools.cache  # the CPU does not change while a process runs
-def cpu_info() -> tuple[str, frozenset[str]]:
-    """(CPU model name, its feature flags) from /proc/cpuinfo; elsewhere the platform's name and
-    no flags (so no bf16 path is ever offered there)."""
-    model, flags = "", frozenset()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and not model:
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = frozenset(value.split())
-                if model and flags:
-                    break
-    except OSError:
-        pass
-    return model or platform.processor() or platform.machine() or "unknown CPU", flags
