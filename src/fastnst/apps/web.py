@@ -208,6 +208,7 @@ class WebApp:
         with self._load_lock:
             if label not in self._stylizers:
                 self._stylizers[label] = Stylizer.load(self.catalog[label], device=self.device)
+                self._stylizers[label].expect_many()  # a server: compiling a CPU path pays
                 self._runners[label] = ThreadPoolExecutor(
                     1, thread_name_prefix=f"fastnst-{_slug(label)}"
                 )
