@@ -220,3 +220,75 @@ def test_presets_give_the_network_and_the_rulers_their_painted_scale(tmp_path, m
     )
     # a list size still wins
     assert [m["size"] for m in expand_names(OmegaConf.create({**multi, "size": 64}))] == [64, 64]
+
+
+# -- the one home of stroke scale (fastnst.stroke): checks, the combined scale, train's refusal
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, 0, 100, "2", True, None, [2]])
+def test_check_stroke_scale_refuses_in_one_line_naming_the_source(value):
+    from fastnst.stroke import check_stroke_scale
+
+    with pytest.raises(FastNSTError, match=r"^style\.stroke_scale must be") as info:
+        check_stroke_scale(value, source="style.stroke_scale")
+    assert "\n" not in str(info.value)
+
+
+def test_check_stroke_scale_takes_real_numbers_in_range():
+    from fastnst.stroke import STROKE_SCALE_RANGE, check_stroke_scale
+
+    low, high = STROKE_SCALE_RANGE
+    assert check_stroke_scale(low) == low and check_stroke_scale(high) == high
+    assert check_stroke_scale(2) == 2.0 and check_stroke_scale(np.float32(1.5)) == 1.5
+
+
+def test_the_combined_scale_is_bounded_too():
+    from fastnst.stroke import combined_stroke_scale
+
+    assert combined_stroke_scale(0.5, 2.0) == 1.0
+    with pytest.raises(FastNSTError, match="stroke_scale=0.25 times the network's own"):
+        combined_stroke_scale(0.25, 0.25)  # 16x the pixels per side otherwise
+    with pytest.raises(FastNSTError, match="between 1 and 32"):
+        Stylizer(RecordingRunner(stripes), meta={"stroke_scale": 0.25}, stroke_scale=0.25)
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "100", "'2'", "true"])
+def test_training_refuses_a_bad_stroke_scale_before_any_work(
+    value, compose_train, photo_folder, style_env, tmp_path
+):
+    from fastnst.train import train
+    from tests.helpers import tiny
+
+    cfg = compose_train(*tiny(photo_folder(2), f"style.stroke_scale={value}", steps=1))
+    with pytest.raises(FastNSTError, match=r"^style\.stroke_scale must be"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ({"stroke_scale": 100}, "style.stroke_scale must be"),
+        ({"stroke_scale": "2"}, "style.stroke_scale must be"),
+        ({"size": 100000, "stroke_scale": 2}, "is over 8192 px"),
+        ({"size": "big"}, "style.size must be a whole number"),
+    ],
+)
+def test_evaluate_refuses_a_crafted_run_config_in_one_line(override, message, tmp_path):
+    """A run's config.yaml is user input: a painting size x stroke scale from it must not make
+    the evaluation allocate gigabytes."""
+    from omegaconf import OmegaConf
+
+    from fastnst.evaluate import load_run_config
+    from tests.helpers import compose_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = compose_config("train", "run_dir=x")
+    OmegaConf.set_struct(cfg, False)
+    for key, value in override.items():
+        cfg.style[key] = value
+    OmegaConf.save(cfg, run / "config.yaml")
+    with pytest.raises(FastNSTError, match=message) as info:
+        load_run_config(run)
+    assert str(info.value).startswith(str(run / "config.yaml")) and "\n" not in str(info.value)

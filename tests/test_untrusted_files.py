@@ -237,3 +237,142 @@ def test_run_readers_build_only_fastnst_classes_from_config_yaml(case, tmp_path,
     save_exported(run / "model.pt", TransformerNet(**TINY))
     Stylizer.load(run)
     assert not marker.exists()
+
+
+# -- crafted payloads: a torch file shaped like an exported model or a checkpoint, one field of
+# the wrong type each; every case is one line naming the file (exit 2), never a traceback
+
+BAD_VALUES = {
+    "none": None,
+    "str": "2",
+    "bool": True,
+    "float_nan": float("nan"),
+    "negative": -1,
+    "huge_int": 10**30,
+    "list": [1, 2],
+    "nested": {"a": {"b": {"c": [1, {"d": None}]}}},
+    "tensor": torch.ones(2),
+    "bytes": b"\x00\x01",
+}
+
+
+def _exported_payload(net) -> dict:
+    return {
+        "format": "fastnst.transformer",
+        "version": 1,
+        "config": dict(net.config),
+        "state_dict": {k: v.clone() for k, v in net.state_dict().items()},
+        "meta": {"stroke_scale": 1.0},
+    }
+
+
+def _checkpoint_payload(net) -> dict:
+    return {
+        "fastnst_model_config": dict(net.config),
+        "state_dict": {f"net.{k}": v.clone() for k, v in net.state_dict().items()},
+        "epoch": 0,
+        "global_step": 1,
+    }
+
+
+PAYLOADS = {"exported": _exported_payload, "checkpoint": _checkpoint_payload}
+# (payload kind, field path) -> the fields whose every bad value must be refused
+FIELDS = {
+    "exported": [
+        ("version",),
+        ("config",),
+        ("config", "channels"),
+        ("config", "num_residual"),
+        ("config", "norm"),
+        ("config", "styles"),
+        ("state_dict",),
+        ("meta",),
+        ("meta", "stroke_scale"),
+        ("meta", "global_step"),
+    ],
+    "checkpoint": [
+        ("fastnst_model_config",),
+        ("fastnst_model_config", "channels"),
+        ("fastnst_model_config", "num_residual"),
+        ("state_dict",),
+    ],
+}
+# values a field may legitimately hold: those cases must load
+ALLOWED = {
+    (("version",), "bool"): False,  # refused (a bool is not a version)
+    (("meta",), "none"): True,  # no meta
+    (("meta",), "nested"): True,  # meta is free-form beside the keys fastnst reads
+    (("meta", "stroke_scale"), "none"): True,  # no scale of its own
+    (("meta", "global_step"), "none"): True,
+    (("config", "styles"), "none"): True,  # a single-style network
+    (("version",), "negative"): True,  # an older version number reads
+}
+CRAFTED = [
+    (kind, field, value) for kind in PAYLOADS for field in FIELDS[kind] for value in BAD_VALUES
+]
+
+
+def _crafted(tmp_path: Path, kind: str, field: tuple, value: str) -> Path:
+    torch.manual_seed(0)
+    payload = PAYLOADS[kind](TransformerNet(**TINY))
+    target = payload
+    for key in field[:-1]:
+        target = target[key]
+    target[field[-1]] = BAD_VALUES[value]
+    path = tmp_path / f"{kind}.pt"
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind,field,value", CRAFTED, ids=lambda x: ".".join(x) if isinstance(x, tuple) else str(x)
+)
+def test_crafted_payload_is_one_line_or_loads(kind, field, value, tmp_path):
+    path = _crafted(tmp_path, kind, field, value)
+    if ALLOWED.get((field, value)):
+        Stylizer.load(path)(torch.rand(1, 3, 24, 24))
+        return
+    with pytest.raises(FastNSTError) as info:
+        Stylizer.load(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(path)), message
+    assert len(message) < 400, message
+
+
+@pytest.mark.parametrize(
+    "kind,field,value",
+    [
+        ("exported", ("version",), "str"),
+        ("exported", ("meta",), "list"),
+        ("exported", ("meta", "stroke_scale"), "float_nan"),
+        ("exported", ("meta", "stroke_scale"), "str"),
+        ("exported", ("meta", "stroke_scale"), "bool"),
+        ("checkpoint", ("state_dict",), "nested"),
+        ("checkpoint", ("fastnst_model_config", "channels"), "huge_int"),
+    ],
+)
+def test_crafted_payload_through_the_cli_is_one_line_exit_2(
+    kind, field, value, tmp_path, image_factory, capsys
+):
+    path = _crafted(tmp_path, kind, field, value)
+    photo = image_factory("photo.png", size=(32, 32))
+    cfg = compose_config(
+        "stylize", f"model={path}", f"input={photo}", config_dir=INFERENCE_CONFIG_DIR
+    )
+    assert exit_code(stylize_cli, cfg) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("fastnst: error: ") and path.name in err[0], err
+
+
+@pytest.mark.parametrize("value", [float("nan"), -1, 100, "2", True, 0.1, float("inf")])
+def test_a_meta_stroke_scale_out_of_range_or_not_a_number_is_refused(value, tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "m.pt"
+    payload = _exported_payload(TransformerNet(**TINY))
+    payload["meta"]["stroke_scale"] = value
+    torch.save(payload, path)
+    with pytest.raises(FastNSTError, match=r"m.pt: meta stroke_scale must be"):
+        Stylizer.load(path)
+    with pytest.raises(FastNSTError, match="meta stroke_scale must be"):
+        save_exported(tmp_path / "written.pt", TransformerNet(**TINY), {"stroke_scale": value})
+    assert not (tmp_path / "written.pt").exists()

@@ -59,6 +59,7 @@ from fastnst.multistyle import painted_size
 from fastnst.preflight import ensure_writable
 from fastnst.progress import bar
 from fastnst.runners import resolve_device
+from fastnst.stroke import style_stroke_scale
 from fastnst.style import build_loss, style_image_paths
 from fastnst.stylize import Stylizer
 from fastnst.vgg import VGG19Features
@@ -98,7 +99,43 @@ def load_run_config(run_dir: str | os.PathLike) -> DictConfig:
     upgrade_saved_targets(cfg)  # a class that moved since the run was saved
     # the sections the evaluation builds objects from: the network and the loss
     check_own_targets(cfg, ("model", "loss", "style"), path)
+    check_painting_sizes(cfg.get("style"), path)
     return cfg
+
+
+# the largest painting side (px) an evaluation builds: a run's config.yaml is user input, and a
+# crafted style.size x stroke_scale must not make it allocate gigabytes
+MAX_PAINTING_SIDE = 8192
+
+
+def check_painting_sizes(style, path) -> None:
+    """The style section of a run's config.yaml: stroke_scale a number in range, every painting
+    size (the style's, each multi-style member's) a whole number of px whose painted size
+    (size x stroke_scale) is at most MAX_PAINTING_SIDE; else one line naming the file."""
+    if not hasattr(style, "get"):
+        raise FastNSTError(f"{path}: style must be a mapping")
+    members = style.get("members") or []
+    if not isinstance(members, (list, tuple)) and not OmegaConf.is_list(members):
+        raise FastNSTError(f"{path}: style.members must be a list")
+    for where, entry in [
+        ("style", style),
+        *((f"style.members[{i}]", m) for i, m in enumerate(members)),
+    ]:
+        if not hasattr(entry, "get"):
+            raise FastNSTError(f"{path}: {where} must be a mapping")
+        scale = style_stroke_scale(entry, source=f"{path}: {where}.stroke_scale")
+        size = entry.get("size")
+        if size is None:
+            continue
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise FastNSTError(
+                f"{path}: {where}.size must be a whole number of px, got {size!r:.40}"
+            )
+        if size * scale > MAX_PAINTING_SIDE:
+            raise FastNSTError(
+                f"{path}: {where}.size {size} x stroke_scale {scale:g} is over "
+                f"{MAX_PAINTING_SIDE} px (the largest painting an evaluation builds)"
+            )
 
 
 def evaluation_photo_paths(photos=None, num_photos: int | None = 8) -> list[Path]:

@@ -43,6 +43,14 @@ BUILTIN_ONNX_DOMAINS = frozenset(
     {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training", "com.microsoft"}
 )
 TRUST_HINT = "if you trust where it came from, pass trust_model_file=true"
+# why each kind of file can run code (the refusal names the file and one of these)
+SCRIPT_RISK = "a TorchScript file holds code that loading it runs"
+PICKLE_RISK = (
+    "the file holds Python objects besides tensors and plain values, and loading those can "
+    "run code (full unpickling)"
+)
+# what a run directory's network is read from, in order of preference
+RUN_DIR_FILES = ("model.pt", "checkpoints/last.ckpt", "checkpoints/best.ckpt")
 PICKLE_MAGIC = b"\x80"  # pickle protocol 2+ (torch.save's legacy, non-zip format)
 
 
@@ -74,6 +82,10 @@ def check_meta(meta, path: str | os.PathLike) -> dict:
     for key in ("stroke_scale", GRAPH_STROKE_SCALE):
         if key in meta and meta[key] is not None:
             meta[key] = check_stroke_scale(meta[key], source=f"{path}: meta {key}")
+    for key in ("epoch", "global_step"):
+        value = meta.get(key)
+        if value is not None and not (_whole(value) and 0 <= value < 2**63):
+            raise FastNSTError(f"{path}: meta {key} must be a whole number >= 0, got {value!r:.40}")
     return meta
 
 
@@ -140,6 +152,7 @@ def _build(config, state, path: Path, what: str) -> TransformerNet:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise FastNSTError(f"{path}: {what} weights must be a mapping of names to tensors")
+    _check_model_config(config, path, what)
     try:
         with torch.device("meta"):  # shapes only: a crafted config allocates nothing
             shapes = {
@@ -170,6 +183,37 @@ def _build(config, state, path: Path, what: str) -> TransformerNet:
             f"{path}: {what} weights do not fit its model config ({reason})"
         ) from None
     return net.eval()
+
+
+# bounds of a network config read from a file (fastnst's own networks are far inside them)
+MAX_CHANNELS, MAX_RESIDUAL, MAX_STYLES = 4096, 64, 4096
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_model_config(config: Mapping, path: Path, what: str) -> None:
+    """The types and bounds of a transformer config from a file, before anything is built."""
+    channels, residual = config.get("channels"), config.get("num_residual", 5)
+    norm, styles = config.get("norm", "instance"), config.get("styles")
+    problem = None
+    if not isinstance(channels, (list, tuple)) or len(channels) != 3:
+        problem = f"channels must be a list of 3 widths, got {channels!r:.60}"
+    elif not all(_whole(c) and 1 <= c <= MAX_CHANNELS for c in channels):
+        problem = f"channels must be whole numbers in 1..{MAX_CHANNELS}, got {channels!r:.60}"
+    elif not _whole(residual) or not 0 <= residual <= MAX_RESIDUAL:
+        problem = f"num_residual must be a whole number in 0..{MAX_RESIDUAL}, got {residual!r:.60}"
+    elif not isinstance(norm, str):
+        problem = f"norm must be a name, got {norm!r:.60}"
+    elif styles is not None and (
+        not isinstance(styles, (list, tuple))
+        or len(styles) > MAX_STYLES
+        or not all(isinstance(n, str) for n in styles)
+    ):
+        problem = f"styles must be a list of names, got {styles!r:.60}"
+    if problem:
+        raise FastNSTError(f"{path}: {what} config: {problem}")
 
 
 def exported_network(payload, path: str | os.PathLike) -> tuple[TransformerNet, dict]:
@@ -288,10 +332,45 @@ def onnx_risks(path: Path) -> str | None:
     return None
 
 
+def code_risk(path: str | os.PathLike) -> tuple[Path, str] | None:
+    """(the file, why) when opening the network at `path` (a file or run directory) could run
+    code from it, else None; nothing from the file runs here. A file that is not a network at all
+    is left to the loaders' own one-line errors (None)."""
+    path = Path(path)
+    try:
+        kind = model_kind(path)
+    except FastNSTError:
+        return None
+    if kind == "run_dir":
+        for candidate in RUN_DIR_FILES:
+            if (path / candidate).is_file():
+                return code_risk(path / candidate)
+        return None
+    if kind == "torchscript":
+        return path, SCRIPT_RISK
+    if kind == "onnx":
+        risk = onnx_risks(path)
+        return (path, risk) if risk else None
+    try:
+        _torch_load(path, weights_only=True)
+    except Exception as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            return path, PICKLE_RISK
+    return None
+
+
+def refuse_code(path: str | os.PathLike, trust_model_file: bool = False) -> None:
+    """A one-line FastNSTError when opening `path` could run code from it (see `code_risk`),
+    unless trust_model_file."""
+    risk = code_risk(path)
+    if risk:
+        refuse_untrusted(*risk, trust_model_file)
+
+
 def load_script_module(path: Path, trust_model_file: bool) -> tuple[torch.jit.ScriptModule, dict]:
     """(module, meta) of a TorchScript file: it always holds code (torch.jit.load runs it), so
     only with trust_model_file=true."""
-    refuse_untrusted(path, "a TorchScript file holds code that loading it runs", trust_model_file)
+    refuse_untrusted(path, SCRIPT_RISK, trust_model_file)
     extra = {f"{META_KEY}.json": ""}
     try:
         with jit_deprecation_silenced():
@@ -324,13 +403,9 @@ def load_network(
     path = Path(path)
     kind = model_kind(path)
     if kind == "run_dir":
-        for candidate in (
-            path / "model.pt",
-            path / "checkpoints" / "last.ckpt",
-            path / "checkpoints" / "best.ckpt",
-        ):
-            if candidate.is_file():
-                return load_network(candidate, trust_model_file)
+        for candidate in RUN_DIR_FILES:
+            if (path / candidate).is_file():
+                return load_network(path / candidate, trust_model_file)
         raise FastNSTError(f"{path}: run directory without model.pt or checkpoints/last.ckpt")
     if kind != "torch":
         raise FastNSTError(
@@ -372,22 +447,25 @@ def load_torch_file(path: str | os.PathLike, trust_model_file: bool = False):
     unless `trust_model_file`: then it is unpickled fully, which runs whatever code it holds."""
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return _torch_load(path, weights_only=True)
     except Exception as first:
         if "weights_only" not in str(first) and "Unsupported global" not in str(first):
             raise FastNSTError(
                 f"{path}: cannot read model file, truncated or corrupt ({type(first).__name__})"
             ) from None
-    refuse_untrusted(
-        path,
-        "the file holds Python objects besides tensors and plain values, and loading those can "
-        "run code (full unpickling)",
-        trust_model_file,
-    )
+    refuse_untrusted(path, PICKLE_RISK, trust_model_file)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return _torch_load(path, weights_only=False)
     except Exception as e:
         raise FastNSTError(f"{path}: cannot read model file ({type(e).__name__}: {e})") from None
+
+
+def _torch_load(path: Path, weights_only: bool):
+    """torch.load on CPU; torch's warnings about the file (its pickle protocol, ...) are not the
+    user's concern: the outcome is a result or one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
 
 
 def check_is_training_checkpoint(path: Path) -> None:

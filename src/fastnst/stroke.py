@@ -67,6 +67,15 @@ def network_stroke_scale(meta, *, source: str = "model") -> float:
     return check_stroke_scale(value, source=f"{source}: meta stroke_scale")
 
 
+def style_stroke_scale(style, *, source: str = "style.stroke_scale") -> float:
+    """A style preset's / config's `stroke_scale` (the scale a network trained on it paints at),
+    checked; 1.0 when it sets none (or for a style that is not a mapping, e.g. a multi-style
+    list, whose members paint at 1). Train calls it before any work, so a bad value never
+    reaches a network file's meta."""
+    value = style.get("stroke_scale") if hasattr(style, "get") else None
+    return 1.0 if value is None else check_stroke_scale(value, source=source)
+
+
 def scaled_side(side, scale: float):
     """The side a photo's `side` px is painted at for `scale`: side / scale rounded half up
     (at least 1). Works on ints and on traced 0-d tensors alike, so the exported graphs size

@@ -30,6 +30,7 @@ from fastnst.multistyle import (
     preset_stroke_scale,
 )
 from fastnst.preflight import check_train_setup
+from fastnst.stroke import style_stroke_scale
 from fastnst.style import instantiate_loss, style_image_paths
 from fastnst.train_progress import quiet_lightning
 
@@ -282,6 +283,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
         ckpt_path = resolve_checkpoint(cfg, run_dir)
         check_required_options(cfg)
         check_train_setup(cfg)  # the precision, the photo folder (train.py checked them already)
+        style_stroke_scale(cfg.get("style"))  # finite, in range: before it reaches model.pt
         absolute_user_paths(cfg)
         expand_multi_style(cfg)
         check_init_options(cfg)

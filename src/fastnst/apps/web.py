@@ -88,6 +88,29 @@ def model_catalog(models: str | os.PathLike | None) -> dict[str, Path]:
     return catalog
 
 
+def without_code_files(catalog: dict[str, Path], models, trust_model_file: bool) -> dict[str, Path]:
+    """The catalog less the user's files that could run code when opened (TorchScript, pickles,
+    ONNX custom ops; fastnst.formats), unless trust_model_file: `models=` naming one such file is a
+    one-line error, one found in a folder is left out with a one-line note. Bundled networks ship
+    with fastnst and are not checked."""
+    from fastnst.formats import TRUST_HINT, code_risk, refuse_code
+
+    if models not in (None, "") and resolve_user_path(models).is_file():
+        refuse_code(resolve_user_path(models), trust_model_file)
+    if trust_model_file:
+        return catalog
+    kept = {}
+    for label, path in catalog.items():
+        risk = None if label.endswith(BUNDLED_SUFFIX) else code_risk(path)
+        if risk:
+            print(
+                f"fastnst: note: {risk[0]}: not offered: {risk[1]}; {TRUST_HINT}", file=sys.stderr
+            )
+        else:
+            kept[label] = path
+    return kept
+
+
 def parse_mix(text: str) -> dict[str, float]:
     """ "starry_night: 0.7, wave: 0.3" -> {"starry_night": 0.7, "wave": 0.3}; one line when malformed
     (the Stylizer then checks the names and normalises the weights)."""
@@ -172,6 +195,8 @@ class WebApp:
     max_megapixels: float = 40.0
     webcam_model: str | None = None
     webcam_size: int = 320
+    # open model files that can hold code (TorchScript, pickles, ONNX custom ops): formats.py
+    trust_model_file: bool = False
     gatys_max_iterations: int = 1000
     output_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fastnst-app-")))
     _stylizers: dict = field(default_factory=dict, repr=False)
@@ -207,7 +232,9 @@ class WebApp:
             )
         with self._load_lock:
             if label not in self._stylizers:
-                self._stylizers[label] = Stylizer.load(self.catalog[label], device=self.device)
+                self._stylizers[label] = Stylizer.load(
+                    self.catalog[label], device=self.device, trust_model_file=self.trust_model_file
+                )
                 self._stylizers[label].expect_many()  # a server: compiling a CPU path pays
                 self._runners[label] = ThreadPoolExecutor(
                     1, thread_name_prefix=f"fastnst-{_slug(label)}"
@@ -772,7 +799,9 @@ def launch(cfg: DictConfig, block: bool = True):
         max_megapixels=float(cfg.max_megapixels),
         webcam_model=cfg.webcam_model,
         webcam_size=int(cfg.webcam_size),
+        trust_model_file=bool(cfg.trust_model_file),
     )
+    app.catalog = without_code_files(app.catalog, cfg.models, app.trust_model_file)
     if app.webcam_model and app.webcam_model not in app.catalog:
         raise FastNSTError(
             f"webcam_model={app.webcam_model!r} is not offered; choose one of: "
