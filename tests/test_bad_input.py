@@ -278,6 +278,9 @@ def test_the_typo_hint_for_strength_and_its_plus_form_are_both_one_line(run_entr
         (["+system.optimizer.weight_decay=0.01"], True),  # torch.optim.Adam's
         (["+extra.key=abc"], False),
         (["+experiment=cpu_quick"], True),  # a group, not a key
+        # one more callback: every entry of callbacks is built
+        (["+callbacks.extra={_target_: pytorch_lightning.callbacks.Timer}"], True),
+        (["+system.scheduler.name=cosine"], True),  # inside a null (free-form) option
         (["++trainer.max_steps=3"], True),  # a key the config has
     ],
 )

@@ -147,11 +147,15 @@ def _has_null_parent(cfg: DictConfig, key: str) -> bool:
 
 def _reads_any_key(section: DictConfig, leaf: str) -> bool:
     """Whether a key `leaf` added to `section` reaches code: the section has no keys of its own
-    (free-form), or it names a `_target_` whose signature takes `leaf` (or **kwargs)."""
+    (free-form), is a collection of objects (each entry has a `_target_`), or names a
+    `_target_` whose signature takes `leaf` (or **kwargs)."""
     import inspect
 
     if len(section) == 0:
         return True
+    entries = OmegaConf.to_container(section, resolve=False).values()  # `???` left as is
+    if all(isinstance(v, dict) and "_target_" in v for v in entries):
+        return True  # a collection of objects (callbacks, logger): every entry is built
     target = section.get("_target_") if "_target_" in section else None
     if not isinstance(target, str) or "${" in target:
         return False
