@@ -1,43 +1,28 @@
-"""scripts/bench/bench_recipe.py: every variant is a valid override set of experiment=zoo, finished
-variants are skipped and interrupted ones resumed, the side-by-side picture and the table."""
+"""The recipe study of scripts/bench/bench_recipe.py (fastnst.zoo.recipe, fastnst.zoo.scoring):
+every variant is a valid override set of experiment=zoo, finished variants are skipped and
+interrupted ones resumed, the labelled sheets (fastnst.sheets) and the table."""
 
 from __future__ import annotations
-
-import argparse
-import subprocess
-import sys
 
 import pytest
 import torch
 
+from fastnst.sheets import GAP, LABEL_HEIGHT, contact_sheet, labelled_strip
+from fastnst.zoo import recipe
+from fastnst.zoo.scoring import recipe_table
 from tests.helpers import REPO, compose_config
 
-sys.path[:0] = [str(REPO / "scripts" / "bench"), str(REPO / "scripts" / "zoo")]
-
-import bench_recipe  # noqa: E402
-
-SPECS = bench_recipe.variants("starry_night", str(REPO / "src" / "fastnst" / "zoo" / "wave.pt"))
+SPECS = recipe.variants("starry_night", str(REPO / "src" / "fastnst" / "zoo" / "wave.pt"))
 
 
-def args_for(tmp_path, **kw):
-    return argparse.Namespace(
-        **{
-            "style": "starry_night",
-            "steps": 40,
-            "seed": 0,
-            "runs_dir": tmp_path,
-            "extra": [],
-            "threads": 1,
-            "precision": "auto",
-            "start_from": None,
-            **kw,
-        }
+def overrides(tmp_path, name, start_from=None):
+    return recipe.variant_overrides(
+        "starry_night", SPECS[name], 40, 0, "auto", tmp_path, start_from=start_from
     )
 
 
 def composed(tmp_path, name):
-    overrides = bench_recipe.overrides_for(args_for(tmp_path), name, SPECS[name], tmp_path / name)
-    return compose_config("train", *[o for o in overrides if not o.startswith("hydra.")])
+    return compose_config("train", *overrides(tmp_path, name))
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -66,31 +51,26 @@ def test_the_peer_row_has_pytorch_examples_settings(tmp_path, style_env):
     assert cfg.system.optimizer.lr == 1e-3 and cfg.data.batch_size == 4
 
 
-def test_finished_variants_are_skipped_and_interrupted_ones_resumed(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr(subprocess, "call", lambda command, **kw: calls.append(command) or 0)
-    args = args_for(tmp_path)
-    done = tmp_path / "starry_night" / "base"
-    done.mkdir(parents=True)
-    (done / "model.pt").write_bytes(b"")
-    assert "skipped" in bench_recipe.run_variant(args, "base", SPECS["base"]) and not calls
-    half = tmp_path / "starry_night" / "beta25" / "checkpoints"
-    half.mkdir(parents=True)
-    (half / "last.ckpt").write_bytes(b"")
-    bench_recipe.run_variant(args, "beta25", SPECS["beta25"])
-    assert calls[-1][-1] == f"resume={half.parent}" and "loss.beta=25" in calls[-1]
+def test_a_variant_resumes_its_checkpoint_and_keeps_its_own_start(tmp_path):
+    run_dir = tmp_path / "starry_night" / "beta25"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    command = recipe.train_command(overrides(tmp_path, "beta25"), run_dir)
+    assert command[-1] == f"resume={run_dir}" and "loss.beta=25" in command
+    started = overrides(tmp_path, "base", start_from="a.pt")
+    assert "init_from=a.pt" in started
+    warm = overrides(tmp_path, "warm", start_from="a.pt")  # the warm row keeps its own start
+    assert [o for o in warm if o.startswith("init_from=")] == [SPECS["warm"]["overrides"][0]]
 
 
-def test_side_by_side_has_a_row_per_photo_and_a_column_per_variant():
+def test_sheets_have_a_row_per_photo_and_label_every_panel():
     photos = [torch.rand(1, 3, 24, 32), torch.rand(1, 3, 32, 20)]
-    sheet = bench_recipe.side_by_side(
-        photos, torch.rand(1, 3, 20, 30), [("a", photos), ("b", photos)]
-    )
-    assert sheet.shape[-2:] == (14 + 2 * 32, 4 * 32)  # cells as tall and wide as the largest photo
-    with_reference = bench_recipe.side_by_side(
-        photos, torch.rand(1, 3, 20, 30), [("a", photos)], photos[0]
-    )
-    assert with_reference.shape[-2:] == (14 + 2 * 32, 4 * 32)
+    rows = [[("photo", p, 0), ("a", p, 0), ("", None, 7)] for p in photos]
+    sheet = contact_sheet(rows, 32)
+    assert sheet.height == 2 * (32 + LABEL_HEIGHT + GAP) - GAP
+    assert sheet.width == round(32 * 32 / 24) * 2 + 7 + 2 * GAP  # the wider row
+    strip = labelled_strip([("photo", photos[0]), ("b", photos[1])], 16)
+    assert strip.size == (round(32 * 16 / 24) + GAP + round(20 * 16 / 32), 16 + LABEL_HEIGHT)
 
 
 def test_table_rows_and_missing_judge():
@@ -104,8 +84,8 @@ def test_table_rows_and_missing_judge():
             "swd": 0.49,
         }
     ]
-    assert "| photo | 0.4900 | 5117 | 0 | 1.000 |" in bench_recipe.format_table(rows, True)
-    assert "(no judge)" in bench_recipe.format_table(rows, False)
+    assert "| photo | 0.4900 | 5117 | 0 | 1.000 |" in recipe_table(rows, True)
+    assert "(no judge)" in recipe_table(rows, False)
 
 
 def test_variants_change_one_thing_of_the_recipe_before_the_presets(tmp_path, style_env):

@@ -1,27 +1,16 @@
-"""bundle_network.py --judge: the style judge's numbers go into the bundled files (weights kept)
-and `styles=list` prints them instead of the Gram loss's style ratio."""
+"""bundle_network.py --judge (fastnst.zoo.meta.stamp_judge): the style judge's numbers go into
+the bundled files (weights kept) and `styles=list` prints them instead of the Gram loss's style
+ratio."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import torch
 
 from fastnst import zoo
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_bundle_script():
-    spec = importlib.util.spec_from_file_location(
-        "bundle_network", REPO / "scripts" / "zoo" / "bundle_network.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fastnst.zoo.meta import judge_quality, stamp_judge
 
 
 def judge_rows(style: str, ours: float, johnson: float) -> list[dict]:
@@ -42,8 +31,8 @@ def test_judge_numbers_are_stored_and_listed_weights_unchanged(tmp_path, monkeyp
         json.dumps({"rows": judge_rows("wave", 0.41, 0.35) + judge_rows("udnie", 0.5, 0.3)})
     )
 
-    script = load_bundle_script()
-    assert script.main(["--judge", str(table), "--status", "palette only"]) == 0
+    rows = json.loads(table.read_text())["rows"]
+    assert stamp_judge(rows, zoo.bundled_styles(), "palette only")
 
     after = torch.load(zoo_dir / "wave.pt", weights_only=True)
     judge = after["meta"]["quality"]["judge"]
@@ -67,10 +56,9 @@ def test_judge_numbers_are_stored_and_listed_weights_unchanged(tmp_path, monkeyp
 
 
 def test_judge_rows_without_a_johnson_output_leave_the_file_alone(tmp_path):
-    script = load_bundle_script()
     rows = [r for r in judge_rows("wave", 0.41, 0.35) if r["row"] != "Johnson 2016"]
-    assert script.judge_quality(rows, "wave") is None
-    assert script.judge_quality(judge_rows("wave", 0.41, 0.35), "starry_night") is None
+    assert judge_quality(rows, "wave") is None
+    assert judge_quality(judge_rows("wave", 0.41, 0.35), "starry_night") is None
 
 
 def test_a_multi_style_network_gets_the_judge_of_each_of_its_styles(tmp_path, monkeypatch):
@@ -93,7 +81,7 @@ def test_a_multi_style_network_gets_the_judge_of_each_of_its_styles(tmp_path, mo
     ]
     table = tmp_path / "table.json"
     table.write_text(json.dumps({"rows": rows}))
-    assert load_bundle_script().main(["--judge", str(table)]) == 0
+    assert stamp_judge(json.loads(table.read_text())["rows"], zoo.bundled_styles())
     judge = torch.load(zoo_dir / "duo.pt", weights_only=True)["meta"]["quality"]["judge"]
     assert (judge["wave"]["style_swd"], judge["udnie"]["johnson_style_swd"]) == (0.41, 0.28)
     assert "wave 0.410 / 0.350, udnie 0.290 / 0.280" in zoo.listing()

@@ -1,24 +1,20 @@
-"""The zoo recipe: the style presets' painting size and style weight,
-scripts/zoo/train_zoo.py (commands, skip/resume, wall time), the zoo listing of multi-style networks,
-scripts/zoo/zoo_sheet.py and scripts/zoo/bundle_network.py's recipe summary."""
+"""The zoo recipe: the style presets' painting size and style weight, the training runs of
+scripts/zoo/train_zoo.py (fastnst.zoo.recipe: commands, skip/resume, wall time), the zoo listing
+of multi-style networks, scripts/zoo/zoo_sheet.py and the recipe summary (fastnst.zoo.meta)."""
 
 from __future__ import annotations
 
-import argparse
 import subprocess
-import sys
 
 import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
+from fastnst.sheets import GAP, LABEL_HEIGHT
+from fastnst.zoo import recipe
+from fastnst.zoo.meta import recipe_of
 from tests.helpers import REPO, compose_config, make_image
-
-sys.path.insert(0, str(REPO / "scripts" / "zoo"))
-
-import bundle_network  # noqa: E402
-import train_zoo  # noqa: E402
-import zoo_sheet  # noqa: E402
+from tests.script_runner import run_script
 
 # -- 1. the presets: painting size (the strokes' pixel size) and style weight per painting ------
 
@@ -74,43 +70,25 @@ def test_multi_style_members_keep_their_presets_beta_scale():
     assert [m.beta_scale for m in doubled.style.members] == [16.0, 12.0]
 
 
-# -- 2. scripts/zoo/train_zoo.py -----------------------------------------------------------------
-
-
-def zoo_args(tmp_path, **kw):
-    return argparse.Namespace(
-        **{
-            "runs_dir": tmp_path,
-            "steps": 40,
-            "base": "none",
-            "threads": 1,
-            "seed": 0,
-            "extra": [],
-            **kw,
-        }
-    )
+# -- 2. the training runs of scripts/zoo/train_zoo.py (fastnst.zoo.recipe) ---------------------
 
 
 def test_train_command(tmp_path):
     run_dir = tmp_path / "wave"
-    command = train_zoo.train_command(
-        zoo_args(tmp_path, base="old/{style}.pt"), run_dir, ["style=wave"]
-    )
+    overrides = [*recipe.zoo_overrides(40, 0), "style=wave", "init_from=old/wave.pt"]
+    command = recipe.train_command(overrides, run_dir)
     assert "experiment=zoo" in command and "style=wave" in command
     assert "init_from=old/wave.pt" in command and "trainer.max_steps=40" in command
+    assert f"callbacks.last_checkpoint.every_n_steps={recipe.checkpoint_every(40)}" in command
     assert f"hydra.run.dir={run_dir}" in command
     assert not any(c.startswith("resume=") for c in command)
-    scratch = train_zoo.train_command(zoo_args(tmp_path), run_dir, ["style=wave"])
-    assert not any(c.startswith("init_from=") for c in scratch)
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    resumed = train_zoo.train_command(zoo_args(tmp_path), run_dir, ["style=wave"])
-    assert resumed[-1] == f"resume={run_dir}"
+    assert recipe.train_command(overrides, run_dir)[-1] == f"resume={run_dir}"
 
 
 def test_train_command_overrides_compose():
-    args = zoo_args(REPO, base="none", steps=16)
-    command = train_zoo.train_command(args, REPO / "nowhere" / "wave", ["style=wave"])
+    command = recipe.train_command([*recipe.zoo_overrides(16, 0), "style=wave"], REPO / "x")
     overrides = [c for c in command[2:] if not c.startswith("hydra.")]
     cfg = compose_config("train", *overrides)
     assert cfg.trainer.max_steps == 16 and cfg.data.image_size == 128 and cfg.style.name == "wave"
@@ -134,44 +112,44 @@ def calls(monkeypatch):
     return recorded
 
 
-def test_run_skips_a_finished_run(tmp_path, calls):
-    (tmp_path / "wave").mkdir()
-    (tmp_path / "wave" / "model.pt").write_bytes(b"x")
-    assert train_zoo.run(zoo_args(tmp_path), "wave", ["style=wave"]) == 0
-    assert calls == []
-
-
-def test_failed_run_fails_main_and_writes_no_wall_time(tmp_path, calls):
+def test_a_failed_run_writes_its_log_and_no_wall_time(tmp_path, calls):
     calls.codes[:] = [1]
-    assert train_zoo.main(["--runs-dir", str(tmp_path), "--styles", "wave", "--threads", "1"]) == 1
-    assert len(calls) == 1 and "style=wave" in calls[0]
-    assert not (tmp_path / "wave" / "wall_s.txt").exists()
-    assert "style=wave" in (tmp_path / "wave" / "train_zoo.log").read_text()
+    run_dir = tmp_path / "wave"
+    rc, _ = recipe.run_training(["train", "style=wave"], run_dir, "train_zoo.log", 1)
+    assert rc == 1 and len(calls) == 1
+    assert recipe.wall_seconds(run_dir) is None
+    assert "style=wave" in (run_dir / "train_zoo.log").read_text()
 
 
 def test_wall_time_adds_up_over_resumed_pieces(tmp_path, calls, monkeypatch):
     clock = iter([100.0, 160.0, 200.0, 230.0])
-    monkeypatch.setattr(train_zoo.time, "time", lambda: next(clock))
-    assert train_zoo.main(["--runs-dir", str(tmp_path), "--styles", "wave", "--threads", "1"]) == 0
-    assert float((tmp_path / "wave" / "wall_s.txt").read_text()) == 60
-    assert train_zoo.run(zoo_args(tmp_path), "wave", ["style=wave"]) == 0
-    assert float((tmp_path / "wave" / "wall_s.txt").read_text()) == 90
-    assert len(calls) == 2
+    monkeypatch.setattr(recipe.time, "time", lambda: next(clock))
+    run_dir = tmp_path / "wave"
+    assert recipe.run_training(["train"], run_dir, "log", 1)[0] == 0
+    assert recipe.wall_seconds(run_dir) == 60
+    assert recipe.run_training(["train"], run_dir, "log", 1)[0] == 0
+    assert recipe.wall_seconds(run_dir) == 90 and len(calls) == 2
 
 
-def test_multi_runs_in_one_folder(tmp_path, calls):
+def test_train_zoo_skips_finished_runs_and_fails_on_a_failed_one(tmp_path):
+    (tmp_path / "udnie").mkdir()
+    (tmp_path / "udnie" / "model.pt").write_bytes(b"x")
+    # an override train.py refuses: the run fails at once (exit 2), the next one still tries
+    code, out, err = run_script(
+        "train_zoo",
+        "--runs-dir", tmp_path, "--styles", "udnie", "wave", "--multi", "wave", "udnie",
+        "--threads", "1", "no_such_key=1",
+    )  # fmt: skip
+    assert code == 1 and "udnie: finished before" in out and "failed: wave, multi" in err
     assert (
-        train_zoo.main(["--runs-dir", str(tmp_path), "--multi", "wave", "udnie", "--threads", "1"])
-        == 0
+        "style=multi style.names=[wave,udnie]" in (tmp_path / "multi" / "train_zoo.log").read_text()
     )
-    assert "style=multi" in calls[0] and "style.names=[wave,udnie]" in calls[0]
-    assert (tmp_path / "multi" / "wall_s.txt").is_file()
+    assert recipe.wall_seconds(tmp_path / "wave") is None
 
 
-def test_main_needs_styles_or_multi(tmp_path, calls):
-    with pytest.raises(SystemExit) as e:
-        train_zoo.main(["--runs-dir", str(tmp_path)])
-    assert e.value.code == 2 and calls == []
+def test_train_zoo_needs_styles_or_multi(tmp_path):
+    code, _, err = run_script("train_zoo", "--runs-dir", tmp_path)
+    assert code == 2 and "nothing to train" in err
 
 
 # -- 3. the zoo listing of a multi-style network ---------------------------------------------
@@ -215,7 +193,7 @@ def sheet_data(tmp_path, monkeypatch):
     return data, tiny_net(tmp_path / "wave_net.pt")
 
 
-def test_zoo_sheet_rows_and_no_silent_overwrite(tmp_path, sheet_data, capsys):
+def test_zoo_sheet_rows_and_no_silent_overwrite(tmp_path, sheet_data):
     _, network = sheet_data
     out = tmp_path / "sheet.jpg"
     args = [
@@ -229,23 +207,21 @@ def test_zoo_sheet_rows_and_no_silent_overwrite(tmp_path, sheet_data, capsys):
         "--height",
         "40",
     ]
-    assert zoo_sheet.main(args) == 0
+    assert run_script("zoo_sheet", *args)[0] == 0
     with Image.open(out) as sheet:
-        assert sheet.height == 2 * (40 + 16 + 4)
+        assert sheet.height == 2 * (40 + LABEL_HEIGHT + GAP) - GAP
     before = out.read_bytes()
-    capsys.readouterr()
-    assert zoo_sheet.main(args) == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1 and str(out) in err[0] and "already exists" in err[0]
+    code, _, err = run_script("zoo_sheet", *args)
+    err = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1 and str(out) in err[0] and "already exists" in err[0]
     assert out.read_bytes() == before
-    assert zoo_sheet.main([*args, "--overwrite"]) == 0
 
 
-def test_zoo_sheet_refusal_names_its_own_option(tmp_path, capsys):
+def test_zoo_sheet_refusal_names_its_own_option(tmp_path):
     out = tmp_path / "sheet.jpg"
     out.write_bytes(b"x")
-    assert zoo_sheet.main([str(out), "--styles", "wave"]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    code, _, err = run_script("zoo_sheet", out, "--styles", "wave")
+    assert code == 2 and "--overwrite" in err
 
 
 def test_zoo_sheet_empty_panels(tmp_path, sheet_data):
@@ -254,8 +230,9 @@ def test_zoo_sheet_empty_panels(tmp_path, sheet_data):
     for extra in ([], ["--empty-panels"]):
         out = tmp_path / f"sheet{len(extra)}.png"
         assert (
-            zoo_sheet.main(
-                [
+            run_script(
+                "zoo_sheet",
+                *[
                     str(out),
                     "--styles",
                     "wave",
@@ -267,8 +244,8 @@ def test_zoo_sheet_empty_panels(tmp_path, sheet_data):
                     "--height",
                     "40",
                     *extra,
-                ]
-            )
+                ],
+            )[0]
             == 0
         )
         with Image.open(out) as sheet:
@@ -278,7 +255,7 @@ def test_zoo_sheet_empty_panels(tmp_path, sheet_data):
     assert widths[True] - widths[False] == round(48 * 40 / 36) + 4
 
 
-# -- 5. scripts/zoo/bundle_network.py recipe_of -----------------------------------------------------
+# -- 5. the recipe summary of a bundled file (fastnst.zoo.meta.recipe_of) -----------------------------------------------------
 
 
 def run_config(**style):
@@ -296,7 +273,7 @@ def run_config(**style):
 
 
 def test_recipe_of_single_style():
-    recipe = bundle_network.recipe_of(run_config(), 400, None)
+    recipe = recipe_of(run_config(), 400, None)
     assert "style weight 15" in recipe["summary"] and "fine-tuned from base.pt" in recipe["summary"]
     assert "128 px crops x 4" in recipe["summary"] and "painting at 192 px" in recipe["summary"]
     assert recipe["command"].startswith("python train.py experiment=zoo style=wave")
@@ -305,16 +282,16 @@ def test_recipe_of_single_style():
     )
     cfg = run_config()
     cfg.init_from = None
-    recipe = bundle_network.recipe_of(cfg, 400, None)
+    recipe = recipe_of(cfg, 400, None)
     assert "fine-tuned" not in recipe["summary"] and "init_from" not in recipe["command"]
     assert "stroke scale" not in recipe["summary"]
-    recipe = bundle_network.recipe_of(run_config(stroke_scale=2.0), 400, None)
+    recipe = recipe_of(run_config(stroke_scale=2.0), 400, None)
     assert "painting at 192 px and run at stroke scale 2" in recipe["summary"]
 
 
 def test_recipe_of_multi_style():
     cfg = run_config(name="multi", names=["a", "b"], beta_scale=1.0)
-    recipe = bundle_network.recipe_of(cfg, 100, None)
+    recipe = recipe_of(cfg, 100, None)
     assert (
         "style=multi style.names=[a,b]" in recipe["command"]
         and "style.size=192" in recipe["command"]

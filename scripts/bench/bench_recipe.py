@@ -42,87 +42,18 @@ passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy o
 import torch  # noqa: E402
 
 from fastnst.accel.autotune import cpu_info  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "zoo"))  # scripts/zoo/ (when imported)
-from train_zoo import run_logged  # noqa: E402
+from fastnst.zoo.recipe import (  # noqa: E402
+    is_finished,
+    run_training,
+    train_command,
+    variant_overrides,
+    variants,
+    wall_seconds,
+)
+from fastnst.zoo.scoring import recipe_table, reference_loss, score_row  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ZOO = REPO / "src" / "fastnst" / "zoo"
-
-# content-layer weights that give the same content term as relu2_2 x 0.1 on a stylized chicago
-# (measured: relu2_2 4.5e4, relu3_3 1.4e5, relu4_2 3.6e5), so only the layer changes
-# (Hydra merges a dict value into the preset's: relu2_2 is deleted, the other layer added)
-CONTENT_RELU3_3 = ["~loss.content_layers.block2_conv2", "+loss.content_layers.block3_conv3=0.033"]
-CONTENT_RELU4_2 = ["~loss.content_layers.block2_conv2", "+loss.content_layers.block4_conv2=0.0125"]
-
-
-# The study's variants change one thing of the recipe that came before the per-style presets
-# (painting at 512 px, style weight loss.beta alone); the `preset` row is the style's own preset.
-BEFORE_PRESETS = ["style.size=512", "style.beta_scale=1.0"]
-
-
-def pinned(overrides: list[str]) -> list[str]:
-    """BEFORE_PRESETS, less the keys `overrides` sets, then `overrides`."""
-    keys = {o.split("=", 1)[0] for o in overrides}
-    return [o for o in BEFORE_PRESETS if o.split("=", 1)[0] not in keys] + list(overrides)
-
-
-def variants(style: str, warm_from: str) -> dict[str, dict]:
-    """name -> {"overrides": [...], "steps": factor of --steps, "about": one line, "preset": keep the
-    style preset's size and weight instead of BEFORE_PRESETS}."""
-    return {
-        "base": dict(
-            overrides=[],
-            about="experiment=zoo before the presets: painting at 512 px, content relu2_2, "
-            "beta 5, TV 0, 128 px crops",
-        ),
-        "preset": dict(
-            overrides=[],
-            preset=True,
-            about="the style's preset (conf/style): its painting size and style weight",
-        ),
-        "style256": dict(
-            overrides=["style.size=256"], about="painting at 256 px (2x the crop, not 4x)"
-        ),
-        "content3_3": dict(
-            overrides=CONTENT_RELU3_3,
-            about="content relu3_3 (Johnson's code), same content term size",
-        ),
-        "content4_2": dict(
-            overrides=CONTENT_RELU4_2,
-            about="content relu4_2 (texture_nets), same content term size",
-        ),
-        "beta25": dict(overrides=["loss.beta=25"], about="style weight x5"),
-        "tv5e3": dict(
-            overrides=["loss.tv_weight=5e3"],
-            about="TV weight 5e3 (~10% of the loss on a grainy output)",
-        ),
-        "warm": dict(
-            overrides=[f"init_from={warm_from}"],
-            about=f"warm start from the bundled {Path(warm_from).stem} network",
-        ),
-        "peer": dict(
-            overrides=[
-                "loss=pytorch_examples",
-                "system.optimizer.lr=1e-3",
-                "system.scheduler=null",
-                "style.size=null",
-            ],
-            about="pytorch/examples: content relu2_2 x1e5, style relu1_2..4_3 x1e10, Adam 1e-3 constant, "
-            "painting at its file's size (1024 px here)",
-        ),
-        "crop256": dict(
-            overrides=["data.image_size=256"],
-            steps=0.25,
-            about="256 px crops, 1/4 of the steps (same pixels)",
-        ),
-        "style256_beta25": dict(
-            overrides=["style.size=256", "loss.beta=25"],
-            about="painting at 256 px and style weight x5",
-        ),
-        "steps_half": dict(overrides=[], steps=0.5, about="half the steps (half the compute)"),
-        "steps2x": dict(overrides=[], steps=2.0, about="twice the steps (2x the compute)"),
-    }
 
 
 def default_warm_from(style: str) -> str:
@@ -137,44 +68,23 @@ def default_warm_from(style: str) -> str:
 # ----------------------------------------------------------------------------- training
 
 
-def overrides_for(args, name: str, spec: dict, run_dir: Path) -> list[str]:
-    steps = max(1, round(args.steps * spec.get("steps", 1.0)))
-    # the zoo's 50 warm-up steps, or an eighth of a shorter run
-    warmup = min(50, max(1, steps // 8))
-    own_start = any(o.startswith("init_from=") for o in spec["overrides"])
-    return [
-        "experiment=zoo",
-        f"style={args.style}",
-        f"seed={args.seed}",
-        "trainer=cpu",
-        f"trainer.precision={args.precision}",
-        f"system.scheduler.warmup_steps={warmup}",
-        f"trainer.max_steps={steps}",
-        f"trainer.val_check_interval={steps}",
-        "trainer.log_every_n_steps=10",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        "data.num_workers=0",
-        f"paths.output_root={args.runs_dir}",
-        f"callbacks.images.every_n_steps={steps}",
-        f"callbacks.last_checkpoint.every_n_steps={max(10, steps // 4)}",
-        *([f"init_from={args.start_from}"] if args.start_from and not own_start else []),
-        *(spec["overrides"] if spec.get("preset") else pinned(spec["overrides"])),
-        *args.extra,
-        f"hydra.run.dir={run_dir}",
-    ]
-
-
 def run_variant(args, name: str, spec: dict) -> str:
     run_dir = args.runs_dir / args.style / name
-    if (run_dir / "model.pt").is_file():
+    if is_finished(run_dir):
         return f"{name}: finished before, skipped"
-    command = [sys.executable, str(REPO / "train.py"), *overrides_for(args, name, spec, run_dir)]
-    if (run_dir / "checkpoints" / "last.ckpt").is_file():
-        command.append(f"resume={run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rc, took = run_logged(command, run_dir / "bench_recipe.log", args.threads)
-    (run_dir / "wall_s.txt").write_text(f"{took:.0f}\n") if rc == 0 else None
+    overrides = variant_overrides(
+        args.style,
+        spec,
+        args.steps,
+        args.seed,
+        args.precision,
+        args.runs_dir,
+        args.start_from,
+        args.extra,
+    )
+    rc, took = run_training(
+        train_command(overrides, run_dir), run_dir, "bench_recipe.log", args.threads
+    )
     return f"{name}: {'done' if rc == 0 else f'FAILED (exit {rc}, see {run_dir}/bench_recipe.log)'} in {took:.0f} s"
 
 
@@ -198,37 +108,13 @@ def load_fit(path: Path, size: int) -> torch.Tensor:
 
 
 def rulers(style: str, painting: Path):
-    """The bundled recipe's loss (painting at 512 px) and the style judge (None when absent)."""
-    from omegaconf import OmegaConf
+    """The bundled recipe's loss (conf/loss/johnson.yaml, painting at 512 px) and the style
+    judge."""
+    from fastnst.judge import StyleJudge, painting_size
 
-    from fastnst.losses import PerceptualLoss
-    from fastnst.style import mean_style_grams
-
-    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "loss" / "johnson.yaml"))
-    loss = PerceptualLoss(
-        cfg["content_layers"], cfg["style_layers"], alpha=cfg["alpha"], beta=cfg["beta"]
+    return reference_loss(painting, preset="johnson"), StyleJudge(
+        load_fit(painting, painting_size(style))
     )
-    loss.set_style_targets(mean_style_grams(loss, [painting], None, 512))
-    try:
-        from fastnst.judge import StyleJudge, painting_size
-    except ImportError:
-        return loss, None
-    return loss, StyleJudge(load_fit(painting, painting_size(style)))
-
-
-def measure(loss, judge, output: torch.Tensor, photo: torch.Tensor) -> dict[str, float]:
-    from fastnst.evaluate import edge_ssim
-
-    with torch.no_grad():
-        terms = loss(output.float(), loss.content_features(photo))
-    row = {
-        "gram": float(terms["style"]),
-        "content": float(terms["content"]),
-        "edge_ssim": edge_ssim(output, photo),
-    }
-    if judge is not None:
-        row["swd"] = float(judge(output)["style_swd"])
-    return row
 
 
 def ruler_stamp(with_judge: bool) -> list:
@@ -296,7 +182,7 @@ def report(args, names: list[str], specs: dict) -> None:
             outputs, per = saved["outputs"], json.loads(saved["per"])
         else:
             outputs = make_outputs()
-            per = [measure(loss, judge, o, i) for o, i in zip(outputs, images)]
+            per = [score_row(loss, judge, o, i) for o, i in zip(outputs, images)]
             if cache is not None:
                 atomic_torch_save(
                     {"key": json.dumps(key), "outputs": outputs, "per": json.dumps(per)}, cache
@@ -321,7 +207,7 @@ def report(args, names: list[str], specs: dict) -> None:
             out, size=images[0].shape[-2:], mode="bilinear", align_corners=False
         )
         reference = out
-        per = measure(loss, judge, out, images[0])
+        per = score_row(loss, judge, out, images[0])
         rows.append(
             {"variant": "johnson2016", "about": f"published output ({photos[0].stem} only)", **per}
         )
@@ -341,11 +227,10 @@ def report(args, names: list[str], specs: dict) -> None:
             print(f"{name}: not trained yet, left out of the table", file=sys.stderr)
             continue
         model = run_dir / "model.pt"
-        wall = run_dir / "wall_s.txt"
         extra = {
             "val_loss": val_loss(run_dir),
             "steps": trained_steps(model),
-            "wall_s": float(wall.read_text()) if wall.is_file() else None,
+            "wall_s": wall_seconds(run_dir),
         }
         outputs = add(
             name,
@@ -356,7 +241,7 @@ def report(args, names: list[str], specs: dict) -> None:
             network=model,
         )
         columns.append((name, outputs))
-    table = format_table(rows, judge is not None)
+    table = recipe_table(rows, judge is not None)
     start = (
         f"each fine-tuned from {Path(args.start_from).name}" if args.start_from else "from scratch"
     )
@@ -381,63 +266,27 @@ def report(args, names: list[str], specs: dict) -> None:
         print(f"picture: {target}")
 
 
-def _fmt(value, spec: str) -> str:
-    return "" if value is None else format(value, spec)
-
-
-def format_table(rows: list[dict], with_judge: bool) -> str:
-    head = "| variant | style judge (SWD) | Gram loss | content loss | edge SSIM | val loss | steps | wall s | what |"
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['variant']} | {_fmt(r.get('swd'), '.4f') if with_judge else '(no judge)'} | "
-            f"{r['gram']:.0f} | {r['content']:.0f} | {r['edge_ssim']:.3f} | {_fmt(r.get('val_loss'), '.0f')} | "
-            f"{_fmt(r.get('steps'), 'd')} | {_fmt(r.get('wall_s'), '.0f')} | {r['about']} |"
-        )
-    return "\n".join(lines)
-
-
 def side_by_side(
     images: list[torch.Tensor],
     painting: torch.Tensor,
     columns: list[tuple[str, list[torch.Tensor]]],
     reference: torch.Tensor | None = None,
-) -> torch.Tensor:
+):
     """Rows = photos; columns = photo, painting (first row only), the published reference output
-    (first row only, when given), each variant; with labels."""
-    from PIL import Image, ImageDraw
+    (first row only, when given), each variant; each panel labelled (fastnst.sheets)."""
+    from fastnst.sheets import contact_sheet
 
-    from fastnst.images import pil_to_tensor, tensor_to_pil
-
-    cell_h, cell_w = max(i.shape[-2] for i in images), max(i.shape[-1] for i in images)
-    label_h = 14
-    fixed = ["photo", "painting"] + (["johnson2016"] if reference is not None else [])
-    n_cols = len(fixed) + len(columns)
-    sheet = Image.new("RGB", (n_cols * cell_w, label_h + len(images) * cell_h), "white")
-    draw = ImageDraw.Draw(sheet)
-    for c, title in enumerate([*fixed, *[name for name, _ in columns]]):
-        draw.text((c * cell_w + 3, 1), title, fill="black")
-
-    def paste(t: torch.Tensor, row: int, col: int):
-        img = tensor_to_pil(t.clamp(0, 1))
-        img.thumbnail((cell_w, cell_h))
-        sheet.paste(
-            img,
-            (
-                col * cell_w + (cell_w - img.width) // 2,
-                label_h + row * cell_h + (cell_h - img.height) // 2,
-            ),
-        )
-
+    height = max(i.shape[-2] for i in images)
+    fixed = [("painting", painting)] + (
+        [("johnson2016", reference)] if reference is not None else []
+    )
+    rows = []
     for r, photo in enumerate(images):
-        paste(photo, r, 0)
-        if r == 0:
-            paste(painting, r, 1)
-            if reference is not None:
-                paste(reference, r, 2)
-        for c, (_, outputs) in enumerate(columns):
-            paste(outputs[r], r, len(fixed) + c)
-    return pil_to_tensor(sheet)
+        first = [(label, img, 0) if r == 0 else ("", None, 1) for label, img in fixed]
+        rows.append(
+            [("photo", photo, 0), *first, *((name, outputs[r], 0) for name, outputs in columns)]
+        )
+    return contact_sheet(rows, height)
 
 
 def main(argv: list[str] | None = None) -> None:

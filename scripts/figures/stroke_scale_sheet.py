@@ -10,11 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from PIL import Image, ImageDraw
-
 from fastnst.config import data_dir
 from fastnst.errors import one_line_errors
 from fastnst.images import check_output_path, open_rgb, save_image
+from fastnst.sheets import contact_sheet
 from fastnst.stylize import Stylizer
 
 
@@ -35,20 +34,17 @@ def main(argv=None) -> int:
 
     photo = open_rgb(args.photo)
     photo.thumbnail((args.size, args.size))
-    tile_w, tile_h, label_h = photo.width // 2, photo.height // 2, 24  # the sheet shows half size
-    sheet = Image.new(
-        "RGB", (tile_w * len(args.scales), (tile_h + label_h) * len(args.styles)), "white"
-    )
-    draw = ImageDraw.Draw(sheet)
-    for row, style in enumerate(args.styles):
+    height = photo.height // 2  # the sheet shows half size
+    rows = []
+    for style in args.styles:
         stylizer = Stylizer.load(style)
-        for col, scale in enumerate(args.scales):
-            x, y = col * tile_w, row * (tile_h + label_h)
-            sheet.paste(
-                stylizer(photo, stroke_scale=scale).resize((tile_w, tile_h), Image.LANCZOS),
-                (x, y + label_h),
-            )
-            draw.text((x + 6, y + 6), f"{style}  stroke_scale={scale:g}", fill="black")
+        rows.append(
+            [
+                (f"{style}  stroke_scale={scale:g}", stylizer(photo, stroke_scale=scale), 0)
+                for scale in args.scales
+            ]
+        )
+    sheet = contact_sheet(rows, height)
     save_image(sheet, args.output, overwrite=args.overwrite)
     print(f"wrote {args.output}")
     return 0

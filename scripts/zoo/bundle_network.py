@@ -26,47 +26,33 @@ from fastnst.accel.cpu_tuning import passive_openmp_waits
 passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
 
 import fastnst.config  # noqa: E402, F401  (registers the config resolvers)
 from fastnst.accel.cpu_tuning import cpu_info  # noqa: E402
-from fastnst.artifacts import load_network, save_exported  # noqa: E402
-from fastnst.atomic import atomic_torch_save  # noqa: E402
-from fastnst.config import CONFIG_DIR, REPO_ROOT, data_dir  # noqa: E402
+from fastnst.artifacts import load_network  # noqa: E402
+from fastnst.config import REPO_ROOT, data_dir  # noqa: E402
 from fastnst.errors import one_line_errors, output_exists  # noqa: E402
 from fastnst.evaluate import evaluate_run, load_run_config  # noqa: E402
-from fastnst.images import load_image, resize_tensor, tensor_to_pil  # noqa: E402
+from fastnst.images import load_image, resize_tensor  # noqa: E402
 from fastnst.multistyle import preset_stroke_scale  # noqa: E402
 from fastnst.preflight import ArgumentParser  # noqa: E402
-from fastnst.style import build_loss, style_image_paths  # noqa: E402
+from fastnst.sheets import labelled_strip  # noqa: E402
+from fastnst.style import style_image_paths  # noqa: E402
 from fastnst.styles import published_output  # noqa: E402
 from fastnst.stylize import Stylizer  # noqa: E402
-from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta, network_styles  # noqa: E402
+from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta  # noqa: E402
+from fastnst.zoo.meta import (  # noqa: E402
+    TABLE_HEAD,
+    bundled_meta,
+    recipe_of,
+    stamp_judge,
+    table_row,
+    write_bundled,
+)
+from fastnst.zoo.scoring import loss_terms, reference_loss  # noqa: E402
 
 GATYS_ITERATIONS = 100
 PICTURE_HEIGHT = 256
-# the parts of a run's config that make its recipe (paths and machine settings left out)
-RECIPE_KEYS = ("model", "loss", "style", "system", "seed")
-
-
-def seed_loss(style_cfg):
-    """The seed's loss with the painting's Grams at 512 px (the reference scoring; the style
-    weight is the loss's own, whatever beta_scale the network trained with)."""
-    loss_cfg = OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml")
-    style = OmegaConf.merge(style_cfg, {"size": 512, "beta_scale": 1.0})
-    return build_loss(loss_cfg, style)
-
-
-def seed_scores(loss, photo: torch.Tensor, image: torch.Tensor) -> dict[str, float]:
-    image = resize_tensor(image, tuple(photo.shape[-2:]))
-    with torch.no_grad():
-        terms = loss(image, loss.content_features(photo))
-    return {
-        "content": float(terms["content"]),
-        "style": float(terms["style"]),
-        "total": float(terms["total"]),
-    }
 
 
 def reference_comparison(
@@ -87,10 +73,10 @@ def reference_comparison(
     panels = [photo, load_image(paths[0], 256), ours_shown]
     if published is None:
         return None, panels
-    loss = seed_loss(style_cfg)
+    loss = reference_loss(style_cfg)
     theirs = resize_tensor(load_image(published), tuple(photo.shape[-2:]))
     panels.append(load_image(published))
-    a, b = seed_scores(loss, photo, ours), seed_scores(loss, photo, theirs)
+    a, b = loss_terms(loss, photo, ours), loss_terms(loss, photo, theirs)
     return {
         "ours": a,
         "published": b,
@@ -102,23 +88,7 @@ def reference_comparison(
 
 
 def save_picture(panels: list[torch.Tensor], labels: list[str], path: Path) -> None:
-    images = []
-    for panel in panels:
-        img = tensor_to_pil(panel)
-        images.append(
-            img.resize(
-                (round(img.width * PICTURE_HEIGHT / img.height), PICTURE_HEIGHT), Image.LANCZOS
-            )
-        )
-    strip = Image.new(
-        "RGB", (sum(i.width for i in images) + 4 * (len(images) - 1), PICTURE_HEIGHT + 18), "white"
-    )
-    x, draw = 0, ImageDraw.Draw(strip)
-    for img, label in zip(images, labels):
-        strip.paste(img, (x, 18))
-        draw.text((x + 4, 3), label, fill="black")
-        x += img.width + 4
-    strip.save(path, quality=88)
+    labelled_strip(list(zip(labels, panels)), PICTURE_HEIGHT).save(path, quality=88)
 
 
 def training_time_hours(run_dir: Path) -> float | None:
@@ -146,48 +116,6 @@ def validation_curve(run_dir: Path) -> list[tuple[int, float]]:
         if "val/loss" in acc.Tags()["scalars"]
         else []
     )
-
-
-def recipe_of(cfg, step: int, hours: float | None) -> dict:
-    styles = list(cfg.style.get("names") or [])
-    beta = float(cfg.loss.beta) * float(cfg.style.get("beta_scale") or 1.0)
-    weight = f"style weight {beta:g}" if not styles else "each style's preset style weight"
-    painting = f"{cfg.style.size} px" if cfg.style.size else "each preset's size"
-    stroke_scale = preset_stroke_scale(cfg.style)
-    if stroke_scale != 1.0:  # the motifs learnt small, painted larger (Stylizer's stroke_scale)
-        painting += f" and run at stroke scale {stroke_scale:g}"
-    summary = (
-        f"{cfg.model.get('channels')} channels, {cfg.data.name} {cfg.data.image_size} px crops x "
-        f"{cfg.data.batch_size}, {step} steps, lr {cfg.system.optimizer.lr}, painting at "
-        f"{painting}, {weight}"
-    )
-    base = cfg.get("init_from")
-    if base:  # a run's model.pt is named after its run folder
-        base = Path(str(base))
-        base = f"{base.parent.name}/{base.name}" if base.name == "model.pt" else base.name
-        summary += f", fine-tuned from {base}"
-    if hours is not None:
-        summary += f", {hours:.2f} h on {cpu_info()[0]}"
-    if styles:
-        command = (
-            f"python train.py experiment=zoo style=multi style.names=[{','.join(styles)}] "
-            f"style.size={'null' if cfg.style.size is None else cfg.style.size}"
-        )
-    else:
-        command = f"python train.py experiment=zoo style={cfg.style.name}"
-    command += f" trainer.max_steps={step}" + (f" init_from=<{base}>" if base else "")
-    return {
-        "summary": summary,
-        "command": command,
-        "steps": step,
-        "hours": hours,
-        "config": {key: _plain(cfg[key]) for key in RECIPE_KEYS if key in cfg},
-    }
-
-
-def _plain(value):
-    """A config value as plain Python (sub-configs resolved; numbers and strings as they are)."""
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def bundle(
@@ -226,75 +154,16 @@ def bundle(
         save_picture(panels, labels, REPO_ROOT / "docs" / "images" / f"zoo_{style}.jpg")
     step = int(meta.get("global_step") or result.get("global_step") or 0)
     hours = training_time_hours(run_dir)
-    bundled_meta = {
-        "style": style,
-        "status": status,
-        "stroke_scale": stroke_scale,
-        "recipe": recipe_of(cfg, step, hours),
-        "quality": quality,
-        "validation_curve": validation_curve(run_dir),
-    }
-    net = net.half()  # fp16 weights: half the file; Stylizer casts back to fp32
-    save_exported(target, net, bundled_meta)
-    target.chmod(0o644)
-    return bundled_meta
-
-
-def judge_quality(rows: list[dict], style: str, label: str = "bundled (today)") -> dict | None:
-    """The style judge's numbers for `style` from scripts/zoo/judge_table.py's JSON rows: this
-    network's style_swd on Chicago and the published Johnson 2016 output's, judged alike."""
-    by_row = {r["row"]: r for r in rows if r["style"] == style}
-    if label not in by_row or "Johnson 2016" not in by_row:
-        return None
-    ours, johnson = by_row[label], by_row["Johnson 2016"]
-    return {
-        "style_swd": round(ours["style_swd"], 4),
-        "johnson_style_swd": round(johnson["style_swd"], 4),
-        "photo_style_swd": round(by_row["photo"]["style_swd"], 4) if "photo" in by_row else None,
-        "judged": f"chicago at {ours['judged_at']} px (scripts/zoo/judge_table.py)",
-    }
-
-
-def restamp(path: Path, judge: dict | None, status: str | None) -> None:
-    """Rewrite a bundled file's meta (judge numbers, status), the weights untouched."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    meta = dict(payload.get("meta", {}))
-    if judge:
-        meta["quality"] = {**meta.get("quality", {}), "judge": judge}
-    if status is not None:
-        meta["status"] = status
-    payload["meta"] = meta
-    atomic_torch_save(payload, path)
-    path.chmod(0o644)
-
-
-def table_row(style: str, meta: dict) -> str:
-    """One row of --table; "-" for whatever a file does not record (one not bundled by this script)."""
-    q, recipe = meta.get("quality", {}), meta.get("recipe", {})
-    r = q.get("reference")
-    ref = (
-        (
-            f"{r['ours']['content']:.3g} / {r['ours']['style']:.4g} | {r['published']['content']:.3g} / "
-            f"{r['published']['style']:.4g}"
-        )
-        if r
-        else "- | -"
+    meta = bundled_meta(
+        style,
+        status,
+        stroke_scale,
+        recipe_of(cfg, step, hours, cpu_info()[0]),
+        quality,
+        validation_curve(run_dir),
     )
-
-    def number(value, form=".2f"):
-        return "-" if value is None else format(value, form)
-
-    return (
-        f"| {style} | {recipe.get('steps', '-')} | {number(recipe.get('hours'))} | "
-        f"{q.get('photos', '-').split()[0]} | {number(q.get('total_vs_gatys'))} | {number(q.get('edge_ssim'))} | "
-        f"{number(q.get('gatys/edge_ssim'))} | {ref} |"
-    )
-
-
-TABLE_HEAD = (
-    "| style | steps | wall h | photos | total / Gatys-100 | edge SSIM | Gatys edge SSIM | ours on Chicago: content / style "
-    "| Johnson 2016 on Chicago: content / style |\n|---|---|---|---|---|---|---|---|---|"
-)
+    write_bundled(target, net, meta)
+    return meta
 
 
 @one_line_errors
@@ -323,20 +192,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.judge:
         rows = json.loads(args.judge.read_text())["rows"]
-        for style, path in bundled_styles().items():
-            inside = network_styles(
-                path
-            )  # a multi-style network: its row is labelled with its name
-            judge = (
-                ({s: q for s in inside if (q := judge_quality(rows, s, label=style))} or None)
-                if inside
-                else judge_quality(rows, style)
-            )
-            if judge or args.status:
-                restamp(path, judge, args.status or None)
-                print(
-                    f"{path.name}: style judge {judge}" if judge else f"{path.name}: status updated"
-                )
+        for line in stamp_judge(rows, bundled_styles(), args.status):
+            print(line)
     elif not args.table:
         if not args.run:
             parser.error("give a run directory, or --table")

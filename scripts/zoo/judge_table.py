@@ -36,7 +36,6 @@ passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy o
 
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
 
 import fastnst.config  # noqa: E402, F401  (registers the config resolvers)
 from fastnst.accel.autotune import cpu_info  # noqa: E402
@@ -45,16 +44,21 @@ from fastnst.bundled import painting_path  # noqa: E402
 from fastnst.config import CONFIG_DIR, data_dir  # noqa: E402
 from fastnst.errors import FastNSTError, one_line_errors, refuse_to_overwrite  # noqa: E402
 from fastnst.gatys import stylize_gatys  # noqa: E402
-from fastnst.images import load_image, resize_tensor, save_image, tensor_to_pil  # noqa: E402
+from fastnst.images import load_image, resize_tensor, save_image  # noqa: E402
 from fastnst.judge import StyleJudge, painting_size, tint_and_grain  # noqa: E402
+from fastnst.sheets import labelled_strip  # noqa: E402
 from fastnst.style import build_loss  # noqa: E402
 from fastnst.styles import johnson_styles, published_output  # noqa: E402
 from fastnst.stylize import Stylizer  # noqa: E402
 from fastnst.zoo import bundled_styles  # noqa: E402
+from fastnst.zoo.scoring import (  # noqa: E402
+    REFERENCE_PHOTO_SIZE,
+    judge_table,
+    loss_terms,
+    reference_loss,
+)
 
 STYLES = johnson_styles()
-GRAM_PHOTO_SIZE = 256
-GRAM_PAINTING_SIZE = 512
 PICTURE_HEIGHT = 256
 # the tint-plus-grain adversary: the grain (period px at --size, amplitude) with the lowest Gram loss
 GRAIN_PERIODS = (4.0, 6.0, 8.0)
@@ -78,18 +82,13 @@ def painting_file(style: str) -> Path:
 
 
 def seed_loss(style: str):
-    """conf/loss/seed.yaml with the painting's Grams at GRAM_PAINTING_SIZE px."""
-    style_cfg = OmegaConf.create(
-        {"name": style, "image": str(painting_file(style)), "size": GRAM_PAINTING_SIZE}
-    )
-    return build_loss(OmegaConf.load(CONFIG_DIR / "loss" / "seed.yaml"), style_cfg)
+    """The reference ruler (conf/loss/seed.yaml, the painting's Grams at 512 px)."""
+    return reference_loss(painting_file(style))
 
 
 def seed_terms(loss, photo: torch.Tensor, image: torch.Tensor) -> dict[str, float]:
-    image = resize_tensor(image, tuple(photo.shape[-2:]))
-    with torch.no_grad():
-        terms = loss(image, loss.content_features(photo))
-    return {"gram_style": float(terms["style"]), "content": float(terms["content"])}
+    terms = loss_terms(loss, photo, image)
+    return {"gram_style": terms["style"], "content": terms["content"]}
 
 
 def gram_adversary(
@@ -222,7 +221,7 @@ def style_rows(
     painting = load_image(painting_file(style), painting_px)
 
     loss = seed_loss(style)
-    photo_gram = load_image(chicago, GRAM_PHOTO_SIZE)
+    photo_gram = load_image(chicago, REFERENCE_PHOTO_SIZE)
     images = {"photo": photo, **dict([gram_adversary(photo, painting, loss, photo_gram)])}
     if style in bundled_styles():
         images["bundled (today)"] = run_network(Stylizer.load(style), photo_at_reference, style)
@@ -253,19 +252,6 @@ def style_rows(
     return rows, images, load_image(painting_file(style), PICTURE_HEIGHT * 2)
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = [
-        "| style | row | style_swd (lower = closer) | Gram style loss | content loss |",
-        "|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['style']} | {r['row']} | {r['style_swd']:.3f} +- {r['style_swd_std']:.3f} | "
-            f"{r['gram_style']:.4g} | {r['content']:.4g} |"
-        )
-    return "\n".join(lines)
-
-
 def save_picture(
     images: dict[str, torch.Tensor], painting: torch.Tensor, rows: list[dict], path: Path
 ) -> None:
@@ -277,22 +263,11 @@ def save_picture(
     panels += [
         (k, v) for k, v in images.items() if k != "photo" and not k.startswith("tint + grain")
     ] + tinted
-    shown = []
-    for label, tensor in panels:
-        img = tensor_to_pil(tensor)
-        img = img.resize(
-            (round(img.width * PICTURE_HEIGHT / img.height), PICTURE_HEIGHT), Image.LANCZOS
-        )
-        text = label if label == "painting" else f"{label}  swd {swd[label]:.3f}"
-        shown.append((text, img))
-    strip = Image.new(
-        "RGB", (sum(i.width for _, i in shown) + 4 * (len(shown) - 1), PICTURE_HEIGHT + 18), "white"
-    )
-    x, draw = 0, ImageDraw.Draw(strip)
-    for text, img in shown:
-        strip.paste(img, (x, 18))
-        draw.text((x + 4, 3), text, fill="black")
-        x += img.width + 4
+    shown = [
+        (label if label == "painting" else f"{label}  swd {swd[label]:.3f}", tensor)
+        for label, tensor in panels
+    ]
+    strip = labelled_strip(shown, PICTURE_HEIGHT)
     save_image(strip, path, overwrite=True, jpeg_quality=85)
 
 
@@ -358,11 +333,11 @@ def main(argv=None) -> int:
             style, networks, args.size, args.gatys_size, args.gatys_iterations, cache
         )
         all_rows += rows
-        print(format_table(rows), flush=True)
+        print(judge_table(rows), flush=True)
         if pictures:
             save_picture(images, painting, rows, pictures / f"judge_{style}.jpg")
     print()
-    print(format_table(all_rows))
+    print(judge_table(all_rows))
     if args.json:
         write_json(
             args.json,

@@ -13,76 +13,30 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from fastnst.accel.cpu_tuning import passive_openmp_waits
-
-passive_openmp_waits()  # the trainings it starts share the cores (their OpenMP waits passively)
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def train_command(args, run_dir: Path, style_args: list[str]) -> list[str]:
-    steps = args.steps
-    base = args.base.replace("{style}", run_dir.name)
-    command = [
-        sys.executable,
-        str(REPO / "train.py"),
-        "experiment=zoo",
-        *style_args,
-        f"seed={args.seed}",
-        f"trainer.max_steps={steps}",
-        f"trainer.val_check_interval={steps}",
-        f"system.scheduler.warmup_steps={min(50, max(1, steps // 8))}",
-        "trainer.enable_progress_bar=false",
-        "data.num_workers=0",
-        f"callbacks.images.every_n_steps={steps}",
-        f"callbacks.last_checkpoint.every_n_steps={max(10, steps // 8)}",
-        *([] if base == "none" else [f"init_from={base}"]),
-        *args.extra,
-        f"hydra.run.dir={run_dir}",
-    ]
-    if (run_dir / "checkpoints" / "last.ckpt").is_file():
-        command.append(f"resume={run_dir}")
-    return command
-
-
-def run_logged(command: list[str], log_path: Path, threads: int) -> tuple[int, float]:
-    """Run a training command on `threads` CPU threads (OpenMP waiting passively: other runs share
-    the cores), its output appended to `log_path` after the command line; (exit code, seconds)."""
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "OMP_WAIT_POLICY": "PASSIVE",
-    }
-    start = time.time()
-    with open(log_path, "a") as log:
-        log.write(" ".join(command) + "\n")
-        log.flush()
-        rc = subprocess.call(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return rc, time.time() - start
+from fastnst.zoo.recipe import is_finished, run_training, train_command, zoo_overrides
 
 
 def run(args, name: str, style_args: list[str]) -> int:
+    """Train one network of the zoo into runs_dir/name: skipped when finished, resumed when it
+    holds a checkpoint."""
     run_dir = args.runs_dir / name
-    if (run_dir / "model.pt").is_file():
+    if is_finished(run_dir):
         print(f"{name}: finished before ({run_dir}), skipped", flush=True)
         return 0
-    run_dir.mkdir(parents=True, exist_ok=True)
-    command = train_command(args, run_dir, style_args)
+    base = args.base.replace("{style}", name)
+    overrides = [
+        *zoo_overrides(args.steps, args.seed),
+        *style_args,
+        *([] if base == "none" else [f"init_from={base}"]),
+        *args.extra,
+    ]
     print(f"{name}: training in {run_dir}", flush=True)
-    rc, took = run_logged(command, run_dir / "train_zoo.log", args.threads)
-    if rc == 0:  # wall time over every resumed piece of the run
-        previous = (
-            float((run_dir / "wall_s.txt").read_text())
-            if (run_dir / "wall_s.txt").is_file()
-            else 0.0
-        )
-        (run_dir / "wall_s.txt").write_text(f"{previous + took:.0f}\n")
+    rc, took = run_training(
+        train_command(overrides, run_dir), run_dir, "train_zoo.log", args.threads
+    )
     print(f"{name}: rc {rc} after {took / 60:.1f} min", flush=True)
     return rc
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from fastnst.bundled import painting_path
 from fastnst.config import data_dir
 from fastnst.errors import one_line_errors
 from fastnst.images import check_output_path, open_rgb, save_image
 from fastnst.preflight import ArgumentParser
+from fastnst.sheets import contact_sheet
 from fastnst.styles import johnson_styles, published_output
 from fastnst.stylize import Stylizer
 
@@ -73,25 +74,6 @@ def painting_image(data: Path, style: str) -> Image.Image:
     return open_rgb(painting_path(str(data), style))
 
 
-def compose(rows: list[list[tuple[str, Image.Image | None, int]]], height: int) -> Image.Image:
-    label_h, gap = 16, 4
-    widths = [sum((img.width if img else w) + gap for _, img, w in row) for row in rows]
-    sheet = Image.new("RGB", (max(widths), len(rows) * (height + label_h + gap)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for r, row in enumerate(rows):
-        x, y = 0, r * (height + label_h + gap)
-        for label, img, w in row:
-            draw.text((x + 3, y + 2), label, fill="black")
-            if img is None:
-                draw.rectangle(
-                    (x, y + label_h, x + w - 1, y + label_h + height - 1), fill=(235, 235, 235)
-                )
-            else:
-                sheet.paste(img, (x, y + label_h))
-            x += (img.width if img else w) + gap
-    return sheet
-
-
 @one_line_errors
 def main(argv=None) -> int:
     data = data_dir()
@@ -122,7 +104,9 @@ def main(argv=None) -> int:
     args.data = data
     args.networks = dict(spec.split("=", 1) for spec in args.network)
     rows = [photo_row(args), *(style_row(args, style) for style in args.styles)]
-    save_image(compose(rows, args.height), args.output, overwrite=args.overwrite, jpeg_quality=85)
+    save_image(
+        contact_sheet(rows, args.height), args.output, overwrite=args.overwrite, jpeg_quality=85
+    )
     print(f"wrote {args.output}")
     return 0
 

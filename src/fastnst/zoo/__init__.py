@@ -12,8 +12,8 @@ import difflib
 from pathlib import Path
 
 from fastnst.errors import FastNSTError
-from fastnst.formats import load_exported
 from fastnst.styles import aliases, canonical_name
+from fastnst.zoo.meta import quality_line, read_meta
 
 ZOO_DIR = Path(__file__).resolve().parent
 
@@ -66,43 +66,13 @@ def resolve_model(model) -> Path:
 
 
 def network_meta(path: Path) -> dict:
-    """The meta dict of a bundled file (recipe, quality), read by fastnst.formats (safely)."""
-    return load_exported(path)[1]
+    """The meta dict of a bundled file (recipe, quality; layout: fastnst.zoo.meta)."""
+    return read_meta(path)[0]
 
 
 def network_styles(path: Path) -> list[str]:
     """The styles inside a bundled multi-style network ([] for a single-style one)."""
-    return list(load_exported(path)[0].styles or [])
-
-
-def _quality_line(quality: dict) -> str:
-    parts = []
-    if "total_vs_gatys" in quality:
-        parts.append(
-            f"total/Gatys-{quality.get('gatys_iterations', '?')} {quality['total_vs_gatys']:.2f}"
-        )
-    if "edge_ssim" in quality:
-        parts.append(f"edge SSIM {quality['edge_ssim']:.2f}")
-    judge = quality.get("judge")
-    if (
-        judge and "style_swd" in judge
-    ):  # the stroke-aware measure (fastnst.judge); the Gram loss's ratio is blind to strokes
-        parts.append(
-            f"style judge on {judge['judged'].split(' (')[0]}: {judge['style_swd']:.3f}, Johnson 2016 "
-            f"{judge['johnson_style_swd']:.3f} (lower = closer to the painting)"
-        )
-    elif judge:  # a multi-style network: {style: judge numbers}
-        first = next(iter(judge.values()))
-        parts.append(
-            f"style judge on {first['judged'].split(' (')[0]}, ours / Johnson 2016 (lower = closer): "
-            + ", ".join(
-                f"{s} {q['style_swd']:.3f} / {q['johnson_style_swd']:.3f}" for s, q in judge.items()
-            )
-        )
-    ref = quality.get("reference")
-    if ref:
-        parts.append(f"content vs Johnson 2016 on chicago {ref['content_ratio']:.2f}x")
-    return "; ".join(parts) or "not measured"
+    return read_meta(path)[1]
 
 
 def listing() -> str:
@@ -112,19 +82,18 @@ def listing() -> str:
         return "no bundled networks"
     lines = []
     for name, path in styles.items():
-        net, meta = load_exported(path)
+        meta, inside = read_meta(path)
         recipe = meta.get("recipe", {})
         status = meta.get("status", "")
         lines.append(
             f"{name}{f'  [{status}]' if status else ''}  ({path.stat().st_size / 2**20:.1f} MB)"
         )
-        inside = list(net.styles or [])
         if inside:
             lines.append(
                 f"  styles:  {', '.join(inside)} (model={name} style=<one> or mix='{{<a>: 0.5, <b>: 0.5}}')"
             )
         lines.append(f"  recipe:  {recipe.get('summary', 'unknown')}")
-        lines.append(f"  quality: {_quality_line(meta.get('quality', {}))}")
+        lines.append(f"  quality: {quality_line(meta.get('quality', {}))}")
     other_names = ", ".join(f"{a} = {n}" for a, n in aliases().items() if n in styles)
     if other_names:
         lines.append(f"aliases: {other_names}")

@@ -1,0 +1,241 @@
+"""The meta layout of a bundled network file (src/fastnst/zoo/<style>.pt), written and read here
+only: scripts/zoo/bundle_network.py writes it, `stylize.py styles=list` and the docs table read it.
+
+    {"style": name, "status": label, "stroke_scale": float,
+     "recipe": {"summary", "command", "steps", "hours", "config"},
+     "quality": {evaluate.py's metrics, "gatys_iterations", "photos",
+                 "reference": {"ours", "published", "content_ratio", "style_ratio", ...},
+                 "judge": {"style_swd", "johnson_style_swd", "photo_style_swd", "photo",
+                           "judged_at", "by"}  (a multi-style network: {style: that dict})},
+     "validation_curve": [(step, val loss), ...]}
+
+The file itself is read and written by fastnst.formats (load_exported / save_exported).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from fastnst.formats import load_exported, save_exported
+
+# the parts of a run's config that make its recipe (paths and machine settings left out)
+RECIPE_KEYS = ("model", "loss", "style", "system", "seed")
+# the judge numbers' source, stored with them
+JUDGE_SOURCE = "scripts/zoo/judge_table.py"
+TABLE_HEAD = (
+    "| style | steps | wall h | photos | total / Gatys-100 | edge SSIM | Gatys edge SSIM "
+    "| ours on Chicago: content / style | Johnson 2016 on Chicago: content / style |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
+
+
+# -- write ------------------------------------------------------------------------------------
+
+
+def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> dict:
+    """The recipe section of a run's bundled file: a one-line summary, the train.py command
+    that reproduces it, steps, wall hours (on `cpu`) and the recipe's config sections."""
+    from fastnst.multistyle import preset_stroke_scale
+
+    styles = list(cfg.style.get("names") or [])
+    beta_scale = cfg.style.get("beta_scale")
+    beta = float(cfg.loss.beta) * float(1.0 if beta_scale is None else beta_scale)
+    weight = f"style weight {beta:g}" if not styles else "each style's preset style weight"
+    painting = f"{cfg.style.size} px" if cfg.style.size else "each preset's size"
+    stroke_scale = preset_stroke_scale(cfg.style)
+    if stroke_scale != 1.0:  # the motifs learnt small, painted larger (Stylizer's stroke_scale)
+        painting += f" and run at stroke scale {stroke_scale:g}"
+    summary = (
+        f"{cfg.model.get('channels')} channels, {cfg.data.name} {cfg.data.image_size} px crops x "
+        f"{cfg.data.batch_size}, {step} steps, lr {cfg.system.optimizer.lr}, painting at "
+        f"{painting}, {weight}"
+    )
+    base = cfg.get("init_from")
+    if base:  # a run's model.pt is named after its run folder
+        base = Path(str(base))
+        base = f"{base.parent.name}/{base.name}" if base.name == "model.pt" else base.name
+        summary += f", fine-tuned from {base}"
+    if hours is not None:
+        summary += f", {hours:.2f} h" + (f" on {cpu}" if cpu else "")
+    if styles:
+        command = (
+            f"python train.py experiment=zoo style=multi style.names=[{','.join(styles)}] "
+            f"style.size={'null' if cfg.style.size is None else cfg.style.size}"
+        )
+    else:
+        command = f"python train.py experiment=zoo style={cfg.style.name}"
+    command += f" trainer.max_steps={step}" + (f" init_from=<{base}>" if base else "")
+    return {
+        "summary": summary,
+        "command": command,
+        "steps": step,
+        "hours": hours,
+        "config": {key: _plain(cfg[key]) for key in RECIPE_KEYS if key in cfg},
+    }
+
+
+def _plain(value):
+    """A config value as plain Python (sub-configs resolved; numbers and strings as they are)."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def bundled_meta(
+    style: str,
+    status: str,
+    stroke_scale: float,
+    recipe: dict,
+    quality: dict,
+    validation_curve: list,
+) -> dict:
+    return {
+        "style": style,
+        "status": status,
+        "stroke_scale": stroke_scale,
+        "recipe": recipe,
+        "quality": quality,
+        "validation_curve": validation_curve,
+    }
+
+
+def judge_quality(rows: list[dict], style: str, label: str = "bundled (today)") -> dict | None:
+    """The style judge's numbers for `style` from judge_table.py's JSON rows: this network's
+    style_swd on Chicago and the published Johnson 2016 output's, judged alike."""
+    by_row = {r["row"]: r for r in rows if r["style"] == style}
+    if label not in by_row or "Johnson 2016" not in by_row:
+        return None
+    ours, johnson = by_row[label], by_row["Johnson 2016"]
+    return {
+        "style_swd": round(ours["style_swd"], 4),
+        "johnson_style_swd": round(johnson["style_swd"], 4),
+        "photo_style_swd": round(by_row["photo"]["style_swd"], 4) if "photo" in by_row else None,
+        "photo": "chicago",
+        "judged_at": ours["judged_at"],
+        "by": JUDGE_SOURCE,
+    }
+
+
+def write_bundled(path: str | os.PathLike, net, meta: dict) -> Path:
+    """A bundled file: the network in fp16 (half the file; the loader casts back to fp32),
+    readable by everyone."""
+    path = save_exported(path, net.half(), meta)
+    Path(path).chmod(0o644)
+    return Path(path)
+
+
+def restamp(path: str | os.PathLike, judge: dict | None, status: str | None) -> dict:
+    """Rewrite a bundled file's meta (judge numbers, status), the weights unchanged."""
+    net, meta = load_exported(path)
+    if judge:
+        meta["quality"] = {**meta.get("quality", {}), "judge": judge}
+    if status is not None:
+        meta["status"] = status
+    write_bundled(path, net, meta)
+    return meta
+
+
+def stamp_judge(rows: list[dict], files: dict, status: str | None = None) -> list[str]:
+    """Store judge_table.py's numbers (its JSON rows) in every bundled file they cover (`files`:
+    {name: path}, fastnst.zoo.bundled_styles()); a multi-style network's rows are labelled with
+    its name, one judge entry per style inside. `status` relabels every file. Lines saying what
+    changed."""
+    done = []
+    for name, path in files.items():
+        inside = read_meta(path)[1]
+        judge = (
+            ({s: q for s in inside if (q := judge_quality(rows, s, label=name))} or None)
+            if inside
+            else judge_quality(rows, name)
+        )
+        if judge or status:
+            restamp(path, judge, status or None)
+            done.append(
+                f"{Path(path).name}: style judge {judge}"
+                if judge
+                else f"{Path(path).name}: status updated"
+            )
+    return done
+
+
+# -- read -------------------------------------------------------------------------------------
+
+
+def read_meta(path: str | os.PathLike) -> tuple[dict, list[str]]:
+    """(meta, the styles inside a multi-style network or []) of a bundled file."""
+    net, meta = load_exported(path)
+    return meta, list(net.styles or [])
+
+
+def judged_on(judge: dict) -> str:
+    """Where the judge numbers were taken: "chicago at 512 px"."""
+    return f"{judge.get('photo', '?')} at {judge.get('judged_at', '?')} px"
+
+
+def quality_line(quality: dict) -> str:
+    """The quality line of `styles=list`."""
+    parts = []
+    if "total_vs_gatys" in quality:
+        parts.append(
+            f"total/Gatys-{quality.get('gatys_iterations', '?')} {quality['total_vs_gatys']:.2f}"
+        )
+    if "edge_ssim" in quality:
+        parts.append(f"edge SSIM {quality['edge_ssim']:.2f}")
+    judge = quality.get("judge")
+    if judge and "style_swd" in judge:  # the stroke-aware measure (fastnst.judge)
+        parts.append(
+            f"style judge on {judged_on(judge)}: {judge['style_swd']:.3f}, Johnson 2016 "
+            f"{judge['johnson_style_swd']:.3f} (lower = closer to the painting)"
+        )
+    elif judge:  # a multi-style network: {style: judge numbers}
+        first = next(iter(judge.values()))
+        parts.append(
+            f"style judge on {judged_on(first)}, ours / Johnson 2016 (lower = closer): "
+            + ", ".join(
+                f"{s} {q['style_swd']:.3f} / {q['johnson_style_swd']:.3f}" for s, q in judge.items()
+            )
+        )
+    ref = quality.get("reference")
+    if ref:
+        parts.append(f"content vs Johnson 2016 on chicago {ref['content_ratio']:.2f}x")
+    return "; ".join(parts) or "not measured"
+
+
+def table_row(style: str, meta: dict) -> str:
+    """One row of the bundled networks' table (docs/inference.md); "-" for what a file lacks."""
+    q, recipe = meta.get("quality", {}), meta.get("recipe", {})
+    r = q.get("reference")
+    ref = (
+        (
+            f"{r['ours']['content']:.3g} / {r['ours']['style']:.4g} | "
+            f"{r['published']['content']:.3g} / {r['published']['style']:.4g}"
+        )
+        if r
+        else "- | -"
+    )
+
+    def number(value, form=".2f"):
+        return "-" if value is None else format(value, form)
+
+    return (
+        f"| {style} | {recipe.get('steps', '-')} | {number(recipe.get('hours'))} | "
+        f"{q.get('photos', '-').split()[0]} | {number(q.get('total_vs_gatys'))} | "
+        f"{number(q.get('edge_ssim'))} | {number(q.get('gatys/edge_ssim'))} | {ref} |"
+    )
+
+
+__all__ = [
+    "RECIPE_KEYS",
+    "TABLE_HEAD",
+    "bundled_meta",
+    "judge_quality",
+    "judged_on",
+    "quality_line",
+    "read_meta",
+    "recipe_of",
+    "restamp",
+    "stamp_judge",
+    "table_row",
+    "write_bundled",
+]
