@@ -227,3 +227,23 @@ def test_pooling_reaches_the_vgg_it_builds_and_presets_keep_max_pooling():
     assert PerceptualLoss(["block2_conv1"], {"block1_conv1": 1.0}).vgg.pooling == "max"
     assert PerceptualLoss.preset("johnson").vgg.pooling == "max"
     assert PerceptualLoss.preset("johnson", pooling="avg").vgg.pooling == "avg"
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("style", ["udnie", "starry_night"])
+def test_johnson_avg_keeps_the_balance_of_johnsons_terms(data_dir, style):
+    """Average pools shrink the deeper terms; johnson_avg's layer weights scale them back, so
+    each weighted term stays near johnson.yaml's (max-pool) value for a photo vs a painting."""
+    photo = load_image(data_dir / "content" / "chicago.jpg", 128)
+    painting = load_image(data_dir / "styles" / f"{style}.jpg", 128)
+    terms = {}
+    for name in ("johnson", "johnson_avg"):
+        loss = PerceptualLoss.preset(name)
+        loss.set_style([painting])
+        t = loss(photo, loss.content_features(photo))
+        terms[name] = {
+            layer: w * float(t[f"style/{layer}"]) for layer, w in loss.style_weights.items()
+        }
+    assert PerceptualLoss.preset("johnson_avg").vgg.pooling == "avg"
+    for layer, weighted in terms["johnson"].items():
+        assert weighted / 3 < terms["johnson_avg"][layer] < weighted * 3, layer
