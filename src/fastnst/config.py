@@ -57,7 +57,7 @@ if not OmegaConf.has_resolver("fastnst_options"):
     def _options_help(name, _root_):
         from fastnst.options_help import help_resolver
 
-        return help_resolver(name, _root_)
+        return help_resolver(CONFIG_DIR / f"{name}.yaml", _root_)
 
     OmegaConf.register_new_resolver("fastnst_options", _options_help)
 

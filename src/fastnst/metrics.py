@@ -69,11 +69,11 @@ def model_name(model) -> str:
     (channels, num_residual, norm). From the architecture alone, so the same network has the
     same name whatever its run directory is called."""
     channels = tuple(int(c) for c in model["channels"])
-    blocks = int(model.get("num_residual", 5))
+    blocks = int(model["num_residual"])
     name = model_presets().get((channels, blocks))
     if name is None:
         name = "c" + "-".join(map(str, channels)) + f" r{blocks}"
-    norm = str(model.get("norm", "instance"))
+    norm = str(model["norm"])
     return f"{name} ({NORM_NAMES.get(norm, norm)})"
 
 

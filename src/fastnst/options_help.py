@@ -1,12 +1,15 @@
 """--help generated from a config file: every top-level key with its current value and the
 comment written above it in the YAML, so the help lists every option the program accepts and
 cannot drift from the config. The help templates call it through the `${fastnst_options:NAME}`
-resolver (registered in fastnst.config), e.g. conf/inference/stylize.yaml."""
+resolver (registered in fastnst.config), e.g. conf/inference/stylize.yaml. Reads no other
+fastnst module."""
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -45,13 +48,11 @@ def _value(root, key: str) -> str:
     )
 
 
-def options_help(name: str, root=None) -> str:
-    """The option list of config `name` (relative to fastnst's conf/, e.g. inference/stylize):
-    `  key=[current value]` then its comment, wrapped. `root`: the composed config the current
+def options_help(config_file: str | os.PathLike, root=None) -> str:
+    """The option list of a config file (e.g. fastnst's conf/inference/stylize.yaml):
+    `  key [current value]` then its comment, wrapped. `root`: the composed config the current
     values come from (default: the file's own values)."""
-    from fastnst.config import CONFIG_DIR
-
-    text = (CONFIG_DIR / f"{name}.yaml").read_text()
+    text = Path(config_file).read_text()
     root = root if root is not None else OmegaConf.create(text)
     lines = []
     for key, comment in documented_keys(text).items():
@@ -66,10 +67,11 @@ def options_help(name: str, root=None) -> str:
     return "\n".join(lines)
 
 
-def help_resolver(name: str, _root_) -> str:
-    """${fastnst_options:NAME} in a Hydra help template: options_help with the values of the
-    composed config; a literal $ (e.g. $FASTNST_DATA) escaped for the template's substitution."""
-    return options_help(name, _root_).replace("$", "$$")
+def help_resolver(config_file: str | os.PathLike, _root_) -> str:
+    """${fastnst_options:NAME} in a Hydra help template (fastnst.config passes the file of NAME):
+    options_help with the values of the composed config; a literal $ (e.g. $FASTNST_DATA)
+    escaped for the template's string.Template substitution."""
+    return options_help(config_file, _root_).replace("$", "$$")
 
 
 __all__ = ["documented_keys", "options_help", "help_resolver"]
