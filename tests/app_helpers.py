@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fastnst.apps.web import use_fastnst_temp_dir
+
 REPO = Path(__file__).resolve().parents[1]
+# Gradio and its client keep uploads and downloads under GRADIO_TEMP_DIR, read when they are
+# imported: the fastnst cache dir's gradio/ folder, as the app itself uses, not /tmp/gradio
+use_fastnst_temp_dir()
 
 
 def require_gradio() -> None:

@@ -471,3 +471,87 @@ def test_webcam_frame_uses_the_chosen_style_of_a_multi_style_network(multi_app):
 def test_parse_mix_reads_names_and_weights():
     assert web.parse_mix("starry_night: 0.7, wave:0.3") == {"starry_night": 0.7, "wave": 0.3}
     assert web.parse_mix(" wave: 1 ,") == {"wave": 1.0}
+
+
+# -- hostile values through the API ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("stroke_scale", "2x", "stroke scale must be a number, got '2x'"),
+        ("stroke_scale", float("nan"), "stroke scale must be between"),
+        ("stroke_scale", 100, "stroke scale must be between"),
+        ("strength", "lots", "strength must be a number, got 'lots'"),
+        ("output_size", "huge", "output size must be one of"),
+    ],
+)
+def test_bad_request_values_are_one_line_user_errors(app, image_factory, field, value, message):
+    photo = str(image_factory("photo.png"))
+    args = {"strength": 1.0, "output_size": "64", "stroke_scale": 1.0, field: value}
+    result = app.stylize_photo(photo, "tiny_a.pt", **args)
+    assert result.image is None and "\n" not in result.status
+    assert result.status.startswith("error: ") and message in result.status
+    assert "internal error" not in result.status
+
+
+@pytest.mark.parametrize(
+    "mix, message",
+    [
+        ("wave: inf, starry_night: 1", "wave must be a number between 0 and"),
+        ("wave: nan", "wave must be a number between 0 and"),
+        ("wave: 1e308, starry_night: 1e308", "wave must be a number between 0 and"),
+        ("wave: -1, starry_night: 1", "wave must be a number between 0 and"),
+        ("wave: 0, starry_night: 0", "positive sum"),
+        ("wav: 0.5, starry_night: 0.5", "did you mean 'wave'?"),
+    ],
+)
+def test_non_finite_blends_are_one_line_errors_not_black_images(
+    multi_app, image_factory, mix, message
+):
+    result = multi_app.stylize_photo(
+        str(image_factory("photo.png")), "multi.pt", 1.0, False, "64", mix=mix
+    )
+    assert result.image is None and result.status.startswith("error: ")
+    assert message in result.status and "\n" not in result.status
+
+
+def test_errors_never_show_the_servers_paths(app, models, image_factory):
+    broken = models / "broken.pt"
+    broken.write_bytes(b"not a network")
+    app.catalog["broken.pt"] = broken
+    result = app.stylize_photo(str(image_factory("photo.png")), "broken.pt", 1.0, False, "64")
+    assert result.status.startswith("error: ") and "broken.pt" in result.status
+    assert str(models) not in result.status and "/" + models.parts[1] not in result.status
+    assert web.public_message(f"{app.output_dir}/ab/x.png: cannot write") == "x.png: cannot write"
+
+
+def test_the_upload_cap_counts_the_stroke_scale(models, tmp_path, image_factory):
+    app = WebApp(
+        catalog=model_catalog(models), device="cpu", output_dir=tmp_path / "o", max_megapixels=0.02
+    )
+    photo = str(image_factory("photo.png", size=(96, 64)))
+    assert app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "96", stroke_scale=1.0).image
+    refused = app.stylize_photo(photo, "tiny_a.pt", 1.0, False, "96", stroke_scale=0.5)
+    assert refused.image is None and "at stroke scale 0.5 paints" in refused.status
+    assert "the app takes up to 0.02" in refused.status
+
+
+def test_the_stroke_scale_slider_spans_the_one_range(app):
+    from fastnst.stroke import STROKE_SCALE_RANGE
+
+    demo = web.build_ui(app)
+    slider = next(
+        block
+        for block in demo.blocks.values()
+        if getattr(block, "elem_id", None) == "photo-stroke-scale"
+    )
+    assert (slider.minimum, slider.maximum) == STROKE_SCALE_RANGE
+
+
+def test_gradio_temp_files_go_under_the_fastnst_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    monkeypatch.setenv("FASTNST_CACHE_DIR", str(tmp_path / "cache"))
+    assert web.use_fastnst_temp_dir() == tmp_path / "cache" / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "mine"))
+    assert web.use_fastnst_temp_dir() == tmp_path / "mine"  # the user's choice wins

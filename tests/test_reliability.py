@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from fastnst.artifacts import load_exported
 from fastnst.callbacks import parameters_finite
@@ -322,3 +323,45 @@ def test_two_runs_never_share_a_run_directory(photo_folder, style_env, tmp_path)
         assert (run_dir / ".lock").read_text() == str(os.getpid())
     assert not (run_dir / ".lock").exists()
     shutil.rmtree(run_dir)
+
+
+def test_sigterm_mid_folder_job_leaves_no_temp_file(tmp_path, model_file):
+    """SIGTERM while a folder job writes: exit 143 with one line, every finished output whole,
+    no hidden .tmp file beside them; the same command then finishes the job."""
+    from tests.helpers import make_image
+
+    photos = tmp_path / "photos"
+    for i in range(60):
+        make_image(photos / f"{i:02d}.png", size=(384, 288), seed=i)
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        str(REPO / "stylize.py"),
+        f"model={model_file}",
+        f"input={photos}",
+        f"output={out}",
+        "batch_size=1",
+        "backend=torch",
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+
+    def finished() -> list[Path]:  # outputs in place (pathlib's glob also matches .hidden)
+        return sorted(p for p in out.glob("*.png") if not p.name.startswith("."))
+
+    while not (out.is_dir() and finished()) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no output within 120 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err  # 60 images: the signal came mid-job
+    assert "fastnst: terminated (outputs already written are kept" in err
+    assert "Traceback" not in err
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    done = finished()
+    assert 0 < len(done) < 60
+    for path in done:
+        Image.open(path).load()  # every output there is whole
+    finish = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finish.returncode == 0, finish.stderr
+    assert len(finished()) == 60 and len(list(out.iterdir())) == 60

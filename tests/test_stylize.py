@@ -380,3 +380,204 @@ def test_cli_folder_mirrors_tree_and_reports_corrupt_file(tmp_path, model_file, 
     assert (dst / "nested" / "b.jpg").read_bytes() == b"existing"  # kept, not overwritten
     assert not (dst / "broken.jpg").exists()
     assert not (tmp_path / "outputs").exists() and not list(tmp_path.glob("*.log"))
+
+
+# -- stroke scale below 1 in tiles, memory -----------------------------------------------------
+
+
+@pytest.mark.parametrize("sizes", [(10, 37), (37, 10), (333, 1000), (1000, 333), (50, 201)])
+def test_resize_taps_are_resize_tensor(sizes):
+    from fastnst.images import resize_tensor
+    from fastnst.tiling import _resize_block, resize_taps
+
+    n_in, n_out = sizes
+    x = torch.rand(1, 3, n_in, 5, generator=torch.Generator().manual_seed(0))
+    matrix = _resize_block(resize_taps(n_in, n_out), 0, n_out, 0, n_in)
+    expected = torch.nn.functional.interpolate(
+        x, size=(n_out, 5), mode="bicubic", align_corners=False, antialias=True
+    )
+    assert (torch.matmul(matrix, x) - expected).abs().max() < 1e-4
+    assert resize_tensor(x, (n_out, 5)).shape[-2] == n_out
+
+
+@pytest.mark.parametrize("size", [(140, 180), (141, 179), (280, 360)])
+def test_tiled_enlargement_equals_tiling_the_enlarged_photo_and_never_builds_it(
+    tiny_net, monkeypatch, size
+):
+    """tile= at stroke scale < 1: the same painting as enlarging the photo whole and tiling it,
+    but the network never sees more than a tile and no resize makes anything larger than the
+    statistics copy."""
+    from fastnst import tiling
+    from fastnst.images import resize_tensor
+
+    photo = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(3))
+    tile = 64
+    big = resize_tensor(photo, size)
+    expected = resize_tensor(tiling.tiled_forward(tiny_net, big, tile), (70, 90))
+    seen = []
+    real_resize = tiling.resize_tensor
+
+    def recording_resize(t, out):
+        seen.append(out[0] * out[1])
+        return real_resize(t, out)
+
+    def recording_forward(net, x, style=None, stats=None):
+        seen.append(x.shape[-2] * x.shape[-1])
+        return tiling.plain_forward(net, x, style, stats)
+
+    monkeypatch.setattr(tiling, "resize_tensor", recording_resize)
+    got = tiling.tiled_enlarged_forward(tiny_net, photo, size, tile, forward=recording_forward)
+    assert (got - expected).abs().max() < 1e-4
+    whole = size[0] * size[1]
+    largest_tile = (tile + tiling.ALIGN) ** 2
+    assert max(seen[1:]) <= largest_tile < whole  # seen[0]: the statistics copy (<= 1024 px)
+
+
+def test_stylizer_tiles_a_stroke_scale_below_one_like_the_whole_enlargement(model_file):
+    from fastnst.images import resize_tensor
+    from fastnst.tiling import tiled_forward
+
+    s = Stylizer.load(model_file, device="cpu", backend="torch")
+    photo = torch.rand(1, 3, 50, 70, generator=torch.Generator().manual_seed(4))
+    got = s(photo, stroke_scale=0.5, tile=64)
+    big = resize_tensor(photo, (100, 140))
+    expected = resize_tensor(tiled_forward(s.net, big, 64), (50, 70))
+    assert got.shape == photo.shape and (got - expected).abs().max() < 1e-3
+
+
+def test_memory_refusal_names_the_largest_size_that_fits(model_file, photo):
+    from fastnst.memory import MemoryLimitError
+
+    s = Stylizer.load(model_file, device="cpu", backend="torch", max_memory_gb=0.05)
+    with pytest.raises(MemoryLimitError) as e:
+        s(photo, size=3000, stroke_scale=0.25)
+    message = str(e.value)
+    assert "3000x2250 px at stroke scale 0.25, the network runs on 12000x9000" in message
+    assert "more than max_memory_gb=0.05" in message and "\n" not in message
+    best = int(message.split("size=")[1].split()[0])
+    limit = 0.05e9
+    assert s.memory_estimate(48, 64, size=best, stroke_scale=0.25) <= limit
+    assert s.memory_estimate(48, 64, size=best + 1, stroke_scale=0.25) > limit
+    assert s(photo, size=best, stroke_scale=0.25).shape[-1] == best  # and it runs
+
+
+def test_size_100000_is_refused_before_allocating(model_file, photo, monkeypatch):
+    from fastnst.memory import MemoryLimitError
+
+    s = Stylizer.load(model_file, device="cpu", backend="torch")
+    monkeypatch.setattr(
+        Stylizer, "_stylize", lambda *a: pytest.fail("work started")
+    )  # refused before any resize
+    with pytest.raises(MemoryLimitError, match="100000x75000 px .* needs about"):
+        s(photo, size=100000)
+
+
+def test_tile_bounds_the_estimate_of_a_small_stroke_scale(model_file):
+    s = Stylizer.load(model_file, device="cpu", backend="torch")
+    whole = s.memory_estimate(2000, 3000, stroke_scale=0.25)
+    tiled = s.memory_estimate(2000, 3000, stroke_scale=0.25, tile=512)
+    assert whole > 30e9 and tiled < 2e9  # 12000x8000 whole vs one 512 px tile at a time
+
+
+def test_out_of_memory_is_a_one_line_error(model_file, photo, monkeypatch):
+    from fastnst.memory import MemoryLimitError
+
+    s = Stylizer.load(model_file, device="cpu", backend="torch")
+
+    def exhausted(*args):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 80000000000 bytes."
+        )
+
+    monkeypatch.setattr(Stylizer, "_paint", exhausted)
+    with pytest.raises(MemoryLimitError, match="out of memory stylizing 64x48 px"):
+        s(photo)
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("max_memory_gb", float("nan"), "max_memory_gb must be a positive number"),
+        ("max_memory_gb", "lots", "max_memory_gb must be a number of GB"),
+        ("tile_overlap", "abc", "tile_overlap must be a whole number"),
+        ("stroke_scale", "2x", "stroke_scale must be a number"),
+        ("stroke_scale", float("inf"), "stroke_scale must be between"),
+    ],
+)
+def test_options_are_checked_once_at_load_and_per_call(model_file, photo, option, value, message):
+    with pytest.raises(FastNSTError, match=message):
+        Stylizer.load(model_file, device="cpu", **{option: value})
+    s = Stylizer.load(model_file, device="cpu")
+    with pytest.raises(FastNSTError, match=message):
+        s(photo, **{option: value})
+
+
+def test_a_bundled_network_is_named_by_its_style_not_its_install_path():
+    from fastnst import zoo
+
+    if not zoo.bundled_styles().get("six_styles"):
+        pytest.skip("six_styles is not bundled")
+    with pytest.raises(FastNSTError) as e:
+        Stylizer.load("six_styles", device="cpu", mix={"udnie": 0.5, "wav": 0.5})
+    assert str(e.value).startswith("six_styles: no style 'wav' (did you mean 'wave'?)")
+    assert str(zoo.ZOO_DIR) not in str(e.value)
+
+
+# -- outputs that are links, folder jobs ------------------------------------------------------
+
+
+def test_cli_replaces_a_symlinked_output_never_its_target(tmp_path, model_file, image_factory):
+    photo = image_factory("photo.png", size=(40, 32))
+    marker = image_factory("marker.png", size=(20, 20), seed=9)
+    before = marker.read_bytes()
+    planted = tmp_path / "planted.png"
+    planted.symlink_to(marker)
+    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={planted}") == 2
+    code = run_stylize(
+        f"model={model_file}", f"input={photo}", f"output={planted}", "overwrite=true"
+    )
+    assert code == 0 and marker.read_bytes() == before  # the marker is untouched
+    assert not planted.is_symlink() and Image.open(planted).size == (40, 32)
+
+
+def test_cli_dangling_output_link_never_creates_its_target(tmp_path, model_file, image_factory):
+    photo = image_factory("photo.png", size=(40, 32))
+    dangling = tmp_path / "dangling.png"
+    target = tmp_path / "elsewhere" / "target.png"
+    dangling.symlink_to(target)
+    assert run_stylize(f"model={model_file}", f"input={photo}", f"output={dangling}") == 2
+    assert dangling.is_symlink() and not target.exists()
+    code = run_stylize(
+        f"model={model_file}", f"input={photo}", f"output={dangling}", "overwrite=true"
+    )
+    assert code == 0 and not target.exists() and not dangling.is_symlink()
+
+
+def test_folder_job_keeps_links_and_outputs_that_appear_meanwhile(
+    tmp_path, model_file, image_factory, monkeypatch, capsys
+):
+    from fastnst.apps import stylize as app
+
+    for name in ("a", "b", "c"):
+        image_factory(f"photos/{name}.png", size=(32, 24), seed=ord(name))
+    marker = image_factory("marker.png", size=(20, 20), seed=9)
+    before = marker.read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "c.png").symlink_to(marker)  # a planted link: an existing output, kept
+    real_save = app.save_image
+
+    def save_while_another_job_writes_b(image, path, overwrite=False):
+        if path.name == "a.png":
+            (out / "b.png").write_bytes(b"the other job's")
+        return real_save(image, path, overwrite=overwrite)
+
+    monkeypatch.setattr(app, "save_image", save_while_another_job_writes_b)
+    s = Stylizer.load(model_file, device="cpu", backend="torch", batch_size=1)
+    written, failures = app.stylize_folder(s, tmp_path / "photos", out, progress=False)
+    assert (written, failures) == (1, [])
+    assert (out / "b.png").read_bytes() == b"the other job's" and marker.read_bytes() == before
+    err = capsys.readouterr().err
+    assert "1 output(s) appeared" in err and "b.png" in err
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp file left

@@ -13,6 +13,7 @@ never takes the app down.
 import base64
 import os
 import queue
+import re
 import sys
 import tempfile
 import threading
@@ -32,6 +33,7 @@ from PIL import Image
 from fastnst.config import CONFIG_DIR, resolve_user_path
 from fastnst.errors import FastNSTError, ImageError
 from fastnst.images import fit_size, open_rgb, pil_to_tensor, save_image, tensor_to_pil
+from fastnst.stroke import STROKE_SCALE_RANGE, check_stroke_scale, combined_stroke_scale
 
 MODEL_SUFFIXES = (".pt", ".ckpt", ".onnx", ".ts")
 # a run directory: what fastnst.formats.load_network accepts as one
@@ -288,18 +290,22 @@ class WebApp:
             )
 
         def work() -> PhotoResult:
+            # the request's values first (an API client may send anything): one line each
+            size = _output_size(output_size)
+            amount = _number(strength, "strength")
+            scale = check_stroke_scale(_number(stroke_scale, "stroke scale"), source="stroke scale")
             image = read_photo(path, self.max_side, self.max_megapixels)
-            size = None if str(output_size) in ("original", "None", "") else int(output_size)
             options = self._style_options(style, network_style, mix)
+            self._check_network_pixels(style, image, size, scale)
             start = time.perf_counter()
             result = self.run_network(
                 style,
                 lambda stylizer: stylizer(
                     image,
                     size=size,
-                    strength=float(strength),
+                    strength=amount,
                     preserve_color=bool(keep_colours),
-                    stroke_scale=float(stroke_scale),
+                    stroke_scale=scale,
                     **options,
                 ),
             )
@@ -312,7 +318,22 @@ class WebApp:
                 str(out), f"{result.width}x{result.height} px, {name}, {elapsed:.2f} s"
             )
 
-        return _guarded(work, lambda message: PhotoResult(None, message))
+        return _guarded(work, lambda message: PhotoResult(None, message), self.catalog)
+
+    def _check_network_pixels(self, label: str, image: Image.Image, size, scale: float) -> None:
+        """The upload cap counts the stroke scale: at stroke scale 0.5 the network paints on the
+        output enlarged 2x a side (4x the pixels), so those pixels must be within
+        max_megapixels too."""
+        stylizer = self.stylizer(label)[0]
+        combined = combined_stroke_scale(scale, stylizer.native_stroke_scale, source="stroke scale")
+        h, w = fit_size(image.height, image.width, size)
+        pixels = h * w / combined**2
+        if pixels > self.max_megapixels * 1e6:
+            raise ImageError(
+                f"{w}x{h} px at stroke scale {combined:g} paints {pixels / 1e6:.0f} megapixels; "
+                f"the app takes up to {self.max_megapixels:g} (choose a smaller output size or a "
+                "larger stroke scale)"
+            )
 
     # -- Webcam tab --------------------------------------------------------------------------
 
@@ -401,7 +422,7 @@ class WebApp:
                     f"iterations must be between 1 and {self.gatys_max_iterations}, got {iterations}"
                 )
         except Exception as e:  # noqa: BLE001
-            yield None, _message(e)
+            yield None, _message(e, self.catalog)
             return
 
         class Cancelled(Exception):
@@ -448,7 +469,7 @@ class WebApp:
                 yield None, "Cancelled."
                 return
             elif kind == "error":
-                yield None, _message(payload)
+                yield None, _message(payload, self.catalog)
                 return
 
     def _optimize(
@@ -489,23 +510,63 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name).strip("_") or "style"
 
 
-def _message(error: BaseException) -> str:
-    """One line for the page: the user error itself, or the kind of an internal failure."""
+# an absolute path in a message: "/" not inside a word, a URL or a relative path, then folders
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])(?:/[^\s/:;,'\"()\[\]]+)+/?")
+
+
+def public_message(text: str, catalog: dict[str, Path] | None = None) -> str:
+    """`text` without the server's absolute paths: a network's file or run folder becomes its
+    label in the page, any other absolute path its last component (an upload is named by its
+    file name, the app's folders by nothing more)."""
+    for label, path in sorted((catalog or {}).items(), key=lambda item: -len(str(item[1]))):
+        text = text.replace(str(path), label.removesuffix(BUNDLED_SUFFIX))
+    return _ABSOLUTE_PATH.sub(lambda m: Path(m.group(0)).name or "/", text)
+
+
+def _message(error: BaseException, catalog: dict[str, Path] | None = None) -> str:
+    """One line for the page: the user error itself, or the kind of an internal failure;
+    never a path of the server's (public_message)."""
     if isinstance(error, FastNSTError):
-        return f"error: {one_line(error)}"
+        return f"error: {public_message(one_line(error), catalog)}"
     if isinstance(error, MemoryError):
         return "error: out of memory for this image (try a smaller output size)"
-    return f"error: internal error ({type(error).__name__}: {one_line(error)[:200]}); the app keeps serving"
+    detail = public_message(one_line(error)[:200], catalog)
+    return f"error: internal error ({type(error).__name__}: {detail}); the app keeps serving"
 
 
-def _guarded(work: Callable, on_error: Callable[[str], object]):
+def _guarded(work: Callable, on_error: Callable[[str], object], catalog=None):
     try:
         return work()
     except FastNSTError as e:
-        return on_error(_message(e))
+        return on_error(_message(e, catalog))
     except Exception as e:  # noqa: BLE001 - one request's failure never takes the app down
         traceback.print_exc(file=sys.stderr)
-        return on_error(_message(e))
+        return on_error(_message(e, catalog))
+
+
+def _number(value, name: str) -> float:
+    """A number from a request (an API client may send a string): one line when it is not."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise FastNSTError(f"{name} must be a number, got {value[:40]!r}") from None
+    if value is None or isinstance(value, bool) or not hasattr(value, "__float__"):
+        raise FastNSTError(f"{name} must be a number, got {value!r:.40}")
+    return float(value)
+
+
+def _output_size(value) -> int | None:
+    """The output size choice: "original" (None) or a longer side in px."""
+    if value is None or str(value) in ("original", "None", ""):
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        raise FastNSTError(
+            f"output size must be one of {', '.join(OUTPUT_SIZES)} or a number of px, "
+            f"got {str(value)[:40]!r}"
+        ) from None
 
 
 # -- Gradio ---------------------------------------------------------------------------------
@@ -609,8 +670,7 @@ def build_ui(app: WebApp):
                     strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Strength")
                     keep_colours = gr.Checkbox(False, label="Keep the photo's colours")
                     stroke_scale = gr.Slider(
-                        0.5,
-                        4,
+                        *STROKE_SCALE_RANGE,
                         value=1.0,
                         step=0.25,
                         elem_id="photo-stroke-scale",
@@ -815,6 +875,7 @@ def launch(cfg: DictConfig, block: bool = True):
         )
     import logging
 
+    use_fastnst_temp_dir()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     _patient_localhost_check()
     demo = build_ui(app)
@@ -859,7 +920,24 @@ def _patient_localhost_check() -> None:
     networking.url_ok = url_ok
 
 
+def gradio_temp_dir() -> Path:
+    """Where Gradio keeps uploads and served files unless GRADIO_TEMP_DIR says otherwise:
+    <fastnst cache dir>/gradio ($FASTNST_CACHE_DIR, else $XDG_CACHE_HOME/fastnst, else
+    ~/.cache/fastnst), not a shared /tmp/gradio."""
+    from fastnst.accel import autotune
+
+    return autotune.cache_file().parent / "gradio"
+
+
+def use_fastnst_temp_dir() -> Path:
+    """GRADIO_TEMP_DIR, set to gradio_temp_dir() when unset (before Gradio reads it)."""
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        os.environ["GRADIO_TEMP_DIR"] = str(gradio_temp_dir())
+    return Path(os.environ["GRADIO_TEMP_DIR"])
+
+
 def app_cli(cfg: DictConfig) -> None:
+    use_fastnst_temp_dir()
     _check_temp_folders()
     try:
         import gradio  # noqa: F401
