@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,3 +150,120 @@ def test_export_cli_bad_model_exits_2_naming_it(tmp_path, capsys):
         run_reporting_errors(export_cli, cfg)
     assert exit_info.value.code == 2
     assert "bad.ckpt" in capsys.readouterr().err
+
+
+# -- a network's own stroke scale runs inside the exported graph (what Stylizer does)
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory, net):
+    """A network whose file carries stroke scale 2 (like udnie's), as .pt, ONNX and TorchScript."""
+    folder = tmp_path_factory.mktemp("scaled")
+    meta = {"stroke_scale": 2.0}
+    return {
+        "pt": save_exported(folder / "m.pt", net, meta),
+        "onnx": export_model(net, folder / "m.onnx", "onnx", meta=meta),
+        "torchscript": export_model(net, folder / "m.ts", "torchscript", meta=meta),
+        "onnx_meta_only": export_model(
+            net, folder / "meta_only.onnx", "onnx", meta=meta, stroke_scale_in_graph=False
+        ),
+    }
+
+
+def test_exports_paint_at_the_networks_own_stroke_scale_without_fastnst(scaled):
+    ort = pytest.importorskip("onnxruntime")
+    x = torch.rand(1, 3, 75, 98)
+    expected = Stylizer.load(scaled["pt"], backend="torch", precision="fp32")(x)
+    plain = Stylizer.load(scaled["pt"], backend="torch", precision="fp32")(x, stroke_scale=0.5)
+    assert float((expected - plain).abs().mean()) > 0.01  # the scale matters for this network
+    session = ort.InferenceSession(str(scaled["onnx"]), providers=["CPUExecutionProvider"])
+    raw_onnx = torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+    with torch.no_grad():
+        raw_script = torch.jit.load(str(scaled["torchscript"]))(x)
+    for raw in (raw_onnx, raw_script):
+        assert raw.shape == x.shape
+        assert float((raw.clamp(0, 1) - expected).abs().max()) < 1e-4
+
+
+def test_a_file_with_the_scale_in_its_graph_is_not_scaled_twice(scaled):
+    import json
+
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(scaled["onnx"])).metadata_props}
+    meta = json.loads(props["fastnst"])["meta"]
+    assert meta["stroke_scale_in_graph"] == 2.0 and meta["stroke_scale"] == 1.0
+    x = torch.rand(1, 3, 64, 80)
+    expected = Stylizer.load(scaled["pt"], backend="torch", precision="fp32")(x)
+    for kind, trust in (("onnx", False), ("torchscript", True), ("onnx_meta_only", False)):
+        s = Stylizer.load(scaled[kind], trust_model_file=trust)
+        assert float((s(x) - expected).abs().max()) < 1e-4, kind
+    # the metadata-only file leaves the scale to the reader: raw onnxruntime paints at 1
+    meta_only = {p.key: p.value for p in onnx.load(str(scaled["onnx_meta_only"])).metadata_props}
+    assert json.loads(meta_only["fastnst"])["meta"]["stroke_scale"] == 2.0
+
+
+def _data() -> Path | None:
+    import os
+
+    value = os.environ.get("FASTNST_DATA")
+    return Path(value) if value else None
+
+
+needs_data = pytest.mark.skipif(_data() is None, reason="FASTNST_DATA is not set")
+
+
+@needs_data
+@pytest.mark.parametrize("style,fmt", [("the_scream", "onnx"), ("udnie", "torchscript")])
+def test_raw_export_reproduces_stylize_on_chicago(style, fmt, tmp_path):
+    """`export.py model=<style>` run by bare onnxruntime / torch.jit.load (no fastnst code, in a
+    process where fastnst cannot be imported) against `stylize.py style=<style>` on chicago:
+    within 2/255 mean absolute difference (the bundled the_scream paints at stroke scale 1.5,
+    udnie at 2)."""
+    import numpy as np
+    from PIL import Image
+
+    chicago = _data() / "content" / "chicago.jpg"
+    ext = ".onnx" if fmt == "onnx" else ".ts"
+    exported, cli_out, raw_out = (
+        tmp_path / f"{style}{ext}",
+        tmp_path / "cli.png",
+        tmp_path / "raw.npy",
+    )
+    for args in (
+        ["export.py", f"model={style}", f"format={fmt}", f"output={exported}"],
+        ["stylize.py", f"style={style}", f"input={chicago}", f"output={cli_out}"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, str(REPO_ROOT / args[0]), *args[1:]],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr
+    raw = f"""
+import sys
+sys.modules["fastnst"] = None  # any import of fastnst now fails
+import numpy as np
+from PIL import Image
+x = np.asarray(Image.open({str(chicago)!r}).convert("RGB"), dtype=np.float32) / 255
+x = x.transpose(2, 0, 1)[None].copy()
+if {fmt!r} == "onnx":
+    import onnxruntime as ort
+    session = ort.InferenceSession({str(exported)!r}, providers=["CPUExecutionProvider"])
+    y = session.run(None, {{"image": x}})[0]
+else:
+    import torch
+    with torch.no_grad():
+        y = torch.jit.load({str(exported)!r})(torch.from_numpy(x)).numpy()
+np.save({str(raw_out)!r}, y[0].transpose(1, 2, 0))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", raw], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    raw_image = (np.clip(np.load(raw_out), 0, 1) * 255).round()
+    cli_image = np.asarray(Image.open(cli_out).convert("RGB"), dtype=np.float32)
+    assert raw_image.shape == cli_image.shape
+    assert float(np.abs(raw_image - cli_image).mean()) <= 2.0

@@ -4,7 +4,12 @@ Exported files take float32 (B, 3, H, W) RGB in [0, 1] and return the same shape
 batch, height and width are dynamic (odd sizes included). A multi-style network also takes its
 style weights, float32 (N,) (a second input, `style_weights`; one-hot = one style, else a blend),
 and its metadata lists the style names (config.styles). They load with plain onnxruntime or
-torch.jit.load, without fastnst.
+torch.jit.load, without fastnst, and reproduce stylize.py: a network that carries its own stroke
+scale (meta["stroke_scale"], e.g. udnie's 2) runs it inside the graph, exactly as Stylizer does
+(fastnst.stroke.paint_at_scale: resize the photo down by the scale, the network, resize back up,
+add back the photo's luminance detail the small size lost; antialiased bicubic resizes, ONNX
+opset 18 Resize with antialias=1). The file's meta then records the scale under
+`stroke_scale_in_graph` and a stroke_scale of 1 (nothing left for a reader to apply).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch.nn.functional as F
 from fastnst.atomic import atomic_path
 from fastnst.errors import FastNSTError, refuse_to_overwrite
 from fastnst.formats import (
+    GRAPH_STROKE_SCALE,
     INPUT_NAME,
     META_KEY,
     OUTPUT_NAME,
@@ -29,11 +35,12 @@ from fastnst.formats import (
     jit_deprecation_silenced,
     meta_json,
 )
+from fastnst.stroke import network_stroke_scale, paint_at_scale
 from fastnst.transformer import TransformerNet
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 PARITY_TOLERANCE = 1e-4
-ONNX_OPSET = 17
+ONNX_OPSET = 18  # Resize with antialias (the stroke scale in the graph) needs 18
 
 
 def example_image(height=64, width=64) -> torch.Tensor:
@@ -91,20 +98,71 @@ def inference_copy(net: TransformerNet) -> TransformerNet:
     return fast
 
 
-def onnx_bytes(net: TransformerNet, meta: dict | None = None, opset: int = ONNX_OPSET) -> bytes:
-    """The network as an ONNX model (bytes) with dynamic batch/height/width."""
-    import warnings
+class StrokeScaled(nn.Module):
+    """`net` painting at stroke scale `scale` (fastnst.stroke.paint_at_scale), as one module to
+    trace: what Stylizer runs for a network whose file carries that scale."""
 
-    net = inference_copy(net)
+    def __init__(self, net: nn.Module, scale: float):
+        super().__init__()
+        self.net, self.scale = net, float(scale)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        if style is None:
+            return paint_at_scale(x, self.scale, self.net)
+        return paint_at_scale(x, self.scale, lambda small: self.net(small, style))
+
+
+def graph_network(net: nn.Module, stroke_scale: float = 1.0) -> nn.Module:
+    """What goes into an exported graph: `net`, wrapped in StrokeScaled unless the scale is 1."""
+    return net if stroke_scale == 1.0 else StrokeScaled(net, stroke_scale)
+
+
+def _antialiased_bicubic(g, input, output_size, align_corners, *scales):
+    """ONNX for aten::_upsample_bicubic2d_aa (F.interpolate bicubic, antialias=True), which the
+    TorchScript-based exporter lacks: Resize-18 with antialias, PIL's cubic (a = -0.5) and the
+    taps outside the image left out, as torch computes it; the output size stays dynamic."""
+    from torch.onnx._internal.torchscript_exporter import symbolic_helper
+
+    shape = g.op("Shape", input)
+    batch_channels = g.op(
+        "Slice",
+        shape,
+        g.op("Constant", value_t=torch.tensor([0])),
+        g.op("Constant", value_t=torch.tensor([2])),
+    )
+    sizes = g.op("Concat", batch_channels, g.op("Cast", output_size, to_i=7), axis_i=0)  # 7: INT64
+    return g.op(
+        "Resize",
+        input,
+        symbolic_helper._optional_input_placeholder_tensor(g),
+        symbolic_helper._optional_input_placeholder_tensor(g),
+        sizes,
+        coordinate_transformation_mode_s="half_pixel",
+        cubic_coeff_a_f=-0.5,
+        mode_s="cubic",
+        antialias_i=1,
+        exclude_outside_i=1,
+    )
+
+
+def onnx_bytes(
+    net: TransformerNet, meta: dict | None = None, opset: int = ONNX_OPSET, stroke_scale=1.0
+) -> bytes:
+    """The network as an ONNX model (bytes) with dynamic batch/height/width; `stroke_scale` != 1
+    runs it at that stroke scale inside the graph (`StrokeScaled`)."""
+    module = graph_network(inference_copy(net), stroke_scale)
     dynamic = {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # instance-norm "training mode" and tracer warnings are expected: IN always uses input stats
         warnings.simplefilter("ignore")
+        torch.onnx.register_custom_op_symbolic(
+            "aten::_upsample_bicubic2d_aa", _antialiased_bicubic, ONNX_OPSET
+        )
         # The TorchScript-based exporter keeps F.interpolate(size=skip.shape) dynamic (Shape->Resize).
         multi = bool(net.styles)
         torch.onnx.export(
-            net,
+            module,
             example_inputs(net),
             buf,
             opset_version=opset,
@@ -123,18 +181,35 @@ def onnx_bytes(net: TransformerNet, meta: dict | None = None, opset: int = ONNX_
     model.doc_string = (
         "fastnst transformer: input float32 (B,3,H,W) RGB in [0,1] -> output same shape in [0,1]"
     )
+    if stroke_scale != 1.0:
+        model.doc_string += (
+            f"; painted at stroke scale {stroke_scale:g} inside the graph (resize down, network, "
+            "resize up, the photo's luminance detail added back)"
+        )
     if net.styles:
         model.doc_string += f"; input {STYLE_INPUT_NAME} float32 ({len(net.styles)},) weights of {', '.join(net.styles)}"
     return model.SerializeToString()
 
 
-def torchscript_module(net: TransformerNet) -> torch.jit.ScriptModule:
-    """Traced TorchScript module; the shape reads feeding F.interpolate are traced as ops, so
-    height and width stay dynamic (checked on odd sizes in the tests)."""
+def torchscript_module(net: TransformerNet, stroke_scale: float = 1.0) -> torch.jit.ScriptModule:
+    """Traced TorchScript module; the shape reads feeding F.interpolate (and, with a stroke scale,
+    the sizes computed from them) are traced as ops, so height and width stay dynamic (checked on
+    odd sizes in the tests)."""
     net = net.eval().float().cpu()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarning about shape-to-int conversions
-        return torch.jit.trace(net, example_inputs(net), check_trace=False)
+        return torch.jit.trace(
+            graph_network(net, stroke_scale), example_inputs(net), check_trace=False
+        )
+
+
+def exported_meta(meta: dict | None, stroke_scale: float) -> dict:
+    """The meta an exported file stores: with the stroke scale inside the graph, the scale under
+    `stroke_scale_in_graph` and stroke_scale 1 (what is left for a reader such as Stylizer)."""
+    meta = dict(meta or {})
+    if stroke_scale != 1.0:
+        meta.update({"stroke_scale": 1.0, GRAPH_STROKE_SCALE: stroke_scale})
+    return meta
 
 
 def export_model(
@@ -144,31 +219,40 @@ def export_model(
     meta: dict | None = None,
     overwrite: bool = False,
     check: bool = True,
+    stroke_scale_in_graph: bool = True,
 ) -> Path:
-    """Write `net` as ONNX or TorchScript to `path` (atomically); optionally verify parity."""
+    """Write `net` as ONNX or TorchScript to `path` (atomically); optionally verify parity.
+    stroke_scale_in_graph: run the network's own stroke scale (meta["stroke_scale"]) inside the
+    graph, so the file alone reproduces stylize.py; false leaves it in the meta only."""
     if fmt not in FORMATS:
         raise FastNSTError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     path = Path(path)
     refuse_to_overwrite(path, overwrite)
+    scale = network_stroke_scale(meta or {}, source=str(path)) if stroke_scale_in_graph else 1.0
+    saved = exported_meta(meta, scale)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         if fmt == "onnx":
-            tmp.write_bytes(onnx_bytes(net, meta))
+            tmp.write_bytes(onnx_bytes(net, saved, stroke_scale=scale))
         else:
-            module = torchscript_module(net)
+            module = torchscript_module(net, scale)
             with jit_deprecation_silenced():
                 torch.jit.save(
-                    module, str(tmp), _extra_files={f"{META_KEY}.json": meta_json(net, meta or {})}
+                    module, str(tmp), _extra_files={f"{META_KEY}.json": meta_json(net, saved)}
                 )
         if check:
-            check_parity(net, tmp, fmt)
+            check_parity(net, tmp, fmt, stroke_scale=scale)
     return path
 
 
-def check_parity(net: TransformerNet, path: Path, fmt: str, sizes=((67, 45), (96, 128))) -> float:
-    """Max abs difference between the exported file and `net` on two sizes (one odd)."""
+def check_parity(
+    net: TransformerNet, path: Path, fmt: str, sizes=((67, 45), (96, 128)), stroke_scale=1.0
+) -> float:
+    """Max abs difference between the exported file and `net` (at `stroke_scale`, as Stylizer
+    paints) on two sizes (one odd)."""
     worst = 0.0
     run = _runner(path, fmt)
+    reference = graph_network(net.eval(), stroke_scale)
     n = len(net.styles or [])
     # a multi-style network: one style (one-hot) and a blend
     mixes = [None] if not n else [torch.eye(n)[n - 1], example_inputs(net)[1]]
@@ -176,7 +260,7 @@ def check_parity(net: TransformerNet, path: Path, fmt: str, sizes=((67, 45), (96
         x = example_image(h, w)
         for mix in mixes:
             with torch.no_grad():
-                expected = net(x) if mix is None else net(x, mix)
+                expected = reference(x) if mix is None else reference(x, mix)
                 worst = max(worst, float((run(x, mix) - expected).abs().max()))
     if worst > PARITY_TOLERANCE:
         raise FastNSTError(

@@ -13,6 +13,7 @@ from fastnst.errors import FastNSTError, refuse_input_as_output, refuse_to_overw
 from fastnst.export import FORMATS, export_model
 from fastnst.formats import STYLE_INPUT_NAME, load_network
 from fastnst.preflight import ensure_writable
+from fastnst.stroke import network_stroke_scale
 
 
 def export_cli(cfg: DictConfig) -> Path:
@@ -44,14 +45,28 @@ def export_cli(cfg: DictConfig) -> Path:
     refuse_to_overwrite(output, bool(cfg.overwrite))
     ensure_writable(output)  # before the network loads
     net, meta = load_network(source, trust_model_file=bool(cfg.trust_model_file))
+    in_graph = bool(cfg.stroke_scale_in_graph)
     path = export_model(
-        net, output, fmt, meta=meta, overwrite=bool(cfg.overwrite), check=bool(cfg.check)
+        net,
+        output,
+        fmt,
+        meta=meta,
+        overwrite=bool(cfg.overwrite),
+        check=bool(cfg.check),
+        stroke_scale_in_graph=in_graph,
     )
+    scale = network_stroke_scale(meta, source=str(source))
     styles = (
         f"; input {STYLE_INPUT_NAME} float32 ({len(net.styles)},): {', '.join(net.styles)}"
         if net.styles
         else ""
     )
+    if scale != 1.0:
+        styles += (
+            f"; the network's stroke scale {scale:g} runs inside the graph"
+            if in_graph
+            else f"; stroke scale {scale:g} left to the reader (meta stroke_scale)"
+        )
     print(
         f"wrote {path} ({fmt}; input float32 (B,3,H,W) RGB in [0,1] -> same shape in [0,1]{styles})"
     )
