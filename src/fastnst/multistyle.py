@@ -34,14 +34,22 @@ def preset_stroke_scale(style: Mapping | DictConfig) -> float:
     members are taken at their painted scale (expand_names)."""
     if is_multi(style):
         return 1.0
-    return float(style.get("stroke_scale") or 1.0)
+    return _own_stroke_scale(style)
+
+
+def _own_stroke_scale(style: Mapping | DictConfig) -> float:
+    """A style's `stroke_scale`: 1.0 when it sets none, else checked (fastnst.stroke)."""
+    from fastnst.stroke import check_stroke_scale
+
+    value = style.get("stroke_scale")
+    return 1.0 if value is None else check_stroke_scale(value, source="style.stroke_scale")
 
 
 def painted_size(style: Mapping | DictConfig) -> int | None:
     """The painting's size (px) at the scale a network trained on `style` paints it: `size` x
     `stroke_scale` (what its outputs are measured against); None when `size` is."""
     size = style.get("size")
-    return round(float(size) * float(style.get("stroke_scale") or 1.0)) if size else size
+    return round(float(size) * _own_stroke_scale(style)) if size else size
 
 
 def is_multi(style: Mapping | DictConfig | None) -> bool:
