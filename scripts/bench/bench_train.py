@@ -17,9 +17,11 @@ may be shared: the median of both halves is used).
         # also trains bf16 and fp32 for 2500 steps each and prints both validation losses
 
     python scripts/bench/bench_train.py --bf16 --model johnson_half --size 128 --batch 4 --data imagenet_mini
-        # the CPU, its bf16 flags and what trainer=cpu chooses; the fastnst step in fp32 and under
-        # bf16-mixed (interleaved halves); then both trained for --compare-precision steps (default
-        # 400) and their validation losses. Briefly: --steps 4 --compare-precision 20
+        # the CPU, its bf16 flags and what trainer=cpu chooses; the fastnst step in fp32, under
+        # bf16-mixed, and under bf16-mixed with compile=true (torch.compile; interleaved halves,
+        # the first step - the compile - timed apart); then each trained for --compare-precision
+        # steps (default 400) and their validation losses. Briefly: --steps 4 --compare-precision 20
+        # (--no-compiled leaves the compiled row out)
 """
 
 from __future__ import annotations
@@ -45,6 +47,14 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
 JOHNSON_IMAGES = 160_000
+# the training-step variants of --bf16: name -> overrides
+STEP_VARIANTS = {
+    "32-true": ["trainer.precision=32-true"],
+    "bf16-mixed": ["trainer.precision=bf16-mixed"],
+    "bf16-mixed compiled": ["trainer.precision=bf16-mixed", "compile=true"],
+}
+# the first step of each fastnst run (s): a compiled run compiles there
+FIRST_STEPS: list[float] = []
 MODELS = {"johnson": [32, 64, 128], "johnson_half": [16, 32, 64]}
 
 
@@ -143,9 +153,15 @@ def bench_fastnst(model, batch, size, steps, warmup, device, data, extra):
         def __init__(self):
             self.last = None
 
+        def on_train_batch_start(self, trainer, pl_module, b, batch_idx):
+            if self.last is None:
+                self.first = time.perf_counter()
+
         def on_train_batch_end(self, trainer, pl_module, outputs, b, batch_idx):
             sync(device)
             now = time.perf_counter()
+            if self.last is None:
+                FIRST_STEPS.append(now - self.first)
             if self.last is not None and trainer.global_step > warmup:
                 times.append(now - self.last)
             self.last = now
@@ -191,9 +207,10 @@ def bench_fastnst(model, batch, size, steps, warmup, device, data, extra):
     return times
 
 
-def compare_precision(model, batch, size, steps, device, data, extra):
-    """Train bf16-mixed and 32-true for the same steps (same seed and data), return both
-    validation losses: the fast path must reach the same quality."""
+def compare_precision(model, batch, size, steps, device, data, extra, variants=None):
+    """Train bf16-mixed and 32-true (or each of `variants`: name -> overrides) for the same
+    steps (same seed and data), return their validation losses: the fast path must reach the
+    same quality."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -204,7 +221,8 @@ def compare_precision(model, batch, size, steps, device, data, extra):
         raise SystemExit("--compare-precision needs a real data preset (--data imagenet_mini)")
     style = style_cfg()
     out = {}
-    for precision in ("bf16-mixed", "32-true"):
+    variants = variants or {p: [f"trainer.precision={p}"] for p in ("bf16-mixed", "32-true")}
+    for precision, variant in variants.items():
         tmp = Path(tempfile.mkdtemp(prefix="fastnst-prec-"))
         overrides = [
             f"data={data}",
@@ -221,7 +239,7 @@ def compare_precision(model, batch, size, steps, device, data, extra):
             f"run_dir={tmp / 'run'}",
             "seed=0",
             *extra,
-            f"trainer.precision={precision}",
+            *variant,
         ]
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -247,11 +265,16 @@ def bf16_vs_fp32(args, device, extra) -> None:
     chosen, why = resolve_precision(
         OmegaConf.create({"accelerator": device.type, "precision": "auto"})
     )
-    times: dict[str, list[float]] = {"32-true": [], "bf16-mixed": []}
+    variants = {
+        k: v for k, v in STEP_VARIANTS.items() if not (args.no_compiled and "compile=true" in v)
+    }
+    extra = [o for o in extra if o != "compile=true"]  # the variants say where it is on
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    first: dict[str, list[float]] = {name: [] for name in variants}
     half = max(1, (args.steps + 1) // 2)
-    for _ in range(2):  # fp32, bf16, fp32, bf16: a shared machine's drift hits both alike
-        for precision in times:
-            times[precision] += bench_fastnst(
+    for _ in range(2):  # fp32, bf16, compiled, fp32, ...: a shared machine's drift hits all alike
+        for name, overrides in variants.items():
+            times[name] += bench_fastnst(
                 args.model,
                 batch,
                 args.size,
@@ -259,37 +282,57 @@ def bf16_vs_fp32(args, device, extra) -> None:
                 args.warmup,
                 device,
                 args.data,
-                [*extra, f"trainer.precision={precision}"],
+                [*extra, *overrides],
             )
+            first[name].append(FIRST_STEPS[-1])
     fp32 = statistics.median(times["32-true"])
+    eager = statistics.median(times["bf16-mixed"])
     print(
-        f"\nbf16 vs fp32 training step on {device_name(device)}, model={args.model}, {args.size} px, batch {batch}"
+        f"\nTraining step on {device_name(device)}, model={args.model}, {args.size} px, batch {batch} "
+        f"(median of {2 * half} steps each after {args.warmup} warm-up steps, interleaved halves)"
     )
     print(f"trainer=cpu (precision auto) chooses: {why}")
-    print("| precision | ms/step | images/s | speed vs fp32 |")
-    print("|---|---:|---:|---:|")
-    for precision, ts in times.items():
+    print("| variant | ms/step | steps/s | images/s | vs fp32 | vs bf16 eager | first step (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, ts in times.items():
         t = statistics.median(ts)
-        print(f"| {precision} | {1000 * t:.0f} | {batch / t:.2f} | {fp32 / t:.2f}x |")
+        firsts = " / ".join(f"{f:.1f}" for f in first[name])
+        print(
+            f"| {name} | {1000 * t:.0f} | {1 / t:.2f} | {batch / t:.2f} | {fp32 / t:.2f}x | "
+            f"{eager / t:.2f}x | {firsts} |"
+        )
+    if "bf16-mixed compiled" in times:
+        print(
+            "(first step: a compiled run compiles there, once per run - the second run's compile "
+            "reuses inductor's on-disk cache)"
+        )
     steps = args.compare_precision or 400
     if args.data == "synthetic":
         print(
             f"\n(validation losses need real photos: add --data imagenet_mini for the {steps}-step comparison)"
         )
         return
-    res = compare_precision(args.model, batch, args.size, steps, device, args.data, extra)
+    res = compare_precision(
+        args.model, batch, args.size, steps, device, args.data, extra, variants=variants
+    )
     print_precision_losses(res, steps, batch)
 
 
 def print_precision_losses(res: dict, steps: int, batch: int) -> None:
     bf16, fp32 = res["bf16-mixed"]["val_loss"], res["32-true"]["val_loss"]
     print(f"\nValidation loss after {steps} steps x batch {batch} ({steps * batch} images):")
-    print("| precision | val/loss | wall time |")
-    print("|---|---:|---:|")
+    print("| variant | val/loss | vs fp32 | wall time |")
+    print("|---|---:|---:|---:|")
     for name, r in res.items():
-        print(f"| {name} | {r['val_loss']:.4g} | {r['wall_s'] / 60:.1f} min |")
+        gap = f"{100 * (r['val_loss'] - fp32) / fp32:+.2f}%" if r["val_loss"] and fp32 else "-"
+        print(f"| {name} | {r['val_loss']:.4g} | {gap} | {r['wall_s'] / 60:.1f} min |")
     if bf16 and fp32:
         print(f"bf16 vs fp32: {100 * (bf16 - fp32) / fp32:+.2f}% (target: within 3%)")
+    compiled = res.get("bf16-mixed compiled", {}).get("val_loss")
+    if compiled and bf16:
+        print(
+            f"bf16 compiled vs bf16 eager: {100 * (compiled - bf16) / bf16:+.2f}% (target: within 3%)"
+        )
 
 
 def main():
@@ -332,6 +375,11 @@ def main():
         action="store_true",
         help="fp32 vs bf16-mixed: step time, then validation losses "
         "after --compare-precision steps (default 400)",
+    )
+    p.add_argument(
+        "--no-compiled",
+        action="store_true",
+        help="--bf16 without the compiled (compile=true) row",
     )
     p.add_argument(
         "--json",

@@ -242,6 +242,24 @@ class StyleTransferModule(pl.LightningModule):
         for module in (self.net, self._perceptual.vgg):
             module.forward = torch.compile(module.forward, **kwargs)
         self._compiled = True
+        self._compile_clock: float | None = None
+        log.info(
+            "compile: the transformer and the VGG are compiled (torch.compile%s) during the first "
+            "training step and the first validation, once per run; later steps reuse the code",
+            f" {kwargs}" if kwargs else "",
+        )
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        if self._compiled and getattr(self, "_compile_clock", 0) is None:
+            self._compile_clock = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self._compiled and getattr(self, "_compile_clock", None):
+            log.info(
+                "compile: the first step took %.1f s (compiling, paid once per run)",
+                time.perf_counter() - self._compile_clock,
+            )
+            self._compile_clock = 0.0  # said once
 
     def _to_memory_format(self, photos: torch.Tensor) -> torch.Tensor:
         return (

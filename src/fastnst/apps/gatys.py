@@ -143,7 +143,7 @@ def run_gatys(cfg: DictConfig) -> GatysResult:
     lr = check_positive_number("lr", cfg.lr, " (Adam's step, in [0, 1] pixel units)")
     size = check_side("size", cfg.size, "the photo's own size")
     style_size = check_side("style.size", cfg.style.get("size"), "the output's size")
-    precision = check_choice(cfg.get("precision", "auto"), "precision")
+    precision = check_choice(cfg.precision, "precision")
     if cfg.optimizer not in OPTIMIZERS:
         raise FastNSTError(f"optimizer must be lbfgs or adam, got {cfg.optimizer!r}")
     if cfg.init not in INITS:
