@@ -97,7 +97,7 @@ def main() -> None:
         "--output", type=Path, default=REPO / "docs" / "images" / "tensorboard_probes.png"
     )
     parser.add_argument("--width", type=int, default=1280)
-    parser.add_argument("--height", type=int, default=1300)
+    parser.add_argument("--height", type=int, default=1580)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     args = parser.parse_args()
     parser.check(check_new_output, args.output, args.overwrite, option="--overwrite")
