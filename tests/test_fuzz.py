@@ -240,3 +240,132 @@ def test_fuzzed_folder_through_the_cli(originals, tmp_path, run_entry, stylizer)
     assert must_work and not set(must_work) & set(reported), err
     assert len(reported) + len(written) == len([p for p in paths if p.suffix != ".mp4"])
     assert (code == 2) == bool(reported)
+
+
+# -- fuzzed model files: valid exports (model.pt, a checkpoint, ONNX) with random values in random
+# fields, and their bytes cut or flipped; each opens or ends in one line naming the file
+
+MODEL_CASES = max(20, CASES // 4)
+
+
+def _random_value(rng: random.Random, depth: int = 0):
+    import torch
+
+    kinds = ["none", "bool", "int", "float", "str", "bytes", "list", "dict", "tensor"]
+    kind = rng.choice(kinds if depth < 4 else kinds[:6])
+    if kind == "none":
+        return None
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "int":
+        return rng.choice([0, -1, 1, 3, 2**31, 10**30, -(10**30)])
+    if kind == "float":
+        return rng.choice([float("nan"), float("inf"), -0.0, 1e-300, 1e300, 0.5, 2.0])
+    if kind == "str":
+        return rng.choice(["", "2", "instance", "x" * 500, "nan"])
+    if kind == "bytes":
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(8)))
+    if kind == "list":
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if kind == "dict":
+        return {str(i): _random_value(rng, depth + 1) for i in range(rng.randrange(4))}
+    return torch.randn(rng.choice([(1,), (2, 3), (0,)]))
+
+
+def _model_payloads(seed: int):
+    import torch
+
+    torch.manual_seed(seed)
+    net = TransformerNet(channels=(8, 16, 16), num_residual=1)
+    exported = {
+        "format": "fastnst.transformer",
+        "version": 1,
+        "config": dict(net.config),
+        "state_dict": dict(net.state_dict()),
+        "meta": {"stroke_scale": 2.0, "global_step": 5},
+    }
+    checkpoint = {
+        "fastnst_model_config": dict(net.config),
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+        "epoch": 0,
+        "global_step": 1,
+    }
+    return net, {"exported": exported, "checkpoint": checkpoint}
+
+
+def _set_random_field(payload: dict, rng: random.Random) -> str:
+    """Replace one field (top level, or one level down) with a random value; returns its name."""
+    key = rng.choice(sorted(payload))
+    if isinstance(payload[key], dict) and payload[key] and rng.random() < 0.6:
+        sub = rng.choice(sorted(payload[key]))
+        payload[key][sub] = _random_value(rng)
+        return f"{key}.{sub}"
+    payload[key] = _random_value(rng)
+    return key
+
+
+def test_fuzzed_model_files_open_or_fail_in_one_line(tmp_path):
+    import torch
+
+    rng = random.Random(33)
+    _, payloads = _model_payloads(0)
+    seen = {"opened": 0, "refused": 0}
+    for i in range(MODEL_CASES):
+        kind = rng.choice(sorted(payloads))
+        _, fresh = _model_payloads(0)
+        payload = fresh[kind]
+        fields = [_set_random_field(payload, rng) for _ in range(rng.choice([1, 1, 2]))]
+        path = tmp_path / f"case{i}_{kind}.pt"
+        torch.save(payload, path)
+        if rng.random() < 0.25:  # and its bytes damaged
+            data = bytearray(path.read_bytes())
+            for _ in range(rng.randrange(1, 5)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            path.write_bytes(bytes(data[: rng.randrange(len(data) // 2, len(data) + 1)]))
+        what = f"{path.name} ({kind}: {', '.join(fields)})"
+        with time_limit(SECONDS_PER_FILE, what):
+            try:
+                Stylizer.load(path, backend="torch", precision="fp32")(torch.rand(1, 3, 20, 20))
+                seen["opened"] += 1
+            except FastNSTError as e:
+                message = str(e)
+                assert "\n" not in message and path.name in message, f"{what}: {message}"
+                seen["refused"] += 1
+    assert seen["refused"] > MODEL_CASES // 2, seen
+
+
+def test_fuzzed_onnx_metadata_opens_or_fails_in_one_line(tmp_path):
+    """The JSON an ONNX export stores is read back as untrusted too."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import json
+
+    import torch
+
+    from fastnst.export import export_model
+
+    torch.manual_seed(0)
+    source = export_model(
+        TransformerNet(channels=(8, 16, 16), num_residual=1), tmp_path / "m.onnx", "onnx"
+    )
+    rng = random.Random(5)
+    for i in range(20):
+        model = onnx.load(str(source))
+        prop = next(p for p in model.metadata_props if p.key == "fastnst")
+        saved = json.loads(prop.value)
+        choice = rng.randrange(3)
+        if choice == 0:
+            prop.value = rng.choice(["", "{", "[]", "null", '"x"', "1e999"])
+        else:
+            target = saved["meta"] if choice == 1 else saved["config"]
+            target[rng.choice(["stroke_scale", "styles", "global_step"])] = json.loads(
+                json.dumps(_random_value(rng, 2), default=lambda o: None)
+            )
+            prop.value = json.dumps(saved)
+        path = tmp_path / f"case{i}.onnx"
+        onnx.save(model, str(path))
+        with time_limit(SECONDS_PER_FILE, path.name):
+            try:
+                Stylizer.load(path)(torch.rand(1, 3, 20, 20))
+            except FastNSTError as e:
+                assert "\n" not in str(e) and path.name in str(e), str(e)

@@ -59,7 +59,7 @@ from fastnst.multistyle import painted_size
 from fastnst.preflight import ensure_writable
 from fastnst.progress import bar
 from fastnst.runners import resolve_device
-from fastnst.stroke import style_stroke_scale
+from fastnst.stroke import shown, style_stroke_scale
 from fastnst.style import build_loss, style_image_paths
 from fastnst.stylize import Stylizer
 from fastnst.vgg import VGG19Features
@@ -129,7 +129,7 @@ def check_painting_sizes(style, path) -> None:
             continue
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise FastNSTError(
-                f"{path}: {where}.size must be a whole number of px, got {size!r:.40}"
+                f"{path}: {where}.size must be a whole number of px, got {shown(size)}"
             )
         if size * scale > MAX_PAINTING_SIDE:
             raise FastNSTError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ import torch
 
 from fastnst.atomic import atomic_torch_save
 from fastnst.errors import FastNSTError
-from fastnst.stroke import check_stroke_scale
+from fastnst.stroke import check_stroke_scale, shown
 from fastnst.transformer import TransformerNet
 
 EXPORT_FORMAT = "fastnst.transformer"
@@ -82,10 +83,17 @@ def check_meta(meta, path: str | os.PathLike) -> dict:
     for key in ("stroke_scale", GRAPH_STROKE_SCALE):
         if key in meta and meta[key] is not None:
             meta[key] = check_stroke_scale(meta[key], source=f"{path}: meta {key}")
+    styles = meta.get("styles")
+    if styles is not None and (
+        not isinstance(styles, list) or not all(isinstance(n, str) for n in styles)
+    ):
+        raise FastNSTError(f"{path}: meta styles must be a list of names, got {shown(styles)}")
     for key in ("epoch", "global_step"):
         value = meta.get(key)
         if value is not None and not (_whole(value) and 0 <= value < 2**63):
-            raise FastNSTError(f"{path}: meta {key} must be a whole number >= 0, got {value!r:.40}")
+            raise FastNSTError(
+                f"{path}: meta {key} must be a whole number >= 0, got {shown(value)}"
+            )
     return meta
 
 
@@ -185,6 +193,12 @@ def _build(config, state, path: Path, what: str) -> TransformerNet:
     return net.eval()
 
 
+# TransformerNet's own defaults (its signature), for a config that leaves a key out
+NET_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(TransformerNet.__init__).parameters.items()
+    if p.default is not inspect.Parameter.empty
+}
 # bounds of a network config read from a file (fastnst's own networks are far inside them)
 MAX_CHANNELS, MAX_RESIDUAL, MAX_STYLES = 4096, 64, 4096
 
@@ -195,23 +209,24 @@ def _whole(value) -> bool:
 
 def _check_model_config(config: Mapping, path: Path, what: str) -> None:
     """The types and bounds of a transformer config from a file, before anything is built."""
-    channels, residual = config.get("channels"), config.get("num_residual", 5)
-    norm, styles = config.get("norm", "instance"), config.get("styles")
+    config = {**NET_DEFAULTS, **config}  # a key the file leaves out: TransformerNet's default
+    channels, residual = config.get("channels"), config["num_residual"]
+    norm, styles = config["norm"], config.get("styles")
     problem = None
     if not isinstance(channels, (list, tuple)) or len(channels) != 3:
-        problem = f"channels must be a list of 3 widths, got {channels!r:.60}"
+        problem = f"channels must be a list of 3 widths, got {shown(channels)}"
     elif not all(_whole(c) and 1 <= c <= MAX_CHANNELS for c in channels):
-        problem = f"channels must be whole numbers in 1..{MAX_CHANNELS}, got {channels!r:.60}"
+        problem = f"channels must be whole numbers in 1..{MAX_CHANNELS}, got {shown(channels)}"
     elif not _whole(residual) or not 0 <= residual <= MAX_RESIDUAL:
-        problem = f"num_residual must be a whole number in 0..{MAX_RESIDUAL}, got {residual!r:.60}"
+        problem = f"num_residual must be a whole number in 0..{MAX_RESIDUAL}, got {shown(residual)}"
     elif not isinstance(norm, str):
-        problem = f"norm must be a name, got {norm!r:.60}"
+        problem = f"norm must be a name, got {shown(norm)}"
     elif styles is not None and (
         not isinstance(styles, (list, tuple))
         or len(styles) > MAX_STYLES
         or not all(isinstance(n, str) for n in styles)
     ):
-        problem = f"styles must be a list of names, got {styles!r:.60}"
+        problem = f"styles must be a list of names, got {shown(styles)}"
     if problem:
         raise FastNSTError(f"{path}: {what} config: {problem}")
 
@@ -225,7 +240,7 @@ def exported_network(payload, path: str | os.PathLike) -> tuple[TransformerNet, 
         )
     version = payload.get("version", EXPORT_VERSION)
     if isinstance(version, bool) or not isinstance(version, int):
-        raise FastNSTError(f"{path}: format version must be a whole number, got {version!r:.40}")
+        raise FastNSTError(f"{path}: format version must be a whole number, got {shown(version)}")
     if version > EXPORT_VERSION:
         raise FastNSTError(
             f"{path}: exported with format version {version}, this fastnst reads up to {EXPORT_VERSION}"

@@ -22,6 +22,13 @@ from fastnst.errors import FastNSTError
 STROKE_SCALE_RANGE = (0.25, 8.0)
 
 
+def shown(value, limit: int = 60) -> str:
+    """repr(value) on one line, at most `limit` characters: for messages naming a bad value
+    (a tensor's or a nested structure's repr spans lines and pages)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_stroke_scale(value, *, source: str = "stroke_scale") -> float:
     """`value` as a float in STROKE_SCALE_RANGE, or a one-line FastNSTError naming `source` (e.g.
     "stroke_scale", "style.stroke_scale", "model.pt: meta stroke_scale"). A real number only:
@@ -30,16 +37,16 @@ def check_stroke_scale(value, *, source: str = "stroke_scale") -> float:
     # a real number: numpy / torch scalars too; not a bool, a string, None or a container
     if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
         raise FastNSTError(
-            f"{source} must be a number between {low:g} and {high:g}, got {value!r:.60}"
+            f"{source} must be a number between {low:g} and {high:g}, got {shown(value)}"
         )
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         raise FastNSTError(
-            f"{source} must be a number between {low:g} and {high:g}, got {value!r:.60}"
+            f"{source} must be a number between {low:g} and {high:g}, got {shown(value)}"
         ) from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise FastNSTError(f"{source} must be between {low:g} and {high:g}, got {value!r:.60}")
+        raise FastNSTError(f"{source} must be between {low:g} and {high:g}, got {shown(value)}")
     return number
 
 
