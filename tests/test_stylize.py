@@ -19,14 +19,11 @@ from fastnst.cli import INFERENCE_CONFIG_DIR, run_reporting_errors
 from fastnst.config import REPO_ROOT
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
+from fastnst.metrics import psnr
 from fastnst.transformer import TransformerNet
 from tests.helpers import compose_config
 
 TINY = {"channels": (8, 16, 32), "num_residual": 2}
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(-10 * torch.log10(((a - b) ** 2).mean().clamp_min(1e-12)))
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ import torch  # noqa: E402
 
 from fastnst.accel import fastconv  # noqa: E402
 from fastnst.formats import save_exported  # noqa: E402
+from fastnst.metrics import psnr  # noqa: E402
 from fastnst.preflight import ArgumentParser, ensure_writable  # noqa: E402
 from fastnst.stylize import Stylizer  # noqa: E402
 from fastnst.transformer import TransformerNet  # noqa: E402
@@ -371,11 +372,6 @@ def _eager_in_fresh_process(path: Path, h: int, w: int, repeats: int) -> float:
 def _eager(net, x):
     with torch.no_grad(), fastconv.disabled():  # plain F.conv2d: no NNPACK, no sub-pixel rewrite
         return net(x)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(torch.mean((a.float() - b.float()) ** 2))
-    return float("inf") if mse == 0 else 10 * float(np.log10(1.0 / mse))
 
 
 def bench_device(device: str, models, sizes, repeats, tmp: Path, compile_too: bool) -> list[dict]:
