@@ -132,6 +132,31 @@ def test_a_folder_job_keeps_a_planted_link_among_its_outputs(sandbox, monkeypatc
     assert changed(before, snapshot(sandbox)) == {"out/p1.png"}  # the link and marker stay
 
 
+@pytest.mark.parametrize("kind", ["video", "export"])
+def test_video_and_export_outputs_replace_a_link_never_its_target(
+    sandbox, monkeypatch, capsys, kind
+):
+    from fastnst.cli import export_main
+    from fastnst.video import write_video
+
+    if kind == "video":
+        write_video((torch.rand(1, 3, 32, 32) for _ in range(3)), sandbox / "clip.mp4", rate=10)
+        main, output = stylize_main, "styled.mp4"
+        args = ["model=single.pt", "input=clip.mp4", f"output={output}"]
+    else:
+        pytest.importorskip("onnx")
+        main, output = export_main, "net.onnx"
+        args = ["model=single.pt", "format=onnx", f"output={output}"]
+    (sandbox / output).symlink_to(sandbox / "marker.png")
+    before = snapshot(sandbox)
+    code, _, err = run_main(main, args, monkeypatch, capsys)
+    assert code == 2 and changed(before, snapshot(sandbox)) == set()
+    assert_one_line(err, f"{output}: already exists")
+    code, _, err = run_main(main, [*args, "overwrite=true"], monkeypatch, capsys)
+    assert code == 0, err
+    assert changed(before, snapshot(sandbox)) == {output}  # the marker is untouched
+
+
 # -- blends --------------------------------------------------------------------------------------
 
 
