@@ -131,7 +131,7 @@ PY
 
 check_bundle() {
     for need in wheels "$VGG_FILE" data/imagenet-mini/train data/imagenet-mini/val; do
-        [ -e "$BUNDLE/$need" ] || { echo "error: $BUNDLE/$need missing: run \`bash scripts/gpu_run.sh --prepare\` first" >&2; exit 2; }
+        [ -e "$BUNDLE/$need" ] || { echo "fastnst: error: $BUNDLE/$need missing: run \`bash scripts/gpu_run.sh --prepare\` first" >&2; exit 2; }
     done
 }
 

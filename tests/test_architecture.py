@@ -108,6 +108,28 @@ def test_network_files_are_known_in_one_place():
             assert "torch.jit.load(" not in source, f"{name} calls torch.jit.load"
 
 
+# the modules that may call torch.load / torch.jit.load, and what they read with it
+LOADERS = {
+    "fastnst.formats": "network files of every kind (the one reader)",
+    "fastnst.export": "the TorchScript file it has just written (its parity check)",
+    "fastnst.vgg": "the VGG weights of the loss network (not a network file of fastnst)",
+    "fastnst.callbacks": "the running training's own last checkpoint (divergence rollback)",
+}
+
+
+def test_only_the_format_module_reads_network_files():
+    """Every other module (the zoo's listing, the runners, the CLIs, the scripts' library code)
+    asks fastnst.formats; a new torch.load elsewhere is a second reader to keep safe."""
+    offenders = []
+    for name, path in MODULES.items():
+        source = re.sub(r"(?m)^\s*#.*$", "", path.read_text())
+        source = re.sub(r'"""[\s\S]*?"""', "", source)  # docstrings may name the calls
+        if name not in LOADERS and re.search(r"torch\.(jit\.)?load\(", source):
+            offenders.append(name)
+    assert not offenders, f"read network files outside fastnst.formats: {offenders}"
+    assert "torch.load(" not in (PACKAGE / "zoo" / "__init__.py").read_text()
+
+
 def _yaml_keys() -> set[str]:
     keys: set[str] = set()
 
@@ -125,22 +147,33 @@ def _yaml_keys() -> set[str]:
     return keys
 
 
-CONFIG_GET = re.compile(
-    r"\b(cfg|config|trainer_cfg|\w+_cfg|hparams(?:\.\w+)?)\.get\(\s*[\"'](\w+)[\"']\s*,\s*([^)]+)\)"
+CONFIG_RECEIVER = r"\b(cfg|config|trainer_cfg|\w+_cfg|hparams(?:\.\w+)?)"
+# cfg.get("key", <default>) and cfg.get("key") or <default>: both state a default in code
+CONFIG_GETS = (
+    re.compile(CONFIG_RECEIVER + r"\.get\(\s*[\"'](\w+)[\"']\s*,\s*([^)]+)\)"),
+    re.compile(CONFIG_RECEIVER + r"\.get\(\s*[\"'](\w+)[\"']\s*\)\s+or\s+([^\s,)]+)"),
 )
 
 
 def test_no_config_default_written_twice():
-    """`cfg.get("key", <default>)` for a key a YAML file defines states its default a second time
-    (and the two drift apart): the YAML is the one place, code reads `cfg.key`."""
+    """`cfg.get("key", <default>)` or `cfg.get("key") or <default>` for a key a YAML file
+    defines states its default a second time (and the two drift apart): the YAML is the one
+    place, code reads `cfg.key`. The library and the scripts alike."""
     keys = _yaml_keys()
     offenders = []
-    for path in MODULES.values():
+    for path in [*MODULES.values(), *sorted((REPO / "scripts").rglob("*.py"))]:
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            for match in CONFIG_GET.finditer(line):
-                if match.group(2) in keys:
-                    offenders.append(f"{path.relative_to(REPO)}:{number}: {match.group(0)}")
+            for pattern in CONFIG_GETS:
+                for match in pattern.finditer(line):
+                    if match.group(2) in keys:
+                        offenders.append(f"{path.relative_to(REPO)}:{number}: {match.group(0)}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_default_check_catches_both_idioms():
+    lines = ['x = cfg.get("max_steps", 5)', 'y = trainer_cfg.get("max_steps") or -1']
+    assert all(any(p.search(line) for p in CONFIG_GETS) for line in lines)
+    assert not any(p.search('cfg.get("max_steps")') for p in CONFIG_GETS)
 
 
 def test_stylizer_defaults_match_the_stylize_config():

@@ -1,16 +1,16 @@
 """Every entry point x {an output location that cannot be written, a wrong-typed option}: one
 line `fastnst: error: ...` on stderr, exit code 2, no traceback, nothing written, and all of it
 before any work (no network loaded, no image stylized). The entry points run in-process
-(sys.argv patched; scripts through their main(argv)), so each case takes a fraction of a second.
+(sys.argv patched), so each case takes a fraction of a second; every script under scripts/
+(found by glob: a new script without a row fails) runs as the program a user starts.
 
 The unwritable location is under /sys, which not even root can write (a permission check
 would pass there: only a real attempt tells)."""
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,32 +21,13 @@ from fastnst import cli
 from fastnst.errors import FastNSTError
 from fastnst.preflight import ensure_writable, option_type_error
 from tests.helpers import make_image
+from tests.script_runner import SCRIPTS as SCRIPTS_DIR
+from tests.script_runner import all_scripts
 
 REPO = Path(__file__).resolve().parents[1]
 UNWRITABLE = Path("/sys/fastnst-test")
 
 pytestmark = pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs /sys (Linux)")
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"script_{name}", next((REPO / "scripts").rglob(f"{name}.py"))
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def _extract_frames_main(argv):
-    from fastnst.apps.frames import main
-
-    return main(argv)
-
-
-def _video_metrics_main(argv):
-    from fastnst.video_metrics import main
-
-    return main(argv)
 
 
 @pytest.fixture(scope="module")
@@ -101,31 +82,21 @@ CASES = {
     "export": (["model=the_scream", "output={out}/"], ["model=the_scream", "overwrite=maybe"]),
     "evaluate": (["run={run}", "cache_dir={out}"], ["run={run}", "num_photos=abc"]),
     "app": ([], ["port=abc"]),  # the unwritable case: GRADIO_TEMP_DIR (below)
-    "extract_frames": (
-        ["{video}", "--out", "{out}"],
-        ["{video}", "--out", "frames", "--every", "abc"],
-    ),
-    "make_pan_clip": (
-        ["{photo}", "--out", "{out}/x.mp4"],
-        ["{photo}", "--out", "x.mp4", "--frames", "abc"],
-    ),
-    "style_blend": (
-        ["--model", "the_scream", "--photo", "{photo}", "--out", "{out}/x.jpg"],
-        ["--model", "the_scream", "--photo", "{photo}", "--out", "x.jpg", "--steps", "abc"],
-    ),
-    "compare_runs": (["{run}", "--out", "{out}"], ["{run}", "--out", "report", "--size", "abc"]),
-    "video_metrics": (
-        None,
-        ["--input", "{video}", "--output", "{video}", "--frames", "abc"],
-    ),  # writes nothing
-    "app_screenshot": (["--output", "{out}/x.png"], None),  # no typed option
-    "download_styles": (["--out", "{out}"], None),  # fails before any download
-    "bench_inference": (["--json", "{out}/x.json"], ["--repeats", "abc"]),
-    "bench_multistyle": (
+}
+# every script under scripts/, by its path there -> (arguments for {an unwritable output (None:
+# it writes none before its work), a bad value}); `gpu_run.sh` finds no bundle (FASTNST_GPU_BUNDLE)
+SCRIPT_CASES = {
+    "bench/bench_app.py": (None, ["--seconds", "abc"]),
+    "bench/bench_convs.py": (None, ["--repeats", "abc"]),
+    "bench/bench_gatys.py": (None, ["--parts", "abc"]),
+    "bench/bench_inference.py": (["--json", "{out}/x.json"], ["--repeats", "abc"]),
+    "bench/bench_load.py": (None, ["--load", "abc"]),
+    "bench/bench_multistyle.py": (
         ["--runs", "{run}", "--plot", "{out}/x.png"],
         ["--runs", "{run}", "--rounds", "abc"],
     ),
-    "bench_temporal": (
+    "bench/bench_recipe.py": (None, ["--steps", "abc"]),
+    "bench/bench_temporal.py": (
         [
             "--plain",
             "{run}",
@@ -138,39 +109,53 @@ CASES = {
         ],
         ["--plain", "{run}", "--stable", "s={run}", "--clip", "c={video}", "--frames", "abc"],
     ),
-    "gpu_run": (
+    "bench/bench_train.py": (None, ["--batch", "abc"]),
+    "data/download_styles.py": (["--out", "{out}"], ["no_such_painting"]),
+    "data/extract_frames.py": (
+        ["{video}", "--out", "{out}"],
+        ["{video}", "--out", "frames", "--every", "abc"],
+    ),
+    "data/make_pan_clip.py": (
+        ["{photo}", "--out", "{out}/x.mp4"],
+        ["{photo}", "--out", "x.mp4", "--frames", "abc"],
+    ),
+    "data/video_metrics.py": (
+        None,
+        ["--input", "{video}", "--output", "{video}", "--frames", "abc"],
+    ),
+    "figures/app_screenshot.py": (["--output", "{out}/x.png"], ["--no-such-option"]),
+    "figures/blind_sheet.py": (None, ["--size", "abc"]),
+    "figures/compare_runs.py": (
+        ["{run}", "--out", "{out}"],
+        ["{run}", "--out", "report", "--size", "abc"],
+    ),
+    "figures/gatys_precision_sheet.py": (None, ["--size", "abc"]),
+    "figures/stroke_scale_sheet.py": (None, ["x.jpg", "--size", "abc"]),
+    "figures/style_blend.py": (
+        ["--model", "the_scream", "--photo", "{photo}", "--out", "{out}/x.jpg"],
+        ["--model", "the_scream", "--photo", "{photo}", "--out", "x.jpg", "--steps", "abc"],
+    ),
+    "figures/tensorboard_screenshot.py": (None, ["{run}", "--width", "abc"]),
+    "gpu_run.py": (
         ["--out", "{out}", "--work", "work"],
         ["--out", "out", "--work", "work", "--budget", "abc"],
     ),
-}
-SCRIPTS = {
-    "extract_frames": lambda: _extract_frames_main,
-    "video_metrics": lambda: _video_metrics_main,
-    **{
-        name: (lambda name=name: _script(name))
-        for name in CASES
-        if any((REPO / "scripts").rglob(f"{name}.py"))
-    },
+    "gpu_run.sh": (None, ["--out", "out"]),
+    "zoo/bundle_network.py": (None, ["--num-photos", "abc"]),
+    "zoo/judge_table.py": (None, ["--size", "abc"]),
+    "zoo/train_zoo.py": (None, ["--runs-dir", "runs", "--steps", "abc"]),
+    "zoo/zoo_sheet.py": (None, ["x.jpg", "--height", "abc"]),
 }
 
 
 def _call(entry: str, args: list[str], monkeypatch) -> int:
-    name = entry if entry in SCRIPTS else entry.split("_")[0]  # stylize_folder -> stylize
-    if name in HYDRA:
-        monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
-        try:
-            HYDRA[name]()
-        except SystemExit as e:
-            return e.code if isinstance(e.code, int) else 1
-        return 0
-    main = SCRIPTS[name]()
+    name = entry.split("_")[0]  # stylize_folder -> stylize
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
     try:
-        if inspect.signature(main).parameters:
-            return main(args)
-        monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])  # main() reads sys.argv
-        return main()
-    except SystemExit as e:  # argparse usage errors, parser.check
+        HYDRA[name]()
+    except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1
+    return 0
 
 
 @pytest.mark.parametrize("problem", ["unwritable_output", "wrong_type"])
@@ -206,6 +191,41 @@ def test_one_line_exit_2_nothing_written(entry, problem, inputs, tmp_path, monke
     assert not any(cwd.iterdir()), sorted(cwd.rglob("*"))
     assert sorted(p.name for p in inputs["run"].iterdir()) == []
     assert not UNWRITABLE.exists()
+
+
+SCRIPT_FILES = [p.relative_to(SCRIPTS_DIR).as_posix() for p in all_scripts()] + sorted(
+    p.relative_to(SCRIPTS_DIR).as_posix() for p in SCRIPTS_DIR.rglob("*.sh")
+)
+
+
+@pytest.mark.parametrize("problem", ["unwritable_output", "bad_value"])
+@pytest.mark.parametrize("script", SCRIPT_FILES)
+def test_every_script_refuses_in_one_line_exit_2_nothing_written(script, problem, inputs, tmp_path):
+    assert script in SCRIPT_CASES, f"scripts/{script} has no row in SCRIPT_CASES"
+    template = SCRIPT_CASES[script][0 if problem == "unwritable_output" else 1]
+    if template is None:
+        pytest.skip(f"{script} writes no output before its work")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    path = SCRIPTS_DIR / script
+    command = ["bash" if path.suffix == ".sh" else sys.executable, str(path)]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "FASTNST_GPU_BUNDLE": str(tmp_path / "none")}
+    proc = subprocess.run(
+        [*command, *(a.format(out=UNWRITABLE, **inputs) for a in template)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("fastnst: error: "), lines
+    if problem == "unwritable_output":
+        assert str(UNWRITABLE) in lines[0], lines[0]
+    assert not any(cwd.iterdir()), sorted(cwd.rglob("*"))
+    assert sorted(p.name for p in inputs["run"].iterdir()) == []
 
 
 def logging_root_state():

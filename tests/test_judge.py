@@ -21,6 +21,7 @@ from fastnst.judge import (
     transfer_colour_statistics,
 )
 from fastnst.styles import johnson_styles, published_output
+from tests.script_runner import run_script
 
 # small judges: a few directions and one pyramid level keep each test at a second or two
 FAST = dict(num_directions=32, seeds=(0, 1), levels=(1.0,))
@@ -178,63 +179,30 @@ def test_johnson_2016_beats_tint_plus_grain_and_the_photo_is_farthest(data_dir, 
 # ----------------------------------------------------------------------------- scripts/zoo/judge_table.py
 
 
-def _judge_table():
-    import importlib.util
-
-    from fastnst.config import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location(
-        "judge_table", REPO_ROOT / "scripts" / "zoo" / "judge_table.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_judge_table_refuses_a_bad_network_spec_in_one_line(tmp_path, capsys):
-    table = _judge_table()
-    assert table.main(["--network", "no-equals-sign", "--cache", str(tmp_path)]) == 2
-    assert (
-        table.main(["--network", f"new={tmp_path / 'missing.pt'}", "--cache", str(tmp_path)]) == 2
-    )
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "LABEL=PATH" in err[0] and "missing.pt" in err[1]
+def test_judge_table_refuses_a_bad_network_spec_in_one_line(tmp_path):
+    for spec, named in (("no-equals-sign", "LABEL=PATH"), (f"new={tmp_path / 'x.pt'}", "x.pt")):
+        code, _, err = run_script("judge_table", "--network", spec, "--cache", tmp_path / "c")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and named in lines[0]
 
 
 @pytest.mark.data
-def test_judge_table_rows_picture_and_json(data_dir, tmp_path, capsys):
-    """One style, small: every row is judged, the photo is farthest and Johnson beats both the
-    bundled network and the Gram loss's favourite tint plus grain."""
-    table = _judge_table()
-    table.GRAIN_PERIODS, table.GRAIN_AMPLITUDES = (
-        (4.0,),
-        (0.0, 0.1),
-    )  # a smaller search for the adversary
+def test_judge_table_rows_picture_and_json(data_dir, tmp_path):
+    """One style, small: every row judged at the size asked, the picture and the JSON written,
+    and finished results not overwritten unasked. (No ranking of today's networks is pinned:
+    at 256 px the judge's ranking of close rows is not reliable, docs/quality.md.)"""
     args = [
-        "--styles",
-        "starry_night",
-        "--size",
-        "256",
-        "--gatys-iterations",
-        "0",
-        "--cache",
-        str(tmp_path / "cache"),
-        "--pictures",
-        str(tmp_path),
-        "--json",
-        str(tmp_path / "t.json"),
-    ]
-    assert table.main(args) == 0
-    rows = {
-        r["row"].split(" ")[0]: r for r in json.loads((tmp_path / "t.json").read_text())["rows"]
-    }
-    assert set(rows) == {"photo", "tint", "bundled", "Johnson"}
-    swd = {k: r["style_swd"] for k, r in rows.items()}
-    assert swd["Johnson"] < swd["bundled"] < swd["photo"]
-    assert swd["Johnson"] < swd["tint"]
+        "--styles", "starry_night", "--size", "256", "--gatys-iterations", "0",
+        "--cache", tmp_path / "cache", "--pictures", tmp_path, "--json", tmp_path / "t.json",
+    ]  # fmt: skip
+    code, _, err = run_script("judge_table", *args)
+    assert code == 0, err
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert {r["row"].split(" ")[0] for r in rows} == {"photo", "tint", "bundled", "Johnson"}
+    assert all(r["judged_at"] == 256 and r["style_swd"] > 0 for r in rows)
     assert (tmp_path / "judge_starry_night.jpg").is_file()
-    assert table.main(args) == 2  # finished results are not overwritten unasked
-    assert "exists" in capsys.readouterr().err
+    code, _, err = run_script("judge_table", *args)
+    assert code == 2 and "exists" in err
 
 
 # ----------------------------------------------------------------------------- evaluate.py

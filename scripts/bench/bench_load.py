@@ -164,7 +164,9 @@ LABELS = {
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    from fastnst.preflight import ArgumentParser
+
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(

@@ -29,7 +29,6 @@ many variants at once. Start the script under `nice` to share the machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -290,7 +289,9 @@ def side_by_side(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from fastnst.preflight import ArgumentParser
+
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--style", default="starry_night")
     parser.add_argument(
         "--steps", type=int, default=400, help="steps of the base row (default 400)"

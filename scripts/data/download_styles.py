@@ -13,7 +13,6 @@ says where to put your own copy. Exit codes: 0 done, 1 a requested preset still 
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -85,7 +84,9 @@ def write_atomic(data: bytes, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    from fastnst.preflight import ArgumentParser
+
+    parser = ArgumentParser(
         description="Download the public-domain style paintings (Wikimedia Commons) into <data>/styles/<name>.jpg.",
         epilog=f"Not public domain, supply your own copy: {', '.join(NOT_PUBLIC_DOMAIN)}. "
         "Exit codes: 0 done, 1 a requested preset has no file, 2 a download failed.",

@@ -25,7 +25,6 @@ file is not counted for that rater.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -334,7 +333,9 @@ def score(args) -> int:
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from fastnst.preflight import ArgumentParser
+
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--style", help="the painting (data folder styles/<style>.jpg)")
     parser.add_argument(
         "--network",

@@ -6,7 +6,6 @@ python scripts/figures/stroke_scale_sheet.py out.jpg --photo my.jpg --styles wav
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,9 @@ from fastnst.stylize import Stylizer
 @one_line_errors
 def main(argv=None) -> int:
     data = data_dir()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from fastnst.preflight import ArgumentParser
+
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path)
     parser.add_argument("--photo", type=Path, default=data / "content" / "chicago.jpg")
     parser.add_argument("--styles", nargs="+", default=["starry_night", "the_scream"])

@@ -24,7 +24,6 @@ projection seeds, +- their spread.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -273,7 +272,9 @@ def save_picture(
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from fastnst.preflight import ArgumentParser
+
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--styles", default=",".join(STYLES), help="comma-separated (default: the five)"
     )

@@ -145,9 +145,11 @@ def aliases() -> dict[str, str]:
 
     found = {}
     for path in sorted(_style_conf_dir().glob("*.yaml")):
-        cfg = OmegaConf.load(path)
-        defaults = [d for d in cfg.get("defaults") or [] if d != "_self_"]
-        if len(cfg) == 1 and len(defaults) == 1 and isinstance(defaults[0], str):
+        preset = OmegaConf.load(path)
+        if list(preset) != ["defaults"]:  # a preset with its own keys
+            continue
+        defaults = [d for d in preset.defaults if d != "_self_"]
+        if len(defaults) == 1 and isinstance(defaults[0], str):
             found[path.stem] = defaults[0]
     return found
 

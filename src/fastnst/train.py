@@ -451,7 +451,8 @@ def _short_run_intervals(trainer_cfg: DictConfig, progress: bool) -> DictConfig:
     run shorter than them still logs its train scalars and validates at its end (val/loss, hence
     best.ckpt); and without Lightning's own bar when progress=false."""
     trainer_cfg = trainer_cfg.copy()
-    max_steps = int(trainer_cfg.get("max_steps") or -1)
+    max_steps = trainer_cfg.max_steps if "max_steps" in trainer_cfg else None
+    max_steps = -1 if max_steps is None else int(max_steps)  # null: no limit (Lightning's -1)
     if max_steps > 0:
         for key in ("log_every_n_steps", "val_check_interval"):
             value = trainer_cfg.get(key)
