@@ -30,6 +30,11 @@ def sandbox(tmp_path, monkeypatch):
     save_exported(
         tmp_path / "multi.pt", TransformerNet(channels=[8, 16, 16], num_residual=1, styles=STYLES)
     )
+    save_exported(  # a network that paints at twice its training scale (as udnie)
+        tmp_path / "coarse.pt",
+        TransformerNet(channels=[8, 16, 16], num_residual=1),
+        {"stroke_scale": 2.0},
+    )
     make_image(tmp_path / "photo.png", size=(40, 30), seed=1)
     for i in range(2):
         make_image(tmp_path / "photos" / f"p{i}.png", size=(32, 24), seed=10 + i)
@@ -212,6 +217,22 @@ def test_values_that_would_exhaust_memory_or_are_not_finite_are_one_line(
     )
     assert code == 2
     assert_one_line(err, message)
+    assert changed(before, snapshot(sandbox)) == set()
+
+
+def test_a_stroke_scale_whose_product_with_the_networks_is_out_of_range_is_one_line(
+    sandbox, monkeypatch, capsys
+):
+    before = snapshot(sandbox)
+    code, err = stylize(
+        monkeypatch, capsys, "model=coarse.pt", "input=photo.png", "output=o.png", "stroke_scale=8"
+    )
+    assert code == 2
+    assert_one_line(
+        err,
+        "stroke_scale=8 times the network's own stroke scale 2 is 16, outside 0.25..8; "
+        "use a stroke_scale between 0.25 and 4 for this network",
+    )
     assert changed(before, snapshot(sandbox)) == set()
 
 

@@ -60,8 +60,8 @@ def combined_stroke_scale(user, network, *, source: str = "stroke_scale") -> flo
     if not low <= product <= high:
         raise FastNSTError(
             f"{source}={user:g} times the network's own stroke scale {network:g} is {product:g}, "
-            f"outside {low:g}..{high:g}; use a stroke_scale between {low / network:g} and "
-            f"{high / network:g} for this network"
+            f"outside {low:g}..{high:g}; use a stroke_scale between "
+            f"{max(low, low / network):g} and {min(high, high / network):g} for this network"
         )
     return product
 
