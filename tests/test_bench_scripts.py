@@ -3,6 +3,7 @@ linters and of the imports the rest of the suite checks) still run against the c
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -10,11 +11,18 @@ import pytest
 
 from fastnst.artifacts import save_exported
 from fastnst.transformer import TransformerNet
-from tests.helpers import REPO
+from tests.script_runner import run_script, script_path
 
-sys.path.insert(0, str(REPO / "scripts" / "bench"))
 
-import bench_inference  # noqa: E402
+def script_constant(script: str, name: str) -> str:
+    """A string constant of a script, read from its source (the script is not imported)."""
+    tree = ast.parse(script_path(script).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{script}.py defines no {name}")
 
 
 @pytest.mark.parametrize("child", ["EAGER_CHILD", "MEMORY_CHILD"])
@@ -26,7 +34,7 @@ def test_bench_inference_children_run(child, tmp_path):
         else [str(model), "24", "32", "none", "auto"]
     )
     proc = subprocess.run(
-        [sys.executable, "-c", getattr(bench_inference, child), *args],
+        [sys.executable, "-c", script_constant("bench_inference", child), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -45,16 +53,15 @@ def _write_scalars(run, values: dict[str, list[tuple[int, float]]]):
 
 
 @pytest.mark.parametrize("tuned_best", [90.0, 120.0])
-def test_bench_multistyle_reads_the_curves_and_draws_them(tuned_best, tmp_path, capsys):
-    import bench_multistyle
+def test_bench_multistyle_reads_the_curves_and_draws_them(tuned_best, tmp_path):
     from PIL import Image
 
+    styles = script_constant("bench_multistyle", "STYLES")
+
     train = [(1, 500.0), (50, 400.0)]
-    for style in bench_multistyle.STYLES:
+    for style in styles:
         _write_scalars(tmp_path / f"single_{style}", {"val/loss": [(100, 200.0)]})
-    _write_scalars(
-        tmp_path / "multi3", {f"val/{s}/loss": [(300, 210.0)] for s in bench_multistyle.STYLES}
-    )
+    _write_scalars(tmp_path / "multi3", {f"val/{s}/loss": [(300, 210.0)] for s in styles})
     _write_scalars(
         tmp_path / "scratch_udnie", {"val/loss": [(100, 300.0), (200, 100.0)], "train/loss": train}
     )
@@ -63,13 +70,10 @@ def test_bench_multistyle_reads_the_curves_and_draws_them(tuned_best, tmp_path, 
         {"val/udnie/loss": [(25, 150.0), (50, tuned_best)], "train/loss": train},
     )
     plot = tmp_path / "curves.png"
-    assert (
-        bench_multistyle.main(
-            ["--runs", str(tmp_path), "--skip", "speed", "parity", "--plot", str(plot)]
-        )
-        == 0
+    code, out, err = run_script(
+        "bench_multistyle", "--runs", tmp_path, "--skip", "speed", "parity", "--plot", plot
     )
-    out = capsys.readouterr().out
+    assert code == 0, err
     assert "| starry_night | 200 (100 steps) | 210 (300 steps) | 1.050 |" in out
     assert "the from-scratch network's val loss after 200 steps = 100" in out
     if tuned_best <= 100:

@@ -1,8 +1,8 @@
-"""scripts/data/download_styles.py, without the network: urlopen is replaced or pointed at a dead proxy."""
+"""scripts/data/download_styles.py (fastnst.apps.download_styles), without the network: urlopen is
+replaced or pointed at a dead proxy."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import subprocess
@@ -18,10 +18,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "data" / "download_st
 
 @pytest.fixture
 def ds():
-    spec = importlib.util.spec_from_file_location("download_styles", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from fastnst.apps import download_styles
+
+    return download_styles
 
 
 def jpeg_bytes(color=(200, 30, 30)) -> bytes:

@@ -6,18 +6,16 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 import torch
 
+from fastnst.apps import gpu_run
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / ".gpu_bundle"
-sys.path.insert(0, str(REPO / "scripts"))
-
-import gpu_run  # noqa: E402
 
 
 def test_styles_left_out_rather_than_trained_uselessly():
