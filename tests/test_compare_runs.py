@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -11,15 +10,10 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from fastnst.apps import compare_runs as compare  # scripts/figures/compare_runs.py's logic
 from fastnst.artifacts import save_exported
 from fastnst.config import REPO_ROOT
 from fastnst.transformer import TransformerNet
-
-spec = importlib.util.spec_from_file_location(
-    "compare_runs", REPO_ROOT / "scripts" / "figures" / "compare_runs.py"
-)
-compare = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare)
 
 
 def fake_run(compose_train, root, style, data_root, norm, seed):
@@ -308,3 +302,18 @@ def test_tensorboard_option_writes_the_comparison_as_a_tensorboard_run(two_runs,
     assert compare.main([*args, "--overwrite"]) == 0
     assert len(list(board.glob("events.out.tfevents.*"))) == 1
     assert len(list((board / "runs" / folders[0]).glob("events.out.tfevents.*"))) == 1
+
+
+def test_the_sample_table_in_the_docs_has_the_columns_the_script_writes():
+
+    evaluation = {
+        "style": "wave",
+        "data": "imagenet_mini",
+        "model": "johnson_half (IN)",
+        "metrics": {},
+        "settings": {"photos": [], "size": 128, "gatys_iterations": 50},
+    }
+    header = compare.markdown_table([evaluation]).splitlines()[0]
+    docs = (REPO_ROOT / "docs" / "datasets.md").read_text()
+    tables = [line for line in docs.splitlines() if line.startswith("| style | data | model |")]
+    assert tables and all(line == header for line in tables), (tables, header)
