@@ -123,3 +123,28 @@ def test_feature_scale_scales_content_by_its_square_and_style_by_its_fourth_powe
     assert torch.allclose(b["total"], b["content"] + 3.0 * b["style"], rtol=1e-5)
     with pytest.raises(ValueError, match="feature_scale"):
         make(feature_scale=0)
+
+
+# ---- the compiled training step (system.compile) -----------------------------------------------
+
+
+@pytest.mark.slow
+def test_compiled_bf16_training_step_trains_and_says_compile_is_paid_once(
+    compose_train, photo_folder, style_env, caplog
+):
+    losses = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+            assert pl_module._compiled and pl_module.use_channels_last
+
+    overrides = ("trainer=cpu", "trainer.precision=bf16-mixed", "compile=true")
+    cfg = compose_train(*tiny(photo_folder(4), *QUIET, *overrides, steps=12))
+    with caplog.at_level(logging.INFO, logger="fastnst.train"):
+        train(cfg, callbacks=[Record()])
+    assert len(losses) == 12 and all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-3:]) / 3 < losses[0]  # it trains
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("compile:")]
+    assert sum("once per run" in m for m in said) == 2  # announced, then the first step's time
+    assert sum("first step took" in m for m in said) == 1
