@@ -130,6 +130,25 @@ def test_only_the_format_module_reads_network_files():
     assert "torch.load(" not in (PACKAGE / "zoo" / "__init__.py").read_text()
 
 
+def test_no_test_imports_a_script():
+    """Tests import the package (a script's logic lives there) or run a script as a program."""
+    scripts = {p.stem for p in (REPO / "scripts").rglob("*.py")}
+    offenders = []
+    for path in sorted((REPO / "tests").glob("*.py")):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                names = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module.split(".")[0]]
+            else:
+                continue
+            offenders += [f"{path.name} imports {n}" for n in names if n in scripts]
+        if re.search(r"spec_from_file_location\([^)]*scripts", text, re.S):
+            offenders.append(f"{path.name} loads a script as a module")
+    assert not offenders, offenders
+
+
 def _yaml_keys() -> set[str]:
     keys: set[str] = set()
 

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from fastnst.config import REPO_ROOT
-
 
 @pytest.fixture(scope="module")
 def blind_sheet():
-    spec = importlib.util.spec_from_file_location(
-        "blind_sheet", REPO_ROOT / "scripts" / "figures" / "blind_sheet.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from fastnst.apps import blind_sheet  # scripts/figures/blind_sheet.py's logic
+
+    return blind_sheet
 
 
 def test_letters_run_past_z(blind_sheet):

@@ -433,16 +433,9 @@ def test_finetune_needs_init_from_and_a_new_style(
 
 
 def _style_blend():
-    import importlib.util
+    from fastnst.apps import style_blend  # scripts/figures/style_blend.py's logic
 
-    from fastnst.config import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location(
-        "style_blend", REPO_ROOT / "scripts" / "figures" / "style_blend.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return style_blend
 
 
 def test_style_blend_writes_a_strip_and_a_morph_video(tmp_path, model_file, capsys):

@@ -214,10 +214,8 @@ CONFIG_WITH_FOREIGN_TARGETS = {
 
 @pytest.mark.parametrize("case", sorted(CONFIG_WITH_FOREIGN_TARGETS))
 def test_run_readers_build_only_fastnst_classes_from_config_yaml(case, tmp_path, marker):
+    from fastnst.apps.compare_runs import compare_runs
     from fastnst.evaluate import evaluate_run, load_run_config
-
-    sys.path.insert(0, str(REPO / "scripts" / "figures"))
-    from compare_runs import compare_runs
 
     run = tmp_path / "run"
     run.mkdir()

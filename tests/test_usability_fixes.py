@@ -20,12 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _script(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"script_{name}", next((REPO / "scripts").rglob(f"{name}.py"))
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    """The main of scripts/<group>/<name>.py (its logic lives in fastnst.apps.<name>)."""
+    return importlib.import_module(f"fastnst.apps.{name}").main
 
 
 _run = run_main  # (exit code, stdout, stderr)

@@ -142,10 +142,9 @@ def fast_overrides(device, compile_: bool, cache_dir: Path) -> list[str]:
 def bench_fastnst(model, batch, size, steps, warmup, device, data, extra):
     """The framework: train(cfg) with the real data module, logging and checkpoints."""
     import pytorch_lightning as pl
-    from hydra import compose, initialize_config_dir
 
     import fastnst.train as train_mod
-    from fastnst.config import CONFIG_DIR
+    from fastnst.config import compose
 
     times: list[float] = []
 
@@ -200,8 +199,7 @@ def bench_fastnst(model, batch, size, steps, warmup, device, data, extra):
         "seed=0",
         *extra,
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose("train", overrides)
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the table / the JSON line
         train_mod.train(cfg, callbacks=[StepTimer()])
     return times
@@ -211,11 +209,8 @@ def compare_precision(model, batch, size, steps, device, data, extra, variants=N
     """Train bf16-mixed and 32-true (or each of `variants`: name -> overrides) for the same
     steps (same seed and data), return their validation losses: the fast path must reach the
     same quality."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     import fastnst.train as train_mod
-    from fastnst.config import CONFIG_DIR
+    from fastnst.config import compose
 
     if data == "synthetic":
         raise SystemExit("--compare-precision needs a real data preset (--data imagenet_mini)")
@@ -241,9 +236,7 @@ def compare_precision(model, batch, size, steps, device, data, extra, variants=N
             *extra,
             *variant,
         ]
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=overrides)
+        cfg = compose("train", overrides)
         t = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):
             result = train_mod.train(cfg)

@@ -343,9 +343,9 @@ def run_metrics(run_dir: Path) -> dict:
         out["events_error"] = f"{type(e).__name__}: {e}"
     model = run_dir / "model.pt"
     if model.is_file():
-        import torch
+        from fastnst.formats import load_exported
 
-        meta = torch.load(model, map_location="cpu", weights_only=True).get("meta", {})
+        meta = load_exported(model)[1]
         out["global_step"] = meta.get("global_step")
         out["val_loss"] = meta.get("val_loss")
     return out
@@ -354,16 +354,14 @@ def run_metrics(run_dir: Path) -> dict:
 def half_model(src: Path, recipe: dict) -> bytes:
     """The exported model with fp16 weights (half the size; the loader casts back to fp32) and
     the recipe it was trained with in its meta."""
-    import torch
+    import tempfile
 
-    payload = torch.load(src, map_location="cpu", weights_only=True)
-    payload["state_dict"] = {
-        k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
-    }
-    payload["meta"] = {**payload.get("meta", {}), "weights_dtype": "float16", "recipe": recipe}
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return buf.getvalue()
+    from fastnst.formats import load_exported, save_exported
+
+    net, meta = load_exported(src)
+    meta = {**meta, "weights_dtype": "float16", "recipe": recipe}
+    with tempfile.TemporaryDirectory() as tmp:
+        return save_exported(Path(tmp) / src.name, net.half(), meta).read_bytes()
 
 
 def recipe_of(args, result: dict) -> dict:
