@@ -170,18 +170,11 @@ def _fp32_score(args, content_path, size, image_path) -> float:
 
 
 def _seed_loss(args, content_path, size):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    import fastnst.config  # noqa: F401  (resolver)
-    from fastnst.config import CONFIG_DIR
+    from fastnst.config import compose
     from fastnst.images import load_image
     from fastnst.style import build_loss
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("gatys", overrides=[f"style={args.style}", f"size={size}"])
-    GlobalHydra.instance().clear()
+    cfg = compose("gatys", [f"style={args.style}", f"size={size}"])
     loss = build_loss(cfg.loss, cfg.style, style_size=size)
     return loss, load_image(content_path, size)
 
@@ -258,17 +251,14 @@ def part_profile(args, data: Path) -> list[str]:
 
 def part_time_to_quality(args, data: Path) -> list[str]:
     import torch
-    from hydra import compose, initialize_config_dir
 
-    import fastnst.config  # noqa: F401  (resolver)
-    from fastnst.config import CONFIG_DIR
+    from fastnst.config import compose
     from fastnst.gatys import stylize_gatys
     from fastnst.images import load_image
     from fastnst.style import build_loss, style_image_paths
 
     os.environ.setdefault("FASTNST_DATA", str(data))
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("gatys", overrides=[f"style={args.style}", "size=512"])
+    cfg = compose("gatys", [f"style={args.style}", "size=512"])
     content = load_image(data / "content" / args.content, 512)
     loss = build_loss(cfg.loss, cfg.style, style_size=512)
     paths, weights = style_image_paths(cfg.style)

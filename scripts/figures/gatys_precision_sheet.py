@@ -33,11 +33,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from hydra import compose, initialize_config_dir
 
-    import fastnst.config  # noqa: F401  (resolver)
     from fastnst.accel.autotune import describe_cpu
-    from fastnst.config import CONFIG_DIR, data_dir
+    from fastnst.config import compose, data_dir
     from fastnst.gatys import stylize_gatys
     from fastnst.images import check_output_path, load_image, save_image
     from fastnst.metrics import psnr
@@ -47,8 +45,7 @@ def main() -> None:
     content_path = data_dir() / "content" / args.content
     if not content_path.is_file():
         raise SystemExit(f"{content_path}: not found; set FASTNST_DATA to the data folder")
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("gatys", overrides=[f"style={args.style}", f"size={args.size}"])
+    cfg = compose("gatys", [f"style={args.style}", f"size={args.size}"])
     loss = build_loss(cfg.loss, cfg.style, style_size=args.size)
     photo = load_image(content_path, args.size)
     feats = loss.content_features(photo)
