@@ -14,14 +14,14 @@ import functools
 import statistics
 import time
 
-from fastnst.accel.cpu_tuning import passive_openmp_waits
+import fastnst  # noqa: F401  (imported first: it sets passive OpenMP waits before torch loads)
 
-passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+# isort: split
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-from fastnst.accel import fastconv  # noqa: E402
+from fastnst.accel import fastconv
 
 # (what, batch, in, out, kernel, padding, map size)
 SHAPES = [

@@ -39,19 +39,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from fastnst.accel.cpu_tuning import passive_openmp_waits
+import fastnst  # noqa: F401  (imported first: it sets passive OpenMP waits before torch loads)
 
-passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+# isort: split
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from fastnst.accel import fastconv  # noqa: E402
-from fastnst.formats import save_exported  # noqa: E402
-from fastnst.metrics import psnr  # noqa: E402
-from fastnst.preflight import ArgumentParser, ensure_writable  # noqa: E402
-from fastnst.stylize import Stylizer  # noqa: E402
-from fastnst.transformer import TransformerNet  # noqa: E402
+from fastnst.accel import fastconv
+from fastnst.formats import save_exported
+from fastnst.metrics import psnr
+from fastnst.preflight import ArgumentParser, ensure_writable
+from fastnst.stylize import Stylizer
+from fastnst.transformer import TransformerNet
 
 MODELS = {
     "johnson": {"channels": (32, 64, 128), "num_residual": 5},

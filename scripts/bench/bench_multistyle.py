@@ -25,16 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from fastnst.accel.cpu_tuning import passive_openmp_waits
+import fastnst  # noqa: F401  (imported first: it sets passive OpenMP waits before torch loads)
 
-passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+# isort: split
 
-import torch  # noqa: E402
+import torch
 
-from fastnst.artifacts import load_network  # noqa: E402
-from fastnst.export import export_model  # noqa: E402
-from fastnst.preflight import ArgumentParser, ensure_writable  # noqa: E402
-from fastnst.stylize import Stylizer  # noqa: E402
+from fastnst.artifacts import load_network
+from fastnst.export import export_model
+from fastnst.preflight import ArgumentParser, ensure_writable
+from fastnst.stylize import Stylizer
 
 STYLES = ("starry_night", "the_scream", "wave")
 

@@ -34,14 +34,14 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from fastnst.accel.cpu_tuning import passive_openmp_waits
+import fastnst  # noqa: F401  (imported first: it sets passive OpenMP waits before torch loads)
 
-passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+# isort: split
 
-import torch  # noqa: E402
+import torch
 
-from fastnst.accel.autotune import cpu_info  # noqa: E402
-from fastnst.zoo.recipe import (  # noqa: E402
+from fastnst.accel.autotune import cpu_info
+from fastnst.zoo.recipe import (
     is_finished,
     run_training,
     train_command,
@@ -49,7 +49,7 @@ from fastnst.zoo.recipe import (  # noqa: E402
     variants,
     wall_seconds,
 )
-from fastnst.zoo.scoring import recipe_table, reference_loss, score_row  # noqa: E402
+from fastnst.zoo.scoring import recipe_table, reference_loss, score_row
 
 REPO = Path(__file__).resolve().parents[2]
 ZOO = REPO / "src" / "fastnst" / "zoo"

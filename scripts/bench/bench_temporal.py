@@ -21,23 +21,23 @@ import json
 import sys
 import time
 
-from fastnst.accel.cpu_tuning import passive_openmp_waits
+import fastnst  # noqa: F401  (imported first: it sets passive OpenMP waits before torch loads)
 
-passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+# isort: split
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
 
-from fastnst.config import resolve_user_path  # noqa: E402
-from fastnst.evaluate import load_run_config  # noqa: E402
-from fastnst.flow import FlowEstimator, TemporalSmoother, to_gray, warp_by_flow, warping_error  # noqa: E402
-from fastnst.images import fit_size, tensor_to_pil  # noqa: E402
-from fastnst.preflight import ArgumentParser, ensure_writable  # noqa: E402
-from fastnst.stylize import Stylizer  # noqa: E402
-from fastnst.video import read_frames  # noqa: E402
-from fastnst.video_metrics import _frame_losses  # noqa: E402
+from fastnst.config import resolve_user_path
+from fastnst.evaluate import load_run_config
+from fastnst.flow import FlowEstimator, TemporalSmoother, to_gray, warp_by_flow, warping_error
+from fastnst.images import fit_size, tensor_to_pil
+from fastnst.preflight import ArgumentParser, ensure_writable
+from fastnst.stylize import Stylizer
+from fastnst.video import read_frames
+from fastnst.video_metrics import _frame_losses
 
 
 def run_and_model(path: str):

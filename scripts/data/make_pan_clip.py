@@ -1,33 +1,12 @@
 #!/usr/bin/env python3
-"""
+"""Make a test video from one real photo: a slow simulated camera pan and zoom, with slight
+sensor noise (the second clip of docs/benchmarks.md "Stable video", built offline from a photo we have).
 
-from __future__ import annotations
+    python scripts/data/make_pan_clip.py data/content/hoovertowernight.jpg --out pan.mp4 --frames 90 --size 512
 
-import sys
-
-from fastnst.accel.cpu_tuning import passive_openmp_waits
-
-passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from fastnst.errors import one_line_errors  # noqa: E402
-from fastnst.images import load_image  # noqa: E402
-from fastnst.preflight import ArgumentParser, check_new_output  # noqa: E402
-from fastnst.progress import add_progress_argument, bar  # noqa: E402
-from fastnst.video import write_video  # noqa: E402
-
-
-def pan_frames(
-    photo: torch.Tensor,
-    frames: int,
-    size: int,
-    zoom_start: float,
-    zoom_end: float,
-    noise: float,
-    seed: int = 0,
-):
+The window (the photo's shorter side x `--zoom-start`, square) slides linearly from the left to
+the right of the photo while zooming to `--zoom-end`, sampled bilinearly at sub-pixel positions;
+Gaussian noise of std `--noise` (on 0..255) is added to every frame. H.264 at --fps, near-lossless.
 
 The logic lives in fastnst.apps.make_pan_clip.
 """

@@ -2,7 +2,7 @@
 """A blind comparison sheet: which rendering looks painted in this painting's style, with the
 scene still recognizable? Raters score lettered tiles without knowing what made them.
 
-    python scripts/figures/blind_sheet.py --style udnie --network bundled=udnie \\
+    python scripts/figures/blind_sheet.py --style udnie --network bundled=udnie \
         --network new=runs/udnie/.../model.pt --out sheets/udnie [--seed 0] [--overwrite]
     python scripts/figures/blind_sheet.py --score sheets/udnie/key.json rater1.txt rater2.txt
 

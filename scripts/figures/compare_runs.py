@@ -1,54 +1,19 @@
 #!/usr/bin/env python3
-"""
+"""Compare trained runs side by side: one PNG grid and one Markdown table of their evaluation.
 
-from __future__ import annotations
+    python scripts/figures/compare_runs.py outputs/starry_night/imagenet_mini/johnson_half/<date> \
+        outputs/starry_night/anime_standin/johnson_half/<date> --out report/
 
-import argparse
-import json
-import sys
-from pathlib import Path
+Writes <out>/grid.png (rows: evaluation photos; columns: the photo, the style image(s), then
+each run's output, headed by style, dataset and model) and <out>/metrics.md (+ metrics.json).
+Runs without an eval.json, or evaluated on other photos/size/budget, are evaluated first
+(fastnst.evaluate.evaluate_run), so the table compares like with like. Exit code 2 on a bad run.
 
-from PIL import Image, ImageDraw, ImageFont
-
-from fastnst.config import data_dir, resolve_user_path
-from fastnst.errors import FastNSTError, one_line_errors
-from fastnst.evaluate import (
-    evaluate_run,
-    evaluation_photo_paths,
-    load_photo,
-    load_run_config,
-    read_eval,
-    run_labels,
-)
-from fastnst.images import load_image, save_image, tensor_to_pil
-from fastnst.preflight import ArgumentParser, ensure_writable
-from fastnst.probes import PROBE_SIZE, missing_note, probe_photos
-from fastnst.progress import add_progress_argument, bar
-from fastnst.style import style_image_paths
-from fastnst.stylize import Stylizer
-from fastnst.video_metrics import stylized_warping_error
-
-PAD = 4  # px between cells and around the grid
-HEADER = 52  # px of the column headers (three lines of the default font)
-LINE = 14
-# table columns: (header, metric key, format)
-COLUMNS = (
-    ("content", "content", "{:.4g}"),
-    ("style", "style", "{:.4g}"),
-    ("style SWD", "style_swd", "{:.3f}"),
-    ("Gatys style SWD", "gatys/style_swd", "{:.3f}"),
-    ("total", "total", "{:.4g}"),
-    ("Gatys total", "gatys/total", "{:.4g}"),
-    ("total / Gatys", "total_vs_gatys", "{:.2f}"),
-    ("edge SSIM", "edge_ssim", "{:.3f}"),
-    ("Gatys edge SSIM", "gatys/edge_ssim", "{:.3f}"),
-    ("ms / image", "ms_per_image", "{:.1f}"),
-)
-# with --video: the temporal warping error of each run on that clip (lower = less flicker)
-VIDEO_COLUMN = ("warping error", "warping_error", "{:.5f}")
-
-
-def grid_size(rows: int, columns: int, cell: int) -> tuple[int, int]:
+--tensorboard DIR also writes the comparison as a TensorBoard run (`tensorboard --logdir DIR`,
+or a folder above it): images `compare/<probe>` (each probe photo of fastnst.probes, the photos
+every training run logs under probe/<probe>, then each run's output on it, labelled),
+`compare/grid` (grid.png) and the table as text `compare/metrics`; and under DIR/runs/<run> each
+run's settings and evaluation as hparams and eval/<metric> scalars (the HParams tab's table).
 
 The logic lives in fastnst.apps.compare_runs.
 """

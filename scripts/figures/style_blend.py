@@ -2,9 +2,9 @@
 """Blends between the styles of a multi-style network: a strip of one photo across k blend steps
 between two styles, and/or a short video of the photo morphing from one style to the next.
 
-    python scripts/figures/style_blend.py --model <run> --photo photo.jpg --out strip.jpg \\
+    python scripts/figures/style_blend.py --model <run> --photo photo.jpg --out strip.jpg \
         [--styles starry_night wave] [--steps 5] [--size 256]
-    python scripts/figures/style_blend.py --model <run> --photo photo.jpg --video morph.mp4 \\
+    python scripts/figures/style_blend.py --model <run> --photo photo.jpg --video morph.mp4 \
         [--styles starry_night the_scream wave] [--seconds 2] [--fps 24]
 
 The strip: the photo, then `steps` stylizations from the first style (weight 1) to the second

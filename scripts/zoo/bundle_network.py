@@ -21,27 +21,27 @@ import json
 import sys
 from pathlib import Path
 
-from fastnst.accel.cpu_tuning import passive_openmp_waits
+import fastnst  # noqa: F401  (imported first: it sets passive OpenMP waits before torch loads)
 
-passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+# isort: split
 
-import torch  # noqa: E402
+import torch
 
-import fastnst.config  # noqa: E402, F401  (registers the config resolvers)
-from fastnst.accel.cpu_tuning import cpu_info  # noqa: E402
-from fastnst.artifacts import load_network  # noqa: E402
-from fastnst.config import REPO_ROOT, data_dir  # noqa: E402
-from fastnst.errors import one_line_errors, output_exists  # noqa: E402
-from fastnst.evaluate import evaluate_run, load_run_config  # noqa: E402
-from fastnst.images import load_image, resize_tensor  # noqa: E402
-from fastnst.multistyle import preset_stroke_scale  # noqa: E402
-from fastnst.preflight import ArgumentParser  # noqa: E402
-from fastnst.sheets import labelled_strip  # noqa: E402
-from fastnst.style import style_image_paths  # noqa: E402
-from fastnst.styles import published_output  # noqa: E402
-from fastnst.stylize import Stylizer  # noqa: E402
-from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta  # noqa: E402
-from fastnst.zoo.meta import (  # noqa: E402
+import fastnst.config  # noqa: F401  (registers the config resolvers)
+from fastnst.accel.cpu_tuning import cpu_info
+from fastnst.artifacts import load_network
+from fastnst.config import REPO_ROOT, data_dir
+from fastnst.errors import one_line_errors, output_exists
+from fastnst.evaluate import evaluate_run, load_run_config
+from fastnst.images import load_image, resize_tensor
+from fastnst.multistyle import preset_stroke_scale
+from fastnst.preflight import ArgumentParser
+from fastnst.sheets import labelled_strip
+from fastnst.style import style_image_paths
+from fastnst.styles import published_output
+from fastnst.stylize import Stylizer
+from fastnst.zoo import ZOO_DIR, bundled_styles, network_meta
+from fastnst.zoo.meta import (
     TABLE_HEAD,
     bundled_meta,
     recipe_of,
@@ -49,7 +49,7 @@ from fastnst.zoo.meta import (  # noqa: E402
     table_row,
     write_bundled,
 )
-from fastnst.zoo.scoring import loss_terms, reference_loss  # noqa: E402
+from fastnst.zoo.scoring import loss_terms, reference_loss
 
 GATYS_ITERATIONS = 100
 PICTURE_HEIGHT = 256

@@ -29,28 +29,28 @@ import json
 import sys
 from pathlib import Path
 
-from fastnst.accel.cpu_tuning import passive_openmp_waits
+import fastnst  # noqa: F401  (imported first: it sets passive OpenMP waits before torch loads)
 
-passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
+# isort: split
 
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+import torch
+from omegaconf import OmegaConf
 
-import fastnst.config  # noqa: E402, F401  (registers the config resolvers)
-from fastnst.accel.autotune import cpu_info  # noqa: E402
-from fastnst.atomic import write_json  # noqa: E402
-from fastnst.bundled import painting_path  # noqa: E402
-from fastnst.config import CONFIG_DIR, data_dir  # noqa: E402
-from fastnst.errors import FastNSTError, one_line_errors, refuse_to_overwrite  # noqa: E402
-from fastnst.gatys import stylize_gatys  # noqa: E402
-from fastnst.images import load_image, resize_tensor, save_image  # noqa: E402
-from fastnst.judge import StyleJudge, painting_size, tint_and_grain  # noqa: E402
-from fastnst.sheets import labelled_strip  # noqa: E402
-from fastnst.style import build_loss  # noqa: E402
-from fastnst.styles import johnson_styles, published_output  # noqa: E402
-from fastnst.stylize import Stylizer  # noqa: E402
-from fastnst.zoo import bundled_styles  # noqa: E402
-from fastnst.zoo.scoring import (  # noqa: E402
+import fastnst.config  # noqa: F401  (registers the config resolvers)
+from fastnst.accel.autotune import cpu_info
+from fastnst.atomic import write_json
+from fastnst.bundled import painting_path
+from fastnst.config import CONFIG_DIR, data_dir
+from fastnst.errors import FastNSTError, one_line_errors, refuse_to_overwrite
+from fastnst.gatys import stylize_gatys
+from fastnst.images import load_image, resize_tensor, save_image
+from fastnst.judge import StyleJudge, painting_size, tint_and_grain
+from fastnst.sheets import labelled_strip
+from fastnst.style import build_loss
+from fastnst.styles import johnson_styles, published_output
+from fastnst.stylize import Stylizer
+from fastnst.zoo import bundled_styles
+from fastnst.zoo.scoring import (
     REFERENCE_PHOTO_SIZE,
     judge_table,
     loss_terms,

@@ -43,6 +43,13 @@ SEEDS = (0, 1, 2)
 LEVELS = (1.0, 0.5)
 # feature vectors drawn per layer and image (seeded): the distribution, not every pixel, is needed
 MAX_SAMPLES = 16384
+# a pyramid level's picture is at least this many px on each side (VGG needs a few pixels)
+MIN_LEVEL_SIDE = 16
+# each layer's directions are seeded seed x DIRECTION_SEED_STRIDE + the layer's index
+DIRECTION_SEED_STRIDE = 1000
+# the judged picture's samples are drawn with seed + this (a prime): other draws than the
+# painting's, so a picture equal to the painting still scores ~0
+PICTURE_SAMPLE_SEED_OFFSET = 7919
 
 
 def painting_size(style: str | None, own_side: int | None = None) -> int:
@@ -97,7 +104,7 @@ def _downscale(image: torch.Tensor, factor: float) -> torch.Tensor:
     if factor == 1.0:
         return image
     h, w = image.shape[-2:]
-    size = (max(16, round(h * factor)), max(16, round(w * factor)))
+    size = (max(MIN_LEVEL_SIDE, round(h * factor)), max(MIN_LEVEL_SIDE, round(w * factor)))
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
@@ -155,7 +162,9 @@ class StyleJudge:
         if key not in self._directions:
             # the layer's index joins the seed: each layer its own directions
             self._directions[key] = random_directions(
-                channels, self.num_directions, seed * 1000 + self.layers.index(layer)
+                channels,
+                self.num_directions,
+                seed * DIRECTION_SEED_STRIDE + self.layers.index(layer),
             ).to(self.device)
         return self._directions[key]
 
@@ -175,8 +184,9 @@ class StyleJudge:
             feats = self._features(_downscale(image, level))
             for layer in self.layers:
                 for seed in self.seeds:
-                    # other draws than the painting's: a picture equal to the painting still scores ~0
-                    samples = feature_samples(feats[layer], self.max_samples, seed + 7919)
+                    samples = feature_samples(
+                        feats[layer], self.max_samples, seed + PICTURE_SAMPLE_SEED_OFFSET
+                    )
                     proj = sorted_projections(samples, self._dirs(layer, samples.shape[1], seed))
                     target, spread = self._painting[level, layer, seed]
                     score = float(_transport(proj, target).mean().sqrt() / spread)

@@ -58,7 +58,7 @@ BASELINE = "accel"  # the default path: NNPACK convolutions + the fused forward,
 QUALITY_FLOOR_DB = 40.0
 MIN_GAIN = 1.05  # another path must be this much faster than the default one to replace it
 PRUNE_RATIO = 1.5  # slower than this x the default path at warm-up: not timed further
-ROUNDS = 2  # timed rounds after the warm-up call (the median of 3 times counts)
+ROUNDS = 2  # timed rounds after the warm-up call (the shortest of the 3 times counts)
 CONFIRM_MAX_SIDE = 768  # a winner is confirmed at the class size, at most this square
 BUSY_LOAD = 1.5  # load average per CPU above which other work skews the timings
 # images with a geometric-mean side below this run the default path untimed (too small to matter)

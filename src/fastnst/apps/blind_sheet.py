@@ -32,17 +32,13 @@ import string
 import sys
 from pathlib import Path
 
-from fastnst.accel.cpu_tuning import passive_openmp_waits
+import torch
+from PIL import Image, ImageDraw, ImageFont
 
-passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
-
-import torch  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
-
-from fastnst.atomic import write_json  # noqa: E402
-from fastnst.config import data_dir  # noqa: E402
-from fastnst.errors import FastNSTError, one_line_errors, refuse_to_overwrite  # noqa: E402
-from fastnst.images import load_image, resize_tensor, tensor_to_pil  # noqa: E402
+from fastnst.atomic import write_json
+from fastnst.config import data_dir
+from fastnst.errors import FastNSTError, one_line_errors, refuse_to_overwrite
+from fastnst.images import load_image, resize_tensor, tensor_to_pil
 
 # fixed close-ups from ImageNet-mini val: two people, two dogs, a lizard
 CLOSEUPS = (

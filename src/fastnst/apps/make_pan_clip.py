@@ -10,18 +10,14 @@ Gaussian noise of std `--noise` (on 0..255) is added to every frame. H.264 at --
 
 from __future__ import annotations
 
-from fastnst.accel.cpu_tuning import passive_openmp_waits
+import torch
+import torch.nn.functional as F
 
-passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from fastnst.errors import one_line_errors  # noqa: E402
-from fastnst.images import load_image  # noqa: E402
-from fastnst.preflight import ArgumentParser, check_new_output  # noqa: E402
-from fastnst.progress import add_progress_argument, bar  # noqa: E402
-from fastnst.video import write_video  # noqa: E402
+from fastnst.errors import one_line_errors
+from fastnst.images import load_image
+from fastnst.preflight import ArgumentParser, check_new_output
+from fastnst.progress import add_progress_argument, bar
+from fastnst.video import write_video
 
 
 def pan_frames(

@@ -20,18 +20,14 @@ import os
 from fractions import Fraction
 from pathlib import Path
 
-from fastnst.accel.cpu_tuning import passive_openmp_waits
+import torch
+from PIL import Image
 
-passive_openmp_waits()  # before torch loads: its OpenMP reads the wait policy only then
-
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from fastnst.errors import FastNSTError, one_line_errors  # noqa: E402
-from fastnst.images import load_image, save_image, tensor_to_pil  # noqa: E402
-from fastnst.preflight import ArgumentParser, check_new_output  # noqa: E402
-from fastnst.progress import add_progress_argument, bar  # noqa: E402
-from fastnst.stylize import Stylizer  # noqa: E402
+from fastnst.errors import FastNSTError, one_line_errors
+from fastnst.images import load_image, save_image, tensor_to_pil
+from fastnst.preflight import ArgumentParser, check_new_output
+from fastnst.progress import add_progress_argument, bar
+from fastnst.stylize import Stylizer
 
 PAD = 4
 
