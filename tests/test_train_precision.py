@@ -148,3 +148,37 @@ def test_compiled_bf16_training_step_trains_and_says_compile_is_paid_once(
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("compile:")]
     assert sum("once per run" in m for m in said) == 2  # announced, then the first step's time
     assert sum("first step took" in m for m in said) == 1
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "steps", "on", "says"),
+    [
+        ("cpu", "bf16-mixed", 40000, True, "on"),
+        ("cpu", "bf16-mixed", -1, True, "unbounded"),
+        ("cpu", "bf16-mixed", 300, False, "off"),
+        ("cpu", "32-true", 40000, False, None),
+        ("cuda", "bf16-mixed", 40000, False, None),
+    ],
+)
+def test_compile_auto_is_on_for_long_bf16_cpu_runs_only(device, precision, steps, on, says):
+    from fastnst.module import resolve_compile
+
+    value, why = resolve_compile("auto", torch.device(device), precision, steps)
+    assert value is on
+    assert (why is None) if says is None else (says in why and "\n" not in why)
+    assert resolve_compile(True, torch.device("cpu"), "32-true", 10) == (True, None)
+    assert resolve_compile({"mode": "max-autotune"}, torch.device("cpu"), None, 10)[0] == {
+        "mode": "max-autotune"
+    }
+
+
+def test_compile_spelling_is_checked():
+    from fastnst.errors import FastNSTError
+    from fastnst.module import resolve_compile
+
+    with pytest.raises(FastNSTError, match="system.compile='yes'"):
+        resolve_compile("yes", torch.device("cpu"), "bf16-mixed", 40000)
+
+
+def test_trainer_cpu_composes_compile_auto(compose_train):
+    assert compose_train("trainer=cpu").system.compile == "auto"

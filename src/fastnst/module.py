@@ -28,6 +28,38 @@ def _plain(cfg) -> Any:
 
 
 LR_SCALING_RULES = ("sqrt", "linear")
+# compile=auto compiles a bf16 CPU run of at least this many steps: compiling costs about 1.5 min
+# (a busy 2-core AMD EPYC Zen 4) to 10 min (a 2-core Zen 3) once, and a compiled bf16 step ran
+# 1.4x faster than the eager one (docs/benchmarks.md), so it pays within a few hundred steps
+COMPILE_AUTO_MIN_STEPS = 2000
+
+
+def resolve_compile(
+    value, device: torch.device, precision: str | None, max_steps: int | None
+) -> tuple[bool | dict, str | None]:
+    """system.compile: false | true | a dict of torch.compile kwargs, or auto = on for bf16 training
+    on CPU (inductor fuses the conversions and memory-bound ops around oneDNN's bf16 convolutions)
+    when the run has at least COMPILE_AUTO_MIN_STEPS steps (max_steps -1: unbounded, on), off
+    elsewhere (GPUs: the gpu preset decides; fp32 on CPU: NNPACK's eager convolutions are faster).
+    Returns (the setting, a one-line reason when auto decided, else None)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise FastNSTError(
+                f"system.compile={value!r}: use auto, true, false or a dict of torch.compile options"
+            )
+        steps = -1 if max_steps is None else int(max_steps)
+        bf16_cpu = torch.device(device).type == "cpu" and str(precision or "").startswith("bf16")
+        if bf16_cpu and (steps < 0 or steps >= COMPILE_AUTO_MIN_STEPS):
+            return True, (
+                "compile=auto: on (bf16 on CPU, a run of "
+                f"{'unbounded' if steps < 0 else steps} steps: the compile pays for itself)"
+            )
+        if bf16_cpu:
+            return False, (
+                f"compile=auto: off (a run under {COMPILE_AUTO_MIN_STEPS} steps; compile=true forces it)"
+            )
+        return False, None
+    return value, None
 
 
 def scaled_lr(
@@ -85,7 +117,8 @@ class StyleTransferModule(pl.LightningModule):
             fastnst.temporal).
         channels_last: auto (CUDA, and bf16 on CPU) | true | false, for the transformer, the VGG and the photos.
         compile: torch.compile the transformer's and the VGG's forward (false | true | a dict of
-            torch.compile kwargs, e.g. {mode: max-autotune}).
+            torch.compile kwargs, e.g. {mode: max-autotune}), or auto (`resolve_compile`: on for
+            bf16 training on CPU of at least COMPILE_AUTO_MIN_STEPS steps).
         init_from: null or a network (run dir, model.pt, .ckpt) whose weights the transformer
             starts from (styles matched by name; a new style starts from the mean of the others).
         finetune: null (train everything) | style_params (only the scales and shifts of the
@@ -114,7 +147,7 @@ class StyleTransferModule(pl.LightningModule):
         temporal_weight: float = 0.0,
         temporal_transform: dict | None = None,
         channels_last: str | bool = "auto",
-        compile: bool | dict = False,
+        compile: bool | str | dict = False,
         init_from: str | None = None,
         finetune: str | None = None,
     ):
@@ -231,7 +264,12 @@ class StyleTransferModule(pl.LightningModule):
             # in place (the same Parameter objects): optimizer references stay valid
             self.net.to(memory_format=torch.channels_last)
             self._perceptual.vgg.to(memory_format=torch.channels_last)
-        self.compile_networks(self.hparams.compile)
+        compile_, why = resolve_compile(
+            self.hparams.compile, device, precision, getattr(self.trainer, "max_steps", None)
+        )
+        if why:
+            log.info(why)
+        self.compile_networks(compile_)
 
     def compile_networks(self, options: bool | dict | None) -> None:
         """torch.compile the transformer's and the VGG trunk's forward in place: module structure,
