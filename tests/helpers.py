@@ -19,20 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def compose_config(config_name: str | None, *overrides: str, config_dir=None, **kwargs):
-    """The config `python <entry>.py <overrides>` would see, through Hydra's compose API
-    (config_dir: conf/ by default). Hydra's global state is cleared before and after, since the
-    tests compose many configs in one process."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    """The config `python <entry>.py <overrides>` would see (fastnst.config.compose; config_dir:
+    conf/ by default, conf/inference for stylize / export / evaluate)."""
+    from fastnst.config import CONFIG_DIR, compose
 
-    from fastnst.config import CONFIG_DIR
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir or CONFIG_DIR), version_base="1.3"):
-            return compose(config_name, overrides=list(overrides), **kwargs)
-    finally:
-        GlobalHydra.instance().clear()
+    return compose(config_name, overrides, config_dir or CONFIG_DIR, **kwargs)
 
 
 def exit_code(fn, cfg) -> int:

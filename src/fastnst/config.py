@@ -65,7 +65,7 @@ if not OmegaConf.has_resolver("fastnst_options"):
 def compose(
     config_name: str | None = "train",
     overrides=(),
-    config_dir: str | os.PathLike = CONFIG_DIR,
+    config_dir: str | os.PathLike | None = None,
     return_hydra_config: bool = False,
 ):
     """The config `python <entry>.py <overrides>` sees (Hydra's composition: defaults lists,
@@ -84,6 +84,7 @@ def compose(
     version.setbase("1.3")
     if not OmegaConf.has_resolver("now"):
         setup_globals()  # ${now:...}, ${hydra:...}
+    config_dir = config_dir or CONFIG_DIR
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir)))
     cfg = loader.load_configuration(
         config_name=config_name,
@@ -108,16 +109,22 @@ def load_preset(group: str, name: str, paths=None, resolve: bool = True):
     resolved against conf/paths/default.yaml updated with `paths` (e.g. a run's cfg.paths).
     A plain-container DictConfig when `resolve`. An unknown name is one line (FastNSTError)
     listing the options."""
+    from omegaconf import open_dict
+
     from fastnst.errors import FastNSTError
 
     if name not in preset_names(group) or os.sep in name:
         raise FastNSTError(
             f"unknown {group} preset {name!r}; choose from: {', '.join(preset_names(group))}"
         )
-    cfg = compose(None, [f"+{group}={name}", "+paths=default"])
+    with_paths = (CONFIG_DIR / "paths" / "default.yaml").is_file()
+    cfg = compose(None, [f"+{group}={name}", *(["+paths=default"] if with_paths else [])])
     node = OmegaConf.select(cfg, group.replace("/", "."))
-    if paths:
-        cfg.paths = OmegaConf.merge(cfg.paths, OmegaConf.create(dict(paths)))
+    with open_dict(cfg):
+        cfg.paths = OmegaConf.merge(
+            cfg.paths if with_paths else {"data_dir": str(data_dir())},
+            OmegaConf.create(dict(paths or {})),
+        )
     if not resolve:
         return node
     return OmegaConf.create(OmegaConf.to_container(node, resolve=True))
