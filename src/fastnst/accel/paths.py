@@ -23,9 +23,10 @@ from typing import Protocol
 
 import torch
 
+from fastnst.accel import autotune
 from fastnst.accel import cpu as cpu_facts
 
-DEFAULT = "accel"
+DEFAULT = autotune.BASELINE  # "accel": the path every other must beat
 # why the compiled path is not offered before it was compiled here (`compiled.hint_once`)
 NOT_COMPILED = "not compiled on this machine yet"
 
