@@ -13,15 +13,9 @@ from fastnst.config import CONFIG_DIR
 from fastnst.errors import FastNSTError
 from fastnst.images import load_image
 from fastnst.style import build_loss, style_image_paths, style_summary
+from fastnst.styles import public_domain_styles
 
-PUBLIC_DOMAIN = (
-    "starry_night",
-    "the_scream",
-    "wave",
-    "composition_vii",
-    "udnie",
-    "shipwreck_of_the_minotaur",
-)
+PUBLIC_DOMAIN = tuple(public_domain_styles())  # the style registry's (fastnst.styles)
 
 
 def style_cfg(**keys):

@@ -10,7 +10,7 @@ Quality, stored in the file's meta and printed as a table row of docs/inference.
   iterations under the run's own loss (`total_vs_gatys`, `edge_ssim`);
 - the seed's loss (conf/loss/seed.yaml: content block5_conv2, style block1..5_conv1) on Chicago at
   256 px with the painting's Grams at 512 px, for our output and for Johnson et al. 2016's
-  published output ($FASTNST_DATA/reference/johnson2016/chicago_<style>.jpg);
+  published output (fastnst.styles.published_output: chicago_scream.jpg for the_scream);
 - a picture docs/images/zoo_<style>.jpg: photo | painting | ours | the published output.
 The weights are stored in fp16 (half the size; the loader casts them back to fp32).
 """
