@@ -91,6 +91,7 @@ SCRIPT_CASES = {
     "bench/bench_gatys.py": (None, ["--parts", "abc"]),
     "bench/bench_inference.py": (["--json", "{out}/x.json"], ["--repeats", "abc"]),
     "bench/bench_load.py": (None, ["--load", "abc"]),
+    "bench/bench_memory.py": (None, ["--cases", "abc"]),
     "bench/bench_multistyle.py": (
         ["--runs", "{run}", "--plot", "{out}/x.png"],
         ["--runs", "{run}", "--rounds", "abc"],

@@ -3,9 +3,9 @@
 The peak of a forward pass grows with the pixels the network runs on: the photo's pixels
 (after `size=`) divided by the square of the combined stroke scale (stroke scale 0.5 paints on
 the photo enlarged 2x a side: 4x the pixels), times the bytes a pixel takes through the network
-(its widest activations are at full resolution: about 40 bytes per channel of the first
-convolution). `tile=` bounds that part by one tile (plus the instance-norm statistics pass on a
-copy at most `STATS_SIDE` px a side); the photo-sized buffers (the photo, the painting, the
+(its widest activations are at full resolution: about 48 bytes per channel of the first
+convolution). `tile=` bounds that part by one tile plus the instance-norm statistics pass on a
+copy at most 1024 px a side; the photo-sized buffers (the photo, the painting, the
 blend with the photo) stay. Measured on an AMD EPYC (Zen 4, 2 cores) through `Stylizer`: a
 16-channel network takes 620-730 bytes a pixel, a 32-channel one 1100-1180 (peak RSS minus the
 RSS before the call, 1-3 megapixels); the constants below are above both.
@@ -22,7 +22,7 @@ import os
 
 from fastnst.errors import FastNSTError
 
-BYTES_PER_CHANNEL_PIXEL = 40  # per channel of the first convolution, per network-input pixel
+BYTES_PER_CHANNEL_PIXEL = 48  # per channel of the first convolution, per network-input pixel
 NETWORK_BYTES_PER_PIXEL = 64  # the network's input, output and the narrower layers beyond that
 PHOTO_BUFFERS = 8  # float32 RGB copies of the photo alive at once (photo, painting, blend, ...)
 DEFAULT_CHANNELS = 32  # an exported file whose first layer we do not see: the usual width
@@ -61,8 +61,12 @@ def estimate_bytes(
     big_h, big_w = network_size(height, width, scale)
     net_pixels = big_h * big_w
     if tile and max(big_h, big_w) > tile:
-        stats_pixels = min(net_pixels, stats_side * stats_side)
-        net_pixels = max((tile + 4) ** 2, stats_pixels)
+        # one tile, and the statistics pass before it (the allocator may keep what it freed)
+        from fastnst.images import fit_size
+
+        stats_h, stats_w = fit_size(big_h, big_w, min(stats_side, max(big_h, big_w)))
+        stats_pixels = stats_h * stats_w
+        net_pixels = (tile + 4) ** 2 + stats_pixels
     photo_pixels = height * width
     if scale > 1.0:  # the reduced photo and its painting at the network's size too
         photo_pixels += 2 * big_h * big_w
