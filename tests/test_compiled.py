@@ -4,6 +4,8 @@ AOTInductor compile of a tiny network, cached and reused across weights and size
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -201,3 +203,34 @@ def test_real_compile_is_cached_and_serves_other_weights_and_sizes(tiny, cache, 
         assert psnr(second(batch), other(batch)) >= 40
         small = torch.rand(1, 3, 20, 50)
         assert torch.equal(second(small), other(small))
+
+
+def test_a_package_that_does_not_load_is_built_again(tiny, cache, monkeypatch, capsys):
+    """The package is only a file in the user's cache: a damaged one (or one a FIFO replaced)
+    is compiled again, said in one line, never waited on."""
+    package = compiled.package_file(tiny)
+    package.parent.mkdir(parents=True)
+    package.write_bytes(b"not a package")
+    built, loads = [], []
+    real_load = compiled.load_package
+
+    def load(path):
+        loads.append(path)
+        if len(loads) == 1:
+            return real_load(path)  # the damaged file: raises
+        return lambda inputs: [torch.zeros(1, 3, *inputs[0].shape[-2:])]
+
+    monkeypatch.setattr(compiled, "load_package", load)
+    monkeypatch.setattr(
+        compiled, "compile_package", lambda network, path: built.append(path) or 1.0
+    )
+    forward = compiled.CompiledForward(tiny)
+    assert built == [package] and not forward.cached
+    err = capsys.readouterr().err
+    assert "does not load" in err and "compiling" in err
+    assert forward(torch.rand(1, 3, 40, 48)).shape == (1, 3, 40, 48)
+    package.unlink()
+    os.mkfifo(package)  # not a regular file: not taken for a package, compiled (replaced)
+    built.clear()
+    compiled.CompiledForward(tiny)
+    assert built == [package]
