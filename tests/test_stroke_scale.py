@@ -248,7 +248,7 @@ def test_the_combined_scale_is_bounded_too():
     assert combined_stroke_scale(0.5, 2.0) == 1.0
     with pytest.raises(FastNSTError, match="stroke_scale=0.25 times the network's own"):
         combined_stroke_scale(0.25, 0.25)  # 16x the pixels per side otherwise
-    with pytest.raises(FastNSTError, match="between 1 and 32"):
+    with pytest.raises(FastNSTError, match="use a stroke_scale between 1 and 8"):
         Stylizer(RecordingRunner(stripes), meta={"stroke_scale": 0.25}, stroke_scale=0.25)
 
 

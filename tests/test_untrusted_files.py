@@ -374,3 +374,37 @@ def test_a_meta_stroke_scale_out_of_range_or_not_a_number_is_refused(value, tmp_
     with pytest.raises(FastNSTError, match="meta stroke_scale must be"):
         save_exported(tmp_path / "written.pt", TransformerNet(**TINY), {"stroke_scale": value})
     assert not (tmp_path / "written.pt").exists()
+
+
+@pytest.mark.parametrize("value", [100, float("nan"), "2"])
+def test_evaluate_refuses_a_run_whose_model_meta_is_crafted(value, tmp_path, capsys):
+    """evaluate.py paints the style at the network's stroke scale: a crafted one is one line
+    before anything is built (it used to crash or try to allocate gigabytes)."""
+    from fastnst.apps.evaluate import evaluate_cli
+    from tests.helpers import make_image
+
+    run = tmp_path / "run"
+    run.mkdir()
+    payload = _exported_payload(TransformerNet(**TINY))
+    payload["meta"]["stroke_scale"] = value
+    torch.save(payload, run / "model.pt")
+    make_image(tmp_path / "style.png")
+    OmegaConf.save(
+        compose_config("train", f"style.image={tmp_path / 'style.png'}", "run_dir=x"),
+        run / "config.yaml",
+        resolve=True,
+    )
+    photos = tmp_path / "photos"
+    make_image(photos / "a.png")
+    cfg = compose_config(
+        "evaluate",
+        f"run={run}",
+        f"photos={photos}",
+        "num_photos=1",
+        "gatys_iterations=0",
+        "tensorboard=false",
+        config_dir=INFERENCE_CONFIG_DIR,
+    )
+    assert exit_code(evaluate_cli, cfg) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "model.pt: meta stroke_scale must be" in err[0], err
