@@ -137,6 +137,19 @@ def test_a_folder_job_keeps_a_planted_link_among_its_outputs(sandbox, monkeypatc
     assert changed(before, snapshot(sandbox)) == {"out/p1.png"}  # the link and marker stay
 
 
+def test_a_folder_job_never_writes_through_a_linked_subfolder(sandbox, monkeypatch, capsys):
+    make_image(sandbox / "photos" / "nested" / "p2.png", size=(32, 24), seed=12)
+    victim = sandbox / "victim"
+    victim.mkdir()
+    (sandbox / "out" / "nested").symlink_to(victim, target_is_directory=True)
+    before = snapshot(sandbox)
+    code, err = stylize(monkeypatch, capsys, "model=single.pt", "input=photos", "output=out")
+    assert code == 2
+    assert "not written: " in err and "out/nested is a symbolic link" in err
+    assert err.strip().splitlines()[-1].startswith("fastnst: error: 1 of 3 image(s) failed")
+    assert changed(before, snapshot(sandbox)) == {"out/p0.png", "out/p1.png"}  # victim empty
+
+
 @pytest.mark.parametrize("kind", ["video", "export"])
 def test_video_and_export_outputs_replace_a_link_never_its_target(
     sandbox, monkeypatch, capsys, kind

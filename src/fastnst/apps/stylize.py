@@ -63,16 +63,20 @@ def stylize_folder(
     images = find_images(src)
     if not images:
         raise FastNSTError(f"{src}: no images found in this folder (searched recursively)")
-    jobs, skipped = [], 0
+    jobs, skipped, failures = [], 0, []
     for path in images:
         out = dst / _image_output_name(path.relative_to(src))
+        link = _link_inside(dst, out)
+        if link is not None:  # a planted subfolder link: never written through
+            failures.append(f"{out}: not written: {link} is a symbolic link")
+            _note(f"error: {failures[-1]}")
+            continue
         if os.path.lexists(out) and not overwrite:
             skipped += 1
             continue
         jobs.append((path, out))
     if skipped:
         _note(f"{skipped} existing output(s) in {dst} kept (overwrite=true replaces them)")
-    failures: list[str] = []
     appeared: list[Path] = []  # outputs another job wrote meanwhile
     loaded: deque[Path] = deque()  # outputs of images read but not yet stylized, in order
 
@@ -113,6 +117,17 @@ def stylize_folder(
             f"were kept, not replaced (first: {appeared[0].name})"
         )
     return written, failures
+
+
+def _link_inside(folder: Path, path: Path) -> Path | None:
+    """The first subfolder between `folder` and the file `path` that is a symbolic link (an
+    output written there would land wherever it points), else None."""
+    current = folder
+    for part in path.relative_to(folder).parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            return current
+    return None
 
 
 def _model_argument(cfg: DictConfig):
