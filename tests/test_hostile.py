@@ -219,6 +219,9 @@ def test_non_finite_overflowing_negative_or_empty_blends_are_one_line(
         (["stroke_scale=inf"], "stroke_scale must be between 0.25 and 8"),
         (["stroke_scale=1e308"], "stroke_scale must be between 0.25 and 8"),
         (["stroke_scale=0"], "stroke_scale must be between 0.25 and 8"),
+        (["tile=8"], "tile must be at least 16"),
+        (["batch_size=0"], "batch_size must be at least 1"),
+        (["size=-5"], "size must be at least 1"),
     ],
 )
 def test_values_that_would_exhaust_memory_or_are_not_finite_are_one_line(
