@@ -97,15 +97,15 @@ def check_positive_number(name: str, value, hint: str = "") -> float:
     return number
 
 
-def check_side(name: str, value, allow_null: str = "") -> int | None:
-    """A size in px (longer side): a whole number in [MIN_SIDE, MAX_SIDE], or None where
+def check_side(name: str, value, allow_null: str = "", low: int = MIN_SIDE) -> int | None:
+    """A size in px (longer side): a whole number in [low, MAX_SIDE], or None where
     `allow_null` says what null means."""
     if value is None and allow_null:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_SIDE:
         null = f", or null for {allow_null}" if allow_null else ""
         raise FastNSTError(
-            f"{name} must be a whole number of px from {MIN_SIDE} to {MAX_SIDE}{null}, got {value!r}"
+            f"{name} must be a whole number of px from {low} to {MAX_SIDE}{null}, got {value!r}"
         )
     return value
 
@@ -142,7 +142,8 @@ def run_gatys(cfg: DictConfig) -> GatysResult:
     save_every = _whole("save_every", cfg.save_every or 0, 0)
     lr = check_positive_number("lr", cfg.lr, " (Adam's step, in [0, 1] pixel units)")
     size = check_side("size", cfg.size, "the photo's own size")
-    style_size = check_side("style.size", cfg.style.get("size"), "the output's size")
+    # a painting may be tiny (the VGG extends a side below its poolings' minimum)
+    style_size = check_side("style.size", cfg.style.get("size"), "the output's size", low=1)
     precision = check_choice(cfg.precision, "precision")
     if cfg.optimizer not in OPTIMIZERS:
         raise FastNSTError(f"optimizer must be lbfgs or adam, got {cfg.optimizer!r}")
