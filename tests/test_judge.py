@@ -200,6 +200,11 @@ def test_judge_table_rows_picture_and_json(data_dir, tmp_path):
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
     assert {r["row"].split(" ")[0] for r in rows} == {"photo", "tint", "bundled", "Johnson"}
     assert all(r["judged_at"] == 256 and r["style_swd"] > 0 for r in rows)
+    by_row = {r["row"].split(" ")[0]: r for r in rows}
+    # the rulers beside style_swd: the grain is a hatch, Johnson's strokes are not; the photo
+    # is its own scene
+    assert by_row["Johnson"]["hatch"] < by_row["tint"]["hatch"]
+    assert by_row["photo"]["scene_distance"] < 1e-4 < by_row["Johnson"]["scene_distance"]
     assert (tmp_path / "judge_starry_night.jpg").is_file()
     code, _, err = run_script("judge_table", *args)
     assert code == 2 and "exists" in err

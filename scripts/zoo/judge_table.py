@@ -44,7 +44,13 @@ from fastnst.config import CONFIG_DIR, data_dir
 from fastnst.errors import FastNSTError, one_line_errors, refuse_to_overwrite
 from fastnst.gatys import stylize_gatys
 from fastnst.images import load_image, resize_tensor, save_image
-from fastnst.judge import StyleJudge, painting_size, tint_and_grain
+from fastnst.judge import (
+    SceneJudge,
+    StyleJudge,
+    hatch_measure,
+    painting_size,
+    tint_and_grain,
+)
 from fastnst.sheets import labelled_strip
 from fastnst.style import build_loss
 from fastnst.styles import johnson_styles, published_output
@@ -232,7 +238,12 @@ def style_rows(
         images[f"Gatys {gatys_size}px/{gatys_iterations}it"] = gatys_output(
             style, reference_side, gatys_size, gatys_iterations, cache
         )
+    # the hatch at the size each picture was made (a resize moves the 2-6 px band), the scene
+    # against the photo (fastnst.judge: hatch_measure, SceneJudge; docs/quality.md)
+    hatch = {k: hatch_measure(v)["hatch"] for k, v in images.items()}
+    scene = SceneJudge()
     images = {k: resize_tensor(v, hw) for k, v in images.items()}
+    scene_distance = {k: scene(v, photo)["scene_distance"] for k, v in images.items()}
 
     judge = StyleJudge(painting)
     rows = []
@@ -244,6 +255,8 @@ def style_rows(
                 "row": label,
                 **scores,
                 **seed_terms(loss, photo_gram, image),
+                "hatch": hatch[label],
+                "scene_distance": scene_distance[label],
                 "judged_at": size,
                 "painting_px": painting_px,
             }
