@@ -172,6 +172,18 @@ def chromium(width: int = 1280, height: int = 900):
     return driver
 
 
+def save_screenshot(driver, output: Path) -> None:
+    """The browser's page as a PNG at `output` (written atomically), in 256 colours: a third of
+    the bytes, no visible loss on a page of flat colours."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp.png")
+    driver.save_screenshot(str(tmp))
+    Image.open(tmp).convert("RGB").quantize(256, dither=Image.Dither.FLOYDSTEINBERG).save(
+        tmp, optimize=True
+    )
+    os.replace(tmp, output)
+
+
 def wait_for(condition, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

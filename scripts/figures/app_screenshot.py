@@ -8,7 +8,6 @@ a screenshot of the page. Needs chromium + chromium-driver (apt) and selenium + 
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +17,14 @@ sys.path[:0] = [str(REPO / "src"), str(REPO / "tests"), str(REPO / "scripts" / "
 
 from bench_app import default_photo, select_style  # noqa: E402
 
-from app_helpers import chromium, start_app, stop_app, upload, wait_for  # noqa: E402
+from app_helpers import (  # noqa: E402
+    chromium,
+    save_screenshot,
+    start_app,
+    stop_app,
+    upload,
+    wait_for,
+)
 from fastnst.apps.web import BUNDLED_SUFFIX  # noqa: E402
 from fastnst.preflight import ArgumentParser, check_new_output  # noqa: E402
 
@@ -36,8 +42,6 @@ def main() -> None:
     args = parser.parse_args()
     parser.check(check_new_output, args.output, args.overwrite, option="--overwrite")
 
-    from PIL import Image
-
     photo = args.photo or default_photo(Path(tempfile.mkdtemp(prefix="fastnst-screenshot-")))
     proc, url = start_app("device=cpu", timeout=900)
     driver = chromium(width=1280, height=760)
@@ -52,14 +56,7 @@ def main() -> None:
             timeout=300,
             what="the stylized result",
         )
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_name(f".{args.output.name}.tmp.png")
-        driver.save_screenshot(str(tmp))
-        # 256 colours: a third of the bytes, no visible loss on a page of flat colours
-        Image.open(tmp).convert("RGB").quantize(256, dither=Image.Dither.FLOYDSTEINBERG).save(
-            tmp, optimize=True
-        )
-        os.replace(tmp, args.output)
+        save_screenshot(driver, args.output)
     finally:
         driver.quit()
         stop_app(proc)

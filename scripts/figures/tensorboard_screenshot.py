@@ -11,7 +11,6 @@ stay small). Needs chromium + chromium-driver (apt) and selenium.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 
-from app_helpers import chromium, wait_for  # noqa: E402
+from app_helpers import chromium, save_screenshot, wait_for  # noqa: E402
 from fastnst.preflight import ArgumentParser, check_new_output  # noqa: E402
 
 # the images shown, when they have all loaded
@@ -104,8 +103,6 @@ def main() -> None:
     if not args.logdir.is_dir():
         parser.error(f"{args.logdir}: not a folder")
 
-    from PIL import Image
-
     port = free_port()
     proc = start_tensorboard(args.logdir, port)
     driver = chromium(width=args.width, height=args.height)
@@ -116,13 +113,7 @@ def main() -> None:
         time.sleep(2)
         wait_for(lambda: driver.execute_script(LOADED), timeout=120, what="the filtered images")
         time.sleep(2)  # the cards' layout settles after the images load
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_name(f".{args.output.name}.tmp.png")
-        driver.save_screenshot(str(tmp))
-        Image.open(tmp).convert("RGB").quantize(256, dither=Image.Dither.FLOYDSTEINBERG).save(
-            tmp, optimize=True
-        )
-        os.replace(tmp, args.output)
+        save_screenshot(driver, args.output)
     finally:
         driver.quit()
         proc.terminate()
