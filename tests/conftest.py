@@ -145,3 +145,9 @@ def tiny_run(tmp_path_factory):
             f"run_dir={run_dir}",
         )
         return train(cfg)["run_dir"]
+
+
+@pytest.fixture
+def marker(tmp_path) -> Path:
+    """A file that code hidden in a hostile model file would create: it must stay absent."""
+    return tmp_path / "code_ran"

@@ -192,3 +192,14 @@ class PoisonBatch(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step:
             batch["image"].fill_(float("nan"))
+
+
+class CodeRunningPickle:
+    """Unpickling it creates `marker`: stands in for a shell command hidden in a model file
+    (the `marker` fixture, tests/conftest.py, names a file that must never appear)."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))

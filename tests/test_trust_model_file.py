@@ -20,6 +20,7 @@ from fastnst.export import export_model
 from fastnst.formats import code_risk, model_kind, save_exported
 from fastnst.stylize import Stylizer
 from fastnst.transformer import TransformerNet
+from tests.helpers import CodeRunningPickle
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"channels": (8, 16, 16), "num_residual": 1}
@@ -47,21 +48,6 @@ class Payload(torch.nn.Module):
         written = torch.from_file(self.marker, shared=True, size=1, dtype=torch.float32)
         self.w = state[1] * written.fill_(1.0)[0]  # used, so TorchScript keeps the write
         self.training = state[2]
-
-
-class Pickled:
-    """Unpickling it creates `marker`: stands in for a shell command hidden in a model file."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-@pytest.fixture
-def marker(tmp_path) -> Path:
-    return tmp_path / "code_ran"
 
 
 def _script_pt(tmp_path: Path, marker: Path) -> Path:
@@ -94,15 +80,17 @@ HOSTILE = {
     # kind -> (builder, the reason the one line gives)
     "torchscript_named_pt": (_script_pt, "a TorchScript file holds code"),
     "pickle_zip": (
-        lambda tmp, marker: _saved(tmp / "pickle.pt", {"x": Pickled(marker)}),
+        lambda tmp, marker: _saved(tmp / "pickle.pt", {"x": CodeRunningPickle(marker)}),
         "Python objects besides tensors",
     ),
     "pickle_legacy": (
-        lambda tmp, marker: _saved(tmp / "legacy.pt", {"x": Pickled(marker)}, zipped=False),
+        lambda tmp, marker: _saved(
+            tmp / "legacy.pt", {"x": CodeRunningPickle(marker)}, zipped=False
+        ),
         "Python objects besides tensors",
     ),
     "raw_pickle": (
-        lambda tmp, marker: _pickled(tmp / "raw.ckpt", Pickled(marker)),
+        lambda tmp, marker: _pickled(tmp / "raw.ckpt", CodeRunningPickle(marker)),
         "Python objects besides tensors",
     ),
     "onnx_custom_op": (lambda tmp, marker: _custom_op_onnx(tmp), "custom operator domains"),

@@ -19,31 +19,16 @@ from fastnst.cli import INFERENCE_CONFIG_DIR
 from fastnst.errors import FastNSTError
 from fastnst.stylize import Stylizer
 from fastnst.transformer import TransformerNet
-from tests.helpers import compose_config, exit_code
+from tests.helpers import CodeRunningPickle, compose_config, exit_code
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"channels": (8, 16, 32), "num_residual": 1}
 
 
-class Evil:
-    """Unpickling it creates `marker`: stands in for a shell command hidden in a model file."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-@pytest.fixture
-def marker(tmp_path) -> Path:
-    return tmp_path / "code_ran"
-
-
 @pytest.fixture
 def evil_pt(tmp_path, marker) -> Path:
     path = tmp_path / "evil.pt"
-    torch.save({"x": Evil(marker)}, path)
+    torch.save({"x": CodeRunningPickle(marker)}, path)
     return path
 
 
@@ -58,7 +43,7 @@ def evil_ckpt(tmp_path, marker) -> Path:
             "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
             "fastnst_model_config": dict(net.config),
             "optimizer_states": [{}],
-            "hyper_parameters": {"x": Evil(marker)},
+            "hyper_parameters": {"x": CodeRunningPickle(marker)},
         },
         path,
     )
