@@ -20,13 +20,13 @@ from tests.helpers import compose_config
 
 def count_gatys_calls(monkeypatch) -> list:
     calls = []
-    real = evaluate.stylize_gatys
+    real = evaluate.reference_rendering
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "stylize_gatys", counting)
+    monkeypatch.setattr(evaluate, "reference_rendering", counting)
     return calls
 
 

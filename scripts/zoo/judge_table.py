@@ -42,7 +42,7 @@ from fastnst.atomic import write_json
 from fastnst.bundled import painting_path
 from fastnst.config import CONFIG_DIR, data_dir
 from fastnst.errors import FastNSTError, one_line_errors, refuse_to_overwrite
-from fastnst.gatys import stylize_gatys
+from fastnst.gatys import reference_rendering
 from fastnst.images import load_image, resize_tensor, save_image
 from fastnst.judge import (
     SceneJudge,
@@ -151,15 +151,7 @@ def gatys_output(
         file=sys.stderr,
         flush=True,
     )
-    result = stylize_gatys(
-        load_image(photo_path, size),
-        loss,
-        iterations=iterations,
-        optimizer="lbfgs",
-        init="content",
-        scales=None,
-        seed=0,
-    )
+    result = reference_rendering(load_image(photo_path, size), loss, iterations)
     save_image(result.image, path, overwrite=True)
     return result.image
 

@@ -43,7 +43,7 @@ from fastnst.config import (
 )
 from fastnst.data import spread_subset
 from fastnst.errors import FastNSTError
-from fastnst.gatys import stylize_gatys
+from fastnst.gatys import reference_rendering
 from fastnst.images import (
     center_square,
     find_images,
@@ -260,16 +260,7 @@ def gatys_reference(
             pass  # a damaged cache entry is recomputed
     rows = []
     for photo in bar(photos, progress=progress, desc="gatys reference", unit="photo"):
-        result = stylize_gatys(
-            photo,
-            loss,
-            iterations=iterations,
-            optimizer="lbfgs",
-            init="content",
-            scales=None,
-            seed=0,
-            progress=False,
-        )
+        result = reference_rendering(photo, loss, iterations)
         rows.append(
             {
                 **loss_terms(loss, result.image, photo),

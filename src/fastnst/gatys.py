@@ -410,6 +410,23 @@ def stylize_gatys(
     )
 
 
+def reference_rendering(
+    content: torch.Tensor, loss: PerceptualLoss, iterations: int, progress: bool = False
+) -> GatysResult:
+    """The Gatys rendering a feed-forward network is compared with (evaluate.py, the judge table):
+    L-BFGS from the photo at one scale, seeded, so every caller's reference is the same picture."""
+    return stylize_gatys(
+        content,
+        loss,
+        iterations=iterations,
+        optimizer="lbfgs",
+        init="content",
+        scales=None,
+        seed=0,
+        progress=progress,
+    )
+
+
 def _postfix(terms: Mapping[str, torch.Tensor], size: tuple[int, int]) -> str:
     return f"{size[1]}x{size[0]} " + " ".join(
         f"{k}={float(terms[k].detach()):.4g}" for k in LOSS_TERMS
