@@ -86,6 +86,18 @@ def print_error(message: object) -> None:
     print(f"fastnst: error: {message}", file=sys.stderr)
 
 
+def as_real_number(value) -> float | None:
+    """`value` as a float when it is a real number (numpy and torch scalars too), else None:
+    booleans, strings, None and containers are not numbers here. nan and infinities come back
+    as they are, for the caller's range check."""
+    if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def check_in_range(name: str, value, low: float = 0.0, high: float = 1.0) -> float:
     """`value` as a float in [low, high], or a one-line FastNSTError naming the option."""
     try:

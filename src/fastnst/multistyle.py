@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.errors import FastNSTError
+from fastnst.errors import FastNSTError, as_real_number
 
 # what one style of the list keeps from its preset (conf/style/<name>.yaml)
 _MEMBER_KEYS = (
@@ -209,14 +209,9 @@ def check_mix_weight(name, value) -> float:
     Infinities, nan and overflowing pairs (1e308 + 1e308) would normalise to nan: an all-black
     image; booleans and strings are refused as in any other numeric option."""
     shown = f"{str(name):.60}"
-    if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
+    number = as_real_number(value)
+    if number is None:
         raise FastNSTError(f"mix: the weight of {shown} must be a number, got {_short(value)}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise FastNSTError(
-            f"mix: the weight of {shown} must be a number, got {_short(value)}"
-        ) from None
     if not math.isfinite(number) or not 0 <= number <= MAX_MIX_WEIGHT:
         raise FastNSTError(
             f"mix: the weight of {shown} must be a number between 0 and {MAX_MIX_WEIGHT:g}, "

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from fastnst.errors import FastNSTError
+from fastnst.errors import FastNSTError, as_real_number
 
 # the stroke scales a user may ask for, a network file may carry, and their product may reach
 STROKE_SCALE_RANGE = (0.25, 8.0)
@@ -34,17 +34,11 @@ def check_stroke_scale(value, *, source: str = "stroke_scale") -> float:
     "stroke_scale", "style.stroke_scale", "model.pt: meta stroke_scale"). A real number only:
     strings ("2") and booleans are refused, as are nan and infinities."""
     low, high = STROKE_SCALE_RANGE
-    # a real number: numpy / torch scalars too; not a bool, a string, None or a container
-    if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
+    number = as_real_number(value)
+    if number is None:
         raise FastNSTError(
             f"{source} must be a number between {low:g} and {high:g}, got {shown(value)}"
         )
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise FastNSTError(
-            f"{source} must be a number between {low:g} and {high:g}, got {shown(value)}"
-        ) from None
     if not math.isfinite(number) or not low <= number <= high:
         raise FastNSTError(f"{source} must be between {low:g} and {high:g}, got {shown(value)}")
     return number
