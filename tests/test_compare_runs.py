@@ -15,6 +15,22 @@ from fastnst.artifacts import save_exported
 from fastnst.config import REPO_ROOT
 from fastnst.transformer import TransformerNet
 
+# small, fast comparisons: two photos at 32 px, no Gatys reference, the plain torch path
+SMALL_FAST = [
+    "--num-photos",
+    "2",
+    "--size",
+    "32",
+    "--cell",
+    "40",
+    "--gatys-iterations",
+    "0",
+    "--backend",
+    "torch",
+    "--device",
+    "cpu",
+]
+
 
 def fake_run(compose_train, root, style, data_root, norm, seed):
     """A run directory as train() leaves it (config.yaml + model.pt), without the training."""
@@ -170,18 +186,7 @@ def test_multi_style_run_has_one_column_and_one_row_per_style(
                 str(out),
                 "--photos",
                 str(photos),
-                "--num-photos",
-                "2",
-                "--size",
-                "32",
-                "--cell",
-                "40",
-                "--gatys-iterations",
-                "0",
-                "--backend",
-                "torch",
-                "--device",
-                "cpu",
+                *SMALL_FAST,
             ]
         )
         == 0
@@ -253,18 +258,7 @@ def test_tensorboard_option_writes_the_comparison_as_a_tensorboard_run(two_runs,
         str(tmp_path / "report"),
         "--photos",
         str(photos),
-        "--num-photos",
-        "2",
-        "--size",
-        "32",
-        "--cell",
-        "40",
-        "--gatys-iterations",
-        "0",
-        "--backend",
-        "torch",
-        "--device",
-        "cpu",
+        *SMALL_FAST,
         "--tensorboard",
         str(board),
         "--probe-size",

@@ -25,6 +25,25 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {"channels": (8, 16, 32), "num_residual": 1}
 
 
+def evaluate_exit_code(run, tmp_path) -> int:
+    """evaluate.py on `run` with one small photo and no Gatys reference: its exit code."""
+    from fastnst.apps.evaluate import evaluate_cli
+    from tests.helpers import make_image
+
+    photos = tmp_path / "photos"
+    make_image(photos / "a.png")
+    cfg = compose_config(
+        "evaluate",
+        f"run={run}",
+        f"photos={photos}",
+        "num_photos=1",
+        "gatys_iterations=0",
+        "tensorboard=false",
+        config_dir=INFERENCE_CONFIG_DIR,
+    )
+    return exit_code(evaluate_cli, cfg)
+
+
 @pytest.fixture
 def evil_pt(tmp_path, marker) -> Path:
     path = tmp_path / "evil.pt"
@@ -89,7 +108,6 @@ def test_stylize_and_export_clis_refuse_a_file_that_would_run_code(
 
 
 def test_evaluate_refuses_a_run_whose_model_would_run_code(evil_pt, marker, tmp_path, capsys):
-    from fastnst.apps.evaluate import evaluate_cli
 
     run = tmp_path / "run"
     run.mkdir()
@@ -102,18 +120,7 @@ def test_evaluate_refuses_a_run_whose_model_would_run_code(evil_pt, marker, tmp_
     from tests.helpers import make_image
 
     make_image(tmp_path / "style.png")
-    photos = tmp_path / "photos"
-    make_image(photos / "a.png")
-    cfg = compose_config(
-        "evaluate",
-        f"run={run}",
-        f"photos={photos}",
-        "num_photos=1",
-        "gatys_iterations=0",
-        "tensorboard=false",
-        config_dir=INFERENCE_CONFIG_DIR,
-    )
-    assert exit_code(evaluate_cli, cfg) == 2
+    assert evaluate_exit_code(run, tmp_path) == 2
     one_error_line(capsys.readouterr().err, "model.pt")
     assert not marker.exists()
 
@@ -365,7 +372,6 @@ def test_a_meta_stroke_scale_out_of_range_or_not_a_number_is_refused(value, tmp_
 def test_evaluate_refuses_a_run_whose_model_meta_is_crafted(value, tmp_path, capsys):
     """evaluate.py paints the style at the network's stroke scale: a crafted one is one line
     before anything is built (it used to crash or try to allocate gigabytes)."""
-    from fastnst.apps.evaluate import evaluate_cli
     from tests.helpers import make_image
 
     run = tmp_path / "run"
@@ -379,17 +385,6 @@ def test_evaluate_refuses_a_run_whose_model_meta_is_crafted(value, tmp_path, cap
         run / "config.yaml",
         resolve=True,
     )
-    photos = tmp_path / "photos"
-    make_image(photos / "a.png")
-    cfg = compose_config(
-        "evaluate",
-        f"run={run}",
-        f"photos={photos}",
-        "num_photos=1",
-        "gatys_iterations=0",
-        "tensorboard=false",
-        config_dir=INFERENCE_CONFIG_DIR,
-    )
-    assert exit_code(evaluate_cli, cfg) == 2
+    assert evaluate_exit_code(run, tmp_path) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "model.pt: meta stroke_scale must be" in err[0], err
