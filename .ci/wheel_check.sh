@@ -32,7 +32,7 @@ step "run from an empty folder"
 mkdir -p "$work/empty/photos"
 cd "$work/empty"
 cp "$data/content/chicago.jpg" photo.jpg
-find "$data/imagenet-mini/val" -name '*.JPEG' | sort | head -n 10 | xargs -I{} cp {} photos/
+find "$data/imagenet-mini/val" -name '*.JPEG' | sort | sed -n '1,10p' | xargs -I{} cp {} photos/  # sed reads to the end: head would SIGPIPE sort (exit 141 under pipefail)
 export PATH="$work/venv/bin:$PATH"
 unset FASTNST_DATA PYTHONPATH
 where=$(python -c 'import fastnst, os; print(os.path.realpath(fastnst.__file__))')
