@@ -29,7 +29,7 @@ import torch
 from fastnst.atomic import atomic_torch_save
 from fastnst.errors import FastNSTError
 from fastnst.stroke import check_stroke_scale, shown
-from fastnst.transformer import TransformerNet
+from fastnst.transformer import UPSAMPLE_MODES, TransformerNet
 
 EXPORT_FORMAT = "fastnst.transformer"
 EXPORT_VERSION = 1
@@ -221,6 +221,10 @@ def _check_model_config(config: Mapping, path: Path, what: str) -> None:
         problem = f"num_residual must be a whole number in 0..{MAX_RESIDUAL}, got {shown(residual)}"
     elif not isinstance(norm, str):
         problem = f"norm must be a name, got {shown(norm)}"
+    elif config["upsample"] not in UPSAMPLE_MODES:
+        problem = (
+            f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {shown(config['upsample'])}"
+        )
     elif styles is not None and (
         not isinstance(styles, (list, tuple))
         or len(styles) > MAX_STYLES

@@ -74,7 +74,9 @@ def model_name(model) -> str:
     if name is None:
         name = "c" + "-".join(map(str, channels)) + f" r{blocks}"
     norm = str(model["norm"])
-    return f"{name} ({NORM_NAMES.get(norm, norm)})"
+    upsample = str(model.get("upsample") or "nearest")
+    extra = "" if upsample == "nearest" else f", {upsample}"
+    return f"{name} ({NORM_NAMES.get(norm, norm)}{extra})"
 
 
 def run_labels(run_dir: str | os.PathLike, cfg) -> dict[str, str]:

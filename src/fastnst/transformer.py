@@ -119,16 +119,39 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class UpsampleConv(nn.Module):
-    """Nearest-neighbour upsample to an explicit size, then conv: no checkerboard artifacts and
-    the output matches the skip size exactly for odd inputs."""
+# How the decoder enlarges its maps. "nearest" (Odena et al. 2016) copies each value into a
+# 2x2 block: a sign flip between neighbouring bottleneck cells survives as a diagonal grating
+# locked to the network's 4 px lattice (the "hatch", docs/quality.md). "bilinear" interpolates,
+# which halves that grating's amplitude before any conv sees it.
+UPSAMPLE_MODES = ("nearest", "bilinear")
 
-    def __init__(self, cin, cout, kernel=3, norm="instance", num_styles=0):
+
+def check_upsample(mode) -> str:
+    if mode not in UPSAMPLE_MODES:
+        raise FastNSTError(
+            f"model.upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {mode!r}"
+        )
+    return mode
+
+
+def upsample(x: torch.Tensor, size, mode: str) -> torch.Tensor:
+    """`x` enlarged to `size` (the skip connection's exact size, also for odd inputs)."""
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    return F.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+class UpsampleConv(nn.Module):
+    """Upsample to an explicit size (UPSAMPLE_MODES), then conv: no transposed-conv checkerboard
+    and the output matches the skip size exactly for odd inputs."""
+
+    def __init__(self, cin, cout, kernel=3, norm="instance", num_styles=0, mode="nearest"):
         super().__init__()
+        self.mode = check_upsample(mode)
         self.conv = ConvLayer(cin, cout, kernel, norm=norm, num_styles=num_styles)
 
     def forward(self, x, size):
-        return self.conv(F.interpolate(x, size=size, mode="nearest"))
+        return self.conv(upsample(x, size, self.mode))
 
 
 class TransformerNet(nn.Module):
@@ -141,6 +164,7 @@ class TransformerNet(nn.Module):
         styles: None (one style: plain instance norm) or the names of the styles of a
             multi-style network (conditional instance norm, Dumoulin et al. 2017; needs
             norm="instance"). Its forward takes style weights (N,) or (B, N) beside the image.
+        upsample: the decoder's upsampling, "nearest" or "bilinear" (UPSAMPLE_MODES).
     """
 
     def __init__(
@@ -149,10 +173,13 @@ class TransformerNet(nn.Module):
         num_residual: int = 5,
         norm: str = "instance",
         styles: Sequence[str] | None = None,
+        upsample: str = "nearest",
     ):
         super().__init__()
         c1, c2, c3 = (int(c) for c in channels)
         self.config = {"channels": [c1, c2, c3], "num_residual": int(num_residual), "norm": norm}
+        if check_upsample(upsample) != "nearest":  # files of nearest networks stay as they were
+            self.config["upsample"] = upsample
         n = 0
         if styles is not None:
             styles = [str(name) for name in styles]
@@ -169,14 +196,18 @@ class TransformerNet(nn.Module):
         self.residuals = nn.Sequential(
             *[ResidualBlock(c3, norm=norm, num_styles=n) for _ in range(int(num_residual))]
         )
-        self.up1 = UpsampleConv(c3, c2, norm=norm, num_styles=n)
-        self.up2 = UpsampleConv(c2, c1, norm=norm, num_styles=n)
+        self.up1 = UpsampleConv(c3, c2, norm=norm, num_styles=n, mode=upsample)
+        self.up2 = UpsampleConv(c2, c1, norm=norm, num_styles=n, mode=upsample)
         self.out = ConvLayer(c1, 3, 9, norm=None, relu=False)
 
     @property
     def styles(self) -> list[str] | None:
         """The style names of a multi-style network, None for a single-style one."""
         return self.config.get("styles")
+
+    @property
+    def upsample_mode(self) -> str:
+        return self.config.get("upsample", "nearest")
 
     def conditional_norms(self) -> list[ConditionalInstanceNorm2d]:
         return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm2d)]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from fastnst.accel import fastconv
 from fastnst.accel.subpixel import subpixel_kernels
-from fastnst.transformer import ConditionalInstanceNorm2d, one_hot
+from fastnst.transformer import ConditionalInstanceNorm2d, one_hot, upsample
 
 BF16 = torch.bfloat16
 CL = torch.channels_last
@@ -104,8 +104,12 @@ def _first_layer(layer: nn.Sequential, x: torch.Tensor, style) -> torch.Tensor:
 
 
 def _upsample(up, x: torch.Tensor, size, style) -> torch.Tensor:
-    if tuple(size) != (2 * x.shape[-2], 2 * x.shape[-1]) or up.conv[1].kernel_size != (3, 3):
-        return _layer(up.conv, F.interpolate(x, size=size, mode="nearest"), style)
+    if (
+        up.mode != "nearest"
+        or tuple(size) != (2 * x.shape[-2], 2 * x.shape[-1])
+        or up.conv[1].kernel_size != (3, 3)
+    ):
+        return _layer(up.conv, upsample(x, size, up.mode), style)
     # the sub-pixel path (subpixel.py): the 2x upsample-then-conv at the low resolution
     weight, bias = _cached(up, up.conv[1], lambda: subpixel_kernels(up))
     y = F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias), 2)

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from fastnst.accel import cpu
-from fastnst.transformer import ConditionalInstanceNorm2d, TransformerNet
+from fastnst.transformer import ConditionalInstanceNorm2d, TransformerNet, upsample
 
 BF16 = torch.bfloat16
 CL = torch.channels_last
@@ -64,6 +64,7 @@ class Bf16Network:
         if net.config["norm"] != "instance":
             raise ValueError("the compiled path needs an instance-normalized network")
         self.multi = bool(net.styles)
+        self.upsample = net.upsample_mode
         self.num_styles = len(net.styles) if net.styles else 0
         layers = [net.down1, net.down2, net.down3]
         for block in net.residuals:
@@ -109,7 +110,8 @@ class Bf16Network:
     def shape_key(self) -> str:
         """What the compiled graph depends on besides the CPU: layers and tensor shapes."""
         shapes = ";".join("x".join(str(d) for d in t.shape) for t in self.tensors)
-        return f"v{PACKAGE_VERSION} {self.layers} {self.multi} {shapes}"
+        mode = "" if self.upsample == "nearest" else f" {self.upsample}"  # keeps older keys
+        return f"v{PACKAGE_VERSION} {self.layers} {self.multi}{mode} {shapes}"
 
     def __call__(self, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
         return self.forward(x, *args)
@@ -122,8 +124,8 @@ class Bf16Network:
             pad, stride, has_bias, has_norm, relu, eps = self.layers[i]
             weight = tensors.pop(0)
             bias = tensors.pop(0) if has_bias else None
-            if size is not None:  # the upsampling: nearest neighbour to the given size
-                h = F.interpolate(h, size=size, mode="nearest")
+            if size is not None:  # the decoder's upsampling to the given size
+                h = upsample(h, size, self.upsample)
             h = F.pad(h, (pad, pad, pad, pad), mode="reflect")
             y = F.conv2d(h.contiguous(memory_format=CL), weight, bias, stride=stride).float()
             if not has_norm:

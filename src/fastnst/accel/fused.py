@@ -176,6 +176,7 @@ def can_fuse(net, x: torch.Tensor) -> bool:
     forward swapped on the instance, e.g. torch.compile'd in place)."""
     return (
         net.config["norm"] == "instance"
+        and net.upsample_mode == "nearest"  # its upsampling kernels copy 2x2 blocks
         and not torch.is_grad_enabled()
         and fastconv.fast_path_allowed(x)
         and x.shape[-2] % 4 == 0

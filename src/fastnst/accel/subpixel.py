@@ -41,6 +41,7 @@ def applies(up: UpsampleConv, x: torch.Tensor, size) -> bool:
     """Whether `up(x, size)` may take the sub-pixel path."""
     return (
         fastconv.fast_path_allowed(x)  # first: never reached while tracing or exporting
+        and up.mode == "nearest"  # the phase kernels are nearest upsampling's
         and up.conv[1].kernel_size == (3, 3)
         and tuple(size) == (2 * x.shape[-2], 2 * x.shape[-1])
     )
