@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fastnst.images import load_image, resize_tensor
 from fastnst.judge import (
@@ -324,6 +325,20 @@ def test_colour_fringes_show_as_the_chroma_share_of_the_band():
     lum, col = hatch_measure(luminance), hatch_measure(fringed)
     assert col["hatch"] > 0.5 and lum["hatch"] > 0.5
     assert lum["fringe"] < 0.1 < 0.6 < col["fringe"]
+
+
+def test_with_the_photo_only_the_hatch_the_rendering_added_counts():
+    """A facade's rows of windows are a grating in the photo: a rendering that keeps them has not
+    hatched; one that adds a grating at another angle has."""
+    yy, xx = _grid(192, 192)
+    windows = 0.1 * torch.sin(2 * math.pi * xx / 4.0)  # vertical rows, 4 px apart
+    photo = (_smooth() + windows).clamp(0, 1)
+    kept = hatch_measure(photo, photo)
+    assert hatch_measure(photo)["hatch"] > 0.5 and kept["hatch"] < 0.05
+    hatched = (photo + 0.1 * torch.sin(2 * math.pi * (xx + yy) / (3 * math.sqrt(2)))).clamp(0, 1)
+    assert hatch_measure(hatched, photo)["hatch"] > 0.3
+    # the photo at another size is brought to the rendering's
+    assert hatch_measure(photo, F.interpolate(photo, scale_factor=2.0))["hatch"] < 0.05
 
 
 def test_hatch_measure_refuses_a_picture_smaller_than_its_tiles():

@@ -307,15 +307,30 @@ def _median_background(power: torch.Tensor, k: int = HATCH_BACKGROUND) -> torch.
     return padded.unfold(-2, k, 1).unfold(-2, k, 1).reshape(*power.shape, -1).median(-1).values
 
 
-def hatch_measure(image: torch.Tensor) -> dict[str, float]:
+def _peaks(spectra: torch.Tensor, band: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(peak mask, background) of Welch spectra: bins of the band above HATCH_PEAK_FACTOR x
+    their neighbourhood's median."""
+    background = _median_background(spectra)
+    return (spectra > HATCH_PEAK_FACTOR * background) & band, background
+
+
+def hatch_measure(image: torch.Tensor, photo: torch.Tensor | None = None) -> dict[str, float]:
     """{"hatch": share of the 2-6 px band's energy in narrow spectral peaks (0 = none, 1 = a pure
     grating), "hatch_rms": the peaks' amplitude (RMS, 0-255 levels, summed over the three
     channels), "fringe": chroma share of that band's energy, "band_rms": the whole band's
     amplitude (RMS, levels)} of a (1, 3, H, W) picture in [0, 1]. Judge at the size the
-    picture was made (a resize moves and blurs the band)."""
+    picture was made (a resize moves and blurs the band).
+
+    With `photo` (the picture's source photo, any size: it is resized to the picture's), the
+    peaks the photo has itself (a facade's rows of windows are a grating too) are not counted:
+    the hatch the rendering added."""
     spectra, band = band_spectra(image)
-    background = _median_background(spectra)
-    peaks = ((spectra > HATCH_PEAK_FACTOR * background) & band).float()
+    peaks, background = _peaks(spectra, band)
+    if photo is not None:  # a peak the photo has with at least a quarter of its power
+        photo_spectra = band_spectra(_resize_to(photo, image.shape[-2:]))[0]
+        own, _ = _peaks(photo_spectra, band)
+        peaks = peaks & ~(own & (photo_spectra >= 0.25 * spectra))
+    peaks = peaks.float()
     excess = ((spectra - background) * peaks).sum()
     band_total = (spectra * band).sum()
     chroma = (spectra[1:] * band).sum()
@@ -329,6 +344,14 @@ def hatch_measure(image: torch.Tensor) -> dict[str, float]:
         "fringe": float(chroma / (band_total + floor)),
         "band_rms": 255.0 * float(band_total / to_variance) ** 0.5,
     }
+
+
+def _resize_to(image: torch.Tensor, size) -> torch.Tensor:
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image.float(), size=tuple(size), mode="bicubic", antialias=True).clamp(
+        0, 1
+    )
 
 
 def _resize_longer(image: torch.Tensor, side: int) -> torch.Tensor:
