@@ -206,6 +206,7 @@ def test_zoo_sheet_rows_and_no_silent_overwrite(tmp_path, sheet_data):
         f"wave={network}",
         "--height",
         "40",
+        "--closeups",
     ]
     assert run_script("zoo_sheet", *args)[0] == 0
     with Image.open(out) as sheet:
@@ -243,6 +244,7 @@ def test_zoo_sheet_empty_panels(tmp_path, sheet_data):
                     f"wave={network}",
                     "--height",
                     "40",
+                    "--closeups",
                     *extra,
                 ],
             )[0]
@@ -253,6 +255,20 @@ def test_zoo_sheet_empty_panels(tmp_path, sheet_data):
     # q has no published output: the empty panel is as wide as our output of q (36 px tall photo
     # at 40 px height -> 53 px) plus the gap
     assert widths[True] - widths[False] == round(48 * 40 / 36) + 4
+
+
+def test_zoo_sheet_shows_close_ups_after_the_photos(tmp_path, sheet_data):
+    data, network = sheet_data
+    make_image(data / "imagenet-mini" / "val" / "n0" / "n0_big_dog.JPEG", size=(80, 60), seed=9)
+    widths = {}
+    for closeups in ([], ["n0/n0_big_dog.JPEG"]):
+        out = tmp_path / f"sheet{len(closeups)}.png"
+        args = [out, "--styles", "wave", "--photos", "p", "--network", f"wave={network}"]
+        assert run_script("zoo_sheet", *args, "--height", "40", "--closeups", *closeups)[0] == 0
+        with Image.open(out) as sheet:
+            widths[bool(closeups)] = sheet.width
+    # one more column: the close-up (80x60 shown 40 px high -> 53 px) plus the gap
+    assert widths[True] - widths[False] == round(80 * 40 / 60) + 4
 
 
 # -- 5. the recipe summary of a bundled file (fastnst.zoo.meta.recipe_of) -----------------------------------------------------

@@ -7,6 +7,8 @@ and Johnson et al. 2016's published one where it exists, all at the same size.
 Our network runs on each photo at the published Chicago output's resolution for that style (510
 or 1022 px wide, so its strokes are at the pixel scale Johnson's show), then every panel is shown
 at --height px. A photo without a published output for a style gets an empty panel, labelled so.
+Close-ups (--closeups, ImageNet-mini val photos of people and animals: where a network must keep
+its subject) run at --closeup-size px, as on the blind sheets (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from fastnst.apps.blind_sheet import CLOSEUPS
 from fastnst.bundled import painting_path
 from fastnst.config import data_dir
 from fastnst.errors import one_line_errors
@@ -55,7 +58,24 @@ def style_row(args, style: str) -> list[tuple[str, Image.Image | None, int]]:
             )
         elif args.empty_panels:
             panels.append((f"{photo_name}: Johnson 2016 not published", None, ours.width))
+    for path in closeup_paths(args):
+        photo = open_rgb(path)
+        scale = args.closeup_size / max(photo.size)
+        photo = photo.resize(
+            (round(photo.width * scale), round(photo.height * scale)), Image.LANCZOS
+        )
+        ours = fit(stylizer(photo, stroke_scale=args.stroke_scale), args.height)
+        panels.append((f"{closeup_name(path)}: fastnst", ours, ours.width))
     return panels
+
+
+def closeup_paths(args) -> list[Path]:
+    return [args.data / "imagenet-mini" / "val" / name for name in args.closeups]
+
+
+def closeup_name(path: Path) -> str:
+    """n02099849_Chesapeake_Bay_retriever.JPEG -> Chesapeake Bay retriever"""
+    return path.stem.split("_", 1)[-1].replace("_", " ")
 
 
 def photo_row(args) -> list[tuple[str, Image.Image | None, int]]:
@@ -64,9 +84,11 @@ def photo_row(args) -> list[tuple[str, Image.Image | None, int]]:
         fit(open_rgb(args.data / "content" / f"{name}.jpg"), args.height) for name in args.photos
     ]
     first = fit(painting_image(args.data, args.styles[0]), args.height).width
+    closeups = [(closeup_name(p), fit(open_rgb(p), args.height)) for p in closeup_paths(args)]
     return [
         ("photo", None, first),
         *((name, photo, photo.width) for name, photo in zip(args.photos, photos)),
+        *((name, photo, photo.width) for name, photo in closeups),
     ]
 
 
@@ -93,6 +115,13 @@ def main(argv=None) -> int:
         metavar="STYLE=PATH",
         help="use this network (run dir, model.pt) for STYLE instead of the bundled one",
     )
+    parser.add_argument(
+        "--closeups",
+        nargs="*",
+        default=list(CLOSEUPS[:2]),
+        help="ImageNet-mini val photos (<wnid>/<file>) shown after the photos; none: --closeups",
+    )
+    parser.add_argument("--closeup-size", type=int, default=512, help="close-ups' longer side (px)")
     parser.add_argument("--stroke-scale", type=float, default=1.0)
     parser.add_argument("--height", type=int, default=170, help="panel height in px")
     parser.add_argument(
