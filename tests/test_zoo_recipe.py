@@ -46,7 +46,9 @@ def test_gatys_paints_at_512_with_the_plain_style_weight():
 def test_every_zoo_preset_has_its_own_recipe(style):
     cfg = compose_config("train", "experiment=zoo", f"style={style}")
     assert 128 <= cfg.style.size <= 512 and cfg.style.beta_scale > 1
-    assert cfg.trainer.precision == "auto"  # trainer=cpu: bf16 where the CPU has it
+    # fp32 and the equivariance term: the recipe that removed the lattice hatch (docs/quality.md)
+    assert cfg.trainer.precision == "32-true"
+    assert cfg.loss.temporal_weight > 0 and cfg.loss.temporal_transform.shift > 0
 
 
 def test_multi_style_members_keep_their_presets_beta_scale():
