@@ -65,3 +65,30 @@ def test_bad_transform_keys_are_refused():
         TransformRange.from_config({"shfit": 3})
     with pytest.raises(ValueError, match=">= 0"):
         TransformRange.from_config({"noise": -1})
+
+
+def test_the_crop_term_penalises_a_strip_painted_along_the_top():
+    """A network that paints a flat band along the image's top edge is invisible to the warp
+    (its mask drops the border) but not to a window whose top lies inside the photo."""
+
+    def strip(x):
+        y = x.clone()
+        y[..., :6, :] = torch.tensor([1.0, 0.5, 0.0]).view(1, 3, 1, 1)
+        return y
+
+    photos = torch.rand(2, 3, 40, 48)
+    warp_only = TransformRange(shift=2, rotation=0, scale=0, noise=0)
+    with_crop = TransformRange(shift=2, rotation=0, scale=0, noise=0, crop=0.6)
+
+    def mean_term(net, limits):
+        g = torch.Generator().manual_seed(0)
+        return sum(float(temporal_loss(net, photos, net(photos), limits, g)) for _ in range(8)) / 8
+
+    assert mean_term(lambda x: x, with_crop) < 1e-8  # an equivariant network pays nothing
+    assert mean_term(strip, with_crop) > 5 * mean_term(strip, warp_only)
+
+
+def test_crop_must_be_a_fraction_below_one():
+    with pytest.raises(ValueError, match="crop is a fraction"):
+        TransformRange.from_config({"crop": 1.5})
+    assert TransformRange.from_config({"crop": 0.75}).crop == 0.75

@@ -19,24 +19,31 @@ import torch.nn.functional as F
 @dataclass(frozen=True)
 class TransformRange:
     """Largest transform drawn: shift in px, rotation in degrees, relative scale change, noise
-    standard deviation (on [0, 1] pixels). The defaults are a few frames of a slow camera."""
+    standard deviation (on [0, 1] pixels). The defaults are a few frames of a slow camera.
+    `crop` > 0 adds a second pair: a random window of that fraction of each side, stylized on its
+    own against the same window of the stylized whole (`crop_loss`)."""
 
     shift: float = 4.0
     rotation: float = 1.0
     scale: float = 0.03
     noise: float = 0.02
+    crop: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> TransformRange:
         cfg = dict(cfg or {})
-        unknown = set(cfg) - {"shift", "rotation", "scale", "noise"}
+        unknown = set(cfg) - {"shift", "rotation", "scale", "noise", "crop"}
         if unknown:
             raise ValueError(
-                f"loss.temporal_transform: unknown key(s) {sorted(unknown)} (shift, rotation, scale, noise)"
+                f"loss.temporal_transform: unknown key(s) {sorted(unknown)} (shift, rotation, scale, noise, crop)"
             )
         values = {k: float(v) for k, v in cfg.items()}
         if any(v < 0 for v in values.values()):
             raise ValueError(f"loss.temporal_transform: values must be >= 0, got {values}")
+        if values.get("crop", 0.0) >= 1:
+            raise ValueError(
+                f"loss.temporal_transform.crop is a fraction of each side below 1 (0 = off), got {values['crop']}"
+            )
         return cls(**values)
 
 
@@ -92,4 +99,26 @@ def temporal_loss(
     valid = (warp(torch.ones_like(photos[:, :1]), matrix) > 0.999).to(photos.dtype)
     target = warp(stylized.float(), matrix)
     diff = (net(moved).float() - target).pow(2) * valid
-    return diff.sum() / (valid.sum() * photos.shape[1]).clamp_min(1)
+    term = diff.sum() / (valid.sum() * photos.shape[1]).clamp_min(1)
+    if limits.crop:
+        term = term + crop_loss(net, photos, stylized, limits.crop, generator)
+    return term
+
+
+def crop_loss(
+    net,
+    photos: torch.Tensor,
+    stylized: torch.Tensor,
+    fraction: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mean squared difference between net(window of photos) and the same window of stylized:
+    a window's borders lie inside the photo, so anything a network paints along an image's
+    border (a flat strip of the painting's sky along the top) is penalised, which the warp's
+    mask above leaves alone. One random window (fraction of each side) per batch."""
+    _, _, h, w = photos.shape
+    ch, cw = max(8, round(h * fraction)), max(8, round(w * fraction))
+    top = int(torch.randint(0, h - ch + 1, (1,), generator=generator))
+    left = int(torch.randint(0, w - cw + 1, (1,), generator=generator))
+    window = (..., slice(top, top + ch), slice(left, left + cw))
+    return (net(photos[window]).float() - stylized.float()[window]).pow(2).mean()
