@@ -57,7 +57,7 @@ def test_multi_style_members_keep_their_presets_beta_scale():
     cfg = compose_config("train", "style=multi", "style.names=[the_scream,udnie]", "style.size=200")
     expand_multi_style(cfg)  # as train() does
     members = {m.name: m for m in cfg.style.members}
-    assert members["the_scream"].beta_scale == 8.0 and members["udnie"].beta_scale == 6.0
+    assert members["the_scream"].beta_scale == 8.0 and members["udnie"].beta_scale == 3.0
     assert members["the_scream"].size == 200 and members["udnie"].size == 200
     own = compose_config(
         "train", "style=multi", "style.names=[the_scream,udnie]", "style.size=null"
