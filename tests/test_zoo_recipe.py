@@ -64,12 +64,12 @@ def test_multi_style_members_keep_their_presets_beta_scale():
     )
     expand_multi_style(own)  # size=null: each member at its preset's painting size
     # size=null: each member's painting at the size its preset paints it (size x stroke_scale)
-    assert [m.size for m in own.style.members] == [288, 256]
+    assert [m.size for m in own.style.members] == [288, 128]
     doubled = compose_config(
         "train", "style=multi", "style.names=[the_scream,udnie]", "style.beta_scale=2"
     )
     expand_multi_style(doubled)
-    assert [m.beta_scale for m in doubled.style.members] == [16.0, 12.0]
+    assert [m.beta_scale for m in doubled.style.members] == [16.0, 6.0]
 
 
 # -- 2. the training runs of scripts/zoo/train_zoo.py (fastnst.zoo.recipe) ---------------------

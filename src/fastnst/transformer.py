@@ -207,7 +207,7 @@ class TransformerNet(nn.Module):
 
     @property
     def upsample_mode(self) -> str:
-        return self.config.get("upsample", "nearest")
+        return self.up1.mode
 
     def conditional_norms(self) -> list[ConditionalInstanceNorm2d]:
         return [m for m in self.modules() if isinstance(m, ConditionalInstanceNorm2d)]

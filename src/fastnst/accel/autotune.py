@@ -131,7 +131,7 @@ def size_class(height: int, width: int) -> tuple[int, tuple[int, int]] | None:
 def network_name(config: dict) -> str:
     """A TransformerNet's shape (what its speed depends on) from its config: 'c32-64-128 r5 instance'."""
     name = f"c{'-'.join(str(c) for c in config['channels'])} r{config['num_residual']} {config['norm']}"
-    name += f" {config['upsample']}" if config.get("upsample", "nearest") != "nearest" else ""
+    name += f" {config['upsample']}" if "upsample" in config else ""  # only a non-default mode
     return name + (f" {len(config['styles'])} styles" if config.get("styles") else "")
 
 
