@@ -16,9 +16,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from fastnst.artifacts import save_exported  # noqa: E402
-from fastnst.train import train  # noqa: E402
 from fastnst.transformer import TransformerNet  # noqa: E402
-from tests.helpers import compose_config, make_image, run_main, tiny  # noqa: E402
+from tests.helpers import compose_config, make_image, run_main, train_tiny  # noqa: E402
 
 # At most 2 threads (or OMP_NUM_THREADS when set), and the same count for the train.py processes
 # tests launch: results compared bit-for-bit with an in-process run must use the same kernels.
@@ -125,26 +124,13 @@ def model_file(tmp_path):
 def tiny_run(tmp_path_factory):
     """One 2-step run on synthetic photos, shared by the tests of this module (run dir
     <tmp>/runs/starry_night/folder/johnson_half/now, the layout train.py uses)."""
-    from tests.helpers import make_image
-
     root = tmp_path_factory.mktemp("tiny_run")
-    make_image(root / "data" / "styles" / "starry_night.jpg", size=(48, 48), seed=7)
-    for i in range(6):
-        make_image(root / "photos" / f"{i}.png", size=(40, 40), seed=100 + i)
-    run_dir = root / "runs" / "starry_night" / "folder" / "johnson_half" / "now"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FASTNST_DATA", str(root / "data"))
-        cfg = compose_config(
-            "train",
-            *tiny(
-                root / "photos",
-                "callbacks.images.every_n_steps=0",
-                "trainer.val_check_interval=2",
-                steps=2,
-            ),
-            f"run_dir={run_dir}",
-        )
-        return train(cfg)["run_dir"]
+    return train_tiny(
+        root,
+        "callbacks.images.every_n_steps=0",
+        "trainer.val_check_interval=2",
+        run_dir=root / "runs" / "starry_night" / "folder" / "johnson_half" / "now",
+    )
 
 
 @pytest.fixture

@@ -99,6 +99,25 @@ def tiny(folder, *extra, steps=10):
     ]
 
 
+def train_tiny(root: Path, *extra: str, run_dir: Path, steps: int = 2):
+    """A real `steps`-step run (`tiny` overrides plus `extra`) on six synthetic photos under
+    `root`, its painting in root/data/styles (FASTNST_DATA points there while it trains);
+    returns the run directory."""
+    import pytest
+
+    from fastnst.train import train
+
+    make_image(root / "data" / "styles" / "starry_night.jpg", size=(48, 48), seed=7)
+    for i in range(6):
+        make_image(root / "photos" / f"{i}.png", size=(40, 40), seed=100 + i)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTNST_DATA", str(root / "data"))
+        cfg = compose_config(
+            "train", *tiny(root / "photos", *extra, steps=steps), f"run_dir={run_dir}"
+        )
+        return train(cfg)["run_dir"]
+
+
 def scalars(run_dir: Path, tag: str) -> dict[int, float]:
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0}).Reload()
     return {e.step: e.value for e in acc.Scalars(tag)}

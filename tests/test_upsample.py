@@ -15,9 +15,8 @@ from fastnst.export import export_model
 from fastnst.formats import load_exported, save_exported
 from fastnst.judge import hatch_measure
 from fastnst.metrics import model_name, psnr
-from fastnst.train import train
 from fastnst.transformer import TransformerNet, upsample
-from tests.helpers import compose_config, make_image, tiny
+from tests.helpers import train_tiny
 
 
 def bilinear_net(**kwargs) -> TransformerNet:
@@ -106,22 +105,13 @@ def test_the_model_name_says_bilinear():
     )
 
 
-def test_model_upsample_trains_and_is_stored(tmp_path, monkeypatch):
-    make_image(tmp_path / "data" / "styles" / "starry_night.jpg", size=(48, 48), seed=7)
-    for i in range(4):
-        make_image(tmp_path / "photos" / f"{i}.png", size=(40, 40), seed=100 + i)
-    monkeypatch.setenv("FASTNST_DATA", str(tmp_path / "data"))
-    cfg = compose_config(
-        "train",
-        *tiny(
-            tmp_path / "photos",
-            "model.upsample=bilinear",
-            "callbacks.images.every_n_steps=0",
-            steps=2,
-        ),
-        f"run_dir={tmp_path / 'run'}",
+def test_model_upsample_trains_and_is_stored(tmp_path):
+    run_dir = train_tiny(
+        tmp_path,
+        "model.upsample=bilinear",
+        "callbacks.images.every_n_steps=0",
+        run_dir=tmp_path / "run",
     )
-    run_dir = train(cfg)["run_dir"]
     net, _ = load_exported(f"{run_dir}/model.pt")
     assert net.upsample_mode == "bilinear"
 
