@@ -22,7 +22,7 @@ from fastnst.apps.blind_sheet import CLOSEUPS
 from fastnst.bundled import painting_path
 from fastnst.config import data_dir
 from fastnst.errors import one_line_errors
-from fastnst.images import check_output_path, open_rgb, save_image
+from fastnst.images import check_output_path, fit_size, open_rgb, save_image
 from fastnst.preflight import ArgumentParser
 from fastnst.sheets import contact_sheet
 from fastnst.styles import johnson_styles, published_output
@@ -60,10 +60,8 @@ def style_row(args, style: str) -> list[tuple[str, Image.Image | None, int]]:
             panels.append((f"{photo_name}: Johnson 2016 not published", None, ours.width))
     for path in closeup_paths(args):
         photo = open_rgb(path)
-        scale = args.closeup_size / max(photo.size)
-        photo = photo.resize(
-            (round(photo.width * scale), round(photo.height * scale)), Image.LANCZOS
-        )
+        height, width = fit_size(photo.height, photo.width, args.closeup_size)
+        photo = photo.resize((width, height), Image.LANCZOS)
         ours = fit(stylizer(photo, stroke_scale=args.stroke_scale), args.height)
         panels.append((f"{closeup_name(path)}: fastnst", ours, ours.width))
     return panels

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from fastnst.images import resize_tensor
 from fastnst.styles import judge_size
 from fastnst.vgg import VGG19Features
 
@@ -327,7 +328,7 @@ def hatch_measure(image: torch.Tensor, photo: torch.Tensor | None = None) -> dic
     spectra, band = band_spectra(image)
     peaks, background = _peaks(spectra, band)
     if photo is not None:  # a peak the photo has with at least a quarter of its power
-        photo_spectra = band_spectra(_resize_to(photo, image.shape[-2:]))[0]
+        photo_spectra = band_spectra(resize_tensor(photo.float(), image.shape[-2:]))[0]
         own, _ = _peaks(photo_spectra, band)
         peaks = peaks & ~(own & (photo_spectra >= 0.25 * spectra))
     peaks = peaks.float()
@@ -344,14 +345,6 @@ def hatch_measure(image: torch.Tensor, photo: torch.Tensor | None = None) -> dic
         "fringe": float(chroma / (band_total + floor)),
         "band_rms": 255.0 * float(band_total / to_variance) ** 0.5,
     }
-
-
-def _resize_to(image: torch.Tensor, size) -> torch.Tensor:
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    return F.interpolate(image.float(), size=tuple(size), mode="bicubic", antialias=True).clamp(
-        0, 1
-    )
 
 
 def _resize_longer(image: torch.Tensor, side: int) -> torch.Tensor:
