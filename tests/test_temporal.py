@@ -65,6 +65,9 @@ def test_bad_transform_keys_are_refused():
         TransformRange.from_config({"shfit": 3})
     with pytest.raises(ValueError, match=">= 0"):
         TransformRange.from_config({"noise": -1})
+    for bad in ("nan", "inf"):  # a crop of nan would fail deep inside the first training step
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            TransformRange.from_config({"crop": float(bad)})
 
 
 def test_the_crop_term_penalises_a_strip_painted_along_the_top():

@@ -9,6 +9,7 @@ pixels T maps from inside the crop (ReCoNet, Gao et al. 2018; Gupta et al. 2017,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import kornia
@@ -38,8 +39,10 @@ class TransformRange:
                 f"loss.temporal_transform: unknown key(s) {sorted(unknown)} (shift, rotation, scale, noise, crop)"
             )
         values = {k: float(v) for k, v in cfg.items()}
-        if any(v < 0 for v in values.values()):
-            raise ValueError(f"loss.temporal_transform: values must be >= 0, got {values}")
+        if not all(math.isfinite(v) and v >= 0 for v in values.values()):
+            raise ValueError(
+                f"loss.temporal_transform: values must be finite and >= 0, got {values}"
+            )
         if values.get("crop", 0.0) >= 1:
             raise ValueError(
                 f"loss.temporal_transform.crop is a fraction of each side below 1 (0 = off), got {values['crop']}"
