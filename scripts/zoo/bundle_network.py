@@ -34,6 +34,7 @@ from fastnst.config import REPO_ROOT, data_dir
 from fastnst.errors import one_line_errors, output_exists
 from fastnst.evaluate import evaluate_run, load_run_config
 from fastnst.images import load_image, resize_tensor
+from fastnst.margin import preset_margin
 from fastnst.multistyle import preset_stroke_scale
 from fastnst.preflight import ArgumentParser
 from fastnst.sheets import labelled_strip
@@ -142,11 +143,13 @@ def bundle(
         "photos": f"{len(result['settings']['photos'])} imagenet-mini val at 256 px",
     }
     stroke_scale = preset_stroke_scale(cfg.style)  # the file keeps the scale its preset paints at
+    margin = preset_margin(cfg.style)  # ... and the margin
     if (
         not net.styles
     ):  # a multi-style network: scripts/zoo/judge_table.py and zoo_sheet.py judge each style
         stylizer = Stylizer.load(run_dir, backend="torch")
         stylizer.meta["stroke_scale"] = stroke_scale
+        stylizer.margin = margin
         reference, panels = reference_comparison(stylizer, style, cfg.style)
         if reference:
             quality["reference"] = reference
@@ -162,6 +165,8 @@ def bundle(
         quality,
         validation_curve(run_dir),
     )
+    if margin:
+        meta["margin"] = margin
     write_bundled(target, net, meta)
     return meta
 

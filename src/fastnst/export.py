@@ -5,11 +5,13 @@ batch, height and width are dynamic (odd sizes included). A multi-style network 
 style weights, float32 (N,) (a second input, `style_weights`; one-hot = one style, else a blend),
 and its metadata lists the style names (config.styles). They load with plain onnxruntime or
 torch.jit.load, without fastnst, and reproduce stylize.py: a network that carries its own stroke
-scale (meta["stroke_scale"], e.g. udnie's 2) runs it inside the graph, exactly as Stylizer does
+scale (meta["stroke_scale"], e.g. the_scream's 1.5) runs it inside the graph, exactly as Stylizer does
 (fastnst.stroke.paint_at_scale: resize the photo down by the scale, the network, resize back up,
 add back the photo's luminance detail the small size lost; antialiased bicubic resizes, ONNX
 opset 18 Resize with antialias=1). The file's meta then records the scale under
-`stroke_scale_in_graph` and a stroke_scale of 1 (nothing left for a reader to apply).
+`stroke_scale_in_graph` and a stroke_scale of 1 (nothing left for a reader to apply). A network's
+mirrored margin (meta["margin"], fastnst.margin) goes into the graph the same way
+(`margin_in_graph`, margin 0).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from fastnst.atomic import atomic_path
 from fastnst.errors import FastNSTError, refuse_to_overwrite
 from fastnst.formats import (
+    GRAPH_MARGIN,
     GRAPH_STROKE_SCALE,
     INPUT_NAME,
     META_KEY,
@@ -35,6 +38,7 @@ from fastnst.formats import (
     jit_deprecation_silenced,
     meta_json,
 )
+from fastnst.margin import network_margin, paint_with_margin, photo_margin
 from fastnst.stroke import network_stroke_scale, paint_at_scale
 from fastnst.transformer import TransformerNet
 
@@ -99,22 +103,24 @@ def inference_copy(net: TransformerNet) -> TransformerNet:
 
 
 class StrokeScaled(nn.Module):
-    """`net` painting at stroke scale `scale` (fastnst.stroke.paint_at_scale), as one module to
-    trace: what Stylizer runs for a network whose file carries that scale."""
+    """`net` painting at stroke scale `scale` (fastnst.stroke.paint_at_scale) with a mirrored
+    margin of `margin` network pixels (fastnst.margin), as one module to trace: what Stylizer
+    runs for a network whose file carries that scale and margin."""
 
-    def __init__(self, net: nn.Module, scale: float):
+    def __init__(self, net: nn.Module, scale: float, margin: int = 0):
         super().__init__()
         self.net, self.scale = net, float(scale)
+        self.margin = photo_margin(margin, self.scale)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-        if style is None:
-            return paint_at_scale(x, self.scale, self.net)
-        return paint_at_scale(x, self.scale, lambda small: self.net(small, style))
+        net = self.net if style is None else (lambda small: self.net(small, style))
+        return paint_with_margin(x, self.margin, lambda p: paint_at_scale(p, self.scale, net))
 
 
-def graph_network(net: nn.Module, stroke_scale: float = 1.0) -> nn.Module:
-    """What goes into an exported graph: `net`, wrapped in StrokeScaled unless the scale is 1."""
-    return net if stroke_scale == 1.0 else StrokeScaled(net, stroke_scale)
+def graph_network(net: nn.Module, stroke_scale: float = 1.0, margin: int = 0) -> nn.Module:
+    """What goes into an exported graph: `net`, wrapped in StrokeScaled unless the scale is 1
+    and there is no margin."""
+    return net if stroke_scale == 1.0 and not margin else StrokeScaled(net, stroke_scale, margin)
 
 
 def _antialiased_bicubic(g, input, output_size, align_corners, *scales):
@@ -146,11 +152,15 @@ def _antialiased_bicubic(g, input, output_size, align_corners, *scales):
 
 
 def onnx_bytes(
-    net: TransformerNet, meta: dict | None = None, opset: int = ONNX_OPSET, stroke_scale=1.0
+    net: TransformerNet,
+    meta: dict | None = None,
+    opset: int = ONNX_OPSET,
+    stroke_scale=1.0,
+    margin: int = 0,
 ) -> bytes:
     """The network as an ONNX model (bytes) with dynamic batch/height/width; `stroke_scale` != 1
-    runs it at that stroke scale inside the graph (`StrokeScaled`)."""
-    module = graph_network(inference_copy(net), stroke_scale)
+    or a `margin` runs it at that stroke scale with that margin inside the graph (`StrokeScaled`)."""
+    module = graph_network(inference_copy(net), stroke_scale, margin)
     dynamic = {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -186,12 +196,19 @@ def onnx_bytes(
             f"; painted at stroke scale {stroke_scale:g} inside the graph (resize down, network, "
             "resize up, the photo's luminance detail added back)"
         )
+    if margin:
+        model.doc_string += (
+            f"; painted with a mirrored margin of {margin} network px inside the graph (the "
+            "network's border effects fall in the margin, which is cut away)"
+        )
     if net.styles:
         model.doc_string += f"; input {STYLE_INPUT_NAME} float32 ({len(net.styles)},) weights of {', '.join(net.styles)}"
     return model.SerializeToString()
 
 
-def torchscript_module(net: TransformerNet, stroke_scale: float = 1.0) -> torch.jit.ScriptModule:
+def torchscript_module(
+    net: TransformerNet, stroke_scale: float = 1.0, margin: int = 0
+) -> torch.jit.ScriptModule:
     """Traced TorchScript module; the shape reads feeding F.interpolate (and, with a stroke scale,
     the sizes computed from them) are traced as ops, so height and width stay dynamic (checked on
     odd sizes in the tests)."""
@@ -199,16 +216,19 @@ def torchscript_module(net: TransformerNet, stroke_scale: float = 1.0) -> torch.
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarning about shape-to-int conversions
         return torch.jit.trace(
-            graph_network(net, stroke_scale), example_inputs(net), check_trace=False
+            graph_network(net, stroke_scale, margin), example_inputs(net), check_trace=False
         )
 
 
-def exported_meta(meta: dict | None, stroke_scale: float) -> dict:
+def exported_meta(meta: dict | None, stroke_scale: float, margin: int = 0) -> dict:
     """The meta an exported file stores: with the stroke scale inside the graph, the scale under
-    `stroke_scale_in_graph` and stroke_scale 1 (what is left for a reader such as Stylizer)."""
+    `stroke_scale_in_graph` and stroke_scale 1 (what is left for a reader such as Stylizer); with
+    the margin inside it, the margin under `margin_in_graph` and margin 0."""
     meta = dict(meta or {})
     if stroke_scale != 1.0:
         meta.update({"stroke_scale": 1.0, GRAPH_STROKE_SCALE: stroke_scale})
+    if margin:
+        meta.update({"margin": 0, GRAPH_MARGIN: margin})
     return meta
 
 
@@ -222,37 +242,44 @@ def export_model(
     stroke_scale_in_graph: bool = True,
 ) -> Path:
     """Write `net` as ONNX or TorchScript to `path` (atomically); optionally verify parity.
-    stroke_scale_in_graph: run the network's own stroke scale (meta["stroke_scale"]) inside the
-    graph, so the file alone reproduces stylize.py; false leaves it in the meta only."""
+    stroke_scale_in_graph: run the network's own stroke scale (meta["stroke_scale"]) and margin
+    (meta["margin"], fastnst.margin) inside the graph, so the file alone reproduces stylize.py;
+    false leaves them in the meta only."""
     if fmt not in FORMATS:
         raise FastNSTError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     path = Path(path)
     refuse_to_overwrite(path, overwrite)
     scale = network_stroke_scale(meta or {}, source=str(path)) if stroke_scale_in_graph else 1.0
-    saved = exported_meta(meta, scale)
+    margin = network_margin(meta or {}, source=str(path)) if stroke_scale_in_graph else 0
+    saved = exported_meta(meta, scale, margin)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         if fmt == "onnx":
-            tmp.write_bytes(onnx_bytes(net, saved, stroke_scale=scale))
+            tmp.write_bytes(onnx_bytes(net, saved, stroke_scale=scale, margin=margin))
         else:
-            module = torchscript_module(net, scale)
+            module = torchscript_module(net, scale, margin)
             with jit_deprecation_silenced():
                 torch.jit.save(
                     module, str(tmp), _extra_files={f"{META_KEY}.json": meta_json(net, saved)}
                 )
         if check:
-            check_parity(net, tmp, fmt, stroke_scale=scale)
+            check_parity(net, tmp, fmt, stroke_scale=scale, margin=margin)
     return path
 
 
 def check_parity(
-    net: TransformerNet, path: Path, fmt: str, sizes=((67, 45), (96, 128)), stroke_scale=1.0
+    net: TransformerNet,
+    path: Path,
+    fmt: str,
+    sizes=((67, 45), (96, 128)),
+    stroke_scale=1.0,
+    margin: int = 0,
 ) -> float:
-    """Max abs difference between the exported file and `net` (at `stroke_scale`, as Stylizer
-    paints) on two sizes (one odd)."""
+    """Max abs difference between the exported file and `net` (at `stroke_scale`, with `margin`,
+    as Stylizer paints) on two sizes (one odd)."""
     worst = 0.0
     run = _runner(path, fmt)
-    reference = graph_network(net.eval(), stroke_scale)
+    reference = graph_network(net.eval(), stroke_scale, margin)
     n = len(net.styles or [])
     # a multi-style network: one style (one-hot) and a blend
     mixes = [None] if not n else [torch.eye(n)[n - 1], example_inputs(net)[1]]

@@ -28,6 +28,7 @@ import torch
 
 from fastnst.atomic import atomic_torch_save
 from fastnst.errors import FastNSTError
+from fastnst.margin import check_margin
 from fastnst.stroke import check_stroke_scale, shown
 from fastnst.transformer import UPSAMPLE_MODES, TransformerNet
 
@@ -39,6 +40,8 @@ META_KEY = "fastnst"  # ONNX metadata_props key / TorchScript extra file holding
 # the meta key an exported ONNX / TorchScript file records the stroke scale its graph applies
 # under (its "stroke_scale" is then what remains to apply: 1)
 GRAPH_STROKE_SCALE = "stroke_scale_in_graph"
+# ... and its mirrored margin (fastnst.margin; network pixels), whose "margin" is then 0
+GRAPH_MARGIN = "margin_in_graph"
 # ONNX operator domains whose kernels ship inside onnxruntime itself (no library is loaded)
 BUILTIN_ONNX_DOMAINS = frozenset(
     {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training", "com.microsoft"}
@@ -72,7 +75,8 @@ def jit_deprecation_silenced():
 
 def check_meta(meta, path: str | os.PathLike) -> dict:
     """A network file's meta as a plain dict, or a one-line FastNSTError naming the file: it must
-    be a mapping with string keys, and a `stroke_scale` in it a finite number in range."""
+    be a mapping with string keys, a `stroke_scale` in it a finite number in range and a `margin`
+    a whole number of pixels in range."""
     if meta is None:
         return {}
     if not isinstance(meta, Mapping):
@@ -83,6 +87,9 @@ def check_meta(meta, path: str | os.PathLike) -> dict:
     for key in ("stroke_scale", GRAPH_STROKE_SCALE):
         if key in meta and meta[key] is not None:
             meta[key] = check_stroke_scale(meta[key], source=f"{path}: meta {key}")
+    for key in ("margin", GRAPH_MARGIN):
+        if key in meta and meta[key] is not None:
+            meta[key] = check_margin(meta[key], source=f"{path}: meta {key}")
     styles = meta.get("styles")
     if styles is not None and (
         not isinstance(styles, list) or not all(isinstance(n, str) for n in styles)

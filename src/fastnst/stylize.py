@@ -29,6 +29,7 @@ from fastnst.accel.cpu_tuning import warn_if_spinning
 from fastnst.color import transfer_luminance
 from fastnst.errors import FastNSTError, check_in_range
 from fastnst.images import fit_size, open_rgb, pil_to_tensor, resize_tensor, tensor_to_pil
+from fastnst.margin import network_margin, paint_with_margin, photo_margin
 from fastnst.memory import (
     MemoryLimitError,
     check_max_memory_gb,
@@ -157,6 +158,7 @@ class Stylizer:
         self.style_weights(style, mix)  # an unknown style name fails now
         # the file's own scale, checked once (a one-line error naming the network)
         self._native_stroke_scale = network_stroke_scale(self.meta, source=self.name)
+        self.margin = network_margin(self.meta, source=self.name)  # network pixels (fastnst.margin)
         defaults = self._check_options(
             {
                 "size": size,
@@ -294,6 +296,8 @@ class Stylizer:
         return self._estimate(height, width, batch, opts)
 
     def _estimate(self, height: int, width: int, batch: int, opts: dict, tile=None) -> int:
+        margin = photo_margin(self.margin, opts["scale"])  # the network paints the margin too
+        height, width = height + 2 * margin, width + 2 * margin
         channels = self.net.config["channels"][0] if self.net is not None else None
         tiled = tile or (opts["tile"] if self._tiles(height, width, opts) else None)
         return estimate_bytes(
@@ -353,6 +357,12 @@ class Stylizer:
         return self.runner(photo) if weights is None else self.runner(photo, weights)
 
     def _paint(self, photo: torch.Tensor, opts: dict) -> torch.Tensor:
+        """The network's output at the photo's size, painted with the network's mirrored margin
+        (fastnst.margin) at the combined stroke scale opts["scale"]."""
+        margin = photo_margin(self.margin, opts["scale"])
+        return paint_with_margin(photo, margin, lambda x: self._paint_at_scale(x, opts))
+
+    def _paint_at_scale(self, photo: torch.Tensor, opts: dict) -> torch.Tensor:
         """The network's output at the photo's size, painted at the combined stroke scale
         opts["scale"] (fastnst.stroke.paint_at_scale). Below 1 with tile=, the photo is
         enlarged tile by tile (fastnst.tiling.tiled_enlarged_forward), never whole."""

@@ -22,6 +22,7 @@ from fastnst.callbacks import LAST, PREVIOUS, DivergenceGuard, LogImagesAndHpara
 from fastnst.checkpointing import AtomicCheckpointIO
 from fastnst.errors import FastNSTError
 from fastnst.formats import check_is_training_checkpoint, save_exported
+from fastnst.margin import preset_margin
 from fastnst.multistyle import (
     check_init_options,
     expand_multi_style,
@@ -284,6 +285,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
         check_required_options(cfg)
         check_train_setup(cfg)  # the precision, the photo folder (train.py checked them already)
         style_stroke_scale(cfg.get("style"))  # finite, in range: before it reaches model.pt
+        preset_margin(cfg.get("style") or {})  # a whole number of pixels, likewise
         absolute_user_paths(cfg)
         expand_multi_style(cfg)
         check_init_options(cfg)
@@ -404,6 +406,8 @@ def _train(
                 **({"styles": list(system.net.styles)} if system.net.styles else {}),
                 # the scale the network paints at for stroke_scale=1 (its preset's; Stylizer)
                 "stroke_scale": preset_stroke_scale(cfg.style),
+                # the mirrored margin it paints with (network px; fastnst.margin)
+                "margin": preset_margin(cfg.style),
                 "data": str(cfg.data.name),
                 "model": OmegaConf.to_container(cfg.model, resolve=True),
                 "global_step": int(trainer.global_step),
