@@ -109,10 +109,10 @@ def test_exports_carry_the_margin_in_their_graph(tmp_path):
 
 
 def test_a_run_stores_its_presets_margin_and_refuses_a_bad_one(tmp_path):
-    run = train_tiny(tmp_path, "+style.margin=12", run_dir=tmp_path / "run")
+    run = train_tiny(tmp_path, "++style.margin=12", run_dir=tmp_path / "run")
     assert Stylizer.load(run).margin == 12
     with pytest.raises(FastNSTError, match="style.margin must be a whole number"):
-        train_tiny(tmp_path, "+style.margin=-4", run_dir=tmp_path / "bad")
+        train_tiny(tmp_path, "++style.margin=-4", run_dir=tmp_path / "bad")
 
 
 def test_the_bundled_scream_paints_no_band_under_the_top_edge():
