@@ -218,7 +218,7 @@ needs_data = pytest.mark.skipif(_data() is None, reason="FASTNST_DATA is not set
 def test_raw_export_reproduces_stylize_on_chicago(style, fmt, tmp_path):
     """`export.py model=<style>` run by bare onnxruntime / torch.jit.load (no fastnst code, in a
     process where fastnst cannot be imported) against `stylize.py style=<style>` on chicago:
-    within 2/255 mean absolute difference (the bundled the_scream paints at stroke scale 1.5,
+    within 2/255 mean absolute difference (the bundled the_scream paints at stroke scale 2,
     which both graphs must carry)."""
     import numpy as np
     from PIL import Image

@@ -124,11 +124,11 @@ def test_the_bundled_scream_paints_no_band_under_the_top_edge():
 
     def band(out):  # how much more orange (red minus blue) the top rows are than the rest
         red_minus_blue = out[:, 0] - out[:, 2]
-        return float(red_minus_blue[:, :20].mean() - red_minus_blue[:, 64:].mean())
+        return float(red_minus_blue[:, :40].mean() - red_minus_blue[:, 96:].mean())
 
     with torch.no_grad():
         kept = band(stylizer(grey))
         stylizer.margin = 0
         banded = band(stylizer(grey))
-    assert banded > 0.3  # the fault, without the margin
-    assert kept < 0.1
+    assert banded > 0.2  # the fault, without the margin (measured 0.30)
+    assert kept < 0.05  # measured -0.05

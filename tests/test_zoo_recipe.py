@@ -64,7 +64,7 @@ def test_multi_style_members_keep_their_presets_beta_scale():
     )
     expand_multi_style(own)  # size=null: each member at its preset's painting size
     # size=null: each member's painting at the size its preset paints it (size x stroke_scale)
-    assert [m.size for m in own.style.members] == [288, 128]
+    assert [m.size for m in own.style.members] == [384, 128]
     doubled = compose_config(
         "train", "style=multi", "style.names=[the_scream,udnie]", "style.beta_scale=2"
     )

@@ -5,7 +5,7 @@ batch, height and width are dynamic (odd sizes included). A multi-style network 
 style weights, float32 (N,) (a second input, `style_weights`; one-hot = one style, else a blend),
 and its metadata lists the style names (config.styles). They load with plain onnxruntime or
 torch.jit.load, without fastnst, and reproduce stylize.py: a network that carries its own stroke
-scale (meta["stroke_scale"], e.g. the_scream's 1.5) runs it inside the graph, exactly as Stylizer does
+scale (meta["stroke_scale"], e.g. the_scream's 2) runs it inside the graph, exactly as Stylizer does
 (fastnst.stroke.paint_at_scale: resize the photo down by the scale, the network, resize back up,
 add back the photo's luminance detail the small size lost; antialiased bicubic resizes, ONNX
 opset 18 Resize with antialias=1). The file's meta then records the scale under
