@@ -18,6 +18,7 @@ from fastnst.judge import (
     painting_size,
     random_directions,
     sliced_wasserstein,
+    texture_fineness,
     tint_and_grain,
     transfer_colour_statistics,
 )
@@ -400,3 +401,31 @@ def test_johnson_2016_has_less_hatch_than_a_photo_with_a_grain(data_dir, style):
     painting = load_image(data_dir / "styles" / f"{style}.jpg", 256)
     grain = tint_and_grain(photo, painting, period=3.0)
     assert hatch_measure(published)["hatch"] < 0.2 < hatch_measure(grain)["hatch"]
+
+
+def test_texture_fineness_falls_as_the_same_texture_is_painted_larger():
+    """The same random strokes at 1x, 2x and 4x their size (a network painting its motifs
+    larger): the finer texture scores higher, whatever its amplitude."""
+    strokes = _random_strokes()
+    base = _smooth()
+    scores = []
+    for factor in (1, 2, 4):
+        texture = F.interpolate(strokes[None, None], scale_factor=factor, mode="nearest")[0, 0]
+        texture = texture[:192, :192]
+        scores.append(texture_fineness((base + 0.2 * texture).clamp(0, 1)))
+    assert scores[0] > 1.5 * scores[1] and scores[1] > 1.2 * scores[2], scores
+    louder = texture_fineness((base + 0.3 * strokes).clamp(0, 1))
+    assert louder == pytest.approx(scores[0], rel=0.25)  # a ratio of bands, not an amplitude
+    with pytest.raises(ValueError, match="at least 128 px"):
+        texture_fineness(torch.rand(1, 3, 100, 300))
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("style", ["the_scream", "composition_vii"])
+def test_johnson_2016_paints_coarser_than_a_photo_with_a_grain(data_dir, style):
+    """Johnson et al. 2016's strokes are tens of px wide: a finer texture scores higher."""
+    published = load_image(published_output(data_dir, style))
+    photo = load_image(data_dir / "content" / "chicago.jpg", max(published.shape[-2:]))
+    painting = load_image(data_dir / "styles" / f"{style}.jpg", 256)
+    grain = tint_and_grain(photo, painting, period=4.0)
+    assert texture_fineness(published) < 0.5 * texture_fineness(grain)

@@ -110,9 +110,10 @@ def stylize(source: str, photo: torch.Tensor, style: str) -> torch.Tensor:
 
 
 def measures(image: torch.Tensor, photo: torch.Tensor, scene) -> dict[str, float]:
-    from fastnst.judge import hatch_measure
+    from fastnst.judge import hatch_measure, texture_fineness
 
     values = dict(hatch_measure(image))
+    values["fineness"] = texture_fineness(image)
     values.update(scene(image, photo))
     return {k: round(v, 4) for k, v in values.items()}
 
