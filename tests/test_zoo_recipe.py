@@ -24,7 +24,7 @@ from tests.script_runner import run_script
     [
         (["experiment=zoo", "style=the_scream"], 192),
         (["style=the_scream"], 192),  # the same painting size for any crop size
-        (["experiment=zoo", "style=udnie"], 128),
+        (["experiment=zoo", "style=udnie"], 256),
         (["experiment=zoo", "style=the_scream", "style.size=300"], 300),  # the user's size wins
     ],
 )
@@ -64,7 +64,7 @@ def test_multi_style_members_keep_their_presets_beta_scale():
     )
     expand_multi_style(own)  # size=null: each member at its preset's painting size
     # size=null: each member's painting at the size its preset paints it (size x stroke_scale)
-    assert [m.size for m in own.style.members] == [384, 128]
+    assert [m.size for m in own.style.members] == [384, 256]
     doubled = compose_config(
         "train", "style=multi", "style.names=[the_scream,udnie]", "style.beta_scale=2"
     )
