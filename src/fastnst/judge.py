@@ -358,10 +358,13 @@ def hatch_measure(image: torch.Tensor, photo: torch.Tensor | None = None) -> dic
 
 def texture_fineness(image: torch.Tensor) -> float:
     """Luminance power at FINE_BAND periods over that at MID_BAND periods of a (1, 3, H, W)
-    picture in [0, 1] (at least FINENESS_TILE px a side): higher = a finer texture. Judge at the
-    size the picture was made."""
-    spectra, _ = band_spectra(image, tile=FINENESS_TILE)
-    f = torch.fft.fftshift(torch.fft.fftfreq(FINENESS_TILE))
+    picture in [0, 1]: higher = a finer texture. Tiles of FINENESS_TILE px, or of the largest
+    power of two that fits a smaller picture (at least HATCH_TILE). Judge at the size the
+    picture was made."""
+    side = min(image.shape[-2:])
+    tile = FINENESS_TILE if side >= FINENESS_TILE else max(HATCH_TILE, 2 ** int(math.log2(side)))
+    spectra, _ = band_spectra(image, tile=tile)
+    f = torch.fft.fftshift(torch.fft.fftfreq(tile))
     radius = (f[:, None].square() + f[None, :].square()).sqrt()
 
     def band(periods: tuple[float, float]) -> torch.Tensor:

@@ -41,9 +41,9 @@ def network_margin(meta: Mapping, *, source: str = "model") -> int:
     return 0 if value is None else check_margin(value, source=f"{source}: meta margin")
 
 
-def preset_margin(style: Mapping) -> int:
-    """A style preset's `margin` (style.margin; 0 when it sets none)."""
-    value = style.get("margin")
+def preset_margin(style: Mapping | None) -> int:
+    """A style preset's `margin` (style.margin; 0 when it sets none or there is no style)."""
+    value = None if style is None else style.get("margin")
     return 0 if value is None else check_margin(value, source="style.margin")
 
 

@@ -285,7 +285,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
         check_required_options(cfg)
         check_train_setup(cfg)  # the precision, the photo folder (train.py checked them already)
         style_stroke_scale(cfg.get("style"))  # finite, in range: before it reaches model.pt
-        preset_margin(cfg.get("style") or {})  # a whole number of pixels, likewise
+        preset_margin(cfg.get("style"))  # a whole number of pixels, likewise
         absolute_user_paths(cfg)
         expand_multi_style(cfg)
         check_init_options(cfg)
