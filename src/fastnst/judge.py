@@ -264,7 +264,7 @@ __all__ = [
 # "wallpaper" even where no single frequency stands out (hatch_measure ~0): the luminance power
 # at 2-6 px periods over that at 8-32 px (Welch spectra of 128 px tiles). Johnson et al.'s
 # Chicago outputs score 0.05-0.20 (bold strokes tens of px wide); networks that paint the
-# painting's motifs too small score 1.5-2.5x their style's (the photo itself: 0.21-0.25).
+# painting's motifs too small score 1.4-2.2x their style's (the photo itself: 0.21-0.25).
 #
 # scene_measure: how much of the photo's structure survives, for close-ups where a face or an
 # animal must stay recognizable: the relative distance of deep VGG19 features (block4_conv2, the
