@@ -392,14 +392,20 @@ def test_scene_judge_takes_an_output_of_another_size(scene_judge):
     assert scene_judge(bigger, photo)["scene_ssim"] > 0.8
 
 
+def _johnson_and_grain(data_dir, style: str, period: float):
+    """Johnson et al. 2016's Chicago output for `style`, and Chicago at its size tinted in the
+    painting's colours plus a diagonal grain of `period` px (the Gram loss's favourite)."""
+    published = load_image(published_output(data_dir, style))
+    photo = load_image(data_dir / "content" / "chicago.jpg", max(published.shape[-2:]))
+    painting = load_image(data_dir / "styles" / f"{style}.jpg", 256)
+    return published, tint_and_grain(photo, painting, period=period)
+
+
 @pytest.mark.data
 @pytest.mark.parametrize("style", ["starry_night", "composition_vii"])
 def test_johnson_2016_has_less_hatch_than_a_photo_with_a_grain(data_dir, style):
     """Johnson et al. 2016's brush strokes are not a hatch; the Gram loss's favourite grain is."""
-    published = load_image(published_output(data_dir, style))
-    photo = load_image(data_dir / "content" / "chicago.jpg", max(published.shape[-2:]))
-    painting = load_image(data_dir / "styles" / f"{style}.jpg", 256)
-    grain = tint_and_grain(photo, painting, period=3.0)
+    published, grain = _johnson_and_grain(data_dir, style, period=3.0)
     assert hatch_measure(published)["hatch"] < 0.2 < hatch_measure(grain)["hatch"]
 
 
@@ -425,8 +431,5 @@ def test_texture_fineness_falls_as_the_same_texture_is_painted_larger():
 @pytest.mark.parametrize("style", ["the_scream", "composition_vii"])
 def test_johnson_2016_paints_coarser_than_a_photo_with_a_grain(data_dir, style):
     """Johnson et al. 2016's strokes are tens of px wide: a finer texture scores higher."""
-    published = load_image(published_output(data_dir, style))
-    photo = load_image(data_dir / "content" / "chicago.jpg", max(published.shape[-2:]))
-    painting = load_image(data_dir / "styles" / f"{style}.jpg", 256)
-    grain = tint_and_grain(photo, painting, period=4.0)
+    published, grain = _johnson_and_grain(data_dir, style, period=4.0)
     assert texture_fineness(published) < 0.5 * texture_fineness(grain)

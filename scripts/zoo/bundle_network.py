@@ -164,9 +164,8 @@ def bundle(
         recipe_of(cfg, step, hours, cpu_info()[0]),
         quality,
         validation_curve(run_dir),
+        margin,
     )
-    if margin:
-        meta["margin"] = margin
     write_bundled(target, net, meta)
     return meta
 

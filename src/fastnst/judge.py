@@ -305,10 +305,15 @@ def band_spectra(image: torch.Tensor, tile: int = HATCH_TILE) -> tuple[torch.Ten
     hann = torch.hann_window(tile, periodic=False)
     spectra = torch.fft.fft2(tiles * (hann[:, None] * hann[None, :])).abs().square().mean(1)
     spectra = torch.fft.fftshift(spectra, dim=(-2, -1))
+    return spectra, period_band(tile, HATCH_BAND)
+
+
+def period_band(tile: int, periods: tuple[float, float]) -> torch.Tensor:
+    """(tile, tile) mask of a centred (fftshift) spectrum's bins whose period lies in `periods`
+    (px, shortest first)."""
     f = torch.fft.fftshift(torch.fft.fftfreq(tile))
     radius = (f[:, None].square() + f[None, :].square()).sqrt()
-    band = (radius >= 1.0 / HATCH_BAND[1]) & (radius <= 1.0 / HATCH_BAND[0])
-    return spectra, band
+    return (radius >= 1.0 / periods[1]) & (radius <= 1.0 / periods[0])
 
 
 def _median_background(power: torch.Tensor, k: int = HATCH_BACKGROUND) -> torch.Tensor:
@@ -363,16 +368,9 @@ def texture_fineness(image: torch.Tensor) -> float:
     picture was made."""
     side = min(image.shape[-2:])
     tile = FINENESS_TILE if side >= FINENESS_TILE else max(HATCH_TILE, 2 ** int(math.log2(side)))
-    spectra, _ = band_spectra(image, tile=tile)
-    f = torch.fft.fftshift(torch.fft.fftfreq(tile))
-    radius = (f[:, None].square() + f[None, :].square()).sqrt()
-
-    def band(periods: tuple[float, float]) -> torch.Tensor:
-        return (radius >= 1.0 / periods[1]) & (radius <= 1.0 / periods[0])
-
-    luminance = spectra[0]
-    mid = luminance[band(MID_BAND)].sum().clamp_min(1e-12)
-    return float(luminance[band(FINE_BAND)].sum() / mid)
+    luminance = band_spectra(image, tile=tile)[0][0]
+    mid = luminance[period_band(tile, MID_BAND)].sum().clamp_min(1e-12)
+    return float(luminance[period_band(tile, FINE_BAND)].sum() / mid)
 
 
 def _resize_longer(image: torch.Tensor, side: int) -> torch.Tensor:

@@ -89,11 +89,14 @@ def bundled_meta(
     recipe: dict,
     quality: dict,
     validation_curve: list,
+    margin: int = 0,
 ) -> dict:
+    """A bundled file's meta; `margin` (fastnst.margin) is stored only when the network has one."""
     return {
         "style": style,
         "status": status,
         "stroke_scale": stroke_scale,
+        **({"margin": margin} if margin else {}),
         "recipe": recipe,
         "quality": quality,
         "validation_curve": validation_curve,
