@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from fastnst.errors import FastNSTError
+
 
 @pytest.fixture(scope="module")
 def blind_sheet():
@@ -58,6 +60,15 @@ def test_score_mode_reads_text_and_json_ratings(blind_sheet, tmp_path, capsys):
     assert blind_sheet.main([*argv, "--json", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert blind_sheet.main([*argv, "--json", str(out), "--overwrite"]) == 0
+
+
+def test_a_raters_remark_lines_are_skipped_but_a_bad_score_is_not(blind_sheet, tmp_path):
+    path = tmp_path / "r.txt"
+    path.write_text("A 4\nC 2\nRow A-C (skyline): C has a fine hatch on the towers.\n")
+    assert blind_sheet.read_scores(path) == {"A": 4.0, "C": 2.0}
+    path.write_text("A 4\nC two\n")
+    with pytest.raises(FastNSTError, match="is not `<letter> <score>`"):
+        blind_sheet.read_scores(path)
 
 
 @pytest.mark.parametrize(

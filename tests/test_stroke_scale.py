@@ -292,3 +292,30 @@ def test_evaluate_refuses_a_crafted_run_config_in_one_line(override, message, tm
     with pytest.raises(FastNSTError, match=message) as info:
         load_run_config(run)
     assert str(info.value).startswith(str(run / "config.yaml")) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("config_scale", [1.0, 1.5])
+def test_a_run_is_judged_at_its_configs_stroke_scale(config_scale, tmp_path):
+    """A run trained at stroke scale 1 whose config now says 1.5 (a network to be bundled painting
+    larger) is evaluated painting at 1.5, the scale its painting is measured at."""
+    from omegaconf import OmegaConf
+
+    from fastnst.artifacts import save_exported
+    from fastnst.evaluate import load_run_config, load_run_stylizer
+    from fastnst.transformer import TransformerNet
+    from tests.helpers import compose_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = compose_config("train", "run_dir=x", "style=wave")
+    OmegaConf.set_struct(cfg, False)
+    cfg.style.stroke_scale = config_scale
+    OmegaConf.save(cfg, run / "config.yaml")
+    save_exported(
+        run / "model.pt",
+        TransformerNet(channels=(8, 16, 32), num_residual=1),
+        {"stroke_scale": 1.0},
+    )
+    stylizer = load_run_stylizer(run, load_run_config(run), backend="torch")
+    assert stylizer.combined_stroke_scale == config_scale
+    assert stylizer(torch.rand(1, 3, 48, 48)).shape[-2:] == (48, 48)

@@ -135,7 +135,7 @@ def webcam_fps(driver, seconds: float, warmup: float = 3.0) -> float:
 def main() -> None:
     from fastnst.preflight import ArgumentParser
 
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--webcam-model", default="johnson_fast", help="conf/model preset for the webcam tab"
     )

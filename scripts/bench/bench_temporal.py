@@ -114,7 +114,7 @@ def picture(clip, plain, stable, path, t: int, cell: int = 256, label: int | Non
 
 
 def main(argv=None) -> int:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--plain", required=True, help="run dir (or a checkpoint in one) trained without the term"
     )

@@ -30,7 +30,7 @@ from fastnst.preflight import ArgumentParser, check_new_output  # noqa: E402
 
 
 def main() -> None:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--style", default="the_scream", help="a bundled style (stylize.py styles=list)"
     )

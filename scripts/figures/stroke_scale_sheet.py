@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     data = data_dir()
     from fastnst.preflight import ArgumentParser
 
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path)
     parser.add_argument("--photo", type=Path, default=data / "content" / "chicago.jpg")
     parser.add_argument("--styles", nargs="+", default=["starry_night", "the_scream"])

@@ -83,7 +83,7 @@ def start_tensorboard(logdir: Path, port: int) -> subprocess.Popen:
 
 
 def main() -> None:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "logdir", type=Path, help="the folder holding the runs (tensorboard --logdir)"
     )

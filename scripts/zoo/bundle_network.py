@@ -32,7 +32,7 @@ from fastnst.accel.cpu_tuning import cpu_info
 from fastnst.artifacts import load_network
 from fastnst.config import REPO_ROOT, data_dir
 from fastnst.errors import one_line_errors, output_exists
-from fastnst.evaluate import evaluate_run, load_run_config
+from fastnst.evaluate import evaluate_run, load_run_config, load_run_stylizer
 from fastnst.images import load_image, resize_tensor
 from fastnst.margin import preset_margin
 from fastnst.multistyle import preset_stroke_scale
@@ -147,8 +147,7 @@ def bundle(
     if (
         not net.styles
     ):  # a multi-style network: scripts/zoo/judge_table.py and zoo_sheet.py judge each style
-        stylizer = Stylizer.load(run_dir, backend="torch")
-        stylizer.meta["stroke_scale"] = stroke_scale
+        stylizer = load_run_stylizer(run_dir, cfg, backend="torch")
         stylizer.margin = margin
         reference, panels = reference_comparison(stylizer, style, cfg.style)
         if reference:
@@ -172,7 +171,7 @@ def bundle(
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", nargs="?", help="the run directory to bundle")
     parser.add_argument("--style", help="bundled name (default: the run's style)")
     parser.add_argument(

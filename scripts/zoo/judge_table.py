@@ -279,7 +279,7 @@ def save_picture(
 def main(argv=None) -> int:
     from fastnst.preflight import ArgumentParser
 
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--styles", default=",".join(STYLES), help="comma-separated (default: the five)"
     )

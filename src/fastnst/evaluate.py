@@ -55,7 +55,7 @@ from fastnst.images import (
 from fastnst.judge import JUDGE_LAYERS, StyleJudge, painting_size
 from fastnst.losses import PerceptualLoss
 from fastnst.metrics import METRICS, hparam_columns, hparams_of, run_labels
-from fastnst.multistyle import painted_size
+from fastnst.multistyle import painted_size, preset_stroke_scale
 from fastnst.preflight import ensure_writable
 from fastnst.progress import bar
 from fastnst.runners import resolve_device
@@ -337,6 +337,17 @@ def read_eval(run_dir: str | os.PathLike) -> dict | None:
         return None
 
 
+def load_run_stylizer(run_dir: Path, cfg, **options) -> Stylizer:
+    """The run's network painting at its config's stroke scale (`style.stroke_scale`), against
+    which its painting is measured: the run's model.pt carries the scale it was trained with,
+    and a later edit of the config (a bundled network painted larger) must be what is judged."""
+    stylizer = Stylizer.load(run_dir, **options)
+    wanted = preset_stroke_scale(cfg.style)
+    if stylizer.styles or wanted == stylizer.native_stroke_scale:
+        return stylizer
+    return Stylizer.load(run_dir, stroke_scale=wanted / stylizer.native_stroke_scale, **options)
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     photos=None,
@@ -375,8 +386,8 @@ def evaluate_run(
     )  # eval.json and TensorBoard events go there
     dev = resolve_device(device)
     # the run's network first: a run without one is named in the error, whatever the photos
-    stylizer = Stylizer.load(
-        run_dir, device=str(dev), backend=backend, trust_model_file=trust_model_file
+    stylizer = load_run_stylizer(
+        run_dir, cfg, device=str(dev), backend=backend, trust_model_file=trust_model_file
     )
     photo_paths = evaluation_photo_paths(photos, num_photos)
     images = [load_photo(p, size).to(dev) for p in photo_paths]

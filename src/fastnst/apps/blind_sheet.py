@@ -234,7 +234,8 @@ _LINE = re.compile(r"^\s*([A-Za-z]+)\s*[:=\s]\s*(\d+(?:\.\d+)?)\s*$")
 
 
 def read_scores(path: Path) -> dict[str, float]:
-    """A rater's file: JSON {letter: score} or `<letter> <score>` lines."""
+    """A rater's file: JSON {letter: score} or `<letter> <score>` lines; `#` comments and lines
+    of more than two words (a rater's remarks) are skipped."""
     if not path.is_file():
         raise FastNSTError(f"{path}: rating file not found")
     text = path.read_text()
@@ -251,6 +252,8 @@ def read_scores(path: Path) -> dict[str, float]:
             if not line.strip():
                 continue
             match = _LINE.match(line)
+            if not match and len(line.split()) > 2:
+                continue  # a rater's remark ("Row A-D: C keeps the towers ..."), not a score
             if not match:
                 raise FastNSTError(
                     f"{path}:{number}: {line.strip()!r} is not `<letter> <score>` (e.g. `A 4`)"
@@ -332,7 +335,7 @@ def score(args) -> int:
 def main(argv=None) -> int:
     from fastnst.preflight import ArgumentParser
 
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--style", help="the painting (data folder styles/<style>.jpg)")
     parser.add_argument(
         "--network",

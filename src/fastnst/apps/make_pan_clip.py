@@ -49,7 +49,7 @@ def pan_frames(
 
 @one_line_errors
 def main(argv=None) -> int:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("photo")
     parser.add_argument("--out", required=True)
     parser.add_argument("--frames", type=int, default=90)
