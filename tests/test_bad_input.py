@@ -270,6 +270,14 @@ def test_the_typo_hint_for_strength_and_its_plus_form_are_both_one_line(run_entr
     assert "did you mean 'strength'?" in err
 
 
+def test_a_mapping_given_new_keys_names_hydras_way_not_itself(run_entry):
+    """`loss.content_layers={...}` with a new layer is refused by Hydra; the line says how to add
+    it instead of "unknown option 'loss.content_layers' (did you mean 'loss.content_layers'?)"."""
+    code, err = run_entry(cli.train_main, "loss.content_layers={block2_conv2:0.1,block4_conv2:0.1}")
+    assert_user_error(code, err, "+loss.content_layers=")
+    assert "did you mean" not in err
+
+
 @pytest.mark.parametrize(
     "args, readable",
     [
@@ -282,6 +290,10 @@ def test_the_typo_hint_for_strength_and_its_plus_form_are_both_one_line(run_entr
         (["+callbacks.extra={_target_: pytorch_lightning.callbacks.Timer}"], True),
         (["+system.scheduler.name=cosine"], True),  # inside a null (free-form) option
         (["++trainer.max_steps=3"], True),  # a key the config has
+        # a weight for one more VGG19 layer (the recipe study's content relu4_2 row)
+        (["+loss.content_layers.block4_conv2=0.0125"], True),
+        (["+loss.style_layers.block5_conv1=0.01"], True),
+        (["+loss.content_layers.block9_conv2=0.1"], False),  # no such layer
     ],
 )
 def test_an_added_key_passes_only_where_a_class_takes_it(args, readable):

@@ -70,7 +70,11 @@ def check_overrides(config_dir, config_name: str, args: list[str]) -> DictConfig
         _fail(str(e).splitlines()[0])
     except (ConfigCompositionException, OverrideParseException) as e:
         key = next((o.split("=", 1)[0] for o in args if f"'{o.split('=', 1)[0]}'" in str(e)), None)
-        if key and "not in struct" in str(e.__cause__ or e):
+        if (
+            key
+            and "not in struct" in str(e.__cause__ or e)
+            and not _is_option(config_dir, config_name, key)
+        ):
             _fail(f"unknown option '{key}'" + _did_you_mean(config_dir, config_name, key))
         _fail(" ".join(str(e).split()))
     message = added_key_error(config_dir, config_name, args)
@@ -82,6 +86,16 @@ def check_overrides(config_dir, config_name: str, args: list[str]) -> DictConfig
     if message:
         _fail(message)
     return cfg
+
+
+def _is_option(config_dir, config_name: str, key: str) -> bool:
+    """Whether `key` is in the composed config (a mapping assigned new keys fails as "not in
+    struct" too; Hydra's own message then says how to add them)."""
+    try:
+        base = compose(config_name, [], config_dir)
+    except Exception:
+        return False
+    return OmegaConf.select(base, key.lstrip("+~"), default="<absent>") != "<absent>"
 
 
 def _did_you_mean(config_dir, config_name: str, key: str) -> str:
@@ -153,6 +167,10 @@ def _reads_any_key(section: DictConfig, leaf: str) -> bool:
 
     if len(section) == 0:
         return True
+    from fastnst.vgg import LAYER_NAMES
+
+    if leaf in LAYER_NAMES and all(str(k) in LAYER_NAMES for k in section):
+        return True  # a weight per VGG19 layer (loss.content_layers, loss.style_layers)
     entries = OmegaConf.to_container(section, resolve=False).values()  # `???` left as is
     if all(isinstance(v, dict) and "_target_" in v for v in entries):
         return True  # a collection of objects (callbacks, logger): every entry is built
