@@ -11,7 +11,7 @@ Quality, stored in the file's meta and printed as a table row of docs/inference.
 - the seed's loss (conf/loss/seed.yaml: content block5_conv2, style block1..5_conv1) on Chicago at
   256 px with the painting's Grams at 512 px, for our output and for Johnson et al. 2016's
   published output (fastnst.styles.published_output: chicago_scream.jpg for the_scream);
-- a picture docs/images/zoo_<style>.jpg: photo | painting | ours | the published output.
+- a picture <run dir>/zoo_<style>.jpg: photo | painting | ours | the published output.
 The weights are stored in fp16 (half the size; the loader casts them back to fp32).
 """
 
@@ -30,7 +30,7 @@ import torch
 import fastnst.config  # noqa: F401  (registers the config resolvers)
 from fastnst.accel.cpu_tuning import cpu_info
 from fastnst.artifacts import load_network
-from fastnst.config import REPO_ROOT, data_dir
+from fastnst.config import data_dir
 from fastnst.errors import one_line_errors, output_exists
 from fastnst.evaluate import evaluate_run, load_run_config, load_run_stylizer
 from fastnst.images import load_image, resize_tensor
@@ -153,7 +153,7 @@ def bundle(
         if reference:
             quality["reference"] = reference
         labels = ["photo", "painting", "fastnst (bundled)", "Johnson et al. 2016"][: len(panels)]
-        save_picture(panels, labels, REPO_ROOT / "docs" / "images" / f"zoo_{style}.jpg")
+        save_picture(panels, labels, run_dir / f"zoo_{style}.jpg")  # beside the run, not in docs/
     step = int(meta.get("global_step") or result.get("global_step") or 0)
     hours = training_time_hours(run_dir)
     meta = bundled_meta(
