@@ -345,7 +345,14 @@ def load_run_stylizer(run_dir: Path, cfg, **options) -> Stylizer:
     wanted = preset_stroke_scale(cfg.style)
     if stylizer.styles or wanted == stylizer.native_stroke_scale:
         return stylizer
-    return Stylizer.load(run_dir, stroke_scale=wanted / stylizer.native_stroke_scale, **options)
+    # the same opened network (runner, file's meta), painting at the config's scale
+    return Stylizer(
+        stylizer.runner,
+        stylizer.net,
+        source=stylizer.source,
+        meta=stylizer.meta,
+        stroke_scale=wanted / stylizer.native_stroke_scale,
+    )
 
 
 def evaluate_run(
