@@ -337,11 +337,22 @@ def read_eval(run_dir: str | os.PathLike) -> dict | None:
         return None
 
 
-def load_run_stylizer(run_dir: Path, cfg, **options) -> Stylizer:
+def load_run_stylizer(
+    run_dir: Path,
+    cfg,
+    *,
+    device: str = "auto",
+    backend: str = "auto",
+    trust_model_file: bool = False,
+) -> Stylizer:
     """The run's network painting at its config's stroke scale (`style.stroke_scale`), against
     which its painting is measured: the run's model.pt carries the scale it was trained with,
-    and a later edit of the config (a bundled network painted larger) must be what is judged."""
-    stylizer = Stylizer.load(run_dir, **options)
+    and a later edit of the config (a bundled network painted larger) must be what is judged.
+    Only the options that open the file are taken: the network is opened once, and a Stylizer
+    rebuilt at another scale would not carry per-call defaults along."""
+    stylizer = Stylizer.load(
+        run_dir, device=device, backend=backend, trust_model_file=trust_model_file
+    )
     wanted = preset_stroke_scale(cfg.style)
     if stylizer.styles or wanted == stylizer.native_stroke_scale:
         return stylizer
