@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from fastnst.images import resize_tensor
+from fastnst.losses import opponent_channels
 from fastnst.styles import judge_size
 from fastnst.vgg import VGG19Features
 
@@ -285,18 +286,11 @@ SCENE_SIDE = 256
 SCENE_COARSE_SIDE = 128
 
 
-def _opponent_channels(image: torch.Tensor) -> torch.Tensor:
-    """(3, H, W) RGB in [0, 1] -> luminance, red-green, yellow-blue (each in pixel units)."""
-    r, g, b = image.float().clamp(0, 1).unbind(0)
-    lum = 0.299 * r + 0.587 * g + 0.114 * b
-    return torch.stack([lum, (r - g) / 2, (r + g) / 2 - b])
-
-
 def band_spectra(image: torch.Tensor, tile: int = HATCH_TILE) -> tuple[torch.Tensor, torch.Tensor]:
     """Welch power spectra of a (1|B, 3, H, W) picture's opponent channels: (3, tile, tile),
     zero frequency at the centre, averaged over half-overlapping Hann-windowed tiles; and the
     (tile, tile) mask of the 2-6 px band (HATCH_BAND)."""
-    x = _opponent_channels(image[0])
+    x = opponent_channels(image[0].float().clamp(0, 1))
     h, w = x.shape[-2:]
     if min(h, w) < tile:
         raise ValueError(f"hatch_measure needs a picture of at least {tile} px, got {w}x{h}")

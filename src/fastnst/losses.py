@@ -40,6 +40,19 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dh + dw
 
 
+def opponent_channels(images: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) RGB -> luminance, red-green, yellow-blue (each in the input's units)."""
+    r, g, b = images.unbind(-3)
+    return torch.stack([0.299 * r + 0.587 * g + 0.114 * b, (r - g) / 2, (r + g) / 2 - b], dim=-3)
+
+
+def chroma_tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Total variation of the colour alone (the red-green and yellow-blue channels). Painted
+    strokes live in luminance; fine colour detail is what a fringe is, or a photo's fine grating
+    (a facade's rows of windows) repainted in the painting's colours, so only that costs."""
+    return tv_loss(opponent_channels(image)[..., 1:, :, :])
+
+
 def _as_weights(layers: str | Sequence[str] | Mapping[str, float]) -> dict[str, float]:
     if isinstance(layers, str):  # one layer name, not a sequence of characters
         return {layers: 1.0}
@@ -57,12 +70,14 @@ TRAINING_ONLY_LOSS_KEYS = ("temporal_weight", "temporal_transform")
 
 
 class PerceptualLoss(nn.Module):
-    """alpha * content + beta * style + tv_weight * tv, on one VGG19 pass.
+    """alpha * content + beta * style + tv_weight * tv + chroma_tv_weight * chroma_tv, on one
+    VGG19 pass.
 
     Args:
         content_layers: names (weight 1 each) or {name: weight}.
         style_layers: names (weight 1 each) or {name: weight}.
         alpha, beta, tv_weight: weights of the content, style and total-variation terms.
+        chroma_tv_weight: weight of the total variation of the colour alone (chroma_tv_loss).
         feature_scale: the losses are taken on the VGG features times this factor (content x
             its square, style x its fourth power). Weights published for a VGG fed ImageNet-
             normalized [0, 1] input apply to the embedded Caffe VGG (0-255 input) with
@@ -72,7 +87,7 @@ class PerceptualLoss(nn.Module):
             (Gatys et al.'s choice; conf/loss `pooling:`, docs/quality.md).
 
     Call `set_style(images, weights)` once, then `forward(image, content_features)` returns a dict
-    with "total", "content", "style", "tv", "content/<layer>" and "style/<layer>" (unweighted
+    with "total", "content", "style", "tv", "chroma_tv", "content/<layer>" and "style/<layer>" (unweighted
     per-layer terms, for logging).
     """
 
@@ -93,11 +108,13 @@ class PerceptualLoss(nn.Module):
         vgg_weights: str = "embedded",
         feature_scale: float = 1.0,
         pooling: str = "max",
+        chroma_tv_weight: float = 0.0,
     ):
         super().__init__()
         self.content_weights = _as_weights(content_layers)
         self.style_weights = _as_weights(style_layers)
         self.alpha, self.beta, self.tv_weight = float(alpha), float(beta), float(tv_weight)
+        self.chroma_tv_weight = float(chroma_tv_weight)
         if not float(feature_scale) > 0:
             raise ValueError(f"loss.feature_scale must be > 0, got {feature_scale}")
         self.feature_scale = float(feature_scale)
@@ -228,12 +245,21 @@ class PerceptualLoss(nn.Module):
                 term = style_loss(gram, targets[name])
             terms[f"style/{name}"] = term.detach()
             style = style + w * term
-        tv = tv_loss(image.float()) if self.tv_weight else image.new_zeros((), dtype=torch.float32)
+        zero = image.new_zeros((), dtype=torch.float32)
+        tv = tv_loss(image.float()) if self.tv_weight else zero
+        chroma_tv = chroma_tv_loss(image.float()) if self.chroma_tv_weight else zero
         if self.feature_scale != 1.0:  # MSE of features x s, of Grams x s^2
             content, style = content * self.feature_scale**2, style * self.feature_scale**4
             items = items * self.feature_scale**4
         total = self.alpha * content + self.beta * style + self.tv_weight * tv
-        terms.update(total=total, content=content.detach(), style=style.detach(), tv=tv.detach())
+        total = total + self.chroma_tv_weight * chroma_tv
+        terms.update(
+            total=total,
+            content=content.detach(),
+            style=style.detach(),
+            tv=tv.detach(),
+            chroma_tv=chroma_tv.detach(),
+        )
         if per_image:
             terms["style_per_image"] = items
         return terms

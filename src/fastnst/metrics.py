@@ -120,6 +120,7 @@ def hparams_of(cfg, labels: Mapping[str, str]) -> dict:
         "loss/beta": loss.beta,
         "loss/effective_beta": effective_beta(cfg),
         "loss/tv_weight": loss.tv_weight,
+        "loss/chroma_tv_weight": loss.get("chroma_tv_weight") or 0.0,  # optional in a custom preset
         "loss/temporal_weight": loss.get("temporal_weight")
         or 0.0,  # optional in a custom loss preset
         "loss/content_layers": ",".join(loss.content_layers),
