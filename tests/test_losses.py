@@ -114,3 +114,176 @@ def test_chroma_tv_weight_adds_its_term_and_its_gradient_flattens_colour_only(ma
         with torch.no_grad():  # a small step down the gradient: less colour detail
             stepped = image - 1e-3 * image.grad / image.grad.abs().max()
         assert chroma_tv_loss(stepped) < chroma_tv_loss(image.detach())
+
+
+# ---------------------------------------------------------------- PerceptualLoss
+
+
+def test_all_terms_are_returned_and_zero_for_the_target_image(make_loss, photo):
+    loss = make_loss(alpha=2.0, beta=3.0, tv_weight=0.0)
+    loss.set_style([photo])
+    terms = loss(photo, loss.content_features(photo))
+    assert set(terms) == {
+        "total",
+        "content",
+        "style",
+        "tv",
+        "chroma_tv",
+        "content/block2_conv1",
+        "style/block1_conv1",
+        "style/block1_conv2",
+    }
+    for name, value in terms.items():
+        assert value.dim() == 0 and value.item() == pytest.approx(0.0, abs=1e-10), name
+
+
+def test_total_is_the_weighted_sum_of_its_terms(make_loss, photo, painting):
+    loss = make_loss(alpha=2.0, beta=3.0, tv_weight=0.5)
+    loss.set_style([painting])
+    image = torch.rand_like(photo, requires_grad=True)
+    t = loss(image, loss.content_features(photo))
+    assert t["content"] > 0 and t["style"] > 0 and t["tv"] > 0
+    assert t["content"] == pytest.approx(t["content/block2_conv1"].item())
+    assert t["style"].item() == pytest.approx(
+        0.5 * t["style/block1_conv1"].item() + 2.0 * t["style/block1_conv2"].item()
+    )
+    assert t["tv"].item() == pytest.approx(tv_loss(image).item())
+    assert t["total"].item() == pytest.approx(
+        2.0 * t["content"].item() + 3.0 * t["style"].item() + 0.5 * t["tv"].item()
+    )
+    assert t["chroma_tv"].item() == 0  # its weight is 0: not computed
+    # only the total carries gradients, and they reach the image, not the VGG
+    assert t["total"].requires_grad and not t["style"].requires_grad
+    t["total"].backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    assert all(p.grad is None for p in loss.vgg.parameters())
+
+
+def test_style_term_matches_its_definition(make_loss, photo, painting):
+    loss = make_loss()
+    loss.set_style([painting])
+    feats = loss.vgg(photo)
+    t = loss(photo, loss.content_features(photo))
+    for name in STYLE:
+        expected = ((gram_matrix(feats[name]) - gram_matrix(loss.vgg(painting)[name])) ** 2).mean()
+        assert t[f"style/{name}"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_weighted_style_targets_are_the_weighted_mean_of_grams(make_loss, photo, painting):
+    loss = make_loss()
+    loss.set_style([photo, painting], weights=[3.0, 1.0])  # different sizes are fine
+    ga, gb = loss.style_grams(photo), loss.style_grams(painting)
+    for name in STYLE:
+        assert torch.allclose(
+            loss.style_targets[name], 0.75 * ga[name] + 0.25 * gb[name], atol=1e-6
+        )
+    loss.set_style([photo, painting])  # default: equal weights
+    assert torch.allclose(
+        loss.style_targets["block1_conv1"], (ga["block1_conv1"] + gb["block1_conv1"]) / 2
+    )
+
+
+@pytest.mark.parametrize("weights", [[1.0], [1.0, -0.5], [0.0, 0.0]])
+def test_bad_style_weights(make_loss, photo, weights):
+    with pytest.raises(ValueError, match="weight"):
+        make_loss().set_style([photo, photo], weights)
+
+
+def test_forward_before_set_style_raises(make_loss, photo):
+    loss = make_loss()
+    assert not loss.has_style
+    with pytest.raises(RuntimeError, match="set_style"):
+        loss(photo, loss.content_features(photo))
+    loss.set_style([photo])
+    assert loss.has_style
+
+
+def test_set_style_targets_directly(make_loss, photo, painting):
+    loss = make_loss()
+    grams = make_loss().style_grams(painting)
+    loss.set_style_targets(grams)
+    other = make_loss()
+    other.set_style([painting])
+    a, b = loss(photo, loss.content_features(photo)), other(photo, other.content_features(photo))
+    assert a["style"].item() == pytest.approx(b["style"].item())
+    with pytest.raises(ValueError, match="block1_conv2"):
+        loss.set_style_targets({"block1_conv1": grams["block1_conv1"]})
+
+
+def test_targets_follow_to_but_stay_float32(make_loss, photo):
+    loss = make_loss(
+        vgg=VGG19Features(["block1_conv1", "block1_conv2", "block2_conv1"])
+    )  # not the shared one
+    loss.set_style([photo])
+    before = loss.style_targets["block1_conv1"].clone()
+    loss.half()  # e.g. Lightning's "16-true": Grams would underflow in fp16
+    assert loss.style_targets["block1_conv1"].dtype == torch.float32
+    assert torch.equal(loss.style_targets["block1_conv1"], before)
+    loss.to("meta")  # no GPU here: the meta device shows that targets move with the module
+    assert {t.device.type for t in loss.style_targets.values()} == {"meta"}
+    assert next(loss.vgg.parameters()).device.type == "meta"
+
+
+def test_targets_are_not_in_the_state_dict(make_loss, photo):
+    loss = make_loss()
+    loss.set_style([photo])
+    assert all(k.startswith("vgg.convs.") for k in loss.state_dict())
+
+
+def test_layer_arguments(photo, shallow_vgg):
+    loss = PerceptualLoss(
+        content_layers="block1_conv2", style_layers=["block1_conv1"], vgg=shallow_vgg
+    )
+    assert loss.content_weights == {"block1_conv2": 1.0} and loss.style_weights == {
+        "block1_conv1": 1.0
+    }
+    with pytest.raises(ValueError, match="block3_conv1"):
+        PerceptualLoss(content_layers=["block3_conv1"], style_layers=STYLE, vgg=shallow_vgg)
+
+
+def test_builds_its_own_vgg_with_exactly_the_needed_layers():
+    loss = PerceptualLoss(content_layers=["block1_conv2"], style_layers={"block1_conv1": 1.0})
+    assert set(loss.vgg.layers) == {"block1_conv1", "block1_conv2"}
+    assert list(loss.vgg.convs) == ["block1_conv1", "block1_conv2"]
+
+
+def test_batch_of_images_against_one_content_target(make_loss, photo):
+    loss = make_loss()
+    loss.set_style([photo])
+    batch = torch.cat([photo, photo])
+    t = loss(batch, loss.content_features(photo))
+    assert t["total"].item() == pytest.approx(0.0, abs=1e-5)  # batched convs round differently
+    assert (
+        loss(torch.cat([photo, torch.rand_like(photo)]), loss.content_features(photo))["content"]
+        > 1
+    )
+
+
+def test_pooling_reaches_the_vgg_it_builds_and_presets_keep_max_pooling():
+    avg = PerceptualLoss(
+        content_layers=["block2_conv1"], style_layers={"block1_conv1": 1.0}, pooling="avg"
+    )
+    assert avg.vgg.pooling == "avg"
+    assert PerceptualLoss(["block2_conv1"], {"block1_conv1": 1.0}).vgg.pooling == "max"
+    assert PerceptualLoss.preset("johnson").vgg.pooling == "max"
+    assert PerceptualLoss.preset("johnson", pooling="avg").vgg.pooling == "avg"
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("style", ["udnie", "starry_night"])
+def test_johnson_avg_keeps_the_balance_of_johnsons_terms(data_dir, style):
+    """Average pools shrink the deeper terms; johnson_avg's layer weights scale them back, so
+    each weighted term stays near johnson.yaml's (max-pool) value for a photo vs a painting."""
+    photo = load_image(data_dir / "content" / "chicago.jpg", 128)
+    painting = load_image(data_dir / "styles" / f"{style}.jpg", 128)
+    terms = {}
+    for name in ("johnson", "johnson_avg"):
+        loss = PerceptualLoss.preset(name)
+        loss.set_style([painting])
+        t = loss(photo, loss.content_features(photo))
+        terms[name] = {
+            layer: w * float(t[f"style/{layer}"]) for layer, w in loss.style_weights.items()
+        }
+    assert PerceptualLoss.preset("johnson_avg").vgg.pooling == "avg"
+    for layer, weighted in terms["johnson"].items():
+        assert weighted / 3 < terms["johnson_avg"][layer] < weighted * 3, layer
