@@ -87,8 +87,8 @@ class PerceptualLoss(nn.Module):
             (Gatys et al.'s choice; conf/loss `pooling:`, docs/quality.md).
 
     Call `set_style(images, weights)` once, then `forward(image, content_features)` returns a dict
-    with "total", "content", "style", "tv", "chroma_tv", "content/<layer>" and "style/<layer>" (unweighted
-    per-layer terms, for logging).
+    with "total", "content", "style", "tv", "chroma_tv", "content/<layer>" and "style/<layer>"
+    (unweighted per-layer terms, for logging).
     """
 
     def __init__(
