@@ -287,3 +287,12 @@ def test_johnson_avg_keeps_the_balance_of_johnsons_terms(data_dir, style):
     assert PerceptualLoss.preset("johnson_avg").vgg.pooling == "avg"
     for layer, weighted in terms["johnson"].items():
         assert weighted / 3 < terms["johnson_avg"][layer] < weighted * 3, layer
+
+
+@pytest.mark.parametrize("key", ["alpha", "beta", "tv_weight", "chroma_tv_weight"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_a_non_finite_or_negative_weight_is_one_line_naming_it(make_loss, key, value):
+    from fastnst.errors import FastNSTError
+
+    with pytest.raises(FastNSTError, match=rf"^loss\.{key} must be a finite number >= 0"):
+        make_loss(**{key: value})

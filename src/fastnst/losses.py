@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fastnst.errors import FastNSTError
 from fastnst.vgg import VGG19Features
 
 
@@ -113,6 +115,12 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.content_weights = _as_weights(content_layers)
         self.style_weights = _as_weights(style_layers)
+        weights = dict(
+            alpha=alpha, beta=beta, tv_weight=tv_weight, chroma_tv_weight=chroma_tv_weight
+        )
+        for key, value in weights.items():  # a NaN weight would only surface as a diverged run
+            if not math.isfinite(float(value)) or float(value) < 0:
+                raise FastNSTError(f"loss.{key} must be a finite number >= 0, got {value}")
         self.alpha, self.beta, self.tv_weight = float(alpha), float(beta), float(tv_weight)
         self.chroma_tv_weight = float(chroma_tv_weight)
         if not float(feature_scale) > 0:
