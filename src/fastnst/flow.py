@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fastnst.color import luma
+
 # forward-backward consistency test of Sundaram et al. 2010 (as in Ruder et al. 2016):
 # |f + b|^2 <= RELATIVE * (|f|^2 + |b|^2) + ABSOLUTE  (px^2)
 RELATIVE, ABSOLUTE = 0.01, 0.5
@@ -20,7 +22,7 @@ RELATIVE, ABSOLUTE = 0.01, 0.5
 def to_gray(frame: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) or (3, H, W) float in [0, 1] -> (H, W) uint8 luminance, as DIS wants."""
     rgb = frame.reshape(-1, *frame.shape[-3:])[0].detach().float().cpu().clamp(0, 1)
-    gray = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    gray = luma(rgb)
     return np.ascontiguousarray(gray.mul(255).round().byte().numpy())
 
 

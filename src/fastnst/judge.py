@@ -30,8 +30,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from fastnst.color import opponent_channels
 from fastnst.images import resize_tensor
-from fastnst.losses import opponent_channels
 from fastnst.styles import judge_size
 from fastnst.vgg import VGG19Features
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fastnst.color import opponent_channels
 from fastnst.errors import FastNSTError
 from fastnst.vgg import VGG19Features
 
@@ -40,12 +41,6 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     dh = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
     dw = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
     return dh + dw
-
-
-def opponent_channels(images: torch.Tensor) -> torch.Tensor:
-    """(..., 3, H, W) RGB -> luminance, red-green, yellow-blue (each in the input's units)."""
-    r, g, b = images.unbind(-3)
-    return torch.stack([0.299 * r + 0.587 * g + 0.114 * b, (r - g) / 2, (r + g) / 2 - b], dim=-3)
 
 
 def chroma_tv_loss(image: torch.Tensor) -> torch.Tensor:

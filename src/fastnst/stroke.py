@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from fastnst.color import luma
 from fastnst.errors import FastNSTError, as_real_number
 
 # the stroke scales a user may ask for, a network file may carry, and their product may reach
@@ -96,8 +97,7 @@ def resize(t: torch.Tensor, size) -> torch.Tensor:
 
 def luminance(rgb: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) -> the Rec. 601 luma of each pixel, repeated over the 3 channels."""
-    weights = torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype, device=rgb.device)
-    return (rgb * weights.view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(rgb)
+    return luma(rgb).unsqueeze(1).expand_as(rgb)
 
 
 def paint_at_scale(
