@@ -103,6 +103,15 @@ def effective_beta(cfg) -> float | str:
     return values.pop() if len(values) == 1 else ",".join(f"{k}={v:g}" for k, v in betas.items())
 
 
+def _teachers_label(teachers) -> str | None:
+    """`teachers=` as one hparams string: the network, or style=network,... for a mapping."""
+    if teachers is None:
+        return None
+    if isinstance(teachers, Mapping):  # a DictConfig is one too
+        return ",".join(f"{k}={v}" for k, v in teachers.items())
+    return str(teachers)
+
+
 def hparams_of(cfg, labels: Mapping[str, str]) -> dict:
     """The run's settings as TensorBoard hparams, from its train config (config.yaml) and
     `run_labels`. The one place these keys are defined."""
@@ -130,6 +139,8 @@ def hparams_of(cfg, labels: Mapping[str, str]) -> dict:
         "image_size": data.image_size,
         "max_steps": cfg.trainer.max_steps,
         "vgg_weights": cfg.vgg.weights,
+        "teachers": _teachers_label(cfg.get("teachers")),
+        "teacher_weight": cfg.get("teacher_weight") if cfg.get("teachers") is not None else None,
     }
     return {
         k: (v if isinstance(v, bool | int | float | str) else str(v))

@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst import accel, multistyle
+from fastnst.distill import Teachers, check_teacher_weight, distill_loss, teacher_specs
 from fastnst.errors import FastNSTError
 from fastnst.losses import PerceptualLoss, _keep_float32
 from fastnst.style import loss_with_style_targets, stacked_style_grams
@@ -150,6 +151,8 @@ class StyleTransferModule(pl.LightningModule):
         compile: bool | str | dict = False,
         init_from: str | None = None,
         finetune: str | None = None,
+        teachers: str | dict | None = None,
+        teacher_weight: float = 0.0,
     ):
         super().__init__()
         style = _plain(style)
@@ -167,6 +170,8 @@ class StyleTransferModule(pl.LightningModule):
                 "compile": _plain(compile),
                 "init_from": None if init_from is None else str(init_from),
                 "finetune": finetune,
+                "teachers": _plain(teachers),
+                "teacher_weight": float(teacher_weight or 0.0),
             },
             logger=False,
         )
@@ -207,6 +212,11 @@ class StyleTransferModule(pl.LightningModule):
             self.temporal_limits = TransformRange.from_config(self.hparams.temporal_transform)
         except ValueError as e:
             raise FastNSTError(str(e)) from None
+        # teachers: each style's output is also pulled toward a finished network's (fastnst.distill)
+        self.teacher_weight = check_teacher_weight(teacher_weight or 0.0)
+        self._teachers = Teachers(
+            teacher_specs(self.hparams.teachers, self.style_names, style.get("name"))
+        )
         # its own generator: the transforms do not shift the data order or the network's init
         self._temporal_generator = torch.Generator().manual_seed(0)
         self._last_batch_time: float | None = None
@@ -308,10 +318,15 @@ class StyleTransferModule(pl.LightningModule):
 
     # -- training -------------------------------------------------------------------------
     def _losses(
-        self, photos: torch.Tensor, styles: list[int] | None = None, temporal: bool = False
+        self,
+        photos: torch.Tensor,
+        styles: list[int] | None = None,
+        temporal: bool = False,
+        teach: bool = False,
     ) -> dict[str, torch.Tensor]:
         """The loss terms; for a multi-style network each photo trains style `styles[i]`;
-        `temporal` adds the stability term when loss.temporal_weight > 0."""
+        `temporal` adds the stability term when loss.temporal_weight > 0, `teach` the teachers'
+        term when the run has teachers."""
         content = self._perceptual.content_features(photos)
         if styles is None:
             weights = None
@@ -332,6 +347,10 @@ class StyleTransferModule(pl.LightningModule):
             )
             terms["total"] = terms["total"] + self.temporal_weight * term
             terms["temporal"] = term.detach()
+        if teach and self._teachers and self.teacher_weight:
+            term = distill_loss(stylized, *self._teachers.targets(photos, styles))
+            terms["total"] = terms["total"] + self.teacher_weight * term
+            terms["distill"] = term.detach()
         return terms
 
     def training_step(self, batch, batch_idx):
@@ -349,7 +368,7 @@ class StyleTransferModule(pl.LightningModule):
             else None
         )
         # a non-finite total skips its update (fastnst.callbacks.DivergenceGuard)
-        terms = self._losses(self._to_memory_format(photos), styles, temporal=True)
+        terms = self._losses(self._to_memory_format(photos), styles, temporal=True, teach=True)
         per_image = terms.pop("style_per_image", None)
         if per_image is not None:
             for i in sorted(set(styles)):

@@ -95,6 +95,15 @@ def absolute_user_paths(cfg: DictConfig) -> None:
     absolute(cfg.get("data"), "root")
     absolute(cfg.get("vgg"), "weights", keep=("embedded", "torchvision"))
     absolute(cfg, "init_from")
+    if cfg.get("teachers") is not None:
+        from fastnst.distill import absolute_teachers
+
+        plain = (
+            OmegaConf.to_container(cfg.teachers)
+            if OmegaConf.is_dict(cfg.teachers)
+            else cfg.teachers
+        )
+        cfg.teachers = absolute_teachers(plain)
 
 
 def check_required_options(cfg: DictConfig) -> None:

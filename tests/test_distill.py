@@ -1,0 +1,170 @@
+"""Teacher networks (fastnst.distill): which network teaches which style, the targets they paint,
+the errors for a bad `teachers=`/`teacher_weight=`, and a run that learns from its teacher."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastnst import Stylizer
+from fastnst.distill import Teachers, check_teacher_weight, distill_loss, teacher_specs
+from fastnst.errors import FastNSTError
+from fastnst.formats import save_exported
+from fastnst.transformer import TransformerNet
+from tests.helpers import scalars, train_tiny
+
+STYLES = ["starry_night", "the_scream", "wave"]
+STEPS = 30
+
+
+def saved_net(path, seed, **config):
+    torch.manual_seed(seed)
+    net = TransformerNet(**{"channels": (8, 16, 32), "num_residual": 1, **config})
+    with torch.no_grad():  # a teacher that clearly paints: not the near-identity of a new net
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    return save_exported(path, net)
+
+
+def test_zoo_names_each_style_its_bundled_network():
+    assert teacher_specs("zoo", STYLES, None) == {0: "starry_night", 1: "the_scream", 2: "wave"}
+    assert teacher_specs("zoo", None, "the_scream") == {None: "the_scream"}
+    assert teacher_specs({"wave": "zoo", "starry_night": "/m.pt"}, STYLES, None) == {
+        2: "wave",
+        0: "/m.pt",
+    }
+    assert teacher_specs(None, STYLES, None) == {}
+
+
+@pytest.mark.parametrize(
+    ("teachers", "styles", "name", "says"),
+    [
+        ({"candy": "zoo"}, STYLES, None, "candy is not among the run's styles"),
+        ("/some/model.pt", STYLES, None, "teachers=zoo or a mapping"),
+        ({"wave": "zoo"}, None, "wave", "needs a multi-style run"),
+        ("zoo", None, "my_painting", "no bundled network for the style 'my_painting'"),
+    ],
+)
+def test_a_teacher_that_cannot_teach_is_a_clear_error(teachers, styles, name, says):
+    with pytest.raises(FastNSTError, match=says):
+        teacher_specs(teachers, styles, name)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "lots"])
+def test_teacher_weight_must_be_finite_and_not_negative(bad):
+    with pytest.raises(FastNSTError, match="teacher_weight"):
+        check_teacher_weight(bad)
+    assert check_teacher_weight("1e6") == 1e6
+
+
+def test_targets_are_each_styles_teacher_output_and_untaught_styles_are_masked(tmp_path):
+    first = saved_net(tmp_path / "a.pt", seed=1)
+    third = saved_net(tmp_path / "c.pt", seed=3)
+    teachers = Teachers(teacher_specs({"starry_night": first, "wave": third}, STYLES, None))
+    photos = torch.rand(4, 3, 40, 40)
+    target, mask = teachers.targets(photos, [2, 1, 0, 2])
+    assert mask.tolist() == [True, False, True, True]
+    expect = Stylizer.load(third, backend="torch", precision="fp32").stylize_tensor(photos[:1])
+    assert torch.allclose(target[0], expect[0], atol=1e-5)
+    assert not torch.allclose(target[0], target[2], atol=1e-2)  # two teachers, two paintings
+    assert target[1].abs().max() == 0
+    # the untaught photo adds nothing: only the masked rows are compared
+    stylized = target.clone()
+    stylized[1] = 1.0
+    assert distill_loss(stylized, target, mask).item() == pytest.approx(0.0, abs=1e-12)
+    assert distill_loss(stylized, target, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_a_multi_style_network_is_refused_as_a_teacher(tmp_path):
+    multi = saved_net(tmp_path / "multi.pt", seed=1, styles=["a", "b"])
+    with pytest.raises(FastNSTError, match="multi-style network"):
+        Teachers({None: str(multi)}).targets(torch.rand(1, 3, 32, 32), None)
+
+
+def test_a_run_with_a_teacher_learns_to_paint_like_it(tmp_path):
+    # the student's architecture, painting everything magenta: a clear, learnable target
+    torch.manual_seed(5)
+    net = TransformerNet(channels=(16, 32, 64), num_residual=5)
+    last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor([1.5, -1.5, 0.0]))
+    teacher = save_exported(tmp_path / "teacher.pt", net)
+    extra = ("callbacks.images.every_n_steps=0", "system.optimizer.lr=3e-3")
+    taught = train_tiny(
+        tmp_path / "a",
+        f"teachers={teacher}",
+        "teacher_weight=1e6",
+        *extra,
+        run_dir=tmp_path / "taught",
+        steps=STEPS,
+    )
+    untaught = train_tiny(tmp_path / "b", *extra, run_dir=tmp_path / "untaught", steps=STEPS)
+    distill = scalars(taught, "train/distill")
+    assert distill[max(distill)] < 0.8 * distill[min(distill)]
+    photos = torch.rand(2, 3, 40, 40)
+    target = Stylizer.load(teacher, backend="torch", precision="fp32").stylize_tensor(photos)
+
+    def gap(run):
+        out = Stylizer.load(run / "model.pt", backend="torch", precision="fp32")
+        return (out.stylize_tensor(photos) - target).square().mean().item()
+
+    assert gap(taught) < 0.5 * gap(untaught)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["style=multi", "style.names=[starry_night,the_scream]", "teachers={candy: zoo}"],
+            "candy",
+        ),
+        (["style=starry_night", "teacher_weight=-1", "teachers=zoo"], "teacher_weight"),
+        (["style=the_scream", "teachers=/no/such/teacher.pt"], "/no/such/teacher.pt"),
+    ],
+)
+def test_train_py_refuses_a_bad_teacher_in_one_line(args, says, run_entry, photo_folder, style_env):
+    from fastnst import cli
+    from tests.helpers import assert_user_error, tiny
+
+    code, err = run_entry(cli.train_main, *tiny(photo_folder(), *args, steps=1))
+    assert_user_error(code, err, says)
+
+
+def test_a_mapping_teaches_the_styles_it_names_and_is_kept_in_the_hparams(
+    tmp_path, photo_folder, style_env
+):
+    import yaml
+
+    from fastnst.train import train
+    from tests.helpers import compose_config, tiny
+
+    teacher = saved_net(tmp_path / "teacher.pt", seed=2)
+    cfg = compose_config(
+        "train",
+        *tiny(
+            photo_folder(),
+            "style=multi",
+            "style.names=[starry_night,the_scream]",
+            f"teachers={{the_scream: '{teacher}'}}",
+            "callbacks.images.every_n_steps=0",
+            steps=3,
+        ),
+        f"run_dir={tmp_path / 'run'}",
+    )
+    run = train(cfg)["run_dir"]
+    assert scalars(run, "train/distill")  # logged on the steps that paired a photo with the_scream
+    hparams = yaml.safe_load((run / "hparams.yaml").read_text())
+    assert hparams["teachers"] == f"the_scream={teacher}"
+    assert hparams["teacher_weight"] == 1e7
+
+
+def test_teacher_paths_are_kept_absolute_and_names_as_they_are(tmp_path, monkeypatch):
+    from fastnst.distill import absolute_teachers
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute_teachers("runs/udnie") == str(tmp_path / "runs" / "udnie")
+    assert absolute_teachers("zoo") == "zoo"
+    assert absolute_teachers({"wave": "wave", "udnie": "m.pt"}) == {
+        "wave": "wave",
+        "udnie": str(tmp_path / "m.pt"),
+    }
