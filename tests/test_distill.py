@@ -168,3 +168,19 @@ def test_teacher_paths_are_kept_absolute_and_names_as_they_are(tmp_path, monkeyp
         "wave": "wave",
         "udnie": str(tmp_path / "m.pt"),
     }
+
+
+def test_teacher_grams_make_the_teachers_own_texture_the_style_target(tmp_path):
+    # a student that starts as its teacher paints exactly the teacher's texture: with the
+    # teacher's Grams as targets its style term starts at zero, with the painting's it does not
+    torch.manual_seed(3)
+    teacher = save_exported(
+        tmp_path / "teacher.pt", TransformerNet(channels=(16, 32, 64), num_residual=5)
+    )
+    common = (f"init_from={teacher}", f"teachers={teacher}", "callbacks.images.every_n_steps=0")
+    own = train_tiny(
+        tmp_path / "a", *common, "teacher_grams=true", "teacher_weight=0", run_dir=tmp_path / "g"
+    )
+    painting = train_tiny(tmp_path / "b", *common, "teacher_weight=0", run_dir=tmp_path / "p")
+    assert scalars(own, "train/style")[0] < 1e-6 * scalars(painting, "train/style")[0]
+    assert scalars(painting, "train/style")[0] > 0

@@ -174,6 +174,12 @@ class PerceptualLoss(nn.Module):
         return {name: gram_matrix(feats[name]).mean(0, keepdim=True) for name in self.style_weights}
 
     @torch.no_grad()
+    def style_grams_each(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each image's own Grams {layer: (B, C, C)}: per-image style targets."""
+        feats = self.vgg(images)
+        return {name: gram_matrix(feats[name]).float() for name in self.style_weights}
+
+    @torch.no_grad()
     def set_style(
         self, images: Sequence[torch.Tensor], weights: Sequence[float] | None = None
     ) -> None:

@@ -153,6 +153,7 @@ class StyleTransferModule(pl.LightningModule):
         finetune: str | None = None,
         teachers: str | dict | None = None,
         teacher_weight: float = 0.0,
+        teacher_grams: bool = False,
     ):
         super().__init__()
         style = _plain(style)
@@ -172,6 +173,7 @@ class StyleTransferModule(pl.LightningModule):
                 "finetune": finetune,
                 "teachers": _plain(teachers),
                 "teacher_weight": float(teacher_weight or 0.0),
+                "teacher_grams": bool(teacher_grams),
             },
             logger=False,
         )
@@ -214,6 +216,7 @@ class StyleTransferModule(pl.LightningModule):
             raise FastNSTError(str(e)) from None
         # teachers: each style's output is also pulled toward a finished network's (fastnst.distill)
         self.teacher_weight = check_teacher_weight(teacher_weight or 0.0)
+        self.teacher_grams = bool(teacher_grams)
         self._teachers = Teachers(
             teacher_specs(self.hparams.teachers, self.style_names, style.get("name"))
         )
@@ -328,13 +331,18 @@ class StyleTransferModule(pl.LightningModule):
         `temporal` adds the stability term when loss.temporal_weight > 0, `teach` the teachers'
         term when the run has teachers."""
         content = self._perceptual.content_features(photos)
+        teacher = None
+        if teach and self._teachers and (self.teacher_weight or self.teacher_grams):
+            teacher = self._teachers.targets(photos, styles)
         if styles is None:
             weights = None
             stylized = self.net(photos)
-            terms = self._perceptual(stylized, content)
+            targets = self._teacher_grams(teacher, None, photos)
+            terms = self._perceptual(stylized, content, targets=targets)
         else:
             index = torch.tensor(styles, device=photos.device)
             targets = {k: v[index] for k, v in self._style_grams.items()}
+            targets = self._teacher_grams(teacher, targets, photos)
             weights = self._one_hot(styles, photos)
             stylized = self.net(photos, weights)
             terms = self._perceptual(
@@ -347,11 +355,26 @@ class StyleTransferModule(pl.LightningModule):
             )
             terms["total"] = terms["total"] + self.temporal_weight * term
             terms["temporal"] = term.detach()
-        if teach and self._teachers and self.teacher_weight:
-            term = distill_loss(stylized, *self._teachers.targets(photos, styles))
+        if teacher is not None and self.teacher_weight:
+            term = distill_loss(stylized, *teacher)
             terms["total"] = terms["total"] + self.teacher_weight * term
             terms["distill"] = term.detach()
         return terms
+
+    def _teacher_grams(self, teacher, targets, photos):
+        """With teacher_grams: each taught photo's style target is the Grams of its teacher's
+        output (the texture the teacher paints on that photo), not the painting's. `targets`:
+        the batch's {layer: (B, C, C)}, None for a single style (the loss's own, then)."""
+        if teacher is None or not self.teacher_grams:
+            return targets
+        output, mask = teacher
+        own = self._perceptual.style_grams_each(output)
+        keep = mask.view(-1, 1, 1)
+        base = self._perceptual.style_targets if targets is None else targets
+        return {
+            k: torch.where(keep, own[k], v.expand(photos.shape[0], *v.shape[1:]).float())
+            for k, v in base.items()
+        }
 
     def training_step(self, batch, batch_idx):
         photos = batch["image"]
@@ -370,7 +393,7 @@ class StyleTransferModule(pl.LightningModule):
         # a non-finite total skips its update (fastnst.callbacks.DivergenceGuard)
         terms = self._losses(self._to_memory_format(photos), styles, temporal=True, teach=True)
         per_image = terms.pop("style_per_image", None)
-        if per_image is not None:
+        if per_image is not None and styles is not None:
             for i in sorted(set(styles)):
                 mine = [j for j, s in enumerate(styles) if s == i]
                 self.log(
