@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from fastnst import Stylizer
-from fastnst.distill import Teachers, check_teacher_weight, distill_loss, teacher_specs
-from fastnst.errors import FastNSTError
+from fastnst.distill import Teachers, distill_loss, teacher_specs
+from fastnst.errors import FastNSTError, check_weight
 from fastnst.formats import save_exported
 from fastnst.transformer import TransformerNet
 from tests.helpers import scalars, train_tiny
@@ -43,6 +43,7 @@ def test_zoo_names_each_style_its_bundled_network():
         ("/some/model.pt", STYLES, None, "teachers=zoo or a mapping"),
         ({"wave": "zoo"}, None, "wave", "needs a multi-style run"),
         ("zoo", None, "my_painting", "no bundled network for the style 'my_painting'"),
+        ("zoo", ["wave", "my_painting"], None, "no bundled network for the style 'my_painting'"),
     ],
 )
 def test_a_teacher_that_cannot_teach_is_a_clear_error(teachers, styles, name, says):
@@ -53,8 +54,8 @@ def test_a_teacher_that_cannot_teach_is_a_clear_error(teachers, styles, name, sa
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "lots"])
 def test_teacher_weight_must_be_finite_and_not_negative(bad):
     with pytest.raises(FastNSTError, match="teacher_weight"):
-        check_teacher_weight(bad)
-    assert check_teacher_weight("1e6") == 1e6
+        check_weight("teacher_weight", bad)
+    assert check_weight("teacher_weight", "1e6") == 1e6
 
 
 def test_targets_are_each_styles_teacher_output_and_untaught_styles_are_masked(tmp_path):
@@ -156,6 +157,7 @@ def test_a_mapping_teaches_the_styles_it_names_and_is_kept_in_the_hparams(
     hparams = yaml.safe_load((run / "hparams.yaml").read_text())
     assert hparams["teachers"] == f"the_scream={teacher}"
     assert hparams["teacher_weight"] == 1e7
+    assert hparams["teacher_grams"] is False
 
 
 def test_teacher_paths_are_kept_absolute_and_names_as_they_are(tmp_path, monkeypatch):

@@ -10,7 +10,6 @@ Teachers paint as users see them: at their own stroke scale and margin (`fastnst
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -20,16 +19,6 @@ from fastnst.errors import FastNSTError
 
 # teachers=zoo: each style's bundled network
 ZOO = "zoo"
-
-
-def check_teacher_weight(value) -> float:
-    try:
-        weight = float(value)
-    except (TypeError, ValueError):
-        weight = math.nan
-    if not math.isfinite(weight) or weight < 0:
-        raise FastNSTError(f"teacher_weight must be a finite number >= 0, got {value!r}")
-    return weight
 
 
 def teacher_specs(
@@ -63,7 +52,7 @@ def teacher_specs(
                 f"teachers={spec}: a multi-style run needs teachers=zoo or a mapping "
                 "{style: network}, one per style"
             )
-        return {i: name for i, name in enumerate(style_names)}
+        return {i: _spec(ZOO, name) for i, name in enumerate(style_names)}
     return {None: _spec(spec, style_name)}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import math
 import os
 import sys
 
@@ -96,6 +97,18 @@ def as_real_number(value) -> float | None:
         return float(value)
     except (TypeError, ValueError, OverflowError):
         return None
+
+
+def check_weight(name: str, value) -> float:
+    """`value` as a finite float >= 0 (a loss term's weight), or a one-line FastNSTError naming
+    the option: a NaN weight would otherwise only surface as a diverged run."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise FastNSTError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
 
 
 def check_in_range(name: str, value, low: float = 0.0, high: float = 1.0) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -10,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fastnst.color import opponent_channels
-from fastnst.errors import FastNSTError
+from fastnst.errors import check_weight
 from fastnst.vgg import VGG19Features
 
 
@@ -110,14 +109,10 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.content_weights = _as_weights(content_layers)
         self.style_weights = _as_weights(style_layers)
-        weights = dict(
-            alpha=alpha, beta=beta, tv_weight=tv_weight, chroma_tv_weight=chroma_tv_weight
-        )
-        for key, value in weights.items():  # a NaN weight would only surface as a diverged run
-            if not math.isfinite(float(value)) or float(value) < 0:
-                raise FastNSTError(f"loss.{key} must be a finite number >= 0, got {value}")
-        self.alpha, self.beta, self.tv_weight = float(alpha), float(beta), float(tv_weight)
-        self.chroma_tv_weight = float(chroma_tv_weight)
+        self.alpha = check_weight("loss.alpha", alpha)
+        self.beta = check_weight("loss.beta", beta)
+        self.tv_weight = check_weight("loss.tv_weight", tv_weight)
+        self.chroma_tv_weight = check_weight("loss.chroma_tv_weight", chroma_tv_weight)
         if not float(feature_scale) > 0:
             raise ValueError(f"loss.feature_scale must be > 0, got {feature_scale}")
         self.feature_scale = float(feature_scale)
@@ -170,14 +165,14 @@ class PerceptualLoss(nn.Module):
 
     @torch.no_grad()
     def style_grams(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = self.vgg(image)
-        return {name: gram_matrix(feats[name]).mean(0, keepdim=True) for name in self.style_weights}
+        """The images' mean Grams {layer: (1, C, C)}: one style target."""
+        return {k: g.mean(0, keepdim=True) for k, g in self.style_grams_each(image).items()}
 
     @torch.no_grad()
     def style_grams_each(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Each image's own Grams {layer: (B, C, C)}: per-image style targets."""
+        """Each image's own Grams {layer: (B, C, C)} (fp32): per-image style targets."""
         feats = self.vgg(images)
-        return {name: gram_matrix(feats[name]).float() for name in self.style_weights}
+        return {name: gram_matrix(feats[name]) for name in self.style_weights}
 
     @torch.no_grad()
     def set_style(

@@ -141,6 +141,7 @@ def hparams_of(cfg, labels: Mapping[str, str]) -> dict:
         "vgg_weights": cfg.vgg.weights,
         "teachers": _teachers_label(cfg.get("teachers")),
         "teacher_weight": cfg.get("teacher_weight") if cfg.get("teachers") is not None else None,
+        "teacher_grams": cfg.get("teacher_grams") if cfg.get("teachers") is not None else None,
     }
     return {
         k: (v if isinstance(v, bool | int | float | str) else str(v))

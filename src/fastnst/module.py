@@ -14,8 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fastnst import accel, multistyle
-from fastnst.distill import Teachers, check_teacher_weight, distill_loss, teacher_specs
-from fastnst.errors import FastNSTError
+from fastnst.distill import Teachers, distill_loss, teacher_specs
+from fastnst.errors import FastNSTError, check_weight
 from fastnst.losses import PerceptualLoss, _keep_float32
 from fastnst.style import loss_with_style_targets, stacked_style_grams
 from fastnst.temporal import TransformRange, temporal_loss
@@ -215,7 +215,7 @@ class StyleTransferModule(pl.LightningModule):
         except ValueError as e:
             raise FastNSTError(str(e)) from None
         # teachers: each style's output is also pulled toward a finished network's (fastnst.distill)
-        self.teacher_weight = check_teacher_weight(teacher_weight or 0.0)
+        self.teacher_weight = check_weight("teacher_weight", teacher_weight or 0.0)
         self.teacher_grams = bool(teacher_grams)
         self._teachers = Teachers(
             teacher_specs(self.hparams.teachers, self.style_names, style.get("name"))

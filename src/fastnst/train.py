@@ -98,12 +98,7 @@ def absolute_user_paths(cfg: DictConfig) -> None:
     if cfg.get("teachers") is not None:
         from fastnst.distill import absolute_teachers
 
-        plain = (
-            OmegaConf.to_container(cfg.teachers)
-            if OmegaConf.is_dict(cfg.teachers)
-            else cfg.teachers
-        )
-        cfg.teachers = absolute_teachers(plain)
+        cfg.teachers = absolute_teachers(cfg.teachers)  # a DictConfig is a Mapping
 
 
 def check_required_options(cfg: DictConfig) -> None:
