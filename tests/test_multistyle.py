@@ -474,3 +474,27 @@ def test_style_blend_writes_a_strip_and_a_morph_video(tmp_path, model_file, caps
         blend.main([*argv[:4], "--out", str(tmp_path / "x.png"), "--styles", "wave", "udnie"]) == 2
     )
     assert "its styles: starry_night, the_scream, wave" in capsys.readouterr().err
+
+
+def test_beta_scales_weights_one_style_of_the_list(style_env):
+    from fastnst import metrics
+    from fastnst.multistyle import expand_multi_style
+
+    def effective_beta(*overrides):
+        cfg = compose_config(
+            "train", "style=multi", "style.names=[starry_night,wave]", "loss.beta=3", *overrides
+        )
+        expand_multi_style(cfg)
+        return metrics.hparams_of(cfg, metrics.run_labels("/runs/x", cfg))["loss/effective_beta"]
+
+    assert effective_beta() == "starry_night=9,wave=12"  # each preset's beta_scale (3, 4)
+    assert effective_beta("style.beta_scales={wave: 1.5}") == "starry_night=9,wave=18"
+    assert effective_beta("style.beta_scale=2", "style.beta_scales={starry_night: 0.5}") == (
+        "starry_night=9,wave=24"
+    )
+    with pytest.raises(FastNSTError, match=r"'udnie' is not among style.names.*starry_night, wave"):
+        effective_beta("style.beta_scales={udnie: 2}")
+    with pytest.raises(FastNSTError, match=r"style.beta_scales.wave must be a finite number >= 0"):
+        effective_beta("style.beta_scales={wave: -1}")
+    with pytest.raises(FastNSTError, match="style.beta_scales must be a mapping"):
+        effective_beta("style.beta_scales=2")

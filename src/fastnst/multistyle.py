@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fastnst.errors import FastNSTError, as_real_number
+from fastnst.errors import FastNSTError, as_real_number, check_weight
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def is_multi(style: Mapping | DictConfig | None) -> bool:
 def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -> list[dict]:
     """One plain style config per entry of `style.names`: a preset (conf/style/<name>.yaml,
     resolved against `paths`) or an image path (named after the file). Each gets the list's
-    `size`; `beta_scale` multiplies the preset's."""
+    `size`; `beta_scale` multiplies the preset's, and `beta_scales` one style's."""
     from fastnst.config import load_preset, preset_names
 
     names = style.get("names")
@@ -104,7 +104,30 @@ def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -
         raise FastNSTError(
             f"style.names: the style name(s) {', '.join(dupes)} appear more than once"
         )
+    for name, factor in own_beta_scales(style.get("beta_scales"), seen).items():
+        members[seen.index(name)]["beta_scale"] *= factor
     return members
+
+
+def own_beta_scales(scales, names: Sequence[str]) -> dict[str, float]:
+    """`style.beta_scales={udnie: 1.5}`: one style's weight multiplied within the list (a style
+    that reads as a tint beside the others), checked: known names, finite factors >= 0."""
+    if not scales:
+        return {}
+    if not isinstance(scales, Mapping):
+        raise FastNSTError(
+            f"style.beta_scales must be a mapping of style names to factors, e.g. "
+            f"style.beta_scales={{{names[0]}: 1.5}}, got {_short(scales)}"
+        )
+    checked = {}
+    for name, factor in scales.items():
+        if str(name) not in names:
+            raise FastNSTError(
+                f"style.beta_scales: {str(name)!r:.60} is not among style.names"
+                f"{did_you_mean(str(name), names)} ({', '.join(names)})"
+            )
+        checked[str(name)] = check_weight(f"style.beta_scales.{name}", factor)
+    return checked
 
 
 def expand_multi_style(cfg: DictConfig) -> None:
