@@ -78,7 +78,7 @@ from PIL import Image, ImageOps
 from fastnst.data import spread_subset
 from fastnst.images import find_images
 src, dst = Path(sys.argv[1]), Path(sys.argv[2])
-SIDE, QUALITY, VAL_SIZE = 300, 80, 16  # crops are 256 px, cut from a 1.15 x 256 = 294 px square
+SIDE, QUALITY, VAL_SIZE = 300, 75, 16  # crops are 256 px, cut from a 1.15 x 256 = 294 px square
 
 def smaller(f: Path) -> bytes:
     """The photo at a shorter side of at most SIDE, JPEG QUALITY, if that is smaller."""
