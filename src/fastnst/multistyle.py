@@ -261,32 +261,26 @@ def _short(value, limit: int = 80) -> str:
 
 def init_network(net, source: str | os.PathLike) -> list[str]:
     """Copy the weights of the network at `source` (run dir, model.pt, .ckpt) into `net`, in
-    place; a narrower source is widened first (fastnst.widen). Conditional-norm rows are copied by style name; a style `source` lacks starts from
-    the mean of its rows (a single-style source: its instance-norm scale and shift). Returns the
-    names of `net`'s styles that `source` lacks."""
+    place; a narrower source is widened first (fastnst.widen). Conditional-norm rows are copied
+    by style name; a style `source` lacks starts from the mean of its rows (a single-style
+    source: its instance-norm scale and shift). Returns the names of `net`'s styles that
+    `source` lacks."""
     from fastnst.formats import load_network
     from fastnst.widen import can_widen, widen
 
     old, _ = load_network(source)
     old_styles = old.styles or []
     new_styles = net.styles or []
-    if can_widen(list(old.config["channels"]), list(net.config["channels"])) and (
-        old.config["num_residual"] == net.config["num_residual"]
-        and old.config["norm"] == net.config["norm"]
-    ):
+    old_channels, channels = list(old.config["channels"]), list(net.config["channels"])
+    same_body = all(old.config[k] == net.config[k] for k in ("num_residual", "norm"))
+    if same_body and can_widen(old_channels, channels):
         # a wider model= starts as the same painting (fastnst.widen)
-        log.info(
-            "init_from: widening %s channels to %s", old.config["channels"], net.config["channels"]
-        )
-        old = widen(old, net.config["channels"])
-    if (
-        list(old.config["channels"]) != list(net.config["channels"])
-        or old.config["num_residual"] != net.config["num_residual"]
-        or old.config["norm"] != net.config["norm"]
-    ):
+        log.info("init_from: widening %s channels to %s", old_channels, channels)
+        old = widen(old, channels)
+    elif not same_body or old_channels != channels:
         raise FastNSTError(
-            f"init_from={source}: its network ({old.config['channels']}, {old.config['num_residual']} "
-            f"residual blocks) differs from model= ({net.config['channels']}, "
+            f"init_from={source}: its network ({old_channels}, {old.config['num_residual']} "
+            f"residual blocks) differs from model= ({channels}, "
             f"{net.config['num_residual']}); pass the model= it was trained with or a wider one"
         )
     old_state = old.state_dict()
