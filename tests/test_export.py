@@ -267,3 +267,27 @@ np.save({str(raw_out)!r}, y[0].transpose(1, 2, 0))
     cli_image = np.asarray(Image.open(cli_out).convert("RGB"), dtype=np.float32)
     assert raw_image.shape == cli_image.shape
     assert float(np.abs(raw_image - cli_image).mean()) <= 2.0
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_scale_per_style_stays_in_the_meta_and_stylizer_applies_it(tmp_path, fmt):
+    """A graph runs one scale; a multi-style file's per-style scales (meta stroke_scales) are
+    left to the reader, and Stylizer reading the export paints as it paints the .pt."""
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    net = TransformerNet(channels=(8, 16, 32), num_residual=1, styles=["calm", "bold"])
+    meta = {"styles": ["calm", "bold"], "stroke_scales": {"bold": 2.0}}
+    pt = save_exported(tmp_path / "multi.pt", net, meta)
+    path = export_model(net, tmp_path / f"multi.{fmt}", fmt, meta=meta)
+    exported = Stylizer.load(path, trust_model_file=fmt == "torchscript")
+    assert exported.meta["stroke_scales"] == {"bold": 2.0}
+    assert "stroke_scale_in_graph" not in exported.meta
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(1))
+    torch_side = Stylizer.load(pt, backend="torch", precision="fp32")
+    for style in ("calm", "bold"):
+        diff = (exported(x, style=style) - torch_side(x, style=style)).abs().max()
+        assert diff < 1e-3, style
+    # and the two styles do paint at different scales
+    assert not torch.allclose(
+        torch_side(x, style="bold"), torch_side(x, style="bold", stroke_scale=0.5)
+    )

@@ -319,3 +319,83 @@ def test_a_run_is_judged_at_its_configs_stroke_scale(config_scale, tmp_path):
     stylizer = load_run_stylizer(run, load_run_config(run), backend="torch")
     assert stylizer.combined_stroke_scale == config_scale
     assert stylizer(torch.rand(1, 3, 48, 48)).shape[-2:] == (48, 48)
+
+
+# -- a multi-style file's own scale per style (meta stroke_scales, style.stroke_scales) ---------
+
+TWO = ["calm", "bold"]
+
+
+def test_a_multi_style_file_paints_each_style_at_its_own_scale():
+    photo = texture(64, 96)
+    runner = RecordingRunner(stripes)
+    own = Stylizer(runner, styles=TWO, meta={"stroke_scales": {"bold": 2.0}})
+    plain = Stylizer(RecordingRunner(stripes), styles=TWO)
+    assert own.native_stroke_scale == 1.0  # the default style (the first) sets none
+    assert own.native_stroke_scale_of("bold") == 2.0
+    assert own.native_stroke_scale_of(mix={"calm": 1, "bold": 1}) == 1.5  # a blend: the mean
+    assert torch.equal(own(photo, style="calm"), plain(photo, style="calm"))
+    assert torch.equal(own(photo, style="bold"), plain(photo, style="bold", stroke_scale=2.0))
+    # the user's stroke_scale multiplies the style's own: 0.5 brings bold back to the plain forward
+    assert torch.equal(own(photo, style="bold", stroke_scale=0.5), plain(photo, style="bold"))
+    runner.sizes.clear()
+    own(photo, mix={"calm": 1, "bold": 1})
+    assert runner.sizes == [(43, 64)]  # 64x96 at 1.5
+    # a default style of the constructor carries its scale
+    assert Stylizer(runner, styles=TWO, meta=own.meta, style="bold").combined_stroke_scale == 2.0
+
+
+@pytest.mark.parametrize(
+    "scales,styles,message",
+    [
+        ({"wavy": 2.0}, TWO, r"meta stroke_scales names wavy, not a style of this network"),
+        ({"bold": 100}, TWO, r"meta stroke_scales\.bold must be between"),
+        ({"bold": float("nan")}, TWO, r"meta stroke_scales\.bold must be between"),
+        ({"bold": "2"}, TWO, r"meta stroke_scales\.bold must be a number"),
+        ([2.0], TWO, r"meta stroke_scales must be a mapping of style names"),
+        (
+            {"bold": 2.0},
+            None,
+            r"meta stroke_scales gives scales per style, but this network has one style",
+        ),
+    ],
+)
+def test_a_files_stroke_scales_are_refused_in_one_line_naming_it(scales, styles, message):
+    from fastnst.formats import check_meta
+
+    with pytest.raises(FastNSTError, match=rf"^net.pt: {message}") as info:
+        Stylizer(
+            RecordingRunner(stripes), source="net.pt", styles=styles, meta={"stroke_scales": scales}
+        )
+    assert "\n" not in str(info.value)
+    if isinstance(scales, list) or "bold" in scales and not isinstance(scales["bold"], float):
+        with pytest.raises(FastNSTError, match=r"^net.pt: meta stroke_scales"):
+            check_meta({"stroke_scales": scales}, "net.pt")  # on every read of a file
+
+
+def test_a_multi_style_run_stores_its_stroke_scales(
+    compose_train, photo_folder, style_env, tmp_path
+):
+    from fastnst.formats import load_exported
+    from fastnst.train import train
+    from tests.helpers import tiny
+
+    photos = photo_folder(4)
+    multi = ["style=multi", "style.names=[starry_night,the_scream]"]
+    cfg = compose_train(*tiny(photos, *multi, "style.stroke_scales={the_scream: 1.75}", steps=1))
+    train(cfg)
+    _, meta = load_exported(tmp_path / "run" / "model.pt")
+    assert meta["stroke_scales"] == {"the_scream": 1.75} and meta["stroke_scale"] == 1.0
+    out = Stylizer.load(tmp_path / "run" / "model.pt", backend="torch", style="the_scream")
+    assert out.combined_stroke_scale == 1.75
+    for bad, message in [
+        ("{the_screem: 2}", r"'the_screem' is not among style.names.*did you mean 'the_scream'"),
+        ("{the_scream: 100}", r"style.stroke_scales.the_scream must be between"),
+    ]:
+        cfg = compose_train(
+            *tiny(photos, *multi, f"style.stroke_scales={bad}", steps=1),
+            run_dir=tmp_path / "bad",
+        )
+        with pytest.raises(FastNSTError, match=message):
+            train(cfg)
+        assert not (tmp_path / "bad").exists()

@@ -315,3 +315,14 @@ def test_recipe_of_multi_style():
         and "style.size=192" in recipe["command"]
     )
     assert "each style's preset style weight" in recipe["summary"]
+    # a scale per style: in the summary, and in the command that reproduces the file
+    cfg = run_config(
+        name="multi",
+        names=["a", "b"],
+        beta_scale=1.0,
+        members=[{"name": "a"}, {"name": "b"}],
+        stroke_scales={"b": 1.5},
+    )
+    recipe = recipe_of(cfg, 100, None)
+    assert "run at stroke scale 1.5 (b)" in recipe["summary"]
+    assert "'style.stroke_scales={b: 1.5}'" in recipe["command"]

@@ -11,7 +11,9 @@ add back the photo's luminance detail the small size lost; antialiased bicubic r
 opset 18 Resize with antialias=1). The file's meta then records the scale under
 `stroke_scale_in_graph` and a stroke_scale of 1 (nothing left for a reader to apply). A network's
 mirrored margin (meta["margin"], fastnst.margin) goes into the graph the same way
-(`margin_in_graph`, margin 0).
+(`margin_in_graph`, margin 0). A multi-style network that paints each style at its own scale
+(meta["stroke_scales"]) keeps its scales and margin in the meta: the graph runs at scale 1, and
+Stylizer (or a reader resizing by the scale) applies them.
 """
 
 from __future__ import annotations
@@ -220,6 +222,11 @@ def torchscript_module(
         )
 
 
+def scales_per_style(meta: dict | None) -> bool:
+    """Whether a network file paints its styles at scales of their own (meta stroke_scales)."""
+    return bool((meta or {}).get("stroke_scales"))
+
+
 def exported_meta(meta: dict | None, stroke_scale: float, margin: int = 0) -> dict:
     """The meta an exported file stores: with the stroke scale inside the graph, the scale under
     `stroke_scale_in_graph` and stroke_scale 1 (what is left for a reader such as Stylizer); with
@@ -244,11 +251,13 @@ def export_model(
     """Write `net` as ONNX or TorchScript to `path` (atomically); optionally verify parity.
     stroke_scale_in_graph: run the network's own stroke scale (meta["stroke_scale"]) and margin
     (meta["margin"], fastnst.margin) inside the graph, so the file alone reproduces stylize.py;
-    false leaves them in the meta only."""
+    false leaves them in the meta only. A multi-style file with a scale per style
+    (meta["stroke_scales"]) leaves them in the meta always: a graph runs one scale."""
     if fmt not in FORMATS:
         raise FastNSTError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     path = Path(path)
     refuse_to_overwrite(path, overwrite)
+    stroke_scale_in_graph = stroke_scale_in_graph and not scales_per_style(meta)
     scale = network_stroke_scale(meta or {}, source=str(path)) if stroke_scale_in_graph else 1.0
     margin = network_margin(meta or {}, source=str(path)) if stroke_scale_in_graph else 0
     saved = exported_meta(meta, scale, margin)

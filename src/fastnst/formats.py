@@ -29,7 +29,7 @@ import torch
 from fastnst.atomic import atomic_torch_save
 from fastnst.errors import FastNSTError
 from fastnst.margin import check_margin
-from fastnst.stroke import check_stroke_scale, shown
+from fastnst.stroke import check_stroke_scale, check_stroke_scales, shown
 from fastnst.transformer import UPSAMPLE_MODES, TransformerNet
 
 EXPORT_FORMAT = "fastnst.transformer"
@@ -75,8 +75,9 @@ def jit_deprecation_silenced():
 
 def check_meta(meta, path: str | os.PathLike) -> dict:
     """A network file's meta as a plain dict, or a one-line FastNSTError naming the file: it must
-    be a mapping with string keys, a `stroke_scale` in it a finite number in range and a `margin`
-    a whole number of pixels in range."""
+    be a mapping with string keys, a `stroke_scale` in it a finite number in range (and the
+    `stroke_scales` of a multi-style file, {style: scale}, each one) and a `margin` a whole
+    number of pixels in range."""
     if meta is None:
         return {}
     if not isinstance(meta, Mapping):
@@ -87,6 +88,10 @@ def check_meta(meta, path: str | os.PathLike) -> dict:
     for key in ("stroke_scale", GRAPH_STROKE_SCALE):
         if key in meta and meta[key] is not None:
             meta[key] = check_stroke_scale(meta[key], source=f"{path}: meta {key}")
+    if meta.get("stroke_scales") is not None:
+        meta["stroke_scales"] = check_stroke_scales(
+            meta["stroke_scales"], source=f"{path}: meta stroke_scales"
+        )
     for key in ("margin", GRAPH_MARGIN):
         if key in meta and meta[key] is not None:
             meta[key] = check_margin(meta[key], source=f"{path}: meta {key}")

@@ -109,25 +109,49 @@ def expand_names(style: DictConfig, paths: DictConfig | Mapping | None = None) -
     return members
 
 
+def _per_style(option: str, values, names: Sequence[str], check, example: str) -> dict:
+    """A {style name: value} option of a multi-style list (`style.beta_scales`,
+    `style.stroke_scales`), checked: a mapping, known names, each value by `check`."""
+    if not values:
+        return {}
+    if not isinstance(values, Mapping):
+        raise FastNSTError(
+            f"{option} must be a mapping of style names to {example}, e.g. "
+            f"{option}={{{names[0]}: 1.5}}, got {_short(values)}"
+        )
+    checked = {}
+    for name, value in values.items():
+        if str(name) not in names:
+            raise FastNSTError(
+                f"{option}: {str(name)!r:.60} is not among style.names"
+                f"{did_you_mean(str(name), names)} ({', '.join(names)})"
+            )
+        checked[str(name)] = check(f"{option}.{name}", value)
+    return checked
+
+
 def own_beta_scales(scales, names: Sequence[str]) -> dict[str, float]:
     """`style.beta_scales={udnie: 1.5}`: one style's weight multiplied within the list (a style
     that reads as a tint beside the others), checked: known names, finite factors >= 0."""
-    if not scales:
+    return _per_style("style.beta_scales", scales, names, check_weight, "factors")
+
+
+def own_stroke_scales(style: Mapping | DictConfig) -> dict[str, float]:
+    """`style.stroke_scales={wave: 1.5}` of a multi-style list (its `members` filled in): the
+    scale the network paints a style at for stroke_scale=1, stored in model.pt's meta (like a
+    single preset's `stroke_scale`; training is unchanged). Checked: known names, in range."""
+    from fastnst.stroke import check_stroke_scale
+
+    if not is_multi(style):
         return {}
-    if not isinstance(scales, Mapping):
-        raise FastNSTError(
-            f"style.beta_scales must be a mapping of style names to factors, e.g. "
-            f"style.beta_scales={{{names[0]}: 1.5}}, got {_short(scales)}"
-        )
-    checked = {}
-    for name, factor in scales.items():
-        if str(name) not in names:
-            raise FastNSTError(
-                f"style.beta_scales: {str(name)!r:.60} is not among style.names"
-                f"{did_you_mean(str(name), names)} ({', '.join(names)})"
-            )
-        checked[str(name)] = check_weight(f"style.beta_scales.{name}", factor)
-    return checked
+    names = [str(m["name"]) for m in style.get("members") or []]
+    return _per_style(
+        "style.stroke_scales",
+        style.get("stroke_scales"),
+        names,
+        lambda source, value: check_stroke_scale(value, source=source),
+        "stroke scales",
+    )
 
 
 def expand_multi_style(cfg: DictConfig) -> None:
@@ -135,6 +159,7 @@ def expand_multi_style(cfg: DictConfig) -> None:
     if not is_multi(cfg.get("style")):
         return
     cfg.style.members = expand_names(cfg.style, cfg.get("paths"))
+    own_stroke_scales(cfg.style)  # known names, scales in range: before any work
 
 
 def check_finetune_mode(finetune, init_from, multi: bool) -> None:

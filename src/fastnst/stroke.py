@@ -11,7 +11,7 @@ traces the same function into ONNX / TorchScript graphs.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +67,45 @@ def network_stroke_scale(meta, *, source: str = "model") -> float:
     if value is None:
         return 1.0
     return check_stroke_scale(value, source=f"{source}: meta stroke_scale")
+
+
+def check_stroke_scales(value, *, source: str = "stroke_scales") -> dict[str, float]:
+    """A multi-style network's own scale per style, {style name: scale}, each checked; a one-line
+    FastNSTError naming `source` otherwise (e.g. "model.pt: meta stroke_scales")."""
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise FastNSTError(
+            f"{source} must be a mapping of style names to stroke scales, e.g. {{wave: 1.5}}, "
+            f"got {shown(value)}"
+        )
+    return {k: check_stroke_scale(v, source=f"{source}.{k}") for k, v in value.items()}
+
+
+def network_stroke_scales(meta, styles: Sequence[str] | None, *, source: str = "model"):
+    """A multi-style network file's own stroke scale for each of its `styles`, in their order
+    (meta["stroke_scales"], {style: scale}; a style it leaves out paints at the file's
+    `stroke_scale`); None when the file sets none. Names must be the network's styles."""
+    value = meta.get("stroke_scales") if isinstance(meta, dict) else None
+    if value is None:
+        return None
+    scales = check_stroke_scales(value, source=f"{source}: meta stroke_scales")
+    if not styles:
+        raise FastNSTError(
+            f"{source}: meta stroke_scales gives scales per style, but this network has one style"
+        )
+    unknown = sorted(set(scales) - set(styles))
+    if unknown:
+        raise FastNSTError(
+            f"{source}: meta stroke_scales names {', '.join(unknown)}, not a style of this "
+            f"network ({', '.join(styles)})"
+        )
+    base = network_stroke_scale(meta, source=source)
+    return [scales.get(name, base) for name in styles]
+
+
+def blended_stroke_scale(scales: Sequence[float], weights) -> float:
+    """The scale a multi-style network paints a style or a blend at: the style weights' (summing
+    to 1) mean of the styles' own scales (one style: its own)."""
+    return float(sum(float(w) * s for w, s in zip(weights, scales)))
 
 
 def style_stroke_scale(style, *, source: str = "style.stroke_scale") -> float:

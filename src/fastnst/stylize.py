@@ -41,9 +41,11 @@ from fastnst.memory import (
 )
 from fastnst.runners import TorchRunner, open_network
 from fastnst.stroke import (
+    blended_stroke_scale,
     check_stroke_scale,
     combined_stroke_scale,
     network_stroke_scale,
+    network_stroke_scales,
     paint_at_scale,
 )
 from fastnst.tiling import tiled_enlarged_forward, tiled_forward
@@ -156,8 +158,10 @@ class Stylizer:
         )
         self.style, self.mix = style, None if mix is None else dict(mix)
         self.style_weights(style, mix)  # an unknown style name fails now
-        # the file's own scale, checked once (a one-line error naming the network)
+        # the file's own scale, checked once (a one-line error naming the network); a multi-style
+        # file may carry one per style (meta stroke_scales): a blend paints at their mean
         self._native_stroke_scale = network_stroke_scale(self.meta, source=self.name)
+        self._native_stroke_scales = network_stroke_scales(self.meta, self.styles, source=self.name)
         self.margin = network_margin(self.meta, source=self.name)  # network pixels (fastnst.margin)
         defaults = self._check_options(
             {
@@ -171,16 +175,28 @@ class Stylizer:
             }
         )
         # the combined scale (the user's times the network's own, bounded) of the defaults
-        self.combined_stroke_scale = defaults.pop("scale")
+        self.combined_stroke_scale = combined_stroke_scale(
+            defaults["stroke_scale"], self._native_for(self.style_weights(style, mix))
+        )
         for key, value in defaults.items():
             setattr(self, key, value)
         self.batch_size = _check_positive("batch_size", batch_size)
 
     @property
     def native_stroke_scale(self) -> float:
-        """The scale the network paints at for stroke_scale=1: its file's `stroke_scale` (its
-        style preset's), 1.0 for networks that carry none."""
-        return self._native_stroke_scale
+        """The scale the network paints at for stroke_scale=1 (with its default style): its
+        file's `stroke_scale` (its style preset's), 1.0 for networks that carry none."""
+        return self.native_stroke_scale_of(self.style, self.mix)
+
+    def native_stroke_scale_of(self, style: str | None = None, mix: dict | None = None) -> float:
+        """The scale a multi-style network paints `style` (or the blend `mix`) at for
+        stroke_scale=1: the style's own (meta stroke_scales), a blend's the mean of its styles'."""
+        return self._native_for(self.style_weights(style, mix))
+
+    def _native_for(self, weights: torch.Tensor | None) -> float:
+        if weights is None or self._native_stroke_scales is None:
+            return self._native_stroke_scale
+        return blended_stroke_scale(self._native_stroke_scales, weights)
 
     @property
     def backend(self) -> str:
@@ -241,8 +257,7 @@ class Stylizer:
 
     def _check_options(self, values: dict) -> dict:
         """The one check of the per-call options, for the constructor's defaults and a call's
-        overrides alike: each value given, checked (a one-line FastNSTError naming the option),
-        plus "scale", the combined stroke scale, when stroke_scale is among them."""
+        overrides alike: each value given, checked (a one-line FastNSTError naming the option)."""
         checks = {
             "size": lambda v: _check_positive("size", v),
             "preserve_color": bool,
@@ -253,10 +268,6 @@ class Stylizer:
             "max_memory_gb": check_max_memory_gb,
         }
         checked = {key: checks[key](value) for key, value in values.items()}
-        if "stroke_scale" in checked:
-            checked["scale"] = combined_stroke_scale(
-                checked["stroke_scale"], self._native_stroke_scale
-            )
         if checked.get("tile") and self.net is None:
             raise FastNSTError(
                 f"{self.name}: tile needs a fastnst network (.pt, .ckpt or run dir), not an exported file"
@@ -270,7 +281,6 @@ class Stylizer:
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         opts = {k: getattr(self, k) for k in _PER_CALL_OPTIONS}
-        opts["scale"] = self.combined_stroke_scale
         if "style" in overrides or "mix" in overrides:  # a per-call style replaces the default one
             opts["weights"] = self.style_weights(
                 overrides.pop("style", None), overrides.pop("mix", None)
@@ -278,6 +288,10 @@ class Stylizer:
         else:
             opts["weights"] = self.style_weights(self.style, self.mix)
         opts.update(self._check_options(overrides))
+        # the combined scale: the user's times the network's own for this call's style(s)
+        opts["scale"] = combined_stroke_scale(
+            opts["stroke_scale"], self._native_for(opts["weights"])
+        )
         return opts
 
     # -- memory ----------------------------------------------------------------------------

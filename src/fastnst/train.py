@@ -28,6 +28,7 @@ from fastnst.multistyle import (
     expand_multi_style,
     is_multi,
     members_of,
+    own_stroke_scales,
     preset_stroke_scale,
 )
 from fastnst.preflight import check_train_setup
@@ -410,6 +411,8 @@ def _train(
                 **({"styles": list(system.net.styles)} if system.net.styles else {}),
                 # the scale the network paints at for stroke_scale=1 (its preset's; Stylizer)
                 "stroke_scale": preset_stroke_scale(cfg.style),
+                # a multi-style list's own scale per style (style.stroke_scales), when set
+                **({"stroke_scales": own} if (own := own_stroke_scales(cfg.style)) else {}),
                 # the mirrored margin it paints with (network px; fastnst.margin)
                 "margin": preset_margin(cfg.style),
                 "data": str(cfg.data.name),

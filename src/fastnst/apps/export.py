@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from fastnst import zoo
 from fastnst.config import is_set, required, resolve_user_path
 from fastnst.errors import FastNSTError, refuse_input_as_output, refuse_to_overwrite
-from fastnst.export import FORMATS, export_model
+from fastnst.export import FORMATS, export_model, scales_per_style
 from fastnst.formats import STYLE_INPUT_NAME, load_network
 from fastnst.preflight import ensure_writable
 from fastnst.stroke import network_stroke_scale
@@ -45,7 +45,8 @@ def export_cli(cfg: DictConfig) -> Path:
     refuse_to_overwrite(output, bool(cfg.overwrite))
     ensure_writable(output)  # before the network loads
     net, meta = load_network(source, trust_model_file=bool(cfg.trust_model_file))
-    in_graph = bool(cfg.stroke_scale_in_graph)
+    # a scale per style (a multi-style file's meta stroke_scales) stays with the reader
+    in_graph = bool(cfg.stroke_scale_in_graph) and not scales_per_style(meta)
     path = export_model(
         net,
         output,
@@ -61,7 +62,10 @@ def export_cli(cfg: DictConfig) -> Path:
         if net.styles
         else ""
     )
-    if scale != 1.0:
+    if scales_per_style(meta):
+        own = ", ".join(f"{k} {v:g}" for k, v in meta["stroke_scales"].items())
+        styles += f"; stroke scales per style ({own}) left to the reader (meta stroke_scales)"
+    elif scale != 1.0:
         styles += (
             f"; the network's stroke scale {scale:g} runs inside the graph"
             if in_graph

@@ -296,7 +296,7 @@ class WebApp:
             scale = check_stroke_scale(_number(stroke_scale, "stroke scale"), source="stroke scale")
             image = read_photo(path, self.max_side, self.max_megapixels)
             options = self._style_options(style, network_style, mix)
-            self._check_network_pixels(style, image, size, scale)
+            self._check_network_pixels(style, image, size, scale, options)
             start = time.perf_counter()
             result = self.run_network(
                 style,
@@ -320,12 +320,15 @@ class WebApp:
 
         return _guarded(work, lambda message: PhotoResult(None, message), self.catalog)
 
-    def _check_network_pixels(self, label: str, image: Image.Image, size, scale: float) -> None:
+    def _check_network_pixels(
+        self, label: str, image: Image.Image, size, scale: float, options: dict
+    ) -> None:
         """The upload cap counts the stroke scale: at stroke scale 0.5 the network paints on the
         output enlarged 2x a side (4x the pixels), so those pixels must be within
-        max_megapixels too."""
+        max_megapixels too (`options`: the call's style= / mix=, whose own scale counts)."""
         stylizer = self.stylizer(label)[0]
-        combined = combined_stroke_scale(scale, stylizer.native_stroke_scale, source="stroke scale")
+        native = stylizer.native_stroke_scale_of(options.get("style"), options.get("mix"))
+        combined = combined_stroke_scale(scale, native, source="stroke scale")
         h, w = fit_size(image.height, image.width, size)
         pixels = h * w / combined**2
         if pixels > self.max_megapixels * 1e6:

@@ -89,8 +89,10 @@ def listing() -> str:
             f"{name}{f'  [{status}]' if status else ''}  ({path.stat().st_size / 2**20:.1f} MB)"
         )
         if inside:
+            own = meta.get("stroke_scales") or {}  # each style's own stroke scale, where set
+            shown = [f"{s} (stroke scale {own[s]:g})" if s in own else s for s in inside]
             lines.append(
-                f"  styles:  {', '.join(inside)} (model={name} style=<one> or mix='{{<a>: 0.5, <b>: 0.5}}')"
+                f"  styles:  {', '.join(shown)} (model={name} style=<one> or mix='{{<a>: 0.5, <b>: 0.5}}')"
             )
         lines.append(f"  recipe:  {recipe.get('summary', 'unknown')}")
         lines.append(f"  quality: {quality_line(meta.get('quality', {}))}")

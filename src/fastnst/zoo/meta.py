@@ -38,7 +38,7 @@ TABLE_HEAD = (
 def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> dict:
     """The recipe section of a run's bundled file: a one-line summary, the train.py command
     that reproduces it, steps, wall hours (on `cpu`) and the recipe's config sections."""
-    from fastnst.multistyle import preset_stroke_scale
+    from fastnst.multistyle import own_stroke_scales, preset_stroke_scale
 
     styles = list(cfg.style.get("names") or [])
     beta_scale = cfg.style.get("beta_scale")
@@ -48,6 +48,9 @@ def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> di
     stroke_scale = preset_stroke_scale(cfg.style)
     if stroke_scale != 1.0:  # the motifs learnt small, painted larger (Stylizer's stroke_scale)
         painting += f" and run at stroke scale {stroke_scale:g}"
+    own = own_stroke_scales(cfg.style)  # a multi-style list's scale per style
+    if own:
+        painting += " and run at stroke scale " + ", ".join(f"{v:g} ({k})" for k, v in own.items())
     summary = (
         f"{cfg.model.get('channels')} channels, {cfg.data.name} {cfg.data.image_size} px crops x "
         f"{cfg.data.batch_size}, {step} steps, lr {cfg.system.optimizer.lr}, painting at "
@@ -65,6 +68,10 @@ def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> di
             f"python train.py experiment=zoo style=multi style.names=[{','.join(styles)}] "
             f"style.size={'null' if cfg.style.size is None else cfg.style.size}"
         )
+        if own:
+            command += (
+                f" 'style.stroke_scales={{{', '.join(f'{k}: {v:g}' for k, v in own.items())}}}'"
+            )
     else:
         command = f"python train.py experiment=zoo style={cfg.style.name}"
     command += f" trainer.max_steps={step}" + (f" init_from=<{base}>" if base else "")
