@@ -322,7 +322,8 @@ def test_recipe_of_multi_style():
         beta_scale=1.0,
         members=[{"name": "a"}, {"name": "b"}],
         stroke_scales={"b": 1.5},
+        beta_scales={"a": 2.0},
     )
     recipe = recipe_of(cfg, 100, None)
     assert "run at stroke scale 1.5 (b)" in recipe["summary"]
-    assert "'style.stroke_scales={b: 1.5}'" in recipe["command"]
+    assert "'style.beta_scales={a: 2}' 'style.stroke_scales={b: 1.5}'" in recipe["command"]
