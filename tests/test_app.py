@@ -555,3 +555,22 @@ def test_gradio_temp_files_go_under_the_fastnst_cache_dir(monkeypatch, tmp_path)
     assert web.use_fastnst_temp_dir() == tmp_path / "cache" / "gradio"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "mine"))
     assert web.use_fastnst_temp_dir() == tmp_path / "mine"  # the user's choice wins
+
+
+def test_the_upload_cap_counts_the_chosen_styles_own_scale(tmp_path, image_factory):
+    """A multi-style file whose style 'fine' paints at 0.5 (meta stroke_scales): the cap counts
+    that style's 4x pixels, not the file's default style's."""
+    from fastnst.artifacts import save_exported
+    from fastnst.transformer import TransformerNet
+
+    models = tmp_path / "models"
+    net = TransformerNet(channels=(8, 16, 32), num_residual=1, styles=["plain", "fine"])
+    save_exported(models / "multi.pt", net, {"stroke_scales": {"fine": 0.5}})
+    app = WebApp(
+        catalog=model_catalog(models), device="cpu", output_dir=tmp_path / "o", max_megapixels=0.02
+    )
+    photo = str(image_factory("photo.png", size=(96, 64)))
+    kept = app.stylize_photo(photo, "multi.pt", 1.0, False, "96", network_style="plain")
+    assert kept.image, kept.status
+    refused = app.stylize_photo(photo, "multi.pt", 1.0, False, "96", network_style="fine")
+    assert refused.image is None and "at stroke scale 0.5 paints" in refused.status
