@@ -327,3 +327,6 @@ def test_recipe_of_multi_style():
     recipe = recipe_of(cfg, 100, None)
     assert "run at stroke scale 1.5 (b)" in recipe["summary"]
     assert "'style.beta_scales={a: 2}' 'style.stroke_scales={b: 1.5}'" in recipe["command"]
+    # an image path's style is named after the file: the per-style options name that
+    cfg.style.names = ["/paintings/a.jpg", "b"]
+    assert "'style.beta_scales={a: 2}'" in recipe_of(cfg, 100, None)["command"]

@@ -130,6 +130,13 @@ def _per_style(option: str, values, names: Sequence[str], check, example: str) -
     return checked
 
 
+def member_names(style: Mapping | DictConfig) -> list[str]:
+    """The style names of a multi-style list whose `members` are filled in (train.py): an image
+    path's style is named after the file, so these, not `style.names`, are what the per-style
+    options name."""
+    return [str(m["name"]) for m in style.get("members") or []]
+
+
 def own_beta_scales(scales, names: Sequence[str]) -> dict[str, float]:
     """`style.beta_scales={udnie: 1.5}`: one style's weight multiplied within the list (a style
     that reads as a tint beside the others), checked: known names, finite factors >= 0."""
@@ -144,11 +151,10 @@ def own_stroke_scales(style: Mapping | DictConfig) -> dict[str, float]:
 
     if not is_multi(style):
         return {}
-    names = [str(m["name"]) for m in style.get("members") or []]
     return _per_style(
         "style.stroke_scales",
         style.get("stroke_scales"),
-        names,
+        member_names(style),
         lambda source, value: check_stroke_scale(value, source=source),
         "stroke scales",
     )

@@ -157,7 +157,7 @@ class Stylizer:
             list(styles) if styles else (list(net.styles) if getattr(net, "styles", None) else None)
         )
         self.style, self.mix = style, None if mix is None else dict(mix)
-        self.style_weights(style, mix)  # an unknown style name fails now
+        weights = self.style_weights(style, mix)  # an unknown style name fails now
         # the file's own scale, checked once (a one-line error naming the network); a multi-style
         # file may carry one per style (meta stroke_scales): a blend paints at their mean
         self._native_stroke_scale = network_stroke_scale(self.meta, source=self.name)
@@ -176,7 +176,7 @@ class Stylizer:
         )
         # the combined scale (the user's times the network's own, bounded) of the defaults
         self.combined_stroke_scale = combined_stroke_scale(
-            defaults["stroke_scale"], self._native_for(self.style_weights(style, mix))
+            defaults["stroke_scale"], self._native_for(weights)
         )
         for key, value in defaults.items():
             setattr(self, key, value)

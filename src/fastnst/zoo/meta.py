@@ -38,7 +38,12 @@ TABLE_HEAD = (
 def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> dict:
     """The recipe section of a run's bundled file: a one-line summary, the train.py command
     that reproduces it, steps, wall hours (on `cpu`) and the recipe's config sections."""
-    from fastnst.multistyle import own_beta_scales, own_stroke_scales, preset_stroke_scale
+    from fastnst.multistyle import (
+        member_names,
+        own_beta_scales,
+        own_stroke_scales,
+        preset_stroke_scale,
+    )
 
     styles = list(cfg.style.get("names") or [])
     beta_scale = cfg.style.get("beta_scale")
@@ -69,7 +74,7 @@ def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> di
             f"style.size={'null' if cfg.style.size is None else cfg.style.size}"
         )
         # the list's per-style options, as the override that sets them
-        weights = own_beta_scales(cfg.style.get("beta_scales"), styles)
+        weights = own_beta_scales(cfg.style.get("beta_scales"), member_names(cfg.style))
         for option, values in (("beta_scales", weights), ("stroke_scales", own)):
             if values:
                 pairs = ", ".join(f"{k}: {v:g}" for k, v in values.items())
