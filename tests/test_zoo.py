@@ -81,6 +81,30 @@ def test_a_local_file_named_like_a_style_wins_over_the_bundled_network(
     )
 
 
+def test_init_from_takes_a_bundled_name_and_a_local_file_of_that_name_wins(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from fastnst.formats import load_network
+    from fastnst.multistyle import init_network
+    from fastnst.train import absolute_user_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = OmegaConf.create({"init_from": "six_styles"})
+    absolute_user_paths(cfg)
+    assert Path(cfg.init_from) == zoo.bundled_network(MULTI)
+    net = TransformerNet([16, 32, 64], 5, styles=list(SHIPPED))
+    assert init_network(net, cfg.init_from) == []  # every style's rows came from the file
+    shipped, _ = load_network(zoo.bundled_network(MULTI))
+    photo, wave = torch.rand(1, 3, 48, 40), torch.eye(len(SHIPPED))[SHIPPED.index("wave")]
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(photo, wave), shipped.float()(photo, wave))
+    save_exported(tmp_path / "wave", TransformerNet(channels=[4, 8, 8], num_residual=1))
+    for name, expected in (("wave", tmp_path / "wave"), ("no_such_run", tmp_path / "no_such_run")):
+        cfg = OmegaConf.create({"init_from": name})
+        absolute_user_paths(cfg)
+        assert Path(cfg.init_from) == expected
+
+
 def test_an_unknown_bundled_style_names_the_bundled_ones():
     with pytest.raises(FastNSTError, match="no bundled network for style 'la_muse'.*starry_night"):
         zoo.bundled_network("la_muse")

@@ -95,7 +95,15 @@ def absolute_user_paths(cfg: DictConfig) -> None:
         style.images = [str(resolve_user_path(p)) for p in style.images]
     absolute(cfg.get("data"), "root")
     absolute(cfg.get("vgg"), "weights", keep=("embedded", "torchvision"))
-    absolute(cfg, "init_from")
+    init_from = cfg.get("init_from")
+    if init_from is not None and not OmegaConf.is_missing(cfg, "init_from"):
+        # a file or folder first, else a bundled network's name (init_from=six_styles), as model=
+        from fastnst.zoo import is_bundled, resolve_model
+
+        path = resolve_user_path(init_from)
+        if not path.exists() and is_bundled(init_from):
+            path = resolve_model(init_from)
+        cfg.init_from = str(path)
     if cfg.get("teachers") is not None:
         from fastnst.distill import absolute_teachers
 
