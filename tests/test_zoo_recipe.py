@@ -330,3 +330,18 @@ def test_recipe_of_multi_style():
     # an image path's style is named after the file: the per-style options name that
     cfg.style.names = ["/paintings/a.jpg", "b"]
     assert "'style.beta_scales={a: 2}'" in recipe_of(cfg, 100, None)["command"]
+
+
+def test_recipe_of_names_its_teachers():
+    cfg = run_config(name="multi", names=["a", "b", "c"], beta_scale=1.0)
+    assert "taught" not in recipe_of(cfg, 100, None)["summary"]
+    cfg.teachers = {"a": "zoo", "b": "b", "c": "/runs/c_net/model.pt"}
+    cfg.teacher_weight = 1e7
+    recipe = recipe_of(cfg, 100, None)
+    assert "taught by the single networks of a, b, c (c_net/model.pt)" in recipe["summary"]
+    assert "'teachers={a: zoo, b: b, c: c_net/model.pt}' teacher_weight=1e+07" in recipe["command"]
+    cfg = run_config()
+    cfg.teachers, cfg.teacher_weight, cfg.teacher_grams = "wave", 0.0, True
+    recipe = recipe_of(cfg, 100, None)
+    assert "taught by wave" in recipe["summary"]
+    assert recipe["command"].endswith("teachers=wave teacher_weight=0 teacher_grams=true")

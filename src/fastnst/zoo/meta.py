@@ -62,10 +62,12 @@ def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> di
         f"{painting}, {weight}"
     )
     base = cfg.get("init_from")
-    if base:  # a run's model.pt is named after its run folder
-        base = Path(str(base))
-        base = f"{base.parent.name}/{base.name}" if base.name == "model.pt" else base.name
+    if base:
+        base = _short_name(base)
         summary += f", fine-tuned from {base}"
+    teachers = _teachers_override(cfg)
+    if teachers:  # it also learnt from finished networks' outputs (fastnst.distill)
+        summary += f", taught by {teachers[0]}"
     if hours is not None:
         summary += f", {hours:.2f} h" + (f" on {cpu}" if cpu else "")
     if styles:
@@ -82,6 +84,8 @@ def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> di
     else:
         command = f"python train.py experiment=zoo style={cfg.style.name}"
     command += f" trainer.max_steps={step}" + (f" init_from=<{base}>" if base else "")
+    if teachers:
+        command += f" {teachers[1]}"
     return {
         "summary": summary,
         "command": command,
@@ -89,6 +93,30 @@ def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> di
         "hours": hours,
         "config": {key: _plain(cfg[key]) for key in RECIPE_KEYS if key in cfg},
     }
+
+
+def _short_name(path) -> str:
+    """A network's file name; a run's model.pt is named after its run folder."""
+    path = Path(str(path))
+    return f"{path.parent.name}/{path.name}" if path.name == "model.pt" else path.name
+
+
+def _teachers_override(cfg) -> tuple[str, str] | None:
+    """(the summary's words, the command's overrides) of a run's `teachers=`, or None."""
+    teachers = cfg.get("teachers")
+    if teachers is None:
+        return None
+    weight = f" teacher_weight={float(cfg.get('teacher_weight') or 0.0):g}"
+    if cfg.get("teacher_grams"):
+        weight += " teacher_grams=true"
+    if not OmegaConf.is_config(teachers) and not isinstance(teachers, dict):
+        name = _short_name(teachers)  # zoo or a bundled name as it is
+        words = "the bundled single networks of its styles" if name == "zoo" else name
+        return words, f"teachers={name}{weight}"
+    pairs = {str(k): _short_name(v) for k, v in teachers.items()}
+    words = ", ".join(k if v in ("zoo", k) else f"{k} ({v})" for k, v in pairs.items())
+    listed = ", ".join(f"{k}: {v}" for k, v in pairs.items())
+    return f"the single networks of {words}", f"'teachers={{{listed}}}'{weight}"
 
 
 def _plain(value):
