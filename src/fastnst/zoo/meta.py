@@ -106,7 +106,7 @@ def _teachers_override(cfg) -> tuple[str, str] | None:
     teachers = cfg.get("teachers")
     if teachers is None:
         return None
-    weight = f" teacher_weight={float(cfg.get('teacher_weight') or 0.0):g}"
+    weight = f" teacher_weight={float(cfg.teacher_weight):g}"
     if cfg.get("teacher_grams"):
         weight += " teacher_grams=true"
     if not OmegaConf.is_config(teachers) and not isinstance(teachers, dict):
