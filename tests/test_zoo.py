@@ -103,6 +103,8 @@ def test_init_from_takes_a_bundled_name_and_a_local_file_of_that_name_wins(tmp_p
         cfg = OmegaConf.create({"init_from": name})
         absolute_user_paths(cfg)
         assert Path(cfg.init_from) == expected
+    with pytest.raises(FastNSTError, match="unknown style 'six_stiles' .did you mean 'six_styles'"):
+        absolute_user_paths(OmegaConf.create({"init_from": "six_stiles"}))
 
 
 def test_an_unknown_bundled_style_names_the_bundled_ones():

@@ -97,11 +97,12 @@ def absolute_user_paths(cfg: DictConfig) -> None:
     absolute(cfg.get("vgg"), "weights", keep=("embedded", "torchvision"))
     init_from = cfg.get("init_from")
     if init_from is not None and not OmegaConf.is_missing(cfg, "init_from"):
-        # a file or folder first, else a bundled network's name (init_from=six_styles), as model=
-        from fastnst.zoo import is_bundled, resolve_model
+        # a file or folder first, else a bundled network's name (init_from=six_styles), as model=;
+        # a name close to a bundled one's is an unknown style with the suggestion
+        from fastnst.zoo import resolve_model
 
         path = resolve_user_path(init_from)
-        if not path.exists() and is_bundled(init_from):
+        if not path.exists():
             path = resolve_model(init_from)
         cfg.init_from = str(path)
     if cfg.get("teachers") is not None:
