@@ -15,6 +15,7 @@ The file itself is read and written by fastnst.formats (load_exported / save_exp
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -109,7 +110,7 @@ def _teachers_override(cfg) -> tuple[str, str] | None:
     weight = f" teacher_weight={float(cfg.teacher_weight):g}"
     if cfg.get("teacher_grams"):
         weight += " teacher_grams=true"
-    if not OmegaConf.is_config(teachers) and not isinstance(teachers, dict):
+    if not isinstance(teachers, Mapping):  # a DictConfig is one too
         name = _short_name(teachers)  # zoo or a bundled name as it is
         words = "the bundled single networks of its styles" if name == "zoo" else name
         return words, f"teachers={name}{weight}"
