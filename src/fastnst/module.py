@@ -121,8 +121,8 @@ class StyleTransferModule(pl.LightningModule):
             torch.compile kwargs, e.g. {mode: max-autotune}), or auto (`resolve_compile`: on for
             bf16 training on CPU of at least COMPILE_AUTO_MIN_STEPS steps).
         init_from: null or a network (run dir, model.pt, .ckpt; train.py also takes a bundled
-            name) whose weights the transformer
-            starts from (styles matched by name; a new style starts from the mean of the others).
+            network's name) whose weights the transformer starts from (styles matched by name;
+            a new style starts from the mean of the others).
         finetune: null (train everything) | style_params (only the scales and shifts of the
             styles init_from lacks; needs a multi-style style config and init_from).
 
