@@ -9,7 +9,7 @@ import torch
 from fastnst import Stylizer
 from fastnst.distill import Teachers, distill_loss, teacher_specs
 from fastnst.errors import FastNSTError, check_weight
-from fastnst.formats import save_exported
+from fastnst.formats import load_exported, save_exported
 from fastnst.transformer import TransformerNet
 from tests.helpers import scalars, train_tiny
 
@@ -74,6 +74,27 @@ def test_targets_are_each_styles_teacher_output_and_untaught_styles_are_masked(t
     stylized[1] = 1.0
     assert distill_loss(stylized, target, mask).item() == pytest.approx(0.0, abs=1e-12)
     assert distill_loss(stylized, target, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_a_teacher_paints_at_its_own_scale_relative_to_the_students(tmp_path):
+    # a teacher made to paint at stroke scale 2, for a student that will paint at 2 too: the
+    # target is the teacher network's own output of the photo, not the 2x-painted picture
+    path = saved_net(tmp_path / "t.pt", seed=4)
+    net, _ = load_exported(path)
+    scaled = save_exported(tmp_path / "t2.pt", net, {"stroke_scale": 2.0})
+    photos = torch.rand(2, 3, 48, 48)
+    same = Teachers({None: str(scaled)}, {None: 2.0}).targets(photos, None)[0]
+    raw = Stylizer.load(path, backend="torch", precision="fp32").stylize_tensor(photos)
+    assert torch.allclose(same, raw, atol=1e-5)
+    shown = Teachers({None: str(scaled)}).targets(photos, None)[0]  # a student at scale 1
+    expect = Stylizer.load(scaled, backend="torch", precision="fp32").stylize_tensor(photos)
+    assert torch.allclose(shown, expect, atol=1e-5)
+    assert not torch.allclose(shown, raw, atol=1e-2)
+    # a multi-style student: each style's teacher relative to that style's own scale
+    many = Teachers({0: str(scaled), 1: str(scaled)}, {0: 2.0})
+    target, _ = many.targets(photos, [0, 1])
+    assert torch.allclose(target[0], raw[0], atol=1e-5)
+    assert torch.allclose(target[1], expect[1], atol=1e-5)
 
 
 def test_a_multi_style_network_is_refused_as_a_teacher(tmp_path):
@@ -186,3 +207,16 @@ def test_teacher_grams_make_the_teachers_own_texture_the_style_target(tmp_path):
     painting = train_tiny(tmp_path / "b", *common, "teacher_weight=0", run_dir=tmp_path / "p")
     assert scalars(own, "train/style")[0] < 1e-6 * scalars(painting, "train/style")[0]
     assert scalars(painting, "train/style")[0] > 0
+
+
+def test_the_module_gives_its_teachers_the_scale_it_will_paint_each_style_at():
+    from types import SimpleNamespace
+
+    from fastnst.module import StyleTransferModule
+
+    scales = StyleTransferModule._student_stroke_scales
+    members = [{"name": n} for n in STYLES]
+    multi = {"names": STYLES, "members": members, "stroke_scales": {"wave": 1.5}}
+    assert scales(SimpleNamespace(style_names=STYLES), multi) == {0: 1.0, 1: 1.0, 2: 1.5}
+    single = {"name": "the_scream", "stroke_scale": 2.0}
+    assert scales(SimpleNamespace(style_names=None), single) == {None: 2.0}

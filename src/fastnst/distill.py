@@ -5,7 +5,10 @@ A multi-style network learns each style from a network trained for that style al
 (`teachers=zoo`: the bundled ones), and a smaller or faster network learns from a larger one
 (`model=johnson_half teachers=the_scream`). The term is the mean squared difference of the two
 outputs in [0, 1] pixel units, next to the perceptual losses, weighted by `teacher_weight`.
-Teachers paint as users see them: at their own stroke scale and margin (`fastnst.stylize`).
+Teachers paint with their own margin, and at their own stroke scale relative to the student's:
+a student that will paint a style at stroke scale s (its preset's `stroke_scale`, or the multi-style
+list's `style.stroke_scales`) learns the teacher's output at 1/s of the teacher's own scale, so that
+at s the two paint alike. With equal scales that is the teacher network's own output of the photo.
 """
 
 from __future__ import annotations
@@ -86,10 +89,16 @@ def absolute_teachers(teachers):
 
 class Teachers:
     """The teacher networks of a run, opened on first use on the photos' device (frozen, fp32,
-    PyTorch backend: the same numbers on every machine)."""
+    PyTorch backend: the same numbers on every machine). `student_scales`: {key: the stroke scale
+    the student will paint that style at}; 1.0 where left out."""
 
-    def __init__(self, specs: Mapping[int | None, str]):
+    def __init__(
+        self,
+        specs: Mapping[int | None, str],
+        student_scales: Mapping[int | None, float] | None = None,
+    ):
         self.specs = dict(specs)
+        self.student_scales = dict(student_scales or {})
         self._opened: dict[int | None, object] = {}
 
     def __bool__(self) -> bool:
@@ -100,7 +109,11 @@ class Teachers:
             from fastnst.stylize import Stylizer
 
             network = Stylizer.load(
-                self.specs[key], device=device.type, backend="torch", precision="fp32"
+                self.specs[key],
+                device=device.type,
+                backend="torch",
+                precision="fp32",
+                stroke_scale=1.0 / self.student_scales.get(key, 1.0),
             )
             if network.styles:
                 raise FastNSTError(

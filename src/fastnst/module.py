@@ -218,15 +218,22 @@ class StyleTransferModule(pl.LightningModule):
         # teachers: each style's output is also pulled toward a finished network's (fastnst.distill)
         self.teacher_weight = check_weight("teacher_weight", teacher_weight or 0.0)
         self.teacher_grams = bool(teacher_grams)
-        self._teachers = Teachers(
-            teacher_specs(self.hparams.teachers, self.style_names, style.get("name"))
-        )
+        specs = teacher_specs(self.hparams.teachers, self.style_names, style.get("name"))
+        self._teachers = Teachers(specs, self._student_stroke_scales(style))
         # its own generator: the transforms do not shift the data order or the network's init
         self._temporal_generator = torch.Generator().manual_seed(0)
         self._last_batch_time: float | None = None
         self.skipped_files = torch.zeros((), dtype=torch.long)
         self.use_channels_last = False
         self._compiled = False
+
+    def _student_stroke_scales(self, style: dict) -> dict[int | None, float]:
+        """The stroke scale this network will paint each style at (its file's meta): what its
+        teachers paint relative to (fastnst.distill)."""
+        if not self.style_names:
+            return {None: multistyle.preset_stroke_scale(style)}
+        own = multistyle.own_stroke_scales(style)
+        return {i: own.get(name, 1.0) for i, name in enumerate(self.style_names)}
 
     @property
     def perceptual(self) -> PerceptualLoss:
