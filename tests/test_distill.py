@@ -133,6 +133,40 @@ def test_a_run_with_a_teacher_learns_to_paint_like_it(tmp_path):
     assert gap(taught) < 0.5 * gap(untaught)
 
 
+def test_a_run_taught_by_its_teacher_alone_learns_without_the_loss_network(
+    tmp_path, monkeypatch
+):
+    # loss.alpha=0 loss.beta=0: the teacher's term alone, and no VGG pass on the training photos
+    from fastnst.vgg import VGG19Features
+
+    torch.manual_seed(5)
+    net = TransformerNet(channels=(16, 32, 64), num_residual=5)
+    last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor([1.5, -1.5, 0.0]))
+    teacher = save_exported(tmp_path / "teacher.pt", net)
+    calls = []
+    forward = VGG19Features.forward
+    monkeypatch.setattr(
+        VGG19Features, "forward", lambda self, x: calls.append(x.shape) or forward(self, x)
+    )
+    run = train_tiny(
+        tmp_path / "a",
+        f"teachers={teacher}",
+        "teacher_weight=1e6",
+        "loss.alpha=0",
+        "loss.beta=0",
+        "callbacks.images.every_n_steps=0",
+        "system.optimizer.lr=3e-3",
+        run_dir=tmp_path / "alone",
+        steps=STEPS,
+    )
+    distill = scalars(run, "train/distill")
+    assert distill[max(distill)] < 0.5 * distill[min(distill)]
+    assert set(scalars(run, "train/content").values()) == {0.0}
+    assert len(calls) < 5  # the painting's Grams once, before training; none per step
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -140,6 +174,7 @@ def test_a_run_with_a_teacher_learns_to_paint_like_it(tmp_path):
             ["style=multi", "style.names=[starry_night,the_scream]", "teachers={candy: zoo}"],
             "candy",
         ),
+        (["style=the_scream", "loss.alpha=0", "loss.beta=0"], "nothing to learn"),
         (["style=starry_night", "teacher_weight=-1", "teachers=zoo"], "teacher_weight"),
         (["style=the_scream", "teachers=/no/such/teacher.pt"], "/no/such/teacher.pt"),
     ],

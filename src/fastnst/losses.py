@@ -150,6 +150,12 @@ class PerceptualLoss(nn.Module):
         return cls(**{**settings, **overrides})
 
     @property
+    def reads_features(self) -> bool:
+        """Whether a term reads VGG features (content or style weight above 0). A loss without
+        (a network taught by its teachers alone: `loss.alpha=0 loss.beta=0`) runs no VGG pass."""
+        return bool(self.alpha or self.beta)
+
+    @property
     def has_style(self) -> bool:
         return self._targets is not None
 
@@ -207,6 +213,8 @@ class PerceptualLoss(nn.Module):
 
     @torch.no_grad()
     def content_features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not self.reads_features:
+            return {}
         feats = self.vgg(image)
         return {name: feats[name].detach() for name in self.content_weights}
 
@@ -227,16 +235,17 @@ class PerceptualLoss(nn.Module):
             )
         per_image = targets is not None
         targets = self._targets if targets is None else targets
-        feats = self.vgg(image)
+        reads = self.reads_features
+        feats = self.vgg(image) if reads else {}
         terms: dict[str, torch.Tensor] = {}
         content = image.new_zeros((), dtype=torch.float32)
-        for name, w in self.content_weights.items():
+        for name, w in self.content_weights.items() if reads else ():
             term = content_loss(feats[name], content_features[name])
             terms[f"content/{name}"] = term.detach()
             content = content + w * term
         style = image.new_zeros((), dtype=torch.float32)
         items = image.new_zeros(image.shape[0], dtype=torch.float32)
-        for name, w in self.style_weights.items():
+        for name, w in self.style_weights.items() if reads else ():
             gram = gram_matrix(feats[name])
             if per_image:
                 # the same mean as style_loss, keeping each image's share

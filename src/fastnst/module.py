@@ -220,6 +220,11 @@ class StyleTransferModule(pl.LightningModule):
         self.teacher_grams = bool(teacher_grams)
         specs = teacher_specs(self.hparams.teachers, self.style_names, style.get("name"))
         self._teachers = Teachers(specs, self._student_stroke_scales(style))
+        if not perceptual.reads_features and not (self._teachers and self.teacher_weight):
+            raise FastNSTError(
+                "loss.alpha and loss.beta are both 0 and no teachers= with a teacher_weight: "
+                "the network has nothing to learn from"
+            )
         # its own generator: the transforms do not shift the data order or the network's init
         self._temporal_generator = torch.Generator().manual_seed(0)
         self._last_batch_time: float | None = None
