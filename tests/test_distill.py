@@ -133,9 +133,7 @@ def test_a_run_with_a_teacher_learns_to_paint_like_it(tmp_path):
     assert gap(taught) < 0.5 * gap(untaught)
 
 
-def test_a_run_taught_by_its_teacher_alone_learns_without_the_loss_network(
-    tmp_path, monkeypatch
-):
+def test_a_run_taught_by_its_teacher_alone_learns_without_the_loss_network(tmp_path, monkeypatch):
     # loss.alpha=0 loss.beta=0: the teacher's term alone, and no VGG pass on the training photos
     from fastnst.vgg import VGG19Features
 
