@@ -345,3 +345,19 @@ def test_recipe_of_names_its_teachers():
     recipe = recipe_of(cfg, 100, None)
     assert "taught by wave" in recipe["summary"]
     assert recipe["command"].endswith("teachers=wave teacher_weight=0 teacher_grams=true")
+    # taught by its teachers alone (no content or style term): said, and in the command
+    cfg.loss.alpha, cfg.loss.beta, cfg.teacher_weight, cfg.teacher_grams = 0, 0, 1e8, False
+    recipe = recipe_of(cfg, 100, None)
+    assert (
+        "no content or style term" in recipe["summary"]
+        and "taught by wave alone" in recipe["summary"]
+    )
+    assert recipe["command"].endswith("teachers=wave teacher_weight=1e+08 loss.alpha=0 loss.beta=0")
+
+
+def test_a_bundled_multi_style_file_keeps_its_scale_per_style():
+    from fastnst.zoo.meta import bundled_meta
+
+    meta = bundled_meta("duo", "", 1.0, {}, {}, [], 0, {"b": 1.5})
+    assert meta["stroke_scales"] == {"b": 1.5} and "margin" not in meta
+    assert "stroke_scales" not in bundled_meta("wave", "", 1.5, {}, {}, [])

@@ -35,7 +35,7 @@ from fastnst.errors import one_line_errors, output_exists
 from fastnst.evaluate import evaluate_run, load_run_config, load_run_stylizer
 from fastnst.images import load_image, resize_tensor
 from fastnst.margin import preset_margin
-from fastnst.multistyle import preset_stroke_scale
+from fastnst.multistyle import own_stroke_scales, preset_stroke_scale
 from fastnst.preflight import ArgumentParser
 from fastnst.sheets import labelled_strip
 from fastnst.style import style_image_paths
@@ -164,6 +164,7 @@ def bundle(
         quality,
         validation_curve(run_dir),
         margin,
+        own_stroke_scales(cfg.style),  # a multi-style network's scale per style, as trained
     )
     write_bundled(target, net, meta)
     return meta

@@ -50,6 +50,9 @@ def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> di
     beta_scale = cfg.style.get("beta_scale")
     beta = float(cfg.loss.beta) * float(1.0 if beta_scale is None else beta_scale)
     weight = f"style weight {beta:g}" if not styles else "each style's preset style weight"
+    alone = not float(cfg.loss.get("alpha", 1.0)) and not beta  # no perceptual term: teachers alone
+    if alone:
+        weight = "no content or style term"
     painting = f"{cfg.style.size} px" if cfg.style.size else "each preset's size"
     stroke_scale = preset_stroke_scale(cfg.style)
     if stroke_scale != 1.0:  # the motifs learnt small, painted larger (Stylizer's stroke_scale)
@@ -68,7 +71,7 @@ def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> di
         summary += f", fine-tuned from {base}"
     teachers = _teachers_override(cfg)
     if teachers:  # it also learnt from finished networks' outputs (fastnst.distill)
-        summary += f", taught by {teachers[0]}"
+        summary += f", taught by {teachers[0]}" + (" alone" if alone else "")
     if hours is not None:
         summary += f", {hours:.2f} h" + (f" on {cpu}" if cpu else "")
     if styles:
@@ -87,6 +90,8 @@ def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> di
     command += f" trainer.max_steps={step}" + (f" init_from=<{base}>" if base else "")
     if teachers:
         command += f" {teachers[1]}"
+    if alone:
+        command += " loss.alpha=0 loss.beta=0"
     return {
         "summary": summary,
         "command": command,
@@ -133,12 +138,15 @@ def bundled_meta(
     quality: dict,
     validation_curve: list,
     margin: int = 0,
+    stroke_scales: Mapping[str, float] | None = None,
 ) -> dict:
-    """A bundled file's meta; `margin` (fastnst.margin) is stored only when the network has one."""
+    """A bundled file's meta; `margin` (fastnst.margin) and a multi-style network's scale per
+    style (`stroke_scales`) are stored only when the network has them."""
     return {
         "style": style,
         "status": status,
         "stroke_scale": stroke_scale,
+        **({"stroke_scales": dict(stroke_scales)} if stroke_scales else {}),
         **({"margin": margin} if margin else {}),
         "recipe": recipe,
         "quality": quality,
