@@ -95,6 +95,11 @@ def test_a_teacher_paints_at_its_own_scale_relative_to_the_students(tmp_path):
     target, _ = many.targets(photos, [0, 1])
     assert torch.allclose(target[0], raw[0], atol=1e-5)
     assert torch.allclose(target[1], expect[1], atol=1e-5)
+    # a student scale the teacher cannot paint relative to: one line naming the teacher
+    with pytest.raises(
+        FastNSTError, match=r"teachers: .*t\.pt for a student painting at stroke scale 8"
+    ):
+        Teachers({None: str(path)}, {None: 8.0}).targets(photos, None)
 
 
 def test_a_multi_style_network_is_refused_as_a_teacher(tmp_path):

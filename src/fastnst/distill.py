@@ -108,13 +108,20 @@ class Teachers:
         if key not in self._opened:
             from fastnst.stylize import Stylizer
 
-            network = Stylizer.load(
-                self.specs[key],
-                device=device.type,
-                backend="torch",
-                precision="fp32",
-                stroke_scale=1.0 / self.student_scales.get(key, 1.0),
-            )
+            scale = self.student_scales.get(key, 1.0)
+            try:
+                network = Stylizer.load(
+                    self.specs[key],
+                    device=device.type,
+                    backend="torch",
+                    precision="fp32",
+                    stroke_scale=1.0 / scale,
+                )
+            except FastNSTError as e:  # e.g. a student scale the teacher cannot paint down to
+                raise FastNSTError(
+                    f"teachers: {self.specs[key]} for a student painting at stroke scale "
+                    f"{scale:g}: {e}"
+                ) from None
             if network.styles:
                 raise FastNSTError(
                     f"teachers: {self.specs[key]} is a multi-style network; a teacher paints one style"
