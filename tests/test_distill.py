@@ -26,6 +26,16 @@ def saved_net(path, seed, **config):
     return save_exported(path, net)
 
 
+def magenta_teacher(path):
+    """The student's architecture, painting everything magenta: a clear, learnable target."""
+    torch.manual_seed(5)
+    net = TransformerNet(channels=(16, 32, 64), num_residual=5)
+    last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor([1.5, -1.5, 0.0]))
+    return save_exported(path, net)
+
+
 def test_zoo_names_each_style_its_bundled_network():
     assert teacher_specs("zoo", STYLES, None) == {0: "starry_night", 1: "the_scream", 2: "wave"}
     assert teacher_specs("zoo", None, "the_scream") == {None: "the_scream"}
@@ -109,13 +119,7 @@ def test_a_multi_style_network_is_refused_as_a_teacher(tmp_path):
 
 
 def test_a_run_with_a_teacher_learns_to_paint_like_it(tmp_path):
-    # the student's architecture, painting everything magenta: a clear, learnable target
-    torch.manual_seed(5)
-    net = TransformerNet(channels=(16, 32, 64), num_residual=5)
-    last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-    with torch.no_grad():
-        last.bias.copy_(torch.tensor([1.5, -1.5, 0.0]))
-    teacher = save_exported(tmp_path / "teacher.pt", net)
+    teacher = magenta_teacher(tmp_path / "teacher.pt")
     extra = ("callbacks.images.every_n_steps=0", "system.optimizer.lr=3e-3")
     taught = train_tiny(
         tmp_path / "a",
@@ -142,12 +146,7 @@ def test_a_run_taught_by_its_teacher_alone_learns_without_the_loss_network(tmp_p
     # loss.alpha=0 loss.beta=0: the teacher's term alone, and no VGG pass on the training photos
     from fastnst.vgg import VGG19Features
 
-    torch.manual_seed(5)
-    net = TransformerNet(channels=(16, 32, 64), num_residual=5)
-    last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-    with torch.no_grad():
-        last.bias.copy_(torch.tensor([1.5, -1.5, 0.0]))
-    teacher = save_exported(tmp_path / "teacher.pt", net)
+    teacher = magenta_teacher(tmp_path / "teacher.pt")
     calls = []
     forward = VGG19Features.forward
     monkeypatch.setattr(
