@@ -142,8 +142,12 @@ def test_a_run_with_a_teacher_learns_to_paint_like_it(tmp_path):
     assert gap(taught) < 0.5 * gap(untaught)
 
 
-def test_a_run_taught_by_its_teacher_alone_learns_without_the_loss_network(tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", [[], ["teacher_grams=true"]], ids=["plain", "teacher_grams"])
+def test_a_run_taught_by_its_teacher_alone_learns_without_the_loss_network(
+    tmp_path, monkeypatch, extra
+):
     # loss.alpha=0 loss.beta=0: the teacher's term alone, and no VGG pass on the training photos
+    # (teacher_grams=true has no style term to set then, and reads no Grams either)
     from fastnst.vgg import VGG19Features
 
     teacher = magenta_teacher(tmp_path / "teacher.pt")
@@ -160,6 +164,7 @@ def test_a_run_taught_by_its_teacher_alone_learns_without_the_loss_network(tmp_p
         "loss.beta=0",
         "callbacks.images.every_n_steps=0",
         "system.optimizer.lr=3e-3",
+        *extra,
         run_dir=tmp_path / "alone",
         steps=STEPS,
     )

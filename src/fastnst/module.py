@@ -218,6 +218,10 @@ class StyleTransferModule(pl.LightningModule):
         # teachers: each style's output is also pulled toward a finished network's (fastnst.distill)
         self.teacher_weight = check_weight("teacher_weight", teacher_weight or 0.0)
         self.teacher_grams = bool(teacher_grams)
+        if self.teacher_grams and not perceptual.beta:
+            # the teachers' Grams would replace the targets of a style term that is off
+            log.warning("teacher_grams=true does nothing with loss.beta=0 (no style term): ignored")
+            self.teacher_grams = False
         specs = teacher_specs(self.hparams.teachers, self.style_names, style.get("name"))
         self._teachers = Teachers(specs, self._student_stroke_scales(style))
         if not perceptual.reads_features and not (self._teachers and self.teacher_weight):
