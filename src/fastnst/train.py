@@ -98,13 +98,14 @@ def absolute_user_paths(cfg: DictConfig) -> None:
     init_from = cfg.get("init_from")
     if init_from is not None and not OmegaConf.is_missing(cfg, "init_from"):
         # a file or folder first, else a bundled network's name (init_from=six_styles), as model=;
-        # a name close to a bundled one's is an unknown style with the suggestion
-        from fastnst.zoo import resolve_model
+        # a name close to a bundled one's is an unknown style with the suggestion. A bundled name
+        # stays a name: the run's config says six_styles, not this machine's install path
+        from fastnst.zoo import ZOO_DIR, resolve_model
 
         path = resolve_user_path(init_from)
         if not path.exists():
             path = resolve_model(init_from)
-        cfg.init_from = str(path)
+        cfg.init_from = str(init_from) if path.parent == ZOO_DIR else str(path)
     if cfg.get("teachers") is not None:
         from fastnst.distill import absolute_teachers
 
