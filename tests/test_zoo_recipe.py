@@ -361,3 +361,40 @@ def test_a_bundled_multi_style_file_keeps_its_scale_per_style():
     meta = bundled_meta("duo", "", 1.0, {}, {}, [], 0, {"b": 1.5})
     assert meta["stroke_scales"] == {"b": 1.5} and "margin" not in meta
     assert "stroke_scales" not in bundled_meta("wave", "", 1.5, {}, {}, [])
+
+
+def test_the_command_is_the_runs_own_overrides_less_the_machines(tmp_path):
+    # a run launched with loss and data options: the bundled command carries every one of them
+    from fastnst.evaluate import load_run_overrides
+
+    typed = [
+        "experiment=zoo",
+        "style=composition_vii",
+        "data.image_size=256",
+        "loss.alpha=1.0",
+        "+loss.content_layers.block4_conv2=0.0125",
+        "trainer.max_steps=300",
+        "init_from=/runs/old/base.pt",
+        "teachers=/runs/t/model.pt",
+        "paths.output_root=/home/me/runs",
+        "hydra.run.dir=/home/me/runs/x",
+        "callbacks.last_checkpoint.every_n_steps=100",
+        "style.stroke_scales={a: 1.5}",
+        "style.names=[a,b]",
+    ]
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o!r}\n" for o in typed))
+    cfg = run_config()
+    cfg.teachers, cfg.teacher_weight = "/runs/t/model.pt", 1e8
+    command = recipe_of(cfg, 250, None, overrides=load_run_overrides(tmp_path))["command"]
+    assert command == (
+        "python train.py experiment=zoo style=composition_vii data.image_size=256 loss.alpha=1.0 "
+        "+loss.content_layers.block4_conv2=0.0125 trainer.max_steps=250 init_from=<base.pt> "
+        "'style.stroke_scales={a: 1.5}' 'style.names=[a,b]' teachers=t/model.pt "
+        "teacher_weight=1e+08"
+    )
+    # no record (or a bare resume=): rebuilt from the config, as before
+    assert load_run_overrides(tmp_path / "none") is None
+    rebuilt = recipe_of(run_config(), 400, None)["command"]
+    assert recipe_of(run_config(), 400, None, overrides=["resume=/r"])["command"] == rebuilt
+    assert rebuilt.startswith("python train.py experiment=zoo style=wave")

@@ -32,7 +32,7 @@ from fastnst.accel.cpu_tuning import cpu_info
 from fastnst.artifacts import load_network
 from fastnst.config import data_dir
 from fastnst.errors import one_line_errors, output_exists
-from fastnst.evaluate import evaluate_run, load_run_config, load_run_stylizer
+from fastnst.evaluate import evaluate_run, load_run_config, load_run_overrides, load_run_stylizer
 from fastnst.images import load_image, resize_tensor
 from fastnst.margin import preset_margin
 from fastnst.multistyle import own_stroke_scales, preset_stroke_scale
@@ -160,7 +160,7 @@ def bundle(
         style,
         status,
         stroke_scale,
-        recipe_of(cfg, step, hours, cpu_info()[0]),
+        recipe_of(cfg, step, hours, cpu_info()[0], load_run_overrides(run_dir)),
         quality,
         validation_curve(run_dir),
         margin,

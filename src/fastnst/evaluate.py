@@ -84,6 +84,17 @@ def default_cache_dir() -> Path:
     return default_root() / "outputs" / ".cache" / "gatys"
 
 
+def load_run_overrides(run_dir: str | os.PathLike) -> list[str] | None:
+    """The command-line overrides a run was launched with (Hydra's record), None if absent
+    or unreadable (the recipe is then rebuilt from the config)."""
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    try:
+        overrides = OmegaConf.load(path) if path.is_file() else None
+    except Exception:
+        return None
+    return [str(o) for o in overrides] if OmegaConf.is_list(overrides) else None
+
+
 def load_run_config(run_dir: str | os.PathLike) -> DictConfig:
     """The resolved training config train() wrote into the run directory."""
     run_dir = Path(run_dir)

@@ -36,9 +36,12 @@ TABLE_HEAD = (
 # -- write ------------------------------------------------------------------------------------
 
 
-def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> dict:
+def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None, overrides=None) -> dict:
     """The recipe section of a run's bundled file: a one-line summary, the train.py command
-    that reproduces it, steps, wall hours (on `cpu`) and the recipe's config sections."""
+    that reproduces it, steps, wall hours (on `cpu`) and the recipe's config sections.
+    `overrides`: the run's own command line (its .hydra/overrides.yaml), which the command is
+    then made of (every loss and data option as typed); without it the command is rebuilt from
+    `cfg`'s style, steps, init_from and teachers."""
     from fastnst.multistyle import (
         member_names,
         own_beta_scales,
@@ -92,13 +95,44 @@ def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None) -> di
         command += f" {teachers[1]}"
     if alone:
         command += " loss.alpha=0 loss.beta=0"
+    typed = typed_command(overrides, step, base, teachers)
     return {
         "summary": summary,
-        "command": command,
+        "command": typed or command,
         "steps": step,
         "hours": hours,
         "config": {key: _plain(cfg[key]) for key in RECIPE_KEYS if key in cfg},
     }
+
+
+# a run's overrides that say where it ran, not what it learnt; resume= continues the same run
+_MACHINE_KEYS = ("paths.", "hydra.", "callbacks.", "logger", "resume", "trainer.accelerator")
+_TEACHER_KEYS = ("teachers", "teacher_weight", "teacher_grams")
+_SHELL_QUOTE = set(" {}[]'\"$*?")
+
+
+def typed_command(overrides, step: int, base: str | None, teachers) -> str | None:
+    """`python train.py <the run's overrides>` without the machine's paths, with init_from= as
+    `<short name>` and teachers= as `_teachers_override` writes it; None without overrides or
+    when they name no recipe (a bare resume=)."""
+    overrides = [str(o) for o in overrides or ()]
+    if not any(o.startswith(("experiment=", "style=")) for o in overrides):
+        return None
+    words = []
+    for override in overrides:
+        key = override.partition("=")[0].lstrip("+~")
+        if key.startswith(_MACHINE_KEYS) or key in _TEACHER_KEYS:
+            continue
+        if key == "trainer.max_steps":
+            override = f"trainer.max_steps={step}"
+        elif key == "init_from" and base:
+            override = f"init_from=<{base}>"
+        words.append(f"'{override}'" if _SHELL_QUOTE & set(override) else override)
+    if not any(w.startswith("trainer.max_steps=") for w in words):
+        words.append(f"trainer.max_steps={step}")  # the steps the file was taken at
+    if teachers:
+        words.append(teachers[1])
+    return " ".join(["python train.py", *words])
 
 
 def _short_name(path) -> str:
