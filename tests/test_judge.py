@@ -14,6 +14,7 @@ from fastnst.images import load_image, resize_tensor
 from fastnst.judge import (
     SceneJudge,
     StyleJudge,
+    detail_energy,
     hatch_measure,
     painting_size,
     random_directions,
@@ -433,3 +434,37 @@ def test_johnson_2016_paints_coarser_than_a_photo_with_a_grain(data_dir, style):
     """Johnson et al. 2016's strokes are tens of px wide: a finer texture scores higher."""
     published, grain = _johnson_and_grain(data_dir, style, period=4.0)
     assert texture_fineness(published) < 0.5 * texture_fineness(grain)
+
+
+def test_detail_energy_is_what_a_blur_takes_away():
+    torch.manual_seed(0)
+    strokes = torch.rand(1, 3, 64, 64)
+    softened = F.avg_pool2d(F.pad(strokes, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    assert detail_energy(torch.full((1, 3, 32, 32), 0.4)) < 1e-12
+    assert detail_energy(softened) < 0.2 * detail_energy(strokes)
+
+
+def test_teacher_gap_script_compares_the_bundled_six_styles_with_its_teachers(tmp_path):
+    # the bundled six-style network against the bundled single networks, on a given photo:
+    # a row per style, each a small squared difference and a detail ratio
+    from fastnst.images import save_image
+
+    torch.manual_seed(0)
+    photo = tmp_path / "photo.png"
+    save_image(F.interpolate(torch.rand(1, 3, 8, 8), size=(48, 64), mode="bilinear"), photo)
+    code, out, err = run_script("teacher_gap", "six_styles", "--photos", photo, "--size", 64)
+    assert code == 0, err
+    rows = [line.split("|") for line in out.splitlines()[2:]]
+    assert [r[1].strip() for r in rows] == [
+        "starry_night",
+        "the_scream",
+        "wave",
+        "udnie",
+        "composition_vii",
+        "shipwreck_of_the_minotaur",
+    ]
+    for row in rows:
+        mse, ratio = (float(v) for v in row[2].split("/"))
+        assert 0 < mse < 0.05 and 0.1 < ratio < 3
+    code, _, err = run_script("teacher_gap", "wave", "--photos", photo, "--size", 64)
+    assert code != 0 and "single-style network" in err and "Traceback" not in err

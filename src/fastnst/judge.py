@@ -367,6 +367,15 @@ def texture_fineness(image: torch.Tensor) -> float:
     return float(luminance[period_band(tile, FINE_BAND)].sum() / mid)
 
 
+def detail_energy(image: torch.Tensor) -> float:
+    """Mean squared difference between a (B, 3, H, W) picture and its 3x3 box blur: the energy
+    of its finest detail (brush-stroke edges, hatch, grain). A student network that averages
+    strokes it cannot place paints less of it than its teacher (scripts/zoo/teacher_gap.py)."""
+    image = image.float()
+    blurred = F.avg_pool2d(F.pad(image, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return float((image - blurred).square().mean())
+
+
 def _resize_longer(image: torch.Tensor, side: int) -> torch.Tensor:
     h, w = image.shape[-2:]
     scale = side / max(h, w)
@@ -424,6 +433,7 @@ class SceneJudge:
 __all__ += [
     "hatch_measure",
     "texture_fineness",
+    "detail_energy",
     "band_spectra",
     "coarse_edge_ssim",
     "SceneJudge",
