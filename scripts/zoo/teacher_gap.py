@@ -28,6 +28,7 @@ from fastnst.errors import FastNSTError, one_line_errors
 from fastnst.images import load_image
 from fastnst.judge import detail_energy
 from fastnst.preflight import ArgumentParser
+from fastnst.stroke import network_stroke_scales
 from fastnst.stylize import Stylizer
 from fastnst.transformer import one_hot
 
@@ -38,7 +39,9 @@ def gaps(network: str, photos: list[torch.Tensor]) -> dict[str, tuple[float, flo
     styles = stylizer.styles
     if not styles:
         raise FastNSTError(f"{network}: a single-style network; this compares a multi-style one")
-    scales = stylizer._native_stroke_scales or [1.0] * len(styles)
+    # the scale the file paints each style at: what its teachers paint relative to, as in training
+    own = network_stroke_scales(stylizer.meta, styles, source=network)
+    scales = own or [float(stylizer.meta.get("stroke_scale") or 1.0)] * len(styles)
     teachers = Teachers(dict(enumerate(styles)), dict(enumerate(scales)))
     net = stylizer.net.float().eval()
     result = {}

@@ -293,8 +293,8 @@ def _short(value, limit: int = 80) -> str:
 
 
 def init_network(net, source: str | os.PathLike) -> list[str]:
-    """Copy the weights of the network at `source` (run dir, model.pt, .ckpt, bundled name) into `net`, in
-    place; a narrower source is widened first (fastnst.widen). Conditional-norm rows are copied
+    """Copy the weights of the network at `source` (run dir, model.pt, .ckpt, bundled name) into
+    `net`, in place; a narrower source is widened first (fastnst.widen). Conditional-norm rows are copied
     by style name; a style `source` lacks starts from the mean of its rows (a single-style
     source: its instance-norm scale and shift). Returns the names of `net`'s styles that
     `source` lacks."""
