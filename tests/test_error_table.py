@@ -144,6 +144,7 @@ SCRIPT_CASES = {
     "gpu_run.sh": (None, ["--out", "out"]),
     "zoo/bundle_network.py": (None, ["--num-photos", "abc"]),
     "zoo/judge_table.py": (None, ["--size", "abc"]),
+    "zoo/teacher_gap.py": (None, ["six_styles", "--size", "abc"]),
     "zoo/train_zoo.py": (None, ["--runs-dir", "runs", "--steps", "abc"]),
     "zoo/zoo_sheet.py": (None, ["x.jpg", "--height", "abc"]),
 }

@@ -83,10 +83,12 @@ def test_a_local_file_named_like_a_style_wins_over_the_bundled_network(
 
 
 def test_init_from_takes_a_bundled_name_and_a_local_file_of_that_name_wins(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     from omegaconf import OmegaConf
 
     from fastnst.formats import load_network
-    from fastnst.multistyle import init_network
+    from fastnst.module import StyleTransferModule
     from fastnst.train import absolute_user_paths
 
     monkeypatch.chdir(tmp_path)
@@ -94,7 +96,9 @@ def test_init_from_takes_a_bundled_name_and_a_local_file_of_that_name_wins(tmp_p
     absolute_user_paths(cfg)
     assert cfg.init_from == "six_styles"  # kept a name: the run's config names no install path
     net = TransformerNet([16, 32, 64], 5, styles=list(SHIPPED))
-    assert init_network(net, cfg.init_from) == []  # every style's rows came from the file
+    # the module reads the network the name stands for: every style's rows come from the file
+    module = SimpleNamespace(net=net, style_names=list(SHIPPED))
+    StyleTransferModule._setup_init(module, cfg.init_from, None)
     shipped, _ = load_network(zoo.bundled_network(MULTI))
     photo, wave = torch.rand(1, 3, 48, 40), torch.eye(len(SHIPPED))[SHIPPED.index("wave")]
     with torch.no_grad():

@@ -252,7 +252,9 @@ class StyleTransferModule(pl.LightningModule):
         multistyle.check_finetune_mode(finetune, init_from, bool(self.style_names))
         if not init_from:
             return
-        new = multistyle.init_network(self.net, init_from)
+        from fastnst.zoo import resolve_model  # init_from=six_styles: a bundled network's name
+
+        new = multistyle.init_network(self.net, resolve_model(init_from))
         if finetune == "style_params":
             multistyle.require_new_styles(new, init_from, self.style_names)
             self.active_styles = [self.style_names.index(name) for name in new]

@@ -188,16 +188,16 @@ def require_new_styles(new: Sequence[str], init_from, names: Sequence[str]) -> N
         )
 
 
-def check_init_options(cfg: DictConfig) -> None:
-    """init_from= / finetune= of a train config, checked before anything is built."""
+def check_init_options(cfg: DictConfig, init_path=None) -> None:
+    """init_from= / finetune= of a train config, checked before anything is built; `init_path`:
+    the file init_from names, where it is a bundled network's name (fastnst.zoo.resolve_model)."""
     finetune, init_from = cfg.get("finetune"), cfg.get("init_from")
     check_finetune_mode(finetune, init_from, is_multi(cfg.get("style")))
     if init_from:
         from fastnst.formats import load_network
-        from fastnst.zoo import resolve_model
 
-        # a missing or foreign file fails here, in one line
-        old, _ = load_network(resolve_model(init_from))
+        # a missing or foreign file fails here, in one line (a bundled name: its file)
+        old, _ = load_network(init_path or init_from)
         if finetune == "style_params":
             names = [m["name"] for m in cfg.style.members]
             require_new_styles(sorted(set(names) - set(old.styles or [])), init_from, names)
@@ -293,16 +293,15 @@ def _short(value, limit: int = 80) -> str:
 
 
 def init_network(net, source: str | os.PathLike) -> list[str]:
-    """Copy the weights of the network at `source` (run dir, model.pt, .ckpt, bundled name) into
-    `net`, in place; a narrower source is widened first (fastnst.widen). Conditional-norm rows are copied
+    """Copy the weights of the network at `source` (run dir, model.pt, .ckpt) into `net`, in
+    place; a narrower source is widened first (fastnst.widen). Conditional-norm rows are copied
     by style name; a style `source` lacks starts from the mean of its rows (a single-style
     source: its instance-norm scale and shift). Returns the names of `net`'s styles that
     `source` lacks."""
     from fastnst.formats import load_network
     from fastnst.widen import can_widen, widen
-    from fastnst.zoo import resolve_model
 
-    old, _ = load_network(resolve_model(source))  # a path, or a bundled name (six_styles)
+    old, _ = load_network(source)
     old_styles = old.styles or []
     new_styles = net.styles or []
     old_channels, channels = list(old.config["channels"]), list(net.config["channels"])

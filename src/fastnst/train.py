@@ -112,6 +112,15 @@ def absolute_user_paths(cfg: DictConfig) -> None:
         cfg.teachers = absolute_teachers(cfg.teachers)  # a DictConfig is a Mapping
 
 
+def init_path(init_from):
+    """The file an init_from= reads: itself, or the bundled network it names (six_styles)."""
+    if not init_from:
+        return None
+    from fastnst.zoo import resolve_model
+
+    return resolve_model(init_from)
+
+
 def check_required_options(cfg: DictConfig) -> None:
     """A mandatory option left unset (`???`, e.g. data=folder without data.root) is one line."""
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra"))
@@ -303,7 +312,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> dict:
         preset_margin(cfg.get("style"))  # a whole number of pixels, likewise
         absolute_user_paths(cfg)
         expand_multi_style(cfg)
-        check_init_options(cfg)
+        check_init_options(cfg, init_path(cfg.get("init_from")))
         check_writable(run_dir)
         result = _train(cfg, run_dir, ckpt_path, callbacks, state)
     except BaseException:
