@@ -16,6 +16,15 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REPO = Path(__file__).resolve().parents[1]
+# the styles with a bundled single network, in six_styles' order (the six it holds)
+SHIPPED = (
+    "starry_night",
+    "the_scream",
+    "wave",
+    "udnie",
+    "composition_vii",
+    "shipwreck_of_the_minotaur",
+)
 
 
 def compose_config(config_name: str | None, *overrides: str, config_dir=None, **kwargs):

@@ -24,6 +24,7 @@ from fastnst.judge import (
     transfer_colour_statistics,
 )
 from fastnst.styles import johnson_styles, published_output
+from tests.helpers import SHIPPED
 from tests.script_runner import run_script
 
 # small judges: a few directions and one pyramid level keep each test at a second or two
@@ -455,14 +456,7 @@ def test_teacher_gap_script_compares_the_bundled_six_styles_with_its_teachers(tm
     code, out, err = run_script("teacher_gap", "six_styles", "--photos", photo, "--size", 64)
     assert code == 0, err
     rows = [line.split("|") for line in out.splitlines()[2:]]
-    assert [r[1].strip() for r in rows] == [
-        "starry_night",
-        "the_scream",
-        "wave",
-        "udnie",
-        "composition_vii",
-        "shipwreck_of_the_minotaur",
-    ]
+    assert [r[1].strip() for r in rows] == list(SHIPPED)
     for row in rows:
         mse, ratio = (float(v) for v in row[2].split("/"))
         assert 0 < mse < 0.05 and 0.1 < ratio < 3

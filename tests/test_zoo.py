@@ -17,16 +17,9 @@ from fastnst.errors import FastNSTError
 from fastnst.images import load_image
 from fastnst.stylize import Stylizer
 from fastnst.transformer import TransformerNet
+from tests.helpers import SHIPPED
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = (
-    "starry_night",
-    "the_scream",
-    "wave",
-    "udnie",
-    "composition_vii",
-    "shipwreck_of_the_minotaur",
-)
 MULTI = "six_styles"  # one conditional-instance-norm network holding the six
 
 

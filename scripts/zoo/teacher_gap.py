@@ -28,7 +28,6 @@ from fastnst.errors import FastNSTError, one_line_errors
 from fastnst.images import load_image
 from fastnst.judge import detail_energy
 from fastnst.preflight import ArgumentParser
-from fastnst.stroke import network_stroke_scales
 from fastnst.stylize import Stylizer
 from fastnst.transformer import one_hot
 
@@ -40,8 +39,7 @@ def gaps(network: str, photos: list[torch.Tensor]) -> dict[str, tuple[float, flo
     if not styles:
         raise FastNSTError(f"{network}: a single-style network; this compares a multi-style one")
     # the scale the file paints each style at: what its teachers paint relative to, as in training
-    own = network_stroke_scales(stylizer.meta, styles, source=network)
-    scales = own or [float(stylizer.meta.get("stroke_scale") or 1.0)] * len(styles)
+    scales = [stylizer.native_stroke_scale_of(style) for style in styles]
     teachers = Teachers(dict(enumerate(styles)), dict(enumerate(scales)))
     net = stylizer.net.float().eval()
     result = {}
