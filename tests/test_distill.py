@@ -142,12 +142,17 @@ def test_a_run_with_a_teacher_learns_to_paint_like_it(tmp_path):
     assert gap(taught) < 0.5 * gap(untaught)
 
 
-@pytest.mark.parametrize("extra", [[], ["teacher_grams=true"]], ids=["plain", "teacher_grams"])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["teacher_grams=true"], ["teacher_content=true"]],
+    ids=["plain", "teacher_grams", "teacher_content"],
+)
 def test_a_run_taught_by_its_teacher_alone_learns_without_the_loss_network(
     tmp_path, monkeypatch, extra
 ):
     # loss.alpha=0 loss.beta=0: the teacher's term alone, and no VGG pass on the training photos
-    # (teacher_grams=true has no style term to set then, and reads no Grams either)
+    # (teacher_grams=true has no style term to set then, and reads no Grams either;
+    # teacher_content=true no content term, and reads no features of the teacher's output)
     from fastnst.vgg import VGG19Features
 
     teacher = magenta_teacher(tmp_path / "teacher.pt")
@@ -249,6 +254,24 @@ def test_teacher_grams_make_the_teachers_own_texture_the_style_target(tmp_path):
     painting = train_tiny(tmp_path / "b", *common, "teacher_weight=0", run_dir=tmp_path / "p")
     assert scalars(own, "train/style")[0] < 1e-6 * scalars(painting, "train/style")[0]
     assert scalars(painting, "train/style")[0] > 0
+
+
+def test_teacher_content_makes_the_teachers_output_the_content_target(tmp_path):
+    # a student that starts as its teacher paints exactly the teacher's output: with that output
+    # as the content target its content term starts at zero, with the photo it does not
+    torch.manual_seed(4)
+    teacher = save_exported(
+        tmp_path / "teacher.pt", TransformerNet(channels=(16, 32, 64), num_residual=5)
+    )
+    common = (f"init_from={teacher}", f"teachers={teacher}", "callbacks.images.every_n_steps=0")
+    own = train_tiny(
+        tmp_path / "a", *common, "teacher_content=true", "teacher_weight=0", run_dir=tmp_path / "t"
+    )
+    photo = train_tiny(tmp_path / "b", *common, "teacher_weight=0", run_dir=tmp_path / "p")
+    assert scalars(photo, "train/content")[0] > 0
+    assert scalars(own, "train/content")[0] < 1e-6 * scalars(photo, "train/content")[0]
+    # validation still measures the content term against the photo
+    assert scalars(own, "val/content") and min(scalars(own, "val/content").values()) > 0
 
 
 def test_the_module_gives_its_teachers_the_scale_it_will_paint_each_style_at():

@@ -345,6 +345,11 @@ def test_recipe_of_names_its_teachers():
     recipe = recipe_of(cfg, 100, None)
     assert "taught by wave" in recipe["summary"]
     assert recipe["command"].endswith("teachers=wave teacher_weight=0 teacher_grams=true")
+    cfg.teacher_grams, cfg.teacher_content = False, True
+    assert recipe_of(cfg, 100, None)["command"].endswith(
+        "teachers=wave teacher_weight=0 teacher_content=true"
+    )
+    cfg.teacher_content = False
     # taught by its teachers alone (no content or style term): said, and in the command
     cfg.loss.alpha, cfg.loss.beta, cfg.teacher_weight, cfg.teacher_grams = 0, 0, 1e8, False
     recipe = recipe_of(cfg, 100, None)

@@ -142,6 +142,9 @@ def hparams_of(cfg, labels: Mapping[str, str]) -> dict:
         "teachers": _teachers_label(cfg.get("teachers")),
         "teacher_weight": cfg.get("teacher_weight") if cfg.get("teachers") is not None else None,
         "teacher_grams": cfg.get("teacher_grams") if cfg.get("teachers") is not None else None,
+        "teacher_content": (
+            cfg.get("teacher_content") if cfg.get("teachers") is not None else None
+        ),
     }
     return {
         k: (v if isinstance(v, bool | int | float | str) else str(v))

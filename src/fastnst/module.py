@@ -155,6 +155,7 @@ class StyleTransferModule(pl.LightningModule):
         teachers: str | dict | None = None,
         teacher_weight: float = 0.0,
         teacher_grams: bool = False,
+        teacher_content: bool = False,
     ):
         super().__init__()
         style = _plain(style)
@@ -175,6 +176,7 @@ class StyleTransferModule(pl.LightningModule):
                 "teachers": _plain(teachers),
                 "teacher_weight": float(teacher_weight or 0.0),
                 "teacher_grams": bool(teacher_grams),
+                "teacher_content": bool(teacher_content),
             },
             logger=False,
         )
@@ -222,6 +224,10 @@ class StyleTransferModule(pl.LightningModule):
             # the teachers' Grams would replace the targets of a style term that is off
             log.warning("teacher_grams=true does nothing with loss.beta=0 (no style term): ignored")
             self.teacher_grams = False
+        self.teacher_content = bool(teacher_content)
+        if self.teacher_content and not perceptual.alpha:
+            log.warning("teacher_content=true does nothing with loss.alpha=0 (no content term): ignored")
+            self.teacher_content = False
         specs = teacher_specs(self.hparams.teachers, self.style_names, style.get("name"))
         self._teachers = Teachers(specs, self._student_stroke_scales(style))
         if not perceptual.reads_features and not (self._teachers and self.teacher_weight):
@@ -349,10 +355,12 @@ class StyleTransferModule(pl.LightningModule):
         """The loss terms; for a multi-style network each photo trains style `styles[i]`;
         `temporal` adds the stability term when loss.temporal_weight > 0, `teach` the teachers'
         term when the run has teachers."""
-        content = self._perceptual.content_features(photos)
         teacher = None
-        if teach and self._teachers and (self.teacher_weight or self.teacher_grams):
+        if teach and self._teachers and (
+            self.teacher_weight or self.teacher_grams or self.teacher_content
+        ):
             teacher = self._teachers.targets(photos, styles)
+        content = self._content_targets(teacher, photos)
         if styles is None:
             weights = None
             stylized = self.net(photos)
@@ -379,6 +387,18 @@ class StyleTransferModule(pl.LightningModule):
             terms["total"] = terms["total"] + self.teacher_weight * term
             terms["distill"] = term.detach()
         return terms
+
+    def _content_targets(self, teacher, photos):
+        """The content term's target features: the photo's; with teacher_content, each taught
+        photo's teacher output instead (its features at the content layers: where the teacher's
+        strokes and edges fall, which a pixel term can only average)."""
+        if teacher is None or not self.teacher_content:
+            return self._perceptual.content_features(photos)
+        output, mask = teacher
+        if bool(mask.all()):
+            return self._perceptual.content_features(output.to(photos.dtype))
+        source = torch.where(mask.view(-1, 1, 1, 1), output.to(photos.dtype), photos)
+        return self._perceptual.content_features(source)
 
     def _teacher_grams(self, teacher, targets, photos):
         """With teacher_grams: each taught photo's style target is the Grams of its teacher's

@@ -107,7 +107,7 @@ def recipe_of(cfg, step: int, hours: float | None, cpu: str | None = None, overr
 
 # a run's overrides that say where it ran, not what it learnt; resume= continues the same run
 _MACHINE_KEYS = ("paths.", "hydra.", "callbacks.", "logger", "resume", "trainer.accelerator")
-_TEACHER_KEYS = ("teachers", "teacher_weight", "teacher_grams")
+_TEACHER_KEYS = ("teachers", "teacher_weight", "teacher_grams", "teacher_content")
 _SHELL_QUOTE = set(" {}[]'\"$*?")
 
 
@@ -147,8 +147,9 @@ def _teachers_override(cfg) -> tuple[str, str] | None:
     if teachers is None:
         return None
     weight = f" teacher_weight={float(cfg.teacher_weight):g}"
-    if cfg.get("teacher_grams"):
-        weight += " teacher_grams=true"
+    for flag in ("teacher_grams", "teacher_content"):
+        if cfg.get(flag):
+            weight += f" {flag}=true"
     if not isinstance(teachers, Mapping):  # a DictConfig is one too
         name = _short_name(teachers)  # zoo or a bundled name as it is
         words = "the bundled single networks of its styles" if name == "zoo" else name
