@@ -88,7 +88,10 @@ def screenshot(driver, tmp_path: Path, name: str) -> Path:
 def stylize_in_page(page, photo: Path, expected_size: tuple[int, int]) -> Image.Image:
     """Upload `photo` in the Photo tab; the stylized result the page shows (full size)."""
     upload(page, photo)
-    src = wait_for(lambda: result_src(page), timeout=90, what="the stylized image")
+    try:
+        src = wait_for(lambda: result_src(page), timeout=90, what="the stylized image")
+    except TimeoutError as e:  # say what the page showed instead: still working, an error, nothing
+        raise TimeoutError(f"{e}; the page's status line: {status_text(page)!r}") from None
     assert page.execute_script(
         "const i = document.querySelector('#photo-result img'); return [i.naturalWidth, i.naturalHeight]"
     ) == list(expected_size)
