@@ -226,7 +226,9 @@ class StyleTransferModule(pl.LightningModule):
             self.teacher_grams = False
         self.teacher_content = bool(teacher_content)
         if self.teacher_content and not perceptual.alpha:
-            log.warning("teacher_content=true does nothing with loss.alpha=0 (no content term): ignored")
+            log.warning(
+                "teacher_content=true does nothing with loss.alpha=0 (no content term): ignored"
+            )
             self.teacher_content = False
         specs = teacher_specs(self.hparams.teachers, self.style_names, style.get("name"))
         self._teachers = Teachers(specs, self._student_stroke_scales(style))
@@ -356,8 +358,10 @@ class StyleTransferModule(pl.LightningModule):
         `temporal` adds the stability term when loss.temporal_weight > 0, `teach` the teachers'
         term when the run has teachers."""
         teacher = None
-        if teach and self._teachers and (
-            self.teacher_weight or self.teacher_grams or self.teacher_content
+        if (
+            teach
+            and self._teachers
+            and (self.teacher_weight or self.teacher_grams or self.teacher_content)
         ):
             teacher = self._teachers.targets(photos, styles)
         content = self._content_targets(teacher, photos)
