@@ -240,34 +240,30 @@ def test_teacher_paths_are_kept_absolute_and_names_as_they_are(tmp_path, monkeyp
     }
 
 
-def test_teacher_grams_make_the_teachers_own_texture_the_style_target(tmp_path):
-    # a student that starts as its teacher paints exactly the teacher's texture: with the
-    # teacher's Grams as targets its style term starts at zero, with the painting's it does not
-    torch.manual_seed(3)
+def runs_of_a_student_that_starts_as_its_teacher(tmp_path, seed, flag):
+    """(a run with `flag`, the same run without): a student initialized from its teacher paints
+    exactly the teacher's output, so a term whose target the teacher's output gives starts at 0."""
+    torch.manual_seed(seed)
     teacher = save_exported(
         tmp_path / "teacher.pt", TransformerNet(channels=(16, 32, 64), num_residual=5)
     )
     common = (f"init_from={teacher}", f"teachers={teacher}", "callbacks.images.every_n_steps=0")
-    own = train_tiny(
-        tmp_path / "a", *common, "teacher_grams=true", "teacher_weight=0", run_dir=tmp_path / "g"
-    )
-    painting = train_tiny(tmp_path / "b", *common, "teacher_weight=0", run_dir=tmp_path / "p")
+    own = train_tiny(tmp_path / "a", *common, flag, "teacher_weight=0", run_dir=tmp_path / "own")
+    plain = train_tiny(tmp_path / "b", *common, "teacher_weight=0", run_dir=tmp_path / "plain")
+    return own, plain
+
+
+def test_teacher_grams_make_the_teachers_own_texture_the_style_target(tmp_path):
+    # with the teacher's Grams as targets the style term starts at zero, with the painting's not
+    own, painting = runs_of_a_student_that_starts_as_its_teacher(tmp_path, 3, "teacher_grams=true")
     assert scalars(own, "train/style")[0] < 1e-6 * scalars(painting, "train/style")[0]
     assert scalars(painting, "train/style")[0] > 0
 
 
 def test_teacher_content_makes_the_teachers_output_the_content_target(tmp_path):
-    # a student that starts as its teacher paints exactly the teacher's output: with that output
-    # as the content target its content term starts at zero, with the photo it does not
-    torch.manual_seed(4)
-    teacher = save_exported(
-        tmp_path / "teacher.pt", TransformerNet(channels=(16, 32, 64), num_residual=5)
-    )
-    common = (f"init_from={teacher}", f"teachers={teacher}", "callbacks.images.every_n_steps=0")
-    own = train_tiny(
-        tmp_path / "a", *common, "teacher_content=true", "teacher_weight=0", run_dir=tmp_path / "t"
-    )
-    photo = train_tiny(tmp_path / "b", *common, "teacher_weight=0", run_dir=tmp_path / "p")
+    # with the teacher's output as the content target the content term starts at zero, with the
+    # photo it does not
+    own, photo = runs_of_a_student_that_starts_as_its_teacher(tmp_path, 4, "teacher_content=true")
     assert scalars(photo, "train/content")[0] > 0
     assert scalars(own, "train/content")[0] < 1e-6 * scalars(photo, "train/content")[0]
     # validation still measures the content term against the photo

@@ -140,12 +140,10 @@ def hparams_of(cfg, labels: Mapping[str, str]) -> dict:
         "max_steps": cfg.trainer.max_steps,
         "vgg_weights": cfg.vgg.weights,
         "teachers": _teachers_label(cfg.get("teachers")),
-        "teacher_weight": cfg.get("teacher_weight") if cfg.get("teachers") is not None else None,
-        "teacher_grams": cfg.get("teacher_grams") if cfg.get("teachers") is not None else None,
-        "teacher_content": (
-            cfg.get("teacher_content") if cfg.get("teachers") is not None else None
-        ),
     }
+    if cfg.get("teachers") is not None:  # the teachers' settings say nothing without teachers
+        for key in ("teacher_weight", "teacher_grams", "teacher_content"):
+            params[key] = cfg.get(key)
     return {
         k: (v if isinstance(v, bool | int | float | str) else str(v))
         for k, v in params.items()

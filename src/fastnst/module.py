@@ -399,8 +399,6 @@ class StyleTransferModule(pl.LightningModule):
         if teacher is None or not self.teacher_content:
             return self._perceptual.content_features(photos)
         output, mask = teacher
-        if bool(mask.all()):
-            return self._perceptual.content_features(output.to(photos.dtype))
         source = torch.where(mask.view(-1, 1, 1, 1), output.to(photos.dtype), photos)
         return self._perceptual.content_features(source)
 
